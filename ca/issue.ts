@@ -1,0 +1,146 @@
+/**
+ * Issuing certificates: new key + certificate for a user (the key is returned
+ * once and forgotten), a user's own CSR, and a hub's server certificate from
+ * its CSR. Every issue is committed to the store before it is returned.
+ */
+import {
+  checkCsr,
+  exportPrivateKeyPem,
+  fingerprintOf,
+  generateKeyPair,
+  isIpAddress,
+  issueLeafCertificate,
+  serialOf,
+  x509,
+} from "@ztm/shared/certs";
+import { BadRequest, Conflict } from "@ztm/shared/errors";
+import type { Logger } from "@ztm/shared/log";
+import type { SigningKey } from "./signing_key.ts";
+import type { CaStore, CertificateKind, CertificateRecord } from "./store.ts";
+
+const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
+const RESERVED_NAMES = new Set(["ca"]);
+const HOST_PATTERN =
+  /^(?=.{1,253}$)[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?(\.[A-Za-z0-9]([A-Za-z0-9-]{0,61}[A-Za-z0-9])?)*$/;
+
+/**
+ * Checks a certificate name: `[A-Za-z0-9._-]{1,64}`, not starting with `.` or
+ * `-`, not `ca` in any case. Throws `BadRequest` (`bad_name`).
+ */
+export function checkName(name: string): void {
+  if (!NAME_PATTERN.test(name)) {
+    throw new BadRequest(
+      "bad_name",
+      `Bad name "${name.slice(0, 80)}": use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -`,
+    );
+  }
+  if (RESERVED_NAMES.has(name.toLowerCase())) {
+    throw new BadRequest("bad_name", `Name "${name}" is reserved`);
+  }
+}
+
+/** Options for an `Issuer`. */
+export interface IssuerOptions {
+  store: CaStore;
+  signingKey: SigningKey;
+  log: Logger;
+  /** Validity of user certificates, days. */
+  userDays?: number;
+  /** Validity of hub certificates, days. */
+  hubDays?: number;
+}
+
+/** Issues certificates. Methods may be called concurrently. */
+export class Issuer {
+  #opts: IssuerOptions;
+
+  constructor(opts: IssuerOptions) {
+    this.#opts = opts;
+  }
+
+  /**
+   * Makes a new key and user certificate for `name`; returns the key PEM (the
+   * only copy) and the record. Throws `BadRequest` for a bad name, `Conflict`
+   * if `name` has a live certificate.
+   */
+  async issueUser(name: string): Promise<{ privateKeyPem: string; record: CertificateRecord }> {
+    checkName(name);
+    this.#refuseTaken(name);
+    const keys = await generateKeyPair();
+    const record = await this.#sign("user", name, keys.publicKey, []);
+    return { privateKeyPem: await exportPrivateKeyPem(keys.privateKey), record };
+  }
+
+  /** Signs a user's own CSR, whose CN must be `name`. Throws `BadRequest`/`Conflict`. */
+  async signUserCsr(name: string, csrPem: string): Promise<CertificateRecord> {
+    checkName(name);
+    const csr = await checkCsr(csrPem);
+    if (csr.commonName !== name) {
+      throw new BadRequest(
+        "csr_name_mismatch",
+        `CSR common name "${csr.commonName}" is not "${name}"`,
+      );
+    }
+    this.#refuseTaken(name);
+    return await this.#sign("user", name, csr.publicKey, []);
+  }
+
+  /**
+   * Signs a hub's CSR as a server certificate. Its SANs (DNS names and IP
+   * addresses) come from the CSR; `localhost` and `127.0.0.1` are always added.
+   */
+  async signHubCsr(csrPem: string): Promise<CertificateRecord> {
+    const csr = await checkCsr(csrPem);
+    checkName(csr.commonName);
+    const names = new Set(["localhost", "127.0.0.1"]);
+    for (const n of csr.altNames) {
+      if (!isIpAddress(n) && !HOST_PATTERN.test(n)) {
+        throw new BadRequest("bad_csr", `CSR names a bad host "${n.slice(0, 80)}"`);
+      }
+      names.add(n);
+    }
+    return await this.#sign("hub", csr.commonName, csr.publicKey, [...names]);
+  }
+
+  #refuseTaken(name: string): void {
+    // An early answer for the common case; the store's unique index decides races.
+    if (this.#opts.store.liveUserCertificate(name)) {
+      throw new Conflict("name_taken", `Certificate "${name}" already exists`);
+    }
+  }
+
+  async #sign(
+    kind: CertificateKind,
+    name: string,
+    publicKey: CryptoKey | x509.PublicKey,
+    altNames: string[],
+  ): Promise<CertificateRecord> {
+    const { store, signingKey, log } = this.#opts;
+    const cert = await issueLeafCertificate(signingKey, {
+      commonName: name,
+      publicKey,
+      role: kind === "user" ? "client" : "server",
+      altNames,
+      days: kind === "user" ? this.#opts.userDays : this.#opts.hubDays,
+    });
+    const record: CertificateRecord = {
+      serial: serialOf(cert),
+      name,
+      role: kind,
+      certificate: cert.toString("pem") + "\n",
+      fingerprint: await fingerprintOf(cert),
+      notBefore: cert.notBefore.toISOString(),
+      notAfter: cert.notAfter.toISOString(),
+      issuedAt: new Date().toISOString(),
+      revokedAt: null,
+      revocationReason: null,
+      revocationSeq: null,
+    };
+    store.insertCertificate(record);
+    log.info(kind === "user" ? "certificate issued" : "hub certificate issued", {
+      user: name,
+      serial: record.serial,
+    });
+    return record;
+  }
+}

@@ -1,0 +1,58 @@
+/**
+ * `ztm ca`: runs the certificate authority from the command line.
+ *
+ * @module
+ */
+import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
+import { errText, Logger } from "@ztm/shared/log";
+import { startCa } from "./mod.ts";
+
+/** Flags of `ztm ca`. */
+export const CA_COMMAND: CommandSpec = {
+  name: "ztm ca",
+  summary:
+    "Runs the mesh's certificate authority: issues and revokes certificates (REST on --listen).",
+  flags: [
+    { name: "listen", kind: "address", default: "127.0.0.1:9999", help: "address of the REST API" },
+    {
+      name: "database",
+      kind: "path",
+      default: "~/ztm-ca.db",
+      help: "SQLite file holding the CA (0600)",
+    },
+    {
+      name: "token-file",
+      kind: "path",
+      optional: true,
+      help:
+        "token for the hub-certificate route (default: <database>.token, made 0600 on first start)",
+    },
+  ],
+  examples: [
+    "ztm ca",
+    "ztm ca --listen=127.0.0.1:1234 --database=~/my-ca.db",
+  ],
+};
+
+if (import.meta.main) {
+  const flags = parseCommandLine(CA_COMMAND, Deno.args);
+  const log = new Logger("ca");
+  try {
+    const ca = await startCa({
+      listen: flags.address("listen"),
+      database: flags.path("database")!,
+      tokenFile: flags.path("token-file"),
+      log,
+    });
+    const stop = async () => {
+      log.info("stopping");
+      await ca.close();
+      Deno.exit(0);
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  } catch (err) {
+    log.error("start failed", { err: errText(err) });
+    Deno.exit(1);
+  }
+}

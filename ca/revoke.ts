@@ -1,0 +1,102 @@
+/**
+ * Revocation: marks a user's certificate revoked, wakes long-polling hubs,
+ * and keeps a signed CRL that covers every revocation.
+ *
+ * The feed (`since`/`wait`) only tells hubs *that* something changed; hubs
+ * then fetch the signed CRL and verify it, so a tampered feed can delay but
+ * never forge or hide a revocation.
+ */
+import { createCrl, type Serial } from "@ztm/shared/certs";
+import type { Logger } from "@ztm/shared/log";
+import type { SigningKey } from "./signing_key.ts";
+import type { CaStore, CertificateRecord, Revocation } from "./store.ts";
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+/** A CRL is valid this long; it is re-signed when half of that has passed. */
+const CRL_LIFETIME_MS = 7 * DAY_MS;
+
+/** Options for `Revoker`. */
+export interface RevokerOptions {
+  store: CaStore;
+  signingKey: SigningKey;
+  log: Logger;
+}
+
+/** Revokes certificates and serves the feed and CRL. Methods may be called concurrently. */
+export class Revoker {
+  #opts: RevokerOptions;
+  #waiters = new Set<() => void>();
+  #signing: Promise<string> | undefined;
+
+  constructor(opts: RevokerOptions) {
+    this.#opts = opts;
+  }
+
+  /** Revokes the live certificate of user `name`. Throws `NotFound` if there is none. */
+  revoke(name: string, reason = "revoked by administrator"): CertificateRecord {
+    const record = this.#opts.store.revokeUser(name, reason);
+    this.#opts.log.info("certificate revoked", { user: record.name, serial: record.serial });
+    for (const wake of this.#waiters) wake();
+    this.#waiters.clear();
+    return record;
+  }
+
+  /** Revocations after `since`; with `waitMs`, waits up to that long for one to arrive. */
+  async revocationsSince(since: number, waitMs = 0, signal?: AbortSignal): Promise<Revocation[]> {
+    const now = this.#opts.store.revocationsSince(since);
+    if (now.length || waitMs <= 0) return now;
+    await new Promise<void>((resolve) => {
+      const done = () => {
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        signal?.removeEventListener("abort", done);
+        resolve();
+      };
+      const timer = setTimeout(done, waitMs);
+      this.#waiters.add(done);
+      signal?.addEventListener("abort", done);
+    });
+    return this.#opts.store.revocationsSince(since);
+  }
+
+  /** The current sequence number of the feed. */
+  lastSeq(): number {
+    return this.#opts.store.lastRevocationSeq();
+  }
+
+  /** A signed CRL (PEM) covering every revocation, re-signed when stale. */
+  async crlPem(): Promise<string> {
+    const { store } = this.#opts;
+    const stored = store.crl();
+    const seq = store.lastRevocationSeq();
+    const fresh = stored && stored.revocationSeq === seq &&
+      Date.parse(stored.nextUpdate) - Date.now() > CRL_LIFETIME_MS / 2;
+    if (fresh) return stored.pem;
+    // One signing at a time; concurrent callers share it.
+    this.#signing ??= this.#sign(stored?.number ?? 0).finally(() => (this.#signing = undefined));
+    return await this.#signing;
+  }
+
+  async #sign(lastNumber: number): Promise<string> {
+    const { store, signingKey, log } = this.#opts;
+    const seq = store.lastRevocationSeq();
+    const revoked = store.revocationsSince(0, Number.MAX_SAFE_INTEGER);
+    const thisUpdate = new Date();
+    const nextUpdate = new Date(thisUpdate.getTime() + CRL_LIFETIME_MS);
+    const number = lastNumber + 1;
+    const pem = await createCrl(
+      signingKey,
+      revoked.map((r) => ({ serial: r.serial as Serial, revokedAt: new Date(r.revokedAt) })),
+      { number, thisUpdate, nextUpdate },
+    );
+    store.saveCrl({ number, revocationSeq: seq, nextUpdate: nextUpdate.toISOString(), pem });
+    log.info("crl signed", { count: revoked.length });
+    return pem;
+  }
+
+  /** Wakes every long poll so the server can shut down. */
+  close(): void {
+    for (const wake of this.#waiters) wake();
+    this.#waiters.clear();
+  }
+}

@@ -1,0 +1,162 @@
+/**
+ * The CA's REST API: a literal route table over `Issuer` and `Revoker`.
+ *
+ * The first four routes are those of the original ZTM walkthrough, so its curl
+ * commands work verbatim. The API has no accounts — whoever reaches it can mint
+ * certificates — so `guard` refuses non-loopback `Host` headers and foreign
+ * `Origin`s, and the hub-certificate route (and every route when listening
+ * beyond loopback) needs the CA token.
+ */
+import { BadRequest, NotFound, Unauthorized } from "@ztm/shared/errors";
+import {
+  type App,
+  checkHostAndOrigin,
+  createRouter,
+  hasBearerToken,
+  json,
+  readText,
+  type Route,
+  text,
+} from "@ztm/shared/http";
+import { checkName, type Issuer } from "./issue.ts";
+import type { Revoker } from "./revoke.ts";
+import type { CaStore, CertificateRecord } from "./store.ts";
+
+/** Largest request body the CA reads (a CSR is under 2 KiB). */
+export const MAX_BODY_BYTES = 16 * 1024;
+/** Longest long poll on the revocation feed, seconds. */
+export const MAX_WAIT_SECONDS = 60;
+
+const PEM = "application/x-pem-file";
+
+/** What the CA app needs. */
+export interface CaAppOptions {
+  store: CaStore;
+  issuer: Issuer;
+  revoker: Revoker;
+  caCertificatePem: string;
+  token: string;
+  /** True when listening on loopback only: then `Host` must be a loopback name. */
+  loopbackOnly: boolean;
+}
+
+function summary(r: CertificateRecord) {
+  return {
+    name: r.name,
+    role: r.role,
+    serial: r.serial,
+    fingerprint: r.fingerprint,
+    notBefore: r.notBefore,
+    notAfter: r.notAfter,
+    issuedAt: r.issuedAt,
+    revoked: r.revokedAt !== null,
+    revokedAt: r.revokedAt,
+  };
+}
+
+function requireToken(req: Request, token: string): void {
+  if (!hasBearerToken(req, token)) {
+    throw new Unauthorized(
+      "token_required",
+      "This route needs the CA token (Authorization: Bearer …)",
+    );
+  }
+}
+
+function intParam(url: URL, name: string, fallback: number): number {
+  const v = url.searchParams.get(name);
+  if (v === null || v === "") return fallback;
+  if (!/^\d{1,15}$/.test(v)) {
+    throw new BadRequest("bad_query", `Query "${name}" must be a whole number`);
+  }
+  return Number(v);
+}
+
+/** Builds the CA app. */
+export function createCaApp(opts: CaAppOptions): App {
+  const { store, issuer, revoker } = opts;
+  const routes: Route[] = [
+    {
+      method: "GET",
+      pattern: "/api/certificates/ca",
+      handler: () => text(opts.caCertificatePem, 200, PEM),
+    },
+    {
+      method: "GET",
+      pattern: "/api/certificates",
+      handler: () => json(store.list().map(summary)),
+    },
+    {
+      method: "POST",
+      pattern: "/api/certificates/:name",
+      handler: async (req, p) => {
+        const body = (await readText(req, MAX_BODY_BYTES)).trim();
+        if (body === "") {
+          const { privateKeyPem } = await issuer.issueUser(p.name);
+          return text(privateKeyPem, 201, PEM);
+        }
+        if (!body.includes("CERTIFICATE REQUEST")) {
+          throw new BadRequest(
+            "bad_csr",
+            "Body must be empty (new key) or a PEM certificate signing request",
+          );
+        }
+        const record = await issuer.signUserCsr(p.name, body);
+        return text(record.certificate, 201, PEM);
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/api/certificates/:name",
+      handler: (_req, p) => {
+        checkName(p.name);
+        const record = store.liveUserCertificate(p.name);
+        if (!record) throw new NotFound("unknown_certificate", `Unknown certificate "${p.name}"`);
+        return text(record.certificate, 200, PEM);
+      },
+    },
+    {
+      method: "DELETE",
+      pattern: "/api/certificates/:name",
+      handler: (_req, p) => {
+        checkName(p.name);
+        return json({ revoked: summary(revoker.revoke(p.name)) });
+      },
+    },
+    {
+      method: "GET",
+      pattern: "/api/crl",
+      handler: async () => text(await revoker.crlPem(), 200, PEM),
+    },
+    {
+      method: "GET",
+      pattern: "/api/revocations",
+      handler: async (req) => {
+        const url = new URL(req.url);
+        const since = intParam(url, "since", 0);
+        const wait = Math.min(intParam(url, "wait", 0), MAX_WAIT_SECONDS);
+        const revocations = await revoker.revocationsSince(since, wait * 1000, req.signal);
+        return json({ seq: revoker.lastSeq(), revocations });
+      },
+    },
+    {
+      method: "POST",
+      pattern: "/api/hub-certificates",
+      handler: async (req) => {
+        requireToken(req, opts.token);
+        const body = await readText(req, MAX_BODY_BYTES);
+        const record = await issuer.signHubCsr(body);
+        return text(record.certificate, 201, PEM);
+      },
+    },
+  ];
+  const router = createRouter(routes);
+  const publicWhenRemote = new Set(["/api/certificates/ca", "/api/crl"]);
+  return async (req) => {
+    checkHostAndOrigin(req, opts.loopbackOnly);
+    if (!opts.loopbackOnly && !publicWhenRemote.has(new URL(req.url).pathname)) {
+      requireToken(req, opts.token);
+    }
+    return await router(req);
+  };
+}

@@ -1,0 +1,281 @@
+/**
+ * The CA's durable state in one SQLite file (`node:sqlite`, WAL,
+ * `synchronous=FULL`): the CA key and certificate, every issued certificate,
+ * revocations in sequence order, and the last signed CRL.
+ *
+ * The file and its `-wal`/`-shm` companions are `0600` (SQLite gives the
+ * companions the main file's mode). User private keys are never stored. The
+ * store is synchronous; callers in one process may interleave freely because
+ * every write is a single transaction.
+ */
+import { DatabaseSync } from "node:sqlite";
+import { Conflict, NotFound } from "@ztm/shared/errors";
+import { touchPrivateFile } from "@ztm/shared/files";
+
+/** Schema version this code writes; older files are migrated on open. */
+const SCHEMA_VERSION = 1;
+
+const MIGRATIONS: string[] = [
+  // 0 → 1
+  `CREATE TABLE ca (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     private_key BLOB NOT NULL,
+     certificate TEXT NOT NULL,
+     created_at TEXT NOT NULL
+   );
+   CREATE TABLE certificates (
+     serial TEXT PRIMARY KEY,
+     name TEXT NOT NULL,
+     name_key TEXT NOT NULL,
+     role TEXT NOT NULL CHECK (role IN ('user', 'hub')),
+     certificate TEXT NOT NULL,
+     fingerprint TEXT NOT NULL,
+     not_before TEXT NOT NULL,
+     not_after TEXT NOT NULL,
+     issued_at TEXT NOT NULL,
+     revoked_at TEXT,
+     revocation_reason TEXT,
+     revocation_seq INTEGER UNIQUE
+   );
+   CREATE UNIQUE INDEX one_live_certificate_per_user
+     ON certificates (name_key) WHERE role = 'user' AND revoked_at IS NULL;
+   CREATE INDEX certificates_by_revocation ON certificates (revocation_seq)
+     WHERE revocation_seq IS NOT NULL;
+   CREATE TABLE crl (
+     id INTEGER PRIMARY KEY CHECK (id = 1),
+     number INTEGER NOT NULL,
+     revocation_seq INTEGER NOT NULL,
+     next_update TEXT NOT NULL,
+     pem TEXT NOT NULL
+   );`,
+];
+
+/** Who a certificate was issued to. */
+export type CertificateKind = "user" | "hub";
+
+/** One issued certificate as stored. */
+export interface CertificateRecord {
+  serial: string;
+  name: string;
+  role: CertificateKind;
+  certificate: string;
+  fingerprint: string;
+  notBefore: string;
+  notAfter: string;
+  issuedAt: string;
+  revokedAt: string | null;
+  revocationReason: string | null;
+  revocationSeq: number | null;
+}
+
+/** One entry of the revocation feed. */
+export interface Revocation {
+  seq: number;
+  serial: string;
+  name: string;
+  revokedAt: string;
+  reason: string;
+}
+
+/** The last signed CRL. */
+export interface StoredCrl {
+  number: number;
+  revocationSeq: number;
+  nextUpdate: string;
+  pem: string;
+}
+
+type Row = Record<string, unknown>;
+
+function toRecord(row: Row): CertificateRecord {
+  return {
+    serial: row.serial as string,
+    name: row.name as string,
+    role: row.role as CertificateKind,
+    certificate: row.certificate as string,
+    fingerprint: row.fingerprint as string,
+    notBefore: row.not_before as string,
+    notAfter: row.not_after as string,
+    issuedAt: row.issued_at as string,
+    revokedAt: (row.revoked_at as string | null) ?? null,
+    revocationReason: (row.revocation_reason as string | null) ?? null,
+    revocationSeq: (row.revocation_seq as number | null) ?? null,
+  };
+}
+
+/** The CA database. Not safe to share across processes; one CA owns one file. */
+export class CaStore {
+  #db: DatabaseSync;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /** Opens (creating `0600` if missing) and migrates the database at `path`. */
+  static open(path: string): CaStore {
+    touchPrivateFile(path);
+    Deno.chmodSync(path, 0o600);
+    const db = new DatabaseSync(path);
+    db.exec("PRAGMA journal_mode = WAL");
+    db.exec("PRAGMA synchronous = FULL");
+    db.exec("PRAGMA busy_timeout = 5000");
+    const store = new CaStore(db);
+    store.#migrate();
+    return store;
+  }
+
+  #migrate(): void {
+    const version = (this.#db.prepare("PRAGMA user_version").get() as Row).user_version as number;
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`Database schema ${version} is newer than this ztm (${SCHEMA_VERSION})`);
+    }
+    for (let v = version; v < SCHEMA_VERSION; v++) {
+      this.#transaction(() => {
+        this.#db.exec(MIGRATIONS[v]);
+        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
+    }
+  }
+
+  #transaction<T>(fn: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  /** The CA key (PKCS#8 DER) and certificate PEM, if made yet. */
+  ca(): { privateKey: Uint8Array; certificate: string } | undefined {
+    const row = this.#db.prepare("SELECT private_key, certificate FROM ca WHERE id = 1").get() as
+      | Row
+      | undefined;
+    if (!row) return undefined;
+    return { privateKey: row.private_key as Uint8Array, certificate: row.certificate as string };
+  }
+
+  /** Saves the CA key and certificate once; a second call keeps the first. */
+  saveCa(privateKey: Uint8Array, certificate: string): void {
+    this.#db.prepare(
+      "INSERT OR IGNORE INTO ca (id, private_key, certificate, created_at) VALUES (1, ?, ?, ?)",
+    ).run(privateKey, certificate, new Date().toISOString());
+  }
+
+  /**
+   * Records an issued certificate. Throws `Conflict` when `name` already has a
+   * live user certificate (the unique index decides, so concurrent issues of
+   * one name yield exactly one).
+   */
+  insertCertificate(
+    rec: Omit<CertificateRecord, "revokedAt" | "revocationReason" | "revocationSeq">,
+  ): void {
+    try {
+      this.#db.prepare(
+        `INSERT INTO certificates
+           (serial, name, name_key, role, certificate, fingerprint, not_before, not_after, issued_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        rec.serial,
+        rec.name,
+        rec.name.toLowerCase(),
+        rec.role,
+        rec.certificate,
+        rec.fingerprint,
+        rec.notBefore,
+        rec.notAfter,
+        rec.issuedAt,
+      );
+    } catch (err) {
+      if (/UNIQUE constraint failed: certificates\.name_key/.test((err as Error).message)) {
+        throw new Conflict("name_taken", `Certificate "${rec.name}" already exists`, {
+          cause: err,
+        });
+      }
+      throw err;
+    }
+  }
+
+  /** The live (unrevoked) user certificate of `name`, matched without regard to case. */
+  liveUserCertificate(name: string): CertificateRecord | undefined {
+    const row = this.#db.prepare(
+      "SELECT * FROM certificates WHERE name_key = ? AND role = 'user' AND revoked_at IS NULL",
+    ).get(name.toLowerCase()) as Row | undefined;
+    return row ? toRecord(row) : undefined;
+  }
+
+  /** Every certificate ever issued, oldest first. */
+  list(): CertificateRecord[] {
+    return (this.#db.prepare("SELECT * FROM certificates ORDER BY issued_at, serial")
+      .all() as Row[])
+      .map(toRecord);
+  }
+
+  /**
+   * Revokes the live user certificate of `name` and returns it with its new
+   * revocation sequence number. Throws `NotFound` if there is none.
+   */
+  revokeUser(name: string, reason: string): CertificateRecord {
+    return this.#transaction(() => {
+      const live = this.liveUserCertificate(name);
+      if (!live) throw new NotFound("unknown_certificate", `Unknown certificate "${name}"`);
+      const seq = this.lastRevocationSeq() + 1;
+      const revokedAt = new Date().toISOString();
+      this.#db.prepare(
+        "UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revocation_seq = ? WHERE serial = ?",
+      ).run(revokedAt, reason, seq, live.serial);
+      return { ...live, revokedAt, revocationReason: reason, revocationSeq: seq };
+    });
+  }
+
+  /** The sequence number of the newest revocation, 0 when none. */
+  lastRevocationSeq(): number {
+    const row = this.#db.prepare("SELECT MAX(revocation_seq) AS seq FROM certificates")
+      .get() as Row;
+    return (row.seq as number | null) ?? 0;
+  }
+
+  /** Revocations with a sequence number above `since`, in order, at most `limit`. */
+  revocationsSince(since: number, limit = 1000): Revocation[] {
+    const rows = this.#db.prepare(
+      `SELECT revocation_seq, serial, name, revoked_at, revocation_reason FROM certificates
+       WHERE revocation_seq > ? ORDER BY revocation_seq LIMIT ?`,
+    ).all(since, limit) as Row[];
+    return rows.map((r) => ({
+      seq: r.revocation_seq as number,
+      serial: r.serial as string,
+      name: r.name as string,
+      revokedAt: r.revoked_at as string,
+      reason: r.revocation_reason as string,
+    }));
+  }
+
+  /** The last signed CRL, if any. */
+  crl(): StoredCrl | undefined {
+    const row = this.#db.prepare("SELECT * FROM crl WHERE id = 1").get() as Row | undefined;
+    if (!row) return undefined;
+    return {
+      number: row.number as number,
+      revocationSeq: row.revocation_seq as number,
+      nextUpdate: row.next_update as string,
+      pem: row.pem as string,
+    };
+  }
+
+  /** Replaces the stored CRL. */
+  saveCrl(crl: StoredCrl): void {
+    this.#db.prepare(
+      `INSERT INTO crl (id, number, revocation_seq, next_update, pem) VALUES (1, ?, ?, ?, ?)
+       ON CONFLICT (id) DO UPDATE SET number = excluded.number,
+         revocation_seq = excluded.revocation_seq, next_update = excluded.next_update, pem = excluded.pem`,
+    ).run(crl.number, crl.revocationSeq, crl.nextUpdate, crl.pem);
+  }
+
+  /** Closes the database; no method may be called afterwards. */
+  close(): void {
+    this.#db.close();
+  }
+}

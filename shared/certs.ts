@@ -1,0 +1,283 @@
+/**
+ * Certificates and keys of a mesh: ECDSA P-256 keys, PEM in and out, the CA
+ * certificate, role-bound leaf certificates, CSR checks and signed CRLs.
+ *
+ * Roles (DESIGN section 2): users hold `clientAuth` only, hubs `serverAuth`
+ * only, and only the CA certificate has `CA:true`. Hubs and agents check the
+ * role they expect with {@link certificateRole}.
+ *
+ * Built on `@peculiar/x509` over WebCrypto; no home-made crypto.
+ *
+ * @example
+ * ```ts
+ * const keys = await generateKeyPair();
+ * const pem = await exportPrivateKeyPem(keys.privateKey);
+ * ```
+ */
+import "reflect-metadata";
+import * as x509 from "@peculiar/x509";
+import { BadRequest } from "./errors.ts";
+
+/** ECDSA P-256 with SHA-256, for keys and signatures throughout the mesh. */
+export const KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
+const SIGNING: EcdsaParams = { name: "ECDSA", hash: "SHA-256" };
+
+/** What a certificate may be used for. */
+export type CertificateRole = "ca" | "client" | "server" | "unknown";
+
+/** Lower-case hex serial of a certificate, never mixed with other strings. */
+export type Serial = string & { readonly __brand: "Serial" };
+
+const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** Makes a new extractable P-256 key pair. */
+export async function generateKeyPair(): Promise<CryptoKeyPair> {
+  return await crypto.subtle.generateKey(KEY_ALGORITHM, true, ["sign", "verify"]);
+}
+
+/** PKCS#8 PEM of a private key. */
+export async function exportPrivateKeyPem(key: CryptoKey): Promise<string> {
+  const der = await crypto.subtle.exportKey("pkcs8", key);
+  return x509.PemConverter.encode(der, "PRIVATE KEY") + "\n";
+}
+
+/** Imports a PKCS#8 PEM P-256 private key for signing. Throws `BadRequest` on anything else. */
+export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
+  let der: ArrayBuffer;
+  try {
+    const blocks = x509.PemConverter.decodeWithHeaders(pem);
+    const block = blocks.find((b) => b.type === "PRIVATE KEY");
+    if (!block) throw new Error("no PRIVATE KEY block");
+    der = block.rawData;
+  } catch (err) {
+    throw new BadRequest("bad_private_key", "Private key is not a PKCS#8 PEM", { cause: err });
+  }
+  try {
+    return await crypto.subtle.importKey("pkcs8", der, KEY_ALGORITHM, true, ["sign"]);
+  } catch (err) {
+    throw new BadRequest("bad_private_key", "Private key is not an ECDSA P-256 key", {
+      cause: err,
+    });
+  }
+}
+
+/** Parses one PEM certificate. Throws `BadRequest` on garbage. */
+export function parseCertificate(pem: string): x509.X509Certificate {
+  try {
+    return new x509.X509Certificate(pem);
+  } catch (err) {
+    throw new BadRequest("bad_certificate", "Not a PEM X.509 certificate", { cause: err });
+  }
+}
+
+/** PEM text of a certificate, newline-terminated. */
+export function certificatePem(cert: x509.X509Certificate): string {
+  return cert.toString("pem") + "\n";
+}
+
+/** A random positive 128-bit serial as lower-case hex. */
+export function randomSerial(): Serial {
+  const bytes = crypto.getRandomValues(new Uint8Array(16));
+  bytes[0] = (bytes[0] & 0x7f) | 0x01; // positive, and no leading zero byte
+  return Array.from(bytes, (b) => b.toString(16).padStart(2, "0")).join("") as Serial;
+}
+
+/** The certificate's serial in the form the mesh uses (lower-case hex, no leading zeros). */
+export function serialOf(cert: x509.X509Certificate): Serial {
+  return cert.serialNumber.toLowerCase().replace(/^0+(?=.)/, "") as Serial;
+}
+
+/** SHA-256 fingerprint, lower-case hex. */
+export async function fingerprintOf(cert: x509.X509Certificate): Promise<string> {
+  const digest = new Uint8Array(await crypto.subtle.digest("SHA-256", cert.rawData));
+  return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+/** The subject common name, or undefined. */
+export function commonNameOf(
+  cert: x509.X509Certificate | x509.Pkcs10CertificateRequest,
+): string | undefined {
+  return cert.subjectName.getField("CN")[0];
+}
+
+/** Creates the self-signed CA certificate, valid for `years` (default 10). */
+export async function createCaCertificate(
+  keys: CryptoKeyPair,
+  options: { name?: string; years?: number; now?: Date } = {},
+): Promise<x509.X509Certificate> {
+  const now = options.now ?? new Date();
+  return await x509.X509CertificateGenerator.createSelfSigned({
+    serialNumber: randomSerial(),
+    name: `CN=${options.name ?? "ztm mesh CA"}`,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + (options.years ?? 10) * 365 * DAY_MS),
+    signingAlgorithm: SIGNING,
+    keys,
+    extensions: [
+      new x509.BasicConstraintsExtension(true, 0, true),
+      new x509.KeyUsagesExtension(
+        x509.KeyUsageFlags.keyCertSign | x509.KeyUsageFlags.cRLSign,
+        true,
+      ),
+      await x509.SubjectKeyIdentifierExtension.create(keys.publicKey),
+    ],
+  });
+}
+
+/** What a leaf certificate to be signed by the CA carries. */
+export interface LeafRequest {
+  commonName: string;
+  publicKey: CryptoKey | x509.PublicKey;
+  role: "client" | "server";
+  /** Subject alternative names of a server certificate: DNS names and IP addresses. */
+  altNames?: string[];
+  days?: number;
+  now?: Date;
+  serial?: Serial;
+}
+
+/** Signs a leaf certificate with the CA key; `CA:false` and exactly one extended key usage. */
+export async function issueLeafCertificate(
+  ca: { certificate: x509.X509Certificate; privateKey: CryptoKey },
+  req: LeafRequest,
+): Promise<x509.X509Certificate> {
+  const now = req.now ?? new Date();
+  const extensions: x509.Extension[] = [
+    new x509.BasicConstraintsExtension(false, undefined, true),
+    new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
+    new x509.ExtendedKeyUsageExtension(
+      [req.role === "client" ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth],
+      false,
+    ),
+    await x509.AuthorityKeyIdentifierExtension.create(ca.certificate, false),
+  ];
+  if (req.altNames?.length) {
+    extensions.push(
+      new x509.SubjectAlternativeNameExtension(
+        req.altNames.map((n): x509.JsonGeneralName => ({
+          type: isIpAddress(n) ? "ip" : "dns",
+          value: n,
+        })),
+        false,
+      ),
+    );
+  }
+  return await x509.X509CertificateGenerator.create({
+    serialNumber: req.serial ?? randomSerial(),
+    subject: `CN=${req.commonName}`,
+    issuer: ca.certificate.subject,
+    notBefore: new Date(now.getTime() - 60_000),
+    notAfter: new Date(now.getTime() + (req.days ?? 365) * DAY_MS),
+    signingAlgorithm: SIGNING,
+    publicKey: req.publicKey,
+    signingKey: ca.privateKey,
+    extensions,
+  });
+}
+
+/** True for a literal IPv4 or IPv6 address. */
+export function isIpAddress(text: string): boolean {
+  return /^\d{1,3}(\.\d{1,3}){3}$/.test(text) ||
+    (text.includes(":") && /^[0-9A-Fa-f:.]+$/.test(text));
+}
+
+/** The role a certificate was issued for, from basicConstraints and extended key usage. */
+export function certificateRole(cert: x509.X509Certificate): CertificateRole {
+  const bc = cert.getExtension(x509.BasicConstraintsExtension);
+  if (bc?.ca) return "ca";
+  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  const usages = (eku?.usages ?? []).map(String);
+  if (usages.length !== 1) return "unknown";
+  if (usages[0] === x509.ExtendedKeyUsage.clientAuth) return "client";
+  if (usages[0] === x509.ExtendedKeyUsage.serverAuth) return "server";
+  return "unknown";
+}
+
+/** Subject alternative names of a certificate or CSR, as plain strings. */
+export function altNamesOf(cert: x509.X509Certificate | x509.Pkcs10CertificateRequest): string[] {
+  const ext = cert.extensions.find((e) => e.type === "2.5.29.17");
+  if (!ext) return [];
+  return new x509.SubjectAlternativeNameExtension(ext.rawData).names.items.map((n) => n.value);
+}
+
+/** A checked certificate signing request. */
+export interface CheckedCsr {
+  commonName: string;
+  publicKey: x509.PublicKey;
+  altNames: string[];
+}
+
+/**
+ * Parses a PEM CSR, verifies its self-signature and that it carries a P-256 key.
+ * Throws `BadRequest` (`bad_csr`) saying which check failed.
+ */
+export async function checkCsr(pem: string): Promise<CheckedCsr> {
+  let csr: x509.Pkcs10CertificateRequest;
+  try {
+    csr = new x509.Pkcs10CertificateRequest(pem);
+  } catch (err) {
+    throw new BadRequest("bad_csr", "Body is not a PEM certificate signing request", {
+      cause: err,
+    });
+  }
+  const alg = csr.publicKey.algorithm as EcKeyAlgorithm;
+  if (alg.name !== "ECDSA" || alg.namedCurve !== "P-256") {
+    throw new BadRequest("bad_csr", "CSR key must be ECDSA P-256");
+  }
+  let valid = false;
+  try {
+    valid = await csr.verify();
+  } catch {
+    valid = false;
+  }
+  if (!valid) throw new BadRequest("bad_csr", "CSR signature does not verify");
+  const commonName = commonNameOf(csr);
+  if (!commonName) throw new BadRequest("bad_csr", "CSR has no subject common name");
+  return { commonName, publicKey: csr.publicKey, altNames: altNamesOf(csr) };
+}
+
+/** One revoked certificate on a CRL. */
+export interface CrlEntry {
+  serial: Serial;
+  revokedAt: Date;
+}
+
+/** Signs a CRL listing `entries`, numbered `number`, valid until `nextUpdate`. Returns PEM. */
+export async function createCrl(
+  ca: { certificate: x509.X509Certificate; privateKey: CryptoKey },
+  entries: CrlEntry[],
+  options: { number: number; thisUpdate?: Date; nextUpdate?: Date },
+): Promise<string> {
+  const thisUpdate = options.thisUpdate ?? new Date();
+  const crl = await x509.X509CrlGenerator.create({
+    issuer: ca.certificate.subject,
+    thisUpdate,
+    nextUpdate: options.nextUpdate ?? new Date(thisUpdate.getTime() + 7 * DAY_MS),
+    signingAlgorithm: SIGNING,
+    signingKey: ca.privateKey,
+    entries: entries.map((e) => ({
+      serialNumber: e.serial,
+      revocationDate: e.revokedAt,
+      reason: x509.X509CrlReason.cessationOfOperation,
+    })),
+    extensions: [
+      await x509.AuthorityKeyIdentifierExtension.create(ca.certificate, false),
+      new x509.Extension("2.5.29.20", false, crlNumberDer(options.number)),
+    ],
+  });
+  return x509.PemConverter.encode(crl.rawData, "X509 CRL") + "\n";
+}
+
+/** DER INTEGER for the cRLNumber extension (non-negative, below 2^53). */
+function crlNumberDer(n: number): Uint8Array<ArrayBuffer> {
+  const bytes: number[] = [];
+  let v = n;
+  do {
+    bytes.unshift(v % 256);
+    v = Math.floor(v / 256);
+  } while (v > 0);
+  if (bytes[0] & 0x80) bytes.unshift(0);
+  return new Uint8Array([0x02, bytes.length, ...bytes]);
+}
+
+export { x509 };

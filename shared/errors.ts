@@ -1,0 +1,116 @@
+/**
+ * The failure catalogue shared by every ztm component.
+ *
+ * Handlers throw one of these; a single wrapper (see `http.ts`) renders it as
+ * `{"error":{"code","message"}}` with its status. Anything that is not a
+ * `ZtmError` becomes a 500 whose details go to the log only.
+ *
+ * @example
+ * ```ts
+ * throw new NotFound("unknown_certificate", `Unknown certificate "${name}"`);
+ * ```
+ */
+
+/** Base error: an HTTP status, a stable machine-readable code and a message safe to show. */
+export class ZtmError extends Error {
+  /** HTTP status this error is rendered with. */
+  readonly status: number;
+  /** Stable snake_case code, e.g. `name_taken`. */
+  readonly code: string;
+
+  constructor(status: number, code: string, message: string, options?: ErrorOptions) {
+    super(message, options);
+    this.name = new.target.name;
+    this.status = status;
+    this.code = code;
+  }
+}
+
+/** 400: the request is malformed or names something invalid. */
+export class BadRequest extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(400, code, message, options);
+  }
+}
+
+/** 401: no valid credentials were presented. */
+export class Unauthorized extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(401, code, message, options);
+  }
+}
+
+/** 403: credentials are valid but do not allow this. */
+export class Forbidden extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(403, code, message, options);
+  }
+}
+
+/** 404: the named thing does not exist. */
+export class NotFound extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(404, code, message, options);
+  }
+}
+
+/** 405: the route exists but not with this method. */
+export class MethodNotAllowed extends ZtmError {
+  /** Methods the route does accept, for the `Allow` header. */
+  readonly allow: string[];
+  constructor(allow: string[]) {
+    super(405, "method_not_allowed", `Method not allowed; use ${allow.join(", ")}`);
+    this.allow = allow;
+  }
+}
+
+/** 409: the request conflicts with existing state. */
+export class Conflict extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(409, code, message, options);
+  }
+}
+
+/** 413: the request body is over the route's limit. */
+export class PayloadTooLarge extends ZtmError {
+  constructor(limit: number) {
+    super(413, "body_too_large", `Request body is larger than ${limit} bytes`);
+  }
+}
+
+/** 429: a limit on sessions, streams or requests was reached. */
+export class TooManyRequests extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(429, code, message, options);
+  }
+}
+
+/** 501: the route is known but not available yet. */
+export class NotImplemented extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(501, code, message, options);
+  }
+}
+
+/** 503: a dependency (CA, hub, peer) is unreachable right now. */
+export class ServiceUnavailable extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(503, code, message, options);
+  }
+}
+
+/** JSON body of an error response. */
+export interface ErrorBody {
+  error: { code: string; message: string };
+}
+
+/** Renders any thrown value as the JSON error body and status; unknown errors become 500. */
+export function errorBody(err: unknown): { status: number; body: ErrorBody } {
+  if (err instanceof ZtmError) {
+    return { status: err.status, body: { error: { code: err.code, message: err.message } } };
+  }
+  return {
+    status: 500,
+    body: { error: { code: "internal", message: "Internal error; see the server log" } },
+  };
+}

@@ -1,0 +1,234 @@
+/**
+ * Command-line flags for every ztm command, on `node:util` `parseArgs`.
+ *
+ * A command declares its flags once (name, kind, default, help); `parseCommandLine`
+ * handles `--help` and `--version`, expands `~` in paths, validates addresses and
+ * numbers, and exits 2 with one line and the usage on a bad flag.
+ *
+ * @example
+ * ```ts
+ * const flags = parseCommandLine(CA_COMMAND, Deno.args);
+ * const listen = flags.address("listen"); // { hostname: "127.0.0.1", port: 9999 }
+ * ```
+ */
+import { parseArgs } from "node:util";
+import { VERSION } from "./version.ts";
+
+/** How a flag's text is read and checked. */
+export type FlagKind = "string" | "path" | "address" | "integer" | "boolean";
+
+/** One declared flag. */
+export interface FlagSpec {
+  name: string;
+  kind: FlagKind;
+  /** Default as the user would type it; `undefined` means required unless `optional`. */
+  default?: string;
+  optional?: boolean;
+  help: string;
+}
+
+/** A command: its name as typed, a one-line summary, and its flags. */
+export interface CommandSpec {
+  name: string;
+  summary: string;
+  flags: FlagSpec[];
+  examples?: string[];
+}
+
+/** A host and TCP port. */
+export interface HostPort {
+  hostname: string;
+  port: number;
+}
+
+/** Thrown for a bad command line; `parseCommandLine` turns it into exit status 2. */
+export class UsageError extends Error {}
+
+/** Expands a leading `~` to the home directory. */
+export function expandHome(path: string): string {
+  if (path !== "~" && !path.startsWith("~/")) return path;
+  const home = Deno.env.get("HOME");
+  if (!home) throw new UsageError(`Cannot expand "~" in "${path}": HOME is not set`);
+  return home + path.slice(1);
+}
+
+/**
+ * Parses `host:port`, `[v6]:port`, or `:port`; `defaultPort` fills a missing port.
+ * Throws `UsageError` naming the value.
+ */
+export function parseHostPort(text: string, defaultPort?: number): HostPort {
+  let host = text;
+  let portText: string | undefined;
+  const v6 = /^\[([0-9A-Fa-f:.]+)\](?::(\d*))?$/.exec(text);
+  if (v6) {
+    host = v6[1];
+    portText = v6[2];
+  } else if (text.includes(":")) {
+    const at = text.lastIndexOf(":");
+    if (text.indexOf(":") !== at) {
+      throw new UsageError(`Bad address "${text}": write IPv6 as [addr]:port`);
+    }
+    host = text.slice(0, at);
+    portText = text.slice(at + 1);
+  }
+  if (host === "") host = "0.0.0.0";
+  if (!/^[A-Za-z0-9.\-:]+$/.test(host)) throw new UsageError(`Bad host in address "${text}"`);
+  let port: number;
+  if (portText === undefined || portText === "") {
+    if (defaultPort === undefined) throw new UsageError(`Address "${text}" has no port`);
+    port = defaultPort;
+  } else {
+    port = Number(portText);
+    if (!/^\d+$/.test(portText) || port > 65535) {
+      throw new UsageError(`Bad port in address "${text}": use 0 to 65535`);
+    }
+  }
+  return { hostname: host, port };
+}
+
+/** Formats an address for logs and URLs (`[::1]:80` for IPv6). */
+export function formatHostPort(addr: HostPort): string {
+  return addr.hostname.includes(":")
+    ? `[${addr.hostname}]:${addr.port}`
+    : `${addr.hostname}:${addr.port}`;
+}
+
+/** True for a loopback host name or address. */
+export function isLoopbackHost(hostname: string): boolean {
+  const h = hostname.toLowerCase().replace(/^\[|\]$/g, "");
+  return h === "localhost" || h.endsWith(".localhost") || h === "::1" ||
+    /^127\.\d{1,3}\.\d{1,3}\.\d{1,3}$/.test(h);
+}
+
+/** Parsed, validated flag values of one command. */
+export class Flags {
+  #spec: Map<string, FlagSpec>;
+  #values: Record<string, string | boolean | undefined>;
+
+  constructor(spec: CommandSpec, values: Record<string, string | boolean | undefined>) {
+    this.#spec = new Map(spec.flags.map((f) => [f.name, f]));
+    this.#values = values;
+  }
+
+  #raw(name: string): string | undefined {
+    const spec = this.#spec.get(name);
+    if (!spec) throw new Error(`Flag --${name} is not declared`);
+    const v = this.#values[name];
+    if (typeof v === "boolean") return v ? "true" : "false";
+    return v ?? spec.default;
+  }
+
+  /** The flag's text, or undefined when optional and absent. */
+  string(name: string): string | undefined {
+    return this.#raw(name);
+  }
+
+  /** The flag as a path with `~` expanded. */
+  path(name: string): string | undefined {
+    const v = this.#raw(name);
+    return v === undefined ? undefined : expandHome(v);
+  }
+
+  /** The flag as `host:port`. */
+  address(name: string): HostPort {
+    const v = this.#raw(name);
+    if (v === undefined) throw new UsageError(`--${name} is required`);
+    try {
+      return parseHostPort(v);
+    } catch (err) {
+      throw new UsageError(`--${name}: ${(err as Error).message}`);
+    }
+  }
+
+  /** The flag as a whole number. */
+  integer(name: string): number {
+    const v = this.#raw(name);
+    if (v === undefined || !/^\d+$/.test(v)) {
+      throw new UsageError(`--${name} must be a whole number, got "${v ?? ""}"`);
+    }
+    return Number(v);
+  }
+
+  /** The flag as a boolean. */
+  boolean(name: string): boolean {
+    return this.#raw(name) === "true";
+  }
+}
+
+/** The `--help` text of a command. */
+export function usage(spec: CommandSpec): string {
+  const lines = [`Usage: ${spec.name} [flags]`, "", spec.summary, "", "Flags:"];
+  const all: FlagSpec[] = [
+    ...spec.flags,
+    { name: "help", kind: "boolean", help: "show this help and exit" },
+    { name: "version", kind: "boolean", help: "print the version and exit" },
+  ];
+  const left = all.map((f) =>
+    f.kind === "boolean" ? `--${f.name}` : `--${f.name}=${f.kind.toUpperCase()}`
+  );
+  const width = Math.max(...left.map((l) => l.length));
+  all.forEach((f, i) => {
+    const def = f.default !== undefined ? ` (default: ${f.default})` : "";
+    lines.push(`  ${left[i].padEnd(width)}  ${f.help}${def}`);
+  });
+  if (spec.examples?.length) lines.push("", "Examples:", ...spec.examples.map((e) => `  ${e}`));
+  return lines.join("\n");
+}
+
+/**
+ * Parses `args` for `spec` into `Flags`, validating every value once.
+ * Throws `UsageError`; never exits (see `parseCommandLine`).
+ */
+export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | "version" {
+  const options: Record<string, { type: "string" | "boolean" }> = {
+    help: { type: "boolean" },
+    version: { type: "boolean" },
+  };
+  for (const f of spec.flags) {
+    options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string" };
+  }
+  let values: Record<string, string | boolean | undefined>;
+  try {
+    const parsed = parseArgs({ args, options, strict: true, allowPositionals: false });
+    values = parsed.values as Record<string, string | boolean | undefined>;
+  } catch (err) {
+    throw new UsageError((err as Error).message.replace(/\. To specify.*$/s, ""));
+  }
+  if (values.help) return "help";
+  if (values.version) return "version";
+  const flags = new Flags(spec, values);
+  for (const f of spec.flags) {
+    const raw = flags.string(f.name);
+    if (raw === undefined) {
+      if (!f.optional) throw new UsageError(`--${f.name} is required`);
+      continue;
+    }
+    if (f.kind === "address") flags.address(f.name);
+    if (f.kind === "integer") flags.integer(f.name);
+    if (f.kind === "path") flags.path(f.name);
+  }
+  return flags;
+}
+
+/**
+ * Parses the command line of a ztm command, printing help or the version and
+ * exiting 0, or printing one error line plus the usage and exiting 2.
+ */
+export function parseCommandLine(spec: CommandSpec, args: string[]): Flags {
+  try {
+    const result = parseFlags(spec, args);
+    if (result === "help") {
+      console.log(usage(spec));
+      Deno.exit(0);
+    }
+    if (result === "version") {
+      console.log(`${spec.name} ${VERSION}`);
+      Deno.exit(0);
+    }
+    return result;
+  } catch (err) {
+    if (!(err instanceof UsageError)) throw err;
+    console.error(`${spec.name}: ${err.message}\n\n${usage(spec)}`);
+    Deno.exit(2);
+  }
+}
