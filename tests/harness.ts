@@ -1,0 +1,262 @@
+/**
+ * Test harness: starts real ztm component processes on port 0, learns each
+ * bound address from its JSON log, and removes every process and temp dir at
+ * the end of the test — also when the test fails.
+ *
+ * @example
+ * ```ts
+ * await using h = new Harness();
+ * const ca = await h.startCa();
+ * const res = await fetch(`${ca.url}/api/certificates/ca`);
+ * ```
+ */
+import { dirname, join } from "node:path";
+import { fileURLToPath } from "node:url";
+
+/** The project root. */
+export const ROOT: string = dirname(dirname(fileURLToPath(import.meta.url)));
+
+/** One parsed log line. */
+export type LogLine = Record<string, unknown> & { msg?: string; level?: string };
+
+/** A running component process and everything it has logged. */
+export class Proc {
+  readonly name: string;
+  readonly child: Deno.ChildProcess;
+  /** Every JSON log line so far (stderr), in order. */
+  readonly logs: LogLine[] = [];
+  /** Every raw line of stdout and stderr, for failure reports and log scans. */
+  readonly raw: string[] = [];
+  #waiters = new Set<() => void>();
+  #status: Promise<Deno.CommandStatus>;
+  #exited = false;
+  #readers: Promise<void>[];
+
+  constructor(name: string, child: Deno.ChildProcess) {
+    this.name = name;
+    this.child = child;
+    this.#status = child.status.then((s) => {
+      this.#exited = true;
+      this.#notify();
+      return s;
+    });
+    this.#readers = [this.#read(child.stdout, false), this.#read(child.stderr, true)];
+  }
+
+  async #read(stream: ReadableStream<Uint8Array>, isLog: boolean): Promise<void> {
+    let buf = "";
+    const decoder = new TextDecoder();
+    for await (const chunk of stream) {
+      buf += decoder.decode(chunk, { stream: true });
+      let nl: number;
+      while ((nl = buf.indexOf("\n")) >= 0) {
+        const line = buf.slice(0, nl);
+        buf = buf.slice(nl + 1);
+        this.raw.push(line);
+        if (isLog && line.startsWith("{")) {
+          try {
+            this.logs.push(JSON.parse(line));
+          } catch { /* not a log line */ }
+        }
+        this.#notify();
+      }
+    }
+    if (buf) this.raw.push(buf);
+  }
+
+  #notify(): void {
+    for (const w of this.#waiters) w();
+  }
+
+  /** True once the process has exited. */
+  get exited(): boolean {
+    return this.#exited;
+  }
+
+  /** The exit status (waits for the exit). */
+  get status(): Promise<Deno.CommandStatus> {
+    return this.#status;
+  }
+
+  /**
+   * Waits for a log line matching `pred` (already logged ones count) and
+   * returns it; throws with the process's output if it exits or the deadline passes.
+   */
+  async waitForLog(pred: (l: LogLine) => boolean, timeoutMs = 20_000, from = 0): Promise<LogLine> {
+    const deadline = Date.now() + timeoutMs;
+    while (true) {
+      const hit = this.logs.slice(from).find(pred);
+      if (hit) return hit;
+      if (this.#exited) {
+        throw new Error(`${this.name} exited before the awaited log line:\n${this.tail()}`);
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new Error(
+          `${this.name}: awaited log line not seen in ${timeoutMs} ms:\n${this.tail()}`,
+        );
+      }
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          this.#waiters.delete(wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, left);
+        this.#waiters.add(wake);
+      });
+    }
+  }
+
+  /** The last lines of output, for error messages. */
+  tail(n = 30): string {
+    return this.raw.slice(-n).join("\n");
+  }
+
+  /** Sends a signal if still running. */
+  signal(sig: Deno.Signal): void {
+    if (this.#exited) return;
+    try {
+      this.child.kill(sig);
+    } catch { /* already gone */ }
+  }
+
+  /** SIGTERM, then SIGKILL after `graceMs`; waits for exit and for output to drain. */
+  async stop(graceMs = 5_000): Promise<Deno.CommandStatus> {
+    this.signal("SIGTERM");
+    const timer = setTimeout(() => this.signal("SIGKILL"), graceMs);
+    const status = await this.#status;
+    clearTimeout(timer);
+    await Promise.allSettled(this.#readers);
+    return status;
+  }
+
+  /** SIGKILL and wait. */
+  async kill(): Promise<Deno.CommandStatus> {
+    this.signal("SIGKILL");
+    const status = await this.#status;
+    await Promise.allSettled(this.#readers);
+    return status;
+  }
+}
+
+/** A component process with an HTTP API. */
+export interface Service extends Proc {
+  /** `http://127.0.0.1:PORT` */
+  url: string;
+  port: number;
+}
+
+/** Owns processes and temp dirs of one test; dispose it (`await using`) to clean up. */
+export class Harness implements AsyncDisposable {
+  #procs: Proc[] = [];
+  #dirs: string[] = [];
+
+  /** A fresh temp dir removed at the end. */
+  async tempDir(prefix = "ztm-test-"): Promise<string> {
+    const dir = await Deno.makeTempDir({ prefix });
+    this.#dirs.push(dir);
+    return dir;
+  }
+
+  /** Starts `deno run -A <entry> ...args` from the project root. */
+  spawn(name: string, entry: string, args: string[], env: Record<string, string> = {}): Proc {
+    const child = new Deno.Command(Deno.execPath(), {
+      args: ["run", "--allow-all", join(ROOT, entry), ...args],
+      cwd: ROOT,
+      env: { NO_COLOR: "1", ...env },
+      stdin: "null",
+      stdout: "piped",
+      stderr: "piped",
+    }).spawn();
+    const proc = new Proc(name, child);
+    this.#procs.push(proc);
+    return proc;
+  }
+
+  /** Spawns a component and waits for its `listening` log line. */
+  async spawnService(
+    name: string,
+    entry: string,
+    args: string[],
+    env?: Record<string, string>,
+  ): Promise<Service> {
+    const proc = this.spawn(name, entry, args, env);
+    const line = await proc.waitForLog((l) => l.msg === "listening");
+    const port = Number(String(line.addr).split(":").pop());
+    return Object.assign(proc, { url: `http://127.0.0.1:${port}`, port });
+  }
+
+  /** Starts a CA on port 0 with its database in `dir` (a new temp dir by default). */
+  async startCa(
+    opts: { dir?: string; args?: string[] } = {},
+  ): Promise<Service & { dir: string; database: string }> {
+    const dir = opts.dir ?? await this.tempDir("ztm-ca-");
+    const database = join(dir, "ca.db");
+    const ca = await this.spawnService("ca", "ca/main.ts", [
+      "--listen=127.0.0.1:0",
+      `--database=${database}`,
+      ...(opts.args ?? []),
+    ]);
+    return Object.assign(ca, { dir, database });
+  }
+
+  async [Symbol.asyncDispose](): Promise<void> {
+    await Promise.allSettled(this.#procs.map((p) => p.stop()));
+    for (const dir of this.#dirs) {
+      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    }
+  }
+}
+
+/** Runs a command to completion and returns its output; throws with stderr on a non-zero exit unless `allowFail`. */
+export async function run(
+  cmd: string,
+  args: string[],
+  opts: { cwd?: string; stdin?: string; allowFail?: boolean } = {},
+): Promise<{ code: number; stdout: string; stderr: string }> {
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: opts.cwd,
+    stdin: opts.stdin === undefined ? "null" : "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  if (opts.stdin !== undefined) {
+    const w = child.stdin.getWriter();
+    await w.write(new TextEncoder().encode(opts.stdin));
+    await w.close();
+  }
+  const out = await child.output();
+  const result = {
+    code: out.code,
+    stdout: new TextDecoder().decode(out.stdout),
+    stderr: new TextDecoder().decode(out.stderr),
+  };
+  if (result.code !== 0 && !opts.allowFail) {
+    throw new Error(
+      `${cmd} ${args.join(" ")} exited ${result.code}:\n${result.stderr}${result.stdout}`,
+    );
+  }
+  return result;
+}
+
+/** Polls `check` until it returns a truthy value or the deadline passes. */
+export async function eventually<T>(
+  check: () => T | Promise<T>,
+  timeoutMs = 10_000,
+  what = "condition",
+): Promise<NonNullable<T>> {
+  const deadline = Date.now() + timeoutMs;
+  let last: unknown;
+  while (Date.now() < deadline) {
+    try {
+      const v = await check();
+      if (v) return v as NonNullable<T>;
+    } catch (err) {
+      last = err;
+    }
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  throw new Error(`${what} not reached within ${timeoutMs} ms${last ? `: ${last}` : ""}`);
+}
