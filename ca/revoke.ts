@@ -67,14 +67,17 @@ export class Revoker {
   /** A signed CRL (PEM) covering every revocation, re-signed when stale. */
   async crlPem(): Promise<string> {
     const { store } = this.#opts;
-    const stored = store.crl();
-    const seq = store.lastRevocationSeq();
-    const fresh = stored && stored.revocationSeq === seq &&
-      Date.parse(stored.nextUpdate) - Date.now() > CRL_LIFETIME_MS / 2;
-    if (fresh) return stored.pem;
-    // One signing at a time; concurrent callers share it.
-    this.#signing ??= this.#sign(stored?.number ?? 0).finally(() => (this.#signing = undefined));
-    return await this.#signing;
+    while (true) {
+      const stored = store.crl();
+      const seq = store.lastRevocationSeq();
+      const fresh = stored && stored.revocationSeq === seq &&
+        Date.parse(stored.nextUpdate) - Date.now() > CRL_LIFETIME_MS / 2;
+      if (fresh) return stored.pem;
+      // One signing at a time; concurrent callers share it. A signing that began before
+      // the latest revocation does not cover it, so look again once it is done.
+      this.#signing ??= this.#sign(stored?.number ?? 0).finally(() => (this.#signing = undefined));
+      await this.#signing;
+    }
   }
 
   async #sign(lastNumber: number): Promise<string> {

@@ -135,7 +135,10 @@ export function createCaApp(opts: CaAppOptions): App {
         const url = new URL(req.url);
         const since = intParam(url, "since", 0);
         const wait = Math.min(intParam(url, "wait", 0), MAX_WAIT_SECONDS);
-        const revocations = await revoker.revocationsSince(since, wait * 1000, req.signal);
+        // No req.signal: in Deno 2.9 touching it prints a non-JSON warning into the log. A
+        // poll whose client hung up just ends at its wait (at most MAX_WAIT_SECONDS) or the
+        // next revocation; `close()` wakes every poll.
+        const revocations = await revoker.revocationsSince(since, wait * 1000);
         return json({ seq: revoker.lastSeq(), revocations });
       },
     },

@@ -111,9 +111,14 @@ export class CaStore {
     this.#db = db;
   }
 
-  /** Opens (creating `0600` if missing) and migrates the database at `path`. */
+  /**
+   * Opens (creating `0600` if missing) and migrates the database at `path`.
+   * Throws if `path` is not a regular file, before changing its mode.
+   */
   static open(path: string): CaStore {
     touchPrivateFile(path);
+    // A mistyped --database (a directory such as ~) must not be made 0600.
+    if (!Deno.statSync(path).isFile) throw new Error(`Database "${path}" is not a file`);
     Deno.chmodSync(path, 0o600);
     const db = new DatabaseSync(path);
     db.exec("PRAGMA journal_mode = WAL");

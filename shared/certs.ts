@@ -152,15 +152,7 @@ export async function issueLeafCertificate(
     await x509.AuthorityKeyIdentifierExtension.create(ca.certificate, false),
   ];
   if (req.altNames?.length) {
-    extensions.push(
-      new x509.SubjectAlternativeNameExtension(
-        req.altNames.map((n): x509.JsonGeneralName => ({
-          type: isIpAddress(n) ? "ip" : "dns",
-          value: n,
-        })),
-        false,
-      ),
-    );
+    extensions.push(subjectAltNames(req.altNames));
   }
   return await x509.X509CertificateGenerator.create({
     serialNumber: req.serial ?? randomSerial(),
@@ -173,6 +165,14 @@ export async function issueLeafCertificate(
     signingKey: ca.privateKey,
     extensions,
   });
+}
+
+/** A subjectAltName extension naming DNS hosts and IP addresses. */
+export function subjectAltNames(names: string[]): x509.SubjectAlternativeNameExtension {
+  return new x509.SubjectAlternativeNameExtension(
+    names.map((n): x509.JsonGeneralName => ({ type: isIpAddress(n) ? "ip" : "dns", value: n })),
+    false,
+  );
 }
 
 /** True for a literal IPv4 or IPv6 address. */

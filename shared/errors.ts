@@ -99,6 +99,13 @@ export class ServiceUnavailable extends ZtmError {
   }
 }
 
+/** 504: a peer did not answer in time. */
+export class GatewayTimeout extends ZtmError {
+  constructor(code: string, message: string, options?: ErrorOptions) {
+    super(504, code, message, options);
+  }
+}
+
 /** JSON body of an error response. */
 export interface ErrorBody {
   error: { code: string; message: string };

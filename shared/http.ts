@@ -55,24 +55,32 @@ export function text(
   return new Response(body, { status, headers: { "content-type": contentType } });
 }
 
+/**
+ * Finds the route for `method` and `path` in a table. Throws `NotFound` for an
+ * unknown path and `MethodNotAllowed` when only other methods match.
+ */
+export function findRoute<R extends { method: string; pattern: string }>(
+  routes: R[],
+  method: string,
+  path: string,
+): { route: R; params: Params } {
+  const segments = path.split("/");
+  const allowed: string[] = [];
+  for (const route of routes) {
+    const params = matchSegments(route.pattern.split("/"), segments);
+    if (!params) continue;
+    if (route.method === method) return { route, params };
+    allowed.push(route.method);
+  }
+  if (allowed.length) throw new MethodNotAllowed(allowed);
+  throw new NotFound("unknown_route", `No route for ${path}`);
+}
+
 /** Builds an app from a route table. */
 export function createRouter(routes: Route[]): App {
-  const compiled = routes.map((r) => ({ ...r, segments: r.pattern.split("/") }));
   return async (req) => {
-    const path = new URL(req.url).pathname;
-    const segments = path.split("/");
-    const allowed: string[] = [];
-    for (const route of compiled) {
-      const params = matchSegments(route.segments, segments);
-      if (!params) continue;
-      if (route.method !== req.method) {
-        allowed.push(route.method);
-        continue;
-      }
-      return await route.handler(req, params);
-    }
-    if (allowed.length) throw new MethodNotAllowed(allowed);
-    throw new NotFound("unknown_route", `No route for ${path}`);
+    const { route, params } = findRoute(routes, req.method, new URL(req.url).pathname);
+    return await route.handler(req, params);
   };
 }
 
@@ -232,4 +240,30 @@ export function serveHttp(options: { listen: HostPort; app: App; log: Logger }):
     shutdown: () => server.shutdown(),
     finished: server.finished,
   };
+}
+
+/** Paging and search parameters of a list query. */
+export interface PageParams {
+  offset: number;
+  limit: number;
+  q?: string;
+}
+
+/**
+ * Reads `offset` (default 0), `limit` (1..maxLimit, default `defaultLimit`) and
+ * `q` from a query string. Throws `BadRequest` (`bad_query`) naming the bad value.
+ */
+export function parsePageParams(search: URLSearchParams, defaultLimit = 100, maxLimit = 500): PageParams {
+  const int = (name: string, fallback: number, min: number, max: number) => {
+    const v = search.get(name);
+    if (v === null || v === "") return fallback;
+    const n = Number(v);
+    if (!/^\d{1,9}$/.test(v) || n < min || n > max) {
+      throw new BadRequest("bad_query", `Query "${name}" must be a whole number from ${min} to ${max}`);
+    }
+    return n;
+  };
+  const q = search.get("q") ?? undefined;
+  if (q !== undefined && q.length > 200) throw new BadRequest("bad_query", `Query "q" is longer than 200 characters`);
+  return { offset: int("offset", 0, 0, 1e9), limit: int("limit", defaultLimit, 1, maxLimit), q: q || undefined };
 }

@@ -1,0 +1,455 @@
+/**
+ * The agent's link to a hub: one HTTP/2 session over mutual TLS, its control
+ * stream, and requests and tunnel streams on that session.
+ *
+ * The hub's certificate must chain to the mesh CA, name the dialled host,
+ * carry the serverAuth role, and not be on the CA-signed CRL (fetched from
+ * the hub and verified here, so the hub cannot vouch for itself). The link
+ * PINGs the hub and reconnects — at once after a GOAWAY, otherwise with
+ * exponential backoff and jitter — cycling through the bootstrap addresses.
+ */
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
+import { isIP } from "node:net";
+import tls, { type PeerCertificate } from "node:tls";
+import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shared/certs";
+import { normalizeSerial, verifyCrl } from "@ztm/shared/crl";
+import { ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { parseHostPort } from "@ztm/shared/flags";
+import { errText, type Logger } from "@ztm/shared/log";
+import {
+  type AgentMessage,
+  HUB_PATHS,
+  type HubMessage,
+  LineDecoder,
+  parseMessage,
+  PING_INTERVAL_MS,
+  PING_TIMEOUT_MS,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+  WINDOW_BYTES,
+} from "@ztm/shared/protocol";
+import type { MeshConfig } from "./runtime.ts";
+
+/** Largest JSON response the agent reads from the hub. */
+const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
+const REQUEST_TIMEOUT_MS = 15_000;
+const MIN_BACKOFF_MS = 250;
+const MAX_BACKOFF_MS = 30_000;
+
+/** What a silent TLS 1.3 refusal means, in words a person can act on. */
+export const REFUSED_BY_HUB = "hub refused our certificate: revoked, expired or from another CA";
+
+/** Options for `HubLink`. */
+export interface HubLinkOptions {
+  config: MeshConfig;
+  log: Logger;
+  /** The hello to send on every (re)connection. */
+  hello: () => Extract<AgentMessage, { type: "hello" }>;
+  /** Called for each tunnel request from the hub. */
+  onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void;
+  pingIntervalMs?: number;
+  pingTimeoutMs?: number;
+}
+
+/** Link state for the API. */
+export interface LinkState {
+  connected: boolean;
+  hub: string | null;
+  lastError: string | null;
+  since: string;
+}
+
+/** One mesh's hub link. Methods may be called concurrently; none after `close()`. */
+export class HubLink {
+  #opts: HubLinkOptions;
+  #log: Logger;
+  #session: ClientHttp2Session | undefined;
+  #control: ClientHttp2Stream | undefined;
+  #connected = false;
+  #hub: string | null = null;
+  #lastError: string | null = null;
+  #since = new Date().toISOString();
+  #closed = false;
+  #attempt = 0;
+  #next = 0;
+  #retry: ReturnType<typeof setTimeout> | undefined;
+  #waiters = new Set<() => void>();
+
+  constructor(opts: HubLinkOptions) {
+    this.#opts = opts;
+    this.#log = opts.log;
+  }
+
+  /** Starts connecting (in the background). */
+  start(): void {
+    this.#connect();
+  }
+
+  state(): LinkState {
+    return { connected: this.#connected, hub: this.#hub, lastError: this.#lastError, since: this.#since };
+  }
+
+  /** Resolves once connected (or rejects after `timeoutMs`). */
+  waitConnected(timeoutMs: number): Promise<void> {
+    if (this.#connected) return Promise.resolve();
+    return new Promise((resolve, reject) => {
+      const done = () => {
+        if (!this.#connected) return;
+        clearTimeout(timer);
+        this.#waiters.delete(done);
+        resolve();
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(done);
+        reject(new ServiceUnavailable("hub_unreachable", this.#unreachableMessage()));
+      }, timeoutMs);
+      this.#waiters.add(done);
+    });
+  }
+
+  /** Sends a control message if connected; returns whether it was sent. */
+  send(msg: AgentMessage): boolean {
+    const c = this.#control;
+    if (!this.#connected || !c || c.destroyed || c.closed) return false;
+    c.write(JSON.stringify(msg) + "\n");
+    return true;
+  }
+
+  /** A JSON request to the hub. Throws the hub's error, or `ServiceUnavailable` when not connected. */
+  async request<T>(method: string, path: string): Promise<T> {
+    const session = this.#usableSession();
+    const stream = session.request({ ":method": method, ":path": path, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }, {
+      endStream: true,
+    });
+    const { status, body } = await readResponse(stream);
+    let value: unknown;
+    try {
+      value = JSON.parse(body);
+    } catch {
+      throw new ServiceUnavailable("bad_hub_response", `The hub answered ${status} with a body that is not JSON`);
+    }
+    if (status >= 400) throw hubError(status, value);
+    return value as T;
+  }
+
+  /**
+   * Opens a full-duplex stream (tunnel or session) and resolves once the hub
+   * answers 200; rejects with the hub's status and error otherwise.
+   */
+  openStream(path: string): Promise<ClientHttp2Stream> {
+    const session = this.#usableSession();
+    const stream = session.request({ ":method": "POST", ":path": path, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }, {
+      endStream: false,
+    });
+    return new Promise((resolve, reject) => {
+      const onClose = () => reject(new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"));
+      stream.once("close", onClose);
+      stream.once("error", () => {});
+      stream.once("response", (headers) => {
+        stream.off("close", onClose);
+        const status = Number(headers[":status"]);
+        if (status === 200) {
+          resolve(stream);
+          return;
+        }
+        readBody(stream, 64 * 1024).then((body) => {
+          let value: unknown;
+          try {
+            value = JSON.parse(body);
+          } catch { /* not JSON */ }
+          reject(hubError(status, value));
+        }, reject);
+      });
+    });
+  }
+
+  /** Closes the session and stops reconnecting. */
+  close(): Promise<void> {
+    this.#closed = true;
+    clearTimeout(this.#retry);
+    const session = this.#session;
+    this.#setDisconnected(null);
+    if (!session || session.destroyed) return Promise.resolve();
+    return new Promise((resolve) => {
+      const timer = setTimeout(() => session.destroy(), 2_000);
+      session.close(() => {
+        clearTimeout(timer);
+        resolve();
+      });
+      this.#control?.end();
+    });
+  }
+
+  #usableSession(): ClientHttp2Session {
+    const s = this.#session;
+    if (!this.#connected || !s || s.destroyed || s.closed) {
+      throw new ServiceUnavailable("hub_unreachable", this.#unreachableMessage());
+    }
+    return s;
+  }
+
+  #unreachableMessage(): string {
+    return `Not connected to the hub${this.#lastError ? `: ${this.#lastError}` : ""}`;
+  }
+
+  #connect(): void {
+    if (this.#closed) return;
+    const { config } = this.#opts;
+    const address = config.bootstraps[this.#next % config.bootstraps.length];
+    this.#next++;
+    this.#hub = address;
+    const { hostname, port } = parseHostPort(address);
+    const host = hostname.includes(":") ? `[${hostname}]` : hostname;
+    let failed = false;
+    let hubCert: PeerCertificate | undefined;
+    const session = http2.connect(`https://${host}:${port}`, {
+      ca: config.ca,
+      cert: config.certificate,
+      key: config.privateKey,
+      minVersion: "TLSv1.2",
+      servername: isIP(hostname) ? undefined : hostname,
+      settings: { initialWindowSize: WINDOW_BYTES },
+      checkServerIdentity: (name, cert) => {
+        const err = tls.checkServerIdentity(name, cert);
+        if (err) return err;
+        const role = certificateRole(new x509.X509Certificate(new Uint8Array(cert.raw)));
+        if (role !== "server") return new Error(`hub certificate has role ${role}, not a hub`);
+        hubCert = cert;
+        return undefined;
+      },
+    });
+    this.#session = session;
+    const fail = (why: string) => {
+      if (failed) return;
+      failed = true;
+      if (this.#session === session) this.#session = undefined;
+      if (!session.destroyed) session.destroy();
+      this.#scheduleReconnect(why);
+    };
+    session.on("error", (err) => fail(errText(err)));
+    session.on("goaway", () => {
+      this.#log.info("hub sent goaway; reconnecting", { mesh: config.name, peer: address });
+      this.#attempt = 0;
+      fail("hub closed the session (GOAWAY)");
+    });
+    session.on("close", () => fail(this.#connected ? "connection to the hub closed" : REFUSED_BY_HUB));
+    session.once("connect", async () => {
+      session.setLocalWindowSize?.(WINDOW_BYTES);
+      try {
+        await this.#checkHubRevocation(hubCert);
+      } catch (err) {
+        fail(errText(err));
+        return;
+      }
+      if (failed) return;
+      this.#openControl(session, address, fail);
+    });
+  }
+
+  async #checkHubRevocation(hubCert: PeerCertificate | undefined): Promise<void> {
+    if (!hubCert) throw new Error("hub presented no certificate");
+    const session = this.#session!;
+    const stream = session.request({ ":method": "GET", ":path": HUB_PATHS.crl, [PROTOCOL_HEADER]: "1" }, {
+      endStream: true,
+    });
+    const { status, body } = await readResponse(stream);
+    if (status === 503) return; // the hub has no CRL yet (CA never reached): nothing to check against
+    if (status !== 200) throw new Error(`hub answered ${status} for the CRL`);
+    const crl = await verifyCrl(body, this.#opts.config.ca);
+    if (crl.serials.has(normalizeSerial(hubCert.serialNumber))) {
+      throw new Error("hub certificate is revoked");
+    }
+  }
+
+  #openControl(session: ClientHttp2Session, address: string, fail: (why: string) => void): void {
+    const { config } = this.#opts;
+    const control = session.request({
+      ":method": "POST",
+      ":path": HUB_PATHS.control(config.endpointId),
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+    }, { endStream: false });
+    this.#control = control;
+    control.on("error", () => {});
+    control.write(JSON.stringify(this.#opts.hello()) + "\n");
+    let answered = false;
+    control.once("response", (headers) => {
+      answered = true;
+      const status = Number(headers[":status"]);
+      if (status !== 200) {
+        readBody(control, 64 * 1024).then(
+          (body) => fail(`hub refused the endpoint (${status}): ${errorMessage(body)}`),
+          () => fail(`hub refused the endpoint (${status})`),
+        );
+        return;
+      }
+      this.#onControlOpen(session, control, address, fail);
+    });
+    control.on("close", () => {
+      if (!answered) fail(REFUSED_BY_HUB);
+      else if (this.#control === control) fail("control stream closed by the hub");
+    });
+  }
+
+  #onControlOpen(
+    session: ClientHttp2Session,
+    control: ClientHttp2Stream,
+    address: string,
+    fail: (why: string) => void,
+  ): void {
+    const { config } = this.#opts;
+    const decoder = new LineDecoder();
+    control.on("data", (chunk: Uint8Array) => {
+      let lines: string[];
+      try {
+        lines = decoder.push(chunk);
+      } catch (err) {
+        fail(errText(err));
+        return;
+      }
+      for (const line of lines) {
+        let msg: HubMessage;
+        try {
+          msg = parseMessage<HubMessage>(line);
+        } catch (err) {
+          this.#log.warn("bad message from hub", { mesh: config.name, err: errText(err) });
+          continue;
+        }
+        if (msg.type === "welcome") {
+          this.#attempt = 0;
+          this.#connected = true;
+          this.#lastError = null;
+          this.#since = new Date().toISOString();
+          this.#log.info("hub connected", { mesh: config.name, peer: address, endpoint: config.endpointId });
+          for (const w of this.#waiters) w();
+          this.#startPing(session);
+        } else if (msg.type === "open") {
+          this.#opts.onOpen(msg);
+        } else if (msg.type === "error") {
+          this.#log.warn("hub reported an error", { mesh: config.name, code: msg.code, err: msg.message });
+        }
+      }
+    });
+  }
+
+  #startPing(session: ClientHttp2Session): void {
+    const every = this.#opts.pingIntervalMs ?? PING_INTERVAL_MS;
+    const timeout = this.#opts.pingTimeoutMs ?? PING_TIMEOUT_MS;
+    const timer = setInterval(() => {
+      if (session.destroyed) {
+        clearInterval(timer);
+        return;
+      }
+      const dead = setTimeout(() => {
+        this.#log.warn("hub unresponsive; reconnecting", { mesh: this.#opts.config.name });
+        session.destroy(new Error("hub did not answer PING"));
+      }, timeout);
+      try {
+        session.ping((err) => {
+          clearTimeout(dead);
+          if (err && !session.destroyed) session.destroy(err);
+        });
+      } catch {
+        clearTimeout(dead);
+      }
+    }, every);
+    session.once("close", () => clearInterval(timer));
+  }
+
+  #setDisconnected(why: string | null): void {
+    if (this.#connected) this.#since = new Date().toISOString();
+    this.#connected = false;
+    this.#control = undefined;
+    if (why) this.#lastError = why;
+  }
+
+  #scheduleReconnect(why: string): void {
+    const wasConnected = this.#connected;
+    this.#setDisconnected(why);
+    if (this.#closed) return;
+    const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.#attempt);
+    const delay = this.#attempt === 0 && wasConnected ? 0 : Math.round(base * (0.5 + Math.random()));
+    this.#attempt++;
+    this.#log.warn(wasConnected ? "hub link lost" : "hub connection failed", {
+      mesh: this.#opts.config.name,
+      peer: this.#hub ?? undefined,
+      err: why,
+      ms: delay,
+    });
+    clearTimeout(this.#retry);
+    this.#retry = setTimeout(() => this.#connect(), delay);
+  }
+}
+
+function readBody(stream: ClientHttp2Stream, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    stream.on("data", (c: Uint8Array) => {
+      size += c.byteLength;
+      if (size > limit) {
+        stream.close(http2.constants.NGHTTP2_CANCEL);
+        reject(new ServiceUnavailable("bad_hub_response", "The hub's answer is too large"));
+        return;
+      }
+      chunks.push(c);
+    });
+    stream.on("end", () => resolve(new TextDecoder().decode(concat(chunks))));
+    stream.on("error", (err) => reject(new ServiceUnavailable("hub_unreachable", errText(err))));
+  });
+}
+
+function readResponse(stream: ClientHttp2Stream): Promise<{ status: number; body: string }> {
+  return new Promise((resolve, reject) => {
+    const timer = setTimeout(() => {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      reject(new ServiceUnavailable("hub_timeout", "The hub did not answer in time"));
+    }, REQUEST_TIMEOUT_MS);
+    stream.on("error", () => {});
+    let answered = false;
+    stream.once("close", () => {
+      if (answered) return;
+      clearTimeout(timer);
+      reject(new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"));
+    });
+    stream.once("response", (headers) => {
+      answered = true;
+      readBody(stream, MAX_RESPONSE_BYTES).then((body) => {
+        clearTimeout(timer);
+        resolve({ status: Number(headers[":status"]), body });
+      }, reject);
+    });
+  });
+}
+
+function concat(chunks: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
+  let at = 0;
+  for (const c of chunks) {
+    out.set(c, at);
+    at += c.byteLength;
+  }
+  return out;
+}
+
+function errorMessage(body: string): string {
+  try {
+    return JSON.parse(body).error.message ?? body.slice(0, 200);
+  } catch {
+    return body.slice(0, 200);
+  }
+}
+
+/** Turns a hub error response into a `ZtmError` with the hub's status and code. */
+function hubError(status: number, value: unknown): ZtmError {
+  const e = (value as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
+  return new ZtmError(
+    status,
+    typeof e?.code === "string" ? e.code : "hub_error",
+    typeof e?.message === "string" ? e.message : `The hub answered ${status}`,
+  );
+}
+
+/** The user a certificate PEM names (its CN). */
+export function userOf(certificatePem: string): string {
+  return commonNameOf(parseCertificate(certificatePem)) ?? "";
+}

@@ -1,0 +1,43 @@
+/**
+ * `ztm agent`: runs an endpoint's agent from the command line.
+ *
+ * @module
+ */
+import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
+import { errText, Logger } from "@ztm/shared/log";
+import { startAgent } from "./mod.ts";
+
+/** Flags of `ztm agent`. */
+export const AGENT_COMMAND: CommandSpec = {
+  name: "ztm agent",
+  summary: "Runs the agent of this endpoint: joins meshes, provides services, maps local ports (API on --listen).",
+  flags: [
+    { name: "listen", kind: "address", default: "127.0.0.1:7777", help: "address of the local API and dashboard" },
+    { name: "database", kind: "path", default: "~/ztm.db", help: "SQLite file holding this agent's state (0600)" },
+    { name: "name", kind: "string", optional: true, help: "endpoint name for joins that give none (default: host name)" },
+  ],
+  examples: ["ztm agent", "ztm agent --listen=127.0.0.1:1234 --database=~/my-data.db"],
+};
+
+if (import.meta.main) {
+  const flags = parseCommandLine(AGENT_COMMAND, Deno.args);
+  const log = new Logger("agent");
+  try {
+    const agent = await startAgent({
+      listen: flags.address("listen"),
+      database: flags.path("database")!,
+      endpointName: flags.string("name"),
+      log,
+    });
+    const stop = async () => {
+      log.info("stopping");
+      await agent.close();
+      Deno.exit(0);
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  } catch (err) {
+    log.error("start failed", { err: errText(err) });
+    Deno.exit(1);
+  }
+}

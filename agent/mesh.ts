@@ -1,0 +1,136 @@
+/**
+ * One joined mesh, running: the hub link, the provider side of tunnels, and
+ * the port mappings' listeners. Implements `MeshRuntime` for the local API,
+ * which hands it plain data after committing each change.
+ */
+import { NotFound } from "@ztm/shared/errors";
+import type { Logger } from "@ztm/shared/log";
+import { HUB_PATHS, type EndpointRecord, type MeshService, type Page, type PublishedService } from "@ztm/shared/protocol";
+import { VERSION } from "@ztm/shared/version";
+import { HubLink, userOf } from "./hub_link.ts";
+import { PortMap } from "./port_map.ts";
+import { Provider } from "./provider.ts";
+import type { LocalService, MeshConfig, MeshRuntime, MeshStatus, PageQuery, PortMapping } from "./runtime.ts";
+
+function published(services: LocalService[]): PublishedService[] {
+  return services.map(({ proto, name, users }) => ({ proto, name, users }));
+}
+
+function pageQuery(path: string, q: PageQuery): string {
+  const params = new URLSearchParams({ offset: String(q.offset), limit: String(q.limit) });
+  if (q.q) params.set("q", q.q);
+  return `${path}?${params}`;
+}
+
+function portKey(m: PortMapping): string {
+  return `${m.ip}/${m.proto}/${m.port}`;
+}
+
+/** Starts a mesh runtime; the hub link connects in the background. */
+export async function startMesh(
+  config: MeshConfig,
+  state: { services: LocalService[]; ports: PortMapping[] },
+  log: Logger,
+): Promise<MeshRuntime> {
+  const mesh = new Mesh(config, log);
+  mesh.setServices(state.services);
+  for (const port of state.ports) {
+    try {
+      await mesh.openPort(port);
+    } catch (err) {
+      // A stored mapping whose port is taken now stays stored; say so and go on.
+      log.warn("port mapping not reopened", { mesh: config.name, addr: `${port.ip}:${port.port}`, err: String(err) });
+    }
+  }
+  mesh.start();
+  return mesh;
+}
+
+/** The running mesh. */
+export class Mesh implements MeshRuntime {
+  readonly name: string;
+  #config: MeshConfig;
+  #user: string;
+  #services: LocalService[] = [];
+  #link: HubLink;
+  #provider: Provider;
+  #ports = new Map<string, PortMap>();
+  #log: Logger;
+
+  constructor(config: MeshConfig, log: Logger) {
+    this.name = config.name;
+    this.#config = config;
+    this.#log = log;
+    this.#user = userOf(config.certificate);
+    this.#link = new HubLink({
+      config,
+      log,
+      hello: () => ({ type: "hello", name: config.endpointName, version: VERSION, services: published(this.#services) }),
+      onOpen: (msg) => this.#provider.open(msg),
+    });
+    this.#provider = new Provider({ owner: this.#user, link: this.#link, log, mesh: config.name });
+  }
+
+  start(): void {
+    this.#link.start();
+  }
+
+  /** Resolves once the hub link is up. */
+  waitConnected(timeoutMs: number): Promise<void> {
+    return this.#link.waitConnected(timeoutMs);
+  }
+
+  status(): MeshStatus {
+    const s = this.#link.state();
+    return {
+      name: this.name,
+      endpoint: { id: this.#config.endpointId, name: this.#config.endpointName },
+      user: this.#user,
+      connected: s.connected,
+      hub: s.hub,
+      lastError: s.lastError,
+      since: s.since,
+    };
+  }
+
+  endpoints(query: PageQuery): Promise<Page<EndpointRecord>> {
+    return this.#link.request("GET", pageQuery(HUB_PATHS.endpoints, query));
+  }
+
+  endpoint(idOrName: string): Promise<EndpointRecord> {
+    return this.#link.request("GET", HUB_PATHS.endpoint(idOrName));
+  }
+
+  services(query: PageQuery): Promise<Page<MeshService>> {
+    return this.#link.request("GET", pageQuery(HUB_PATHS.services, query));
+  }
+
+  setServices(services: LocalService[]): void {
+    this.#services = services;
+    this.#provider.setServices(services);
+    this.#link.send({ type: "services", services: published(services) });
+  }
+
+  async openPort(mapping: PortMapping): Promise<void> {
+    const key = portKey(mapping);
+    if (this.#ports.has(key)) return;
+    const port = new PortMap({ mapping, link: this.#link, log: this.#log, mesh: this.name });
+    await port.listen();
+    this.#ports.set(key, port);
+  }
+
+  async closePort(mapping: PortMapping): Promise<void> {
+    const key = portKey(mapping);
+    const port = this.#ports.get(key);
+    if (!port) throw new NotFound("unknown_port", `No port mapping on ${mapping.ip}:${mapping.port}`);
+    this.#ports.delete(key);
+    await port.close();
+  }
+
+  async close(): Promise<void> {
+    await Promise.all([...this.#ports.values()].map((p) => p.close()));
+    this.#ports.clear();
+    this.#provider.close();
+    await this.#link.close();
+  }
+}

@@ -1,0 +1,69 @@
+/**
+ * The ztm agent: runs on each endpoint. `startAgent` opens the state
+ * database, brings every joined mesh back (hub link, services, port
+ * mappings), and serves the local API on loopback.
+ *
+ * @example
+ * ```ts
+ * const agent = await startAgent({ listen: { hostname: "127.0.0.1", port: 7777 }, database: "/home/me/ztm.db" });
+ * await agent.close();
+ * ```
+ *
+ * @module
+ */
+import type { HostPort } from "@ztm/shared/flags";
+import { serveHttp } from "@ztm/shared/http";
+import { errText, Logger } from "@ztm/shared/log";
+import { createAgentApp } from "./api.ts";
+import { startMesh } from "./mesh.ts";
+import type { MeshRuntime } from "./runtime.ts";
+import { AgentStore } from "./store.ts";
+
+export type { LocalService, MeshConfig, MeshRuntime, MeshStatus, PortMapping } from "./runtime.ts";
+
+/** How to run an agent. */
+export interface AgentConfig {
+  listen: HostPort;
+  /** SQLite file; created `0600`. */
+  database: string;
+  /** Endpoint name for joins that give none; default: the host name. */
+  endpointName?: string;
+  log?: Logger;
+}
+
+/** A running agent. */
+export interface RunningAgent {
+  /** `http://host:port` of the local API. */
+  url: string;
+  runtimes: Map<string, MeshRuntime>;
+  close(): Promise<void>;
+}
+
+/** Opens the store, restarts every joined mesh, and serves the API. */
+export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
+  const log = config.log ?? new Logger("agent");
+  const store = AgentStore.open(config.database);
+  const runtimes = new Map<string, MeshRuntime>();
+  const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) =>
+    startMesh(cfg, state, log);
+  for (const mesh of store.listMeshes()) {
+    try {
+      runtimes.set(mesh.name, await start(mesh, { services: store.services(mesh.name), ports: store.ports(mesh.name) }));
+      log.info("mesh resumed", { mesh: mesh.name, endpoint: mesh.endpointId });
+    } catch (err) {
+      log.error("mesh not resumed", { mesh: mesh.name, err: errText(err) });
+    }
+  }
+  const app = createAgentApp({ store, startMesh: start, runtimes, log, endpointName: config.endpointName });
+  const server = serveHttp({ listen: config.listen, app, log });
+  const host = server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname;
+  return {
+    url: `http://${host}:${server.addr.port}`,
+    runtimes,
+    async close() {
+      await server.shutdown();
+      await Promise.all([...runtimes.values()].map((r) => r.close()));
+      store.close();
+    },
+  };
+}

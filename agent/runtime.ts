@@ -1,0 +1,89 @@
+/**
+ * The seam between the agent's local API (decides, stores) and its mesh
+ * runtime (hub link, port listeners, provider side of tunnels).
+ *
+ * The API validates a request, commits the change to the store, then hands
+ * the runtime plain data: the whole service list, or one port mapping to open
+ * or close. The runtime never writes the store or calls back into the API.
+ */
+import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
+
+/** A joined mesh as stored. */
+export interface MeshConfig {
+  name: string;
+  /** Mesh CA certificate, PEM. */
+  ca: string;
+  /** This agent's user certificate and key, PEM. */
+  certificate: string;
+  privateKey: string;
+  /** Hub addresses, `host:port`, tried in order. */
+  bootstraps: string[];
+  endpointId: string;
+  endpointName: string;
+}
+
+/** A service this endpoint provides: `proto/name` → `host:port` reachable from here. */
+export interface LocalService {
+  proto: ServiceProto;
+  name: string;
+  host: string;
+  port: number;
+  /** Users allowed besides the service's user and `root`; `["*"]` is every member. */
+  users: string[];
+}
+
+/** A local listener that tunnels each accepted connection to a service. */
+export interface PortMapping {
+  ip: string;
+  proto: ServiceProto;
+  port: number;
+  target: { service: string; user?: string; endpoint?: string };
+}
+
+/** What the API shows about a mesh's hub link. */
+export interface MeshStatus {
+  name: string;
+  endpoint: { id: string; name: string };
+  user: string;
+  connected: boolean;
+  /** The hub address currently (or last) used. */
+  hub: string | null;
+  lastError: string | null;
+  /** ISO time of the last change of `connected`. */
+  since: string;
+}
+
+/** Paging and search for hub queries. */
+export interface PageQuery {
+  offset: number;
+  limit: number;
+  q?: string;
+}
+
+/**
+ * One running mesh. Methods may be called concurrently; none after `close()`.
+ * Hub queries throw `ServiceUnavailable` while the link is down and pass on
+ * the hub's `NotFound` and other errors.
+ */
+export interface MeshRuntime {
+  readonly name: string;
+  status(): MeshStatus;
+  endpoints(query: PageQuery): Promise<Page<EndpointRecord>>;
+  /** One endpoint by id or unique name; `NotFound` or `Conflict` (ambiguous name). */
+  endpoint(idOrName: string): Promise<EndpointRecord>;
+  services(query: PageQuery): Promise<Page<MeshService>>;
+  /** Replaces this endpoint's services (published to the hub, used for tunnel targets and access). */
+  setServices(services: LocalService[]): void;
+  /** Binds the mapping's listener. Throws `Conflict` (`port_in_use`) if the address is taken. */
+  openPort(mapping: PortMapping): Promise<void>;
+  /** Closes the mapping's listener and its live connections. */
+  closePort(mapping: PortMapping): Promise<void>;
+  /** Leaves the hub, closes every listener. */
+  close(): Promise<void>;
+}
+
+/** Starts the runtime of a mesh with its stored services and mappings. */
+export type StartMesh = (
+  config: MeshConfig,
+  state: { services: LocalService[]; ports: PortMapping[] },
+) => Promise<MeshRuntime>;

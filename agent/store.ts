@@ -1,0 +1,312 @@
+/**
+ * The agent's durable state in one SQLite file (`node:sqlite`, WAL,
+ * `synchronous=FULL`): joined meshes with their CA, certificate and key,
+ * the services this endpoint provides, and its port mappings.
+ *
+ * Every write is one transaction, committed before the method returns, so an
+ * acknowledged change survives a crash. The file and its `-wal`/`-shm`
+ * companions are `0600` (they hold private keys). Validation of names and
+ * addresses is the API's job; the store enforces only identity: one mesh per
+ * name, one service per `mesh/proto/name`, and one listener per local
+ * `ip/proto/port` across all meshes.
+ *
+ * @example
+ * ```ts
+ * const store = AgentStore.open("/home/me/ztm.db");
+ * for (const mesh of store.listMeshes()) startMesh(mesh, { services: store.services(mesh.name), ports: store.ports(mesh.name) });
+ * ```
+ */
+import { DatabaseSync } from "node:sqlite";
+import { Conflict, NotFound } from "@ztm/shared/errors";
+import { touchPrivateFile } from "@ztm/shared/files";
+import type { ServiceProto } from "@ztm/shared/protocol";
+import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
+
+/** Schema version this code writes; older files are migrated on open. */
+const SCHEMA_VERSION = 1;
+
+const MIGRATIONS: string[] = [
+  // 0 → 1
+  `CREATE TABLE meshes (
+     name TEXT PRIMARY KEY,
+     ca TEXT NOT NULL,
+     certificate TEXT NOT NULL,
+     private_key TEXT NOT NULL,
+     bootstraps TEXT NOT NULL,
+     endpoint_id TEXT NOT NULL,
+     endpoint_name TEXT NOT NULL,
+     joined_at TEXT NOT NULL
+   );
+   CREATE TABLE services (
+     mesh TEXT NOT NULL REFERENCES meshes (name) ON DELETE CASCADE,
+     proto TEXT NOT NULL,
+     name TEXT NOT NULL,
+     host TEXT NOT NULL,
+     port INTEGER NOT NULL,
+     users TEXT NOT NULL,
+     PRIMARY KEY (mesh, proto, name)
+   );
+   CREATE TABLE ports (
+     mesh TEXT NOT NULL REFERENCES meshes (name) ON DELETE CASCADE,
+     ip TEXT NOT NULL,
+     proto TEXT NOT NULL,
+     port INTEGER NOT NULL,
+     target TEXT NOT NULL,
+     PRIMARY KEY (ip, proto, port)
+   );
+   CREATE INDEX ports_by_mesh ON ports (mesh);`,
+];
+
+/** A joined mesh as stored: its config plus when it was joined. */
+export interface MeshRecord extends MeshConfig {
+  /** ISO time of the join. */
+  joinedAt: string;
+}
+
+type Row = Record<string, unknown>;
+
+function toMesh(row: Row): MeshRecord {
+  return {
+    name: row.name as string,
+    ca: row.ca as string,
+    certificate: row.certificate as string,
+    privateKey: row.private_key as string,
+    bootstraps: JSON.parse(row.bootstraps as string) as string[],
+    endpointId: row.endpoint_id as string,
+    endpointName: row.endpoint_name as string,
+    joinedAt: row.joined_at as string,
+  };
+}
+
+function toService(row: Row): LocalService {
+  return {
+    proto: row.proto as ServiceProto,
+    name: row.name as string,
+    host: row.host as string,
+    port: row.port as number,
+    users: JSON.parse(row.users as string) as string[],
+  };
+}
+
+function toPort(row: Row): PortMapping {
+  return {
+    ip: row.ip as string,
+    proto: row.proto as ServiceProto,
+    port: row.port as number,
+    target: JSON.parse(row.target as string) as PortMapping["target"],
+  };
+}
+
+/** `ip/proto/port`, the way mappings are named in messages. */
+function portKey(ip: string, proto: string, port: number): string {
+  return `${ip}/${proto}/${port}`;
+}
+
+/**
+ * The agent database. Synchronous; callers in one process may interleave
+ * freely because every write is a single transaction. One agent owns one file.
+ */
+export class AgentStore {
+  #db: DatabaseSync;
+
+  private constructor(db: DatabaseSync) {
+    this.#db = db;
+  }
+
+  /**
+   * Opens (creating `0600` if missing) and migrates the database at `path`.
+   * Throws if the file was written by a newer schema.
+   */
+  static open(path: string): AgentStore {
+    touchPrivateFile(path);
+    Deno.chmodSync(path, 0o600);
+    const db = new DatabaseSync(path);
+    try {
+      db.exec("PRAGMA journal_mode = WAL");
+      db.exec("PRAGMA synchronous = FULL");
+      db.exec("PRAGMA busy_timeout = 5000");
+      db.exec("PRAGMA foreign_keys = ON");
+      const store = new AgentStore(db);
+      store.#migrate();
+      return store;
+    } catch (err) {
+      db.close();
+      throw err;
+    }
+  }
+
+  #migrate(): void {
+    const version = (this.#db.prepare("PRAGMA user_version").get() as Row).user_version as number;
+    if (version > SCHEMA_VERSION) {
+      throw new Error(`Database schema ${version} is newer than this ztm (${SCHEMA_VERSION})`);
+    }
+    for (let v = version; v < SCHEMA_VERSION; v++) {
+      this.#transaction(() => {
+        this.#db.exec(MIGRATIONS[v]);
+        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
+      });
+    }
+  }
+
+  #transaction<T>(fn: () => T): T {
+    this.#db.exec("BEGIN IMMEDIATE");
+    try {
+      const result = fn();
+      this.#db.exec("COMMIT");
+      return result;
+    } catch (err) {
+      this.#db.exec("ROLLBACK");
+      throw err;
+    }
+  }
+
+  #requireMesh(name: string): void {
+    if (!this.#db.prepare("SELECT 1 FROM meshes WHERE name = ?").get(name)) {
+      throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+    }
+  }
+
+  /** Every joined mesh, by name. */
+  listMeshes(): MeshRecord[] {
+    return (this.#db.prepare("SELECT * FROM meshes ORDER BY name").all() as Row[]).map(toMesh);
+  }
+
+  /** One joined mesh, or undefined. */
+  mesh(name: string): MeshRecord | undefined {
+    const row = this.#db.prepare("SELECT * FROM meshes WHERE name = ?").get(name) as
+      | Row
+      | undefined;
+    return row ? toMesh(row) : undefined;
+  }
+
+  /** Stores a newly joined mesh. Throws `Conflict` (`mesh_exists`) if `config.name` is joined. */
+  addMesh(config: MeshConfig, joinedAt: Date = new Date()): MeshRecord {
+    return this.#transaction(() => {
+      if (this.mesh(config.name)) {
+        throw new Conflict("mesh_exists", `Mesh "${config.name}" is already joined`);
+      }
+      this.#db.prepare(
+        `INSERT INTO meshes
+           (name, ca, certificate, private_key, bootstraps, endpoint_id, endpoint_name, joined_at)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        config.name,
+        config.ca,
+        config.certificate,
+        config.privateKey,
+        JSON.stringify(config.bootstraps),
+        config.endpointId,
+        config.endpointName,
+        joinedAt.toISOString(),
+      );
+      return { ...config, bootstraps: [...config.bootstraps], joinedAt: joinedAt.toISOString() };
+    });
+  }
+
+  /** Forgets a mesh with its services and port mappings. Throws `NotFound` (`unknown_mesh`). */
+  removeMesh(name: string): void {
+    this.#transaction(() => {
+      const { changes } = this.#db.prepare("DELETE FROM meshes WHERE name = ?").run(name);
+      if (changes === 0) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+    });
+  }
+
+  /** The services this endpoint provides in `mesh`, by proto and name (empty for an unknown mesh). */
+  services(mesh: string): LocalService[] {
+    return (this.#db.prepare("SELECT * FROM services WHERE mesh = ? ORDER BY proto, name")
+      .all(mesh) as Row[]).map(toService);
+  }
+
+  /**
+   * Creates or replaces the service `svc.proto/svc.name` in `mesh`; returns
+   * true when it was new. Throws `NotFound` (`unknown_mesh`).
+   */
+  putService(mesh: string, svc: LocalService): boolean {
+    return this.#transaction(() => {
+      this.#requireMesh(mesh);
+      const existed = this.#db.prepare(
+        "SELECT 1 FROM services WHERE mesh = ? AND proto = ? AND name = ?",
+      ).get(mesh, svc.proto, svc.name) !== undefined;
+      this.#db.prepare(
+        `INSERT INTO services (mesh, proto, name, host, port, users) VALUES (?, ?, ?, ?, ?, ?)
+         ON CONFLICT (mesh, proto, name) DO UPDATE
+           SET host = excluded.host, port = excluded.port, users = excluded.users`,
+      ).run(mesh, svc.proto, svc.name, svc.host, svc.port, JSON.stringify(svc.users));
+      return !existed;
+    });
+  }
+
+  /** Deletes a service and returns what it was. Throws `NotFound` (`unknown_service`). */
+  deleteService(mesh: string, proto: ServiceProto, name: string): LocalService {
+    return this.#transaction(() => {
+      const row = this.#db.prepare(
+        "DELETE FROM services WHERE mesh = ? AND proto = ? AND name = ? RETURNING *",
+      ).get(mesh, proto, name) as Row | undefined;
+      if (!row) {
+        throw new NotFound(
+          "unknown_service",
+          `Unknown service "${proto}/${name}" in mesh "${mesh}"`,
+        );
+      }
+      return toService(row);
+    });
+  }
+
+  /** The port mappings of `mesh`, by ip, proto and port (empty for an unknown mesh). */
+  ports(mesh: string): PortMapping[] {
+    return (this.#db.prepare("SELECT * FROM ports WHERE mesh = ? ORDER BY ip, proto, port")
+      .all(mesh) as Row[]).map(toPort);
+  }
+
+  /** One port mapping of `mesh`, or undefined (also when another mesh holds that address). */
+  port(mesh: string, ip: string, proto: ServiceProto, port: number): PortMapping | undefined {
+    const row = this.#db.prepare(
+      "SELECT * FROM ports WHERE mesh = ? AND ip = ? AND proto = ? AND port = ?",
+    ).get(mesh, ip, proto, port) as Row | undefined;
+    return row ? toPort(row) : undefined;
+  }
+
+  /**
+   * Records a port mapping. Throws `Conflict` (`port_mapped`) if any mesh
+   * already maps that `ip/proto/port`, `NotFound` (`unknown_mesh`).
+   */
+  addPort(mesh: string, mapping: PortMapping): void {
+    this.#transaction(() => {
+      this.#requireMesh(mesh);
+      const holder = this.#db.prepare(
+        "SELECT mesh FROM ports WHERE ip = ? AND proto = ? AND port = ?",
+      ).get(mapping.ip, mapping.proto, mapping.port) as Row | undefined;
+      if (holder) {
+        const where = holder.mesh === mesh ? "" : ` by mesh "${holder.mesh}"`;
+        throw new Conflict(
+          "port_mapped",
+          `Port ${portKey(mapping.ip, mapping.proto, mapping.port)} is already mapped${where}`,
+        );
+      }
+      this.#db.prepare(
+        "INSERT INTO ports (mesh, ip, proto, port, target) VALUES (?, ?, ?, ?, ?)",
+      ).run(mesh, mapping.ip, mapping.proto, mapping.port, JSON.stringify(mapping.target));
+    });
+  }
+
+  /** Deletes a port mapping of `mesh` and returns it. Throws `NotFound` (`unknown_port`). */
+  deletePort(mesh: string, ip: string, proto: ServiceProto, port: number): PortMapping {
+    return this.#transaction(() => {
+      const row = this.#db.prepare(
+        "DELETE FROM ports WHERE mesh = ? AND ip = ? AND proto = ? AND port = ? RETURNING *",
+      ).get(mesh, ip, proto, port) as Row | undefined;
+      if (!row) {
+        throw new NotFound(
+          "unknown_port",
+          `Unknown port mapping "${portKey(ip, proto, port)}" in mesh "${mesh}"`,
+        );
+      }
+      return toPort(row);
+    });
+  }
+
+  /** Closes the database; no method may be called afterwards. */
+  close(): void {
+    this.#db.close();
+  }
+}

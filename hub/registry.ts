@@ -1,0 +1,207 @@
+/**
+ * Endpoints and their services, in hub memory only (agents re-register after
+ * a hub restart).
+ *
+ * An endpoint id belongs to the user whose certificate first registered it;
+ * nobody else may take it over or publish under it. Endpoints are kept in an
+ * array sorted by name, so an unfiltered page costs O(page) after a binary
+ * search; a search (`q`) scans. An offline endpoint is purged after a grace
+ * period unless it comes back.
+ */
+import { Conflict, Forbidden, NotFound } from "@ztm/shared/errors";
+import type { EndpointRecord, MeshService, Page, PublishedService } from "@ztm/shared/protocol";
+
+/** Something that can deliver hub messages to an endpoint's agent. */
+export interface ControlChannel {
+  send(message: unknown): void;
+  close(): void;
+}
+
+interface Entry {
+  record: EndpointRecord;
+  serial: string;
+  control: ControlChannel | undefined;
+  purge: ReturnType<typeof setTimeout> | undefined;
+  sortKey: string;
+}
+
+/** Options for `Registry`. */
+export interface RegistryOptions {
+  /** How long an offline endpoint stays listed. */
+  purgeAfterMs: number;
+}
+
+/** The hub's endpoint registry. Single-threaded; every method is synchronous. */
+export class Registry {
+  #byId = new Map<string, Entry>();
+  #sorted: Entry[] = [];
+  #opts: RegistryOptions;
+
+  constructor(opts: RegistryOptions) {
+    this.#opts = opts;
+  }
+
+  /** Throws `Forbidden` if `id` is registered to a user other than `user`. */
+  checkOwner(id: string, user: string): void {
+    const e = this.#byId.get(id);
+    if (e && e.record.user !== user) {
+      throw new Forbidden("endpoint_taken", `Endpoint ${id} belongs to another user`);
+    }
+  }
+
+  /**
+   * Marks `id` online under `control`, creating it if new. Returns the
+   * previous control channel if the endpoint was already connected (the caller
+   * closes it: the newest connection wins).
+   */
+  connect(
+    id: string,
+    info: { name: string; user: string; version: string; address: string; services: PublishedService[]; serial: string },
+    control: ControlChannel,
+  ): ControlChannel | undefined {
+    this.checkOwner(id, info.user);
+    let e = this.#byId.get(id);
+    const previous = e?.control;
+    if (e) {
+      clearTimeout(e.purge);
+      e.purge = undefined;
+      this.#unsort(e);
+    } else {
+      e = {
+        record: { id, name: "", user: info.user, online: false, version: "", address: "", services: [], since: "" },
+        serial: info.serial,
+        control: undefined,
+        purge: undefined,
+        sortKey: "",
+      };
+      this.#byId.set(id, e);
+    }
+    Object.assign(e.record, {
+      name: info.name,
+      version: info.version,
+      address: info.address,
+      services: info.services,
+      online: true,
+      since: new Date().toISOString(),
+    });
+    e.serial = info.serial;
+    e.control = control;
+    e.sortKey = `${info.name.toLowerCase()}\u0000${id}`;
+    this.#insertSorted(e);
+    return previous;
+  }
+
+  /** Marks `id` offline if `control` is still its channel; schedules its purge. */
+  disconnect(id: string, control: ControlChannel): boolean {
+    const e = this.#byId.get(id);
+    if (!e || e.control !== control) return false;
+    e.control = undefined;
+    e.record.online = false;
+    e.record.since = new Date().toISOString();
+    e.purge = setTimeout(() => this.#remove(id), this.#opts.purgeAfterMs);
+    return true;
+  }
+
+  /** Replaces the services `id` publishes. */
+  setServices(id: string, services: PublishedService[]): void {
+    const e = this.#byId.get(id);
+    if (e) e.record.services = services;
+  }
+
+  /** The control channel of an online endpoint. */
+  control(id: string): ControlChannel | undefined {
+    return this.#byId.get(id)?.control;
+  }
+
+  /** One endpoint by id, or by a name that is unique. Throws `NotFound`/`Conflict`. */
+  get(idOrName: string): EndpointRecord {
+    const byId = this.#byId.get(idOrName);
+    if (byId) return { ...byId.record };
+    const lower = idOrName.toLowerCase();
+    const matches = this.#sorted.filter((e) => e.record.name.toLowerCase() === lower);
+    if (matches.length === 1) return { ...matches[0].record };
+    if (matches.length > 1) {
+      throw new Conflict("ambiguous_endpoint", `Several endpoints are named "${idOrName}"; use an id`);
+    }
+    throw new NotFound("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
+  }
+
+  /** A page of endpoints sorted by name; `q` matches name, id or user (case-insensitive substring). */
+  page(query: { offset: number; limit: number; q?: string }): Page<EndpointRecord> {
+    const { offset, limit } = query;
+    if (!query.q) {
+      return {
+        items: this.#sorted.slice(offset, offset + limit).map((e) => ({ ...e.record })),
+        total: this.#sorted.length,
+        offset,
+        limit,
+      };
+    }
+    const q = query.q.toLowerCase();
+    const hits = this.#sorted.filter((e) =>
+      e.record.name.toLowerCase().includes(q) || e.record.id.toLowerCase().includes(q) ||
+      e.record.user.toLowerCase().includes(q)
+    );
+    return { items: hits.slice(offset, offset + limit).map((e) => ({ ...e.record })), total: hits.length, offset, limit };
+  }
+
+  /** Mesh-wide services, one row per (proto, name, user), with providers. */
+  services(query: { offset: number; limit: number; q?: string }): Page<MeshService> {
+    const groups = new Map<string, MeshService>();
+    const q = query.q?.toLowerCase();
+    for (const e of this.#sorted) {
+      for (const s of e.record.services) {
+        if (q && !s.name.toLowerCase().includes(q)) continue;
+        const key = `${s.proto}/${s.name}/${e.record.user}`;
+        let g = groups.get(key);
+        if (!g) {
+          g = { proto: s.proto, name: s.name, user: e.record.user, providers: [] };
+          groups.set(key, g);
+        }
+        g.providers.push({ endpoint: e.record.id, name: e.record.name, online: e.record.online, users: s.users });
+      }
+    }
+    const all = [...groups.values()].sort((a, b) =>
+      a.name.localeCompare(b.name) || a.user.localeCompare(b.user) || a.proto.localeCompare(b.proto)
+    );
+    return { items: all.slice(query.offset, query.offset + query.limit), total: all.length, ...query };
+  }
+
+  /** Counts for `/api/status`. */
+  counts(): { endpoints: number; online: number } {
+    let online = 0;
+    for (const e of this.#sorted) if (e.record.online) online++;
+    return { endpoints: this.#sorted.length, online };
+  }
+
+  /** Stops purge timers. */
+  close(): void {
+    for (const e of this.#byId.values()) clearTimeout(e.purge);
+  }
+
+  #remove(id: string): void {
+    const e = this.#byId.get(id);
+    if (!e || e.control) return;
+    this.#unsort(e);
+    this.#byId.delete(id);
+  }
+
+  #index(key: string): number {
+    let lo = 0, hi = this.#sorted.length;
+    while (lo < hi) {
+      const mid = (lo + hi) >>> 1;
+      if (this.#sorted[mid].sortKey < key) lo = mid + 1;
+      else hi = mid;
+    }
+    return lo;
+  }
+
+  #insertSorted(e: Entry): void {
+    this.#sorted.splice(this.#index(e.sortKey), 0, e);
+  }
+
+  #unsort(e: Entry): void {
+    const i = this.#index(e.sortKey);
+    if (this.#sorted[i] === e) this.#sorted.splice(i, 1);
+  }
+}

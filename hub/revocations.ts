@@ -1,0 +1,153 @@
+/**
+ * Follows the CA's revocations: long-polls the feed, fetches the signed CRL
+ * when it moves, verifies it against the mesh CA, keeps it on disk (`0600`)
+ * and tells the hub which serials to cut off.
+ *
+ * While the CA is unreachable the last verified CRL stays in force; the
+ * state shows in `status()` and in one log line per change. A CRL with a
+ * lower number than the one held is ignored (no rollback).
+ */
+import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
+import { errText, type Logger } from "@ztm/shared/log";
+import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
+
+/** Seconds each long poll waits at the CA. */
+const POLL_WAIT_SECONDS = 25;
+
+/** Options for `RevocationFollower`. */
+export interface RevocationFollowerOptions {
+  caUrl: string;
+  caPem: string;
+  /** Where the last verified CRL is kept. */
+  crlFile: string;
+  log: Logger;
+  /** Called with the full revoked set after each new CRL. */
+  onUpdate: (revoked: Set<string>) => void;
+}
+
+/** What `/api/status` shows about revocations. */
+export interface RevocationStatus {
+  caReachable: boolean;
+  crlNumber: number | null;
+  crlAgeSeconds: number | null;
+  lastError: string | null;
+}
+
+/** Keeps the hub's revocation list current. Call `start()` once, `close()` to stop. */
+export class RevocationFollower {
+  #opts: RevocationFollowerOptions;
+  #crl: VerifiedCrl | undefined;
+  #seq = 0;
+  #reachable = false;
+  #lastError: string | null = null;
+  #abort = new AbortController();
+  #loop: Promise<void> | undefined;
+
+  constructor(opts: RevocationFollowerOptions) {
+    this.#opts = opts;
+  }
+
+  /** Loads the cached CRL (if it verifies) and starts following the CA. */
+  async start(): Promise<void> {
+    const cached = readTextIfExists(this.#opts.crlFile);
+    if (cached) {
+      try {
+        this.#apply(await verifyCrl(cached, this.#opts.caPem), false);
+      } catch (err) {
+        this.#opts.log.warn("cached crl ignored", { err: errText(err) });
+      }
+    }
+    // One fetch before admitting anyone, when the CA answers quickly.
+    await this.#refresh().catch((err) => this.#unreachable(err));
+    this.#loop = this.#follow();
+  }
+
+  /** True if `serial` is on the current CRL. */
+  isRevoked(serial: string): boolean {
+    return this.#crl?.serials.has(normalizeSerial(serial)) ?? false;
+  }
+
+  /** The current verified CRL PEM, for agents. */
+  crlPem(): string | undefined {
+    return this.#crl?.pem;
+  }
+
+  status(): RevocationStatus {
+    return {
+      caReachable: this.#reachable,
+      crlNumber: this.#crl?.number ?? null,
+      crlAgeSeconds: this.#crl ? Math.round((Date.now() - this.#crl.thisUpdate.getTime()) / 1000) : null,
+      lastError: this.#lastError,
+    };
+  }
+
+  async close(): Promise<void> {
+    this.#abort.abort();
+    await this.#loop?.catch(() => {});
+  }
+
+  async #follow(): Promise<void> {
+    let delay = 500;
+    const signal = this.#abort.signal;
+    while (!signal.aborted) {
+      try {
+        const res = await fetch(
+          `${this.#opts.caUrl}/api/revocations?since=${this.#seq}&wait=${POLL_WAIT_SECONDS}`,
+          { signal: AbortSignal.any([signal, AbortSignal.timeout((POLL_WAIT_SECONDS + 10) * 1000)]) },
+        );
+        if (!res.ok) {
+          await res.body?.cancel();
+          throw new Error(`revocation feed answered ${res.status}`);
+        }
+        const feed = await res.json() as { seq: number; revocations: unknown[] };
+        if (feed.seq !== this.#seq || feed.revocations.length || !this.#reachable) await this.#refresh();
+        delay = 500;
+      } catch (err) {
+        if (signal.aborted) return;
+        this.#unreachable(err);
+        await new Promise((r) => setTimeout(r, delay));
+        delay = Math.min(delay * 2, 10_000);
+      }
+    }
+  }
+
+  async #refresh(): Promise<void> {
+    const signal = AbortSignal.any([this.#abort.signal, AbortSignal.timeout(10_000)]);
+    const feedRes = await fetch(`${this.#opts.caUrl}/api/revocations?since=0&wait=0`, { signal });
+    if (!feedRes.ok) throw new Error(`revocation feed answered ${feedRes.status}`);
+    const seq = (await feedRes.json() as { seq: number }).seq;
+    const res = await fetch(`${this.#opts.caUrl}/api/crl`, { signal });
+    const pem = await res.text();
+    if (!res.ok) throw new Error(`crl answered ${res.status}`);
+    const crl = await verifyCrl(pem, this.#opts.caPem);
+    this.#seq = seq;
+    if (!this.#reachable) {
+      this.#reachable = true;
+      this.#lastError = null;
+      this.#opts.log.info("ca reachable");
+    }
+    this.#apply(crl, true);
+  }
+
+  #apply(crl: VerifiedCrl, save: boolean): void {
+    const held = this.#crl;
+    if (held && crl.number < held.number) {
+      this.#opts.log.warn("older crl ignored", { count: crl.number });
+      return;
+    }
+    if (held && crl.pem === held.pem) return;
+    this.#crl = crl;
+    if (save) writeSecretFile(this.#opts.crlFile, crl.pem);
+    this.#opts.log.info("crl applied", { count: crl.serials.size });
+    this.#opts.onUpdate(crl.serials);
+  }
+
+  #unreachable(err: unknown): void {
+    const msg = errText(err);
+    if (this.#reachable || this.#lastError === null) {
+      this.#opts.log.warn("ca unreachable; keeping the last crl", { err: msg });
+    }
+    this.#reachable = false;
+    this.#lastError = msg;
+  }
+}

@@ -1,0 +1,461 @@
+/**
+ * The hub: an HTTP/2 server over mutual TLS that admits mesh members, keeps
+ * one control stream per endpoint, answers registry queries and pairs tunnel
+ * streams (see the message flow in `shared/protocol.ts`).
+ *
+ * Control (admission, registry, pairing) decides; `relay()` moves the bytes
+ * and never calls back. Sessions of a revoked certificate are destroyed the
+ * moment the CRL lists them, with every tunnel they carry.
+ */
+import http2, {
+  type Http2SecureServer,
+  type IncomingHttpHeaders,
+  type ServerHttp2Session,
+  type ServerHttp2Stream,
+} from "node:http2";
+import type { TLSSocket } from "node:tls";
+import {
+  BadRequest,
+  Conflict,
+  errorBody,
+  Forbidden,
+  GatewayTimeout,
+  NotFound,
+  ServiceUnavailable,
+  TooManyRequests,
+  ZtmError,
+} from "@ztm/shared/errors";
+import { formatHostPort, type HostPort } from "@ztm/shared/flags";
+import { findRoute, type Params, parsePageParams } from "@ztm/shared/http";
+import { errText, type Logger } from "@ztm/shared/log";
+import {
+  type AgentMessage,
+  checkPublishedServices,
+  ENDPOINT_ID_PATTERN,
+  LineDecoder,
+  NAME_PATTERN,
+  OPEN_TIMEOUT_MS,
+  parseMessage,
+  PING_INTERVAL_MS,
+  PING_TIMEOUT_MS,
+  PROTOCOL_HEADER,
+  PROTOCOL_VERSION,
+  type ServiceProto,
+  type TunnelCaller,
+  WINDOW_BYTES,
+} from "@ztm/shared/protocol";
+import { VERSION } from "@ztm/shared/version";
+import { admit, type Peer } from "./admit.ts";
+import { type ControlChannel, Registry } from "./registry.ts";
+import { relay } from "./relay.ts";
+
+/** Limits that answer 429/413 instead of letting the hub fall over. */
+export interface HubLimits {
+  maxSessions: number;
+  maxStreamsPerSession: number;
+  /** How long an offline endpoint stays listed. */
+  purgeAfterMs: number;
+  pingIntervalMs: number;
+  pingTimeoutMs: number;
+}
+
+/** Defaults for `HubLimits`. */
+export const DEFAULT_LIMITS: HubLimits = {
+  maxSessions: 20_000,
+  maxStreamsPerSession: 1_000,
+  purgeAfterMs: 5 * 60_000,
+  pingIntervalMs: PING_INTERVAL_MS,
+  pingTimeoutMs: PING_TIMEOUT_MS,
+};
+
+/** The revocation state the server consults. */
+export interface RevocationView {
+  isRevoked(serial: string): boolean;
+  crlPem(): string | undefined;
+  status(): unknown;
+}
+
+/** What a `HubServer` needs. */
+export interface HubServerOptions {
+  caPem: string;
+  keyPem: string;
+  certPem: string;
+  revocations: RevocationView;
+  log: Logger;
+  limits?: Partial<HubLimits>;
+}
+
+interface SessionState {
+  peer: Peer;
+  endpointId?: string;
+  full: boolean;
+  ping?: ReturnType<typeof setInterval>;
+}
+
+interface PendingTunnel {
+  caller: ServerHttp2Stream;
+  from: TunnelCaller;
+  target: string;
+  service: string;
+  timer: ReturnType<typeof setTimeout>;
+}
+
+type StreamHandler = (stream: ServerHttp2Stream, params: Params, state: SessionState, url: URL) => void | Promise<void>;
+
+/** Writes a JSON response on a stream that has not responded yet. */
+function respondJson(stream: ServerHttp2Stream, status: number, body: unknown): void {
+  if (stream.destroyed || stream.closed) return;
+  if (!stream.headersSent) stream.respond({ ":status": status, "content-type": "application/json" });
+  stream.end(JSON.stringify(body) + "\n");
+}
+
+function respondError(stream: ServerHttp2Stream, err: unknown): void {
+  const { status, body } = errorBody(err);
+  respondJson(stream, status, body);
+}
+
+/** The hub server. Create, `listen()`, then `close()`. */
+export class HubServer {
+  #opts: HubServerOptions;
+  #limits: HubLimits;
+  #log: Logger;
+  #server: Http2SecureServer;
+  #sessions = new Map<ServerHttp2Session, SessionState>();
+  #pending = new Map<string, PendingTunnel>();
+  #tunnels = 0;
+  #started = Date.now();
+  readonly registry: Registry;
+  #routes: { method: string; pattern: string; handler: StreamHandler }[];
+
+  constructor(opts: HubServerOptions) {
+    this.#opts = opts;
+    this.#log = opts.log;
+    this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
+    this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
+    this.#routes = [
+      { method: "POST", pattern: "/api/endpoints/:id/control", handler: (s, p, st) => this.#control(s, p, st) },
+      {
+        method: "POST",
+        pattern: "/api/endpoints/:id/services/:proto/:name",
+        handler: (s, p, st) => this.#openTunnel(s, p, st),
+      },
+      { method: "POST", pattern: "/api/sessions/:sid", handler: (s, p, st) => this.#acceptTunnel(s, p, st) },
+      {
+        method: "GET",
+        pattern: "/api/endpoints",
+        handler: (s, _p, _st, url) => respondJson(s, 200, this.registry.page(parsePageParams(url.searchParams))),
+      },
+      { method: "GET", pattern: "/api/endpoints/:id", handler: (s, p) => respondJson(s, 200, this.registry.get(p.id)) },
+      {
+        method: "GET",
+        pattern: "/api/services",
+        handler: (s, _p, _st, url) => respondJson(s, 200, this.registry.services(parsePageParams(url.searchParams))),
+      },
+      { method: "GET", pattern: "/api/status", handler: (s) => respondJson(s, 200, this.status()) },
+      { method: "GET", pattern: "/api/crl", handler: (s) => this.#crl(s) },
+    ];
+    this.#server = http2.createSecureServer({
+      key: opts.keyPem,
+      cert: opts.certPem,
+      ca: opts.caPem,
+      requestCert: true,
+      rejectUnauthorized: true,
+      minVersion: "TLSv1.2",
+      allowHTTP1: false,
+      settings: {
+        initialWindowSize: WINDOW_BYTES,
+        maxConcurrentStreams: this.#limits.maxStreamsPerSession,
+      },
+    });
+    this.#server.on("session", (session) => this.#onSession(session));
+    this.#server.on("stream", (stream, headers) => this.#onStream(stream, headers));
+    this.#server.on("tlsClientError", (err, socket) => {
+      this.#log.info("handshake refused", { peer: socket.remoteAddress, err: errText(err) });
+    });
+    this.#server.on("sessionError", (err) => this.#log.warn("session error", { err: errText(err) }));
+  }
+
+  /** Starts listening; resolves with the bound address. */
+  listen(addr: HostPort): Promise<HostPort> {
+    return new Promise((resolve, reject) => {
+      this.#server.once("error", reject);
+      this.#server.listen(addr.port, addr.hostname, () => {
+        this.#server.off("error", reject);
+        const a = this.#server.address();
+        const bound = typeof a === "object" && a ? { hostname: a.address, port: a.port } : addr;
+        this.#log.info("listening", { addr: formatHostPort(bound) });
+        resolve(bound);
+      });
+    });
+  }
+
+  /** What `GET /api/status` answers. */
+  status() {
+    return {
+      version: VERSION,
+      protocol: PROTOCOL_VERSION,
+      uptimeSeconds: Math.round((Date.now() - this.#started) / 1000),
+      sessions: this.#sessions.size,
+      tunnels: this.#tunnels,
+      ...this.registry.counts(),
+      revocations: this.#opts.revocations.status(),
+    };
+  }
+
+  /** Destroys every session whose certificate serial is in `revoked`. */
+  applyRevocations(revoked: Set<string>): void {
+    for (const [session, state] of this.#sessions) {
+      if (!revoked.has(state.peer.serial)) continue;
+      this.#log.warn("session closed: certificate revoked", {
+        user: state.peer.user,
+        serial: state.peer.serial,
+        endpoint: state.endpointId,
+      });
+      session.destroy();
+    }
+  }
+
+  /** Stops accepting, closes every session. */
+  close(): Promise<void> {
+    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    this.registry.close();
+    return new Promise((resolve) => {
+      this.#server.close(() => resolve());
+      for (const session of this.#sessions.keys()) session.destroy();
+    });
+  }
+
+  #onSession(session: ServerHttp2Session): void {
+    let peer: Peer;
+    try {
+      peer = admit(session.socket as TLSSocket, (s) => this.#opts.revocations.isRevoked(s));
+    } catch (err) {
+      this.#log.warn("peer refused", { peer: session.socket?.remoteAddress, err: errText(err) });
+      session.destroy();
+      return;
+    }
+    const state: SessionState = { peer, full: this.#sessions.size >= this.#limits.maxSessions };
+    this.#sessions.set(session, state);
+    if (state.full) this.#log.warn("session refused: hub full", { user: peer.user, peer: peer.address });
+    else this.#log.info("peer admitted", { user: peer.user, serial: peer.serial, peer: peer.address });
+    session.setLocalWindowSize?.(WINDOW_BYTES);
+    state.ping = setInterval(() => this.#ping(session, state), this.#limits.pingIntervalMs);
+    session.on("error", (err) => this.#log.info("session error", { user: peer.user, err: errText(err) }));
+    session.on("close", () => {
+      clearInterval(state.ping);
+      this.#sessions.delete(session);
+      this.#log.info("session closed", { user: peer.user, endpoint: state.endpointId, peer: peer.address });
+    });
+  }
+
+  #ping(session: ServerHttp2Session, state: SessionState): void {
+    if (session.destroyed) return;
+    const timer = setTimeout(() => {
+      this.#log.warn("peer unresponsive; session dropped", { user: state.peer.user, endpoint: state.endpointId });
+      session.destroy();
+    }, this.#limits.pingTimeoutMs);
+    try {
+      session.ping((err) => {
+        clearTimeout(timer);
+        if (err && !session.destroyed) session.destroy();
+      });
+    } catch {
+      clearTimeout(timer);
+      session.destroy();
+    }
+  }
+
+  async #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
+    stream.on("error", () => {}); // a reset stream is reported by its handler's close path
+    const state = this.#sessions.get(stream.session as ServerHttp2Session);
+    if (!state) {
+      stream.close(http2.constants.NGHTTP2_REFUSED_STREAM);
+      return;
+    }
+    try {
+      if (state.full) {
+        stream.session?.close();
+        throw new TooManyRequests("hub_full", "The hub has reached its session limit; try another hub or later");
+      }
+      const version = headers[PROTOCOL_HEADER];
+      if (version !== String(PROTOCOL_VERSION)) {
+        throw new BadRequest(
+          "protocol_mismatch",
+          `This hub speaks ztm protocol ${PROTOCOL_VERSION}; the request said ${version ?? "nothing"}`,
+        );
+      }
+      const url = new URL(String(headers[":path"] ?? "/"), "https://hub");
+      const { route, params } = findRoute(this.#routes, String(headers[":method"]), url.pathname);
+      await route.handler(stream, params, state, url);
+    } catch (err) {
+      if (!(err instanceof ZtmError)) this.#log.error("request failed", { err: errText(err) });
+      respondError(stream, err);
+    }
+  }
+
+  #crl(stream: ServerHttp2Stream): void {
+    const pem = this.#opts.revocations.crlPem();
+    if (!pem) throw new ServiceUnavailable("no_crl", "The hub has no CRL from the CA yet");
+    stream.respond({ ":status": 200, "content-type": "application/x-pem-file" });
+    stream.end(pem);
+  }
+
+  #control(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
+    const id = params.id;
+    if (!ENDPOINT_ID_PATTERN.test(id)) throw new BadRequest("bad_endpoint_id", `Bad endpoint id "${id.slice(0, 80)}"`);
+    if (state.endpointId !== undefined && state.endpointId !== id) {
+      throw new Conflict("session_has_endpoint", "This session already controls another endpoint");
+    }
+    this.registry.checkOwner(id, state.peer.user);
+    const peer = state.peer;
+    const channel: ControlChannel = {
+      send: (msg) => {
+        if (!stream.destroyed && !stream.closed) stream.write(JSON.stringify(msg) + "\n");
+      },
+      close: () => {
+        if (!stream.destroyed && !stream.closed) stream.end();
+      },
+    };
+    const decoder = new LineDecoder();
+    let registered = false;
+    const hello = setTimeout(() => {
+      if (!registered) respondError(stream, new BadRequest("no_hello", "No hello within 10 s"));
+    }, 10_000);
+    const fail = (err: unknown) => {
+      if (!registered) respondError(stream, err);
+      else {
+        channel.send({ type: "error", code: "bad_message", message: errText(err) });
+        stream.end();
+      }
+    };
+    stream.on("data", (chunk: Uint8Array) => {
+      let lines: string[];
+      try {
+        lines = decoder.push(chunk);
+      } catch (err) {
+        fail(err);
+        return;
+      }
+      for (const line of lines) {
+        try {
+          const msg = parseMessage<AgentMessage>(line);
+          if (!registered) {
+            if (msg.type !== "hello") throw new BadRequest("no_hello", "The first control message must be hello");
+            if (typeof msg.name !== "string" || !NAME_PATTERN.test(msg.name)) {
+              throw new BadRequest("bad_name", "hello.name is not a valid endpoint name");
+            }
+            const services = checkPublishedServices(msg.services);
+            const previous = this.registry.connect(id, {
+              name: msg.name,
+              user: peer.user,
+              version: String(msg.version ?? "?").slice(0, 40),
+              address: peer.address,
+              services,
+              serial: peer.serial,
+            }, channel);
+            previous?.close();
+            registered = true;
+            clearTimeout(hello);
+            state.endpointId = id;
+            stream.respond({ ":status": 200, "content-type": "application/x-ndjson" });
+            channel.send({ type: "welcome", endpoint: this.registry.get(id), hub: { version: VERSION } });
+            this.#log.info("endpoint online", { endpoint: id, user: peer.user, peer: peer.address });
+          } else if (msg.type === "services") {
+            this.registry.setServices(id, checkPublishedServices(msg.services));
+          } else if (msg.type === "refuse") {
+            this.#refuseTunnel(id, msg);
+          }
+        } catch (err) {
+          fail(err);
+          return;
+        }
+      }
+    });
+    stream.on("close", () => {
+      clearTimeout(hello);
+      if (registered && this.registry.disconnect(id, channel)) {
+        this.#log.info("endpoint offline", { endpoint: id, user: peer.user });
+        for (const [sid, p] of this.#pending) {
+          if (p.target !== id) continue;
+          this.#failPending(sid, new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`));
+        }
+      }
+    });
+  }
+
+  #openTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
+    if (!state.endpointId) {
+      throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
+    }
+    if (params.proto !== "tcp") throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
+    const target = this.registry.get(params.id);
+    if (!target.online) throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
+    const service = target.services.find((s) => s.proto === params.proto && s.name === params.name);
+    if (!service) {
+      throw new NotFound("unknown_service", `Endpoint "${target.name}" has no service ${params.proto}/${params.name}`);
+    }
+    const control = this.registry.control(target.id);
+    if (!control) throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
+    const sid = crypto.randomUUID();
+    const from = { endpoint: state.endpointId, user: state.peer.user };
+    const timer = setTimeout(
+      () =>
+        this.#failPending(
+          sid,
+          new GatewayTimeout("open_timeout", `Endpoint "${target.name}" did not answer the tunnel request in time`),
+        ),
+      OPEN_TIMEOUT_MS,
+    );
+    this.#pending.set(sid, { caller: stream, from, target: target.id, service: `${params.proto}/${params.name}`, timer });
+    stream.on("close", () => {
+      const p = this.#pending.get(sid);
+      if (p?.caller === stream) {
+        clearTimeout(p.timer);
+        this.#pending.delete(sid);
+      }
+    });
+    control.send({ type: "open", sid, service: { proto: params.proto as ServiceProto, name: params.name }, from });
+  }
+
+  #acceptTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
+    const p = this.#pending.get(params.sid);
+    if (!p) throw new NotFound("unknown_session", "No pending tunnel with that id (expired or cancelled)");
+    if (state.endpointId !== p.target) throw new Forbidden("not_provider", "Only the target endpoint may accept");
+    this.#pending.delete(params.sid);
+    clearTimeout(p.timer);
+    if (p.caller.destroyed || p.caller.closed) throw new NotFound("unknown_session", "The caller went away");
+    p.caller.respond({ ":status": 200 });
+    stream.respond({ ":status": 200 });
+    this.#tunnels++;
+    const started = performance.now();
+    relay(p.caller, stream).then((r) => {
+      this.#tunnels--;
+      this.#log.debug("tunnel closed", {
+        endpoint: p.target,
+        user: p.from.user,
+        service: p.service,
+        bytes: r.up + r.down,
+        ms: Math.round(performance.now() - started),
+      });
+    });
+  }
+
+  #refuseTunnel(endpointId: string, msg: Extract<AgentMessage, { type: "refuse" }>): void {
+    const p = this.#pending.get(String(msg.sid));
+    if (!p || p.target !== endpointId) return;
+    const status = Number.isInteger(msg.status) && msg.status >= 400 && msg.status < 600 ? msg.status : 502;
+    this.#log.info("tunnel refused by provider", { endpoint: endpointId, user: p.from.user, service: p.service, status });
+    this.#failPending(
+      String(msg.sid),
+      new ZtmError(status, String(msg.code ?? "refused").slice(0, 64), String(msg.message ?? "").slice(0, 500)),
+    );
+  }
+
+  #failPending(sid: string, err: ZtmError): void {
+    const p = this.#pending.get(sid);
+    if (!p) return;
+    clearTimeout(p.timer);
+    this.#pending.delete(sid);
+    respondError(p.caller, err);
+  }
+}

@@ -1,0 +1,173 @@
+/**
+ * The wire contract between agents and hubs (protocol version 1).
+ *
+ * Transport: HTTP/2 over mutual TLS (TLS 1.2+). The agent is always the
+ * client; the hub never dials an endpoint. Every request carries
+ * `ztm-protocol: 1`; a hub that speaks another version answers 400
+ * `protocol_mismatch` naming both versions.
+ *
+ * Message flow
+ *
+ * 1. Control. The agent opens one long-lived full-duplex stream
+ *    `POST /api/endpoints/{id}/control`. Both directions carry newline-
+ *    delimited JSON ({@link AgentMessage} up, {@link HubMessage} down). The
+ *    agent's first line is `hello` (its endpoint record); the hub answers
+ *    `welcome` or closes the stream with an error status. The hub binds the
+ *    endpoint id to the user of the certificate that first registered it.
+ *    Later `services` lines replace the endpoint's published services.
+ *
+ * 2. Tunnel. Agent A opens `POST /api/endpoints/{B}/services/{proto}/{name}`
+ *    and holds it open. The hub sends B `{type:"open", sid, service, from}`
+ *    on B's control stream. B checks the service's access rule for `from.user`,
+ *    connects to the service's target, and then opens
+ *    `POST /api/sessions/{sid}`; or it answers `{type:"refuse", sid, status,
+ *    code, message}`. Only then does the hub send response headers to A: 200
+ *    and the two streams are piped both ways with backpressure, or the
+ *    refusal's status and JSON error. So A learns of a refusal before any byte
+ *    flows. Streams are closed with `end()` (END_STREAM), never reset, except
+ *    on error: nghttp2 counts resets against a rapid-reset budget.
+ *
+ * 3. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
+ *    `GET /api/services?offset&limit&q`, `GET /api/status`, and
+ *    `GET /api/crl` (the CA-signed CRL, which agents verify themselves).
+ *
+ * Liveness: both sides send HTTP/2 PING every {@link PING_INTERVAL_MS} and
+ * drop the session when no answer arrives within {@link PING_TIMEOUT_MS}.
+ */
+
+/** Protocol version spoken by this build. */
+export const PROTOCOL_VERSION = 1;
+/** Header carrying the protocol version on every request. */
+export const PROTOCOL_HEADER = "ztm-protocol";
+
+/** HTTP/2 PING period on both sides. */
+export const PING_INTERVAL_MS = 10_000;
+/** A PING unanswered this long means the peer is gone. */
+export const PING_TIMEOUT_MS = 10_000;
+/** HTTP/2 flow-control window for sessions and streams (measured: 16 MiB nearly doubles throughput). */
+export const WINDOW_BYTES = 16 * 1024 * 1024;
+/** Longest control line either side accepts. */
+export const MAX_CONTROL_LINE_BYTES = 256 * 1024;
+/** How long the hub waits for a provider to accept or refuse a tunnel. */
+export const OPEN_TIMEOUT_MS = 10_000;
+
+/** Hub routes. */
+export const HUB_PATHS = {
+  control: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}/control`,
+  tunnel: (endpointId: string, proto: string, name: string) =>
+    `/api/endpoints/${encodeURIComponent(endpointId)}/services/${proto}/${encodeURIComponent(name)}`,
+  session: (sid: string) => `/api/sessions/${encodeURIComponent(sid)}`,
+  endpoints: "/api/endpoints",
+  endpoint: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}`,
+  services: "/api/services",
+  status: "/api/status",
+  crl: "/api/crl",
+} as const;
+
+/** Service protocols. Only TCP today. */
+export type ServiceProto = "tcp";
+export const SERVICE_PROTOS: readonly ServiceProto[] = ["tcp"];
+
+/** A service as published to the mesh (its target stays on the provider). */
+export interface PublishedService {
+  proto: ServiceProto;
+  name: string;
+  /** Users allowed besides the provider's user and `root`; `["*"]` is everyone. */
+  users: string[];
+}
+
+/** An endpoint as the hub knows it. */
+export interface EndpointRecord {
+  id: string;
+  name: string;
+  user: string;
+  online: boolean;
+  version: string;
+  /** Address the hub sees the endpoint's connection come from. */
+  address: string;
+  services: PublishedService[];
+  /** ISO time of the last (re)connection or disconnection. */
+  since: string;
+}
+
+/** A mesh-wide service with its providers. */
+export interface MeshService {
+  proto: ServiceProto;
+  name: string;
+  user: string;
+  providers: { endpoint: string; name: string; online: boolean; users: string[] }[];
+}
+
+/** A page of results. */
+export interface Page<T> {
+  items: T[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+/** Who is opening a tunnel, as the hub saw their certificate. */
+export interface TunnelCaller {
+  endpoint: string;
+  user: string;
+}
+
+/** Lines the agent sends on its control stream. */
+export type AgentMessage =
+  | { type: "hello"; name: string; version: string; services: PublishedService[] }
+  | { type: "services"; services: PublishedService[] }
+  | { type: "refuse"; sid: string; status: number; code: string; message: string };
+
+/** Lines the hub sends on a control stream. */
+export type HubMessage =
+  | { type: "welcome"; endpoint: EndpointRecord; hub: { version: string } }
+  | { type: "open"; sid: string; service: { proto: ServiceProto; name: string }; from: TunnelCaller }
+  | { type: "error"; code: string; message: string };
+
+/** Endpoint ids: 1–64 of `A-Za-z0-9-_`. */
+export const ENDPOINT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/** Endpoint, service and mesh names: 1–64 of `A-Za-z0-9._-`, not starting with `.` or `-`. */
+export const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
+
+/** Splits a byte stream into lines; calls `onLine` per complete line. Throws past `maxBytes` per line. */
+export class LineDecoder {
+  #buf = "";
+  #decoder = new TextDecoder();
+  #max: number;
+  constructor(maxBytes = MAX_CONTROL_LINE_BYTES) {
+    this.#max = maxBytes;
+  }
+  /** Feeds a chunk; returns the complete lines it finished. */
+  push(chunk: Uint8Array): string[] {
+    this.#buf += this.#decoder.decode(chunk, { stream: true });
+    const lines = this.#buf.split("\n");
+    this.#buf = lines.pop() ?? "";
+    if (this.#buf.length > this.#max) throw new Error(`Control line longer than ${this.#max} bytes`);
+    return lines.filter((l) => l.trim() !== "");
+  }
+}
+
+/** Parses one control line as an object with a string `type`; throws on anything else. */
+export function parseMessage<T extends { type: string }>(line: string): T {
+  const value = JSON.parse(line);
+  if (typeof value !== "object" || value === null || typeof value.type !== "string") {
+    throw new Error("Control message has no type");
+  }
+  return value as T;
+}
+
+/** Checks a published service list from the wire; throws a message on the first bad entry. */
+export function checkPublishedServices(value: unknown): PublishedService[] {
+  if (!Array.isArray(value)) throw new Error("services must be an array");
+  if (value.length > 1000) throw new Error("at most 1000 services per endpoint");
+  return value.map((s, i) => {
+    if (typeof s !== "object" || s === null) throw new Error(`services[${i}] is not an object`);
+    const { proto, name, users } = s as Record<string, unknown>;
+    if (!SERVICE_PROTOS.includes(proto as ServiceProto)) throw new Error(`services[${i}].proto must be tcp`);
+    if (typeof name !== "string" || !NAME_PATTERN.test(name)) throw new Error(`services[${i}].name is bad`);
+    if (!Array.isArray(users) || users.some((u) => typeof u !== "string") || users.length > 1000) {
+      throw new Error(`services[${i}].users must be a list of names`);
+    }
+    return { proto: proto as ServiceProto, name, users: users as string[] };
+  });
+}
