@@ -201,6 +201,38 @@ export class Harness implements AsyncDisposable {
     return Object.assign(ca, { dir, database });
   }
 
+  /** Starts a hub on port 0 enrolled with `ca`; its data dir is `dir` (a new temp dir by default). */
+  async startHub(
+    ca: { url: string; database: string },
+    opts: { dir?: string; args?: string[]; caUrl?: string } = {},
+  ): Promise<Service & { dir: string; address: string }> {
+    const dir = opts.dir ?? await this.tempDir("ztm-hub-");
+    const caAddr = (opts.caUrl ?? ca.url).replace(/^http:\/\//, "");
+    const hub = await this.spawnService("hub", "hub/main.ts", [
+      `--ca=${caAddr}`,
+      "--listen=127.0.0.1:0",
+      "--names=localhost",
+      `--data-dir=${dir}`,
+      `--ca-token-file=${ca.database}.token`,
+      ...(opts.args ?? []),
+    ]);
+    return Object.assign(hub, { dir, address: `localhost:${hub.port}` });
+  }
+
+  /** Starts an agent on port 0 with its database in `dir` (a new temp dir by default). */
+  async startAgent(
+    opts: { dir?: string; args?: string[]; name?: string } = {},
+  ): Promise<Service & { dir: string; database: string }> {
+    const dir = opts.dir ?? await this.tempDir("ztm-agent-");
+    const database = join(dir, "agent.db");
+    const agent = await this.spawnService(opts.name ?? "agent", "agent/main.ts", [
+      "--listen=127.0.0.1:0",
+      `--database=${database}`,
+      ...(opts.args ?? []),
+    ]);
+    return Object.assign(agent, { dir, database });
+  }
+
   async [Symbol.asyncDispose](): Promise<void> {
     await Promise.allSettled(this.#procs.map((p) => p.stop()));
     for (const dir of this.#dirs) {
@@ -259,4 +291,65 @@ export async function eventually<T>(
     await new Promise((r) => setTimeout(r, 50));
   }
   throw new Error(`${what} not reached within ${timeoutMs} ms${last ? `: ${last}` : ""}`);
+}
+
+/** A user's credentials from the CA: certificate, key and the CA certificate, PEM. */
+export interface UserFiles {
+  user: string;
+  ca: string;
+  certificate: string;
+  privateKey: string;
+}
+
+/** Issues a certificate for `user` through the CA's API, as the walkthrough's curl does. */
+export async function issueUser(caUrl: string, user: string): Promise<UserFiles> {
+  const keyRes = await fetch(`${caUrl}/api/certificates/${user}`, { method: "POST" });
+  const privateKey = await keyRes.text();
+  if (keyRes.status !== 201) throw new Error(`issuing ${user}: ${keyRes.status} ${privateKey}`);
+  const certificate = await (await fetch(`${caUrl}/api/certificates/${user}`)).text();
+  const ca = await (await fetch(`${caUrl}/api/certificates/ca`)).text();
+  return { user, ca, certificate, privateKey };
+}
+
+/** A parsed API answer; tests read its fields freely. */
+// deno-lint-ignore no-explicit-any
+export type ApiBody = any;
+
+/** Calls an agent's API; returns status and parsed JSON (or text). */
+export async function api(
+  agentUrl: string,
+  method: string,
+  path: string,
+  body?: unknown,
+): Promise<{ status: number; body: ApiBody }> {
+  const res = await fetch(`${agentUrl}${path}`, {
+    method,
+    headers: body === undefined ? {} : { "content-type": "application/json" },
+    body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
+  });
+  const text = await res.text();
+  let parsed: unknown = text;
+  try {
+    parsed = JSON.parse(text);
+  } catch { /* keep text */ }
+  return { status: res.status, body: parsed };
+}
+
+/** Joins `agentUrl` to `mesh` through `hubAddress` with `files`; returns the joined mesh summary. */
+export async function joinMesh(
+  agentUrl: string,
+  mesh: string,
+  files: UserFiles,
+  hubAddress: string,
+  endpointName: string,
+): Promise<ApiBody> {
+  const res = await api(agentUrl, "POST", `/api/meshes/${mesh}`, {
+    ca: files.ca,
+    agent: { name: endpointName, certificate: files.certificate, privateKey: files.privateKey },
+    bootstraps: [hubAddress],
+  });
+  if (res.status !== 201) {
+    throw new Error(`join ${endpointName}: ${res.status} ${JSON.stringify(res.body)}`);
+  }
+  return res.body;
 }

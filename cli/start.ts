@@ -1,0 +1,107 @@
+/**
+ * `ztm start`: the whole mesh on one machine — a CA, a hub and an agent —
+ * with a local `root` user joined to a mesh named `local`. State lives under
+ * one data directory, so a second run picks up where the first left off.
+ *
+ * @module
+ */
+import { join } from "node:path";
+import { startAgent } from "@ztm/agent";
+import { startCa } from "@ztm/ca";
+import { startHub } from "@ztm/hub";
+import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
+import { type CommandSpec, formatHostPort, parseCommandLine } from "@ztm/shared/flags";
+import { errText, Logger } from "@ztm/shared/log";
+
+/** Flags of `ztm start`. */
+export const START_COMMAND: CommandSpec = {
+  name: "ztm start",
+  summary: "Runs a CA, a hub and an agent on this machine, joined to a local mesh as user root.",
+  flags: [
+    { name: "data-dir", kind: "path", default: "~/.ztm", help: "where all state is kept" },
+    { name: "mesh", kind: "string", default: "local", help: "name of the mesh the agent joins" },
+    { name: "ca-listen", kind: "address", default: "127.0.0.1:9999", help: "address of the CA's API" },
+    { name: "hub-listen", kind: "address", default: "0.0.0.0:8888", help: "address agents dial" },
+    { name: "agent-listen", kind: "address", default: "127.0.0.1:7777", help: "address of the agent's API and dashboard" },
+  ],
+  examples: ["ztm start", "ztm start --data-dir=/tmp/ztm --agent-listen=127.0.0.1:7000"],
+};
+
+/** Issues root's certificate once and keeps it (0600) under `dir`; later runs reuse the files. */
+async function rootCredentials(caUrl: string, dir: string): Promise<{ certificate: string; privateKey: string }> {
+  const keyFile = join(dir, "root.key");
+  const certFile = join(dir, "root.crt");
+  let privateKey = readTextIfExists(keyFile);
+  let certificate = readTextIfExists(certFile);
+  if (privateKey && certificate) return { certificate, privateKey };
+  const res = await fetch(`${caUrl}/api/certificates/root`, { method: "POST" });
+  privateKey = await res.text();
+  if (res.status !== 201) throw new Error(`The CA would not issue root's certificate: ${privateKey.trim()}`);
+  writeSecretFile(keyFile, privateKey);
+  certificate = await (await fetch(`${caUrl}/api/certificates/root`)).text();
+  writeSecretFile(certFile, certificate);
+  return { certificate, privateKey };
+}
+
+if (import.meta.main) {
+  const flags = parseCommandLine(START_COMMAND, Deno.args);
+  const dir = flags.path("data-dir")!;
+  const mesh = flags.string("mesh")!;
+  const log = new Logger("start");
+  try {
+    const ca = await startCa({ listen: flags.address("ca-listen"), database: join(dir, "ca.db"), log: new Logger("ca") });
+    writeSecretFile(join(dir, "ca.crt"), ca.caCertificatePem);
+    const hubListen = flags.address("hub-listen");
+    const hub = await startHub({
+      caUrl: ca.url,
+      listen: hubListen,
+      hosts: ["localhost", "127.0.0.1"],
+      dataDir: join(dir, "hub"),
+      caTokenFile: join(dir, "ca.db.token"),
+      log: new Logger("hub"),
+    });
+    const agent = await startAgent({
+      listen: flags.address("agent-listen"),
+      database: join(dir, "agent.db"),
+      log: new Logger("agent"),
+    });
+    if (!agent.runtimes.has(mesh)) {
+      const root = await rootCredentials(ca.url, dir);
+      const res = await fetch(`${agent.url}/api/meshes/${mesh}`, {
+        method: "POST",
+        headers: { "content-type": "application/json" },
+        body: JSON.stringify({
+          ca: ca.caCertificatePem,
+          agent: { certificate: root.certificate, privateKey: root.privateKey },
+          bootstraps: [`localhost:${hub.addr.port}`],
+        }),
+      });
+      if (res.status !== 201) throw new Error(`Joining mesh "${mesh}" failed: ${(await res.text()).trim()}`);
+      await res.body?.cancel();
+      log.info("mesh joined", { mesh, user: "root" });
+    }
+    console.log([
+      "",
+      "ztm is running:",
+      `  CA         ${ca.url}   (CA certificate: ${join(dir, "ca.crt")})`,
+      `  hub        ${formatHostPort(hub.addr)}   (agents dial localhost:${hub.addr.port})`,
+      `  agent API  ${agent.url}   (mesh "${mesh}", user root)`,
+      `  dashboard  ${agent.url}/`,
+      `  root's certificate and key: ${join(dir, "root.crt")}, ${join(dir, "root.key")}`,
+      `  state: ${dir}   — stop with Ctrl-C`,
+      "",
+    ].join("\n"));
+    const stop = async () => {
+      log.info("stopping");
+      await agent.close();
+      await hub.close();
+      await ca.close();
+      Deno.exit(0);
+    };
+    Deno.addSignalListener("SIGINT", stop);
+    Deno.addSignalListener("SIGTERM", stop);
+  } catch (err) {
+    log.error("start failed", { err: errText(err) });
+    Deno.exit(1);
+  }
+}
