@@ -26,6 +26,7 @@ import {
   checkHostAndOrigin,
   createRouter,
   json,
+  parsePageParams,
   readJsonObject,
   type Route,
 } from "@ztm/shared/http";
@@ -43,8 +44,6 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export const DEFAULT_PAGE_LIMIT = 100;
 /** Largest page a query may ask for. */
 export const MAX_PAGE_LIMIT = 500;
-/** Longest search text `q`. */
-export const MAX_QUERY_CHARS = 256;
 /** Most users one service may name. */
 export const MAX_SERVICE_USERS = 1000;
 
@@ -63,6 +62,12 @@ export interface AgentAppOptions {
 /**
  * Builds the agent's API app. The app throws `ZtmError`s for refusals (render
  * them with `serveHttp`); it may be called concurrently.
+ *
+ * @example
+ * ```ts
+ * const app = createAgentApp({ store, startMesh, runtimes: new Map(), log });
+ * serveHttp({ listen: { hostname: "127.0.0.1", port: 7777 }, app, log });
+ * ```
  */
 export function createAgentApp(opts: AgentAppOptions): App {
   const { store, runtimes, log } = opts;
@@ -352,27 +357,7 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined) {
 }
 
 function pageQuery(req: Request): PageQuery {
-  const url = new URL(req.url);
-  const offset = intQuery(url, "offset", 0, 0, Number.MAX_SAFE_INTEGER);
-  const limit = intQuery(url, "limit", DEFAULT_PAGE_LIMIT, 1, MAX_PAGE_LIMIT);
-  const q = url.searchParams.get("q") ?? "";
-  if (q.length > MAX_QUERY_CHARS) {
-    throw new BadRequest("bad_query", `Query "q" is longer than ${MAX_QUERY_CHARS} characters`);
-  }
-  return q === "" ? { offset, limit } : { offset, limit, q };
-}
-
-function intQuery(url: URL, name: string, fallback: number, min: number, max: number): number {
-  const v = url.searchParams.get(name);
-  if (v === null || v === "") return fallback;
-  const n = Number(v);
-  if (!/^\d{1,16}$/.test(v) || n < min || n > max) {
-    throw new BadRequest(
-      "bad_query",
-      `Query "${name}" must be a whole number from ${min} to ${max}`,
-    );
-  }
-  return n;
+  return parsePageParams(new URL(req.url).searchParams, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
 }
 
 function checkFields(obj: Record<string, unknown>, allowed: string[], what: string): void {

@@ -485,6 +485,21 @@ Deno.test("leaving a mesh closes its runtime and forgets its services and ports"
   assertError(await agent.call("DELETE", "/api/meshes/home"), 404, "unknown_mesh");
 });
 
+Deno.test("a joined mesh that is not running answers 503 to changes but still shows and leaves", async () => {
+  await using agent = new TestAgent();
+  await agent.join();
+  agent.runtimes.delete("home"); // as when the mesh failed to resume at agent start
+  const before = agent.snapshot();
+  const write = await agent.call("POST", `${SERVICES}/tcp/ssh`, { host: "localhost", port: 22 });
+  assertError(write, 503, "mesh_not_running", /Mesh "home" is joined but not running/);
+  assertError(await agent.call("GET", "/api/meshes/home/endpoints"), 503, "mesh_not_running");
+  assertEquals(agent.snapshot(), before);
+  assertEquals((await agent.call("GET", SERVICES)).body, []);
+  assertEquals((await agent.call("GET", "/api/meshes/home")).body.status, null);
+  assertEquals((await agent.call("DELETE", "/api/meshes/home")).status, 200);
+  assertEquals(agent.store.listMeshes(), []);
+});
+
 Deno.test("every mesh route answers 404 unknown_mesh naming an unknown mesh", async () => {
   await using agent = new TestAgent();
   await agent.join();
@@ -525,7 +540,7 @@ Deno.test("endpoint and service queries pass paging and search to the runtime", 
   const services = await agent.call("GET", "/api/meshes/home/services?limit=500&q=ssh");
   assertEquals(services.body, { items: [], total: 0, offset: 0, limit: 500 });
   assertEquals(runtime.queries, [
-    { offset: 0, limit: 100 },
+    { offset: 0, limit: 100, q: undefined },
     { offset: 1, limit: 1, q: "-" },
     { offset: 0, limit: 500, q: "ssh" },
   ]);
@@ -541,7 +556,7 @@ Deno.test("bad paging or search answers 400 bad_query without asking the hub", a
     "limit=0",
     "limit=501",
     "limit=1.5",
-    `q=${"x".repeat(257)}`,
+    `q=${"x".repeat(201)}`,
   ];
   for (const query of queries) {
     for (const path of ["/api/meshes/home/endpoints", "/api/meshes/home/services"]) {

@@ -86,7 +86,12 @@ export class HubLink {
   }
 
   state(): LinkState {
-    return { connected: this.#connected, hub: this.#hub, lastError: this.#lastError, since: this.#since };
+    return {
+      connected: this.#connected,
+      hub: this.#hub,
+      lastError: this.#lastError,
+      since: this.#since,
+    };
   }
 
   /** Resolves once connected (or rejects after `timeoutMs`). */
@@ -118,7 +123,11 @@ export class HubLink {
   /** A JSON request to the hub. Throws the hub's error, or `ServiceUnavailable` when not connected. */
   async request<T>(method: string, path: string): Promise<T> {
     const session = this.#usableSession();
-    const stream = session.request({ ":method": method, ":path": path, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }, {
+    const stream = session.request({
+      ":method": method,
+      ":path": path,
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+    }, {
       endStream: true,
     });
     const { status, body } = await readResponse(stream);
@@ -126,7 +135,10 @@ export class HubLink {
     try {
       value = JSON.parse(body);
     } catch {
-      throw new ServiceUnavailable("bad_hub_response", `The hub answered ${status} with a body that is not JSON`);
+      throw new ServiceUnavailable(
+        "bad_hub_response",
+        `The hub answered ${status} with a body that is not JSON`,
+      );
     }
     if (status >= 400) throw hubError(status, value);
     return value as T;
@@ -138,11 +150,18 @@ export class HubLink {
    */
   openStream(path: string): Promise<ClientHttp2Stream> {
     const session = this.#usableSession();
-    const stream = session.request({ ":method": "POST", ":path": path, [PROTOCOL_HEADER]: String(PROTOCOL_VERSION) }, {
+    const stream = session.request({
+      ":method": "POST",
+      ":path": path,
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+    }, {
       endStream: false,
     });
     return new Promise((resolve, reject) => {
-      const onClose = () => reject(new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"));
+      const onClose = () =>
+        reject(
+          new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"),
+        );
       stream.once("close", onClose);
       stream.once("error", () => {});
       stream.once("response", (headers) => {
@@ -232,7 +251,10 @@ export class HubLink {
       this.#attempt = 0;
       fail("hub closed the session (GOAWAY)");
     });
-    session.on("close", () => fail(this.#connected ? "connection to the hub closed" : REFUSED_BY_HUB));
+    session.on(
+      "close",
+      () => fail(this.#connected ? "connection to the hub closed" : REFUSED_BY_HUB),
+    );
     session.once("connect", async () => {
       session.setLocalWindowSize?.(WINDOW_BYTES);
       try {
@@ -249,7 +271,11 @@ export class HubLink {
   async #checkHubRevocation(hubCert: PeerCertificate | undefined): Promise<void> {
     if (!hubCert) throw new Error("hub presented no certificate");
     const session = this.#session!;
-    const stream = session.request({ ":method": "GET", ":path": HUB_PATHS.crl, [PROTOCOL_HEADER]: "1" }, {
+    const stream = session.request({
+      ":method": "GET",
+      ":path": HUB_PATHS.crl,
+      [PROTOCOL_HEADER]: "1",
+    }, {
       endStream: true,
     });
     const { status, body } = await readResponse(stream);
@@ -319,13 +345,21 @@ export class HubLink {
           this.#connected = true;
           this.#lastError = null;
           this.#since = new Date().toISOString();
-          this.#log.info("hub connected", { mesh: config.name, peer: address, endpoint: config.endpointId });
+          this.#log.info("hub connected", {
+            mesh: config.name,
+            peer: address,
+            endpoint: config.endpointId,
+          });
           for (const w of this.#waiters) w();
           this.#startPing(session);
         } else if (msg.type === "open") {
           this.#opts.onOpen(msg);
         } else if (msg.type === "error") {
-          this.#log.warn("hub reported an error", { mesh: config.name, code: msg.code, err: msg.message });
+          this.#log.warn("hub reported an error", {
+            mesh: config.name,
+            code: msg.code,
+            err: msg.message,
+          });
         }
       }
     });
@@ -367,7 +401,9 @@ export class HubLink {
     this.#setDisconnected(why);
     if (this.#closed) return;
     const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.#attempt);
-    const delay = this.#attempt === 0 && wasConnected ? 0 : Math.round(base * (0.5 + Math.random()));
+    const delay = this.#attempt === 0 && wasConnected
+      ? 0
+      : Math.round(base * (0.5 + Math.random()));
     this.#attempt++;
     this.#log.warn(wasConnected ? "hub link lost" : "hub connection failed", {
       mesh: this.#opts.config.name,

@@ -10,11 +10,27 @@ import { startAgent } from "./mod.ts";
 /** Flags of `ztm agent`. */
 export const AGENT_COMMAND: CommandSpec = {
   name: "ztm agent",
-  summary: "Runs the agent of this endpoint: joins meshes, provides services, maps local ports (API on --listen).",
+  summary:
+    "Runs the agent of this endpoint: joins meshes, provides services, maps local ports (API on --listen).",
   flags: [
-    { name: "listen", kind: "address", default: "127.0.0.1:7777", help: "address of the local API and dashboard" },
-    { name: "database", kind: "path", default: "~/ztm.db", help: "SQLite file holding this agent's state (0600)" },
-    { name: "name", kind: "string", optional: true, help: "endpoint name for joins that give none (default: host name)" },
+    {
+      name: "listen",
+      kind: "address",
+      default: "127.0.0.1:7777",
+      help: "address of the local API and dashboard",
+    },
+    {
+      name: "database",
+      kind: "path",
+      default: "~/ztm.db",
+      help: "SQLite file holding this agent's state (0600)",
+    },
+    {
+      name: "name",
+      kind: "string",
+      optional: true,
+      help: "endpoint name for joins that give none (default: host name)",
+    },
   ],
   examples: ["ztm agent", "ztm agent --listen=127.0.0.1:1234 --database=~/my-data.db"],
 };

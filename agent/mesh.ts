@@ -5,12 +5,25 @@
  */
 import { NotFound } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
-import { HUB_PATHS, type EndpointRecord, type MeshService, type Page, type PublishedService } from "@ztm/shared/protocol";
+import {
+  type EndpointRecord,
+  HUB_PATHS,
+  type MeshService,
+  type Page,
+  type PublishedService,
+} from "@ztm/shared/protocol";
 import { VERSION } from "@ztm/shared/version";
 import { HubLink, userOf } from "./hub_link.ts";
 import { PortMap } from "./port_map.ts";
 import { Provider } from "./provider.ts";
-import type { LocalService, MeshConfig, MeshRuntime, MeshStatus, PageQuery, PortMapping } from "./runtime.ts";
+import type {
+  LocalService,
+  MeshConfig,
+  MeshRuntime,
+  MeshStatus,
+  PageQuery,
+  PortMapping,
+} from "./runtime.ts";
 
 function published(services: LocalService[]): PublishedService[] {
   return services.map(({ proto, name, users }) => ({ proto, name, users }));
@@ -39,7 +52,11 @@ export async function startMesh(
       await mesh.openPort(port);
     } catch (err) {
       // A stored mapping whose port is taken now stays stored; say so and go on.
-      log.warn("port mapping not reopened", { mesh: config.name, addr: `${port.ip}:${port.port}`, err: String(err) });
+      log.warn("port mapping not reopened", {
+        mesh: config.name,
+        addr: `${port.ip}:${port.port}`,
+        err: String(err),
+      });
     }
   }
   mesh.start();
@@ -65,7 +82,12 @@ export class Mesh implements MeshRuntime {
     this.#link = new HubLink({
       config,
       log,
-      hello: () => ({ type: "hello", name: config.endpointName, version: VERSION, services: published(this.#services) }),
+      hello: () => ({
+        type: "hello",
+        name: config.endpointName,
+        version: VERSION,
+        services: published(this.#services),
+      }),
       onOpen: (msg) => this.#provider.open(msg),
     });
     this.#provider = new Provider({ owner: this.#user, link: this.#link, log, mesh: config.name });
@@ -122,7 +144,9 @@ export class Mesh implements MeshRuntime {
   async closePort(mapping: PortMapping): Promise<void> {
     const key = portKey(mapping);
     const port = this.#ports.get(key);
-    if (!port) throw new NotFound("unknown_port", `No port mapping on ${mapping.ip}:${mapping.port}`);
+    if (!port) {
+      throw new NotFound("unknown_port", `No port mapping on ${mapping.ip}:${mapping.port}`);
+    }
     this.#ports.delete(key);
     await port.close();
   }

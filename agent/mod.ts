@@ -48,15 +48,26 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     startMesh(cfg, state, log);
   for (const mesh of store.listMeshes()) {
     try {
-      runtimes.set(mesh.name, await start(mesh, { services: store.services(mesh.name), ports: store.ports(mesh.name) }));
+      runtimes.set(
+        mesh.name,
+        await start(mesh, { services: store.services(mesh.name), ports: store.ports(mesh.name) }),
+      );
       log.info("mesh resumed", { mesh: mesh.name, endpoint: mesh.endpointId });
     } catch (err) {
       log.error("mesh not resumed", { mesh: mesh.name, err: errText(err) });
     }
   }
-  const app = createAgentApp({ store, startMesh: start, runtimes, log, endpointName: config.endpointName });
+  const app = createAgentApp({
+    store,
+    startMesh: start,
+    runtimes,
+    log,
+    endpointName: config.endpointName,
+  });
   const server = serveHttp({ listen: config.listen, app, log });
-  const host = server.addr.hostname.includes(":") ? `[${server.addr.hostname}]` : server.addr.hostname;
+  const host = server.addr.hostname.includes(":")
+    ? `[${server.addr.hostname}]`
+    : server.addr.hostname;
   return {
     url: `http://${host}:${server.addr.port}`,
     runtimes,

@@ -44,22 +44,39 @@ export class PortMap {
   /** Binds the listener. Throws `Conflict` (`port_in_use`) or a 400 for an address not on this host. */
   listen(): Promise<void> {
     const { mapping, log, mesh } = this.#opts;
-    const server = net.createServer({ allowHalfOpen: true, pauseOnConnect: true }, (socket) => this.#accept(socket));
+    const server = net.createServer(
+      { allowHalfOpen: true, pauseOnConnect: true },
+      (socket) => this.#accept(socket),
+    );
     return new Promise((resolve, reject) => {
       server.once("error", (err: NodeJS.ErrnoException) => {
         if (err.code === "EADDRINUSE") {
-          reject(new Conflict("port_in_use", `Address ${mapping.ip}:${mapping.port} is already in use`));
+          reject(
+            new Conflict("port_in_use", `Address ${mapping.ip}:${mapping.port} is already in use`),
+          );
         } else if (err.code === "EADDRNOTAVAIL") {
-          reject(new ZtmError(400, "address_unavailable", `Address ${mapping.ip} is not on this host`));
+          reject(
+            new ZtmError(400, "address_unavailable", `Address ${mapping.ip} is not on this host`),
+          );
         } else {
-          reject(new ZtmError(400, "listen_failed", `Cannot listen on ${mapping.ip}:${mapping.port}: ${errText(err)}`));
+          reject(
+            new ZtmError(
+              400,
+              "listen_failed",
+              `Cannot listen on ${mapping.ip}:${mapping.port}: ${errText(err)}`,
+            ),
+          );
         }
       });
       server.listen({ host: mapping.ip, port: mapping.port, exclusive: true }, () => {
         server.removeAllListeners("error");
         server.on("error", (err) => log.warn("listener error", { mesh, err: errText(err) }));
         this.#server = server;
-        log.info("port mapping listening", { mesh, addr: `${mapping.ip}:${mapping.port}`, service: mapping.target.service });
+        log.info("port mapping listening", {
+          mesh,
+          addr: `${mapping.ip}:${mapping.port}`,
+          service: mapping.target.service,
+        });
         resolve();
       });
     });
@@ -94,7 +111,9 @@ export class PortMap {
       const p = providers[(start + i) % providers.length];
       if (socket.destroyed) return;
       try {
-        const stream = await link.openStream(HUB_PATHS.tunnel(p.endpoint, mapping.proto, mapping.target.service));
+        const stream = await link.openStream(
+          HUB_PATHS.tunnel(p.endpoint, mapping.proto, mapping.target.service),
+        );
         if (socket.destroyed) {
           stream.end();
           return;
@@ -119,10 +138,16 @@ export class PortMap {
     let groups = page.items.filter((s) => s.proto === mapping.proto && s.name === target.service);
     if (target.user) groups = groups.filter((g) => g.user === target.user);
     if (groups.length === 0) {
-      throw new NotFound("unknown_service", `No endpoint offers ${mapping.proto}/${target.service}`);
+      throw new NotFound(
+        "unknown_service",
+        `No endpoint offers ${mapping.proto}/${target.service}`,
+      );
     }
     if (groups.length > 1) {
-      throw new Conflict("ambiguous_service", `Several users offer ${mapping.proto}/${target.service}; name one`);
+      throw new Conflict(
+        "ambiguous_service",
+        `Several users offer ${mapping.proto}/${target.service}; name one`,
+      );
     }
     let providers = groups[0].providers.filter((p) => p.online);
     if (target.endpoint) {
@@ -130,7 +155,10 @@ export class PortMap {
       providers = providers.filter((p) => p.endpoint === pin || p.name === pin);
     }
     if (providers.length === 0) {
-      throw new ServiceUnavailable("no_provider_online", `No provider of ${mapping.proto}/${target.service} is online`);
+      throw new ServiceUnavailable(
+        "no_provider_online",
+        `No provider of ${mapping.proto}/${target.service} is online`,
+      );
     }
     return providers;
   }

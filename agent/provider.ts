@@ -17,7 +17,8 @@ const CONNECT_TIMEOUT_MS = 5_000;
 
 /** True when `user` may use `service` provided by `owner`. */
 export function mayUse(service: LocalService, owner: string, user: string): boolean {
-  return user === owner || user === "root" || service.users.includes("*") || service.users.includes(user);
+  return user === owner || user === "root" || service.users.includes("*") ||
+    service.users.includes(user);
 }
 
 /** Accepts tunnels for one mesh. */
@@ -51,7 +52,13 @@ export class Provider {
     const { sid, service: want, from } = msg;
     const label = `${want.proto}/${want.name}`;
     const refuse = (status: number, code: string, message: string) => {
-      this.#log.info("tunnel refused", { mesh: this.#mesh, service: label, user: from.user, status, err: message });
+      this.#log.info("tunnel refused", {
+        mesh: this.#mesh,
+        service: label,
+        user: from.user,
+        status,
+        err: message,
+      });
       this.#link.send({ type: "refuse", sid, status, code, message });
     };
     const service = this.#services.find((s) => s.proto === want.proto && s.name === want.name);
@@ -67,7 +74,11 @@ export class Provider {
     let connected = false;
     socket.on("error", (err) => {
       if (!connected) {
-        refuse(502, "target_unreachable", `Service ${label} target ${service.host}:${service.port} is unreachable: ${errText(err)}`);
+        refuse(
+          502,
+          "target_unreachable",
+          `Service ${label} target ${service.host}:${service.port} is unreachable: ${errText(err)}`,
+        );
       }
     });
     socket.once("connect", async () => {
@@ -77,10 +88,19 @@ export class Provider {
       socket.once("close", () => this.#live.delete(socket));
       try {
         const stream = await this.#link.openStream(HUB_PATHS.session(sid));
-        this.#log.info("tunnel accepted", { mesh: this.#mesh, service: label, user: from.user, endpoint: from.endpoint });
+        this.#log.info("tunnel accepted", {
+          mesh: this.#mesh,
+          service: label,
+          user: from.user,
+          endpoint: from.endpoint,
+        });
         await splice(socket, stream);
       } catch (err) {
-        this.#log.info("tunnel session failed", { mesh: this.#mesh, service: label, err: errText(err) });
+        this.#log.info("tunnel session failed", {
+          mesh: this.#mesh,
+          service: label,
+          err: errText(err),
+        });
         socket.destroy();
       }
     });

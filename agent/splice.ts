@@ -7,11 +7,14 @@
  * keep working. An error on either side tears down both; only then is the
  * stream reset.
  */
-import { constants, type ClientHttp2Stream } from "node:http2";
+import { type ClientHttp2Stream, constants } from "node:http2";
 import type { Socket } from "node:net";
 
 /** Splices `socket` and `stream`; resolves with byte counts when both are closed. */
-export function splice(socket: Socket, stream: ClientHttp2Stream): Promise<{ up: number; down: number }> {
+export function splice(
+  socket: Socket,
+  stream: ClientHttp2Stream,
+): Promise<{ up: number; down: number }> {
   let up = 0;
   let down = 0;
   socket.on("data", (c: Uint8Array) => (up += c.byteLength));

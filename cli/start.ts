@@ -20,15 +20,28 @@ export const START_COMMAND: CommandSpec = {
   flags: [
     { name: "data-dir", kind: "path", default: "~/.ztm", help: "where all state is kept" },
     { name: "mesh", kind: "string", default: "local", help: "name of the mesh the agent joins" },
-    { name: "ca-listen", kind: "address", default: "127.0.0.1:9999", help: "address of the CA's API" },
+    {
+      name: "ca-listen",
+      kind: "address",
+      default: "127.0.0.1:9999",
+      help: "address of the CA's API",
+    },
     { name: "hub-listen", kind: "address", default: "0.0.0.0:8888", help: "address agents dial" },
-    { name: "agent-listen", kind: "address", default: "127.0.0.1:7777", help: "address of the agent's API and dashboard" },
+    {
+      name: "agent-listen",
+      kind: "address",
+      default: "127.0.0.1:7777",
+      help: "address of the agent's API and dashboard",
+    },
   ],
   examples: ["ztm start", "ztm start --data-dir=/tmp/ztm --agent-listen=127.0.0.1:7000"],
 };
 
 /** Issues root's certificate once and keeps it (0600) under `dir`; later runs reuse the files. */
-async function rootCredentials(caUrl: string, dir: string): Promise<{ certificate: string; privateKey: string }> {
+async function rootCredentials(
+  caUrl: string,
+  dir: string,
+): Promise<{ certificate: string; privateKey: string }> {
   const keyFile = join(dir, "root.key");
   const certFile = join(dir, "root.crt");
   let privateKey = readTextIfExists(keyFile);
@@ -36,7 +49,9 @@ async function rootCredentials(caUrl: string, dir: string): Promise<{ certificat
   if (privateKey && certificate) return { certificate, privateKey };
   const res = await fetch(`${caUrl}/api/certificates/root`, { method: "POST" });
   privateKey = await res.text();
-  if (res.status !== 201) throw new Error(`The CA would not issue root's certificate: ${privateKey.trim()}`);
+  if (res.status !== 201) {
+    throw new Error(`The CA would not issue root's certificate: ${privateKey.trim()}`);
+  }
   writeSecretFile(keyFile, privateKey);
   certificate = await (await fetch(`${caUrl}/api/certificates/root`)).text();
   writeSecretFile(certFile, certificate);
@@ -49,7 +64,11 @@ if (import.meta.main) {
   const mesh = flags.string("mesh")!;
   const log = new Logger("start");
   try {
-    const ca = await startCa({ listen: flags.address("ca-listen"), database: join(dir, "ca.db"), log: new Logger("ca") });
+    const ca = await startCa({
+      listen: flags.address("ca-listen"),
+      database: join(dir, "ca.db"),
+      log: new Logger("ca"),
+    });
     writeSecretFile(join(dir, "ca.crt"), ca.caCertificatePem);
     const hubListen = flags.address("hub-listen");
     const hub = await startHub({
@@ -76,7 +95,9 @@ if (import.meta.main) {
           bootstraps: [`localhost:${hub.addr.port}`],
         }),
       });
-      if (res.status !== 201) throw new Error(`Joining mesh "${mesh}" failed: ${(await res.text()).trim()}`);
+      if (res.status !== 201) {
+        throw new Error(`Joining mesh "${mesh}" failed: ${(await res.text()).trim()}`);
+      }
       await res.body?.cancel();
       log.info("mesh joined", { mesh, user: "root" });
     }

@@ -23,7 +23,9 @@ export class AdmissionRefused extends Error {}
 export function admit(socket: TLSSocket, isRevoked: (serial: string) => boolean): Peer {
   const address = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
   if (!socket.authorized) {
-    throw new AdmissionRefused(`certificate not verified: ${socket.authorizationError ?? "none presented"}`);
+    throw new AdmissionRefused(
+      `certificate not verified: ${socket.authorizationError ?? "none presented"}`,
+    );
   }
   const raw = socket.getPeerCertificate(false)?.raw;
   if (!raw?.length) throw new AdmissionRefused("no certificate presented");
@@ -34,6 +36,7 @@ export function admit(socket: TLSSocket, isRevoked: (serial: string) => boolean)
   if (!user) throw new AdmissionRefused("certificate has no common name");
   const serial = normalizeSerial(cert.serialNumber);
   if (isRevoked(serial)) throw new AdmissionRefused(`certificate ${serial} is revoked`);
-  const fingerprint = socket.getPeerCertificate(false).fingerprint256?.replaceAll(":", "").toLowerCase() ?? "";
+  const fingerprint =
+    socket.getPeerCertificate(false).fingerprint256?.replaceAll(":", "").toLowerCase() ?? "";
   return { user, serial, fingerprint, address };
 }

@@ -83,13 +83,18 @@ export async function enroll(opts: EnrollOptions): Promise<HubIdentity> {
 /** A refusal from the CA that retrying will not fix. */
 export class Refused extends Error {}
 
-async function enrollOnce(opts: EnrollOptions, files: ReturnType<typeof identityFiles>): Promise<HubIdentity> {
+async function enrollOnce(
+  opts: EnrollOptions,
+  files: ReturnType<typeof identityFiles>,
+): Promise<HubIdentity> {
   const { log } = opts;
   const cachedCa = readTextIfExists(files.ca);
   let caPem: string;
   try {
     caPem = await fetchText(`${opts.caUrl}/api/certificates/ca`, { signal: opts.signal });
-    if (certificateRole(parseCertificate(caPem)) !== "ca") throw new Refused("The CA's certificate is not a CA certificate");
+    if (certificateRole(parseCertificate(caPem)) !== "ca") {
+      throw new Refused("The CA's certificate is not a CA certificate");
+    }
     if (cachedCa !== caPem) {
       if (cachedCa) log.warn("mesh ca changed; replacing the hub certificate", { file: files.ca });
       writeSecretFile(files.ca, caPem);
@@ -131,7 +136,9 @@ async function enrollOnce(opts: EnrollOptions, files: ReturnType<typeof identity
   });
   const body = await res.text();
   if (res.status >= 400 && res.status < 500) {
-    throw new Refused(`The CA refused the hub certificate (${res.status}): ${body.trim().slice(0, 200)}`);
+    throw new Refused(
+      `The CA refused the hub certificate (${res.status}): ${body.trim().slice(0, 200)}`,
+    );
   }
   if (!res.ok) throw new Error(`The CA answered ${res.status}`);
   writeSecretFile(files.cert, body);
@@ -149,7 +156,12 @@ async function keyPairFromPem(pem: string): Promise<CryptoKeyPair> {
   return { privateKey, publicKey };
 }
 
-async function usable(pem: string, ca: x509.X509Certificate, publicKey: CryptoKey, hosts: string[]): Promise<boolean> {
+async function usable(
+  pem: string,
+  ca: x509.X509Certificate,
+  publicKey: CryptoKey,
+  hosts: string[],
+): Promise<boolean> {
   try {
     const cert = parseCertificate(pem);
     if (!(await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }))) return false;

@@ -10,7 +10,8 @@ import { DEFAULT_LIMITS, startHub } from "./mod.ts";
 /** Flags of `ztm hub`. */
 export const HUB_COMMAND: CommandSpec = {
   name: "ztm hub",
-  summary: "Runs a hub: agents dial it over HTTP/2 with mutual TLS and it relays tunnels between them.",
+  summary:
+    "Runs a hub: agents dial it over HTTP/2 with mutual TLS and it relays tunnels between them.",
   flags: [
     { name: "ca", kind: "address", help: "HOST:PORT of the mesh CA (required)" },
     { name: "listen", kind: "address", default: "0.0.0.0:8888", help: "address agents connect to" },
@@ -20,9 +21,24 @@ export const HUB_COMMAND: CommandSpec = {
       default: "localhost",
       help: "host[:port],... agents dial; the hosts go into the hub certificate",
     },
-    { name: "data-dir", kind: "path", default: "~/.ztm-hub", help: "where the hub keeps its key, certificate and CRL" },
-    { name: "ca-token-file", kind: "path", default: "~/ztm-ca.db.token", help: "the CA's token file" },
-    { name: "max-sessions", kind: "integer", default: String(DEFAULT_LIMITS.maxSessions), help: "session cap (429 beyond)" },
+    {
+      name: "data-dir",
+      kind: "path",
+      default: "~/.ztm-hub",
+      help: "where the hub keeps its key, certificate and CRL",
+    },
+    {
+      name: "ca-token-file",
+      kind: "path",
+      default: "~/ztm-ca.db.token",
+      help: "the CA's token file",
+    },
+    {
+      name: "max-sessions",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.maxSessions),
+      help: "session cap (429 beyond)",
+    },
     {
       name: "max-streams",
       kind: "integer",
@@ -30,14 +46,19 @@ export const HUB_COMMAND: CommandSpec = {
       help: "concurrent streams per session",
     },
   ],
-  examples: ["ztm hub --ca=localhost:9999", "ztm hub --ca=localhost:9999 --listen=0.0.0.0:1234 --names=hub.example.com"],
+  examples: [
+    "ztm hub --ca=localhost:9999",
+    "ztm hub --ca=localhost:9999 --listen=0.0.0.0:1234 --names=hub.example.com",
+  ],
 };
 
 if (import.meta.main) {
   const flags = parseCommandLine(HUB_COMMAND, Deno.args);
   let hosts: string[];
   try {
-    hosts = flags.string("names")!.split(",").filter((n) => n.trim()).map((n) => parseHostPort(n.trim(), 0).hostname);
+    hosts = flags.string("names")!.split(",").filter((n) => n.trim()).map((n) =>
+      parseHostPort(n.trim(), 0).hostname
+    );
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
     console.error(`ztm hub: --names: ${err.message}`);
@@ -52,7 +73,10 @@ if (import.meta.main) {
       hosts,
       dataDir: flags.path("data-dir")!,
       caTokenFile: flags.path("ca-token-file")!,
-      limits: { maxSessions: flags.integer("max-sessions"), maxStreamsPerSession: flags.integer("max-streams") },
+      limits: {
+        maxSessions: flags.integer("max-sessions"),
+        maxStreamsPerSession: flags.integer("max-streams"),
+      },
       log,
     });
     const stop = async () => {

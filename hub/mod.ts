@@ -47,17 +47,23 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
   const log = config.log ?? new Logger("hub");
   ensurePrivateDir(config.dataDir);
   const token = readTextIfExists(config.caTokenFile)?.trim();
-  const identity = await enroll({ caUrl: config.caUrl, dataDir: config.dataDir, hosts: config.hosts, token, log });
-  let server: HubServer | undefined;
+  const identity = await enroll({
+    caUrl: config.caUrl,
+    dataDir: config.dataDir,
+    hosts: config.hosts,
+    token,
+    log,
+  });
   const revocations = new RevocationFollower({
     caUrl: config.caUrl,
     caPem: identity.caPem,
     crlFile: identityFiles(config.dataDir).crl,
     log,
-    onUpdate: (revoked) => server?.applyRevocations(revoked),
+    // Called from start() on, by which time `server` exists.
+    onUpdate: (revoked) => server.applyRevocations(revoked),
   });
+  const server = new HubServer({ ...identity, revocations, log, limits: config.limits });
   await revocations.start();
-  server = new HubServer({ ...identity, revocations, log, limits: config.limits });
   const addr = await server.listen(config.listen);
   return {
     addr,

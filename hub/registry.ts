@@ -56,7 +56,14 @@ export class Registry {
    */
   connect(
     id: string,
-    info: { name: string; user: string; version: string; address: string; services: PublishedService[]; serial: string },
+    info: {
+      name: string;
+      user: string;
+      version: string;
+      address: string;
+      services: PublishedService[];
+      serial: string;
+    },
     control: ControlChannel,
   ): ControlChannel | undefined {
     this.checkOwner(id, info.user);
@@ -68,7 +75,16 @@ export class Registry {
       this.#unsort(e);
     } else {
       e = {
-        record: { id, name: "", user: info.user, online: false, version: "", address: "", services: [], since: "" },
+        record: {
+          id,
+          name: "",
+          user: info.user,
+          online: false,
+          version: "",
+          address: "",
+          services: [],
+          since: "",
+        },
         serial: info.serial,
         control: undefined,
         purge: undefined,
@@ -121,7 +137,10 @@ export class Registry {
     const matches = this.#sorted.filter((e) => e.record.name.toLowerCase() === lower);
     if (matches.length === 1) return { ...matches[0].record };
     if (matches.length > 1) {
-      throw new Conflict("ambiguous_endpoint", `Several endpoints are named "${idOrName}"; use an id`);
+      throw new Conflict(
+        "ambiguous_endpoint",
+        `Several endpoints are named "${idOrName}"; use an id`,
+      );
     }
     throw new NotFound("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
   }
@@ -142,7 +161,12 @@ export class Registry {
       e.record.name.toLowerCase().includes(q) || e.record.id.toLowerCase().includes(q) ||
       e.record.user.toLowerCase().includes(q)
     );
-    return { items: hits.slice(offset, offset + limit).map((e) => ({ ...e.record })), total: hits.length, offset, limit };
+    return {
+      items: hits.slice(offset, offset + limit).map((e) => ({ ...e.record })),
+      total: hits.length,
+      offset,
+      limit,
+    };
   }
 
   /** Mesh-wide services, one row per (proto, name, user), with providers. */
@@ -158,13 +182,22 @@ export class Registry {
           g = { proto: s.proto, name: s.name, user: e.record.user, providers: [] };
           groups.set(key, g);
         }
-        g.providers.push({ endpoint: e.record.id, name: e.record.name, online: e.record.online, users: s.users });
+        g.providers.push({
+          endpoint: e.record.id,
+          name: e.record.name,
+          online: e.record.online,
+          users: s.users,
+        });
       }
     }
     const all = [...groups.values()].sort((a, b) =>
       a.name.localeCompare(b.name) || a.user.localeCompare(b.user) || a.proto.localeCompare(b.proto)
     );
-    return { items: all.slice(query.offset, query.offset + query.limit), total: all.length, ...query };
+    return {
+      items: all.slice(query.offset, query.offset + query.limit),
+      total: all.length,
+      ...query,
+    };
   }
 
   /** Counts for `/api/status`. */

@@ -26,7 +26,10 @@ export interface RelayResult {
 }
 
 /** Pipes `caller` and `provider` into each other; resolves when both streams have closed. */
-export function relay(caller: ServerHttp2Stream, provider: ServerHttp2Stream): Promise<RelayResult> {
+export function relay(
+  caller: ServerHttp2Stream,
+  provider: ServerHttp2Stream,
+): Promise<RelayResult> {
   let up = 0;
   let down = 0;
   caller.on("data", (c: Uint8Array) => (up += c.byteLength));
@@ -42,7 +45,11 @@ export function relay(caller: ServerHttp2Stream, provider: ServerHttp2Stream): P
         resolve(clean);
       });
     });
-  return Promise.all([closed(caller), closed(provider)]).then(([a, b]) => ({ up, down, clean: a && b }));
+  return Promise.all([closed(caller), closed(provider)]).then(([a, b]) => ({
+    up,
+    down,
+    clean: a && b,
+  }));
 }
 
 function abort(stream: ServerHttp2Stream, code: number | undefined): void {

@@ -76,7 +76,9 @@ export class RevocationFollower {
     return {
       caReachable: this.#reachable,
       crlNumber: this.#crl?.number ?? null,
-      crlAgeSeconds: this.#crl ? Math.round((Date.now() - this.#crl.thisUpdate.getTime()) / 1000) : null,
+      crlAgeSeconds: this.#crl
+        ? Math.round((Date.now() - this.#crl.thisUpdate.getTime()) / 1000)
+        : null,
       lastError: this.#lastError,
     };
   }
@@ -93,14 +95,18 @@ export class RevocationFollower {
       try {
         const res = await fetch(
           `${this.#opts.caUrl}/api/revocations?since=${this.#seq}&wait=${POLL_WAIT_SECONDS}`,
-          { signal: AbortSignal.any([signal, AbortSignal.timeout((POLL_WAIT_SECONDS + 10) * 1000)]) },
+          {
+            signal: AbortSignal.any([signal, AbortSignal.timeout((POLL_WAIT_SECONDS + 10) * 1000)]),
+          },
         );
         if (!res.ok) {
           await res.body?.cancel();
           throw new Error(`revocation feed answered ${res.status}`);
         }
         const feed = await res.json() as { seq: number; revocations: unknown[] };
-        if (feed.seq !== this.#seq || feed.revocations.length || !this.#reachable) await this.#refresh();
+        if (feed.seq !== this.#seq || feed.revocations.length || !this.#reachable) {
+          await this.#refresh();
+        }
         delay = 500;
       } catch (err) {
         if (signal.aborted) return;

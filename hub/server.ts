@@ -100,12 +100,19 @@ interface PendingTunnel {
   timer: ReturnType<typeof setTimeout>;
 }
 
-type StreamHandler = (stream: ServerHttp2Stream, params: Params, state: SessionState, url: URL) => void | Promise<void>;
+type StreamHandler = (
+  stream: ServerHttp2Stream,
+  params: Params,
+  state: SessionState,
+  url: URL,
+) => void | Promise<void>;
 
 /** Writes a JSON response on a stream that has not responded yet. */
 function respondJson(stream: ServerHttp2Stream, status: number, body: unknown): void {
   if (stream.destroyed || stream.closed) return;
-  if (!stream.headersSent) stream.respond({ ":status": status, "content-type": "application/json" });
+  if (!stream.headersSent) {
+    stream.respond({ ":status": status, "content-type": "application/json" });
+  }
   stream.end(JSON.stringify(body) + "\n");
 }
 
@@ -133,23 +140,37 @@ export class HubServer {
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
     this.#routes = [
-      { method: "POST", pattern: "/api/endpoints/:id/control", handler: (s, p, st) => this.#control(s, p, st) },
+      {
+        method: "POST",
+        pattern: "/api/endpoints/:id/control",
+        handler: (s, p, st) => this.#control(s, p, st),
+      },
       {
         method: "POST",
         pattern: "/api/endpoints/:id/services/:proto/:name",
         handler: (s, p, st) => this.#openTunnel(s, p, st),
       },
-      { method: "POST", pattern: "/api/sessions/:sid", handler: (s, p, st) => this.#acceptTunnel(s, p, st) },
+      {
+        method: "POST",
+        pattern: "/api/sessions/:sid",
+        handler: (s, p, st) => this.#acceptTunnel(s, p, st),
+      },
       {
         method: "GET",
         pattern: "/api/endpoints",
-        handler: (s, _p, _st, url) => respondJson(s, 200, this.registry.page(parsePageParams(url.searchParams))),
+        handler: (s, _p, _st, url) =>
+          respondJson(s, 200, this.registry.page(parsePageParams(url.searchParams))),
       },
-      { method: "GET", pattern: "/api/endpoints/:id", handler: (s, p) => respondJson(s, 200, this.registry.get(p.id)) },
+      {
+        method: "GET",
+        pattern: "/api/endpoints/:id",
+        handler: (s, p) => respondJson(s, 200, this.registry.get(p.id)),
+      },
       {
         method: "GET",
         pattern: "/api/services",
-        handler: (s, _p, _st, url) => respondJson(s, 200, this.registry.services(parsePageParams(url.searchParams))),
+        handler: (s, _p, _st, url) =>
+          respondJson(s, 200, this.registry.services(parsePageParams(url.searchParams))),
       },
       { method: "GET", pattern: "/api/status", handler: (s) => respondJson(s, 200, this.status()) },
       { method: "GET", pattern: "/api/crl", handler: (s) => this.#crl(s) },
@@ -172,7 +193,10 @@ export class HubServer {
     this.#server.on("tlsClientError", (err, socket) => {
       this.#log.info("handshake refused", { peer: socket.remoteAddress, err: errText(err) });
     });
-    this.#server.on("sessionError", (err) => this.#log.warn("session error", { err: errText(err) }));
+    this.#server.on(
+      "sessionError",
+      (err) => this.#log.warn("session error", { err: errText(err) }),
+    );
   }
 
   /** Starts listening; resolves with the bound address. */
@@ -236,22 +260,37 @@ export class HubServer {
     }
     const state: SessionState = { peer, full: this.#sessions.size >= this.#limits.maxSessions };
     this.#sessions.set(session, state);
-    if (state.full) this.#log.warn("session refused: hub full", { user: peer.user, peer: peer.address });
-    else this.#log.info("peer admitted", { user: peer.user, serial: peer.serial, peer: peer.address });
+    if (state.full) {
+      this.#log.warn("session refused: hub full", { user: peer.user, peer: peer.address });
+    } else {this.#log.info("peer admitted", {
+        user: peer.user,
+        serial: peer.serial,
+        peer: peer.address,
+      });}
     session.setLocalWindowSize?.(WINDOW_BYTES);
     state.ping = setInterval(() => this.#ping(session, state), this.#limits.pingIntervalMs);
-    session.on("error", (err) => this.#log.info("session error", { user: peer.user, err: errText(err) }));
+    session.on(
+      "error",
+      (err) => this.#log.info("session error", { user: peer.user, err: errText(err) }),
+    );
     session.on("close", () => {
       clearInterval(state.ping);
       this.#sessions.delete(session);
-      this.#log.info("session closed", { user: peer.user, endpoint: state.endpointId, peer: peer.address });
+      this.#log.info("session closed", {
+        user: peer.user,
+        endpoint: state.endpointId,
+        peer: peer.address,
+      });
     });
   }
 
   #ping(session: ServerHttp2Session, state: SessionState): void {
     if (session.destroyed) return;
     const timer = setTimeout(() => {
-      this.#log.warn("peer unresponsive; session dropped", { user: state.peer.user, endpoint: state.endpointId });
+      this.#log.warn("peer unresponsive; session dropped", {
+        user: state.peer.user,
+        endpoint: state.endpointId,
+      });
       session.destroy();
     }, this.#limits.pingTimeoutMs);
     try {
@@ -275,13 +314,18 @@ export class HubServer {
     try {
       if (state.full) {
         stream.session?.close();
-        throw new TooManyRequests("hub_full", "The hub has reached its session limit; try another hub or later");
+        throw new TooManyRequests(
+          "hub_full",
+          "The hub has reached its session limit; try another hub or later",
+        );
       }
       const version = headers[PROTOCOL_HEADER];
       if (version !== String(PROTOCOL_VERSION)) {
         throw new BadRequest(
           "protocol_mismatch",
-          `This hub speaks ztm protocol ${PROTOCOL_VERSION}; the request said ${version ?? "nothing"}`,
+          `This hub speaks ztm protocol ${PROTOCOL_VERSION}; the request said ${
+            version ?? "nothing"
+          }`,
         );
       }
       const url = new URL(String(headers[":path"] ?? "/"), "https://hub");
@@ -302,7 +346,9 @@ export class HubServer {
 
   #control(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
     const id = params.id;
-    if (!ENDPOINT_ID_PATTERN.test(id)) throw new BadRequest("bad_endpoint_id", `Bad endpoint id "${id.slice(0, 80)}"`);
+    if (!ENDPOINT_ID_PATTERN.test(id)) {
+      throw new BadRequest("bad_endpoint_id", `Bad endpoint id "${id.slice(0, 80)}"`);
+    }
     if (state.endpointId !== undefined && state.endpointId !== id) {
       throw new Conflict("session_has_endpoint", "This session already controls another endpoint");
     }
@@ -340,7 +386,9 @@ export class HubServer {
         try {
           const msg = parseMessage<AgentMessage>(line);
           if (!registered) {
-            if (msg.type !== "hello") throw new BadRequest("no_hello", "The first control message must be hello");
+            if (msg.type !== "hello") {
+              throw new BadRequest("no_hello", "The first control message must be hello");
+            }
             if (typeof msg.name !== "string" || !NAME_PATTERN.test(msg.name)) {
               throw new BadRequest("bad_name", "hello.name is not a valid endpoint name");
             }
@@ -358,8 +406,16 @@ export class HubServer {
             clearTimeout(hello);
             state.endpointId = id;
             stream.respond({ ":status": 200, "content-type": "application/x-ndjson" });
-            channel.send({ type: "welcome", endpoint: this.registry.get(id), hub: { version: VERSION } });
-            this.#log.info("endpoint online", { endpoint: id, user: peer.user, peer: peer.address });
+            channel.send({
+              type: "welcome",
+              endpoint: this.registry.get(id),
+              hub: { version: VERSION },
+            });
+            this.#log.info("endpoint online", {
+              endpoint: id,
+              user: peer.user,
+              peer: peer.address,
+            });
           } else if (msg.type === "services") {
             this.registry.setServices(id, checkPublishedServices(msg.services));
           } else if (msg.type === "refuse") {
@@ -377,7 +433,10 @@ export class HubServer {
         this.#log.info("endpoint offline", { endpoint: id, user: peer.user });
         for (const [sid, p] of this.#pending) {
           if (p.target !== id) continue;
-          this.#failPending(sid, new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`));
+          this.#failPending(
+            sid,
+            new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`),
+          );
         }
       }
     });
@@ -387,26 +446,44 @@ export class HubServer {
     if (!state.endpointId) {
       throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
     }
-    if (params.proto !== "tcp") throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
+    if (params.proto !== "tcp") {
+      throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
+    }
     const target = this.registry.get(params.id);
-    if (!target.online) throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
+    if (!target.online) {
+      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
+    }
     const service = target.services.find((s) => s.proto === params.proto && s.name === params.name);
     if (!service) {
-      throw new NotFound("unknown_service", `Endpoint "${target.name}" has no service ${params.proto}/${params.name}`);
+      throw new NotFound(
+        "unknown_service",
+        `Endpoint "${target.name}" has no service ${params.proto}/${params.name}`,
+      );
     }
     const control = this.registry.control(target.id);
-    if (!control) throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
+    if (!control) {
+      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
+    }
     const sid = crypto.randomUUID();
     const from = { endpoint: state.endpointId, user: state.peer.user };
     const timer = setTimeout(
       () =>
         this.#failPending(
           sid,
-          new GatewayTimeout("open_timeout", `Endpoint "${target.name}" did not answer the tunnel request in time`),
+          new GatewayTimeout(
+            "open_timeout",
+            `Endpoint "${target.name}" did not answer the tunnel request in time`,
+          ),
         ),
       OPEN_TIMEOUT_MS,
     );
-    this.#pending.set(sid, { caller: stream, from, target: target.id, service: `${params.proto}/${params.name}`, timer });
+    this.#pending.set(sid, {
+      caller: stream,
+      from,
+      target: target.id,
+      service: `${params.proto}/${params.name}`,
+      timer,
+    });
     stream.on("close", () => {
       const p = this.#pending.get(sid);
       if (p?.caller === stream) {
@@ -414,16 +491,30 @@ export class HubServer {
         this.#pending.delete(sid);
       }
     });
-    control.send({ type: "open", sid, service: { proto: params.proto as ServiceProto, name: params.name }, from });
+    control.send({
+      type: "open",
+      sid,
+      service: { proto: params.proto as ServiceProto, name: params.name },
+      from,
+    });
   }
 
   #acceptTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
     const p = this.#pending.get(params.sid);
-    if (!p) throw new NotFound("unknown_session", "No pending tunnel with that id (expired or cancelled)");
-    if (state.endpointId !== p.target) throw new Forbidden("not_provider", "Only the target endpoint may accept");
+    if (!p) {
+      throw new NotFound(
+        "unknown_session",
+        "No pending tunnel with that id (expired or cancelled)",
+      );
+    }
+    if (state.endpointId !== p.target) {
+      throw new Forbidden("not_provider", "Only the target endpoint may accept");
+    }
     this.#pending.delete(params.sid);
     clearTimeout(p.timer);
-    if (p.caller.destroyed || p.caller.closed) throw new NotFound("unknown_session", "The caller went away");
+    if (p.caller.destroyed || p.caller.closed) {
+      throw new NotFound("unknown_session", "The caller went away");
+    }
     p.caller.respond({ ":status": 200 });
     stream.respond({ ":status": 200 });
     this.#tunnels++;
@@ -443,11 +534,22 @@ export class HubServer {
   #refuseTunnel(endpointId: string, msg: Extract<AgentMessage, { type: "refuse" }>): void {
     const p = this.#pending.get(String(msg.sid));
     if (!p || p.target !== endpointId) return;
-    const status = Number.isInteger(msg.status) && msg.status >= 400 && msg.status < 600 ? msg.status : 502;
-    this.#log.info("tunnel refused by provider", { endpoint: endpointId, user: p.from.user, service: p.service, status });
+    const status = Number.isInteger(msg.status) && msg.status >= 400 && msg.status < 600
+      ? msg.status
+      : 502;
+    this.#log.info("tunnel refused by provider", {
+      endpoint: endpointId,
+      user: p.from.user,
+      service: p.service,
+      status,
+    });
     this.#failPending(
       String(msg.sid),
-      new ZtmError(status, String(msg.code ?? "refused").slice(0, 64), String(msg.message ?? "").slice(0, 500)),
+      new ZtmError(
+        status,
+        String(msg.code ?? "refused").slice(0, 64),
+        String(msg.message ?? "").slice(0, 500),
+      ),
     );
   }
 

@@ -88,7 +88,7 @@ async function sha256(data: Uint8Array): Promise<string> {
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function freePort(): Promise<number> {
+function freePort(): number {
   const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   const port = (l.addr as Deno.NetAddr).port;
   l.close();
@@ -152,7 +152,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
         },
       );
       assertEquals(res.status, 201, JSON.stringify(res.body));
-      const port = await freePort();
+      const port = freePort();
       const map = await api(
         agents.alice.url,
         "POST",
@@ -190,7 +190,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
           },
         );
         assertEquals(svc.status, 201);
-        echoPort = await freePort();
+        echoPort = freePort();
         const map = await api(
           agents.alice.url,
           "POST",
@@ -244,7 +244,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
     await t.step(
       "deleting a service makes new connections through a mapping fail cleanly",
       async () => {
-        const port = await freePort();
+        const port = freePort();
         const map = await api(
           agents.alice.url,
           "POST",
