@@ -4,7 +4,8 @@
  * @module
  */
 import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
-import { errText, Logger } from "@ztm/shared/log";
+import { Logger } from "@ztm/shared/log";
+import { runUntilSignal } from "@ztm/shared/run";
 import { startAgent } from "./mod.ts";
 
 /** Flags of `ztm agent`. */
@@ -38,22 +39,11 @@ export const AGENT_COMMAND: CommandSpec = {
 if (import.meta.main) {
   const flags = parseCommandLine(AGENT_COMMAND, Deno.args);
   const log = new Logger("agent");
-  try {
-    const agent = await startAgent({
+  await runUntilSignal(log, () =>
+    startAgent({
       listen: flags.address("listen"),
       database: flags.path("database")!,
       endpointName: flags.string("name"),
       log,
-    });
-    const stop = async () => {
-      log.info("stopping");
-      await agent.close();
-      Deno.exit(0);
-    };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  } catch (err) {
-    log.error("start failed", { err: errText(err) });
-    Deno.exit(1);
-  }
+    }));
 }

@@ -11,7 +11,7 @@
  *
  * @module
  */
-import type { HostPort } from "@ztm/shared/flags";
+import { type HostPort, httpUrl } from "@ztm/shared/flags";
 import { serveHttp } from "@ztm/shared/http";
 import { errText, Logger } from "@ztm/shared/log";
 import { createAgentApp } from "./api.ts";
@@ -65,11 +65,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     endpointName: config.endpointName,
   });
   const server = serveHttp({ listen: config.listen, app, log });
-  const host = server.addr.hostname.includes(":")
-    ? `[${server.addr.hostname}]`
-    : server.addr.hostname;
   return {
-    url: `http://${host}:${server.addr.port}`,
+    url: httpUrl(server.addr),
     runtimes,
     async close() {
       await server.shutdown();

@@ -16,15 +16,13 @@
  * for (const mesh of store.listMeshes()) startMesh(mesh, { services: store.services(mesh.name), ports: store.ports(mesh.name) });
  * ```
  */
-import { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { Conflict, NotFound } from "@ztm/shared/errors";
-import { touchPrivateFile } from "@ztm/shared/files";
+import { openDatabase, transaction } from "@ztm/shared/sqlite";
 import type { ServiceProto } from "@ztm/shared/protocol";
 import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
 
-/** Schema version this code writes; older files are migrated on open. */
-const SCHEMA_VERSION = 1;
-
+/** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`; the length is the version this code writes. */
 const MIGRATIONS: string[] = [
   // 0 → 1
   `CREATE TABLE meshes (
@@ -118,46 +116,11 @@ export class AgentStore {
    * Throws if the file was written by a newer schema.
    */
   static open(path: string): AgentStore {
-    touchPrivateFile(path);
-    Deno.chmodSync(path, 0o600);
-    const db = new DatabaseSync(path);
-    try {
-      db.exec("PRAGMA journal_mode = WAL");
-      db.exec("PRAGMA synchronous = FULL");
-      db.exec("PRAGMA busy_timeout = 5000");
-      db.exec("PRAGMA foreign_keys = ON");
-      const store = new AgentStore(db);
-      store.#migrate();
-      return store;
-    } catch (err) {
-      db.close();
-      throw err;
-    }
-  }
-
-  #migrate(): void {
-    const version = (this.#db.prepare("PRAGMA user_version").get() as Row).user_version as number;
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`Database schema ${version} is newer than this ztm (${SCHEMA_VERSION})`);
-    }
-    for (let v = version; v < SCHEMA_VERSION; v++) {
-      this.#transaction(() => {
-        this.#db.exec(MIGRATIONS[v]);
-        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
-      });
-    }
+    return new AgentStore(openDatabase(path, MIGRATIONS));
   }
 
   #transaction<T>(fn: () => T): T {
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
-      const result = fn();
-      this.#db.exec("COMMIT");
-      return result;
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
+    return transaction(this.#db, fn);
   }
 
   #requireMesh(name: string): void {

@@ -11,7 +11,8 @@ import { startCa } from "@ztm/ca";
 import { startHub } from "@ztm/hub";
 import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
 import { type CommandSpec, formatHostPort, parseCommandLine } from "@ztm/shared/flags";
-import { errText, Logger } from "@ztm/shared/log";
+import { Logger } from "@ztm/shared/log";
+import { runUntilSignal } from "@ztm/shared/run";
 
 /** Flags of `ztm start`. */
 export const START_COMMAND: CommandSpec = {
@@ -63,7 +64,7 @@ if (import.meta.main) {
   const dir = flags.path("data-dir")!;
   const mesh = flags.string("mesh")!;
   const log = new Logger("start");
-  try {
+  await runUntilSignal(log, async () => {
     const ca = await startCa({
       listen: flags.address("ca-listen"),
       database: join(dir, "ca.db"),
@@ -112,17 +113,12 @@ if (import.meta.main) {
       `  state: ${dir}   — stop with Ctrl-C`,
       "",
     ].join("\n"));
-    const stop = async () => {
-      log.info("stopping");
-      await agent.close();
-      await hub.close();
-      await ca.close();
-      Deno.exit(0);
+    return {
+      async close() {
+        await agent.close();
+        await hub.close();
+        await ca.close();
+      },
     };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  } catch (err) {
-    log.error("start failed", { err: errText(err) });
-    Deno.exit(1);
-  }
+  });
 }

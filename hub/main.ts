@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { type CommandSpec, parseCommandLine, parseHostPort, UsageError } from "@ztm/shared/flags";
-import { errText, Logger } from "@ztm/shared/log";
+import { type CommandSpec, httpUrl, parseCommandLine } from "@ztm/shared/flags";
+import { Logger } from "@ztm/shared/log";
+import { runUntilSignal } from "@ztm/shared/run";
 import { DEFAULT_LIMITS, startHub } from "./mod.ts";
 
 /** Flags of `ztm hub`. */
@@ -17,7 +18,7 @@ export const HUB_COMMAND: CommandSpec = {
     { name: "listen", kind: "address", default: "0.0.0.0:8888", help: "address agents connect to" },
     {
       name: "names",
-      kind: "string",
+      kind: "addresses",
       default: "localhost",
       help: "host[:port],... agents dial; the hosts go into the hub certificate",
     },
@@ -54,23 +55,12 @@ export const HUB_COMMAND: CommandSpec = {
 
 if (import.meta.main) {
   const flags = parseCommandLine(HUB_COMMAND, Deno.args);
-  let hosts: string[];
-  try {
-    hosts = flags.string("names")!.split(",").filter((n) => n.trim()).map((n) =>
-      parseHostPort(n.trim(), 0).hostname
-    );
-  } catch (err) {
-    if (!(err instanceof UsageError)) throw err;
-    console.error(`ztm hub: --names: ${err.message}`);
-    Deno.exit(2);
-  }
-  const ca = flags.address("ca");
   const log = new Logger("hub");
-  try {
-    const hub = await startHub({
-      caUrl: `http://${ca.hostname.includes(":") ? `[${ca.hostname}]` : ca.hostname}:${ca.port}`,
+  await runUntilSignal(log, () =>
+    startHub({
+      caUrl: httpUrl(flags.address("ca")),
       listen: flags.address("listen"),
-      hosts,
+      hosts: flags.addresses("names").map((a) => a.hostname),
       dataDir: flags.path("data-dir")!,
       caTokenFile: flags.path("ca-token-file")!,
       limits: {
@@ -78,16 +68,5 @@ if (import.meta.main) {
         maxStreamsPerSession: flags.integer("max-streams"),
       },
       log,
-    });
-    const stop = async () => {
-      log.info("stopping");
-      await hub.close();
-      Deno.exit(0);
-    };
-    Deno.addSignalListener("SIGINT", stop);
-    Deno.addSignalListener("SIGTERM", stop);
-  } catch (err) {
-    log.error("start failed", { err: errText(err) });
-    Deno.exit(1);
-  }
+    }));
 }

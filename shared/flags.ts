@@ -15,7 +15,7 @@ import { parseArgs } from "node:util";
 import { VERSION } from "./version.ts";
 
 /** How a flag's text is read and checked. */
-export type FlagKind = "string" | "path" | "address" | "integer" | "boolean";
+export type FlagKind = "string" | "path" | "address" | "addresses" | "integer" | "boolean";
 
 /** One declared flag. */
 export interface FlagSpec {
@@ -93,6 +93,11 @@ export function formatHostPort(addr: HostPort): string {
     : `${addr.hostname}:${addr.port}`;
 }
 
+/** `http://host:port` for an address (IPv6 in brackets). */
+export function httpUrl(addr: HostPort): string {
+  return `http://${formatHostPort(addr)}`;
+}
+
 /** True for a loopback host name or address. */
 export function isLoopbackHost(hostname: string): boolean {
   const h = hostname.toLowerCase().replace(/^\[|\]$/g, "");
@@ -135,6 +140,18 @@ export class Flags {
     if (v === undefined) throw new UsageError(`--${name} is required`);
     try {
       return parseHostPort(v);
+    } catch (err) {
+      throw new UsageError(`--${name}: ${(err as Error).message}`);
+    }
+  }
+
+  /** The flag as a comma-separated list of `host[:port]`; a missing port is 0. */
+  addresses(name: string): HostPort[] {
+    const v = this.#raw(name) ?? "";
+    const list = v.split(",").map((p) => p.trim()).filter((p) => p !== "");
+    if (list.length === 0) throw new UsageError(`--${name} needs at least one host`);
+    try {
+      return list.map((p) => parseHostPort(p, 0));
     } catch (err) {
       throw new UsageError(`--${name}: ${(err as Error).message}`);
     }
@@ -204,6 +221,7 @@ export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | 
       continue;
     }
     if (f.kind === "address") flags.address(f.name);
+    if (f.kind === "addresses") flags.addresses(f.name);
     if (f.kind === "integer") flags.integer(f.name);
     if (f.kind === "path") flags.path(f.name);
   }

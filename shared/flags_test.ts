@@ -70,7 +70,9 @@ Deno.test("formatHostPort brackets IPv6 and round-trips through parseHostPort", 
 });
 
 Deno.test("isLoopbackHost accepts loopback names and addresses only", () => {
-  for (const h of ["localhost", "LOCALHOST", "a.localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"]) {
+  for (
+    const h of ["localhost", "LOCALHOST", "a.localhost", "127.0.0.1", "127.1.2.3", "::1", "[::1]"]
+  ) {
     assert.ok(isLoopbackHost(h), h);
   }
   for (
@@ -166,7 +168,9 @@ Deno.test("usage lists every flag with its kind, help and default, plus help, ve
   assert.match(text, /--version\s+print the version and exit/);
   assert.match(text, /Examples:\n {2}ztm test --ca=127\.0\.0\.1:9999/);
   // Help texts line up in one column.
-  const columns = lines.filter((l) => l.startsWith("  --")).map((l) => /^ {2}\S+\s+/.exec(l)![0].length);
+  const columns = lines.filter((l) => l.startsWith("  --")).map((l) =>
+    /^ {2}\S+\s+/.exec(l)![0].length
+  );
   assert.equal(columns.length, 8);
   assert.equal(new Set(columns).size, 1);
 });

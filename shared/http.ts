@@ -253,17 +253,30 @@ export interface PageParams {
  * Reads `offset` (default 0), `limit` (1..maxLimit, default `defaultLimit`) and
  * `q` from a query string. Throws `BadRequest` (`bad_query`) naming the bad value.
  */
-export function parsePageParams(search: URLSearchParams, defaultLimit = 100, maxLimit = 500): PageParams {
+export function parsePageParams(
+  search: URLSearchParams,
+  defaultLimit = 100,
+  maxLimit = 500,
+): PageParams {
   const int = (name: string, fallback: number, min: number, max: number) => {
     const v = search.get(name);
     if (v === null || v === "") return fallback;
     const n = Number(v);
     if (!/^\d{1,9}$/.test(v) || n < min || n > max) {
-      throw new BadRequest("bad_query", `Query "${name}" must be a whole number from ${min} to ${max}`);
+      throw new BadRequest(
+        "bad_query",
+        `Query "${name}" must be a whole number from ${min} to ${max}`,
+      );
     }
     return n;
   };
   const q = search.get("q") ?? undefined;
-  if (q !== undefined && q.length > 200) throw new BadRequest("bad_query", `Query "q" is longer than 200 characters`);
-  return { offset: int("offset", 0, 0, 1e9), limit: int("limit", defaultLimit, 1, maxLimit), q: q || undefined };
+  if (q !== undefined && q.length > 200) {
+    throw new BadRequest("bad_query", `Query "q" is longer than 200 characters`);
+  }
+  return {
+    offset: int("offset", 0, 0, 1e9),
+    limit: int("limit", defaultLimit, 1, maxLimit),
+    q: q || undefined,
+  };
 }

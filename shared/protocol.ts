@@ -55,7 +55,9 @@ export const OPEN_TIMEOUT_MS = 10_000;
 export const HUB_PATHS = {
   control: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}/control`,
   tunnel: (endpointId: string, proto: string, name: string) =>
-    `/api/endpoints/${encodeURIComponent(endpointId)}/services/${proto}/${encodeURIComponent(name)}`,
+    `/api/endpoints/${encodeURIComponent(endpointId)}/services/${proto}/${
+      encodeURIComponent(name)
+    }`,
   session: (sid: string) => `/api/sessions/${encodeURIComponent(sid)}`,
   endpoints: "/api/endpoints",
   endpoint: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}`,
@@ -121,7 +123,12 @@ export type AgentMessage =
 /** Lines the hub sends on a control stream. */
 export type HubMessage =
   | { type: "welcome"; endpoint: EndpointRecord; hub: { version: string } }
-  | { type: "open"; sid: string; service: { proto: ServiceProto; name: string }; from: TunnelCaller }
+  | {
+    type: "open";
+    sid: string;
+    service: { proto: ServiceProto; name: string };
+    from: TunnelCaller;
+  }
   | { type: "error"; code: string; message: string };
 
 /** Endpoint ids: 1–64 of `A-Za-z0-9-_`. */
@@ -142,7 +149,9 @@ export class LineDecoder {
     this.#buf += this.#decoder.decode(chunk, { stream: true });
     const lines = this.#buf.split("\n");
     this.#buf = lines.pop() ?? "";
-    if (this.#buf.length > this.#max) throw new Error(`Control line longer than ${this.#max} bytes`);
+    if (this.#buf.length > this.#max) {
+      throw new Error(`Control line longer than ${this.#max} bytes`);
+    }
     return lines.filter((l) => l.trim() !== "");
   }
 }
@@ -163,8 +172,12 @@ export function checkPublishedServices(value: unknown): PublishedService[] {
   return value.map((s, i) => {
     if (typeof s !== "object" || s === null) throw new Error(`services[${i}] is not an object`);
     const { proto, name, users } = s as Record<string, unknown>;
-    if (!SERVICE_PROTOS.includes(proto as ServiceProto)) throw new Error(`services[${i}].proto must be tcp`);
-    if (typeof name !== "string" || !NAME_PATTERN.test(name)) throw new Error(`services[${i}].name is bad`);
+    if (!SERVICE_PROTOS.includes(proto as ServiceProto)) {
+      throw new Error(`services[${i}].proto must be tcp`);
+    }
+    if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
+      throw new Error(`services[${i}].name is bad`);
+    }
     if (!Array.isArray(users) || users.some((u) => typeof u !== "string") || users.length > 1000) {
       throw new Error(`services[${i}].users must be a list of names`);
     }

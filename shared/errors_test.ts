@@ -1,0 +1,62 @@
+/**
+ * The failure catalogue: each error's status and code, and how `errorBody`
+ * renders known and unknown errors.
+ */
+import assert from "node:assert/strict";
+import {
+  BadRequest,
+  Conflict,
+  errorBody,
+  Forbidden,
+  MethodNotAllowed,
+  NotFound,
+  PayloadTooLarge,
+  ServiceUnavailable,
+  TooManyRequests,
+  Unauthorized,
+  ZtmError,
+} from "./errors.ts";
+
+Deno.test("each error class carries its HTTP status, code and name", () => {
+  const cases: [ZtmError, number][] = [
+    [new BadRequest("bad_name", "Bad"), 400],
+    [new Unauthorized("token_required", "Token"), 401],
+    [new Forbidden("foreign_host", "Host"), 403],
+    [new NotFound("unknown_certificate", "Unknown"), 404],
+    [new MethodNotAllowed(["GET"]), 405],
+    [new Conflict("name_taken", "Taken"), 409],
+    [new PayloadTooLarge(16), 413],
+    [new TooManyRequests("too_many", "Slow down"), 429],
+    [new ServiceUnavailable("ca_unreachable", "Down"), 503],
+  ];
+  for (const [err, status] of cases) {
+    assert.ok(err instanceof ZtmError && err instanceof Error);
+    assert.equal(err.status, status);
+    assert.equal(err.name, err.constructor.name);
+    assert.deepEqual(errorBody(err), {
+      status,
+      body: { error: { code: err.code, message: err.message } },
+    });
+  }
+});
+
+Deno.test("MethodNotAllowed and PayloadTooLarge say what is allowed", () => {
+  const err = new MethodNotAllowed(["GET", "POST"]);
+  assert.deepEqual(err.allow, ["GET", "POST"]);
+  assert.equal(err.message, "Method not allowed; use GET, POST");
+  assert.equal(new PayloadTooLarge(16384).message, "Request body is larger than 16384 bytes");
+});
+
+Deno.test("errorBody turns anything else into a 500 without its details", () => {
+  for (const thrown of [new Error("db path /secret"), "string", undefined, { status: 400 }]) {
+    const { status, body } = errorBody(thrown);
+    assert.equal(status, 500);
+    assert.equal(body.error.code, "internal");
+    assert.doesNotMatch(body.error.message, /secret/);
+  }
+});
+
+Deno.test("a cause is kept for the log", () => {
+  const cause = new Error("low level");
+  assert.equal(new BadRequest("bad_csr", "Bad CSR", { cause }).cause, cause);
+});
