@@ -256,9 +256,10 @@ export class HubLink {
       () => fail(this.#connected ? "connection to the hub closed" : REFUSED_BY_HUB),
     );
     session.once("connect", async () => {
-      session.setLocalWindowSize?.(WINDOW_BYTES);
+      if (failed || session.destroyed) return;
+      session.setLocalWindowSize(WINDOW_BYTES);
       try {
-        await this.#checkHubRevocation(hubCert);
+        await this.#checkHubRevocation(session, hubCert);
       } catch (err) {
         fail(errText(err));
         return;
@@ -268,9 +269,11 @@ export class HubLink {
     });
   }
 
-  async #checkHubRevocation(hubCert: PeerCertificate | undefined): Promise<void> {
+  async #checkHubRevocation(
+    session: ClientHttp2Session,
+    hubCert: PeerCertificate | undefined,
+  ): Promise<void> {
     if (!hubCert) throw new Error("hub presented no certificate");
-    const session = this.#session!;
     const stream = session.request({
       ":method": "GET",
       ":path": HUB_PATHS.crl,

@@ -94,7 +94,7 @@ Deno.test("close wakes every waiting revocationsSince", async () => {
   assert.deepEqual(await within(Promise.all(waits)), [[], []]);
 });
 
-Deno.test("revoking an unknown name throws NotFound and wakes nobody", async () => {
+Deno.test("revoking an unknown name throws NotFound and records nothing", async () => {
   await using ca = await openCa();
   assert.throws(() => ca.revoker.revoke("ghost"), { name: "NotFound", status: 404 });
   assert.equal(ca.revoker.lastSeq(), 0);

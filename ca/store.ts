@@ -8,13 +8,11 @@
  * store is synchronous; callers in one process may interleave freely because
  * every write is a single transaction.
  */
-import { DatabaseSync } from "node:sqlite";
+import type { DatabaseSync } from "node:sqlite";
 import { Conflict, NotFound } from "@ztm/shared/errors";
-import { touchPrivateFile } from "@ztm/shared/files";
+import { openDatabase, transaction } from "@ztm/shared/sqlite";
 
-/** Schema version this code writes; older files are migrated on open. */
-const SCHEMA_VERSION = 1;
-
+/** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`. */
 const MIGRATIONS: string[] = [
   // 0 → 1
   `CREATE TABLE ca (
@@ -116,42 +114,11 @@ export class CaStore {
    * Throws if `path` is not a regular file, before changing its mode.
    */
   static open(path: string): CaStore {
-    touchPrivateFile(path);
-    // A mistyped --database (a directory such as ~) must not be made 0600.
-    if (!Deno.statSync(path).isFile) throw new Error(`Database "${path}" is not a file`);
-    Deno.chmodSync(path, 0o600);
-    const db = new DatabaseSync(path);
-    db.exec("PRAGMA journal_mode = WAL");
-    db.exec("PRAGMA synchronous = FULL");
-    db.exec("PRAGMA busy_timeout = 5000");
-    const store = new CaStore(db);
-    store.#migrate();
-    return store;
-  }
-
-  #migrate(): void {
-    const version = (this.#db.prepare("PRAGMA user_version").get() as Row).user_version as number;
-    if (version > SCHEMA_VERSION) {
-      throw new Error(`Database schema ${version} is newer than this ztm (${SCHEMA_VERSION})`);
-    }
-    for (let v = version; v < SCHEMA_VERSION; v++) {
-      this.#transaction(() => {
-        this.#db.exec(MIGRATIONS[v]);
-        this.#db.exec(`PRAGMA user_version = ${v + 1}`);
-      });
-    }
+    return new CaStore(openDatabase(path, MIGRATIONS));
   }
 
   #transaction<T>(fn: () => T): T {
-    this.#db.exec("BEGIN IMMEDIATE");
-    try {
-      const result = fn();
-      this.#db.exec("COMMIT");
-      return result;
-    } catch (err) {
-      this.#db.exec("ROLLBACK");
-      throw err;
-    }
+    return transaction(this.#db, fn);
   }
 
   /** The CA key (PKCS#8 DER) and certificate PEM, if made yet. */

@@ -5,7 +5,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
-import { type CertificateRecord, CaStore } from "./store.ts";
+import { CaStore, type CertificateRecord } from "./store.ts";
 
 /** A temp dir removed on dispose. */
 async function tempDir() {
@@ -183,8 +183,18 @@ Deno.test("saveCrl replaces the stored CRL", async () => {
   const store = CaStore.open(join(dir.path, "ca.db"));
   try {
     assert.equal(store.crl(), undefined);
-    store.saveCrl({ number: 1, revocationSeq: 0, nextUpdate: "2030-01-01T00:00:00.000Z", pem: "a" });
-    store.saveCrl({ number: 2, revocationSeq: 3, nextUpdate: "2031-01-01T00:00:00.000Z", pem: "b" });
+    store.saveCrl({
+      number: 1,
+      revocationSeq: 0,
+      nextUpdate: "2030-01-01T00:00:00.000Z",
+      pem: "a",
+    });
+    store.saveCrl({
+      number: 2,
+      revocationSeq: 3,
+      nextUpdate: "2031-01-01T00:00:00.000Z",
+      pem: "b",
+    });
     assert.deepEqual(store.crl(), {
       number: 2,
       revocationSeq: 3,

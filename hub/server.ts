@@ -267,7 +267,7 @@ export class HubServer {
         serial: peer.serial,
         peer: peer.address,
       });}
-    session.setLocalWindowSize?.(WINDOW_BYTES);
+    if (!session.destroyed) session.setLocalWindowSize(WINDOW_BYTES);
     state.ping = setInterval(() => this.#ping(session, state), this.#limits.pingIntervalMs);
     session.on(
       "error",

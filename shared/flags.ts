@@ -217,7 +217,7 @@ export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | 
   for (const f of spec.flags) {
     const raw = flags.string(f.name);
     if (raw === undefined) {
-      if (!f.optional) throw new UsageError(`--${f.name} is required`);
+      if (!f.optional && f.kind !== "boolean") throw new UsageError(`--${f.name} is required`);
       continue;
     }
     if (f.kind === "address") flags.address(f.name);

@@ -70,7 +70,7 @@ export function findRoute<R extends { method: string; pattern: string }>(
     const params = matchSegments(route.pattern.split("/"), segments);
     if (!params) continue;
     if (route.method === method) return { route, params };
-    allowed.push(route.method);
+    if (!allowed.includes(route.method)) allowed.push(route.method);
   }
   if (allowed.length) throw new MethodNotAllowed(allowed);
   throw new NotFound("unknown_route", `No route for ${path}`);

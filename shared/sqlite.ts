@@ -14,6 +14,8 @@ import { touchPrivateFile } from "./files.ts";
  */
 export function openDatabase(path: string, migrations: string[]): DatabaseSync {
   touchPrivateFile(path);
+  // A mistyped --database (a directory such as ~) must not be made 0600.
+  if (!Deno.statSync(path).isFile) throw new Error(`Database "${path}" is not a file`);
   Deno.chmodSync(path, 0o600);
   const db = new DatabaseSync(path);
   try {

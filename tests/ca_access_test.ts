@@ -99,7 +99,10 @@ Deno.test("CA listening beyond loopback answers 401 without the token except for
   for (const [method, path] of denied) {
     assertError(await call(`${ca.url}${path}`, { method }), 401, "token_required");
     assertError(
-      await call(`${ca.url}${path}`, { method, headers: { authorization: "Bearer not-the-token" } }),
+      await call(`${ca.url}${path}`, {
+        method,
+        headers: { authorization: "Bearer not-the-token" },
+      }),
       401,
       "token_required",
     );

@@ -5,18 +5,24 @@
  */
 import assert from "node:assert/strict";
 import { Harness, run } from "./harness.ts";
-import {
-  assertError,
-  call,
-  inspectDatabase,
-  listCertificates,
-  makeCsr,
-} from "./ca_helpers.ts";
+import { assertError, call, inspectDatabase, listCertificates, makeCsr } from "./ca_helpers.ts";
 
 Deno.test("CA refuses bad names with 400 on POST, GET and DELETE and stores nothing", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
-  const bad = [".x", "-x", "a".repeat(65), "a b", "ünï", "名前", "a/b", "a\u0000b", "ca", "CA", "Ca"];
+  const bad = [
+    ".x",
+    "-x",
+    "a".repeat(65),
+    "a b",
+    "ünï",
+    "名前",
+    "a/b",
+    "a\u0000b",
+    "ca",
+    "CA",
+    "Ca",
+  ];
 
   for (const name of bad) {
     const path = `${ca.url}/api/certificates/${encodeURIComponent(name)}`;

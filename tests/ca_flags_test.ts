@@ -20,7 +20,10 @@ Deno.test("ztm ca --help prints the usage with every default and exits 0", async
   assert.equal(out.code, 0, out.stderr);
   assert.equal(out.stderr, "");
   assert.match(out.stdout, /^Usage: ztm ca \[flags\]\n/);
-  assert.match(out.stdout, /--listen=ADDRESS\s+address of the REST API \(default: 127\.0\.0\.1:9999\)/);
+  assert.match(
+    out.stdout,
+    /--listen=ADDRESS\s+address of the REST API \(default: 127\.0\.0\.1:9999\)/,
+  );
   assert.match(out.stdout, /--database=PATH\s+.*\(default: ~\/ztm-ca\.db\)/);
   assert.match(out.stdout, /--token-file=PATH\s+.*<database>\.token/);
   assert.match(out.stdout, /--help\s+show this help and exit/);

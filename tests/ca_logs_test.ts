@@ -19,7 +19,10 @@ Deno.test("CA logs never contain key material, PEM blocks or the token", async (
   assert.equal(key.status, 201);
   secrets.push(...key.text.split("\n").filter((l) => l && !l.startsWith("-----")));
   const { csr, keyPath } = await makeCsr(dir, "alice", { cn: "alice" });
-  assert.equal((await call(`${ca.url}/api/certificates/alice`, { method: "POST", body: csr })).status, 201);
+  assert.equal(
+    (await call(`${ca.url}/api/certificates/alice`, { method: "POST", body: csr })).status,
+    201,
+  );
   const userKey = await Deno.readTextFile(keyPath);
   secrets.push(...userKey.split("\n").filter((l) => l && !l.startsWith("-----")));
   const hub = await makeCsr(dir, "hub", { cn: "hub1", altNames: "DNS:hub.example.com" });

@@ -21,9 +21,15 @@ Deno.test("a restarted CA keeps its certificate byte for byte, its certificates 
   const first = await h.startCa();
   const caPem = (await call(`${first.url}/api/certificates/ca`)).text;
   for (const name of ["root", "alice", "bob"]) {
-    assert.equal((await call(`${first.url}/api/certificates/${name}`, { method: "POST" })).status, 201);
+    assert.equal(
+      (await call(`${first.url}/api/certificates/${name}`, { method: "POST" })).status,
+      201,
+    );
   }
-  assert.equal((await call(`${first.url}/api/certificates/alice`, { method: "DELETE" })).status, 200);
+  assert.equal(
+    (await call(`${first.url}/api/certificates/alice`, { method: "DELETE" })).status,
+    200,
+  );
   const rootPem = (await call(`${first.url}/api/certificates/root`)).text;
   const list = await listCertificates(first.url);
   const feed = (await call(`${first.url}/api/revocations`)).text;
@@ -43,7 +49,10 @@ Deno.test("a restarted CA keeps its certificate byte for byte, its certificates 
   // The restarted CA made no second CA, and issuing still works under the old one.
   assert.equal(second.logs.filter((l) => l.msg === "ca created").length, 0);
   assert.equal((await call(`${second.url}/api/certificates/bob`, { method: "POST" })).status, 409);
-  assert.equal((await call(`${second.url}/api/certificates/alice`, { method: "POST" })).status, 201);
+  assert.equal(
+    (await call(`${second.url}/api/certificates/alice`, { method: "POST" })).status,
+    201,
+  );
   const revokedAgain = await call(`${second.url}/api/certificates/root`, { method: "DELETE" });
   assert.equal(JSON.parse(revokedAgain.text).revoked.name, "root");
   const feed2 = JSON.parse((await call(`${second.url}/api/revocations?since=1`)).text);
@@ -62,7 +71,10 @@ Deno.test("the CA database, its WAL files and its token file are 0600 and hold n
   }
   assert.equal((await call(`${ca.url}/api/certificates/bob`, { method: "DELETE" })).status, 200);
   const { csr, keyPath } = await makeCsr(dir, "carol", { cn: "carol" });
-  assert.equal((await call(`${ca.url}/api/certificates/carol`, { method: "POST", body: csr })).status, 201);
+  assert.equal(
+    (await call(`${ca.url}/api/certificates/carol`, { method: "POST", body: csr })).status,
+    201,
+  );
   keys.push(await Deno.readTextFile(keyPath));
   assert.equal((await call(`${ca.url}/api/crl`)).status, 200);
 
@@ -139,7 +151,10 @@ Deno.test("kill -9 during a burst of issues leaves a sound database holding ever
   for (const name of answered) {
     assert.equal((await call(`${again.url}/api/certificates/${name}`)).status, 200, name);
   }
-  assert.equal((await call(`${again.url}/api/certificates/after-crash`, { method: "POST" })).status, 201);
+  assert.equal(
+    (await call(`${again.url}/api/certificates/after-crash`, { method: "POST" })).status,
+    201,
+  );
   await again.stop();
   assert.equal(inspectDatabase(ca.database).length, stored.size + 1);
 });

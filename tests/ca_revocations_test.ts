@@ -75,10 +75,16 @@ Deno.test("the revocation feed lists revocations after since, in order", async (
   await using h = new Harness();
   const ca = await h.startCa();
   for (const name of ["a", "b", "c"]) {
-    assert.equal((await call(`${ca.url}/api/certificates/${name}`, { method: "POST" })).status, 201);
+    assert.equal(
+      (await call(`${ca.url}/api/certificates/${name}`, { method: "POST" })).status,
+      201,
+    );
   }
   for (const name of ["b", "a"]) {
-    assert.equal((await call(`${ca.url}/api/certificates/${name}`, { method: "DELETE" })).status, 200);
+    assert.equal(
+      (await call(`${ca.url}/api/certificates/${name}`, { method: "DELETE" })).status,
+      200,
+    );
   }
   const all = JSON.parse((await call(`${ca.url}/api/revocations`)).text);
   assert.equal(all.seq, 2);

@@ -39,7 +39,7 @@ curl http://localhost:${ca.port}/api/certificates/root | tee root.crt
   assert.match(await Deno.readTextFile(`${dir}/root.key`), /^-----BEGIN PRIVATE KEY-----/);
 });
 
-Deno.test("DELETE of root makes GET answer 404 and the signed CRL list root's serial", async () => {
+Deno.test("DELETE of root makes GET answer 404 and puts root's serial on the signed CRL", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
   const dir = await h.tempDir();
