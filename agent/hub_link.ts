@@ -247,9 +247,13 @@ export class HubLink {
     };
     session.on("error", (err) => fail(errText(err)));
     session.on("goaway", () => {
-      this.#log.info("hub sent goaway; reconnecting", { mesh: config.name, peer: address });
-      this.#attempt = 0;
-      fail("hub closed the session (GOAWAY)");
+      // A session the hub never admitted ends in GOAWAY too: that is a refusal, and backs off.
+      const admitted = this.#connected;
+      if (admitted) {
+        this.#log.info("hub sent goaway; reconnecting", { mesh: config.name, peer: address });
+        this.#attempt = 0;
+      }
+      fail(admitted ? "hub closed the session (GOAWAY)" : REFUSED_BY_HUB);
     });
     session.on(
       "close",

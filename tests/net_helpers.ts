@@ -16,6 +16,7 @@
  * ```
  */
 import net from "node:net";
+import type { Duplex } from "node:stream";
 
 /** Default deadline for one read or connect, ms. */
 export const IO_TIMEOUT_MS = 10_000;
@@ -92,20 +93,14 @@ export function randomBytes(n: number): Uint8Array {
   return out;
 }
 
-/** Anything that carries bytes both ways: a `net.Socket` or an HTTP/2 stream. */
-export interface ByteStream {
-  write(chunk: Uint8Array): boolean;
-  on(event: string, fn: (...args: never[]) => void): unknown;
-  off(event: string, fn: (...args: never[]) => void): unknown;
-}
-
 /**
- * Writes `data` to `stream` and resolves with the first `data.length` bytes
- * read back. Rejects when the stream ends or closes first, or after `timeoutMs`.
- * Only one exchange may run on a stream at a time.
+ * Writes `data` to `stream` (a socket or an HTTP/2 stream) and resolves with
+ * the first `data.length` bytes read back. Rejects when the stream ends or
+ * closes first, or after `timeoutMs`. Only one exchange may run on a stream at
+ * a time.
  */
 export function exchange(
-  stream: ByteStream,
+  stream: Duplex,
   data: Uint8Array,
   timeoutMs = IO_TIMEOUT_MS,
 ): Promise<Uint8Array> {

@@ -1,0 +1,154 @@
+/**
+ * A small mesh for cross-component tests, built only through public
+ * interfaces: a CA and a hub process, user certificates from the CA's API,
+ * and agent processes joined, given services and port mappings through their
+ * own local API.
+ *
+ * @example
+ * ```ts
+ * await using h = new Harness();
+ * const m = await startMeshOf(h, ["alice", "bob"]);
+ * await addService(m.agents.bob, "echo", echo.port, ["alice"]);
+ * ```
+ */
+import assert from "node:assert/strict";
+import {
+  api,
+  type ApiBody,
+  eventually,
+  type Harness,
+  issueUser,
+  joinMesh,
+  type Proc,
+  type Service,
+  type UserFiles,
+} from "./harness.ts";
+
+/** The mesh name every fixture joins. */
+export const MESH = "test";
+
+/** A running agent joined to {@link MESH}. */
+export interface MeshAgent {
+  proc: Service & { dir: string; database: string };
+  /** `http://127.0.0.1:PORT` of its API (changes when the agent restarts). */
+  url: string;
+  files: UserFiles;
+  endpointId: string;
+  endpointName: string;
+}
+
+/** A CA, a hub and one agent per user. */
+export interface TestMesh {
+  ca: Service & { dir: string; database: string };
+  hub: Service & { dir: string; address: string };
+  agents: Record<string, MeshAgent>;
+}
+
+/** Starts a CA, a hub, and an agent per user, each joined and connected. */
+export async function startMeshOf(h: Harness, users: string[]): Promise<TestMesh> {
+  const ca = await h.startCa();
+  const hub = await h.startHub(ca);
+  const agents: Record<string, MeshAgent> = {};
+  await Promise.all(users.map(async (user) => {
+    agents[user] = await startJoinedAgent(h, hub.address, await issueUser(ca.url, user));
+  }));
+  return { ca, hub, agents };
+}
+
+/** Starts an agent and joins it to {@link MESH} as `files.user`; waits until connected. */
+export async function startJoinedAgent(
+  h: Harness,
+  hubAddress: string,
+  files: UserFiles,
+): Promise<MeshAgent> {
+  const proc = await h.startAgent({ name: `agent-${files.user}` });
+  const endpointName = `${files.user}-ep`;
+  const joined = await joinMesh(proc.url, MESH, files, hubAddress, endpointName);
+  const agent = { proc, url: proc.url, files, endpointId: joined.endpoint.id, endpointName };
+  await waitConnected(agent);
+  return agent;
+}
+
+/**
+ * The agent's `GET /api/meshes/{mesh}` body. When the API does not answer
+ * because the agent process died, throws with the process's last output.
+ */
+export async function meshStatus(
+  agent: { url: string; proc?: Proc },
+  mesh = MESH,
+): Promise<ApiBody> {
+  let res;
+  try {
+    res = await api(agent.url, "GET", `/api/meshes/${mesh}`);
+  } catch (err) {
+    if (agent.proc?.exited) {
+      throw new Error(`the agent process exited:\n${agent.proc.tail(15)}`, { cause: err });
+    }
+    throw err;
+  }
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body;
+}
+
+/** Waits until the agent reports its hub link up. */
+export async function waitConnected(agent: { url: string }, timeoutMs = 15_000): Promise<void> {
+  await eventually(
+    async () => (await meshStatus(agent)).status?.connected === true,
+    timeoutMs,
+    `agent ${agent.url} connected`,
+  );
+}
+
+/** Publishes `tcp/name` → `127.0.0.1:port` on the agent's endpoint, open to `users`. */
+export async function addService(
+  agent: MeshAgent,
+  name: string,
+  port: number,
+  users: string[],
+): Promise<void> {
+  const res = await api(
+    agent.url,
+    "POST",
+    `/api/meshes/${MESH}/endpoints/${agent.endpointId}/services/tcp/${name}`,
+    { host: "127.0.0.1", port, users },
+  );
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+}
+
+/** Maps `127.0.0.1:port` on the agent to the mesh service `tcp/service`. */
+export async function addPortMapping(
+  agent: MeshAgent,
+  port: number,
+  service: string,
+): Promise<void> {
+  const res = await api(
+    agent.url,
+    "POST",
+    `/api/meshes/${MESH}/endpoints/${agent.endpointId}/ports/127.0.0.1/tcp/${port}`,
+    { target: { service } },
+  );
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+}
+
+/** The hub's record of `endpointId` as seen through `via`'s API (`GET …/endpoints`). */
+export async function endpointSeenBy(via: { url: string }, endpointId: string): Promise<ApiBody> {
+  const res = await api(via.url, "GET", `/api/meshes/${MESH}/endpoints?limit=500`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.items.find((e: { id: string }) => e.id === endpointId);
+}
+
+/**
+ * Polls `check` for `ms` and fails as soon as it returns true: for "this must
+ * not happen during a while" (the only place a test waits out a span of time).
+ */
+export async function never(
+  check: () => boolean | Promise<boolean>,
+  ms: number,
+  what: string,
+): Promise<void> {
+  const until = Date.now() + ms;
+  while (Date.now() < until) {
+    if (await check()) throw new Error(`${what} happened`);
+    await new Promise((r) => setTimeout(r, 100));
+  }
+}
