@@ -7,35 +7,9 @@
 import { assert, assertEquals } from "./assert.ts";
 import net from "node:net";
 import { api, type ApiBody, eventually, Harness, issueUser, joinMesh, run } from "./harness.ts";
+import { freePort, randomBytes, startEchoServer } from "./net_helpers.ts";
 
 const MESH = "home";
-
-/** A TCP echo server in this process; counts accepted connections. */
-function echoServer(): Promise<
-  { port: number; accepted: () => number; close: () => Promise<void> }
-> {
-  let accepted = 0;
-  const sockets = new Set<net.Socket>();
-  const server = net.createServer({ allowHalfOpen: true }, (s) => {
-    accepted++;
-    sockets.add(s);
-    s.on("close", () => sockets.delete(s));
-    s.on("error", () => {});
-    s.pipe(s);
-  });
-  return new Promise((resolve) =>
-    server.listen(0, "127.0.0.1", () =>
-      resolve({
-        port: (server.address() as net.AddressInfo).port,
-        accepted: () => accepted,
-        close: () =>
-          new Promise<void>((r) => {
-            for (const s of sockets) s.destroy();
-            server.close(() => r());
-          }),
-      }))
-  );
-}
 
 /** Sends `payload` to 127.0.0.1:`port`, half-closes, and returns everything read back. */
 function roundTrip(port: number, payload: Uint8Array): Promise<Uint8Array> {
@@ -75,24 +49,9 @@ function connectOutcome(port: number): Promise<{ connected: boolean; bytes: numb
   });
 }
 
-function randomBytes(n: number): Uint8Array {
-  const out = new Uint8Array(n);
-  for (let i = 0; i < n; i += 65536) {
-    crypto.getRandomValues(out.subarray(i, Math.min(n, i + 65536)));
-  }
-  return out;
-}
-
 async function sha256(data: Uint8Array): Promise<string> {
   const d = new Uint8Array(await crypto.subtle.digest("SHA-256", data as Uint8Array<ArrayBuffer>));
   return Array.from(d, (b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-function freePort(): number {
-  const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const port = (l.addr as Deno.NetAddr).port;
-  l.close();
-  return port;
 }
 
 Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
@@ -104,7 +63,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
     await Promise.all(users.map(async (u) => [u, await h.startAgent({ name: `agent-${u}` })])),
   );
   const ids: Record<string, string> = {};
-  const echo = await echoServer();
+  const echo = await startEchoServer();
   const http = Deno.serve(
     { hostname: "127.0.0.1", port: 0, onListen: () => {} },
     () => new Response("hello from bob\n"),
@@ -152,7 +111,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
         },
       );
       assertEquals(res.status, 201, JSON.stringify(res.body));
-      const port = freePort();
+      const port = await freePort();
       const map = await api(
         agents.alice.url,
         "POST",
@@ -190,7 +149,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
           },
         );
         assertEquals(svc.status, 201);
-        echoPort = freePort();
+        echoPort = await freePort();
         const map = await api(
           agents.alice.url,
           "POST",
@@ -244,7 +203,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
     await t.step(
       "deleting a service makes new connections through a mapping fail cleanly",
       async () => {
-        const port = freePort();
+        const port = await freePort();
         const map = await api(
           agents.alice.url,
           "POST",
@@ -258,7 +217,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
           async () => (await roundTrip(port, new Uint8Array([7]))).length === 1,
           10_000,
         );
-        const before = echo.accepted();
+        const before = echo.accepted;
         const del = await api(
           agents.bob.url,
           "DELETE",
@@ -274,7 +233,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
           "connections fail once the service is gone",
         );
         assertEquals(outcome.bytes, 0);
-        assertEquals(echo.accepted(), before, "the target saw no new connection");
+        assertEquals(echo.accepted, before, "the target saw no new connection");
       },
     );
 
