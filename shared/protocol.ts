@@ -35,6 +35,8 @@
  * drop the session when no answer arrives within {@link PING_TIMEOUT_MS}.
  */
 
+import { BadRequest, ZtmError } from "./errors.ts";
+
 /** Protocol version spoken by this build. */
 export const PROTOCOL_VERSION = 1;
 /** Header carrying the protocol version on every request. */
@@ -136,7 +138,7 @@ export const ENDPOINT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
 /** Endpoint, service and mesh names: 1–64 of `A-Za-z0-9._-`, not starting with `.` or `-`. */
 export const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
 
-/** Splits a byte stream into lines; calls `onLine` per complete line. Throws past `maxBytes` per line. */
+/** Splits a byte stream into lines. Throws a 413 `ZtmError` past `maxBytes` per line. */
 export class LineDecoder {
   #buf = "";
   #decoder = new TextDecoder();
@@ -149,24 +151,41 @@ export class LineDecoder {
     this.#buf += this.#decoder.decode(chunk, { stream: true });
     const lines = this.#buf.split("\n");
     this.#buf = lines.pop() ?? "";
-    if (this.#buf.length > this.#max) {
-      throw new Error(`Control line longer than ${this.#max} bytes`);
+    if (this.#buf.length > this.#max || lines.some((l) => l.length > this.#max)) {
+      throw new ZtmError(
+        413,
+        "control_line_too_large",
+        `Control line longer than ${this.#max} bytes`,
+      );
     }
     return lines.filter((l) => l.trim() !== "");
   }
 }
 
-/** Parses one control line as an object with a string `type`; throws on anything else. */
+/** Parses one control line as an object with a string `type`; throws `BadRequest` on anything else. */
 export function parseMessage<T extends { type: string }>(line: string): T {
-  const value = JSON.parse(line);
+  let value;
+  try {
+    value = JSON.parse(line);
+  } catch {
+    throw new BadRequest("bad_message", "Control line is not JSON");
+  }
   if (typeof value !== "object" || value === null || typeof value.type !== "string") {
-    throw new Error("Control message has no type");
+    throw new BadRequest("bad_message", "Control message has no type");
   }
   return value as T;
 }
 
-/** Checks a published service list from the wire; throws a message on the first bad entry. */
+/** Checks a published service list from the wire; throws `BadRequest` naming the first bad entry. */
 export function checkPublishedServices(value: unknown): PublishedService[] {
+  try {
+    return checkServiceList(value);
+  } catch (err) {
+    throw new BadRequest("bad_services", (err as Error).message);
+  }
+}
+
+function checkServiceList(value: unknown): PublishedService[] {
   if (!Array.isArray(value)) throw new Error("services must be an array");
   if (value.length > 1000) throw new Error("at most 1000 services per endpoint");
   return value.map((s, i) => {
