@@ -2,25 +2,15 @@
  * The agent's local REST API (DESIGN section 4): a literal route table over
  * the agent store and the running meshes.
  *
- * A handler validates the request, commits the change to the store, and only
- * then hands the runtime plain data (the whole service list, or one port
- * mapping); if the runtime cannot apply it (a port already in use), the store
- * change is undone so the database never holds what is not running. Writes to
- * one mesh are applied one at a time.
- *
- * Only this endpoint is managed for now: a request for another endpoint of the
- * mesh answers 501 until remote management (signed requests through the hub)
- * arrives. Private keys are stored and handed to the runtime, never returned.
+ * Every request passes the access checks first: a loopback `Host`, no
+ * foreign `Origin`, and for `/api/…` the API token (or a dashboard session
+ * cookie from a one-time login URL). Routes for one endpoint's services, port
+ * mappings and audit log go to `EndpointOps` — directly for this endpoint, or
+ * as a signed request through the hub for another (`RemoteManagement`), whose
+ * answer comes back with the target's status. Private keys are stored and
+ * handed to the runtime, never returned.
  */
-import {
-  BadRequest,
-  Conflict,
-  Forbidden,
-  NotFound,
-  NotImplemented,
-  ServiceUnavailable,
-  ZtmError,
-} from "@ztm/shared/errors";
+import { NotFound, ServiceUnavailable, Unauthorized } from "@ztm/shared/errors";
 import {
   type App,
   checkHostAndOrigin,
@@ -28,14 +18,17 @@ import {
   json,
   parsePageParams,
   readJsonObject,
+  readText,
   type Route,
 } from "@ztm/shared/http";
 import { commonNameOf, parseCertificate, serialOf } from "@ztm/shared/certs";
-import { formatHostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
-import { ENDPOINT_ID_PATTERN, NAME_PATTERN, type ServiceProto } from "@ztm/shared/protocol";
+import { ApiAccess } from "./access.ts";
+import { EndpointOps } from "./endpoint_ops.ts";
 import { checkJoinRequest } from "./join.ts";
-import type { LocalService, MeshRuntime, PageQuery, PortMapping, StartMesh } from "./runtime.ts";
+import { checkPolicyBody } from "./policy.ts";
+import { RemoteManagement } from "./remote.ts";
+import type { MeshRuntime, PageQuery, StartMesh } from "./runtime.ts";
 import type { AgentStore, MeshRecord } from "./store.ts";
 
 /** Largest request body the API reads (a join body with three PEM files is ~3 KiB). */
@@ -44,8 +37,6 @@ export const MAX_BODY_BYTES = 64 * 1024;
 export const DEFAULT_PAGE_LIMIT = 100;
 /** Largest page a query may ask for. */
 export const MAX_PAGE_LIMIT = 500;
-/** Most users one service may name. */
-export const MAX_SERVICE_USERS = 1000;
 
 /** What the agent app needs. */
 export interface AgentAppOptions {
@@ -55,9 +46,15 @@ export interface AgentAppOptions {
   /** Running meshes by name; the app adds joined meshes and removes left ones. */
   runtimes: Map<string, MeshRuntime>;
   log: Logger;
+  /** The API token and login sessions. */
+  access: ApiAccess;
   /** Endpoint name for joins that do not give `agent.name`; defaults to the host name. */
   endpointName?: string;
 }
+
+const LANDING_PAGE = `<!doctype html><meta charset="utf-8"><title>ztm agent</title>
+<h1>ztm agent</h1><p>You are signed in. The dashboard arrives with the web UI; the API answers under
+<code>/api/</code>.</p>`;
 
 /**
  * Builds the agent's API app. The app throws `ZtmError`s for refusals (render
@@ -65,12 +62,35 @@ export interface AgentAppOptions {
  *
  * @example
  * ```ts
- * const app = createAgentApp({ store, startMesh, runtimes: new Map(), log });
+ * const app = createAgentApp({ store, startMesh, runtimes: new Map(), log, access: new ApiAccess(token) });
  * serveHttp({ listen: { hostname: "127.0.0.1", port: 7777 }, app, log });
  * ```
  */
 export function createAgentApp(opts: AgentAppOptions): App {
-  const { store, runtimes, log } = opts;
+  const { store, runtimes, log, access } = opts;
+  const serialized = createSerializer();
+  const ops = new EndpointOps({
+    store,
+    runtimeOf,
+    userOf: (mesh) => commonNameOf(parseCertificate(meshOf(mesh).certificate)) ?? "",
+    serialized,
+    log,
+  });
+  const remote = new RemoteManagement({ ops, log });
+  const attach = (name: string, runtime: MeshRuntime) =>
+    runtime.setManageHandler(remote.handler(() => meshOf(name), () => runtimeOf(name)));
+  for (const [name, runtime] of runtimes) attach(name, runtime);
+
+  const endpointRoute = (
+    method: string,
+    pattern: string,
+    op: (p: Record<string, string>) => string,
+  ): Route => ({
+    method,
+    pattern: `/api/meshes/:mesh/endpoints/:ep/${pattern}`,
+    handler: (req, p) => forEndpoint(req, p.mesh, p.ep, op(p)),
+  });
+  const enc = encodeURIComponent;
   const routes: Route[] = [
     {
       method: "GET",
@@ -86,6 +106,36 @@ export function createAgentApp(opts: AgentAppOptions): App {
     { method: "DELETE", pattern: "/api/meshes/:mesh", handler: (_req, p) => leave(p.mesh) },
     {
       method: "GET",
+      pattern: "/api/meshes/:mesh/policy",
+      handler: (_req, p) => {
+        meshOf(p.mesh);
+        return json(store.policy(p.mesh));
+      },
+    },
+    {
+      method: "PUT",
+      pattern: "/api/meshes/:mesh/policy",
+      handler: async (req, p) => {
+        meshOf(p.mesh);
+        const policy = checkPolicyBody(
+          await readJsonObject(req, MAX_BODY_BYTES),
+          store.policy(p.mesh),
+        );
+        store.setPolicy(p.mesh, policy);
+        store.addAudit(p.mesh, {
+          user: userOf(p.mesh),
+          via: "local",
+          method: "PUT",
+          path: "policy",
+          status: 200,
+          outcome: "ok",
+        });
+        log.info("policy changed", { mesh: p.mesh });
+        return json(policy);
+      },
+    },
+    {
+      method: "GET",
       pattern: "/api/meshes/:mesh/endpoints",
       handler: async (req, p) => json(await runtimeOf(p.mesh).endpoints(pageQuery(req))),
     },
@@ -99,50 +149,47 @@ export function createAgentApp(opts: AgentAppOptions): App {
       pattern: "/api/meshes/:mesh/services",
       handler: async (req, p) => json(await runtimeOf(p.mesh).services(pageQuery(req))),
     },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/endpoints/:ep/services",
-      handler: async (_req, p) => {
-        await requireLocalEndpoint(p.mesh, p.ep);
-        return json(store.services(p.mesh));
-      },
-    },
-    {
-      method: "POST",
-      pattern: "/api/meshes/:mesh/endpoints/:ep/services/:proto/:name",
-      handler: (req, p) => putService(req, p.mesh, p.ep, p.proto, p.name),
-    },
-    {
-      method: "DELETE",
-      pattern: "/api/meshes/:mesh/endpoints/:ep/services/:proto/:name",
-      handler: (_req, p) => deleteService(p.mesh, p.ep, p.proto, p.name),
-    },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/endpoints/:ep/ports",
-      handler: async (_req, p) => {
-        await requireLocalEndpoint(p.mesh, p.ep);
-        return json(store.ports(p.mesh));
-      },
-    },
+    endpointRoute("GET", "services", () => "services"),
+    endpointRoute(
+      "POST",
+      "services/:proto/:name",
+      (p) => `services/${enc(p.proto)}/${enc(p.name)}`,
+    ),
+    endpointRoute(
+      "DELETE",
+      "services/:proto/:name",
+      (p) => `services/${enc(p.proto)}/${enc(p.name)}`,
+    ),
+    endpointRoute("GET", "ports", () => "ports"),
+    endpointRoute(
+      "POST",
+      "ports/:ip/:proto/:port",
+      (p) => `ports/${enc(p.ip)}/${enc(p.proto)}/${enc(p.port)}`,
+    ),
+    endpointRoute(
+      "DELETE",
+      "ports/:ip/:proto/:port",
+      (p) => `ports/${enc(p.ip)}/${enc(p.proto)}/${enc(p.port)}`,
+    ),
+    endpointRoute("GET", "log", () => "log"),
     {
       method: "POST",
-      pattern: "/api/meshes/:mesh/endpoints/:ep/ports/:ip/:proto/:port",
-      handler: (req, p) => openPort(req, p.mesh, p.ep, p.ip, p.proto, p.port),
-    },
-    {
-      method: "DELETE",
-      pattern: "/api/meshes/:mesh/endpoints/:ep/ports/:ip/:proto/:port",
-      handler: (_req, p) => closePort(p.mesh, p.ep, p.ip, p.proto, p.port),
+      pattern: "/api/login-codes",
+      handler: (req) => {
+        const host = req.headers.get("host") ?? "127.0.0.1";
+        return json({ url: `http://${host}/login?code=${access.newLoginCode()}` }, 201);
+      },
     },
   ];
-
-  const serialized = createSerializer();
 
   function meshOf(name: string): MeshRecord {
     const mesh = store.mesh(name);
     if (!mesh) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
     return mesh;
+  }
+
+  function userOf(mesh: string): string {
+    return commonNameOf(parseCertificate(meshOf(mesh).certificate)) ?? "";
   }
 
   function runtimeOf(name: string): MeshRuntime {
@@ -158,19 +205,30 @@ export function createAgentApp(opts: AgentAppOptions): App {
   }
 
   /**
-   * Passes when `ep` is this agent's endpoint in `mesh` (its id, or its name
-   * before any name the hub knows). Another endpoint answers 404 if the hub
-   * does not know it, else 501.
+   * Runs an endpoint operation: here when `ep` is this endpoint (its id or
+   * name), else signed and sent through the hub to the endpoint the hub knows
+   * by that id or name.
    */
-  async function requireLocalEndpoint(mesh: string, ep: string): Promise<void> {
+  async function forEndpoint(
+    req: Request,
+    mesh: string,
+    ep: string,
+    path: string,
+  ): Promise<Response> {
     const config = meshOf(mesh);
-    if (ep === config.endpointId || ep === config.endpointName) return;
-    const other = await runtimeOf(mesh).endpoint(ep);
-    throw new NotImplemented(
-      "remote_management_unavailable",
-      `Endpoint "${other.name}" is not this agent's endpoint "${config.endpointName}"; ` +
-        "managing another endpoint arrives with remote management",
-    );
+    const url = new URL(req.url);
+    const full = path + url.search;
+    const body = req.method === "GET" || req.method === "DELETE"
+      ? ""
+      : await readText(req, MAX_BODY_BYTES);
+    const local = { user: userOf(mesh), via: "local", remote: false };
+    if (ep === config.endpointId || ep === config.endpointName) {
+      return await ops.run(mesh, local, req.method, full, body);
+    }
+    const runtime = runtimeOf(mesh);
+    const target = await runtime.endpoint(ep);
+    if (target.id === config.endpointId) return await ops.run(mesh, local, req.method, full, body);
+    return await remote.send(config, runtime, target.id, req.method, full, body);
   }
 
   async function join(req: Request, mesh: string): Promise<Response> {
@@ -189,6 +247,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         throw err;
       }
       runtimes.set(mesh, runtime);
+      attach(mesh, runtime);
       log.info("mesh joined", { mesh, user, endpoint: config.endpointId });
       return json(meshSummary(record, runtime), 201);
     });
@@ -213,111 +272,52 @@ export function createAgentApp(opts: AgentAppOptions): App {
     });
   }
 
-  async function putService(
-    req: Request,
-    mesh: string,
-    ep: string,
-    protoText: string,
-    name: string,
-  ): Promise<Response> {
-    await requireLocalEndpoint(mesh, ep);
-    const proto = checkProto(protoText);
-    checkServiceName(name);
-    const svc = checkServiceBody(proto, name, await readJsonObject(req, MAX_BODY_BYTES));
-    return await serialized(mesh, () => {
-      const runtime = runtimeOf(mesh);
-      const created = store.putService(mesh, svc);
-      runtime.setServices(store.services(mesh));
-      log.info(created ? "service created" : "service replaced", {
-        mesh,
-        service: `${proto}/${name}`,
-        addr: formatAddr(svc.host, svc.port),
-      });
-      return Promise.resolve(json(svc, 201));
-    });
-  }
-
-  async function deleteService(
-    mesh: string,
-    ep: string,
-    protoText: string,
-    name: string,
-  ): Promise<Response> {
-    await requireLocalEndpoint(mesh, ep);
-    const proto = checkProto(protoText);
-    checkServiceName(name);
-    return await serialized(mesh, () => {
-      const runtime = runtimeOf(mesh);
-      const svc = store.deleteService(mesh, proto, name);
-      runtime.setServices(store.services(mesh));
-      log.info("service deleted", { mesh, service: `${proto}/${name}` });
-      return Promise.resolve(json(svc));
-    });
-  }
-
-  async function openPort(
-    req: Request,
-    mesh: string,
-    ep: string,
-    ipText: string,
-    protoText: string,
-    portText: string,
-  ): Promise<Response> {
-    await requireLocalEndpoint(mesh, ep);
-    const ip = checkListenIp(ipText);
-    const proto = checkProto(protoText);
-    const port = checkPortText(portText);
-    const target = checkPortBody(await readJsonObject(req, MAX_BODY_BYTES));
-    const mapping: PortMapping = { ip, proto, port, target };
-    return await serialized(mesh, async () => {
-      const runtime = runtimeOf(mesh);
-      store.addPort(mesh, mapping);
-      try {
-        await runtime.openPort(mapping);
-      } catch (err) {
-        store.deletePort(mesh, ip, proto, port);
-        log.warn("port not opened", { mesh, addr: formatAddr(ip, port), err: errText(err) });
-        throw listenError(err, mapping);
-      }
-      log.info("port opened", { mesh, addr: formatAddr(ip, port), service: target.service });
-      return json(mapping, 201);
-    });
-  }
-
-  async function closePort(
-    mesh: string,
-    ep: string,
-    ipText: string,
-    protoText: string,
-    portText: string,
-  ): Promise<Response> {
-    await requireLocalEndpoint(mesh, ep);
-    const ip = checkListenIp(ipText);
-    const proto = checkProto(protoText);
-    const port = checkPortText(portText);
-    return await serialized(mesh, async () => {
-      const runtime = runtimeOf(mesh);
-      const mapping = store.port(mesh, ip, proto, port);
-      if (!mapping) {
-        throw new NotFound(
-          "unknown_port",
-          `Unknown port mapping "${ip}/${proto}/${port}" in mesh "${mesh}"`,
-        );
-      }
-      await runtime.closePort(mapping);
-      store.deletePort(mesh, ip, proto, port);
-      log.info("port closed", { mesh, addr: formatAddr(ip, port) });
-      return json(mapping);
-    });
-  }
-
   const router = createRouter(routes);
   return async (req) => {
     checkHostAndOrigin(req, true);
-    // The local API token (DESIGN section 4: `Authorization: Bearer`, else 401)
-    // is checked here, once for every route, when that issue lands.
+    const url = new URL(req.url);
+    if (url.pathname === "/login" && req.method === "GET") return login(url);
+    if (!access.authorized(req)) {
+      if (url.pathname === "/") {
+        return new Response(
+          "<!doctype html><meta charset=utf-8><title>ztm agent</title><h1>ztm agent</h1>" +
+            "<p>Open the login URL the agent printed when it started (or run <code>ztm dashboard</code>).</p>",
+          { status: 401, headers: { "content-type": "text/html; charset=utf-8" } },
+        );
+      }
+      throw new Unauthorized(
+        "token_required",
+        "Send the agent's API token as Authorization: Bearer <token>",
+      );
+    }
+    if (url.pathname === "/" && req.method === "GET") {
+      return new Response(LANDING_PAGE, {
+        headers: { "content-type": "text/html; charset=utf-8" },
+      });
+    }
     return await router(req);
   };
+
+  function login(url: URL): Response {
+    const session = access.redeem(url.searchParams.get("code") ?? "");
+    if (!session) {
+      log.warn("login refused: unknown, used or expired code");
+      return new Response(
+        "<!doctype html><meta charset=utf-8><title>ztm agent</title><h1>This login link does not work</h1>" +
+          "<p>It was already used or has expired. Ask the agent for a new one (<code>ztm dashboard</code>).</p>",
+        { status: 401, headers: { "content-type": "text/html; charset=utf-8" } },
+      );
+    }
+    log.info("dashboard login");
+    return new Response(null, {
+      status: 303,
+      headers: {
+        location: "/",
+        "set-cookie": ApiAccess.cookie(session),
+        "cache-control": "no-store",
+      },
+    });
+  }
 }
 
 /** Runs tasks of one key one after another; tasks of different keys run freely. */
@@ -358,187 +358,4 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined) {
 
 function pageQuery(req: Request): PageQuery {
   return parsePageParams(new URL(req.url).searchParams, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
-}
-
-function checkFields(obj: Record<string, unknown>, allowed: string[], what: string): void {
-  for (const key of Object.keys(obj)) {
-    if (!allowed.includes(key)) {
-      throw new BadRequest(
-        "bad_request",
-        `${what} has an unknown field "${key}"; allowed: ${allowed.join(", ")}`,
-      );
-    }
-  }
-}
-
-function checkProto(text: string): ServiceProto {
-  if (text !== "tcp") throw new BadRequest("bad_proto", `Unknown protocol "${text}"; use tcp`);
-  return text;
-}
-
-const NAME_RULE = "1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -";
-
-function checkServiceName(name: string): void {
-  if (!NAME_PATTERN.test(name)) {
-    throw new BadRequest("bad_service_name", `Bad service name "${name}": use ${NAME_RULE}`);
-  }
-}
-
-function checkServiceBody(
-  proto: ServiceProto,
-  name: string,
-  body: Record<string, unknown>,
-): LocalService {
-  checkFields(body, ["host", "port", "users"], "Service");
-  const host = checkHost(body.host);
-  const port = body.port;
-  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new BadRequest("bad_port", `Bad port ${JSON.stringify(port)}: use a number 1 to 65535`);
-  }
-  return { proto, name, host, port, users: checkUsers(body.users) };
-}
-
-const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;
-const HOST_LABEL = /^[A-Za-z0-9_][A-Za-z0-9_-]{0,62}$/;
-
-/** The canonical text of an IPv6 literal (brackets optional), or undefined. */
-function canonicalIpv6(text: string): string | undefined {
-  const bare = text.replace(/^\[(.*)\]$/, "$1");
-  if (!bare.includes(":") || !/^[0-9A-Fa-f:.]+$/.test(bare)) return undefined;
-  try {
-    return new URL(`http://[${bare}]/`).hostname.slice(1, -1);
-  } catch {
-    return undefined; // not a valid IPv6 literal
-  }
-}
-
-/** A service target host: an IP literal or a DNS name of at most 253 characters. */
-function checkHost(value: unknown): string {
-  if (typeof value !== "string" || value === "" || value.length > 253) {
-    throw new BadRequest(
-      "bad_host",
-      "host must be a host name or IP address of 1 to 253 characters",
-    );
-  }
-  if (IPV4.test(value)) return value;
-  const v6 = canonicalIpv6(value);
-  if (v6 !== undefined) return v6;
-  if (!value.replace(/\.$/, "").split(".").every((label) => HOST_LABEL.test(label))) {
-    throw new BadRequest(
-      "bad_host",
-      `Bad host ${JSON.stringify(value)}: use a host name or IP address`,
-    );
-  }
-  return value;
-}
-
-function checkUsers(value: unknown): string[] {
-  if (value === undefined) return [];
-  if (
-    !Array.isArray(value) || value.length > MAX_SERVICE_USERS ||
-    value.some((u) => typeof u !== "string")
-  ) {
-    throw new BadRequest(
-      "bad_users",
-      `users must be a list of at most ${MAX_SERVICE_USERS} user names, or ["*"]`,
-    );
-  }
-  const users = [...new Set(value as string[])];
-  if (users.includes("*")) {
-    if (users.length !== 1) {
-      throw new BadRequest("bad_users", `users is either ["*"] (every member) or a list of names`);
-    }
-    return users;
-  }
-  const bad = users.find((u) => !NAME_PATTERN.test(u));
-  if (bad !== undefined) {
-    throw new BadRequest("bad_users", `Bad user name "${bad}" in users: use ${NAME_RULE}`);
-  }
-  return users;
-}
-
-/** A listen address: an IPv4 or IPv6 literal (stored canonical) or `localhost`. */
-function checkListenIp(text: string): string {
-  if (text.toLowerCase() === "localhost") return "localhost";
-  if (IPV4.test(text)) return text;
-  const v6 = canonicalIpv6(text);
-  if (v6 !== undefined) return v6;
-  throw new BadRequest(
-    "bad_ip",
-    `Bad listen address "${text}": use an IPv4 or IPv6 address or localhost`,
-  );
-}
-
-function checkPortText(text: string): number {
-  const port = Number(text);
-  if (!/^\d{1,5}$/.test(text) || port < 1 || port > 65535) {
-    throw new BadRequest("bad_port", `Bad port "${text}": use 1 to 65535`);
-  }
-  return port;
-}
-
-function checkPortBody(body: Record<string, unknown>): PortMapping["target"] {
-  checkFields(body, ["target"], "Port mapping");
-  const t = body.target;
-  if (typeof t !== "object" || t === null || Array.isArray(t)) {
-    throw new BadRequest("bad_target", "target must be an object {service, user?, endpoint?}");
-  }
-  const fields = t as Record<string, unknown>;
-  checkFields(fields, ["service", "user", "endpoint"], "target");
-  const { service, user, endpoint } = fields;
-  if (typeof service !== "string" || !NAME_PATTERN.test(service)) {
-    throw new BadRequest(
-      "bad_target",
-      `Bad target service ${JSON.stringify(service)}: use ${NAME_RULE}`,
-    );
-  }
-  const target: PortMapping["target"] = { service };
-  if (user !== undefined) {
-    if (typeof user !== "string" || !NAME_PATTERN.test(user)) {
-      throw new BadRequest(
-        "bad_target",
-        `Bad target user ${JSON.stringify(user)}: use ${NAME_RULE}`,
-      );
-    }
-    target.user = user;
-  }
-  if (endpoint !== undefined) {
-    if (
-      typeof endpoint !== "string" ||
-      !(NAME_PATTERN.test(endpoint) || ENDPOINT_ID_PATTERN.test(endpoint))
-    ) {
-      throw new BadRequest(
-        "bad_target",
-        `Bad target endpoint ${JSON.stringify(endpoint)}: use an endpoint id or name`,
-      );
-    }
-    target.endpoint = endpoint;
-  }
-  return target;
-}
-
-/** Turns a raw listen failure into the error the API answers with. */
-function listenError(err: unknown, m: PortMapping): unknown {
-  if (err instanceof ZtmError) return err;
-  const addr = `${m.ip}/${m.proto}/${m.port}`;
-  if (err instanceof Deno.errors.AddrInUse) {
-    return new Conflict("port_in_use", `Port ${addr} is already in use`, { cause: err });
-  }
-  if (err instanceof Deno.errors.AddrNotAvailable) {
-    return new BadRequest(
-      "address_unavailable",
-      `Address ${m.ip} is not an address of this computer`,
-      { cause: err },
-    );
-  }
-  if (err instanceof Deno.errors.PermissionDenied) {
-    return new Forbidden("port_not_permitted", `Not permitted to listen on ${addr}`, {
-      cause: err,
-    });
-  }
-  return err;
-}
-
-function formatAddr(hostname: string, port: number): string {
-  return formatHostPort({ hostname, port });
 }

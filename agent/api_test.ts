@@ -23,10 +23,15 @@ import {
   type MeshService,
   type Page,
 } from "@ztm/shared/protocol";
+import { ApiAccess } from "./access.ts";
 import { createAgentApp, MAX_BODY_BYTES } from "./api.ts";
+import type { SignedRequest } from "@ztm/shared/signed_request";
+
+const API_TOKEN = "0123456789abcdef0123456789abcdef";
 import { AgentStore } from "./store.ts";
 import type {
   LocalService,
+  ManageHandler,
   MeshConfig,
   MeshRuntime,
   MeshStatus,
@@ -182,6 +187,24 @@ class RecordingRuntime implements MeshRuntime {
     return Promise.resolve();
   }
 
+  /** Signed requests sent to other endpoints, with the answer the test chose. */
+  readonly sent: SignedRequest[] = [];
+  manageAnswer = {
+    status: 403,
+    body: JSON.stringify({ error: { code: "not_allowed", message: "no" } }),
+  };
+
+  manage(_targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {
+    this.sent.push(request);
+    return Promise.resolve(this.manageAnswer);
+  }
+
+  revoked(): Set<string> {
+    return new Set();
+  }
+
+  setManageHandler(_handler: ManageHandler): void {}
+
   close(): Promise<void> {
     for (const listener of this.#listeners.values()) listener.close();
     this.#listeners.clear();
@@ -210,6 +233,7 @@ class TestAgent implements AsyncDisposable {
   startError: Error | undefined;
   readonly app: App = createAgentApp({
     store: this.store,
+    access: new ApiAccess(API_TOKEN),
     runtimes: this.runtimes,
     log: this.log,
     endpointName: "test-box",
@@ -237,7 +261,10 @@ class TestAgent implements AsyncDisposable {
     body?: unknown,
     headers: Record<string, string> = {},
   ): Promise<Reply> {
-    const init: RequestInit = { method, headers: { host: "127.0.0.1:7777", ...headers } };
+    const init: RequestInit = {
+      method,
+      headers: { host: "127.0.0.1:7777", authorization: `Bearer ${API_TOKEN}`, ...headers },
+    };
     if (body !== undefined) init.body = typeof body === "string" ? body : JSON.stringify(body);
     let res: Response;
     try {
@@ -678,27 +705,32 @@ Deno.test("bad service input answers 400 and changes neither store nor runtime",
   });
 });
 
-Deno.test("managing another endpoint answers 501 and an unknown endpoint 404, changing nothing", async () => {
+Deno.test("managing another endpoint signs the request for it and passes on its answer, changing nothing here", async () => {
   await using agent = new TestAgent();
   await agent.join();
   const before = agent.snapshot();
+  const runtime = agent.runtime("home");
   for (const ep of ["laptop-2", "ep-remote"]) {
     const base = `/api/meshes/home/endpoints/${ep}`;
-    const routes: [string, string, unknown?][] = [
-      ["GET", `${base}/services`],
-      ["POST", `${base}/services/tcp/ssh`, { host: "localhost", port: 22 }],
-      ["DELETE", `${base}/services/tcp/ssh`],
-      ["GET", `${base}/ports`],
-      ["POST", `${base}/ports/127.0.0.1/tcp/2222`, { target: { service: "ssh" } }],
-      ["DELETE", `${base}/ports/127.0.0.1/tcp/2222`],
+    const routes: [string, string, string, unknown?][] = [
+      ["GET", `${base}/services`, "services"],
+      ["POST", `${base}/services/tcp/ssh`, "services/tcp/ssh", { host: "localhost", port: 22 }],
+      ["DELETE", `${base}/services/tcp/ssh`, "services/tcp/ssh"],
+      ["GET", `${base}/ports`, "ports"],
+      ["POST", `${base}/ports/127.0.0.1/tcp/2222`, "ports/127.0.0.1/tcp/2222", {
+        target: { service: "ssh" },
+      }],
+      ["DELETE", `${base}/ports/127.0.0.1/tcp/2222`, "ports/127.0.0.1/tcp/2222"],
+      ["GET", `${base}/log?limit=5`, "log?limit=5"],
     ];
-    for (const [method, path, body] of routes) {
-      assertError(
-        await agent.call(method, path, body),
-        501,
-        "remote_management_unavailable",
-        /"laptop-2" is not this agent's endpoint "test-box"; .*remote management/,
-      );
+    for (const [method, path, relative, body] of routes) {
+      assertError(await agent.call(method, path, body), 403, "not_allowed");
+      const sent = runtime.sent.at(-1)!;
+      assertEquals(sent.target, "ep-remote");
+      assertEquals(sent.method, method);
+      assertEquals(sent.path, relative);
+      assertEquals(sent.body, body === undefined ? "" : JSON.stringify(body));
+      assert(sent.certificate.includes("BEGIN CERTIFICATE") && sent.signature.length > 40);
     }
   }
   const unknown = await agent.call(
@@ -708,8 +740,29 @@ Deno.test("managing another endpoint answers 501 and an unknown endpoint 404, ch
   );
   assertError(unknown, 404, "unknown_endpoint", /"nope"/);
   assertEquals(agent.snapshot(), before);
-  assertEquals(agent.runtime("home").published, []);
-  assertEquals(agent.runtime("home").opened, []);
+  assertEquals(runtime.published, []);
+  assertEquals(runtime.opened, []);
+});
+
+Deno.test("requests without the API token, or with a wrong one, answer 401 and change nothing", async () => {
+  await using agent = new TestAgent();
+  await agent.join();
+  const before = agent.snapshot();
+  for (const authorization of ["", "Bearer wrong", `Basic ${API_TOKEN}`]) {
+    for (const [method, path] of [["GET", "/api/meshes"], ["DELETE", "/api/meshes/home"]]) {
+      const res = await agent.app(
+        new Request(`http://127.0.0.1:7777${path}`, {
+          method,
+          headers: authorization
+            ? { host: "127.0.0.1:7777", authorization }
+            : { host: "127.0.0.1:7777" },
+        }),
+      ).catch((err) => json(errorBody(err).body, errorBody(err).status));
+      assertEquals(res.status, 401);
+      await res.body?.cancel();
+    }
+  }
+  assertEquals(agent.snapshot(), before);
 });
 
 // ---- port mappings ----
@@ -929,16 +982,22 @@ Deno.test("errors reach a real client as JSON through serveHttp", async () => {
   });
   try {
     const base = `http://127.0.0.1:${server.addr.port}`;
-    const unknown = await fetch(`${base}/api/meshes/nowhere`);
+    const auth = { authorization: `Bearer ${API_TOKEN}` };
+    const unknown = await fetch(`${base}/api/meshes/nowhere`, { headers: auth });
     assertEquals(unknown.status, 404);
     assertEquals(await unknown.json(), {
       error: { code: "unknown_mesh", message: 'Unknown mesh "nowhere"' },
     });
-    const malformed = await fetch(`${base}/api/meshes/home`, { method: "POST", body: "{" });
+    const malformed = await fetch(`${base}/api/meshes/home`, {
+      method: "POST",
+      body: "{",
+      headers: auth,
+    });
     assertEquals(malformed.status, 400);
     assertEquals((await malformed.json()).error.code, "bad_json");
     const joined = await fetch(`${base}/api/meshes/home`, {
       method: "POST",
+      headers: auth,
       body: JSON.stringify(joinBody()),
     });
     assertEquals(joined.status, 201);

@@ -12,8 +12,8 @@ import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:htt
 import { isIP } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
 import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shared/certs";
-import { normalizeSerial, verifyCrl } from "@ztm/shared/crl";
-import { ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
+import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
@@ -47,6 +47,10 @@ export interface HubLinkOptions {
   hello: () => Extract<AgentMessage, { type: "hello" }>;
   /** Called for each tunnel request from the hub. */
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void;
+  /** Answers a management request the hub passed on (the handler verifies it). */
+  onManage: (
+    msg: Extract<HubMessage, { type: "manage" }>,
+  ) => Promise<{ status: number; body: string }>;
   pingIntervalMs?: number;
   pingTimeoutMs?: number;
 }
@@ -74,6 +78,7 @@ export class HubLink {
   #next = 0;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #waiters = new Set<() => void>();
+  #crl: VerifiedCrl | undefined;
 
   constructor(opts: HubLinkOptions) {
     this.#opts = opts;
@@ -121,16 +126,8 @@ export class HubLink {
   }
 
   /** A JSON request to the hub. Throws the hub's error, or `ServiceUnavailable` when not connected. */
-  async request<T>(method: string, path: string): Promise<T> {
-    const session = this.#usableSession();
-    const stream = session.request({
-      ":method": method,
-      ":path": path,
-      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
-    }, {
-      endStream: true,
-    });
-    const { status, body } = await readResponse(stream);
+  async request<T>(method: string, path: string, requestBody?: string): Promise<T> {
+    const { status, body } = await this.requestRaw(method, path, requestBody);
     let value: unknown;
     try {
       value = JSON.parse(body);
@@ -142,6 +139,25 @@ export class HubLink {
     }
     if (status >= 400) throw hubError(status, value);
     return value as T;
+  }
+
+  /** A request to the hub answered with its raw status and body, whatever the status. */
+  async requestRaw(
+    method: string,
+    path: string,
+    requestBody?: string,
+  ): Promise<{ status: number; body: string }> {
+    const session = this.#usableSession();
+    const stream = session.request({
+      ":method": method,
+      ":path": path,
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+      ...(requestBody === undefined ? {} : { "content-type": "application/json" }),
+    }, {
+      endStream: requestBody === undefined,
+    });
+    if (requestBody !== undefined) stream.end(requestBody);
+    return await readResponse(stream);
   }
 
   /**
@@ -292,6 +308,36 @@ export class HubLink {
     if (crl.serials.has(normalizeSerial(hubCert.serialNumber))) {
       throw new Error("hub certificate is revoked");
     }
+    this.#adoptCrl(crl);
+  }
+
+  /** Serials on the newest CA-signed CRL this link has verified. */
+  revoked(): Set<string> {
+    return this.#crl?.serials ?? new Set();
+  }
+
+  #adoptCrl(crl: VerifiedCrl): void {
+    if (this.#crl && crl.number < this.#crl.number) return; // never roll back
+    this.#crl = crl;
+  }
+
+  async #onCrl(pem: string): Promise<void> {
+    try {
+      this.#adoptCrl(await verifyCrl(pem, this.#opts.config.ca));
+    } catch (err) {
+      this.#log.warn("crl from hub ignored", { mesh: this.#opts.config.name, err: errText(err) });
+    }
+  }
+
+  async #onManage(msg: Extract<HubMessage, { type: "manage" }>): Promise<void> {
+    let reply: { status: number; body: string };
+    try {
+      reply = await this.#opts.onManage(msg);
+    } catch (err) {
+      const { status, body } = errorBody(err);
+      reply = { status, body: JSON.stringify(body) };
+    }
+    this.send({ type: "managed", rid: msg.rid, status: reply.status, body: reply.body });
   }
 
   #openControl(session: ClientHttp2Session, address: string, fail: (why: string) => void): void {
@@ -361,6 +407,10 @@ export class HubLink {
           this.#startPing(session);
         } else if (msg.type === "open") {
           this.#opts.onOpen(msg);
+        } else if (msg.type === "manage") {
+          this.#onManage(msg);
+        } else if (msg.type === "crl") {
+          this.#onCrl(String(msg.pem));
         } else if (msg.type === "error") {
           this.#log.warn("hub reported an error", {
             mesh: config.name,

@@ -32,6 +32,12 @@ export const AGENT_COMMAND: CommandSpec = {
       optional: true,
       help: "endpoint name for joins that give none (default: host name)",
     },
+    {
+      name: "api-token-file",
+      kind: "path",
+      optional: true,
+      help: "file holding the API token (default: <database>.token, made 0600 on first start)",
+    },
   ],
   examples: ["ztm agent", "ztm agent --listen=127.0.0.1:1234 --database=~/my-data.db"],
 };
@@ -39,11 +45,17 @@ export const AGENT_COMMAND: CommandSpec = {
 if (import.meta.main) {
   const flags = parseCommandLine(AGENT_COMMAND, Deno.args);
   const log = new Logger("agent");
-  await runUntilSignal(log, () =>
-    startAgent({
+  await runUntilSignal(log, async () => {
+    const agent = await startAgent({
       listen: flags.address("listen"),
       database: flags.path("database")!,
       endpointName: flags.string("name"),
+      apiTokenFile: flags.path("api-token-file"),
       log,
-    }));
+    });
+    // On stdout, for the person who started it; never in the JSON log.
+    console.log(`ztm agent: API token in ${agent.tokenFile}`);
+    console.log(`ztm agent: dashboard login (works once): ${agent.loginUrl()}`);
+    return agent;
+  });
 }

@@ -12,12 +12,14 @@ import {
   type Page,
   type PublishedService,
 } from "@ztm/shared/protocol";
+import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
 import { HubLink, userOf } from "./hub_link.ts";
 import { PortMap } from "./port_map.ts";
 import { Provider } from "./provider.ts";
 import type {
   LocalService,
+  ManageHandler,
   MeshConfig,
   MeshRuntime,
   MeshStatus,
@@ -73,6 +75,7 @@ export class Mesh implements MeshRuntime {
   #provider: Provider;
   #ports = new Map<string, PortMap>();
   #log: Logger;
+  #manageHandler: ManageHandler | undefined;
 
   constructor(config: MeshConfig, log: Logger) {
     this.name = config.name;
@@ -89,6 +92,17 @@ export class Mesh implements MeshRuntime {
         services: published(this.#services),
       }),
       onOpen: (msg) => this.#provider.open(msg),
+      onManage: (msg) => {
+        if (!this.#manageHandler) {
+          return Promise.resolve({
+            status: 503,
+            body: JSON.stringify({
+              error: { code: "not_ready", message: "The endpoint is starting" },
+            }),
+          });
+        }
+        return this.#manageHandler(msg.request, msg.from);
+      },
     });
     this.#provider = new Provider({ owner: this.#user, link: this.#link, log, mesh: config.name });
   }
@@ -149,6 +163,18 @@ export class Mesh implements MeshRuntime {
     }
     this.#ports.delete(key);
     await port.close();
+  }
+
+  manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {
+    return this.#link.requestRaw("POST", HUB_PATHS.manage(targetId), JSON.stringify(request));
+  }
+
+  revoked(): Set<string> {
+    return this.#link.revoked();
+  }
+
+  setManageHandler(handler: ManageHandler): void {
+    this.#manageHandler = handler;
   }
 
   async close(): Promise<void> {

@@ -14,6 +14,8 @@
 import { type HostPort, httpUrl } from "@ztm/shared/flags";
 import { serveHttp } from "@ztm/shared/http";
 import { errText, Logger } from "@ztm/shared/log";
+import { loadOrCreateToken } from "@ztm/shared/files";
+import { ApiAccess } from "./access.ts";
 import { createAgentApp } from "./api.ts";
 import { startMesh } from "./mesh.ts";
 import type { MeshRuntime } from "./runtime.ts";
@@ -28,6 +30,8 @@ export interface AgentConfig {
   database: string;
   /** Endpoint name for joins that give none; default: the host name. */
   endpointName?: string;
+  /** File holding the API token (made `0600` on first start); default `<database>.token`. */
+  apiTokenFile?: string;
   log?: Logger;
 }
 
@@ -36,6 +40,10 @@ export interface RunningAgent {
   /** `http://host:port` of the local API. */
   url: string;
   runtimes: Map<string, MeshRuntime>;
+  /** The file holding the API token. */
+  tokenFile: string;
+  /** A fresh one-time dashboard login URL. */
+  loginUrl(): string;
   close(): Promise<void>;
 }
 
@@ -43,6 +51,8 @@ export interface RunningAgent {
 export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const log = config.log ?? new Logger("agent");
   const store = AgentStore.open(config.database);
+  const tokenFile = config.apiTokenFile ?? `${config.database}.token`;
+  const access = new ApiAccess(loadOrCreateToken(tokenFile));
   const runtimes = new Map<string, MeshRuntime>();
   const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) =>
     startMesh(cfg, state, log);
@@ -62,12 +72,15 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     startMesh: start,
     runtimes,
     log,
+    access,
     endpointName: config.endpointName,
   });
   const server = serveHttp({ listen: config.listen, app, log });
   return {
     url: httpUrl(server.addr),
     runtimes,
+    tokenFile,
+    loginUrl: () => `${httpUrl(server.addr)}/login?code=${access.newLoginCode()}`,
     async close() {
       await server.shutdown();
       await Promise.all([...runtimes.values()].map((r) => r.close()));

@@ -7,6 +7,7 @@
  * or close. The runtime never writes the store or calls back into the API.
  */
 import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
+import type { SignedRequest } from "@ztm/shared/signed_request";
 
 /** A joined mesh as stored. */
 export interface MeshConfig {
@@ -78,9 +79,21 @@ export interface MeshRuntime {
   openPort(mapping: PortMapping): Promise<void>;
   /** Closes the mapping's listener and its live connections. */
   closePort(mapping: PortMapping): Promise<void>;
+  /** Sends a signed management request to another endpoint; resolves with its status and body. */
+  manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }>;
+  /** Serials on the newest CA-signed CRL seen from the hub (verified). */
+  revoked(): Set<string>;
+  /** Sets who answers management requests that other endpoints send here. */
+  setManageHandler(handler: ManageHandler): void;
   /** Leaves the hub, closes every listener. */
   close(): Promise<void>;
 }
+
+/** Answers a management request another endpoint sent through the hub (it verifies the signature). */
+export type ManageHandler = (
+  request: unknown,
+  from: { endpoint: string; user: string },
+) => Promise<{ status: number; body: string }>;
 
 /** Starts the runtime of a mesh with its stored services and mappings. */
 export type StartMesh = (

@@ -20,6 +20,7 @@ import type { DatabaseSync } from "node:sqlite";
 import { Conflict, NotFound } from "@ztm/shared/errors";
 import { openDatabase, transaction } from "@ztm/shared/sqlite";
 import type { ServiceProto } from "@ztm/shared/protocol";
+import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
 
 /** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`; the length is the version this code writes. */
@@ -53,7 +54,43 @@ const MIGRATIONS: string[] = [
      PRIMARY KEY (ip, proto, port)
    );
    CREATE INDEX ports_by_mesh ON ports (mesh);`,
+  // 1 → 2: local policy for remote management, and the audit log
+  `CREATE TABLE policies (
+     mesh TEXT PRIMARY KEY REFERENCES meshes (name) ON DELETE CASCADE,
+     policy TEXT NOT NULL
+   );
+   CREATE TABLE audit (
+     id INTEGER PRIMARY KEY AUTOINCREMENT,
+     mesh TEXT NOT NULL REFERENCES meshes (name) ON DELETE CASCADE,
+     time TEXT NOT NULL,
+     user TEXT NOT NULL,
+     via TEXT NOT NULL,
+     method TEXT NOT NULL,
+     path TEXT NOT NULL,
+     status INTEGER NOT NULL,
+     outcome TEXT NOT NULL
+   );
+   CREATE INDEX audit_by_mesh ON audit (mesh, id);`,
 ];
+
+/** Audit entries kept per mesh; older ones are dropped. */
+export const MAX_AUDIT_ENTRIES = 10_000;
+
+/** One audit log entry: who did what, when, and how it ended. */
+export interface AuditEntry {
+  id: number;
+  time: string;
+  /** The acting user (the signer for remote requests). */
+  user: string;
+  /** `local`, or the endpoint id a remote request came from. */
+  via: string;
+  method: string;
+  /** What was acted on, e.g. `services/tcp/web`. */
+  path: string;
+  status: number;
+  /** `ok`, or the refusal's message. */
+  outcome: string;
+}
 
 /** A joined mesh as stored: its config plus when it was joined. */
 export interface MeshRecord extends MeshConfig {
@@ -269,6 +306,61 @@ export class AgentStore {
   }
 
   /** Closes the database; no method may be called afterwards. */
+  /** The mesh's remote-management policy (the default until one is set). */
+  policy(mesh: string): Policy {
+    const row = this.#db.prepare("SELECT policy FROM policies WHERE mesh = ?").get(mesh) as
+      | Row
+      | undefined;
+    return row ? { ...DEFAULT_POLICY, ...JSON.parse(row.policy as string) } : { ...DEFAULT_POLICY };
+  }
+
+  /** Replaces the mesh's policy. Throws `NotFound` for an unknown mesh. */
+  setPolicy(mesh: string, policy: Policy): void {
+    this.#transaction(() => {
+      this.#requireMesh(mesh);
+      this.#db.prepare(
+        `INSERT INTO policies (mesh, policy) VALUES (?, ?)
+         ON CONFLICT (mesh) DO UPDATE SET policy = excluded.policy`,
+      ).run(mesh, JSON.stringify(policy));
+    });
+  }
+
+  /** Appends an audit entry, dropping the oldest beyond `MAX_AUDIT_ENTRIES`. */
+  addAudit(mesh: string, entry: Omit<AuditEntry, "id" | "time">): void {
+    this.#transaction(() => {
+      if (!this.#db.prepare("SELECT 1 FROM meshes WHERE name = ?").get(mesh)) return;
+      this.#db.prepare(
+        `INSERT INTO audit (mesh, time, user, via, method, path, status, outcome)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+      ).run(
+        mesh,
+        new Date().toISOString(),
+        entry.user,
+        entry.via,
+        entry.method,
+        entry.path,
+        entry.status,
+        entry.outcome.slice(0, 500),
+      );
+      this.#db.prepare(
+        `DELETE FROM audit WHERE mesh = ? AND id <= (
+           SELECT id FROM audit WHERE mesh = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
+      ).run(mesh, mesh, MAX_AUDIT_ENTRIES);
+    });
+  }
+
+  /** A page of the mesh's audit log, newest first. */
+  audit(mesh: string, offset: number, limit: number): { items: AuditEntry[]; total: number } {
+    const total =
+      (this.#db.prepare("SELECT COUNT(*) AS n FROM audit WHERE mesh = ?").get(mesh) as Row)
+        .n as number;
+    const rows = this.#db.prepare(
+      `SELECT id, time, user, via, method, path, status, outcome FROM audit
+       WHERE mesh = ? ORDER BY id DESC LIMIT ? OFFSET ?`,
+    ).all(mesh, limit, offset) as Row[];
+    return { items: rows as unknown as AuditEntry[], total };
+  }
+
   close(): void {
     this.#db.close();
   }

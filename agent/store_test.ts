@@ -88,13 +88,13 @@ Deno.test("store tightens an existing database file to mode 0600 on open", () =>
   assertEquals(modeOf(t.path).toString(8), "600");
 });
 
-Deno.test("store keeps its file in WAL mode at schema version 1", () => {
+Deno.test("store keeps its file in WAL mode at the current schema version", () => {
   using t = openTemp();
   t.store.close();
   const db = new DatabaseSync(t.path);
   try {
     assertEquals(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
-    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 1);
+    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 2);
   } finally {
     db.close();
   }

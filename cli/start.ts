@@ -89,7 +89,10 @@ if (import.meta.main) {
       const root = await rootCredentials(ca.url, dir);
       const res = await fetch(`${agent.url}/api/meshes/${mesh}`, {
         method: "POST",
-        headers: { "content-type": "application/json" },
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${Deno.readTextFileSync(agent.tokenFile).trim()}`,
+        },
         body: JSON.stringify({
           ca: ca.caCertificatePem,
           agent: { certificate: root.certificate, privateKey: root.privateKey },
@@ -108,7 +111,8 @@ if (import.meta.main) {
       `  CA         ${ca.url}   (CA certificate: ${join(dir, "ca.crt")})`,
       `  hub        ${formatHostPort(hub.addr)}   (agents dial localhost:${hub.addr.port})`,
       `  agent API  ${agent.url}   (mesh "${mesh}", user root)`,
-      `  dashboard  ${agent.url}/`,
+      `  dashboard  ${agent.loginUrl()}   (works once)`,
+      `  API token  ${agent.tokenFile}`,
       `  root's certificate and key: ${join(dir, "root.crt")}, ${join(dir, "root.key")}`,
       `  state: ${dir}   — stop with Ctrl-C`,
       "",

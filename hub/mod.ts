@@ -60,7 +60,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     crlFile: identityFiles(config.dataDir).crl,
     log,
     // Called from start() on, by which time `server` exists.
-    onUpdate: (revoked) => server.applyRevocations(revoked),
+    onUpdate: (revoked) => server.applyRevocations(revoked, revocations.crlPem()),
   });
   const server = new HubServer({ ...identity, revocations, log, limits: config.limits });
   await revocations.start();

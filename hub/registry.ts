@@ -129,6 +129,11 @@ export class Registry {
     return this.#byId.get(id)?.control;
   }
 
+  /** Control channels of every online endpoint. */
+  *controls(): Generator<ControlChannel> {
+    for (const e of this.#byId.values()) if (e.control) yield e.control;
+  }
+
   /** One endpoint by id, or by a name that is unique. Throws `NotFound`/`Conflict`. */
   get(idOrName: string): EndpointRecord {
     const byId = this.#byId.get(idOrName);

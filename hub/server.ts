@@ -21,6 +21,7 @@ import {
   Forbidden,
   GatewayTimeout,
   NotFound,
+  PayloadTooLarge,
   ServiceUnavailable,
   TooManyRequests,
   ZtmError,
@@ -33,6 +34,8 @@ import {
   checkPublishedServices,
   ENDPOINT_ID_PATTERN,
   LineDecoder,
+  MANAGE_TIMEOUT_MS,
+  MAX_MANAGE_BYTES,
   NAME_PATTERN,
   OPEN_TIMEOUT_MS,
   parseMessage,
@@ -44,7 +47,9 @@ import {
   type TunnelCaller,
   WINDOW_BYTES,
 } from "@ztm/shared/protocol";
+import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
+import { Buffer } from "node:buffer";
 import { admit, type Peer } from "./admit.ts";
 import { type ControlChannel, Registry } from "./registry.ts";
 import { relay } from "./relay.ts";
@@ -92,6 +97,12 @@ interface SessionState {
   ping?: ReturnType<typeof setInterval>;
 }
 
+interface PendingManagement {
+  caller: ServerHttp2Stream;
+  target: string;
+  timer: ReturnType<typeof setTimeout>;
+}
+
 interface PendingTunnel {
   caller: ServerHttp2Stream;
   from: TunnelCaller;
@@ -106,6 +117,25 @@ type StreamHandler = (
   state: SessionState,
   url: URL,
 ) => void | Promise<void>;
+
+/** Reads a request body up to `limit` bytes; throws 413 beyond. */
+function readStreamText(stream: ServerHttp2Stream, limit: number): Promise<string> {
+  return new Promise((resolve, reject) => {
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    stream.on("data", (c: Uint8Array) => {
+      size += c.byteLength;
+      if (size > limit) {
+        stream.pause();
+        reject(new PayloadTooLarge(limit));
+        return;
+      }
+      chunks.push(c);
+    });
+    stream.on("end", () => resolve(new TextDecoder().decode(Buffer.concat(chunks))));
+    stream.on("error", reject);
+  });
+}
 
 /** Writes a JSON response on a stream that has not responded yet. */
 function respondJson(stream: ServerHttp2Stream, status: number, body: unknown): void {
@@ -129,6 +159,7 @@ export class HubServer {
   #server: Http2SecureServer;
   #sessions = new Map<ServerHttp2Session, SessionState>();
   #pending = new Map<string, PendingTunnel>();
+  #managing = new Map<string, PendingManagement>();
   #tunnels = 0;
   #started = Date.now();
   readonly registry: Registry;
@@ -227,7 +258,10 @@ export class HubServer {
   }
 
   /** Destroys every session whose certificate serial is in `revoked`. */
-  applyRevocations(revoked: Set<string>): void {
+  applyRevocations(revoked: Set<string>, crlPem?: string): void {
+    if (crlPem) {
+      for (const control of this.registry.controls()) control.send({ type: "crl", pem: crlPem });
+    }
     for (const [session, state] of this.#sessions) {
       if (!revoked.has(state.peer.serial)) continue;
       this.#log.warn("session closed: certificate revoked", {
@@ -242,6 +276,7 @@ export class HubServer {
   /** Stops accepting, closes every session. */
   close(): Promise<void> {
     for (const p of this.#pending.values()) clearTimeout(p.timer);
+    for (const p of this.#managing.values()) clearTimeout(p.timer);
     this.registry.close();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
@@ -420,6 +455,8 @@ export class HubServer {
             this.registry.setServices(id, checkPublishedServices(msg.services));
           } else if (msg.type === "refuse") {
             this.#refuseTunnel(id, msg);
+          } else if (msg.type === "managed") {
+            this.#managed(id, msg);
           }
         } catch (err) {
           fail(err);
@@ -431,6 +468,15 @@ export class HubServer {
       clearTimeout(hello);
       if (registered && this.registry.disconnect(id, channel)) {
         this.#log.info("endpoint offline", { endpoint: id, user: peer.user });
+        for (const [rid, p] of this.#managing) {
+          if (p.target !== id) continue;
+          this.#managing.delete(rid);
+          clearTimeout(p.timer);
+          respondError(
+            p.caller,
+            new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`),
+          );
+        }
         for (const [sid, p] of this.#pending) {
           if (p.target !== id) continue;
           this.#failPending(
@@ -529,6 +575,61 @@ export class HubServer {
         ms: Math.round(performance.now() - started),
       });
     });
+  }
+
+  async #manage(stream: ServerHttp2Stream, params: Params, state: SessionState): Promise<void> {
+    if (!state.endpointId) {
+      throw new Forbidden("not_registered", "Open a control stream before managing endpoints");
+    }
+    const text = await readStreamText(stream, MAX_MANAGE_BYTES);
+    let request: unknown;
+    try {
+      request = JSON.parse(text);
+    } catch {
+      throw new BadRequest("bad_json", "Management request is not JSON");
+    }
+    const target = this.registry.get(params.id);
+    const control = target.online ? this.registry.control(target.id) : undefined;
+    if (!control) {
+      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${target.name}" is offline`);
+    }
+    const rid = crypto.randomUUID();
+    const timer = setTimeout(() => {
+      if (!this.#managing.delete(rid)) return;
+      respondError(
+        stream,
+        new GatewayTimeout(
+          "manage_timeout",
+          `Endpoint "${target.name}" did not answer the management request in time`,
+        ),
+      );
+    }, MANAGE_TIMEOUT_MS);
+    this.#managing.set(rid, { caller: stream, target: target.id, timer });
+    stream.on("close", () => {
+      if (this.#managing.get(rid)?.caller === stream) {
+        clearTimeout(timer);
+        this.#managing.delete(rid);
+      }
+    });
+    control.send({
+      type: "manage",
+      rid,
+      request: request as SignedRequest,
+      from: { endpoint: state.endpointId, user: state.peer.user },
+    });
+  }
+
+  #managed(endpointId: string, msg: Extract<AgentMessage, { type: "managed" }>): void {
+    const p = this.#managing.get(String(msg.rid));
+    if (!p || p.target !== endpointId) return;
+    this.#managing.delete(String(msg.rid));
+    clearTimeout(p.timer);
+    const status = Number.isInteger(msg.status) && msg.status >= 200 && msg.status < 600
+      ? msg.status
+      : 502;
+    if (p.caller.destroyed || p.caller.closed) return;
+    p.caller.respond({ ":status": status, "content-type": "application/json" });
+    p.caller.end(typeof msg.body === "string" ? msg.body : "");
   }
 
   #refuseTunnel(endpointId: string, msg: Extract<AgentMessage, { type: "refuse" }>): void {

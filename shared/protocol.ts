@@ -27,7 +27,17 @@
  *    flows. Streams are closed with `end()` (END_STREAM), never reset, except
  *    on error: nghttp2 counts resets against a rapid-reset budget.
  *
- * 3. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
+ * 3. Management. Agent A asks endpoint B to change (or show) its services,
+ *    port mappings or audit log with `POST /api/endpoints/{B}/manage`, whose
+ *    body is a `SignedRequest` (see `signed_request.ts`). The hub passes it
+ *    to B as `{type:"manage", rid, request, from}` and answers A with B's
+ *    `{type:"managed", rid, status, body}`. B verifies the signature itself,
+ *    so the hub can carry management but not forge it.
+ *
+ * 4. Revocations. When the CA's CRL changes, the hub sends every agent
+ *    `{type:"crl", pem}`; agents verify it against the mesh CA before use.
+ *
+ * 5. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
  *    `GET /api/services?offset&limit&q`, `GET /api/status`, and
  *    `GET /api/crl` (the CA-signed CRL, which agents verify themselves).
  *
@@ -36,6 +46,7 @@
  */
 
 import { BadRequest, ZtmError } from "./errors.ts";
+import type { SignedRequest } from "./signed_request.ts";
 
 /** Protocol version spoken by this build. */
 export const PROTOCOL_VERSION = 1;
@@ -50,6 +61,10 @@ export const PING_TIMEOUT_MS = 10_000;
 export const WINDOW_BYTES = 16 * 1024 * 1024;
 /** Longest control line either side accepts. */
 export const MAX_CONTROL_LINE_BYTES = 256 * 1024;
+/** How long the hub waits for a target endpoint to answer a management request. */
+export const MANAGE_TIMEOUT_MS = 15_000;
+/** Largest management request body the hub accepts. */
+export const MAX_MANAGE_BYTES = 128 * 1024;
 /** How long the hub waits for a provider to accept or refuse a tunnel. */
 export const OPEN_TIMEOUT_MS = 10_000;
 
@@ -61,6 +76,7 @@ export const HUB_PATHS = {
       encodeURIComponent(name)
     }`,
   session: (sid: string) => `/api/sessions/${encodeURIComponent(sid)}`,
+  manage: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}/manage`,
   endpoints: "/api/endpoints",
   endpoint: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}`,
   services: "/api/services",
@@ -120,7 +136,8 @@ export interface TunnelCaller {
 export type AgentMessage =
   | { type: "hello"; name: string; version: string; services: PublishedService[] }
   | { type: "services"; services: PublishedService[] }
-  | { type: "refuse"; sid: string; status: number; code: string; message: string };
+  | { type: "refuse"; sid: string; status: number; code: string; message: string }
+  | { type: "managed"; rid: string; status: number; body: string };
 
 /** Lines the hub sends on a control stream. */
 export type HubMessage =
@@ -131,6 +148,8 @@ export type HubMessage =
     service: { proto: ServiceProto; name: string };
     from: TunnelCaller;
   }
+  | { type: "manage"; rid: string; request: SignedRequest; from: TunnelCaller }
+  | { type: "crl"; pem: string }
   | { type: "error"; code: string; message: string };
 
 /** Endpoint ids: 1–64 of `A-Za-z0-9-_`. */

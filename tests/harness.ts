@@ -219,10 +219,13 @@ export class Harness implements AsyncDisposable {
     return Object.assign(hub, { dir, address: `localhost:${hub.port}` });
   }
 
-  /** Starts an agent on port 0 with its database in `dir` (a new temp dir by default). */
+  /**
+   * Starts an agent on port 0 with its database in `dir` (a new temp dir by
+   * default) and remembers its API token for `api()`.
+   */
   async startAgent(
     opts: { dir?: string; args?: string[]; name?: string } = {},
-  ): Promise<Service & { dir: string; database: string }> {
+  ): Promise<Service & { dir: string; database: string; token: string }> {
     const dir = opts.dir ?? await this.tempDir("ztm-agent-");
     const database = join(dir, "agent.db");
     const agent = await this.spawnService(opts.name ?? "agent", "agent/main.ts", [
@@ -230,7 +233,9 @@ export class Harness implements AsyncDisposable {
       `--database=${database}`,
       ...(opts.args ?? []),
     ]);
-    return Object.assign(agent, { dir, database });
+    const token = Deno.readTextFileSync(`${database}.token`).trim();
+    rememberAgentToken(agent.url, token);
+    return Object.assign(agent, { dir, database, token });
   }
 
   async [Symbol.asyncDispose](): Promise<void> {
@@ -315,16 +320,31 @@ export async function issueUser(caUrl: string, user: string): Promise<UserFiles>
 // deno-lint-ignore no-explicit-any
 export type ApiBody = any;
 
-/** Calls an agent's API; returns status and parsed JSON (or text). */
+const agentTokens = new Map<string, string>();
+
+/** Remembers the API token of the agent at `url`, so `api()` sends it. */
+export function rememberAgentToken(url: string, token: string): void {
+  agentTokens.set(url, token);
+}
+
+/**
+ * Calls an agent's API with its API token (see `rememberAgentToken`; agents
+ * started by `Harness.startAgent` are remembered); returns status and parsed
+ * JSON (or text).
+ */
 export async function api(
   agentUrl: string,
   method: string,
   path: string,
   body?: unknown,
 ): Promise<{ status: number; body: ApiBody }> {
+  const token = agentTokens.get(agentUrl);
   const res = await fetch(`${agentUrl}${path}`, {
     method,
-    headers: body === undefined ? {} : { "content-type": "application/json" },
+    headers: {
+      ...(body === undefined ? {} : { "content-type": "application/json" }),
+      ...(token ? { authorization: `Bearer ${token}` } : {}),
+    },
     body: body === undefined ? undefined : typeof body === "string" ? body : JSON.stringify(body),
   });
   const text = await res.text();

@@ -4,7 +4,7 @@
  */
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
-import { api, eventually, Harness } from "./harness.ts";
+import { api, eventually, Harness, rememberAgentToken } from "./harness.ts";
 import { freePort } from "./net_helpers.ts";
 
 /** Runs the all-in-one; the hub keeps one port across runs, as the default 8888 does. */
@@ -21,6 +21,7 @@ async function startAllInOne(h: Harness, dir: string, hubPort: number) {
     "the banner",
   );
   const url = /http:\/\/[\d.]+:\d+/.exec(line)![0];
+  rememberAgentToken(url, Deno.readTextFileSync(join(dir, "agent.db.token")).trim());
   return { proc, url };
 }
 

@@ -1,0 +1,320 @@
+/**
+ * What may be done to this endpoint's services, port mappings and audit log
+ * — by its local user through the API, or by another endpoint through a
+ * verified signed request. One entry point, `run`, takes the caller and a
+ * path relative to the endpoint (`services/tcp/web`, `ports/127.0.0.1/tcp/80`,
+ * `log`), so both ways go through the same checks.
+ *
+ * For remote callers it first applies the endpoint's local policy (remote
+ * management on or off; the endpoint's user or `root` only; allowed targets
+ * and listen addresses). Every change and every refused remote request is
+ * written to the audit log with its outcome.
+ *
+ * A change is committed to the store, then handed to the runtime; if the
+ * runtime cannot apply it, the store change is undone.
+ */
+import { BadRequest, errorBody, Forbidden, NotFound, ZtmError } from "@ztm/shared/errors";
+import { findRoute, json, type Params, parsePageParams } from "@ztm/shared/http";
+import { errText, type Logger } from "@ztm/shared/log";
+import {
+  checkListenIp,
+  checkPortBody,
+  checkPortText,
+  checkProto,
+  checkServiceBody,
+  checkServiceName,
+  formatAddr,
+  listenError,
+} from "./api_checks.ts";
+import { allowedTarget, allowsListen } from "./policy.ts";
+import type { MeshRuntime, PortMapping } from "./runtime.ts";
+import type { AgentStore } from "./store.ts";
+
+/** Who asks. */
+export interface Caller {
+  /** The acting user: this endpoint's user for local requests, the signer for remote ones. */
+  user: string;
+  /** `local`, or the endpoint id a remote request came from. */
+  via: string;
+  remote: boolean;
+}
+
+/** Runs one task per key at a time (writes to one mesh never interleave). */
+export type Serializer = <T>(key: string, task: () => Promise<T>) => Promise<T>;
+
+/** What `EndpointOps` needs. */
+export interface EndpointOpsOptions {
+  store: AgentStore;
+  runtimeOf: (mesh: string) => MeshRuntime;
+  /** This endpoint's user in `mesh` (the CN of its certificate). */
+  userOf: (mesh: string) => string;
+  serialized: Serializer;
+  log: Logger;
+}
+
+type Op = (
+  mesh: string,
+  caller: Caller,
+  params: Params,
+  body: string,
+  query: URLSearchParams,
+) => Promise<Response>;
+
+function parseBody(body: string): Record<string, unknown> {
+  let value: unknown;
+  try {
+    value = JSON.parse(body);
+  } catch {
+    throw new BadRequest("bad_json", "Body is not valid JSON");
+  }
+  if (typeof value !== "object" || value === null || Array.isArray(value)) {
+    throw new BadRequest("bad_json", "Body must be a JSON object");
+  }
+  return value as Record<string, unknown>;
+}
+
+/** The operations on this endpoint. Methods may be called concurrently. */
+export class EndpointOps {
+  #o: EndpointOpsOptions;
+  #routes: { method: string; pattern: string; op: Op; write: boolean }[];
+
+  constructor(opts: EndpointOpsOptions) {
+    this.#o = opts;
+    this.#routes = [
+      { method: "GET", pattern: "services", op: (m) => this.#listServices(m), write: false },
+      {
+        method: "POST",
+        pattern: "services/:proto/:name",
+        op: (m, c, p, b) => this.#putService(m, c, p, b),
+        write: true,
+      },
+      {
+        method: "DELETE",
+        pattern: "services/:proto/:name",
+        op: (m, _c, p) => this.#deleteService(m, p),
+        write: true,
+      },
+      { method: "GET", pattern: "ports", op: (m) => this.#listPorts(m), write: false },
+      {
+        method: "POST",
+        pattern: "ports/:ip/:proto/:port",
+        op: (m, c, p, b) => this.#openPort(m, c, p, b),
+        write: true,
+      },
+      {
+        method: "DELETE",
+        pattern: "ports/:ip/:proto/:port",
+        op: (m, _c, p) => this.#closePort(m, p),
+        write: true,
+      },
+      {
+        method: "GET",
+        pattern: "log",
+        op: (m, _c, _p, _b, q) => this.#readLog(m, q),
+        write: false,
+      },
+    ];
+  }
+
+  /**
+   * Runs `method path` (relative to the endpoint, query allowed) for `caller`
+   * in `mesh`. Refusals come back as error responses, never thrown, so the
+   * audit log sees every outcome.
+   */
+  async run(
+    mesh: string,
+    caller: Caller,
+    method: string,
+    path: string,
+    body: string,
+  ): Promise<Response> {
+    const url = new URL(path, "http://endpoint/");
+    const relative = url.pathname.slice(1);
+    let write = method !== "GET";
+    try {
+      const { route, params } = findRoute(this.#routes, method, relative);
+      write = route.write;
+      if (caller.remote) this.#checkRemote(mesh, caller);
+      const res = await route.op(mesh, caller, params, body, url.searchParams);
+      if (write) this.#audit(mesh, caller, method, relative, res.status, "ok");
+      return res;
+    } catch (err) {
+      const { status, body: errBody } = errorBody(err);
+      if (!(err instanceof ZtmError)) {
+        this.#o.log.error("request failed", { mesh, method, err: errText(err) });
+      }
+      if (write || caller.remote) {
+        this.#audit(mesh, caller, method, relative, status, errBody.error.message);
+      }
+      if (caller.remote && status === 403) {
+        this.#o.log.warn("remote request refused", {
+          mesh,
+          user: caller.user,
+          endpoint: caller.via,
+          path: relative,
+        });
+      }
+      return json(errBody, status);
+    }
+  }
+
+  /** Records a refused remote request that never reached `run` (bad signature and the like). */
+  auditRefusal(mesh: string, caller: Caller, method: string, path: string, err: unknown): void {
+    const { status, body } = errorBody(err);
+    this.#audit(mesh, caller, method, path, status, body.error.message);
+  }
+
+  #audit(
+    mesh: string,
+    caller: Caller,
+    method: string,
+    path: string,
+    status: number,
+    outcome: string,
+  ): void {
+    try {
+      this.#o.store.addAudit(mesh, {
+        user: caller.user,
+        via: caller.via,
+        method,
+        path,
+        status,
+        outcome,
+      });
+    } catch (err) {
+      this.#o.log.error("audit entry not written", { mesh, err: errText(err) });
+    }
+  }
+
+  #checkRemote(mesh: string, caller: Caller): void {
+    const policy = this.#o.store.policy(mesh);
+    if (!policy.remoteManagement) {
+      throw new Forbidden(
+        "remote_management_off",
+        "Remote management is switched off on this endpoint",
+      );
+    }
+    const owner = this.#o.userOf(mesh);
+    if (caller.user !== owner && caller.user !== "root") {
+      throw new Forbidden(
+        "not_allowed",
+        `User "${caller.user}" may not manage this endpoint; only its user "${owner}" and root may`,
+      );
+    }
+  }
+
+  #listServices(mesh: string): Promise<Response> {
+    return Promise.resolve(json(this.#o.store.services(mesh)));
+  }
+
+  #listPorts(mesh: string): Promise<Response> {
+    return Promise.resolve(json(this.#o.store.ports(mesh)));
+  }
+
+  #readLog(mesh: string, query: URLSearchParams): Promise<Response> {
+    const { offset, limit } = parsePageParams(query, 100, 500);
+    return Promise.resolve(json({ ...this.#o.store.audit(mesh, offset, limit), offset, limit }));
+  }
+
+  #putService(mesh: string, caller: Caller, p: Params, body: string): Promise<Response> {
+    const proto = checkProto(p.proto);
+    checkServiceName(p.name);
+    const svc = checkServiceBody(proto, p.name, parseBody(body));
+    if (caller.remote) {
+      const policy = this.#o.store.policy(mesh);
+      if (!allowedTarget(policy, svc.host, svc.port)) {
+        throw new Forbidden(
+          "target_not_allowed",
+          `Remote callers may not point services at ${
+            formatAddr(svc.host, svc.port)
+          } (policy targets: ${policy.targets.join(", ") || "none"})`,
+        );
+      }
+    }
+    const { store, serialized, log } = this.#o;
+    return serialized(mesh, () => {
+      const runtime = this.#o.runtimeOf(mesh);
+      const created = store.putService(mesh, svc);
+      runtime.setServices(store.services(mesh));
+      log.info(created ? "service created" : "service replaced", {
+        mesh,
+        service: `${proto}/${p.name}`,
+        addr: formatAddr(svc.host, svc.port),
+        user: caller.user,
+      });
+      return Promise.resolve(json(svc, 201));
+    });
+  }
+
+  #deleteService(mesh: string, p: Params): Promise<Response> {
+    const proto = checkProto(p.proto);
+    checkServiceName(p.name);
+    const { store, serialized, log } = this.#o;
+    return serialized(mesh, () => {
+      const runtime = this.#o.runtimeOf(mesh);
+      const svc = store.deleteService(mesh, proto, p.name);
+      runtime.setServices(store.services(mesh));
+      log.info("service deleted", { mesh, service: `${proto}/${p.name}` });
+      return Promise.resolve(json(svc));
+    });
+  }
+
+  #openPort(mesh: string, caller: Caller, p: Params, body: string): Promise<Response> {
+    const ip = checkListenIp(p.ip);
+    const proto = checkProto(p.proto);
+    const port = checkPortText(p.port);
+    const target = checkPortBody(parseBody(body));
+    if (caller.remote) {
+      const policy = this.#o.store.policy(mesh);
+      if (!allowsListen(policy, ip)) {
+        throw new Forbidden(
+          "listen_not_allowed",
+          `Remote callers may not listen on ${ip} (policy listen: ${
+            policy.listen.join(", ") || "none"
+          })`,
+        );
+      }
+    }
+    const mapping: PortMapping = { ip, proto, port, target };
+    const { store, serialized, log } = this.#o;
+    return serialized(mesh, async () => {
+      const runtime = this.#o.runtimeOf(mesh);
+      store.addPort(mesh, mapping);
+      try {
+        await runtime.openPort(mapping);
+      } catch (err) {
+        store.deletePort(mesh, ip, proto, port);
+        log.warn("port not opened", { mesh, addr: formatAddr(ip, port), err: errText(err) });
+        throw listenError(err, mapping);
+      }
+      log.info("port opened", {
+        mesh,
+        addr: formatAddr(ip, port),
+        service: target.service,
+        user: caller.user,
+      });
+      return json(mapping, 201);
+    });
+  }
+
+  #closePort(mesh: string, p: Params): Promise<Response> {
+    const ip = checkListenIp(p.ip);
+    const proto = checkProto(p.proto);
+    const port = checkPortText(p.port);
+    const { store, serialized, log } = this.#o;
+    return serialized(mesh, async () => {
+      const runtime = this.#o.runtimeOf(mesh);
+      const mapping = store.port(mesh, ip, proto, port);
+      if (!mapping) {
+        throw new NotFound(
+          "unknown_port",
+          `Unknown port mapping "${ip}/${proto}/${port}" in mesh "${mesh}"`,
+        );
+      }
+      await runtime.closePort(mapping);
+      store.deletePort(mesh, ip, proto, port);
+      log.info("port closed", { mesh, addr: formatAddr(ip, port) });
+      return json(mapping);
+    });
+  }
+}
