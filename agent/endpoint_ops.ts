@@ -196,9 +196,10 @@ export class EndpointOps {
     }
     const owner = this.#o.userOf(mesh);
     if (caller.user !== owner && caller.user !== "root") {
+      const endpoint = this.#o.store.mesh(mesh)?.endpointName ?? "?";
       throw new Forbidden(
         "not_allowed",
-        `User "${caller.user}" may not manage this endpoint; only its user "${owner}" and root may`,
+        `User "${caller.user}" may not manage endpoint "${endpoint}"; only its user "${owner}" and root may`,
       );
     }
   }

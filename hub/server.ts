@@ -187,6 +187,11 @@ export class HubServer {
         handler: (s, p, st) => this.#acceptTunnel(s, p, st),
       },
       {
+        method: "POST",
+        pattern: "/api/endpoints/:id/manage",
+        handler: (s, p, st) => this.#manage(s, p, st),
+      },
+      {
         method: "GET",
         pattern: "/api/endpoints",
         handler: (s, _p, _st, url) =>
