@@ -13,8 +13,8 @@
  * A change is committed to the store, then handed to the runtime; if the
  * runtime cannot apply it, the store change is undone.
  */
-import { BadRequest, errorBody, Forbidden, NotFound, ZtmError } from "@ztm/shared/errors";
-import { findRoute, json, type Params, parsePageParams } from "@ztm/shared/http";
+import { errorBody, Forbidden, NotFound, ZtmError } from "@ztm/shared/errors";
+import { findRoute, json, type Params, parseJsonObject, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
   checkListenIp,
@@ -59,19 +59,6 @@ type Op = (
   body: string,
   query: URLSearchParams,
 ) => Promise<Response>;
-
-function parseBody(body: string): Record<string, unknown> {
-  let value: unknown;
-  try {
-    value = JSON.parse(body);
-  } catch {
-    throw new BadRequest("bad_json", "Body is not valid JSON");
-  }
-  if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new BadRequest("bad_json", "Body must be a JSON object");
-  }
-  return value as Record<string, unknown>;
-}
 
 /** The operations on this endpoint. Methods may be called concurrently. */
 export class EndpointOps {
@@ -220,7 +207,7 @@ export class EndpointOps {
   #putService(mesh: string, caller: Caller, p: Params, body: string): Promise<Response> {
     const proto = checkProto(p.proto);
     checkServiceName(p.name);
-    const svc = checkServiceBody(proto, p.name, parseBody(body));
+    const svc = checkServiceBody(proto, p.name, parseJsonObject(body));
     if (caller.remote) {
       const policy = this.#o.store.policy(mesh);
       if (!allowedTarget(policy, svc.host, svc.port)) {
@@ -264,7 +251,7 @@ export class EndpointOps {
     const ip = checkListenIp(p.ip);
     const proto = checkProto(p.proto);
     const port = checkPortText(p.port);
-    const target = checkPortBody(parseBody(body));
+    const target = checkPortBody(parseJsonObject(body));
     if (caller.remote) {
       const policy = this.#o.store.policy(mesh);
       if (!allowsListen(policy, ip)) {

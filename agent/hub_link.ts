@@ -15,6 +15,7 @@ import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shar
 import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
 import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
+import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
   type AgentMessage,
@@ -473,22 +474,16 @@ export class HubLink {
   }
 }
 
-function readBody(stream: ClientHttp2Stream, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    stream.on("data", (c: Uint8Array) => {
-      size += c.byteLength;
-      if (size > limit) {
-        stream.close(http2.constants.NGHTTP2_CANCEL);
-        reject(new ServiceUnavailable("bad_hub_response", "The hub's answer is too large"));
-        return;
-      }
-      chunks.push(c);
-    });
-    stream.on("end", () => resolve(new TextDecoder().decode(concat(chunks))));
-    stream.on("error", (err) => reject(new ServiceUnavailable("hub_unreachable", errText(err))));
-  });
+async function readBody(stream: ClientHttp2Stream, limit: number): Promise<string> {
+  try {
+    return await readStreamText(stream, limit);
+  } catch (err) {
+    if (err instanceof StreamTooLarge) {
+      stream.close(http2.constants.NGHTTP2_CANCEL);
+      throw new ServiceUnavailable("bad_hub_response", "The hub's answer is too large");
+    }
+    throw new ServiceUnavailable("hub_unreachable", errText(err));
+  }
 }
 
 function readResponse(stream: ClientHttp2Stream): Promise<{ status: number; body: string }> {
@@ -512,16 +507,6 @@ function readResponse(stream: ClientHttp2Stream): Promise<{ status: number; body
       }, reject);
     });
   });
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }
 
 function errorMessage(body: string): string {

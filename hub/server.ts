@@ -48,8 +48,8 @@ import {
   WINDOW_BYTES,
 } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
+import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import { VERSION } from "@ztm/shared/version";
-import { Buffer } from "node:buffer";
 import { admit, type Peer } from "./admit.ts";
 import { type ControlChannel, Registry } from "./registry.ts";
 import { relay } from "./relay.ts";
@@ -117,25 +117,6 @@ type StreamHandler = (
   state: SessionState,
   url: URL,
 ) => void | Promise<void>;
-
-/** Reads a request body up to `limit` bytes; throws 413 beyond. */
-function readStreamText(stream: ServerHttp2Stream, limit: number): Promise<string> {
-  return new Promise((resolve, reject) => {
-    const chunks: Uint8Array[] = [];
-    let size = 0;
-    stream.on("data", (c: Uint8Array) => {
-      size += c.byteLength;
-      if (size > limit) {
-        stream.pause();
-        reject(new PayloadTooLarge(limit));
-        return;
-      }
-      chunks.push(c);
-    });
-    stream.on("end", () => resolve(new TextDecoder().decode(Buffer.concat(chunks))));
-    stream.on("error", reject);
-  });
-}
 
 /** Writes a JSON response on a stream that has not responded yet. */
 function respondJson(stream: ServerHttp2Stream, status: number, body: unknown): void {
@@ -586,7 +567,9 @@ export class HubServer {
     if (!state.endpointId) {
       throw new Forbidden("not_registered", "Open a control stream before managing endpoints");
     }
-    const text = await readStreamText(stream, MAX_MANAGE_BYTES);
+    const text = await readStreamText(stream, MAX_MANAGE_BYTES).catch((err) => {
+      throw err instanceof StreamTooLarge ? new PayloadTooLarge(MAX_MANAGE_BYTES) : err;
+    });
     let request: unknown;
     try {
       request = JSON.parse(text);

@@ -137,10 +137,14 @@ export async function readJsonObject(
   req: Request,
   limit: number,
 ): Promise<Record<string, unknown>> {
-  const body = await readText(req, limit);
+  return parseJsonObject(await readText(req, limit));
+}
+
+/** Parses text as a JSON object; `BadRequest` (`bad_json`) for anything else. */
+export function parseJsonObject(text: string): Record<string, unknown> {
   let value: unknown;
   try {
-    value = JSON.parse(body);
+    value = JSON.parse(text);
   } catch {
     throw new BadRequest("bad_json", "Body is not valid JSON");
   }
