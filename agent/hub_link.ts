@@ -8,7 +8,11 @@
  * PINGs the hub and reconnects — at once after a GOAWAY, otherwise with
  * exponential backoff and jitter — cycling through the bootstrap addresses.
  */
-import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
+import http2, {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  type IncomingHttpHeaders,
+} from "node:http2";
 import { isIP } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
 import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shared/certs";
@@ -48,12 +52,20 @@ export interface HubLinkOptions {
   hello: () => Extract<AgentMessage, { type: "hello" }>;
   /** Called for each tunnel request from the hub. */
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void;
+  /** Told on every welcome where the hub is and whether it has a data port. */
+  onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Answers a management request the hub passed on (the handler verifies it). */
   onManage: (
     msg: Extract<HubMessage, { type: "manage" }>,
   ) => Promise<{ status: number; body: string }>;
   pingIntervalMs?: number;
   pingTimeoutMs?: number;
+}
+
+/** A stream the hub answered 200, with the response headers. */
+export interface OpenedStream {
+  stream: ClientHttp2Stream;
+  headers: IncomingHttpHeaders;
 }
 
 /** Link state for the API. */
@@ -165,12 +177,13 @@ export class HubLink {
    * Opens a full-duplex stream (tunnel or session) and resolves once the hub
    * answers 200; rejects with the hub's status and error otherwise.
    */
-  openStream(path: string): Promise<ClientHttp2Stream> {
+  openStream(path: string, extraHeaders: Record<string, string> = {}): Promise<OpenedStream> {
     const session = this.#usableSession();
     const stream = session.request({
       ":method": "POST",
       ":path": path,
       [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
+      ...extraHeaders,
     }, {
       endStream: false,
     });
@@ -185,7 +198,7 @@ export class HubLink {
         stream.off("close", onClose);
         const status = Number(headers[":status"]);
         if (status === 200) {
-          resolve(stream);
+          resolve({ stream, headers });
           return;
         }
         readBody(stream, 64 * 1024).then((body) => {
@@ -395,6 +408,13 @@ export class HubLink {
           continue;
         }
         if (msg.type === "welcome") {
+          const dataPort = Number(msg.hub?.dataPort);
+          this.#opts.onWelcome?.({
+            hostname: parseHostPort(address).hostname,
+            dataPort: Number.isInteger(dataPort) && dataPort > 0 && dataPort < 65536
+              ? dataPort
+              : undefined,
+          });
           this.#attempt = 0;
           this.#connected = true;
           this.#lastError = null;

@@ -14,6 +14,7 @@ import {
 } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
+import { DataPool } from "./data_pool.ts";
 import { HubLink, userOf } from "./hub_link.ts";
 import { PortMap } from "./port_map.ts";
 import { Provider } from "./provider.ts";
@@ -76,6 +77,7 @@ export class Mesh implements MeshRuntime {
   #ports = new Map<string, PortMap>();
   #log: Logger;
   #manageHandler: ManageHandler | undefined;
+  #pool: DataPool;
 
   constructor(config: MeshConfig, log: Logger) {
     this.name = config.name;
@@ -92,6 +94,12 @@ export class Mesh implements MeshRuntime {
         services: published(this.#services),
       }),
       onOpen: (msg) => this.#provider.open(msg),
+      onWelcome: (hub) =>
+        this.#pool.setTarget(
+          hub.dataPort
+            ? { hostname: hub.hostname, port: hub.dataPort, caPem: config.ca }
+            : undefined,
+        ),
       onManage: (msg) => {
         if (!this.#manageHandler) {
           return Promise.resolve({
@@ -104,7 +112,14 @@ export class Mesh implements MeshRuntime {
         return this.#manageHandler(msg.request, msg.from);
       },
     });
-    this.#provider = new Provider({ owner: this.#user, link: this.#link, log, mesh: config.name });
+    this.#pool = new DataPool({ log, mesh: config.name });
+    this.#provider = new Provider({
+      owner: this.#user,
+      link: this.#link,
+      pool: this.#pool,
+      log,
+      mesh: config.name,
+    });
   }
 
   start(): void {
@@ -150,7 +165,13 @@ export class Mesh implements MeshRuntime {
   async openPort(mapping: PortMapping): Promise<void> {
     const key = portKey(mapping);
     if (this.#ports.has(key)) return;
-    const port = new PortMap({ mapping, link: this.#link, log: this.#log, mesh: this.name });
+    const port = new PortMap({
+      mapping,
+      link: this.#link,
+      pool: this.#pool,
+      log: this.#log,
+      mesh: this.name,
+    });
     await port.listen();
     this.#ports.set(key, port);
   }
@@ -181,6 +202,7 @@ export class Mesh implements MeshRuntime {
     await Promise.all([...this.#ports.values()].map((p) => p.close()));
     this.#ports.clear();
     this.#provider.close();
+    this.#pool.close();
     await this.#link.close();
   }
 }

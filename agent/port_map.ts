@@ -6,20 +6,32 @@
  * only user offering that name) fixes the pool, `endpoint` pins one provider.
  * New connections rotate over the pool's online providers; one that refuses
  * or fails to open is skipped for the next, while no byte has flowed (the
- * client socket stays paused until a tunnel is open).
+ * client connection is not read until a tunnel is open).
+ *
+ * The data leg is a warm TLS connection to the hub's data port when the pool
+ * has one (the hub answers with a ticket for it), else the tunnel's HTTP/2
+ * stream.
  */
-import net from "node:net";
-import { Conflict, NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { Conflict, NotFound, ServiceUnavailable } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
-import { HUB_PATHS, type MeshService, type Page } from "@ztm/shared/protocol";
+import {
+  HUB_PATHS,
+  LEG_HEADER,
+  type MeshService,
+  type Page,
+  TICKET_HEADER,
+} from "@ztm/shared/protocol";
+import { connLeg, type Leg, splice } from "@ztm/shared/splice";
+import type { DataPool } from "./data_pool.ts";
 import type { HubLink } from "./hub_link.ts";
 import type { PortMapping } from "./runtime.ts";
-import { splice } from "./splice.ts";
+import { h2Leg, ticketLeg } from "./tunnel_legs.ts";
 
 /** Options for `PortMap`. */
 export interface PortMapOptions {
   mapping: PortMapping;
   link: HubLink;
+  pool: DataPool;
   log: Logger;
   mesh: string;
 }
@@ -27,104 +39,120 @@ export interface PortMapOptions {
 /** One listening port mapping. */
 export class PortMap {
   #opts: PortMapOptions;
-  #server: net.Server | undefined;
-  #live = new Set<net.Socket>();
+  #listener: Deno.TcpListener | undefined;
+  #live = new Set<Deno.Conn>();
   #turn = 0;
 
   constructor(opts: PortMapOptions) {
     this.#opts = opts;
   }
 
-  /** `ip/proto/port` of the mapping. */
-  get key(): string {
-    const m = this.#opts.mapping;
-    return `${m.ip}/${m.proto}/${m.port}`;
-  }
-
-  /** Binds the listener. Throws `Conflict` (`port_in_use`) or a 400 for an address not on this host. */
+  /** Binds the listener. Throws Deno's `AddrInUse`, `AddrNotAvailable` or `PermissionDenied`. */
   listen(): Promise<void> {
     const { mapping, log, mesh } = this.#opts;
-    const server = net.createServer(
-      { allowHalfOpen: true, pauseOnConnect: true },
-      (socket) => this.#accept(socket),
-    );
-    return new Promise((resolve, reject) => {
-      server.once("error", (err: NodeJS.ErrnoException) => {
-        if (err.code === "EADDRINUSE") {
-          reject(
-            new Conflict("port_in_use", `Address ${mapping.ip}:${mapping.port} is already in use`),
-          );
-        } else if (err.code === "EADDRNOTAVAIL") {
-          reject(
-            new ZtmError(400, "address_unavailable", `Address ${mapping.ip} is not on this host`),
-          );
-        } else {
-          reject(
-            new ZtmError(
-              400,
-              "listen_failed",
-              `Cannot listen on ${mapping.ip}:${mapping.port}: ${errText(err)}`,
-            ),
-          );
-        }
-      });
-      server.listen({ host: mapping.ip, port: mapping.port, exclusive: true }, () => {
-        server.removeAllListeners("error");
-        server.on("error", (err) => log.warn("listener error", { mesh, err: errText(err) }));
-        this.#server = server;
-        log.info("port mapping listening", {
-          mesh,
-          addr: `${mapping.ip}:${mapping.port}`,
-          service: mapping.target.service,
-        });
-        resolve();
-      });
+    this.#listener = Deno.listen({ hostname: mapping.ip, port: mapping.port });
+    log.info("port mapping listening", {
+      mesh,
+      addr: `${mapping.ip}:${mapping.port}`,
+      service: mapping.target.service,
     });
+    this.#opts.pool.touch();
+    this.#acceptLoop(this.#listener);
+    return Promise.resolve();
   }
 
   /** Closes the listener and every connection it accepted. */
   close(): Promise<void> {
-    for (const s of this.#live) s.destroy();
-    const server = this.#server;
-    this.#server = undefined;
-    if (!server) return Promise.resolve();
-    return new Promise((resolve) => server.close(() => resolve()));
+    try {
+      this.#listener?.close();
+    } catch { /* already closed */ }
+    this.#listener = undefined;
+    for (const c of this.#live) {
+      try {
+        c.close();
+      } catch { /* already closed */ }
+    }
+    this.#live.clear();
+    return Promise.resolve();
   }
 
-  async #accept(socket: net.Socket): Promise<void> {
-    const { mapping, link, log, mesh } = this.#opts;
-    this.#live.add(socket);
-    socket.on("close", () => this.#live.delete(socket));
-    socket.on("error", () => {});
-    socket.setNoDelay(true);
+  async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
+    while (true) {
+      let conn: Deno.TcpConn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (this.#listener !== listener) return; // closed on purpose
+        if (err instanceof Deno.errors.BadResource) return;
+        this.#opts.log.warn("accept failed", { mesh: this.#opts.mesh, err: errText(err) });
+        continue;
+      }
+      conn.setNoDelay(true);
+      this.#live.add(conn);
+      this.#accept(conn).finally(() => this.#live.delete(conn));
+    }
+  }
+
+  async #accept(client: Deno.TcpConn): Promise<void> {
+    const { mapping, log, mesh } = this.#opts;
     const service = `${mapping.proto}/${mapping.target.service}`;
     let providers: { endpoint: string; name: string }[];
     try {
       providers = await this.#pool();
     } catch (err) {
       log.warn("tunnel failed", { mesh, service, err: errText(err) });
-      socket.destroy();
+      client.close();
       return;
     }
     const start = this.#turn++ % providers.length;
     for (let i = 0; i < providers.length; i++) {
       const p = providers[(start + i) % providers.length];
-      if (socket.destroyed) return;
+      if (!this.#live.has(client)) return;
+      let leg: Leg;
       try {
-        const stream = await link.openStream(
-          HUB_PATHS.tunnel(p.endpoint, mapping.proto, mapping.target.service),
-        );
-        if (socket.destroyed) {
-          stream.end();
-          return;
-        }
-        await splice(socket, stream);
-        return;
+        leg = await this.#open(p.endpoint);
       } catch (err) {
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });
+        continue;
       }
+      if (!this.#live.has(client)) {
+        leg.abort();
+        return;
+      }
+      await splice(connLeg(client), leg);
+      return;
     }
-    socket.destroy();
+    try {
+      client.close();
+    } catch { /* already closed */ }
+  }
+
+  /**
+   * Opens a tunnel to `endpoint` and returns its data leg: a TLS connection to
+   * the data port (warm, or dialled while the tunnel is set up) presenting the
+   * hub's ticket, or the tunnel's HTTP/2 stream when the data port is unavailable.
+   */
+  async #open(endpoint: string): Promise<Leg> {
+    const { mapping, link, pool, log } = this.#opts;
+    const path = HUB_PATHS.tunnel(endpoint, mapping.proto, mapping.target.service);
+    const data = pool.connection();
+    if (!data) return h2Leg((await link.openStream(path)).stream);
+    data.catch(() => {}); // a failed dial is handled where it is awaited
+    let opened;
+    try {
+      opened = await link.openStream(path, { [LEG_HEADER]: "tls" });
+    } catch (err) {
+      data.then((c) => c.close(), () => {});
+      throw err;
+    }
+    const ticket = opened.headers[TICKET_HEADER];
+    if (typeof ticket !== "string") {
+      // The hub chose the HTTP/2 stream after all (it has no data port now).
+      data.then((c) => c.close(), () => {});
+      return h2Leg(opened.stream);
+    }
+    opened.stream.close();
+    return await ticketLeg(pool, data, ticket, log);
   }
 
   /** The online providers this mapping may use, in a stable order. */

@@ -75,6 +75,7 @@ if (import.meta.main) {
     const hub = await startHub({
       caUrl: ca.url,
       listen: hubListen,
+      dataListen: { hostname: hubListen.hostname, port: hubListen.port && hubListen.port + 1 },
       hosts: ["localhost", "127.0.0.1"],
       dataDir: join(dir, "hub"),
       caTokenFile: join(dir, "ca.db.token"),

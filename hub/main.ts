@@ -17,6 +17,12 @@ export const HUB_COMMAND: CommandSpec = {
     { name: "ca", kind: "address", help: "HOST:PORT of the mesh CA (required)" },
     { name: "listen", kind: "address", default: "0.0.0.0:8888", help: "address agents connect to" },
     {
+      name: "data-listen",
+      kind: "string",
+      default: "0.0.0.0:8889",
+      help: "address of the native TLS data port for fast tunnels, or off",
+    },
+    {
       name: "names",
       kind: "addresses",
       default: "localhost",
@@ -60,6 +66,7 @@ if (import.meta.main) {
     startHub({
       caUrl: httpUrl(flags.address("ca")),
       listen: flags.address("listen"),
+      dataListen: flags.string("data-listen") === "off" ? undefined : flags.address("data-listen"),
       hosts: flags.addresses("names").map((a) => a.hostname),
       dataDir: flags.path("data-dir")!,
       caTokenFile: flags.path("ca-token-file")!,

@@ -26,6 +26,8 @@ export interface HubConfig {
   /** `http://host:port` of the CA. */
   caUrl: string;
   listen: HostPort;
+  /** Where the native TLS data port listens; undefined: tunnels use HTTP/2 streams only. */
+  dataListen?: HostPort;
   /** Names and addresses agents dial; they go into the certificate's SANs. */
   hosts: string[];
   dataDir: string;
@@ -62,7 +64,13 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     // Called from start() on, by which time `server` exists.
     onUpdate: (revoked) => server.applyRevocations(revoked, revocations.crlPem()),
   });
-  const server = new HubServer({ ...identity, revocations, log, limits: config.limits });
+  const server = new HubServer({
+    ...identity,
+    revocations,
+    log,
+    limits: config.limits,
+    dataListen: config.dataListen,
+  });
   await revocations.start();
   const addr = await server.listen(config.listen);
   return {

@@ -15,6 +15,10 @@ import type { EndpointRecord, MeshService, Page, PublishedService } from "@ztm/s
 export interface ControlChannel {
   send(message: unknown): void;
   close(): void;
+  /** The HTTP/2 session the channel runs on (tickets minted for it die with it). */
+  owner: object;
+  /** Serial of the certificate that session was admitted with. */
+  serial: string;
 }
 
 interface Entry {

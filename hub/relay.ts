@@ -1,58 +1,34 @@
 /**
- * The hub's data path: joins the caller's tunnel stream and the provider's
- * session stream, both ways, with backpressure (`pipe` pauses the reader
- * while the writer's buffer is full, so the hub holds at most one window per
- * direction).
- *
- * Ends are passed on gracefully (END_STREAM, a half-close the other side may
- * answer); a stream that dies abnormally (reset, session lost) takes the other
- * down with it. Resets are kept for errors only: nghttp2 counts incoming
- * RST_STREAM against a rapid-reset budget and drops busy sessions that spend it.
- *
- * This is the one seam the data path goes through; the benchmark issue may
- * replace how bytes move behind it.
+ * The hub's data path seam: joins a tunnel's caller leg and provider leg.
+ * Either leg is an HTTP/2 stream on the agent's control session or a native
+ * TLS connection on the data port (`shared/splice.ts` moves the bytes).
  */
-import type { ServerHttp2Stream } from "node:http2";
-import { constants } from "node:http2";
+import { constants, type ServerHttp2Stream } from "node:http2";
+import { connLeg, type Leg, splice, type SpliceResult, streamLeg } from "@ztm/shared/splice";
 
-/** Totals of one relayed tunnel. */
-export interface RelayResult {
-  /** Bytes caller → provider. */
-  up: number;
-  /** Bytes provider → caller. */
-  down: number;
-  /** True when both directions ended normally. */
-  clean: boolean;
+/** A leg over an HTTP/2 stream; aborting resets it (errors only, see DESIGN section 8). */
+export function h2Leg(stream: ServerHttp2Stream): Leg {
+  return streamLeg(stream, () => {
+    if (!stream.destroyed && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
+  });
 }
 
-/** Pipes `caller` and `provider` into each other; resolves when both streams have closed. */
-export function relay(
-  caller: ServerHttp2Stream,
-  provider: ServerHttp2Stream,
-): Promise<RelayResult> {
-  let up = 0;
-  let down = 0;
-  caller.on("data", (c: Uint8Array) => (up += c.byteLength));
-  provider.on("data", (c: Uint8Array) => (down += c.byteLength));
-  caller.pipe(provider);
-  provider.pipe(caller);
-  const closed = (s: ServerHttp2Stream) =>
-    new Promise<boolean>((resolve) => {
-      s.on("error", () => {}); // reported through `close`; the other side is torn down below
-      s.on("close", () => {
-        const clean = s.readableEnded && (s.rstCode ?? 0) === constants.NGHTTP2_NO_ERROR;
-        if (!clean) abort(s === caller ? provider : caller, s.rstCode);
-        resolve(clean);
-      });
-    });
-  return Promise.all([closed(caller), closed(provider)]).then(([a, b]) => ({
-    up,
-    down,
-    clean: a && b,
-  }));
+/** A leg over a data-port connection; `rest` holds bytes that came right after the ticket line. */
+export function dataLeg(conn: Deno.Conn, rest: Uint8Array): Leg {
+  const leg = connLeg(conn);
+  if (rest.byteLength === 0) return leg;
+  let first: Uint8Array | undefined = rest;
+  return {
+    ...leg,
+    read() {
+      const chunk = first;
+      first = undefined;
+      return chunk ? Promise.resolve(chunk) : leg.read();
+    },
+  };
 }
 
-function abort(stream: ServerHttp2Stream, code: number | undefined): void {
-  if (stream.destroyed || stream.closed) return;
-  stream.close(code && code !== constants.NGHTTP2_NO_ERROR ? code : constants.NGHTTP2_CANCEL);
+/** Relays `caller` and `provider` until both directions end or one fails. */
+export function relay(caller: Leg, provider: Leg): Promise<SpliceResult> {
+  return splice(caller, provider);
 }

@@ -20,7 +20,6 @@ import {
   errorBody,
   Forbidden,
   GatewayTimeout,
-  NotFound,
   PayloadTooLarge,
   ServiceUnavailable,
   TooManyRequests,
@@ -33,18 +32,16 @@ import {
   type AgentMessage,
   checkPublishedServices,
   ENDPOINT_ID_PATTERN,
+  LEG_HEADER,
   LineDecoder,
   MANAGE_TIMEOUT_MS,
   MAX_MANAGE_BYTES,
   NAME_PATTERN,
-  OPEN_TIMEOUT_MS,
   parseMessage,
   PING_INTERVAL_MS,
   PING_TIMEOUT_MS,
   PROTOCOL_HEADER,
   PROTOCOL_VERSION,
-  type ServiceProto,
-  type TunnelCaller,
   WINDOW_BYTES,
 } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
@@ -52,7 +49,9 @@ import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import { VERSION } from "@ztm/shared/version";
 import { admit, type Peer } from "./admit.ts";
 import { type ControlChannel, Registry } from "./registry.ts";
-import { relay } from "./relay.ts";
+import { DataPort } from "./data_port.ts";
+import { Tickets } from "./tickets.ts";
+import { Tunnels } from "./tunnels.ts";
 
 /** Limits that answer 429/413 instead of letting the hub fall over. */
 export interface HubLimits {
@@ -87,6 +86,8 @@ export interface HubServerOptions {
   certPem: string;
   revocations: RevocationView;
   log: Logger;
+  /** Where the native TLS data port listens; none: tunnels use HTTP/2 streams only. */
+  dataListen?: HostPort;
   limits?: Partial<HubLimits>;
 }
 
@@ -103,19 +104,12 @@ interface PendingManagement {
   timer: ReturnType<typeof setTimeout>;
 }
 
-interface PendingTunnel {
-  caller: ServerHttp2Stream;
-  from: TunnelCaller;
-  target: string;
-  service: string;
-  timer: ReturnType<typeof setTimeout>;
-}
-
 type StreamHandler = (
   stream: ServerHttp2Stream,
   params: Params,
   state: SessionState,
   url: URL,
+  headers: IncomingHttpHeaders,
 ) => void | Promise<void>;
 
 /** Writes a JSON response on a stream that has not responded yet. */
@@ -139,9 +133,11 @@ export class HubServer {
   #log: Logger;
   #server: Http2SecureServer;
   #sessions = new Map<ServerHttp2Session, SessionState>();
-  #pending = new Map<string, PendingTunnel>();
   #managing = new Map<string, PendingManagement>();
-  #tunnels = 0;
+  #tickets = new Tickets();
+  #tunnels: Tunnels;
+  #dataPort: DataPort | undefined;
+  #dataAddr: HostPort | undefined;
   #started = Date.now();
   readonly registry: Registry;
   #routes: { method: string; pattern: string; handler: StreamHandler }[];
@@ -151,6 +147,21 @@ export class HubServer {
     this.#log = opts.log;
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
+    this.#tunnels = new Tunnels({
+      registry: this.registry,
+      tickets: this.#tickets,
+      log: this.#log,
+    });
+    if (opts.dataListen) {
+      this.#dataPort = new DataPort({
+        listen: opts.dataListen,
+        certPem: opts.certPem,
+        keyPem: opts.keyPem,
+        tickets: this.#tickets,
+        log: this.#log,
+        onAttach: (grant, conn, rest) => this.#tunnels.attachData(grant, conn, rest),
+      });
+    }
     this.#routes = [
       {
         method: "POST",
@@ -160,7 +171,7 @@ export class HubServer {
       {
         method: "POST",
         pattern: "/api/endpoints/:id/services/:proto/:name",
-        handler: (s, p, st) => this.#openTunnel(s, p, st),
+        handler: (s, p, st, _u, h) => this.#openTunnel(s, p, st, h),
       },
       {
         method: "POST",
@@ -225,6 +236,12 @@ export class HubServer {
         const a = this.#server.address();
         const bound = typeof a === "object" && a ? { hostname: a.address, port: a.port } : addr;
         this.#log.info("listening", { addr: formatHostPort(bound) });
+        try {
+          this.#dataAddr = this.#dataPort?.start();
+        } catch (err) {
+          reject(err);
+          return;
+        }
         resolve(bound);
       });
     });
@@ -237,7 +254,8 @@ export class HubServer {
       protocol: PROTOCOL_VERSION,
       uptimeSeconds: Math.round((Date.now() - this.#started) / 1000),
       sessions: this.#sessions.size,
-      tunnels: this.#tunnels,
+      tunnels: this.#tunnels.active,
+      dataPort: this.#dataAddr?.port ?? null,
       ...this.registry.counts(),
       revocations: this.#opts.revocations.status(),
     };
@@ -248,6 +266,7 @@ export class HubServer {
     if (crlPem) {
       for (const control of this.registry.controls()) control.send({ type: "crl", pem: crlPem });
     }
+    this.#tunnels.revoke(revoked);
     for (const [session, state] of this.#sessions) {
       if (!revoked.has(state.peer.serial)) continue;
       this.#log.warn("session closed: certificate revoked", {
@@ -261,7 +280,8 @@ export class HubServer {
 
   /** Stops accepting, closes every session. */
   close(): Promise<void> {
-    for (const p of this.#pending.values()) clearTimeout(p.timer);
+    this.#tunnels.close();
+    this.#dataPort?.close();
     for (const p of this.#managing.values()) clearTimeout(p.timer);
     this.registry.close();
     return new Promise((resolve) => {
@@ -296,6 +316,7 @@ export class HubServer {
     );
     session.on("close", () => {
       clearInterval(state.ping);
+      this.#tickets.voidOwner(state);
       this.#sessions.delete(session);
       this.#log.info("session closed", {
         user: peer.user,
@@ -351,7 +372,7 @@ export class HubServer {
       }
       const url = new URL(String(headers[":path"] ?? "/"), "https://hub");
       const { route, params } = findRoute(this.#routes, String(headers[":method"]), url.pathname);
-      await route.handler(stream, params, state, url);
+      await route.handler(stream, params, state, url, headers);
     } catch (err) {
       if (!(err instanceof ZtmError)) this.#log.error("request failed", { err: errText(err) });
       respondError(stream, err);
@@ -382,6 +403,8 @@ export class HubServer {
       close: () => {
         if (!stream.destroyed && !stream.closed) stream.end();
       },
+      owner: state,
+      serial: state.peer.serial,
     };
     const decoder = new LineDecoder();
     let registered = false;
@@ -430,7 +453,7 @@ export class HubServer {
             channel.send({
               type: "welcome",
               endpoint: this.registry.get(id),
-              hub: { version: VERSION },
+              hub: { version: VERSION, dataPort: this.#dataAddr?.port },
             });
             this.#log.info("endpoint online", {
               endpoint: id,
@@ -440,7 +463,13 @@ export class HubServer {
           } else if (msg.type === "services") {
             this.registry.setServices(id, checkPublishedServices(msg.services));
           } else if (msg.type === "refuse") {
-            this.#refuseTunnel(id, msg);
+            this.#tunnels.refuse(
+              id,
+              String(msg.sid),
+              Number(msg.status),
+              String(msg.code ?? ""),
+              String(msg.message ?? ""),
+            );
           } else if (msg.type === "managed") {
             this.#managed(id, msg);
           }
@@ -463,104 +492,41 @@ export class HubServer {
             new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`),
           );
         }
-        for (const [sid, p] of this.#pending) {
-          if (p.target !== id) continue;
-          this.#failPending(
-            sid,
-            new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`),
-          );
-        }
+        this.#tunnels.endpointOffline(id);
       }
     });
   }
 
-  #openTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
+  #openTunnel(
+    stream: ServerHttp2Stream,
+    params: Params,
+    state: SessionState,
+    headers: IncomingHttpHeaders,
+  ): void {
     if (!state.endpointId) {
       throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
     }
     if (params.proto !== "tcp") {
       throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
     }
-    const target = this.registry.get(params.id);
-    if (!target.online) {
-      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
-    }
-    const service = target.services.find((s) => s.proto === params.proto && s.name === params.name);
-    if (!service) {
-      throw new NotFound(
-        "unknown_service",
-        `Endpoint "${target.name}" has no service ${params.proto}/${params.name}`,
-      );
-    }
-    const control = this.registry.control(target.id);
-    if (!control) {
-      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${params.id}" is offline`);
-    }
-    const sid = crypto.randomUUID();
-    const from = { endpoint: state.endpointId, user: state.peer.user };
-    const timer = setTimeout(
-      () =>
-        this.#failPending(
-          sid,
-          new GatewayTimeout(
-            "open_timeout",
-            `Endpoint "${target.name}" did not answer the tunnel request in time`,
-          ),
-        ),
-      OPEN_TIMEOUT_MS,
+    const wantTls = headers[LEG_HEADER] === "tls" && this.#dataPort !== undefined;
+    this.#tunnels.open(
+      stream,
+      {
+        endpoint: state.endpointId,
+        user: state.peer.user,
+        serial: state.peer.serial,
+        session: state,
+      },
+      params.id,
+      params.proto,
+      params.name,
+      wantTls,
     );
-    this.#pending.set(sid, {
-      caller: stream,
-      from,
-      target: target.id,
-      service: `${params.proto}/${params.name}`,
-      timer,
-    });
-    stream.on("close", () => {
-      const p = this.#pending.get(sid);
-      if (p?.caller === stream) {
-        clearTimeout(p.timer);
-        this.#pending.delete(sid);
-      }
-    });
-    control.send({
-      type: "open",
-      sid,
-      service: { proto: params.proto as ServiceProto, name: params.name },
-      from,
-    });
   }
 
   #acceptTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
-    const p = this.#pending.get(params.sid);
-    if (!p) {
-      throw new NotFound(
-        "unknown_session",
-        "No pending tunnel with that id (expired or cancelled)",
-      );
-    }
-    if (state.endpointId !== p.target) {
-      throw new Forbidden("not_provider", "Only the target endpoint may accept");
-    }
-    this.#pending.delete(params.sid);
-    clearTimeout(p.timer);
-    if (p.caller.destroyed || p.caller.closed) {
-      throw new NotFound("unknown_session", "The caller went away");
-    }
-    p.caller.respond({ ":status": 200 });
-    stream.respond({ ":status": 200 });
-    this.#tunnels++;
-    const started = performance.now();
-    relay(p.caller, stream).then((r) => {
-      this.#tunnels--;
-      this.#log.debug("tunnel closed", {
-        endpoint: p.target,
-        user: p.from.user,
-        service: p.service,
-        bytes: r.up + r.down,
-        ms: Math.round(performance.now() - started),
-      });
-    });
+    this.#tunnels.acceptStream(stream, params.sid, state.endpointId);
   }
 
   async #manage(stream: ServerHttp2Stream, params: Params, state: SessionState): Promise<void> {
@@ -618,35 +584,5 @@ export class HubServer {
     if (p.caller.destroyed || p.caller.closed) return;
     p.caller.respond({ ":status": status, "content-type": "application/json" });
     p.caller.end(typeof msg.body === "string" ? msg.body : "");
-  }
-
-  #refuseTunnel(endpointId: string, msg: Extract<AgentMessage, { type: "refuse" }>): void {
-    const p = this.#pending.get(String(msg.sid));
-    if (!p || p.target !== endpointId) return;
-    const status = Number.isInteger(msg.status) && msg.status >= 400 && msg.status < 600
-      ? msg.status
-      : 502;
-    this.#log.info("tunnel refused by provider", {
-      endpoint: endpointId,
-      user: p.from.user,
-      service: p.service,
-      status,
-    });
-    this.#failPending(
-      String(msg.sid),
-      new ZtmError(
-        status,
-        String(msg.code ?? "refused").slice(0, 64),
-        String(msg.message ?? "").slice(0, 500),
-      ),
-    );
-  }
-
-  #failPending(sid: string, err: ZtmError): void {
-    const p = this.#pending.get(sid);
-    if (!p) return;
-    clearTimeout(p.timer);
-    this.#pending.delete(sid);
-    respondError(p.caller, err);
   }
 }

@@ -50,6 +50,11 @@ import type { SignedRequest } from "./signed_request.ts";
 
 /** Protocol version spoken by this build. */
 export const PROTOCOL_VERSION = 1;
+/** Request header of a tunnel whose caller brings a warm TLS data connection (`tls`). */
+export const LEG_HEADER = "ztm-leg";
+/** Response header carrying the caller's data-port ticket. */
+export const TICKET_HEADER = "ztm-ticket";
+
 /** Header carrying the protocol version on every request. */
 export const PROTOCOL_HEADER = "ztm-protocol";
 
@@ -141,12 +146,19 @@ export type AgentMessage =
 
 /** Lines the hub sends on a control stream. */
 export type HubMessage =
-  | { type: "welcome"; endpoint: EndpointRecord; hub: { version: string } }
+  | {
+    type: "welcome";
+    endpoint: EndpointRecord;
+    /** `dataPort`: the hub's native TLS data port, if it has one. */
+    hub: { version: string; dataPort?: number };
+  }
   | {
     type: "open";
     sid: string;
     service: { proto: ServiceProto; name: string };
     from: TunnelCaller;
+    /** Ticket for attaching the provider's leg on the data port instead of `POST /api/sessions/{sid}`. */
+    ticket?: string;
   }
   | { type: "manage"; rid: string; request: SignedRequest; from: TunnelCaller }
   | { type: "crl"; pem: string }

@@ -211,6 +211,7 @@ export class Harness implements AsyncDisposable {
     const hub = await this.spawnService("hub", "hub/main.ts", [
       `--ca=${caAddr}`,
       "--listen=127.0.0.1:0",
+      "--data-listen=127.0.0.1:0",
       "--names=localhost",
       `--data-dir=${dir}`,
       `--ca-token-file=${ca.database}.token`,

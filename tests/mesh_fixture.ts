@@ -152,3 +152,39 @@ export async function never(
     await new Promise((r) => setTimeout(r, 100));
   }
 }
+
+/** `/api/meshes/{MESH}/endpoints/{ep}/{rest}` of the agent API; `ep` is an endpoint id or name. */
+export function endpointPath(ep: string, rest: string): string {
+  return `/api/meshes/${MESH}/endpoints/${encodeURIComponent(ep)}/${rest}`;
+}
+
+/** One entry of an endpoint's audit log (`GET …/endpoints/{ep}/log`). */
+export interface AuditEntry {
+  id: number;
+  time: string;
+  user: string;
+  via: string;
+  method: string;
+  path: string;
+  status: number;
+  outcome: string;
+}
+
+/** The agent's own audit log in {@link MESH}, newest first, read through its local API. */
+export async function auditLog(agent: MeshAgent): Promise<AuditEntry[]> {
+  const res = await api(agent.url, "GET", `${endpointPath(agent.endpointId, "log")}?limit=500`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.items;
+}
+
+/**
+ * Stops `agent`'s process and starts a new one on the same database (its
+ * API gets a new port: `agent.url` is updated); waits until it is connected.
+ */
+export async function restartJoinedAgent(h: Harness, agent: MeshAgent): Promise<void> {
+  const status = await agent.proc.stop();
+  assert.equal(status.code, 0, `agent stopped with ${status.code}:\n${agent.proc.tail()}`);
+  agent.proc = await h.startAgent({ dir: agent.proc.dir, name: agent.proc.name });
+  agent.url = agent.proc.url;
+  await waitConnected(agent);
+}

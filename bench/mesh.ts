@@ -1,0 +1,82 @@
+/**
+ * The ztm path under test: a CA, a hub and two agents started by the test
+ * harness as real processes, both agents joined to one mesh; agent B offers
+ * each target port as a TCP service, and agent A maps a local port to each.
+ *
+ *   load → 127.0.0.1:mapped (agent A) → hub → agent B → 127.0.0.1:target
+ *
+ * Agent A holds a `root` certificate, which every service admits by default;
+ * agent B is `bob`. Only loopback addresses are used.
+ */
+import { api, Harness, issueUser, joinMesh, type Proc } from "../tests/harness.ts";
+import { freePort, LOOPBACK } from "./ports.ts";
+
+const MESH = "bench";
+
+/** The running mesh and its port mappings. */
+export interface MeshPath {
+  /** Mapped local port on agent A per target port. */
+  ports: Map<number, number>;
+  hub: Proc;
+  agentA: Proc;
+  agentB: Proc;
+}
+
+/**
+ * Starts CA, hub and agents in `h` (which stops them) and maps a port to each
+ * of `targets` (service name → port on 127.0.0.1). Throws with the API's
+ * answer if a step is refused, or if services do not show within 20 s.
+ */
+export async function startMesh(h: Harness, targets: Record<string, number>): Promise<MeshPath> {
+  const ca = await h.startCa();
+  const hub = await h.startHub(ca);
+  const agentA = await h.startAgent({ name: "agent-a" });
+  const agentB = await h.startAgent({ name: "agent-b" });
+  await joinMesh(agentA.url, MESH, await issueUser(ca.url, "root"), hub.address, "a");
+  await joinMesh(agentB.url, MESH, await issueUser(ca.url, "bob"), hub.address, "b");
+  for (const [name, port] of Object.entries(targets)) {
+    const res = await api(
+      agentB.url,
+      "POST",
+      `/api/meshes/${MESH}/endpoints/b/services/tcp/${name}`,
+      {
+        host: LOOPBACK,
+        port,
+      },
+    );
+    if (res.status !== 201) {
+      throw new Error(`service ${name}: ${res.status} ${JSON.stringify(res.body)}`);
+    }
+  }
+  const want = Object.keys(targets).length;
+  const deadline = Date.now() + 20_000;
+  while (true) {
+    const seen = await api(agentA.url, "GET", `/api/meshes/${MESH}/services`);
+    if (seen.body?.items?.length === want) break;
+    if (Date.now() > deadline) {
+      throw new Error(
+        `agent A did not see ${want} services within 20 s: ${JSON.stringify(seen.body)}`,
+      );
+    }
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  const ports = new Map<number, number>();
+  for (const [name, target] of Object.entries(targets)) {
+    for (let attempt = 0; !ports.has(target); attempt++) {
+      const port = freePort();
+      const res = await api(
+        agentA.url,
+        "POST",
+        `/api/meshes/${MESH}/endpoints/a/ports/${LOOPBACK}/tcp/${port}`,
+        {
+          target: { service: name },
+        },
+      );
+      if (res.status === 201) ports.set(target, port);
+      else if (res.status !== 409 || attempt >= 4) {
+        throw new Error(`port mapping to ${name}: ${res.status} ${JSON.stringify(res.body)}`);
+      }
+    }
+  }
+  return { ports, hub, agentA, agentB };
+}

@@ -1,0 +1,183 @@
+/**
+ * The data plane's one primitive: a `Leg` is one side of a relayed byte
+ * stream (a native Deno TCP or TLS connection, or a Node stream such as an
+ * HTTP/2 tunnel stream), and `splice` copies two legs into each other.
+ *
+ * Backpressure is plain: each direction reads one chunk and awaits its write
+ * before reading the next, so no leg ever holds more than one chunk in
+ * flight. A clean end is passed on as a half-close (FIN, TLS close_notify,
+ * END_STREAM), so a side that shuts its write half can still be answered. An
+ * error on either side tears down both, and only then is an HTTP/2 stream
+ * reset (nghttp2 counts resets against a rapid-reset budget).
+ *
+ * Native connections are read into a 256 KiB buffer: a Deno read/write loop
+ * moves bytes about 1.5x faster than `pipeTo` or Node's `pipe` here.
+ */
+import type { Duplex } from "node:stream";
+
+/** One side of a relayed byte stream. */
+export interface Leg {
+  /** The next chunk, or null once the peer has half-closed. The chunk is valid until the next read. */
+  read(): Promise<Uint8Array | null>;
+  /** Writes all of `chunk`, resolving once it is accepted (backpressure). */
+  write(chunk: Uint8Array): Promise<void>;
+  /** Half-closes: no more writes, reads go on. */
+  closeWrite(): Promise<void>;
+  /** Tears the leg down both ways (error path). Idempotent. */
+  abort(): void;
+  /** Releases the leg after both directions ended cleanly. Idempotent. */
+  close(): void;
+}
+
+/** Buffer size for native reads. */
+export const READ_BUFFER_BYTES = 256 * 1024;
+
+/** A leg over a native Deno connection (TCP, or TLS with half-close). */
+export function connLeg(conn: Deno.Conn): Leg {
+  const buf = new Uint8Array(READ_BUFFER_BYTES);
+  let closed = false;
+  const shut = () => {
+    if (closed) return;
+    closed = true;
+    try {
+      conn.close();
+    } catch { /* already closed */ }
+  };
+  return {
+    async read() {
+      const n = await conn.read(buf);
+      return n === null ? null : buf.subarray(0, n);
+    },
+    async write(chunk) {
+      let at = 0;
+      while (at < chunk.byteLength) at += await conn.write(chunk.subarray(at));
+    },
+    async closeWrite() {
+      await conn.closeWrite();
+    },
+    abort: shut,
+    close: shut,
+  };
+}
+
+/**
+ * A leg over a Node duplex stream (an HTTP/2 stream or a `net.Socket`).
+ * `abort` calls `onAbort` (for example an HTTP/2 stream's `close(CANCEL)`),
+ * else `destroy()`.
+ */
+export function streamLeg(stream: Duplex, onAbort?: () => void): Leg {
+  const queue: Uint8Array[] = [];
+  let ended = false;
+  let failed: Error | undefined;
+  let wake: (() => void) | undefined;
+  const notify = () => {
+    const w = wake;
+    wake = undefined;
+    w?.();
+  };
+  stream.on("data", (chunk: Uint8Array) => {
+    queue.push(chunk);
+    stream.pause(); // one chunk in hand at a time: read() resumes
+    notify();
+  });
+  stream.on("end", () => {
+    ended = true;
+    notify();
+  });
+  stream.on("error", (err: Error) => {
+    failed ??= err;
+    notify();
+  });
+  stream.on("close", () => {
+    if (!ended) failed ??= new Error("stream closed before its end");
+    notify();
+  });
+  let aborted = false;
+  return {
+    async read() {
+      while (true) {
+        const chunk = queue.shift();
+        if (chunk) return chunk;
+        if (ended) return null;
+        if (failed) throw failed;
+        stream.resume();
+        await new Promise<void>((resolve) => (wake = resolve));
+      }
+    },
+    async write(chunk) {
+      if (failed) throw failed;
+      // Node keeps a reference to what it queues, and a conn leg reuses its read buffer: copy.
+      if (stream.write(chunk.slice())) return;
+      await new Promise<void>((resolve, reject) => {
+        const done = () => {
+          stream.off("drain", done);
+          stream.off("close", done);
+          if (failed || stream.destroyed) {
+            reject(failed ?? new Error("stream closed while writing"));
+          } else resolve();
+        };
+        stream.on("drain", done);
+        stream.on("close", done);
+      });
+    },
+    closeWrite() {
+      if (!stream.writableEnded) stream.end();
+      return Promise.resolve();
+    },
+    abort() {
+      if (aborted) return;
+      aborted = true;
+      if (onAbort) onAbort();
+      else stream.destroy();
+    },
+    close() {
+      // Both directions ended: the stream closes by itself once its end is flushed.
+    },
+  };
+}
+
+/** Byte counts of a finished splice. */
+export interface SpliceResult {
+  /** Bytes from `a` to `b`. */
+  ab: number;
+  /** Bytes from `b` to `a`. */
+  ba: number;
+  /** False when either side failed and both were torn down. */
+  clean: boolean;
+}
+
+/** Copies `a` into `b` and `b` into `a` until both directions end (or either fails). */
+export async function splice(a: Leg, b: Leg): Promise<SpliceResult> {
+  let clean = true;
+  const fail = () => {
+    clean = false;
+    a.abort();
+    b.abort();
+  };
+  const copy = async (from: Leg, to: Leg): Promise<number> => {
+    let n = 0;
+    try {
+      while (true) {
+        const chunk = await from.read();
+        if (chunk === null) break;
+        await to.write(chunk);
+        n += chunk.byteLength;
+      }
+    } catch {
+      fail();
+      return n;
+    }
+    try {
+      await to.closeWrite();
+    } catch {
+      // The far side is already gone; the other direction finds out by itself.
+    }
+    return n;
+  };
+  const [ab, ba] = await Promise.all([copy(a, b), copy(b, a)]);
+  if (clean) {
+    a.close();
+    b.close();
+  }
+  return { ab, ba, clean };
+}
