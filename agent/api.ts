@@ -76,7 +76,11 @@ export function createAgentApp(opts: AgentAppOptions): App {
     serialized,
     log,
   });
-  const remote = new RemoteManagement({ ops, log });
+  const remote = new RemoteManagement({
+    ops,
+    log,
+    nonces: { add: (nonce, expires, now) => store.spendNonce(nonce, expires, now) },
+  });
   const attach = (name: string, runtime: MeshRuntime) =>
     runtime.setManageHandler(remote.handler(() => meshOf(name), () => runtimeOf(name)));
   for (const [name, runtime] of runtimes) attach(name, runtime);

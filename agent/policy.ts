@@ -55,21 +55,31 @@ export function checkPolicyBody(body: Record<string, unknown>, current: Policy):
   };
 }
 
+/** `*` matches within one label of a name or address (not across `.` or `:`), case-insensitively. */
 function glob(pattern: string, text: string): boolean {
   const re = new RegExp(
-    "^" + pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join(".*") + "$",
+    "^" + pattern.split("*").map((p) => p.replace(/[.+?^${}()|[\]\\]/g, "\\$&")).join("[^.:]*") +
+      "$",
     "i",
   );
   return re.test(text);
+}
+
+/** Splits `host:port`, `[v6]:port`, `[v6]` or `host` into host and port patterns (port `*` if absent). */
+function splitPattern(p: string): [string, string] {
+  const v6 = /^\[([^\]]+)\](?::(.+))?$/.exec(p);
+  if (v6) return [v6[1], v6[2] ?? "*"];
+  const at = p.lastIndexOf(":");
+  if (at < 0 || p.indexOf(":") !== at) return [p, "*"];
+  return [p.slice(0, at), p.slice(at + 1)];
 }
 
 /** The pattern of `policy.targets` that allows `host:port`, or undefined. */
 export function allowedTarget(policy: Policy, host: string, port: number): string | undefined {
   return policy.targets.find((p) => {
     if (p === "*") return true;
-    const at = p.lastIndexOf(":");
-    if (at < 0) return glob(p, host);
-    return glob(p.slice(0, at), host) && glob(p.slice(at + 1), String(port));
+    const [h, portPattern] = splitPattern(p);
+    return glob(h, host) && glob(portPattern, String(port));
   });
 }
 

@@ -8,7 +8,7 @@
 import { errorBody } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
 import {
-  NonceCache,
+  type NonceStore,
   parseSignedRequest,
   signRequest,
   verifySignedRequest,
@@ -20,11 +20,13 @@ import type { ManageHandler, MeshConfig, MeshRuntime } from "./runtime.ts";
 export class RemoteManagement {
   #ops: EndpointOps;
   #log: Logger;
-  #nonces = new NonceCache();
+  #nonces: NonceStore;
 
-  constructor(opts: { ops: EndpointOps; log: Logger }) {
+  /** `nonces` must outlive restarts (the agent's store), or a restart reopens replays. */
+  constructor(opts: { ops: EndpointOps; log: Logger; nonces: NonceStore }) {
     this.#ops = opts.ops;
     this.#log = opts.log;
+    this.#nonces = opts.nonces;
   }
 
   /** Signs `method path body` for endpoint `targetId` and returns its answer as a response. */
@@ -36,7 +38,13 @@ export class RemoteManagement {
     path: string,
     body: string,
   ): Promise<Response> {
-    const signed = await signRequest({ method, path, body, target: targetId }, mesh);
+    const signed = await signRequest({
+      method,
+      path,
+      body,
+      target: targetId,
+      from: mesh.endpointId,
+    }, mesh);
     const answer = await runtime.manage(targetId, signed);
     this.#log.info("remote request sent", {
       mesh: mesh.name,
@@ -68,9 +76,10 @@ export class RemoteManagement {
           endpointId: config.endpointId,
           nonces: this.#nonces,
         });
+        // The signed `from`, not the hub's word, is what the audit log records.
         const res = await this.#ops.run(
           config.name,
-          { user: signer.user, via: from.endpoint, remote: true },
+          { user: signer.user, via: request.from, remote: true },
           request.method,
           request.path,
           request.body,

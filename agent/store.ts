@@ -71,6 +71,12 @@ const MIGRATIONS: string[] = [
      outcome TEXT NOT NULL
    );
    CREATE INDEX audit_by_mesh ON audit (mesh, id);`,
+  // 2 → 3: spent nonces of signed management requests, so a restart cannot reopen a replay
+  `CREATE TABLE nonces (
+     nonce TEXT PRIMARY KEY,
+     expires INTEGER NOT NULL
+   );
+   CREATE INDEX nonces_by_expiry ON nonces (expires);`,
 ];
 
 /** Audit entries kept per mesh; older ones are dropped. */
@@ -346,6 +352,21 @@ export class AgentStore {
         `DELETE FROM audit WHERE mesh = ? AND id <= (
            SELECT id FROM audit WHERE mesh = ? ORDER BY id DESC LIMIT 1 OFFSET ?)`,
       ).run(mesh, mesh, MAX_AUDIT_ENTRIES);
+    });
+  }
+
+  /**
+   * Records a spent nonce (durably, before the request it came with is
+   * applied); false if it was spent before. Expired nonces are dropped.
+   */
+  spendNonce(nonce: string, expires: number, now = Date.now()): boolean {
+    return this.#transaction(() => {
+      this.#db.prepare("DELETE FROM nonces WHERE expires < ?").run(now);
+      const r = this.#db.prepare("INSERT OR IGNORE INTO nonces (nonce, expires) VALUES (?, ?)").run(
+        nonce,
+        expires,
+      );
+      return Number(r.changes) === 1;
     });
   }
 

@@ -12,6 +12,7 @@
  * {path}            e.g. services/tcp/web, ports/127.0.0.1/tcp/8080, log
  * {sha256(body) hex}
  * {target endpoint id}
+ * {caller endpoint id}
  * {nonce}
  * {expires, ms since the epoch}
  * ```
@@ -47,6 +48,8 @@ export interface SignedRequest {
   path: string;
   body: string;
   target: string;
+  /** The endpoint the request comes from (what the target's audit log records). */
+  from: string;
   nonce: string;
   expires: number;
   /** The signer's certificate, PEM. */
@@ -90,7 +93,7 @@ export async function canonicalText(
 
 /** Signs a management request for `target` with the caller's key and certificate. */
 export async function signRequest(
-  req: { method: string; path: string; body: string; target: string },
+  req: { method: string; path: string; body: string; target: string; from: string },
   signer: { certificate: string; privateKey: string },
   now = Date.now(),
 ): Promise<SignedRequest> {
@@ -115,7 +118,9 @@ export function parseSignedRequest(value: unknown): SignedRequest {
     throw new BadRequest("bad_signed_request", "Not an object");
   }
   const v = value as Record<string, unknown>;
-  for (const f of ["method", "path", "body", "target", "nonce", "certificate", "signature"]) {
+  for (
+    const f of ["method", "path", "body", "target", "from", "nonce", "certificate", "signature"]
+  ) {
     if (typeof v[f] !== "string") {
       throw new BadRequest("bad_signed_request", `Field "${f}" must be a string`);
     }
@@ -129,8 +134,13 @@ export function parseSignedRequest(value: unknown): SignedRequest {
   return v as unknown as SignedRequest;
 }
 
-/** Remembers nonces until their requests expire, so each is accepted once. */
-export class NonceCache {
+/** Where spent nonces are remembered; `add` is false for a nonce seen before. */
+export interface NonceStore {
+  add(nonce: string, expires: number, now?: number): boolean;
+}
+
+/** Remembers nonces in memory until their requests expire, so each is accepted once (per process). */
+export class NonceCache implements NonceStore {
   #seen = new Map<string, number>();
   #max: number;
 
@@ -159,7 +169,8 @@ export interface VerifyContext {
   revoked: Set<string>;
   /** This endpoint's id: the request must name it. */
   endpointId: string;
-  nonces: NonceCache;
+  /** Spent nonces; use a durable store where a restart must not reopen replays. */
+  nonces: NonceStore;
   now?: number;
 }
 
