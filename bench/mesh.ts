@@ -39,7 +39,8 @@ export async function startMesh(h: Harness, targets: Record<string, number>): Pr
   for (const agent of [agentA, agentB]) {
     await until(
       `${agent.name} connected to the hub`,
-      async () => (await api(agent.url, "GET", `/api/meshes/${MESH}`)).body?.connected === true,
+      async () =>
+        (await api(agent.url, "GET", `/api/meshes/${MESH}`)).body?.status?.connected === true,
     );
   }
   for (const [name, port] of Object.entries(targets)) {

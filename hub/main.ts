@@ -47,6 +47,12 @@ export const HUB_COMMAND: CommandSpec = {
       help: "session cap (429 beyond)",
     },
     {
+      name: "open-timeout",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.openTimeoutMs / 1000),
+      help: "seconds a tunnel may take to be accepted and attached (also a data ticket's lifetime)",
+    },
+    {
       name: "max-streams",
       kind: "integer",
       default: String(DEFAULT_LIMITS.maxStreamsPerSession),
@@ -73,6 +79,7 @@ if (import.meta.main) {
       limits: {
         maxSessions: flags.integer("max-sessions"),
         maxStreamsPerSession: flags.integer("max-streams"),
+        openTimeoutMs: Math.max(1, flags.integer("open-timeout")) * 1000,
       },
       log,
     }));

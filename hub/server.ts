@@ -37,6 +37,7 @@ import {
   MANAGE_TIMEOUT_MS,
   MAX_MANAGE_BYTES,
   NAME_PATTERN,
+  OPEN_TIMEOUT_MS,
   parseMessage,
   PING_INTERVAL_MS,
   PING_TIMEOUT_MS,
@@ -61,6 +62,8 @@ export interface HubLimits {
   purgeAfterMs: number;
   pingIntervalMs: number;
   pingTimeoutMs: number;
+  /** How long a tunnel may take to be accepted and attached; also a ticket's lifetime. */
+  openTimeoutMs: number;
 }
 
 /** Defaults for `HubLimits`. */
@@ -70,6 +73,7 @@ export const DEFAULT_LIMITS: HubLimits = {
   purgeAfterMs: 5 * 60_000,
   pingIntervalMs: PING_INTERVAL_MS,
   pingTimeoutMs: PING_TIMEOUT_MS,
+  openTimeoutMs: OPEN_TIMEOUT_MS,
 };
 
 /** The revocation state the server consults. */
@@ -134,7 +138,7 @@ export class HubServer {
   #server: Http2SecureServer;
   #sessions = new Map<ServerHttp2Session, SessionState>();
   #managing = new Map<string, PendingManagement>();
-  #tickets = new Tickets();
+  #tickets: Tickets;
   #tunnels: Tunnels;
   #dataPort: DataPort | undefined;
   #dataAddr: HostPort | undefined;
@@ -147,10 +151,12 @@ export class HubServer {
     this.#log = opts.log;
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
+    this.#tickets = new Tickets(this.#limits.openTimeoutMs);
     this.#tunnels = new Tunnels({
       registry: this.registry,
       tickets: this.#tickets,
       log: this.#log,
+      openTimeoutMs: this.#limits.openTimeoutMs,
     });
     if (opts.dataListen) {
       this.#dataPort = new DataPort({
