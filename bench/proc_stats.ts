@@ -62,6 +62,21 @@ export function readProc(
   }
 }
 
+/**
+ * CPU ticks at time `t`, interpolated between the readings around it (so a
+ * window shorter than the sampling interval still gets its share); clamped to
+ * the first and last reading.
+ */
+function ticksAt(series: ProcReading[], t: number): number | undefined {
+  if (series.length === 0) return undefined;
+  const after = series.findIndex((r) => r.t >= t);
+  if (after === 0) return series[0].ticks;
+  if (after < 0) return series[series.length - 1].ticks;
+  const a = series[after - 1];
+  const b = series[after];
+  return a.ticks + (b.ticks - a.ticks) * (t - a.t) / (b.t - a.t);
+}
+
 /** Every live descendant of `pid` (children, grandchildren, ...), found by scanning `/proc`. */
 export function descendants(pid: number): number[] {
   const parentOf = new Map<number, number>();
@@ -162,13 +177,10 @@ export class ProcSampler {
       let rssPeakKiB = 0;
       for (const pid of pids) {
         const series = this.#series.get(pid) ?? [];
-        // The window is widened to the readings just outside it, so short windows still count.
-        const before = series.findLastIndex((r) => r.t <= from);
-        const after = series.findIndex((r) => r.t >= to);
-        const a = series[Math.max(before, 0)];
-        const b = series[after < 0 ? series.length - 1 : after];
-        if (a && b && b.t > a.t) {
-          cpuPct += (b.ticks - a.ticks) / CLK_TCK / ((b.t - a.t) / 1000) * 100;
+        const a = ticksAt(series, from);
+        const b = ticksAt(series, to);
+        if (a !== undefined && b !== undefined && to > from) {
+          cpuPct += Math.max(0, b - a) / CLK_TCK / ((to - from) / 1000) * 100;
         }
         let peak = 0;
         for (const r of series) if (r.t >= from && r.t <= to) peak = Math.max(peak, r.rssKiB);
