@@ -19,8 +19,6 @@ import {
   Conflict,
   errorBody,
   Forbidden,
-  GatewayTimeout,
-  PayloadTooLarge,
   ServiceUnavailable,
   TooManyRequests,
   ZtmError,
@@ -34,8 +32,6 @@ import {
   ENDPOINT_ID_PATTERN,
   LEG_HEADER,
   LineDecoder,
-  MANAGE_TIMEOUT_MS,
-  MAX_MANAGE_BYTES,
   NAME_PATTERN,
   OPEN_TIMEOUT_MS,
   parseMessage,
@@ -45,12 +41,11 @@ import {
   PROTOCOL_VERSION,
   WINDOW_BYTES,
 } from "@ztm/shared/protocol";
-import type { SignedRequest } from "@ztm/shared/signed_request";
-import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import { VERSION } from "@ztm/shared/version";
 import { admit, type Peer } from "./admit.ts";
 import { type ControlChannel, Registry } from "./registry.ts";
 import { DataPort } from "./data_port.ts";
+import { ManagementRelay } from "./management.ts";
 import { Tickets } from "./tickets.ts";
 import { Tunnels } from "./tunnels.ts";
 
@@ -102,12 +97,6 @@ interface SessionState {
   ping?: ReturnType<typeof setInterval>;
 }
 
-interface PendingManagement {
-  caller: ServerHttp2Stream;
-  target: string;
-  timer: ReturnType<typeof setTimeout>;
-}
-
 type StreamHandler = (
   stream: ServerHttp2Stream,
   params: Params,
@@ -137,7 +126,7 @@ export class HubServer {
   #log: Logger;
   #server: Http2SecureServer;
   #sessions = new Map<ServerHttp2Session, SessionState>();
-  #managing = new Map<string, PendingManagement>();
+  #management: ManagementRelay;
   #tickets: Tickets;
   #tunnels: Tunnels;
   #dataPort: DataPort | undefined;
@@ -151,6 +140,7 @@ export class HubServer {
     this.#log = opts.log;
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
     this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
+    this.#management = new ManagementRelay(this.registry);
     this.#tickets = new Tickets(this.#limits.openTimeoutMs);
     this.#tunnels = new Tunnels({
       registry: this.registry,
@@ -288,7 +278,7 @@ export class HubServer {
   close(): Promise<void> {
     this.#tunnels.close();
     this.#dataPort?.close();
-    for (const p of this.#managing.values()) clearTimeout(p.timer);
+    this.#management.close();
     this.registry.close();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
@@ -477,7 +467,7 @@ export class HubServer {
               String(msg.message ?? ""),
             );
           } else if (msg.type === "managed") {
-            this.#managed(id, msg);
+            this.#management.answered(id, msg);
           }
         } catch (err) {
           fail(err);
@@ -489,15 +479,7 @@ export class HubServer {
       clearTimeout(hello);
       if (registered && this.registry.disconnect(id, channel)) {
         this.#log.info("endpoint offline", { endpoint: id, user: peer.user });
-        for (const [rid, p] of this.#managing) {
-          if (p.target !== id) continue;
-          this.#managing.delete(rid);
-          clearTimeout(p.timer);
-          respondError(
-            p.caller,
-            new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`),
-          );
-        }
+        this.#management.endpointOffline(id);
         this.#tunnels.endpointOffline(id);
       }
     });
@@ -539,56 +521,9 @@ export class HubServer {
     if (!state.endpointId) {
       throw new Forbidden("not_registered", "Open a control stream before managing endpoints");
     }
-    const text = await readStreamText(stream, MAX_MANAGE_BYTES).catch((err) => {
-      throw err instanceof StreamTooLarge ? new PayloadTooLarge(MAX_MANAGE_BYTES) : err;
+    await this.#management.forward(stream, params.id, {
+      endpoint: state.endpointId,
+      user: state.peer.user,
     });
-    let request: unknown;
-    try {
-      request = JSON.parse(text);
-    } catch {
-      throw new BadRequest("bad_json", "Management request is not JSON");
-    }
-    const target = this.registry.get(params.id);
-    const control = target.online ? this.registry.control(target.id) : undefined;
-    if (!control) {
-      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${target.name}" is offline`);
-    }
-    const rid = crypto.randomUUID();
-    const timer = setTimeout(() => {
-      if (!this.#managing.delete(rid)) return;
-      respondError(
-        stream,
-        new GatewayTimeout(
-          "manage_timeout",
-          `Endpoint "${target.name}" did not answer the management request in time`,
-        ),
-      );
-    }, MANAGE_TIMEOUT_MS);
-    this.#managing.set(rid, { caller: stream, target: target.id, timer });
-    stream.on("close", () => {
-      if (this.#managing.get(rid)?.caller === stream) {
-        clearTimeout(timer);
-        this.#managing.delete(rid);
-      }
-    });
-    control.send({
-      type: "manage",
-      rid,
-      request: request as SignedRequest,
-      from: { endpoint: state.endpointId, user: state.peer.user },
-    });
-  }
-
-  #managed(endpointId: string, msg: Extract<AgentMessage, { type: "managed" }>): void {
-    const p = this.#managing.get(String(msg.rid));
-    if (!p || p.target !== endpointId) return;
-    this.#managing.delete(String(msg.rid));
-    clearTimeout(p.timer);
-    const status = Number.isInteger(msg.status) && msg.status >= 200 && msg.status < 600
-      ? msg.status
-      : 502;
-    if (p.caller.destroyed || p.caller.closed) return;
-    p.caller.respond({ ":status": status, "content-type": "application/json" });
-    p.caller.end(typeof msg.body === "string" ? msg.body : "");
   }
 }
