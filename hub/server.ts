@@ -313,6 +313,7 @@ export class HubServer {
     session.on("close", () => {
       clearInterval(state.ping);
       this.#tickets.voidOwner(state);
+      this.#tunnels.sessionClosed(state);
       this.#sessions.delete(session);
       this.#log.info("session closed", {
         user: peer.user,

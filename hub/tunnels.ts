@@ -199,6 +199,15 @@ export class Tunnels {
     }
   }
 
+  /** The caller's session closed: tunnels still waiting for its data leg are dropped at once. */
+  sessionClosed(session: object): void {
+    for (const p of [...this.#pending.values()]) {
+      if (p.from.session !== session) continue;
+      this.#drop(p);
+      p.provider?.abort();
+    }
+  }
+
   /** Tears down every tunnel, pending or active, that a revoked serial takes part in. */
   revoke(revoked: Set<string>): void {
     for (const a of [...this.#active]) if (a.serials.some((s) => revoked.has(s))) a.abort();

@@ -17,7 +17,11 @@
  * assert.equal(reply.status, 200);
  * ```
  */
-import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
+import http2, {
+  type ClientHttp2Session,
+  type ClientHttp2Stream,
+  type IncomingHttpHeaders,
+} from "node:http2";
 import { errText } from "@ztm/shared/log";
 import { HUB_PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION } from "@ztm/shared/protocol";
 
@@ -53,6 +57,8 @@ export interface OpenedStream {
   /** The body of a non-200 answer; empty for 200. */
   text: string;
   refused?: string;
+  /** The response headers, when the hub answered. */
+  headers?: IncomingHttpHeaders;
 }
 
 /** One HTTP/2 session to a hub. Not for concurrent `close()`; requests may run concurrently. */
@@ -99,11 +105,17 @@ export class HubClient implements AsyncDisposable {
   }
 
   /**
-   * Opens a full-duplex `POST path`, writes `first` if given, and resolves
-   * once the hub answers: with the live stream for 200, else with the body.
+   * Opens a full-duplex `POST path` (with `headers` added to the request),
+   * writes `first` if given, and resolves once the hub answers: with the live
+   * stream for 200, else with the body; `headers` of the answer either way.
    */
-  openStream(path: string, first?: string, timeoutMs = REQUEST_TIMEOUT_MS): Promise<OpenedStream> {
-    const stream = this.#open("POST", path, undefined, false);
+  openStream(
+    path: string,
+    first?: string,
+    timeoutMs = REQUEST_TIMEOUT_MS,
+    headers: Record<string, string> = {},
+  ): Promise<OpenedStream> {
+    const stream = this.#open("POST", path, undefined, false, headers);
     if (typeof stream === "string") {
       return Promise.reject(new Error(`cannot open ${path}: ${stream}`));
     }
@@ -160,12 +172,14 @@ export class HubClient implements AsyncDisposable {
     path: string,
     protocol: string | undefined,
     endStream: boolean,
+    headers: Record<string, string> = {},
   ): ClientHttp2Stream | string {
     if (this.session.destroyed || this.session.closed) {
       return `session already gone${this.errors.length ? `: ${this.errors.join("; ")}` : ""}`;
     }
     try {
       const stream = this.session.request({
+        ...headers,
         ":method": method,
         ":path": path,
         [PROTOCOL_HEADER]: protocol ?? String(PROTOCOL_VERSION),
@@ -182,6 +196,7 @@ export class HubClient implements AsyncDisposable {
     return new Promise((resolve, reject) => {
       let streamError: string | undefined;
       let status: number | undefined;
+      let responseHeaders: IncomingHttpHeaders | undefined;
       const chunks: Uint8Array[] = [];
       const timer = setTimeout(() => {
         stream.close(http2.constants.NGHTTP2_CANCEL);
@@ -190,10 +205,11 @@ export class HubClient implements AsyncDisposable {
       const done = (refused?: string) => {
         clearTimeout(timer);
         const text = new TextDecoder().decode(concat(chunks));
-        resolve({ status, stream, text, refused });
+        resolve({ status, stream, text, refused, headers: responseHeaders });
       };
       stream.on("error", (err) => (streamError = errText(err)));
       stream.once("response", (headers) => {
+        responseHeaders = headers;
         status = Number(headers[":status"]);
         if (status === 200 && !readAll) {
           done();

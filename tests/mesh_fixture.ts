@@ -44,10 +44,17 @@ export interface TestMesh {
   agents: Record<string, MeshAgent>;
 }
 
-/** Starts a CA, a hub, and an agent per user, each joined and connected. */
-export async function startMeshOf(h: Harness, users: string[]): Promise<TestMesh> {
+/**
+ * Starts a CA, a hub (with `opts.hubArgs` appended to its flags), and an
+ * agent per user, each joined and connected.
+ */
+export async function startMeshOf(
+  h: Harness,
+  users: string[],
+  opts: { hubArgs?: string[] } = {},
+): Promise<TestMesh> {
   const ca = await h.startCa();
-  const hub = await h.startHub(ca);
+  const hub = await h.startHub(ca, { args: opts.hubArgs });
   const agents: Record<string, MeshAgent> = {};
   await Promise.all(users.map(async (user) => {
     agents[user] = await startJoinedAgent(h, hub.address, await issueUser(ca.url, user));

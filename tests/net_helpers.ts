@@ -29,6 +29,8 @@ export interface EchoServer extends AsyncDisposable {
   readonly accepted: number;
   /** Connections open now. */
   readonly open: number;
+  /** Bytes read from all connections so far (a refused tunnel must never move this either). */
+  readonly received: number;
   /** Closes the listener and every accepted connection. */
   close(): Promise<void>;
 }
@@ -40,11 +42,13 @@ export interface EchoServer extends AsyncDisposable {
 export function startEchoServer(port = 0): Promise<EchoServer> {
   const sockets = new Set<net.Socket>();
   let accepted = 0;
+  let received = 0;
   const server = net.createServer({ allowHalfOpen: true }, (socket) => {
     accepted++;
     sockets.add(socket);
     socket.on("error", () => {}); // a peer reset is a normal end here
     socket.on("close", () => sockets.delete(socket));
+    socket.on("data", (chunk: Uint8Array) => (received += chunk.byteLength));
     socket.pipe(socket);
   });
   return new Promise((resolve, reject) => {
@@ -64,6 +68,9 @@ export function startEchoServer(port = 0): Promise<EchoServer> {
         },
         get open() {
           return sockets.size;
+        },
+        get received() {
+          return received;
         },
         close,
         [Symbol.asyncDispose]: close,
