@@ -35,6 +35,9 @@ export interface DataPoolOptions {
   maxAgeMs?: number;
 }
 
+/** A tunnel after this long without one counts as the first of a new spell. */
+const QUIET_MS = 1_000;
+
 interface Idle {
   conn: Deno.TlsConn;
   born: number;
@@ -50,6 +53,7 @@ export class DataPool {
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #failures = 0;
+  #lastUse = 0;
 
   constructor(opts: DataPoolOptions) {
     this.#opts = { size: 4, activeMs: 60_000, maxAgeMs: 20_000, ...opts };
@@ -72,15 +76,18 @@ export class DataPool {
   }
 
   /**
-   * A warm connection if there is one, else a fresh dial (started now, so it
-   * overlaps the tunnel's setup), else undefined when the data port is
-   * unavailable (use HTTP/2). Marks the pool busy.
+   * A warm connection if there is one; else, for the first tunnel after a
+   * quiet spell, a fresh dial (started now, so it overlaps the tunnel's
+   * setup); else undefined: use HTTP/2. Marks the pool busy.
    */
   connection(): Promise<Deno.TlsConn> | undefined {
+    const quiet = Date.now() - this.#lastUse > QUIET_MS;
+    this.#lastUse = Date.now();
     const warm = this.take();
     if (warm) return Promise.resolve(warm);
-    // A burst beyond a few dials in flight takes the HTTP/2 path: setup stays cheap.
-    if (!this.available || this.#connecting >= this.#opts.size * 2) return undefined;
+    // Dial on demand only for the first tunnel after a quiet spell (it may be a long transfer);
+    // in a run of tunnels that drained the pool, the HTTP/2 path keeps setup cheap.
+    if (!quiet || !this.available || this.#connecting >= this.#opts.size * 2) return undefined;
     this.#connecting++;
     const dialing = this.dial();
     dialing.then(() => this.#connecting--, (err) => {

@@ -52,7 +52,7 @@ export interface HubLinkOptions {
   hello: () => Extract<AgentMessage, { type: "hello" }>;
   /** Called for each tunnel request from the hub. */
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void;
-  /** Told on every welcome where the hub is and whether it has a data port. */
+  /** Told on every welcome (once connected) where the hub is and whether it has a data port. */
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Answers a management request the hub passed on (the handler verifies it). */
   onManage: (
@@ -293,6 +293,9 @@ export class HubLink {
       if (failed || session.destroyed) return;
       session.setLocalWindowSize(WINDOW_BYTES);
       try {
+        session.socket?.setNoDelay?.(true); // control messages are small and latency-bound
+      } catch { /* not settable on this socket */ }
+      try {
         await this.#checkHubRevocation(session, hubCert);
       } catch (err) {
         fail(errText(err));
@@ -408,13 +411,6 @@ export class HubLink {
           continue;
         }
         if (msg.type === "welcome") {
-          const dataPort = Number(msg.hub?.dataPort);
-          this.#opts.onWelcome?.({
-            hostname: parseHostPort(address).hostname,
-            dataPort: Number.isInteger(dataPort) && dataPort > 0 && dataPort < 65536
-              ? dataPort
-              : undefined,
-          });
           this.#attempt = 0;
           this.#connected = true;
           this.#lastError = null;
@@ -423,6 +419,13 @@ export class HubLink {
             mesh: config.name,
             peer: address,
             endpoint: config.endpointId,
+          });
+          const dataPort = Number(msg.hub?.dataPort);
+          this.#opts.onWelcome?.({
+            hostname: parseHostPort(address).hostname,
+            dataPort: Number.isInteger(dataPort) && dataPort > 0 && dataPort < 65536
+              ? dataPort
+              : undefined,
           });
           for (const w of this.#waiters) w();
           this.#startPing(session);

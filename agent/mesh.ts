@@ -94,12 +94,15 @@ export class Mesh implements MeshRuntime {
         services: published(this.#services),
       }),
       onOpen: (msg) => this.#provider.open(msg),
-      onWelcome: (hub) =>
+      onWelcome: (hub) => {
         this.#pool.setTarget(
           hub.dataPort
             ? { hostname: hub.hostname, port: hub.dataPort, caPem: config.ca }
             : undefined,
-        ),
+        );
+        // Services changed between our hello and the hub's welcome would otherwise be lost.
+        this.#link.send({ type: "services", services: published(this.#services) });
+      },
       onManage: (msg) => {
         if (!this.#manageHandler) {
           return Promise.resolve({

@@ -27,6 +27,9 @@ import type { HubLink } from "./hub_link.ts";
 import type { PortMapping } from "./runtime.ts";
 import { h2Leg, ticketLeg } from "./tunnel_legs.ts";
 
+/** How long a mapping reuses the hub's list of providers. */
+const PROVIDERS_TTL_MS = 2_000;
+
 /** Options for `PortMap`. */
 export interface PortMapOptions {
   mapping: PortMapping;
@@ -40,8 +43,10 @@ export interface PortMapOptions {
 export class PortMap {
   #opts: PortMapOptions;
   #listener: Deno.TcpListener | undefined;
+  #accepting: Promise<void> | undefined;
   #live = new Set<Deno.Conn>();
   #turn = 0;
+  #providers: { list: { endpoint: string; name: string }[]; until: number } | undefined;
 
   constructor(opts: PortMapOptions) {
     this.#opts = opts;
@@ -57,12 +62,12 @@ export class PortMap {
       service: mapping.target.service,
     });
     this.#opts.pool.touch();
-    this.#acceptLoop(this.#listener);
+    this.#accepting = this.#acceptLoop(this.#listener);
     return Promise.resolve();
   }
 
   /** Closes the listener and every connection it accepted. */
-  close(): Promise<void> {
+  async close(): Promise<void> {
     try {
       this.#listener?.close();
     } catch { /* already closed */ }
@@ -73,7 +78,8 @@ export class PortMap {
       } catch { /* already closed */ }
     }
     this.#live.clear();
-    return Promise.resolve();
+    // The socket is released once the pending accept has ended: only then is the port really closed.
+    await this.#accepting;
   }
 
   async #acceptLoop(listener: Deno.TcpListener): Promise<void> {
@@ -98,7 +104,7 @@ export class PortMap {
     const service = `${mapping.proto}/${mapping.target.service}`;
     let providers: { endpoint: string; name: string }[];
     try {
-      providers = await this.#pool();
+      providers = await this.#cachedPool();
     } catch (err) {
       log.warn("tunnel failed", { mesh, service, err: errText(err) });
       client.close();
@@ -112,6 +118,7 @@ export class PortMap {
       try {
         leg = await this.#open(p.endpoint);
       } catch (err) {
+        this.#providers = undefined; // the list may be stale: ask the hub next time
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });
         continue;
       }
@@ -151,8 +158,22 @@ export class PortMap {
       data.then((c) => c.close(), () => {});
       return h2Leg(opened.stream);
     }
-    opened.stream.close();
+    // End our side of the signalling stream (never reset it: resets count against nghttp2's budget).
+    opened.stream.end();
+    opened.stream.resume();
     return await ticketLeg(pool, data, ticket, log);
+  }
+
+  /**
+   * The providers, from a list at most `PROVIDERS_TTL_MS` old: a new
+   * connection need not ask the hub first (a failed open drops the list).
+   */
+  async #cachedPool(): Promise<{ endpoint: string; name: string }[]> {
+    const now = Date.now();
+    if (this.#providers && this.#providers.until > now) return this.#providers.list;
+    const list = await this.#pool();
+    this.#providers = { list, until: now + PROVIDERS_TTL_MS };
+    return list;
   }
 
   /** The online providers this mapping may use, in a stable order. */

@@ -20,10 +20,18 @@
 import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
 import { Harness, type Proc, ROOT } from "../tests/harness.ts";
-import { iperfPath, runIperfClient, startIperfServer } from "./iperf.ts";
-import { type LoadResult, type LoadSpec, runLoad } from "./load.ts";
+import { iperfPath, startIperfServer } from "./iperf.ts";
+import { describeMachine, sourceState } from "./machine.ts";
+import {
+  measure,
+  type MeasureConfig,
+  type Measured,
+  type Measurement,
+  MEASUREMENTS,
+  warmUp,
+} from "./measurements.ts";
 import { startMesh } from "./mesh.ts";
-import { ProcSampler, type ProcUsage } from "./proc_stats.ts";
+import { ProcSampler, type ProcUsage, SYSTEM } from "./proc_stats.ts";
 import {
   figuresJson,
   figuresTable,
@@ -65,6 +73,13 @@ const SPEC: CommandSpec = {
     },
     { name: "concurrency", kind: "integer", default: "32", help: "parallel connection workers" },
     { name: "paths", kind: "string", default: "direct,ssh,ztm", help: "paths to measure" },
+    {
+      name: "quiet-wait",
+      kind: "integer",
+      default: "120",
+      help: "before each measurement, wait up to this many seconds while other processes " +
+        "use over 25 % of a core, and redo (twice at most) one they disturbed; 0: neither",
+    },
   ],
   examples: [
     "deno task bench",
@@ -72,9 +87,6 @@ const SPEC: CommandSpec = {
     "deno task bench --mib=256 --paths=ztm",
   ],
 };
-
-/** The measurements, in the order each run makes them. */
-type Measurement = "bulk" | "iperf3" | "parallel" | "rtt" | "connSeq" | "connPar";
 
 /** Which processes carry the tunnel on each path (sampler group names). */
 const TUNNEL_PROCS: Record<PathName, string[]> = {
@@ -93,17 +105,17 @@ const config = {
   connects: flags.integer("connects"),
   parallelConnects: flags.integer("parallel-connects"),
   concurrency: flags.integer("concurrency"),
+  quietWait: flags.integer("quiet-wait"),
   paths: (flags.string("paths") ?? "").split(",").map((p) => p.trim()).filter(Boolean),
 };
 for (const f of SPEC.flags) {
-  if (f.kind === "integer" && flags.integer(f.name) < 1) {
+  if (f.kind === "integer" && f.name !== "quiet-wait" && flags.integer(f.name) < 1) {
     usageExit(`--${f.name} must be at least 1`);
   }
 }
 for (const p of config.paths) {
   if (!(PATHS as readonly string[]).includes(p)) usageExit(`--paths: unknown path "${p}"`);
 }
-const BYTES = config.mib * 1024 * 1024;
 
 function usageExit(message: string): never {
   console.error(`${SPEC.name}: ${message}`);
@@ -112,6 +124,12 @@ function usageExit(message: string): never {
 
 function progress(message: string): void {
   console.error(`bench: ${message}`);
+}
+
+/** A remark for the reader: shown now on stderr and again under the tables. */
+function note(message: string): void {
+  progress(message);
+  results.notes.push(message);
 }
 
 const results = new Results();
@@ -151,14 +169,16 @@ const h = cleanup.use(new Harness());
 // Baselines that need outside programs.
 const iperf = iperfPath();
 if (!iperf) {
-  results.notes.push("iperf3 not found (Debian: apt-get install iperf3): iperf3 row skipped");
+  note("iperf3 not found (Debian: apt-get install iperf3): the iperf3 figures are skipped");
 }
 let sshReason = config.paths.includes("ssh") ? sshMissing() : "not requested";
-if (sshReason && config.paths.includes("ssh")) {
-  results.notes.push(`ssh -L baseline skipped: ${sshReason}`);
-}
+if (sshReason && config.paths.includes("ssh")) note(`ssh -L baseline skipped: ${sshReason}`);
 
-progress("starting the echo server, iperf3 -s, CA, hub and agents");
+progress(
+  `starting the echo server${iperf ? ", iperf3 -s" : ""}${
+    config.paths.includes("ztm") ? ", CA, hub and agents" : ""
+  }`,
+);
 const echo = await h.spawnService("echo", "bench/echo_server.ts", ["--listen=127.0.0.1:0"]);
 let iperfPort: number | undefined;
 if (iperf) {
@@ -175,10 +195,10 @@ if (!sshReason) {
   try {
     ssh = await startSshTunnel(Object.values(targets));
     cleanup.defer(() => ssh!.close());
-    results.notes.push(...ssh.notes);
+    ssh.notes.forEach(note);
   } catch (err) {
     sshReason = `could not start: ${err instanceof Error ? err.message : err}`;
-    results.notes.push(`ssh -L baseline skipped: ${sshReason}`);
+    note(`ssh -L baseline skipped: ${sshReason}`);
   }
 }
 
@@ -190,7 +210,22 @@ function entry(path: PathName, target: number): number | undefined {
   return mesh?.ports.get(target);
 }
 
-const sampler = new ProcSampler({ echo: [echo.child.pid] });
+const measureConfig: MeasureConfig = {
+  bytes: config.mib * 1024 * 1024,
+  streams: config.streams,
+  rtt: config.rtt,
+  rttWarmup: config.rttWarmup,
+  connects: config.connects,
+  parallelConnects: config.parallelConnects,
+  concurrency: config.concurrency,
+  iperf,
+};
+
+const sampler = new ProcSampler({
+  echo: [echo.child.pid],
+  bench: [Deno.pid],
+  system: [SYSTEM],
+});
 if (mesh) {
   sampler.setGroup("hub", [mesh.hub.child.pid]);
   sampler.setGroup("agentA", [mesh.agentA.child.pid]);
@@ -202,72 +237,6 @@ if (ssh) {
 }
 sampler.start();
 cleanup.defer(() => sampler.stop());
-
-/** What one measurement yields: its figures and the span it was measured in. */
-interface Measured {
-  figures: Record<string, number>;
-  startMs: number;
-  endMs: number;
-  loadCpuPct?: number;
-  failed?: number;
-  firstError?: string;
-}
-
-function fromLoad(r: LoadResult, keys: (keyof LoadResult)[]): Measured {
-  const figures: Record<string, number> = {};
-  for (const k of keys) if (typeof r[k] === "number") figures[k] = r[k] as number;
-  return {
-    figures,
-    startMs: r.startMs,
-    endMs: r.endMs,
-    loadCpuPct: r.loadCpuPct,
-    failed: r.failed,
-    firstError: r.firstError,
-  };
-}
-
-const bulkTimeout = (bytes: number) => 30_000 + Math.ceil(bytes / 10e6) * 1000; // floor: 10 MB/s
-const connectTimeout = (n: number) => 30_000 + n * 20;
-
-/** Runs measurement `m` against `port` (the entry to the echo server, or to iperf3). */
-async function measure(m: Measurement, port: number): Promise<Measured> {
-  const load = (spec: LoadSpec, timeoutMs: number, keys: (keyof LoadResult)[]) =>
-    runLoad(spec, timeoutMs).then((r) => fromLoad(r, keys));
-  switch (m) {
-    case "bulk":
-      return await load({ mode: "bulk", port, bytes: BYTES, connections: 1 }, bulkTimeout(BYTES), [
-        "MBps",
-      ]);
-    case "iperf3": {
-      const r = await runIperfClient(iperf!, port, BYTES, bulkTimeout(BYTES));
-      return { figures: { MBps: r.MBps }, startMs: r.startMs, endMs: r.endMs };
-    }
-    case "parallel":
-      return await load(
-        { mode: "bulk", port, bytes: BYTES, connections: config.streams },
-        bulkTimeout(BYTES),
-        ["MBps"],
-      );
-    case "rtt":
-      return await load(
-        { mode: "rtt", port, count: config.rtt, warmup: config.rttWarmup, size: 64 },
-        60_000,
-        ["p50Us", "p99Us", "meanUs"],
-      );
-    case "connSeq":
-      return await load(
-        { mode: "connect", port, count: config.connects, concurrency: 1 },
-        connectTimeout(config.connects),
-        ["perSecond"],
-      );
-    case "connPar":
-      return await load(
-        { mode: "connect", port, count: config.parallelConnects, concurrency: config.concurrency },
-        connectTimeout(config.parallelConnects),
-        ["perSecond"],
-      );
-  }
-}
 
 /** Warn and error lines the mesh processes logged since `marks`, for the report. */
 function meshLogsSince(marks: Map<Proc, number>): string[] {
@@ -286,27 +255,89 @@ const meshProcs = mesh ? [mesh.hub, mesh.agentA, mesh.agentB] : [];
 const meshLogCounts = new Map<string, number>();
 const meshLogSamples: string[] = [];
 
+/**
+ * CPU (% of a core) the machine spent outside the bench's own processes in
+ * `usage`'s window: other work that disturbs the figures. `loadCpuPct` is
+ * the load process's, which the sampler does not see.
+ */
+function otherCpu(usage: Record<string, ProcUsage>, loadCpuPct: number): number {
+  if (!usage.system) return 0;
+  const known = Object.entries(usage).filter(([name]) => name !== "system")
+    .reduce((sum, [, u]) => sum + u.cpuPct, loadCpuPct);
+  return Math.max(0, usage.system.cpuPct - known);
+}
+
+/** Other processes may use up to this much CPU (% of a core) during a measurement. */
+const QUIET_PCT = 25;
+/** A measurement disturbed by others is made again, up to this many times in all. */
+const MAX_ATTEMPTS = 3;
+let quietWaits = 0;
+let quietWaitedMs = 0;
+let redone = 0;
+
+/**
+ * Waits, up to `--quiet-wait` seconds, until other processes used under 25 %
+ * of a core over the last second; on a shared machine a test run next door
+ * otherwise halves the figures. Gives up silently at the deadline (the
+ * "other" figures then show the disturbance).
+ */
+async function waitForQuiet(what: string): Promise<void> {
+  const started = Date.now();
+  const deadline = started + config.quietWait * 1000;
+  let told = false;
+  while (Date.now() < deadline) {
+    const now = Date.now();
+    const other = otherCpu(sampler.usage(now - 1000, now), 0);
+    if (other < QUIET_PCT) break;
+    if (!told) {
+      progress(
+        `waiting for a quiet machine before ${what}: others use ${round(other)} % of a core`,
+      );
+      told = true;
+      quietWaits++;
+    }
+    await new Promise((r) => setTimeout(r, 500));
+  }
+  if (told) quietWaitedMs += Date.now() - started;
+}
+
 /** Measures `m` on `path`, records its figures and the processes' usage; failures become errors. */
 async function measureAndRecord(run: number, m: Measurement, path: PathName): Promise<void> {
   const target = m === "iperf3" ? iperfPort : echo.port;
   const port = target === undefined ? undefined : entry(path, target);
   if (port === undefined) return;
-  const marks = new Map(meshProcs.map((p) => [p, p.logs.length]));
-  sampler.resetPeaks();
-  let r: Measured;
-  try {
-    r = await measure(m, port);
-  } catch (err) {
-    const message = err instanceof Error ? err.message : String(err);
-    results.errors.push({ run, path, measurement: m, message });
-    progress(`run ${run} ${path} ${m}: FAILED: ${message}`);
-    return;
-  } finally {
-    for (const line of meshLogsSince(marks)) {
-      const key = `${m} on ${path}`;
-      meshLogCounts.set(key, (meshLogCounts.get(key) ?? 0) + 1);
-      if (meshLogSamples.length < 10) meshLogSamples.push(`${key}: ${line}`);
+  let r: Measured | undefined;
+  let usage: Record<string, ProcUsage> = {};
+  for (let attempt = 1; !r; attempt++) {
+    await waitForQuiet(`${m} on ${path}`);
+    const marks = new Map(meshProcs.map((p) => [p, p.logs.length]));
+    sampler.resetPeaks();
+    try {
+      r = await measure(m, port, measureConfig);
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      results.errors.push({ run, path, measurement: m, message });
+      progress(`run ${run} ${path} ${m}: FAILED: ${message}`);
+      return;
+    } finally {
+      for (const line of meshLogsSince(marks)) {
+        const key = `${m} on ${path}`;
+        meshLogCounts.set(key, (meshLogCounts.get(key) ?? 0) + 1);
+        if (meshLogSamples.length < 10) meshLogSamples.push(`${key}: ${line}`);
+      }
     }
+    usage = sampler.usage(r.startMs, r.endMs);
+    // iperf3's own processes are not sampled, and in a window under half a second the 10 ms
+    // CPU ticks of half a dozen processes add up to noise: no "other" figure for either.
+    if (m === "iperf3" || r.endMs - r.startMs < 500) continue;
+    const other = otherCpu(usage, r.loadCpuPct ?? 0);
+    if (other >= QUIET_PCT && attempt < MAX_ATTEMPTS && config.quietWait > 0) {
+      progress(`run ${run} ${path} ${m}: others used ${round(other)} % of a core meanwhile: again`);
+      redone++;
+      r = undefined;
+      continue;
+    }
+    results.add(`${m}.cpuPct.other`, path, other);
   }
   for (const [k, v] of Object.entries(r.figures)) results.add(`${m}.${k}`, path, v);
   if (r.loadCpuPct !== undefined) results.add(`${m}.cpuPct.load`, path, r.loadCpuPct);
@@ -319,7 +350,6 @@ async function measureAndRecord(run: number, m: Measurement, path: PathName): Pr
       message: `${r.failed} connections failed, first: ${r.firstError}`,
     });
   }
-  const usage: Record<string, ProcUsage> = sampler.usage(r.startMs, r.endMs);
   const shown = path === "direct" ? ["echo"] : [...TUNNEL_PROCS[path], "echo"];
   let cpu = 0;
   let rss = 0;
@@ -338,11 +368,10 @@ async function measureAndRecord(run: number, m: Measurement, path: PathName): Pr
     results.add(`${m}.tunnelRssMiB`, path, rss);
   }
   const shownFigures = Object.entries(r.figures).map(([k, v]) => `${k}=${round(v)}`).join(" ");
-  progress(
-    `run ${run} ${path} ${m}: ${shownFigures}${
-      path === "direct" ? "" : ` tunnel CPU ${round(cpu)} %`
-    }`,
-  );
+  const tunnel = path === "direct"
+    ? ""
+    : `, tunnel CPU ${round(cpu)} %, peak RSS ${round(rss)} MiB`;
+  progress(`run ${run} ${path} ${m}: ${shownFigures}${tunnel}`);
 }
 
 const activePaths = PATHS.filter((p) => entry(p, echo.port) !== undefined);
@@ -350,31 +379,23 @@ progress(`warming up ${activePaths.join(", ")}`);
 for (const path of activePaths) {
   const port = entry(path, echo.port)!;
   try {
-    await runLoad({ mode: "bulk", port, bytes: 64 << 20, connections: 2 }, 60_000);
-    await runLoad({ mode: "connect", port, count: 100, concurrency: 4 }, 60_000);
-    await runLoad({ mode: "rtt", port, count: 200, warmup: 0, size: 64 }, 60_000);
+    await warmUp(port);
   } catch (err) {
     results.errors.push({ path, measurement: "warm-up", message: String(err) });
     progress(`warm-up on ${path} failed: ${err}`);
   }
 }
 
-const measurements: Measurement[] = ["bulk", "iperf3", "parallel", "rtt", "connSeq", "connPar"];
+const measurements = MEASUREMENTS.filter((m) => m !== "iperf3" || iperf);
 for (let run = 1; run <= config.runs; run++) {
   for (const m of measurements) {
-    if (m === "iperf3" && !iperf) continue;
     for (const path of activePaths) await measureAndRecord(run, m, path);
   }
 }
 
 // Report.
-const machine = {
-  cpus: navigator.hardwareConcurrency,
-  cpu: /model name\s*:\s*(.*)/.exec(readOr("/proc/cpuinfo"))?.[1] ?? "unknown",
-  kernel: Deno.osRelease(),
-  deno: Deno.version.deno,
-};
-const source = await gitState();
+const machine = describeMachine();
+const source = await sourceState(ROOT);
 console.log(
   `\n## ztm data path, ${config.mib} MiB bulk, ${config.runs} run${
     config.runs > 1 ? "s (median (min–max))" : ""
@@ -383,7 +404,7 @@ console.log(
 console.log(
   `${machine.cpus} cores, ${machine.cpu}, Linux ${machine.kernel}, Deno ${machine.deno}, ${source}\n`,
 );
-console.log(figuresTable(results, rows.filter((r) => r.figure !== "iperf3.MBps" || iperf)));
+console.log(figuresTable(results, rows.filter((r) => iperf || !r.figure.startsWith("iperf3."))));
 console.log(
   "\nztm/ssh is the ratio of medians: above 1 is better for MB/s and connections/s, worse for µs, CPU and RSS." +
     " Tunnel CPU and RSS: ssh + sshd for ssh -L; hub + agent A + agent B for ztm.\n",
@@ -403,19 +424,46 @@ const usageCell = (m: string, name: string, path: string) => {
 console.log(
   markdownTable(
     ["CPU % of a core · peak RSS", "hub", "agent A", "agent B", "ssh", "sshd"],
-    measurements.filter((m) => m !== "iperf3" || iperf).map((m) => [
+    measurements.map((m) => [
       LABELS[m],
       ...procs.map(([name, path]) => usageCell(m, name, path)),
     ]),
   ),
 );
-const loadMax = Math.max(...measurements.map((m) => results.max(`${m}.cpuPct.load`) ?? 0));
-const echoMax = Math.max(...measurements.map((m) => results.max(`${m}.cpuPct.echo`) ?? 0));
+const loadMax = (paths: PathName[]) =>
+  Math.max(
+    0,
+    ...measurements.flatMap((m) =>
+      paths.map((p) => results.spread(`${m}.cpuPct.load`, p)?.max ?? 0)
+    ),
+  );
 console.log(
-  `\nLoad generator: at most ${round(loadMax)} % of a core; echo/sink server: at most ${
-    round(echoMax)
-  } %.`,
+  `\nLoad generator CPU, % of a core, at most: ${round(loadMax(["direct"]))} on the direct path ` +
+    `(which it bounds), ${round(loadMax(["ssh", "ztm"]))} on the tunnels.`,
 );
+if (redone > 0) {
+  results.notes.push(
+    `${redone} measurements were made again: other processes used the CPU meanwhile`,
+  );
+}
+if (quietWaits > 0) {
+  results.notes.push(
+    `waited ${quietWaits} times, ${round(quietWaitedMs / 1000)} s in all, for other processes ` +
+      "to leave the CPU before a measurement",
+  );
+}
+const otherMax = Math.max(
+  0,
+  ...measurements.flatMap((m) =>
+    PATHS.map((p) => results.spread(`${m}.cpuPct.other`, p)?.max ?? 0)
+  ),
+);
+if (otherMax >= QUIET_PCT) {
+  results.notes.push(
+    `other processes used up to ${round(otherMax)} % of a core during a measurement ` +
+      `(figures "*.cpuPct.other"): the machine was not idle, so figures are disturbed`,
+  );
+}
 const notes = [
   ...results.notes,
   ...results.errors.map((e) =>
@@ -439,28 +487,3 @@ console.log(
     meshWarnings: Object.fromEntries(meshLogCounts),
   }),
 );
-
-function readOr(path: string): string {
-  try {
-    return Deno.readTextFileSync(path);
-  } catch {
-    return "";
-  }
-}
-
-/** `commit` and whether hub/, agent/ or shared/ have uncommitted changes (another engineer's work in progress). */
-async function gitState(): Promise<string> {
-  try {
-    const git = (args: string[]) =>
-      new Deno.Command("git", { args: ["-C", ROOT, ...args], stdin: "null", stderr: "null" })
-        .output()
-        .then((o) => new TextDecoder().decode(o.stdout).trim());
-    const head = await git(["rev-parse", "--short", "HEAD"]);
-    const dirty = await git(["status", "--porcelain", "--", "hub", "agent", "shared"]);
-    return head
-      ? `commit ${head}${dirty ? " + uncommitted changes in hub/agent/shared" : ""}`
-      : "no git";
-  } catch {
-    return "no git";
-  }
-}

@@ -44,6 +44,29 @@ export interface ProcUsage {
   rssPeakKiB: number;
 }
 
+/**
+ * The pseudo-pid whose readings are the whole machine's busy CPU time (all
+ * cores, from `/proc/stat`), so a measurement can tell how much CPU went to
+ * processes it does not know. Name it in a group like any pid.
+ */
+export const SYSTEM = 0;
+
+/**
+ * Busy ticks of all cores together, from `/proc/stat`: user, nice, system and
+ * steal (time the hypervisor gave to someone else). Interrupt and softirq
+ * time are left out: loopback traffic is mostly softirq work that no process
+ * is charged for, so it would look like someone else's.
+ */
+function readSystemTicks(): number | undefined {
+  try {
+    const cpu = Deno.readTextFileSync("/proc/stat").split("\n")[0].trim().split(/\s+/).map(Number);
+    // cpu user nice system idle iowait irq softirq steal ...
+    return cpu[1] + cpu[2] + cpu[3] + (cpu[8] || 0);
+  } catch {
+    return undefined;
+  }
+}
+
 /** Reads utime + stime (ticks) and VmRSS/VmHWM (KiB) of `pid`; undefined once it has exited. */
 export function readProc(
   pid: number,
@@ -141,8 +164,8 @@ export class ProcSampler {
     const t = Date.now();
     for (const pids of this.#groups.values()) {
       for (const pid of pids) {
-        const r = readProc(pid);
-        if (!r) continue;
+        const r = pid === SYSTEM ? { ticks: readSystemTicks(), rssKiB: 0 } : readProc(pid);
+        if (r?.ticks === undefined) continue;
         let series = this.#series.get(pid);
         if (!series) this.#series.set(pid, series = []);
         series.push({ t, ticks: r.ticks, rssKiB: r.rssKiB });
@@ -160,6 +183,7 @@ export class ProcSampler {
     this.#hwmReset.clear();
     for (const pids of this.#groups.values()) {
       for (const pid of pids) {
+        if (pid === SYSTEM) continue;
         try {
           Deno.writeTextFileSync(`/proc/${pid}/clear_refs`, "5");
           this.#hwmReset.add(pid);

@@ -304,7 +304,12 @@ export class HubServer {
         serial: peer.serial,
         peer: peer.address,
       });}
-    if (!session.destroyed) session.setLocalWindowSize(WINDOW_BYTES);
+    if (!session.destroyed) {
+      session.setLocalWindowSize(WINDOW_BYTES);
+      try {
+        (session.socket as TLSSocket).setNoDelay?.(true); // control messages are small and latency-bound
+      } catch { /* not settable on this socket */ }
+    }
     state.ping = setInterval(() => this.#ping(session, state), this.#limits.pingIntervalMs);
     session.on(
       "error",
