@@ -8,7 +8,6 @@
 import type { ServerHttp2Stream } from "node:http2";
 import {
   BadRequest,
-  errorBody,
   GatewayTimeout,
   PayloadTooLarge,
   ServiceUnavailable,
@@ -17,20 +16,12 @@ import { type AgentMessage, MANAGE_TIMEOUT_MS, MAX_MANAGE_BYTES } from "@ztm/sha
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import type { Registry } from "./registry.ts";
+import { respondError } from "./respond.ts";
 
 interface Pending {
   caller: ServerHttp2Stream;
   target: string;
   timer: ReturnType<typeof setTimeout>;
-}
-
-function respondError(stream: ServerHttp2Stream, err: unknown): void {
-  if (stream.destroyed || stream.closed) return;
-  const { status, body } = errorBody(err);
-  if (!stream.headersSent) {
-    stream.respond({ ":status": status, "content-type": "application/json" });
-  }
-  stream.end(JSON.stringify(body) + "\n");
 }
 
 /** Management requests in flight. Single-threaded. */

@@ -17,7 +17,6 @@ import type { TLSSocket } from "node:tls";
 import {
   BadRequest,
   Conflict,
-  errorBody,
   Forbidden,
   ServiceUnavailable,
   TooManyRequests,
@@ -48,6 +47,7 @@ import { DataPort } from "./data_port.ts";
 import { ManagementRelay } from "./management.ts";
 import { Tickets } from "./tickets.ts";
 import { Tunnels } from "./tunnels.ts";
+import { respondError, respondJson } from "./respond.ts";
 
 /** Limits that answer 429/413 instead of letting the hub fall over. */
 export interface HubLimits {
@@ -104,20 +104,6 @@ type StreamHandler = (
   url: URL,
   headers: IncomingHttpHeaders,
 ) => void | Promise<void>;
-
-/** Writes a JSON response on a stream that has not responded yet. */
-function respondJson(stream: ServerHttp2Stream, status: number, body: unknown): void {
-  if (stream.destroyed || stream.closed) return;
-  if (!stream.headersSent) {
-    stream.respond({ ":status": status, "content-type": "application/json" });
-  }
-  stream.end(JSON.stringify(body) + "\n");
-}
-
-function respondError(stream: ServerHttp2Stream, err: unknown): void {
-  const { status, body } = errorBody(err);
-  respondJson(stream, status, body);
-}
 
 /** The hub server. Create, `listen()`, then `close()`. */
 export class HubServer {

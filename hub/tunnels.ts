@@ -12,7 +12,6 @@
  */
 import type { ServerHttp2Stream } from "node:http2";
 import {
-  errorBody,
   Forbidden,
   GatewayTimeout,
   NotFound,
@@ -25,6 +24,7 @@ import { OPEN_TIMEOUT_MS, type ServiceProto, TICKET_HEADER } from "@ztm/shared/p
 import type { Registry } from "./registry.ts";
 import { dataLeg, h2Leg, relay } from "./relay.ts";
 import type { TicketGrant, Tickets } from "./tickets.ts";
+import { respondError } from "./respond.ts";
 
 /** Who is calling, as admitted. */
 export interface TunnelParty {
@@ -51,15 +51,6 @@ interface Pending {
 interface Active {
   serials: string[];
   abort: () => void;
-}
-
-function respondError(stream: ServerHttp2Stream, err: unknown): void {
-  if (stream.destroyed || stream.closed) return;
-  const { status, body } = errorBody(err);
-  if (!stream.headersSent) {
-    stream.respond({ ":status": status, "content-type": "application/json" });
-  }
-  stream.end(JSON.stringify(body) + "\n");
 }
 
 /** Pending and active tunnels. Single-threaded; methods are synchronous unless noted. */
