@@ -12,7 +12,10 @@
  *
  * The hub's certificate is checked as on the control session: chained to the
  * mesh CA and naming the dialled host; rustls also refuses a certificate
- * without the serverAuth role.
+ * without the serverAuth role (tested: a user certificate is refused).
+ *
+ * Tunnels never half-close these connections (`closeWrite`); the end of each
+ * direction travels as a frame instead (see `framedLeg`).
  */
 import { errText, type Logger } from "@ztm/shared/log";
 

@@ -259,12 +259,9 @@ export class HubLink {
       servername: isIP(hostname) ? undefined : hostname,
       settings: { initialWindowSize: WINDOW_BYTES },
       checkServerIdentity: (name, cert) => {
-        const err = tls.checkServerIdentity(name, cert);
-        if (err) return err;
-        const role = certificateRole(new x509.X509Certificate(new Uint8Array(cert.raw)));
-        if (role !== "server") return new Error(`hub certificate has role ${role}, not a hub`);
-        hubCert = cert;
-        return undefined;
+        const err = checkHubIdentity(name, cert);
+        if (!err) hubCert = cert;
+        return err;
       },
     });
     this.#session = session;
@@ -548,6 +545,19 @@ function hubError(status: number, value: unknown): ZtmError {
     typeof e?.code === "string" ? e.code : "hub_error",
     typeof e?.message === "string" ? e.message : `The hub answered ${status}`,
   );
+}
+
+/**
+ * Checks a hub's certificate beyond the chain (which TLS verified against the
+ * mesh CA): it names the dialled host, and carries the hub role (serverAuth
+ * only) — so a member's user certificate can never pose as the hub.
+ */
+export function checkHubIdentity(name: string, cert: PeerCertificate): Error | undefined {
+  const err = tls.checkServerIdentity(name, cert);
+  if (err) return err;
+  const role = certificateRole(new x509.X509Certificate(new Uint8Array(cert.raw)));
+  if (role !== "server") return new Error(`hub certificate has role ${role}, not a hub`);
+  return undefined;
 }
 
 /** The user a certificate PEM names (its CN). */

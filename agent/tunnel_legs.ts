@@ -2,11 +2,12 @@
  * The agent's side of a tunnel's data leg: either a warm TLS connection to
  * the hub's data port (presenting the hub's ticket), or the HTTP/2 stream on
  * the control session when no warm connection is at hand. Both become a
- * `Leg` that `splice` joins with the local TCP connection.
+ * `Leg` that `splice` joins with the local TCP connection. Data connections
+ * carry frames, so a half-close travels in-band (see `framedLeg`).
  */
 import { type ClientHttp2Stream, constants } from "node:http2";
 import { errText, type Logger } from "@ztm/shared/log";
-import { connLeg, type Leg, streamLeg } from "@ztm/shared/splice";
+import { connLeg, framedLeg, type Leg, streamLeg } from "@ztm/shared/splice";
 import { type DataPool, presentTicket } from "./data_pool.ts";
 
 /** A leg over a tunnel's HTTP/2 stream; aborting resets it (errors only). */
@@ -31,7 +32,7 @@ export async function ticketLeg(
   try {
     conn = await data;
     await presentTicket(conn, ticket);
-    return connLeg(conn);
+    return framedLeg(connLeg(conn));
   } catch (err) {
     try {
       conn?.close();
@@ -39,6 +40,6 @@ export async function ticketLeg(
     log.debug("data connection failed; dialling again", { err: errText(err) });
     const fresh = await pool.dial();
     await presentTicket(fresh, ticket);
-    return connLeg(fresh);
+    return framedLeg(connLeg(fresh));
   }
 }

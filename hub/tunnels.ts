@@ -19,10 +19,9 @@ import {
   ZtmError,
 } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
-import type { Leg } from "@ztm/shared/splice";
 import { OPEN_TIMEOUT_MS, type ServiceProto, TICKET_HEADER } from "@ztm/shared/protocol";
 import type { Registry } from "./registry.ts";
-import { dataLeg, h2Leg, relay } from "./relay.ts";
+import { abortLeg, joinLegs, relay, type TunnelLeg } from "./relay.ts";
 import type { TicketGrant, Tickets } from "./tickets.ts";
 import { respondError } from "./respond.ts";
 
@@ -45,7 +44,7 @@ interface Pending {
   wantTls: boolean;
   timer: ReturnType<typeof setTimeout>;
   /** Set once the provider attached, while a TLS caller has yet to present its ticket. */
-  provider?: Leg;
+  provider?: TunnelLeg;
 }
 
 interface Active {
@@ -148,20 +147,16 @@ export class Tunnels {
     }
     this.#tickets.voidTunnel(sid);
     stream.respond({ ":status": 200 });
-    this.#providerAttached(p, h2Leg(stream));
+    this.#providerAttached(p, { h2: stream });
   }
 
   /** A data-port connection presented a valid ticket; this owns `conn` from now on. */
   attachData(grant: TicketGrant, conn: Deno.TlsConn, rest: Uint8Array): void {
     const p = this.#pending.get(grant.sid);
-    const leg = dataLeg(conn, rest);
-    if (!p) {
-      leg.abort();
-      return;
-    }
-    if (grant.side === "provider" && !p.provider) this.#providerAttached(p, leg);
-    else if (grant.side === "caller" && p.provider) this.#start(p, leg, p.provider);
-    else leg.abort();
+    const leg: TunnelLeg = { data: { conn, rest } };
+    if (p && grant.side === "provider" && !p.provider) this.#providerAttached(p, leg);
+    else if (p && grant.side === "caller" && p.provider) this.#start(p, leg, p.provider);
+    else abortLeg(leg);
   }
 
   /** The provider refused (its control stream said so). */
@@ -195,7 +190,7 @@ export class Tunnels {
     for (const p of [...this.#pending.values()]) {
       if (p.from.session !== session) continue;
       this.#drop(p);
-      p.provider?.abort();
+      if (p.provider) abortLeg(p.provider);
     }
   }
 
@@ -215,15 +210,15 @@ export class Tunnels {
     for (const a of [...this.#active]) a.abort();
   }
 
-  #providerAttached(p: Pending, provider: Leg): void {
+  #providerAttached(p: Pending, provider: TunnelLeg): void {
     if (p.caller.destroyed || p.caller.closed) {
       this.#drop(p);
-      provider.abort();
+      abortLeg(provider);
       return;
     }
     if (!p.wantTls) {
       p.caller.respond({ ":status": 200 });
-      this.#start(p, h2Leg(p.caller), provider);
+      this.#start(p, { h2: p.caller }, provider);
       return;
     }
     // The caller brings its own TLS leg: hand it a ticket and wait (same deadline).
@@ -241,11 +236,12 @@ export class Tunnels {
         service: p.service,
       });
       this.#drop(p);
-      provider.abort();
+      abortLeg(provider);
     }, this.#timeoutMs);
   }
 
-  #start(p: Pending, caller: Leg, provider: Leg): void {
+  #start(p: Pending, callerLeg: TunnelLeg, providerLeg: TunnelLeg): void {
+    const [caller, provider] = joinLegs(callerLeg, providerLeg);
     clearTimeout(p.timer);
     this.#pending.delete(p.sid);
     this.#tickets.voidTunnel(p.sid);
@@ -274,7 +270,7 @@ export class Tunnels {
     const p = this.#pending.get(sid);
     if (!p) return;
     this.#drop(p);
-    p.provider?.abort();
+    if (p.provider) abortLeg(p.provider);
     respondError(p.caller, err);
   }
 

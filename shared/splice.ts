@@ -131,7 +131,8 @@ export function streamLeg(stream: Duplex, onAbort?: () => void): Leg {
       else stream.destroy();
     },
     close() {
-      // Both directions ended: the stream closes by itself once its end is flushed.
+      // Both directions ended; a stream whose end travelled in-band (framed) is ended here.
+      if (!stream.writableEnded) stream.end();
     },
   };
 }
@@ -180,4 +181,73 @@ export async function splice(a: Leg, b: Leg): Promise<SpliceResult> {
     b.close();
   }
   return { ab, ba, clean };
+}
+
+/** Largest payload of one frame on a framed data connection. */
+export const MAX_FRAME_BYTES = 1024 * 1024;
+
+/**
+ * A leg that carries a byte stream as frames over `base` — a 4-byte
+ * big-endian length, then that many bytes; length 0 means "no more data this
+ * way" — so a half-close travels in-band and the connection below is never
+ * half-closed. Used on TLS data connections: TLS half-close (close_notify
+ * one way) is poorly supported by peers and proxies, and in Deno 2.9.3 a
+ * server-side TLS connection that called `closeWrite()` stopped reading what
+ * was still on its way (seen with a `node:tls` client). Frames also leave the
+ * door open to reusing a connection for the next tunnel. `close()` ends
+ * `base` once both ways are done.
+ */
+export function framedLeg(base: Leg): Leg {
+  let pending = new Uint8Array(0);
+  let remaining = 0;
+  let eof = false;
+  return {
+    async read() {
+      while (true) {
+        if (eof) return null;
+        if (remaining > 0 && pending.byteLength > 0) {
+          const n = Math.min(remaining, pending.byteLength);
+          const out = pending.subarray(0, n);
+          pending = pending.subarray(n);
+          remaining -= n;
+          return out;
+        }
+        if (remaining === 0 && pending.byteLength >= 4) {
+          const len = new DataView(pending.buffer, pending.byteOffset, 4).getUint32(0);
+          pending = pending.subarray(4);
+          if (len === 0) {
+            eof = true;
+            return null;
+          }
+          if (len > MAX_FRAME_BYTES) throw new Error(`frame of ${len} bytes is over the limit`);
+          remaining = len;
+          continue;
+        }
+        const chunk = await base.read();
+        if (chunk === null) throw new Error("data connection ended without its end frame");
+        const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
+        joined.set(pending);
+        joined.set(chunk, pending.byteLength); // a copy: `base` may reuse its buffer
+        pending = joined;
+      }
+    },
+    async write(chunk) {
+      for (let at = 0; at < chunk.byteLength; at += MAX_FRAME_BYTES) {
+        const part = chunk.subarray(at, Math.min(chunk.byteLength, at + MAX_FRAME_BYTES));
+        const frame = new Uint8Array(4 + part.byteLength);
+        new DataView(frame.buffer).setUint32(0, part.byteLength);
+        frame.set(part, 4);
+        await base.write(frame);
+      }
+    },
+    async closeWrite() {
+      await base.write(new Uint8Array(4));
+    },
+    abort() {
+      base.abort();
+    },
+    close() {
+      base.close();
+    },
+  };
 }

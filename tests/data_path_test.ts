@@ -171,9 +171,33 @@ async function presentTicket(f: DataFixture, ticket: string): Promise<Deno.TlsCo
   return conn;
 }
 
+/** `data` as one frame of the data connection: a 4-byte big-endian length, then the bytes. */
+function frame(data: Uint8Array): Uint8Array {
+  const out = new Uint8Array(4 + data.byteLength);
+  new DataView(out.buffer).setUint32(0, data.byteLength);
+  out.set(data, 4);
+  return out;
+}
+
+/** The end frame: no more data this way (a half-close, carried in-band). */
+const END_FRAME = new Uint8Array(4);
+
+/** Reads exactly `n` bytes; rejects on an early end. */
+async function readExactly(conn: Deno.Conn, n: number): Promise<Uint8Array> {
+  const out = new Uint8Array(n);
+  let got = 0;
+  while (got < n) {
+    const r = await conn.read(out.subarray(got));
+    if (r === null) throw new Error(`connection ended after ${got} of ${n} bytes`);
+    got += r;
+  }
+  return out;
+}
+
 /**
- * Writes `prefix` and `data` in one write while reading `data.byteLength`
- * bytes back; rejects on an early end or after `timeoutMs`.
+ * Writes `prefix` and `data` (as a frame) in one write while reading
+ * `data.byteLength` payload bytes back out of the echoed frames; rejects on an
+ * early end, an end frame, or after `timeoutMs`.
  */
 async function exchangeConn(
   conn: Deno.Conn,
@@ -185,13 +209,14 @@ async function exchangeConn(
   const reading = (async () => {
     let got = 0;
     while (got < out.byteLength) {
-      const n = await conn.read(out.subarray(got));
-      if (n === null) throw new Error(`connection ended after ${got} of ${out.byteLength} bytes`);
-      got += n;
+      const len = new DataView((await readExactly(conn, 4)).buffer).getUint32(0);
+      if (len === 0) throw new Error(`end frame after ${got} of ${out.byteLength} bytes`);
+      out.set(await readExactly(conn, len), got);
+      got += len;
     }
   })();
   await withDeadline(
-    Promise.all([reading, writeAll(conn, prefix.byteLength ? concat(prefix, data) : data)]),
+    Promise.all([reading, writeAll(conn, concat(prefix, frame(data)))]),
     timeoutMs,
     `the echo of ${data.byteLength} bytes`,
   );
@@ -228,12 +253,15 @@ async function assertRefused(f: DataFixture, first: Uint8Array, what: string): P
   }
 }
 
-/** Half-closes a working caller leg and waits for the tunnel's clean end (echo ends too). */
+/**
+ * Ends a working caller leg the way an agent does — an end frame, then the
+ * echo's end frame back — and closes it.
+ */
 async function finish(conn: Deno.Conn): Promise<void> {
   try {
-    await conn.closeWrite();
-    const end = await withDeadline(readToEnd(conn), IO_TIMEOUT_MS, "the tunnel's end");
-    assert.deepEqual(end, { bytes: 0 });
+    await writeAll(conn, END_FRAME);
+    const back = await withDeadline(readExactly(conn, 4), IO_TIMEOUT_MS, "the tunnel's end frame");
+    assert.deepEqual(back, END_FRAME, "the far side's end frame");
   } finally {
     closeQuietly(conn);
   }
@@ -651,3 +679,62 @@ Deno.test("a client that stops reading stalls its writes; hub and agents stay sm
   }
   assert.equal(echo.received - receivedBefore, total);
 });
+
+Deno.test("a half-close does not cut the data still flowing the other way", async () => {
+  await using h = new Harness();
+  // A server that answers only after the request has ended: 32 MiB, written after the client's FIN.
+  const answer = randomBytes(32 * 1024 * 1024);
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const serving = (async () => {
+    for await (const conn of listener) {
+      (async () => {
+        try {
+          const request = await readAllOf(conn);
+          if (request.byteLength === 5) await writeAll(conn, answer);
+          await conn.closeWrite();
+        } catch {
+          /* the client went away */
+        } finally {
+          closeQuietly(conn);
+        }
+      })();
+    }
+  })();
+  try {
+    const m = await startMeshOf(h, ["alice", "bob"]);
+    await addService(m.agents.bob, "late", (listener.addr as Deno.NetAddr).port, ["alice"]);
+    const port = await freePort();
+    await addPortMapping(m.agents.alice, port, "late");
+    for (let i = 0; i < 3; i++) {
+      const conn = await eventually(() => Deno.connect({ hostname: "127.0.0.1", port }), 10_000);
+      await writeAll(conn, new TextEncoder().encode("hello"));
+      await conn.closeWrite();
+      const back = await withDeadline(
+        readAllOf(conn),
+        IO_TIMEOUT_MS * 3,
+        "the answer after the FIN",
+      );
+      closeQuietly(conn);
+      assert.equal(
+        back.byteLength,
+        answer.byteLength,
+        `round ${i}: every byte after the half-close`,
+      );
+      assert.ok(equalBytes(back, answer), `round ${i}: intact`);
+    }
+  } finally {
+    listener.close();
+    await serving.catch(() => {});
+  }
+});
+
+/** Reads until the peer's end; returns everything. */
+async function readAllOf(conn: Deno.Conn): Promise<Uint8Array> {
+  const chunks: Uint8Array[] = [];
+  const buf = new Uint8Array(256 * 1024);
+  while (true) {
+    const n = await conn.read(buf);
+    if (n === null) return concat(...chunks);
+    chunks.push(buf.slice(0, n));
+  }
+}
