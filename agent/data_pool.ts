@@ -59,7 +59,7 @@ export class DataPool {
   #lastUse = 0;
 
   constructor(opts: DataPoolOptions) {
-    this.#opts = { size: 4, activeMs: 60_000, maxAgeMs: 20_000, ...opts };
+    this.#opts = { size: 8, activeMs: 60_000, maxAgeMs: 20_000, ...opts };
   }
 
   /** Sets (or clears) the hub's data port; idle connections to an old target are closed. */

@@ -32,9 +32,16 @@ export interface Leg {
 /** Buffer size for native reads. */
 export const READ_BUFFER_BYTES = 256 * 1024;
 
-/** A leg over a native Deno connection (TCP, or TLS with half-close). */
+/** Buffer size a native leg starts reading with; it doubles (up to `READ_BUFFER_BYTES`) while reads fill it. */
+export const FIRST_READ_BUFFER_BYTES = 16 * 1024;
+
+/**
+ * A leg over a native Deno connection (TCP or TLS). Its read buffer starts
+ * small and grows only while the peer keeps it full, so the many short
+ * connections of a busy mapping do not each allocate a bulk-sized buffer.
+ */
 export function connLeg(conn: Deno.Conn): Leg {
-  const buf = new Uint8Array(READ_BUFFER_BYTES);
+  let buf = new Uint8Array(FIRST_READ_BUFFER_BYTES);
   let closed = false;
   const shut = () => {
     if (closed) return;
@@ -46,7 +53,12 @@ export function connLeg(conn: Deno.Conn): Leg {
   return {
     async read() {
       const n = await conn.read(buf);
-      return n === null ? null : buf.subarray(0, n);
+      if (n === null) return null;
+      const chunk = buf.subarray(0, n);
+      if (n === buf.byteLength && buf.byteLength < READ_BUFFER_BYTES) {
+        buf = new Uint8Array(buf.byteLength * 2); // the old buffer stays with `chunk`
+      }
+      return chunk;
     },
     async write(chunk) {
       let at = 0;
@@ -198,9 +210,10 @@ export const MAX_FRAME_BYTES = 1024 * 1024;
  * `base` once both ways are done.
  */
 export function framedLeg(base: Leg): Leg {
-  let pending = new Uint8Array(0);
+  let pending: Uint8Array = new Uint8Array(0);
   let remaining = 0;
   let eof = false;
+  let frame = new Uint8Array(0);
   return {
     async read() {
       while (true) {
@@ -223,21 +236,29 @@ export function framedLeg(base: Leg): Leg {
           remaining = len;
           continue;
         }
+        // Here `pending` is empty or a header's first 1-3 bytes. Copy those before reading on:
+        // `base` may reuse the buffer they sit in.
+        if (pending.byteLength > 0) pending = pending.slice();
         const chunk = await base.read();
         if (chunk === null) throw new Error("data connection ended without its end frame");
-        const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
-        joined.set(pending);
-        joined.set(chunk, pending.byteLength); // a copy: `base` may reuse its buffer
-        pending = joined;
+        if (pending.byteLength === 0) {
+          pending = chunk;
+        } else {
+          const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
+          joined.set(pending);
+          joined.set(chunk, pending.byteLength);
+          pending = joined;
+        }
       }
     },
     async write(chunk) {
       for (let at = 0; at < chunk.byteLength; at += MAX_FRAME_BYTES) {
         const part = chunk.subarray(at, Math.min(chunk.byteLength, at + MAX_FRAME_BYTES));
-        const frame = new Uint8Array(4 + part.byteLength);
+        // One reused frame buffer: `base.write` is awaited before the next frame is built.
+        if (frame.byteLength < 4 + part.byteLength) frame = new Uint8Array(4 + part.byteLength);
         new DataView(frame.buffer).setUint32(0, part.byteLength);
         frame.set(part, 4);
-        await base.write(frame);
+        await base.write(frame.subarray(0, 4 + part.byteLength));
       }
     },
     async closeWrite() {
