@@ -10,14 +10,6 @@ import {
 import { type App, json, serveHttp } from "@ztm/shared/http";
 import { Logger } from "@ztm/shared/log";
 import {
-  certificatePem,
-  createCaCertificate,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  issueLeafCertificate,
-  type x509,
-} from "@ztm/shared/certs";
-import {
   ENDPOINT_ID_PATTERN,
   type EndpointRecord,
   type MeshService,
@@ -38,41 +30,10 @@ import type {
   PageQuery,
   PortMapping,
 } from "./runtime.ts";
+import { newCa, newLeaf } from "../tests/test_pki.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;
-
-// ---- certificates, made in-process ----
-
-interface TestCa {
-  certificate: x509.X509Certificate;
-  privateKey: CryptoKey;
-  pem: string;
-}
-
-async function newCa(): Promise<TestCa> {
-  const keys = await generateKeyPair();
-  const certificate = await createCaCertificate(keys);
-  return { certificate, privateKey: keys.privateKey, pem: certificatePem(certificate) };
-}
-
-async function newLeaf(
-  ca: TestCa,
-  opts: { name?: string; role?: "client" | "server"; now?: Date; days?: number } = {},
-): Promise<{ certificate: string; privateKey: string }> {
-  const keys = await generateKeyPair();
-  const cert = await issueLeafCertificate(ca, {
-    commonName: opts.name ?? "root",
-    publicKey: keys.publicKey,
-    role: opts.role ?? "client",
-    now: opts.now,
-    days: opts.days,
-  });
-  return {
-    certificate: certificatePem(cert),
-    privateKey: await exportPrivateKeyPem(keys.privateKey),
-  };
-}
 
 const ca = await newCa();
 const root = await newLeaf(ca);

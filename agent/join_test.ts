@@ -1,45 +1,8 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { BadRequest } from "@ztm/shared/errors";
-import {
-  certificatePem,
-  createCaCertificate,
-  exportPrivateKeyPem,
-  generateKeyPair,
-  issueLeafCertificate,
-  type x509,
-} from "@ztm/shared/certs";
 import { ENDPOINT_ID_PATTERN } from "@ztm/shared/protocol";
 import { checkJoinRequest, defaultEndpointName, MAX_BOOTSTRAPS } from "./join.ts";
-
-interface TestCa {
-  certificate: x509.X509Certificate;
-  privateKey: CryptoKey;
-  pem: string;
-}
-
-async function newCa(): Promise<TestCa> {
-  const keys = await generateKeyPair();
-  const certificate = await createCaCertificate(keys);
-  return { certificate, privateKey: keys.privateKey, pem: certificatePem(certificate) };
-}
-
-async function newLeaf(
-  ca: TestCa,
-  opts: { name?: string; role?: "client" | "server"; now?: Date; days?: number } = {},
-): Promise<{ certificate: string; privateKey: string }> {
-  const keys = await generateKeyPair();
-  const cert = await issueLeafCertificate(ca, {
-    commonName: opts.name ?? "root",
-    publicKey: keys.publicKey,
-    role: opts.role ?? "client",
-    now: opts.now,
-    days: opts.days,
-  });
-  return {
-    certificate: certificatePem(cert),
-    privateKey: await exportPrivateKeyPem(keys.privateKey),
-  };
-}
+import { newCa, newLeaf } from "../tests/test_pki.ts";
 
 const ca = await newCa();
 const root = await newLeaf(ca);

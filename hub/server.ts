@@ -105,6 +105,19 @@ type StreamHandler = (
   headers: IncomingHttpHeaders,
 ) => void | Promise<void>;
 
+/** What `GET /api/status` answers. */
+export interface HubStatus {
+  version: string;
+  protocol: number;
+  uptimeSeconds: number;
+  sessions: number;
+  tunnels: number;
+  dataPort: number | null;
+  endpoints: number;
+  online: number;
+  revocations: unknown;
+}
+
 /** The hub server. Create, `listen()`, then `close()`. */
 export class HubServer {
   #opts: HubServerOptions;
@@ -230,7 +243,7 @@ export class HubServer {
   }
 
   /** What `GET /api/status` answers. */
-  status() {
+  status(): HubStatus {
     return {
       version: VERSION,
       protocol: PROTOCOL_VERSION,

@@ -95,7 +95,7 @@ export async function canonicalText(
 export async function signRequest(
   req: { method: string; path: string; body: string; target: string; from: string },
   signer: { certificate: string; privateKey: string },
-  now = Date.now(),
+  now: number = Date.now(),
 ): Promise<SignedRequest> {
   const nonceBytes = crypto.getRandomValues(new Uint8Array(16));
   const unsigned = {
@@ -149,7 +149,7 @@ export class NonceCache implements NonceStore {
   }
 
   /** Records `nonce`; false if it was seen before. Throws 429 when full of live nonces. */
-  add(nonce: string, expires: number, now = Date.now()): boolean {
+  add(nonce: string, expires: number, now: number = Date.now()): boolean {
     if (this.#seen.has(nonce)) return false;
     if (this.#seen.size >= this.#max) {
       for (const [n, exp] of this.#seen) if (exp < now) this.#seen.delete(n);
