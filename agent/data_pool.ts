@@ -62,11 +62,13 @@ export class DataPool {
     this.#opts = { size: 8, activeMs: 60_000, maxAgeMs: 20_000, ...opts };
   }
 
-  /** Sets (or clears) the hub's data port; idle connections to an old target are closed. */
+  /**
+   * Sets (or clears) the hub's data port, on every (re)connection to the hub.
+   * Idle connections are dropped even for the same address: a reconnection
+   * may mean the hub restarted, and a connection it no longer knows could
+   * swallow a ticket.
+   */
   setTarget(target: DataTarget | undefined): void {
-    const same = target && this.#target && target.hostname === this.#target.hostname &&
-      target.port === this.#target.port;
-    if (same) return;
     this.#target = target;
     this.#drain();
     this.#failures = 0;
