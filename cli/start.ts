@@ -29,6 +29,12 @@ export const START_COMMAND: CommandSpec = {
     },
     { name: "hub-listen", kind: "address", default: "0.0.0.0:8888", help: "address agents dial" },
     {
+      name: "data-listen",
+      kind: "address",
+      optional: true,
+      help: "the hub's TLS data port (default: the hub's address, port + 1)",
+    },
+    {
       name: "agent-listen",
       kind: "address",
       default: "127.0.0.1:7777",
@@ -75,7 +81,9 @@ if (import.meta.main) {
     const hub = await startHub({
       caUrl: ca.url,
       listen: hubListen,
-      dataListen: { hostname: hubListen.hostname, port: hubListen.port && hubListen.port + 1 },
+      dataListen: flags.string("data-listen") === undefined
+        ? { hostname: hubListen.hostname, port: hubListen.port && hubListen.port + 1 }
+        : flags.address("data-listen"),
       hosts: ["localhost", "127.0.0.1"],
       dataDir: join(dir, "hub"),
       caTokenFile: join(dir, "ca.db.token"),

@@ -13,6 +13,7 @@ async function startAllInOne(h: Harness, dir: string, hubPort: number) {
     `--data-dir=${dir}`,
     "--ca-listen=127.0.0.1:0",
     `--hub-listen=127.0.0.1:${hubPort}`,
+    "--data-listen=127.0.0.1:0",
     "--agent-listen=127.0.0.1:0",
   ]);
   const line = await eventually(
