@@ -23,6 +23,7 @@ import {
   type Service,
   type UserFiles,
 } from "./harness.ts";
+import type { AuditEntry } from "../agent/store.ts";
 
 /** The mesh name every fixture joins. */
 export const MESH = "test";
@@ -165,17 +166,8 @@ export function endpointPath(ep: string, rest: string): string {
   return `/api/meshes/${MESH}/endpoints/${encodeURIComponent(ep)}/${rest}`;
 }
 
-/** One entry of an endpoint's audit log (`GET …/endpoints/{ep}/log`). */
-export interface AuditEntry {
-  id: number;
-  time: string;
-  user: string;
-  via: string;
-  method: string;
-  path: string;
-  status: number;
-  outcome: string;
-}
+/** One entry of an endpoint's audit log (`GET …/endpoints/{ep}/log`), as the agent stores it. */
+export type { AuditEntry } from "../agent/store.ts";
 
 /** The agent's own audit log in {@link MESH}, newest first, read through its local API. */
 export async function auditLog(agent: MeshAgent): Promise<AuditEntry[]> {
