@@ -7,6 +7,7 @@
  * port, so a tunnel must carry both (a port mapping and `ssh -L` do).
  */
 import type { Proc } from "../tests/harness.ts";
+import { runBounded } from "./bounded_run.ts";
 import { freePort, LOOPBACK } from "./ports.ts";
 import { findProgram, startProgram, waitForLine } from "./programs.ts";
 
@@ -49,28 +50,11 @@ export async function runIperfClient(
   timeoutMs: number,
 ): Promise<{ MBps: number; startMs: number; endMs: number }> {
   const startMs = Date.now();
-  const child = new Deno.Command(path, {
-    args: [
-      "-c",
-      LOOPBACK,
-      "-p",
-      String(port),
-      "-n",
-      String(bytes),
-      "-J",
-      "--connect-timeout",
-      "5000",
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const killer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, timeoutMs);
-  const out = await child.output().finally(() => clearTimeout(killer));
+  const out = await runBounded(
+    path,
+    ["-c", LOOPBACK, "-p", String(port), "-n", String(bytes), "-J", "--connect-timeout", "5000"],
+    timeoutMs,
+  );
   const endMs = Date.now();
   const text = new TextDecoder().decode(out.stdout);
   // deno-lint-ignore no-explicit-any

@@ -22,6 +22,7 @@
 import process from "node:process";
 import { fileURLToPath } from "node:url";
 import { parseCommandLine } from "@ztm/shared/flags";
+import { runBounded } from "./bounded_run.ts";
 import { writeAll } from "./echo_server.ts";
 import { LOOPBACK } from "./ports.ts";
 
@@ -65,8 +66,9 @@ export interface LoadResult {
  */
 export async function runLoad(spec: LoadSpec, timeoutMs: number): Promise<LoadResult> {
   const args = Object.entries(spec).map(([k, v]) => `--${k}=${v}`);
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
+  const out = await runBounded(
+    Deno.execPath(),
+    [
       "run",
       "--no-prompt",
       `--allow-net=${LOOPBACK}`,
@@ -74,17 +76,9 @@ export async function runLoad(spec: LoadSpec, timeoutMs: number): Promise<LoadRe
       ...args,
       `--timeout-ms=${timeoutMs}`,
     ],
-    env: { NO_COLOR: "1" },
-    stdin: "null",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const killer = setTimeout(() => {
-    try {
-      child.kill("SIGKILL");
-    } catch { /* exited */ }
-  }, timeoutMs + 10_000);
-  const out = await child.output().finally(() => clearTimeout(killer));
+    timeoutMs + 10_000,
+    { NO_COLOR: "1" },
+  );
   const stdout = new TextDecoder().decode(out.stdout).trim();
   const stderr = new TextDecoder().decode(out.stderr).trim();
   const last = stdout.split("\n").pop() ?? "";

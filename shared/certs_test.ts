@@ -72,20 +72,8 @@ async function tempDir() {
   };
 }
 
-Deno.test("a private key survives export to PKCS#8 PEM and import, and openssl reads it as P-256", async () => {
-  const keys = await generateKeyPair();
-  const pem = await exportPrivateKeyPem(keys.privateKey);
-  assert.match(pem, /^-----BEGIN PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END PRIVATE KEY-----\n$/);
-  const imported = await importPrivateKeyPem(pem);
-  const data = new TextEncoder().encode("mesh");
-  const sig = await crypto.subtle.sign(SIGNING, imported, data);
-  assert.ok(await crypto.subtle.verify(SIGNING, keys.publicKey, sig, data));
-  const text = (await openssl(["pkey", "-noout", "-text"], pem)).stdout;
-  assert.match(text, /NIST CURVE: P-256|ASN1 OID: prime256v1/);
-});
-
-Deno.test("importPrivateKeyPem refuses garbage, a certificate and non-P-256 keys with bad_private_key", async () => {
-  const ca = await makeCa();
+/** Key pairs of the kinds ztm refuses: RSA 2048 and ECDSA P-384. */
+async function otherKeys(): Promise<{ rsa: CryptoKeyPair; p384: CryptoKeyPair }> {
   const rsa = await crypto.subtle.generateKey(
     {
       name: "RSASSA-PKCS1-v1_5",
@@ -100,6 +88,24 @@ Deno.test("importPrivateKeyPem refuses garbage, a certificate and non-P-256 keys
     "sign",
     "verify",
   ]);
+  return { rsa, p384 };
+}
+
+Deno.test("a private key survives export to PKCS#8 PEM and import, and openssl reads it as P-256", async () => {
+  const keys = await generateKeyPair();
+  const pem = await exportPrivateKeyPem(keys.privateKey);
+  assert.match(pem, /^-----BEGIN PRIVATE KEY-----\n[A-Za-z0-9+/=\n]+-----END PRIVATE KEY-----\n$/);
+  const imported = await importPrivateKeyPem(pem);
+  const data = new TextEncoder().encode("mesh");
+  const sig = await crypto.subtle.sign(SIGNING, imported, data);
+  assert.ok(await crypto.subtle.verify(SIGNING, keys.publicKey, sig, data));
+  const text = (await openssl(["pkey", "-noout", "-text"], pem)).stdout;
+  assert.match(text, /NIST CURVE: P-256|ASN1 OID: prime256v1/);
+});
+
+Deno.test("importPrivateKeyPem refuses garbage, a certificate and non-P-256 keys with bad_private_key", async () => {
+  const ca = await makeCa();
+  const { rsa, p384 } = await otherKeys();
   const bad = [
     "",
     "hello",
@@ -294,20 +300,7 @@ Deno.test("checkCsr refuses garbage, bad signatures, other curves, RSA and a mis
   const der = x509.PemConverter.decodeFirst(good);
   const tampered = new Uint8Array(der);
   tampered[tampered.length - 1] ^= 1;
-  const rsa = await crypto.subtle.generateKey(
-    {
-      name: "RSASSA-PKCS1-v1_5",
-      modulusLength: 2048,
-      publicExponent: new Uint8Array([1, 0, 1]),
-      hash: "SHA-256",
-    },
-    true,
-    ["sign", "verify"],
-  );
-  const p384 = await crypto.subtle.generateKey({ name: "ECDSA", namedCurve: "P-384" }, true, [
-    "sign",
-    "verify",
-  ]);
+  const { rsa, p384 } = await otherKeys();
   const cases: [string, RegExp][] = [
     ["", /not a PEM certificate signing request/],
     ["-----BEGIN CERTIFICATE REQUEST-----\nAAAA\n-----END CERTIFICATE REQUEST-----", /not a PEM/],
