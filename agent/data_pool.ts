@@ -15,9 +15,16 @@
  * without the serverAuth role (tested: a user certificate is refused).
  *
  * Tunnels never half-close these connections (`closeWrite`); the end of each
- * direction travels as a frame instead (see `framedLeg`).
+ * direction travels as a frame instead (see `framedLeg`). A connection whose
+ * tunnel ended cleanly becomes a data link (`shared/data_link.ts`) bound to
+ * this endpoint's control session: a caller's link is kept here for the next
+ * `open`, a provider's is parked at the hub, which sends the next tunnel to
+ * this endpoint down it (`incoming`). Links are kept while the pool is warm,
+ * at most `maxLinks` of each kind.
  */
+import type { DataLink } from "@ztm/shared/data_link";
 import { errText, type Logger } from "@ztm/shared/log";
+import type { LinkMessage } from "@ztm/shared/protocol";
 
 /** Where the data port is, and whom to trust there. */
 export interface DataTarget {
@@ -36,7 +43,15 @@ export interface DataPoolOptions {
   activeMs?: number;
   /** Connections older than this are recycled (below the hub's 30 s idle limit). */
   maxAgeMs?: number;
+  /** Data links kept between tunnels, of each kind. */
+  maxLinks?: number;
 }
+
+/** Handles a tunnel the hub sent down a parked link; resolves true when the link may carry another. */
+export type IncomingHandler = (
+  msg: Extract<LinkMessage, { type: "incoming" }>,
+  link: DataLink,
+) => Promise<boolean>;
 
 /** A tunnel after this long without one counts as the first of a new spell. */
 const QUIET_MS = 1_000;
@@ -57,9 +72,44 @@ export class DataPool {
   #closed = false;
   #failures = 0;
   #lastUse = 0;
+  /** Idle caller links, newest last. */
+  #links: DataLink[] = [];
+  /** Provider links parked at the hub, waiting for `incoming`. */
+  #parked = new Set<DataLink>();
+  #onIncoming: IncomingHandler | undefined;
 
   constructor(opts: DataPoolOptions) {
-    this.#opts = { size: 8, activeMs: 60_000, maxAgeMs: 20_000, ...opts };
+    this.#opts = { size: 8, activeMs: 60_000, maxAgeMs: 20_000, maxLinks: 16, ...opts };
+  }
+
+  /** Where tunnels that arrive on parked links go. */
+  serveIncoming(handler: IncomingHandler): void {
+    this.#onIncoming = handler;
+  }
+
+  /** An idle caller link, or undefined. Marks the pool busy. */
+  takeLink(): DataLink | undefined {
+    this.#lastUse = Date.now();
+    this.touch();
+    while (this.#links.length) {
+      const link = this.#links.pop()!;
+      if (!link.closed) return link;
+    }
+    return undefined;
+  }
+
+  /**
+   * Gives back a link after its tunnel: kept (`out`) or parked (`in`) when
+   * the tunnel ended cleanly and the pool is warm and not full, else closed.
+   */
+  release(link: DataLink, role: "in" | "out", clean: boolean): void {
+    const keep = clean && !link.closed && !this.#closed && this.#target !== undefined &&
+      this.#active();
+    if (keep && role === "out" && this.#links.length < this.#opts.maxLinks) {
+      this.#links.push(link);
+    } else if (keep && role === "in" && this.#parked.size < this.#opts.maxLinks) {
+      this.#park(link);
+    } else link.close();
   }
 
   /**
@@ -157,6 +207,33 @@ export class DataPool {
   #drain(): void {
     for (const i of this.#idle) i.conn.close();
     this.#idle = [];
+    for (const link of this.#links) link.close();
+    this.#links = [];
+    for (const link of this.#parked) link.close();
+    this.#parked.clear();
+  }
+
+  /** Waits on a parked link for the hub's next tunnel; serves it, then parks the link again. */
+  async #park(link: DataLink): Promise<void> {
+    this.#parked.add(link);
+    let msg: LinkMessage | null;
+    try {
+      msg = await link.readMessage<LinkMessage>();
+    } catch (err) {
+      this.#opts.log.debug("data link dropped", { mesh: this.#opts.mesh, err: errText(err) });
+      msg = null;
+    }
+    this.#parked.delete(link);
+    if (msg?.type !== "incoming" || !this.#onIncoming) return link.close();
+    this.touch();
+    this.#lastUse = Date.now();
+    let again = false;
+    try {
+      again = await this.#onIncoming(msg, link);
+    } catch (err) {
+      this.#opts.log.info("tunnel session failed", { mesh: this.#opts.mesh, err: errText(err) });
+    }
+    this.release(link, "in", again);
   }
 
   #tick(): void {
@@ -169,6 +246,7 @@ export class DataPool {
     if (this.#active()) {
       this.#refill();
     } else {
+      // Cold: nothing stays open on the hub (links carrying a tunnel close when it ends).
       this.#drain();
       clearInterval(this.#timer);
       this.#timer = undefined;

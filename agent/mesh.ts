@@ -123,6 +123,7 @@ export class Mesh implements MeshRuntime {
       log,
       mesh: config.name,
     });
+    this.#pool.serveIncoming((msg, link) => this.#provider.incoming(msg, link));
   }
 
   start(): void {

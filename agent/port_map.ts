@@ -8,15 +8,17 @@
  * or fails to open is skipped for the next, while no byte has flowed (the
  * client connection is not read until a tunnel is open).
  *
- * The data leg is a warm TLS connection to the hub's data port when the pool
- * has one (the hub answers with a ticket for it), else the tunnel's HTTP/2
- * stream.
+ * The data leg is a data link kept from an earlier tunnel when there is one,
+ * else a warm TLS connection to the hub's data port (the hub answers with a
+ * ticket for it), else the tunnel's HTTP/2 stream.
  */
-import { Conflict, NotFound, ServiceUnavailable } from "@ztm/shared/errors";
+import type { DataLink } from "@ztm/shared/data_link";
+import { Conflict, NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
   HUB_PATHS,
   LEG_HEADER,
+  type LinkMessage,
   type MeshService,
   type Page,
   TICKET_HEADER,
@@ -25,7 +27,7 @@ import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { DataPool } from "./data_pool.ts";
 import type { HubLink } from "./hub_link.ts";
 import type { PortMapping } from "./runtime.ts";
-import { h2Leg, ticketLeg } from "./tunnel_legs.ts";
+import { h2Leg, ticketLink } from "./tunnel_legs.ts";
 
 /** How long a mapping reuses the hub's list of providers. */
 const PROVIDERS_TTL_MS = 2_000;
@@ -115,8 +117,9 @@ export class PortMap {
       const p = providers[(start + i) % providers.length];
       if (!this.#live.has(client)) return;
       let leg: Leg;
+      let link: DataLink | undefined;
       try {
-        leg = await this.#open(p.endpoint);
+        ({ leg, link } = await this.#open(p.endpoint));
       } catch (err) {
         this.#providers = undefined; // the list may be stale: ask the hub next time
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });
@@ -126,7 +129,8 @@ export class PortMap {
         leg.abort();
         return;
       }
-      await splice(connLeg(client), leg);
+      const { clean } = await splice(connLeg(client), leg);
+      if (link) this.#opts.pool.release(link, "out", clean);
       return;
     }
     try {
@@ -135,19 +139,26 @@ export class PortMap {
   }
 
   /**
-   * Opens a tunnel to `endpoint` and returns its data leg: a TLS connection to
-   * the data port (warm, or dialled while the tunnel is set up) presenting the
-   * hub's ticket, or the tunnel's HTTP/2 stream when the data port is unavailable.
+   * Opens a tunnel to `endpoint` and returns its data leg: an idle data link
+   * kept from an earlier tunnel (asked with `open`), else a TLS connection to
+   * the data port (warm, or dialled while the tunnel is set up) presenting
+   * the hub's ticket, or the tunnel's HTTP/2 stream when the data port is
+   * unavailable. `link` is the data link under the leg, if any.
    */
-  async #open(endpoint: string): Promise<Leg> {
-    const { mapping, link, pool, log } = this.#opts;
+  async #open(endpoint: string): Promise<{ leg: Leg; link?: DataLink }> {
+    const { mapping, link: hub, pool, log } = this.#opts;
+    const kept = pool.takeLink();
+    if (kept) {
+      const opened = await this.#openOnLink(kept, endpoint);
+      if (opened) return { leg: kept.framed(), link: kept };
+    }
     const path = HUB_PATHS.tunnel(endpoint, mapping.proto, mapping.target.service);
     const data = pool.connection();
-    if (!data) return h2Leg((await link.openStream(path)).stream);
+    if (!data) return { leg: h2Leg((await hub.openStream(path)).stream) };
     data.catch(() => {}); // a failed dial is handled where it is awaited
     let opened;
     try {
-      opened = await link.openStream(path, { [LEG_HEADER]: "tls" });
+      opened = await hub.openStream(path, { [LEG_HEADER]: "tls" });
     } catch (err) {
       data.then((c) => c.close(), () => {});
       throw err;
@@ -156,12 +167,41 @@ export class PortMap {
     if (typeof ticket !== "string") {
       // The hub chose the HTTP/2 stream after all (it has no data port now).
       data.then((c) => c.close(), () => {});
-      return h2Leg(opened.stream);
+      return { leg: h2Leg(opened.stream) };
     }
     // End our side of the signalling stream (never reset it: resets count against nghttp2's budget).
     opened.stream.end();
     opened.stream.resume();
-    return await ticketLeg(pool, data, ticket, log);
+    const link = await ticketLink(pool, data, ticket, log);
+    return { leg: link.framed(), link };
+  }
+
+  /**
+   * Asks for the tunnel on a kept link: true once the hub answered `opened`;
+   * false when the link turned out dead (then another way is tried). A
+   * refusal is thrown as the hub's error, and the link is kept.
+   */
+  async #openOnLink(link: DataLink, endpoint: string): Promise<boolean> {
+    const { mapping, pool } = this.#opts;
+    let answer: LinkMessage | null;
+    try {
+      await link.writeMessage({
+        type: "open",
+        endpoint,
+        proto: mapping.proto,
+        name: mapping.target.service,
+      });
+      answer = await link.readMessage<LinkMessage>();
+    } catch {
+      answer = null;
+    }
+    if (answer?.type === "opened") return true;
+    if (answer?.type === "error") {
+      pool.release(link, "out", true);
+      throw new ZtmError(answer.status, answer.code, answer.message);
+    }
+    link.close();
+    return false;
   }
 
   /**

@@ -1,18 +1,31 @@
 /**
  * The provider side of tunnels: when the hub asks this endpoint to accept a
- * tunnel, check the service's access rule for the caller's user, connect to
- * the service's target, and only then attach a data leg (a warm TLS
- * connection with the hub's ticket, else an HTTP/2 session stream). A refused
- * or failed open is answered on the control stream, so the caller gets a
- * status before any byte flows — and a refused caller never reaches the target.
+ * tunnel — down a parked data link, or over the control stream — check the
+ * service's access rule for the caller's user, connect to the service's
+ * target, and only then attach a data leg (that link; or a data connection
+ * with the hub's ticket, else an HTTP/2 session stream). A refused or failed
+ * open is answered where it was asked, so the caller gets a status before any
+ * byte flows — and a refused caller never reaches the target.
  */
+import type { DataLink } from "@ztm/shared/data_link";
 import { errText, type Logger } from "@ztm/shared/log";
-import { HUB_PATHS, type HubMessage } from "@ztm/shared/protocol";
-import { connLeg, type Leg, splice } from "@ztm/shared/splice";
+import {
+  HUB_PATHS,
+  type HubMessage,
+  type LinkMessage,
+  type TunnelCaller,
+} from "@ztm/shared/protocol";
+import { connLeg, type Leg, splice, type SpliceResult } from "@ztm/shared/splice";
 import type { DataPool } from "./data_pool.ts";
 import type { HubLink } from "./hub_link.ts";
 import type { LocalService } from "./runtime.ts";
-import { h2Leg, ticketLeg } from "./tunnel_legs.ts";
+import { h2Leg, ticketLink } from "./tunnel_legs.ts";
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
 
 const CONNECT_TIMEOUT_MS = 5_000;
 
@@ -67,11 +80,80 @@ export class Provider {
     return this.#live.size;
   }
 
-  /** Handles one `open` request from the hub. Never throws. */
+  /**
+   * Handles one `open` request from the hub's control stream: the data leg
+   * is a data connection presenting the ticket, else an HTTP/2 session
+   * stream. Never throws.
+   */
   async open(msg: Extract<HubMessage, { type: "open" }>): Promise<void> {
-    const { sid, service: want, from } = msg;
+    const { sid } = msg;
+    // Dial the data port (unless a warm connection waits) while connecting to the target.
+    const data = msg.ticket ? this.#pool.connection() : undefined;
+    data?.catch(() => {}); // handled where awaited
+    const target = await this.#connect(msg, (status, code, message) => {
+      data?.then((c) => c.close(), () => {});
+      this.#link.send({ type: "refuse", sid, status, code, message });
+    });
+    if (!target) return;
+    let link: DataLink | undefined;
+    try {
+      if (data && msg.ticket) {
+        link = await ticketLink(this.#pool, data, msg.ticket, this.#log).catch(() => undefined);
+      }
+      // No data port (or it failed): the HTTP/2 session stream, which voids the ticket.
+      const leg = link?.framed() ??
+        h2Leg((await this.#link.openStream(HUB_PATHS.session(sid))).stream);
+      const { clean } = await this.#relay(msg, target, leg);
+      if (link) this.#pool.release(link, "in", clean);
+    } catch (err) {
+      this.#log.info("tunnel session failed", {
+        mesh: this.#mesh,
+        service: `${msg.service.proto}/${msg.service.name}`,
+        err: errText(err),
+      });
+      link?.close();
+      closeQuietly(target);
+    }
+  }
+
+  /**
+   * Handles a tunnel the hub sent down a parked data link: refuses on the
+   * link, or accepts and relays. Resolves true when the link may carry
+   * another tunnel.
+   */
+  async incoming(
+    msg: Extract<LinkMessage, { type: "incoming" }>,
+    link: DataLink,
+  ): Promise<boolean> {
+    let refusal: Promise<void> | undefined;
+    const target = await this.#connect(msg, (status, code, message) => {
+      refusal = link.writeMessage({ type: "refuse", sid: msg.sid, status, code, message });
+    });
+    if (!target) {
+      await refusal;
+      return true;
+    }
+    try {
+      await link.writeMessage({ type: "accept", sid: msg.sid });
+    } catch {
+      closeQuietly(target);
+      return false;
+    }
+    return (await this.#relay(msg, target, link.framed())).clean;
+  }
+
+  /**
+   * Checks the caller's access and connects to the service's target; on
+   * refusal logs it, calls `refuse` and resolves undefined. A refused caller
+   * never reaches the target.
+   */
+  async #connect(
+    msg: { service: { proto: string; name: string }; from: TunnelCaller },
+    refuse: (status: number, code: string, message: string) => void,
+  ): Promise<Deno.TcpConn | undefined> {
+    const { service: want, from } = msg;
     const label = `${want.proto}/${want.name}`;
-    const refuse = (status: number, code: string, message: string) => {
+    const deny = (status: number, code: string, message: string) => {
       this.#log.info("tunnel refused", {
         mesh: this.#mesh,
         service: label,
@@ -79,52 +161,42 @@ export class Provider {
         status,
         err: message,
       });
-      this.#link.send({ type: "refuse", sid, status, code, message });
+      refuse(status, code, message);
+      return undefined;
     };
     const service = this.#services.find((s) => s.proto === want.proto && s.name === want.name);
-    if (!service) return refuse(404, "unknown_service", `This endpoint has no service ${label}`);
+    if (!service) return deny(404, "unknown_service", `This endpoint has no service ${label}`);
     if (!mayUse(service, this.#owner, from.user)) {
-      return refuse(403, "access_denied", `User "${from.user}" may not use service ${label}`);
+      return deny(403, "access_denied", `User "${from.user}" may not use service ${label}`);
     }
-    // Dial the data port (unless a warm connection waits) while connecting to the target.
-    const data = msg.ticket ? this.#pool.connection() : undefined;
-    data?.catch(() => {}); // handled where awaited
-    let target: Deno.TcpConn;
     try {
-      target = await connectTarget(service.host, service.port);
+      const target = await connectTarget(service.host, service.port);
+      target.setNoDelay(true);
+      return target;
     } catch (err) {
-      data?.then((c) => c.close(), () => {});
-      return refuse(
+      return deny(
         502,
         "target_unreachable",
         `Service ${label} target ${service.host}:${service.port} is unreachable: ${errText(err)}`,
       );
     }
-    target.setNoDelay(true);
+  }
+
+  /** Splices the target connection with the tunnel's data leg until both directions end. */
+  async #relay(
+    msg: { service: { proto: string; name: string }; from: TunnelCaller },
+    target: Deno.TcpConn,
+    leg: Leg,
+  ): Promise<SpliceResult> {
+    this.#log.info("tunnel accepted", {
+      mesh: this.#mesh,
+      service: `${msg.service.proto}/${msg.service.name}`,
+      user: msg.from.user,
+      endpoint: msg.from.endpoint,
+    });
     this.#live.add(target);
     try {
-      let leg: Leg | undefined;
-      if (data && msg.ticket) {
-        leg = await ticketLeg(this.#pool, data, msg.ticket, this.#log).catch(() => undefined);
-      }
-      // No data port (or it failed): the HTTP/2 session stream, which voids the ticket.
-      leg ??= h2Leg((await this.#link.openStream(HUB_PATHS.session(sid))).stream);
-      this.#log.info("tunnel accepted", {
-        mesh: this.#mesh,
-        service: label,
-        user: from.user,
-        endpoint: from.endpoint,
-      });
-      await splice(connLeg(target), leg);
-    } catch (err) {
-      this.#log.info("tunnel session failed", {
-        mesh: this.#mesh,
-        service: label,
-        err: errText(err),
-      });
-      try {
-        target.close();
-      } catch { /* already closed */ }
+      return await splice(connLeg(target), leg);
     } finally {
       this.#live.delete(target);
     }
@@ -132,11 +204,7 @@ export class Provider {
 
   /** Closes every live target connection. */
   close(): void {
-    for (const c of this.#live) {
-      try {
-        c.close();
-      } catch { /* already closed */ }
-    }
+    for (const c of this.#live) closeQuietly(c);
     this.#live.clear();
   }
 }

@@ -1,13 +1,15 @@
 /**
- * The agent's side of a tunnel's data leg: either a warm TLS connection to
- * the hub's data port (presenting the hub's ticket), or the HTTP/2 stream on
- * the control session when no warm connection is at hand. Both become a
- * `Leg` that `splice` joins with the local TCP connection. Data connections
- * carry frames, so a half-close travels in-band (see `framedLeg`).
+ * The agent's side of a tunnel's data leg: a data link (a TLS connection to
+ * the hub's data port: kept from an earlier tunnel, or warm or fresh and
+ * presenting the hub's ticket), or the HTTP/2 stream on the control session
+ * when no data connection is at hand. Either becomes a `Leg` that `splice`
+ * joins with the local TCP connection. Data links carry frames, so a
+ * half-close travels in-band (see `framedLeg`).
  */
 import { type ClientHttp2Stream, constants } from "node:http2";
+import { DataLink } from "@ztm/shared/data_link";
 import { errText, type Logger } from "@ztm/shared/log";
-import { connLeg, framedLeg, type Leg, streamLeg } from "@ztm/shared/splice";
+import { type Leg, streamLeg } from "@ztm/shared/splice";
 import { type DataPool, presentTicket } from "./data_pool.ts";
 
 /** A leg over a tunnel's HTTP/2 stream; aborting resets it (errors only). */
@@ -20,19 +22,19 @@ export function h2Leg(stream: ClientHttp2Stream): Leg {
 /**
  * Presents `ticket` on the connection `data` resolves to (warm or being
  * dialled); if that fails, dials once more and presents it there. Resolves
- * with the leg, or rejects.
+ * with the link, or rejects.
  */
-export async function ticketLeg(
+export async function ticketLink(
   pool: DataPool,
   data: Promise<Deno.TlsConn>,
   ticket: string,
   log: Logger,
-): Promise<Leg> {
+): Promise<DataLink> {
   let conn: Deno.TlsConn | undefined;
   try {
     conn = await data;
     await presentTicket(conn, ticket);
-    return framedLeg(connLeg(conn));
+    return new DataLink(conn);
   } catch (err) {
     try {
       conn?.close();
@@ -40,6 +42,6 @@ export async function ticketLeg(
     log.debug("data connection failed; dialling again", { err: errText(err) });
     const fresh = await pool.dial();
     await presentTicket(fresh, ticket);
-    return framedLeg(connLeg(fresh));
+    return new DataLink(fresh);
   }
 }

@@ -12,7 +12,7 @@
  */
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
-import type { TicketGrant, Tickets } from "./tickets.ts";
+import type { ClaimedTicket, Tickets } from "./tickets.ts";
 
 /** The line prefix a data connection starts with. */
 export const DATA_HELLO = "ZTM1 ";
@@ -43,7 +43,7 @@ export interface DataPortOptions {
   tickets: Tickets;
   log: Logger;
   /** Called with each connection whose ticket was valid; it owns the connection from then on. */
-  onAttach: (grant: TicketGrant, conn: Deno.TlsConn, rest: Uint8Array) => void;
+  onAttach: (grant: ClaimedTicket, conn: Deno.TlsConn, rest: Uint8Array) => void;
   limits?: Partial<DataPortLimits>;
 }
 
@@ -54,6 +54,7 @@ export class DataPort {
   #listener: Deno.TlsListener | undefined;
   #waiting = new Map<string, number>();
   #waitingTotal = 0;
+  #accepted = 0;
   #idle = new Set<Deno.TlsConn>();
 
   constructor(opts: DataPortOptions) {
@@ -83,6 +84,11 @@ export class DataPort {
     return this.#waitingTotal;
   }
 
+  /** Connections accepted since the start (for status: data links keep this low). */
+  get accepted(): number {
+    return this.#accepted;
+  }
+
   close(): void {
     try {
       this.#listener?.close();
@@ -103,6 +109,7 @@ export class DataPort {
         this.#opts.log.warn("data port accept failed", { err: errText(err) });
         continue;
       }
+      this.#accepted++;
       this.#handle(conn);
     }
   }
@@ -119,7 +126,7 @@ export class DataPort {
     this.#waitingTotal++;
     this.#idle.add(conn);
     const timer = setTimeout(() => conn.close(), this.#limits.idleMs);
-    let grant: TicketGrant | undefined;
+    let grant: ClaimedTicket | undefined;
     let rest: Uint8Array = new Uint8Array();
     try {
       const hello = await readHello(conn);

@@ -1,72 +1,73 @@
 /**
- * The hub's data path seam: joins a tunnel's caller leg and provider leg.
- * Either leg is an HTTP/2 stream on the agent's control session or a TLS
- * connection on the data port (`shared/splice.ts` moves the bytes).
+ * The hub's data path seam: relays a tunnel between its caller leg and its
+ * provider leg. Either leg is an HTTP/2 stream on the agent's control session
+ * or a data link (a TLS connection on the data port, `shared/data_link.ts`).
  *
- * Data-port connections carry frames (`framedLeg`), so a half-close travels
- * in-band. Between two of them the hub copies bytes untouched — frames and
- * end frames pass through, and the hub never half-closes a TLS connection;
- * when one side is an HTTP/2 stream, the hub unframes and frames.
+ * Data links carry frames (`framedLeg`), so a half-close travels in-band.
+ * Between two links the hub copies bytes untouched — it only follows the
+ * frame lengths (`FrameScanner`) to see each direction's end frame, so both
+ * links can carry the next tunnel — and never half-closes a TLS connection.
+ * When one side is an HTTP/2 stream, the hub unframes and frames.
  */
 import { constants, type ServerHttp2Stream } from "node:http2";
-import {
-  connLeg,
-  framedLeg,
-  type Leg,
-  splice,
-  type SpliceResult,
-  streamLeg,
-} from "@ztm/shared/splice";
+import { type DataLink, writeAll } from "@ztm/shared/data_link";
+import { FrameScanner, type Leg, splice, type SpliceResult, streamLeg } from "@ztm/shared/splice";
+import type { BoundLink } from "./data_links.ts";
 
-/** A data-port connection and the bytes that came right after its ticket line. */
-export interface DataConn {
-  conn: Deno.TlsConn;
-  rest: Uint8Array;
-}
-
-/** One side of a tunnel before the two are joined. */
-export type TunnelLeg = { h2: ServerHttp2Stream } | { data: DataConn };
+/** One side of a tunnel. */
+export type TunnelLeg = { h2: ServerHttp2Stream } | { link: BoundLink };
 
 /** A leg over an HTTP/2 stream; aborting resets it (errors only, see DESIGN section 8). */
 export function h2Leg(stream: ServerHttp2Stream): Leg {
-  return streamLeg(stream, () => {
-    if (!stream.destroyed && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
-  });
+  return streamLeg(stream, () => resetStream(stream));
 }
 
-/** A raw leg over a data-port connection: `rest` first; half-closes are frames, so `closeWrite` does nothing. */
-function rawLeg(d: DataConn): Leg {
-  const leg = connLeg(d.conn);
-  let first: Uint8Array | undefined = d.rest.byteLength ? d.rest : undefined;
-  return {
-    ...leg,
-    read() {
-      const chunk = first;
-      first = undefined;
-      return chunk ? Promise.resolve(chunk) : leg.read();
-    },
-    closeWrite: () => Promise.resolve(),
-  };
+function resetStream(stream: ServerHttp2Stream): void {
+  if (!stream.destroyed && !stream.closed) stream.close(constants.NGHTTP2_CANCEL);
 }
 
-/** Tears down a leg that never got relayed. */
+/** Tears a leg down (a failed or revoked tunnel). */
 export function abortLeg(leg: TunnelLeg): void {
-  if ("h2" in leg) h2Leg(leg.h2).abort();
-  else {
-    try {
-      leg.data.conn.close();
-    } catch { /* already closed */ }
+  if ("h2" in leg) resetStream(leg.h2);
+  else leg.link.link.close();
+}
+
+/** Relays two legs until both directions end or one fails; `clean` says whether links may be reused. */
+export function relay(caller: TunnelLeg, provider: TunnelLeg): Promise<SpliceResult> {
+  if ("link" in caller && "link" in provider) {
+    return relayLinks(caller.link.link, provider.link.link);
   }
+  const leg = (l: TunnelLeg) => "h2" in l ? h2Leg(l.h2) : l.link.link.framed();
+  return splice(leg(caller), leg(provider));
 }
 
-/** The two legs ready to splice. */
-export function joinLegs(caller: TunnelLeg, provider: TunnelLeg): [Leg, Leg] {
-  if ("data" in caller && "data" in provider) return [rawLeg(caller.data), rawLeg(provider.data)];
-  const leg = (l: TunnelLeg) => "h2" in l ? h2Leg(l.h2) : framedLeg(rawLeg(l.data));
-  return [leg(caller), leg(provider)];
-}
-
-/** Relays two joined legs until both directions end or one fails. */
-export function relay(caller: Leg, provider: Leg): Promise<SpliceResult> {
-  return splice(caller, provider);
+/** Copies frames both ways between two links, each direction up to and including its end frame. */
+async function relayLinks(a: DataLink, b: DataLink): Promise<SpliceResult> {
+  let clean = true;
+  const pump = async (from: DataLink, to: DataLink): Promise<number> => {
+    const scanner = new FrameScanner();
+    const leg = from.leg();
+    let n = 0;
+    try {
+      while (true) {
+        const chunk = await leg.read();
+        if (chunk === null) throw new Error("data link ended inside a tunnel");
+        const end = scanner.feed(chunk);
+        const part = end < 0 ? chunk : chunk.subarray(0, end);
+        await writeAll(to.conn, part);
+        n += part.byteLength;
+        if (end >= 0) {
+          from.unread(chunk.subarray(end));
+          return n;
+        }
+      }
+    } catch {
+      clean = false;
+      a.close();
+      b.close();
+      return n;
+    }
+  };
+  const [ab, ba] = await Promise.all([pump(a, b), pump(b, a)]);
+  return { ab, ba, clean };
 }

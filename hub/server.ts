@@ -47,6 +47,7 @@ import { DataPort } from "./data_port.ts";
 import { ManagementRelay } from "./management.ts";
 import { Tickets } from "./tickets.ts";
 import { Tunnels } from "./tunnels.ts";
+import { DataLinks } from "./data_links.ts";
 import { respondError, respondJson } from "./respond.ts";
 
 /** Limits that answer 429/413 instead of letting the hub fall over. */
@@ -113,6 +114,10 @@ export interface HubStatus {
   sessions: number;
   tunnels: number;
   dataPort: number | null;
+  /** Data links kept between tunnels. */
+  dataLinks: number;
+  /** Connections the data port accepted since the start. */
+  dataConnections: number;
   endpoints: number;
   online: number;
   revocations: unknown;
@@ -127,6 +132,7 @@ export class HubServer {
   #sessions = new Map<ServerHttp2Session, SessionState>();
   #management: ManagementRelay;
   #tickets: Tickets;
+  #links: DataLinks;
   #tunnels: Tunnels;
   #dataPort: DataPort | undefined;
   #dataAddr: HostPort | undefined;
@@ -141,9 +147,14 @@ export class HubServer {
     this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
     this.#management = new ManagementRelay(this.registry);
     this.#tickets = new Tickets(this.#limits.openTimeoutMs);
+    this.#links = new DataLinks({
+      log: this.#log,
+      onOpen: (bound, request) => this.#tunnels.openFromLink(bound, request),
+    });
     this.#tunnels = new Tunnels({
       registry: this.registry,
       tickets: this.#tickets,
+      links: this.#links,
       log: this.#log,
       openTimeoutMs: this.#limits.openTimeoutMs,
     });
@@ -251,6 +262,8 @@ export class HubServer {
       sessions: this.#sessions.size,
       tunnels: this.#tunnels.active,
       dataPort: this.#dataAddr?.port ?? null,
+      dataLinks: this.#links.count,
+      dataConnections: this.#dataPort?.accepted ?? 0,
       ...this.registry.counts(),
       revocations: this.#opts.revocations.status(),
     };
@@ -276,6 +289,7 @@ export class HubServer {
   /** Stops accepting, closes every session. */
   close(): Promise<void> {
     this.#tunnels.close();
+    this.#links.close();
     this.#dataPort?.close();
     this.#management.close();
     this.registry.close();
@@ -318,6 +332,7 @@ export class HubServer {
       clearInterval(state.ping);
       this.#tickets.voidOwner(state);
       this.#tunnels.sessionClosed(state);
+      this.#links.sessionClosed(state);
       this.#sessions.delete(session);
       this.#log.info("session closed", {
         user: peer.user,
@@ -504,7 +519,7 @@ export class HubServer {
     }
     const wantTls = headers[LEG_HEADER] === "tls" && this.#dataPort !== undefined;
     this.#tunnels.open(
-      stream,
+      { h2: stream, wantTls },
       {
         endpoint: state.endpointId,
         user: state.peer.user,
@@ -514,7 +529,6 @@ export class HubServer {
       params.id,
       params.proto,
       params.name,
-      wantTls,
     );
   }
 

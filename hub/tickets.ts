@@ -16,13 +16,20 @@ export type TunnelSide = "caller" | "provider";
 export interface TicketGrant {
   sid: string;
   side: TunnelSide;
-  /** The control session that asked for it (its peer's serial, for revocation). */
+  /** The endpoint whose side this is, and its user (the connection stays bound to them). */
+  endpoint: string;
+  user: string;
+  /** The certificate serial of the control session that asked for it (for revocation). */
   serial: string;
 }
 
-interface Entry extends TicketGrant {
-  expires: number;
+/** A claimed ticket: its grant and the control session that minted it. */
+export interface ClaimedTicket extends TicketGrant {
   owner: object;
+}
+
+interface Entry extends ClaimedTicket {
+  expires: number;
 }
 
 function randomTicket(): string {
@@ -51,12 +58,13 @@ export class Tickets {
   }
 
   /** Spends `ticket`: its grant, or undefined if unknown, used or expired. */
-  claim(ticket: string, now = Date.now()): TicketGrant | undefined {
+  claim(ticket: string, now = Date.now()): ClaimedTicket | undefined {
     const e = this.#live.get(ticket);
     if (!e) return undefined;
     this.#live.delete(ticket);
     if (e.expires < now) return undefined;
-    return { sid: e.sid, side: e.side, serial: e.serial };
+    const { expires: _, ...claimed } = e;
+    return claimed;
   }
 
   /** Voids every ticket of tunnel `sid` (the tunnel went another way, or failed). */

@@ -1,14 +1,17 @@
 /**
  * Tunnel pairing on the hub (the control half of the data path).
  *
- * A caller asks for `proto/name` on an endpoint; the provider is told over
- * its control stream (`open`, with a ticket for the data port) and attaches
- * its leg — an HTTP/2 session stream, or a warm TLS connection presenting the
- * ticket — or refuses. Only then does the caller get its answer: 200 and its
- * HTTP/2 stream becomes its leg, or (when it asked for `ztm-leg: tls`) 200
- * with a caller ticket, which it presents on its own warm TLS connection.
- * Then `relay()` joins the two legs. Tunnels of a revoked certificate are
- * torn down with their sessions' serials.
+ * A caller asks for `proto/name` on an endpoint — over an HTTP/2 request, or
+ * as an `open` line on one of its idle data links. The provider is asked on
+ * one of its parked data links (`incoming`), or else over its control stream
+ * (`open`, with a ticket for the data port); it attaches its leg (that link,
+ * an HTTP/2 session stream, or a TLS connection presenting the ticket) or
+ * refuses. Only then does the caller get its answer: 200 and its HTTP/2
+ * stream becomes its leg; or (when it asked for `ztm-leg: tls`) 200 with a
+ * caller ticket, which it presents on its own TLS connection; or `opened` on
+ * its link. Then `relay()` joins the two legs, and links that ended cleanly
+ * wait for their next tunnel. Tunnels of a revoked certificate are torn down
+ * with their sessions' serials.
  */
 import type { ServerHttp2Stream } from "node:http2";
 import {
@@ -18,12 +21,23 @@ import {
   ServiceUnavailable,
   ZtmError,
 } from "@ztm/shared/errors";
-import type { Logger } from "@ztm/shared/log";
-import { OPEN_TIMEOUT_MS, type ServiceProto, TICKET_HEADER } from "@ztm/shared/protocol";
+import { DataLink } from "@ztm/shared/data_link";
+import { errorBody } from "@ztm/shared/errors";
+import { errText, type Logger } from "@ztm/shared/log";
+import {
+  type LinkRequest,
+  OPEN_TIMEOUT_MS,
+  type ServiceProto,
+  TICKET_HEADER,
+} from "@ztm/shared/protocol";
+import type { BoundLink, DataLinks, ParkedLink } from "./data_links.ts";
 import type { Registry } from "./registry.ts";
-import { abortLeg, joinLegs, relay, type TunnelLeg } from "./relay.ts";
-import type { TicketGrant, Tickets } from "./tickets.ts";
+import { abortLeg, relay, type TunnelLeg } from "./relay.ts";
+import type { ClaimedTicket, Tickets } from "./tickets.ts";
 import { respondError } from "./respond.ts";
+
+/** How long a parked provider link may take to answer `incoming` before the control stream is asked. */
+const OFFER_TIMEOUT_MS = 3_000;
 
 /** Who is calling, as admitted. */
 export interface TunnelParty {
@@ -34,14 +48,19 @@ export interface TunnelParty {
   session: object;
 }
 
+/** Where a caller waits for its answer: an HTTP/2 request (`wantTls`: it brings a data connection) or a link. */
+export type CallerSide = { h2: ServerHttp2Stream; wantTls: boolean } | { link: BoundLink };
+
 interface Pending {
   sid: string;
-  caller: ServerHttp2Stream;
+  caller: CallerSide;
   from: TunnelParty;
   target: string;
+  targetUser: string;
   targetSerial: string;
+  proto: ServiceProto;
+  name: string;
   service: string;
-  wantTls: boolean;
   timer: ReturnType<typeof setTimeout>;
   /** Set once the provider attached, while a TLS caller has yet to present its ticket. */
   provider?: TunnelLeg;
@@ -56,14 +75,24 @@ interface Active {
 export class Tunnels {
   #registry: Registry;
   #tickets: Tickets;
+  #links: DataLinks;
   #log: Logger;
   #pending = new Map<string, Pending>();
   #active = new Set<Active>();
   #timeoutMs: number;
 
-  constructor(opts: { registry: Registry; tickets: Tickets; log: Logger; openTimeoutMs?: number }) {
+  constructor(
+    opts: {
+      registry: Registry;
+      tickets: Tickets;
+      links: DataLinks;
+      log: Logger;
+      openTimeoutMs?: number;
+    },
+  ) {
     this.#registry = opts.registry;
     this.#tickets = opts.tickets;
+    this.#links = opts.links;
     this.#log = opts.log;
     this.#timeoutMs = opts.openTimeoutMs ?? OPEN_TIMEOUT_MS;
   }
@@ -76,15 +105,14 @@ export class Tunnels {
   /**
    * Starts a tunnel for `caller` to `proto/name` on endpoint `target` (id or
    * unique name). Throws `NotFound`/`ServiceUnavailable` for what the hub can
-   * tell at once; the provider's own answer comes later on `stream`.
+   * tell at once; the provider's own answer comes later, to `caller`.
    */
   open(
-    stream: ServerHttp2Stream,
+    caller: CallerSide,
     from: TunnelParty,
     target: string,
     proto: ServiceProto,
     name: string,
-    wantTls: boolean,
   ): void {
     const t = this.#registry.get(target);
     const control = t.online ? this.#registry.control(t.id) : undefined;
@@ -108,29 +136,42 @@ export class Tunnels {
     );
     const p: Pending = {
       sid,
-      caller: stream,
+      caller,
       from,
       target: t.id,
+      targetUser: t.user,
       targetSerial: control.serial,
+      proto,
+      name,
       service: `${proto}/${name}`,
-      wantTls,
       timer,
     };
     this.#pending.set(sid, p);
-    stream.on("close", () => {
-      if (this.#pending.get(sid) === p && !p.provider) this.#drop(p);
-    });
-    const ticket = this.#tickets.mint(
-      { sid, side: "provider", serial: control.serial },
-      control.owner,
-    );
-    control.send({
-      type: "open",
-      sid,
-      service: { proto, name },
-      from: { endpoint: from.endpoint, user: from.user },
-      ticket,
-    });
+    if ("h2" in caller) {
+      caller.h2.on("close", () => {
+        if (this.#pending.get(sid) === p && !p.provider) this.#drop(p);
+      });
+    }
+    const parked = this.#links.takeParked(t.id);
+    if (parked) this.#offer(p, parked);
+    else this.#askOverControl(p);
+  }
+
+  /** An idle caller link sent a line: an `open` starts a tunnel; anything else closes the link. */
+  openFromLink(bound: BoundLink, request: LinkRequest): void {
+    if (
+      request.type !== "open" || typeof request.endpoint !== "string" ||
+      request.proto !== "tcp" || typeof request.name !== "string"
+    ) {
+      this.#log.info("data link dropped", { endpoint: bound.owner.endpoint, err: "bad request" });
+      this.#links.drop(bound);
+      return;
+    }
+    try {
+      this.open({ link: bound }, bound.owner, request.endpoint, request.proto, request.name);
+    } catch (err) {
+      this.#answerLink(bound, err);
+    }
   }
 
   /** The provider attached its HTTP/2 session stream. Throws if `sid` is not its pending tunnel. */
@@ -151,11 +192,21 @@ export class Tunnels {
   }
 
   /** A data-port connection presented a valid ticket; this owns `conn` from now on. */
-  attachData(grant: TicketGrant, conn: Deno.TlsConn, rest: Uint8Array): void {
-    const p = this.#pending.get(grant.sid);
-    const leg: TunnelLeg = { data: { conn, rest } };
-    if (p && grant.side === "provider" && !p.provider) this.#providerAttached(p, leg);
-    else if (p && grant.side === "caller" && p.provider) this.#start(p, leg, p.provider);
+  attachData(claimed: ClaimedTicket, conn: Deno.TlsConn, rest: Uint8Array): void {
+    const bound: BoundLink = {
+      link: new DataLink(conn, rest),
+      owner: {
+        endpoint: claimed.endpoint,
+        user: claimed.user,
+        serial: claimed.serial,
+        session: claimed.owner,
+      },
+      role: claimed.side === "caller" ? "out" : "in",
+    };
+    const p = this.#pending.get(claimed.sid);
+    const leg: TunnelLeg = { link: bound };
+    if (p && claimed.side === "provider" && !p.provider) this.#providerAttached(p, leg);
+    else if (p && claimed.side === "caller" && p.provider) this.#start(p, leg, p.provider);
     else abortLeg(leg);
   }
 
@@ -191,6 +242,7 @@ export class Tunnels {
       if (p.from.session !== session) continue;
       this.#drop(p);
       if (p.provider) abortLeg(p.provider);
+      if ("link" in p.caller) this.#links.drop(p.caller.link);
     }
   }
 
@@ -210,25 +262,115 @@ export class Tunnels {
     for (const a of [...this.#active]) a.abort();
   }
 
+  /** Asks the provider on its parked link; a dead or silent link falls back to the control stream. */
+  async #offer(p: Pending, parked: ParkedLink): Promise<void> {
+    const { bound } = parked;
+    let answer: LinkRequest | null = null;
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    try {
+      await bound.link.writeMessage({
+        type: "incoming",
+        sid: p.sid,
+        service: { proto: p.proto, name: p.name },
+        from: { endpoint: p.from.endpoint, user: p.from.user },
+      });
+      answer = await Promise.race([
+        parked.answer,
+        new Promise<null>((resolve) => (timer = setTimeout(() => resolve(null), OFFER_TIMEOUT_MS))),
+      ]);
+    } catch {
+      answer = null;
+    } finally {
+      clearTimeout(timer);
+    }
+    const live = this.#pending.get(p.sid) === p && !p.provider;
+    if (live && answer?.type === "accept" && answer.sid === p.sid) {
+      return this.#providerAttached(p, { link: bound });
+    }
+    if (live && answer?.type === "refuse" && answer.sid === p.sid) {
+      this.#links.idle(bound);
+      return this.refuse(p.target, p.sid, answer.status, answer.code, answer.message);
+    }
+    this.#links.drop(bound);
+    if (live) this.#askOverControl(p);
+  }
+
+  /** Sends the provider `open` (with a ticket for its data leg) over its control stream. */
+  #askOverControl(p: Pending): void {
+    const control = this.#registry.control(p.target);
+    if (!control) {
+      return this.#fail(
+        p.sid,
+        new ServiceUnavailable("endpoint_offline", `Endpoint ${p.target} went offline`),
+      );
+    }
+    p.targetSerial = control.serial;
+    const ticket = this.#tickets.mint(
+      {
+        sid: p.sid,
+        side: "provider",
+        serial: control.serial,
+        endpoint: p.target,
+        user: p.targetUser,
+      },
+      control.owner,
+    );
+    control.send({
+      type: "open",
+      sid: p.sid,
+      service: { proto: p.proto, name: p.name },
+      from: { endpoint: p.from.endpoint, user: p.from.user },
+      ticket,
+    });
+  }
+
+  /** Tells a caller link that its `open` failed; the link waits for the next one. */
+  #answerLink(bound: BoundLink, err: unknown): void {
+    const { status, body } = errorBody(err);
+    bound.link.writeMessage({ type: "error", status, ...body.error }).then(
+      () => this.#links.idle(bound),
+      () => this.#links.drop(bound),
+    );
+  }
+
   #providerAttached(p: Pending, provider: TunnelLeg): void {
-    if (p.caller.destroyed || p.caller.closed) {
+    const caller = p.caller;
+    if ("link" in caller ? caller.link.link.closed : caller.h2.destroyed || caller.h2.closed) {
       this.#drop(p);
       abortLeg(provider);
+      if ("link" in caller) this.#links.drop(caller.link);
       return;
     }
-    if (!p.wantTls) {
-      p.caller.respond({ ":status": 200 });
-      this.#start(p, { h2: p.caller }, provider);
+    if ("link" in caller) {
+      this.#drop(p);
+      caller.link.link.writeMessage({ type: "opened" }).then(
+        () => this.#start(p, caller, provider),
+        () => {
+          abortLeg(caller);
+          abortLeg(provider);
+        },
+      );
+      return;
+    }
+    if (!caller.wantTls) {
+      caller.h2.respond({ ":status": 200 });
+      this.#start(p, { h2: caller.h2 }, provider);
       return;
     }
     // The caller brings its own TLS leg: hand it a ticket and wait (same deadline).
     p.provider = provider;
     const ticket = this.#tickets.mint(
-      { sid: p.sid, side: "caller", serial: p.from.serial },
+      {
+        sid: p.sid,
+        side: "caller",
+        serial: p.from.serial,
+        endpoint: p.from.endpoint,
+        user: p.from.user,
+      },
       p.from.session,
     );
-    p.caller.respond({ ":status": 200, [TICKET_HEADER]: ticket });
-    p.caller.end();
+    caller.h2.respond({ ":status": 200, [TICKET_HEADER]: ticket });
+    caller.h2.end();
     clearTimeout(p.timer);
     p.timer = setTimeout(() => {
       this.#log.info("tunnel dropped: caller never attached", {
@@ -241,21 +383,23 @@ export class Tunnels {
   }
 
   #start(p: Pending, callerLeg: TunnelLeg, providerLeg: TunnelLeg): void {
-    const [caller, provider] = joinLegs(callerLeg, providerLeg);
-    clearTimeout(p.timer);
-    this.#pending.delete(p.sid);
-    this.#tickets.voidTunnel(p.sid);
+    this.#drop(p);
     const active: Active = {
       serials: [p.from.serial, p.targetSerial],
       abort: () => {
-        caller.abort();
-        provider.abort();
+        abortLeg(callerLeg);
+        abortLeg(providerLeg);
       },
     };
     this.#active.add(active);
     const started = performance.now();
-    relay(caller, provider).then((r) => {
+    relay(callerLeg, providerLeg).then((r) => {
       this.#active.delete(active);
+      for (const leg of [callerLeg, providerLeg]) {
+        if (!("link" in leg)) continue;
+        if (r.clean) this.#links.idle(leg.link);
+        else this.#links.drop(leg.link);
+      }
       this.#log.debug("tunnel closed", {
         endpoint: p.target,
         user: p.from.user,
@@ -263,7 +407,7 @@ export class Tunnels {
         bytes: r.ab + r.ba,
         ms: Math.round(performance.now() - started),
       });
-    });
+    }, (err) => this.#log.error("relay failed", { err: errText(err) }));
   }
 
   #fail(sid: string, err: ZtmError): void {
@@ -271,7 +415,8 @@ export class Tunnels {
     if (!p) return;
     this.#drop(p);
     if (p.provider) abortLeg(p.provider);
-    respondError(p.caller, err);
+    if ("link" in p.caller) this.#answerLink(p.caller.link, err);
+    else respondError(p.caller.h2, err);
   }
 
   #drop(p: Pending): void {

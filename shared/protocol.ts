@@ -37,7 +37,21 @@
  * 4. Revocations. When the CA's CRL changes, the hub sends every agent
  *    `{type:"crl", pem}`; agents verify it against the mesh CA before use.
  *
- * 5. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
+ * 5. Data port and data links. When the hub has a TLS data port
+ *    (`welcome.hub.dataPort`), a caller may ask for a tunnel with
+ *    `ztm-leg: tls`; the 200 then carries a one-time ticket
+ *    (`ztm-ticket`), which it presents as the first line `ZTM1 <ticket>`
+ *    of a TLS connection to the data port. `open` carries the provider's
+ *    ticket likewise. Such a connection carries the tunnel as frames (a
+ *    4-byte length, then bytes; length 0 ends a direction). After a clean
+ *    end both ways it stays a data link, bound to the control session that
+ *    minted its ticket, and carries the next tunnel on a JSON line
+ *    ({@link LinkRequest} up, {@link LinkMessage} down): a caller's link
+ *    sends `open` and gets `opened` or `error`; a provider's link is parked
+ *    at the hub, which sends `incoming` and gets `accept` or `refuse`. A link
+ *    dies with its session, its certificate, or any protocol error.
+ *
+ * 6. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
  *    `GET /api/services?offset&limit&q`, `GET /api/status`, and
  *    `GET /api/crl` (the CA-signed CRL, which agents verify themselves).
  *
@@ -163,6 +177,23 @@ export type HubMessage =
   | { type: "manage"; rid: string; request: SignedRequest; from: TunnelCaller }
   | { type: "crl"; pem: string }
   | { type: "error"; code: string; message: string };
+
+/** What an agent writes on an idle data link (see `data_link.ts`). */
+export type LinkRequest =
+  | { type: "open"; endpoint: string; proto: ServiceProto; name: string }
+  | { type: "accept"; sid: string }
+  | { type: "refuse"; sid: string; status: number; code: string; message: string };
+
+/** What the hub writes on an idle data link. */
+export type LinkMessage =
+  | { type: "opened" }
+  | { type: "error"; status: number; code: string; message: string }
+  | {
+    type: "incoming";
+    sid: string;
+    service: { proto: ServiceProto; name: string };
+    from: TunnelCaller;
+  };
 
 /** Endpoint ids: 1–64 of `A-Za-z0-9-_`. */
 export const ENDPOINT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;

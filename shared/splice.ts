@@ -206,10 +206,11 @@ export const MAX_FRAME_BYTES = 1024 * 1024;
  * one way) is poorly supported by peers and proxies, and in Deno 2.9.3 a
  * server-side TLS connection that called `closeWrite()` stopped reading what
  * was still on its way (seen with a `node:tls` client). Frames also leave the
- * door open to reusing a connection for the next tunnel. `close()` ends
+ * way for reusing a connection for the next tunnel: `onEnd` gets the bytes
+ * read past the end frame (valid only during the call). `close()` ends
  * `base` once both ways are done.
  */
-export function framedLeg(base: Leg): Leg {
+export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
   let pending: Uint8Array = new Uint8Array(0);
   let remaining = 0;
   let eof = false;
@@ -230,6 +231,8 @@ export function framedLeg(base: Leg): Leg {
           pending = pending.subarray(4);
           if (len === 0) {
             eof = true;
+            onEnd?.(pending);
+            pending = new Uint8Array(0);
             return null;
           }
           if (len > MAX_FRAME_BYTES) throw new Error(`frame of ${len} bytes is over the limit`);
@@ -271,4 +274,40 @@ export function framedLeg(base: Leg): Leg {
       base.close();
     },
   };
+}
+
+/**
+ * Follows a stream of frames without copying it, to find where its end
+ * frame is. The hub uses it to relay two framed connections byte for byte
+ * and still know when a tunnel is over.
+ */
+export class FrameScanner {
+  #left = 0;
+  #headerBytes = 0;
+  #len = 0;
+
+  /**
+   * Feeds the next chunk; returns the offset just past the end frame when it
+   * is in `chunk`, else -1. Throws on a frame over `MAX_FRAME_BYTES`.
+   */
+  feed(chunk: Uint8Array): number {
+    let i = 0;
+    while (i < chunk.byteLength) {
+      if (this.#left > 0) {
+        const n = Math.min(this.#left, chunk.byteLength - i);
+        i += n;
+        this.#left -= n;
+        continue;
+      }
+      this.#len = this.#len * 256 + chunk[i++];
+      if (++this.#headerBytes < 4) continue;
+      const len = this.#len;
+      this.#headerBytes = 0;
+      this.#len = 0;
+      if (len === 0) return i;
+      if (len > MAX_FRAME_BYTES) throw new Error(`frame of ${len} bytes is over the limit`);
+      this.#left = len;
+    }
+    return -1;
+  }
 }

@@ -1,5 +1,5 @@
 import { assertEquals } from "../tests/assert.ts";
-import { framedLeg, type Leg } from "./splice.ts";
+import { framedLeg, FrameScanner, type Leg, MAX_FRAME_BYTES } from "./splice.ts";
 
 /** A leg that hands out `chunks` through one reused buffer, as a native connection does. */
 function reusingLeg(chunks: Uint8Array[]): Leg & { written: Uint8Array[] } {
@@ -23,17 +23,29 @@ function reusingLeg(chunks: Uint8Array[]): Leg & { written: Uint8Array[] } {
   };
 }
 
+/** Two frames ("abc", "defg"), the end frame, then two bytes of what comes next ("hi"). */
+const WIRE = new Uint8Array([
+  ...[0, 0, 0, 3, 97, 98, 99, 0, 0, 0, 4, 100, 101, 102, 103, 0, 0, 0, 0],
+  ...[104, 105],
+]);
+const END_AT = WIRE.length - 2;
+const CUTS = [[1, 5, 9, 18], [2, 9], [7, 8, 10], [4], [19], [20], [18, 19]];
+
+/** `WIRE` cut at `cuts`. */
+function partsOf(cuts: number[]): Uint8Array[] {
+  const parts: Uint8Array[] = [];
+  let at = 0;
+  for (const c of [...cuts, WIRE.length]) {
+    parts.push(WIRE.slice(at, c));
+    at = c;
+  }
+  return parts.filter((p) => p.byteLength);
+}
+
 Deno.test("framed legs read frames split anywhere, through a reused buffer", async () => {
-  // Two frames ("abc", "defg") and the end frame, cut at awkward places.
-  const wire = new Uint8Array([0, 0, 0, 3, 97, 98, 99, 0, 0, 0, 4, 100, 101, 102, 103, 0, 0, 0, 0]);
-  for (const cuts of [[1, 5, 9, 18], [2, 9], [7, 8, 10], [4]]) {
-    const parts: Uint8Array[] = [];
-    let at = 0;
-    for (const c of [...cuts, wire.length]) {
-      parts.push(wire.slice(at, c));
-      at = c;
-    }
-    const leg = framedLeg(reusingLeg(parts.filter((p) => p.byteLength)));
+  for (const cuts of CUTS) {
+    let rest = "";
+    const leg = framedLeg(reusingLeg(partsOf(cuts)), (r) => (rest = new TextDecoder().decode(r)));
     let text = "";
     while (true) {
       const chunk = await leg.read();
@@ -41,7 +53,38 @@ Deno.test("framed legs read frames split anywhere, through a reused buffer", asy
       text += new TextDecoder().decode(chunk);
     }
     assertEquals(text, "abcdefg", `cuts ${cuts}`);
+    // What was read past the end frame is handed over; a later read does not consume more.
+    const partEnd = Math.min(...cuts.filter((c) => c >= END_AT), WIRE.length);
+    const expected = new TextDecoder().decode(WIRE.slice(END_AT, partEnd));
+    assertEquals(rest, expected, `rest, cuts ${cuts}`);
+    assertEquals(await leg.read(), null);
   }
+});
+
+Deno.test("a frame scanner finds the end frame wherever the chunks are cut", () => {
+  for (const cuts of CUTS) {
+    const scanner = new FrameScanner();
+    let at = 0;
+    let end = -1;
+    for (const part of partsOf(cuts)) {
+      const found = scanner.feed(part);
+      if (found >= 0) {
+        end = at + found;
+        break;
+      }
+      at += part.byteLength;
+    }
+    assertEquals(end, END_AT, `cuts ${cuts}`);
+  }
+  const big = new Uint8Array(4);
+  new DataView(big.buffer).setUint32(0, MAX_FRAME_BYTES + 1);
+  let threw = false;
+  try {
+    new FrameScanner().feed(big);
+  } catch {
+    threw = true;
+  }
+  assertEquals(threw, true, "an oversized frame is refused");
 });
 
 Deno.test("framed legs write a length before each chunk and an empty frame at the end", async () => {
