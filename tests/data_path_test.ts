@@ -33,11 +33,10 @@ import {
   presentTicket,
   randomTicket,
   readToEnd,
-  SERVICE,
   startDataFixture,
   writeAll,
 } from "./data_fixture.ts";
-import { addPortMapping, addService, startMeshOf, type TestMesh } from "./mesh_fixture.ts";
+import { addPortMapping, addService, startMeshOf } from "./mesh_fixture.ts";
 import {
   echoRoundTrip,
   type EchoServer,
