@@ -40,13 +40,16 @@ export function checkServiceBody(
   name: string,
   body: Record<string, unknown>,
 ): LocalService {
-  checkFields(body, ["host", "port", "users"], "Service");
+  checkFields(body, ["host", "port", "users", "strict"], "Service");
   const host = checkHost(body.host);
   const port = body.port;
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
     throw new BadRequest("bad_port", `Bad port ${JSON.stringify(port)}: use a number 1 to 65535`);
   }
-  return { proto, name, host, port, users: checkUsers(body.users) };
+  if (body.strict !== undefined && typeof body.strict !== "boolean") {
+    throw new BadRequest("bad_strict", "strict must be true or false");
+  }
+  return { proto, name, host, port, users: checkUsers(body.users), strict: body.strict === true };
 }
 
 const IPV4 = /^(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)(\.(25[0-5]|2[0-4]\d|1\d\d|[1-9]?\d)){3}$/;

@@ -571,7 +571,7 @@ Deno.test("a service is created, listed, replaced and deleted, each change publi
   await using agent = new TestAgent();
   const { endpoint } = await agent.join();
   const runtime = agent.runtime("home");
-  const ssh = { proto: "tcp", name: "ssh", host: "127.0.0.1", port: 22, users: [] };
+  const ssh = { proto: "tcp", name: "ssh", host: "127.0.0.1", port: 22, users: [], strict: false };
   const created = await agent.call("POST", `${SERVICES}/tcp/ssh`, { host: "127.0.0.1", port: 22 });
   assertEquals(created.status, 201);
   assertEquals(created.body, ssh);
@@ -583,11 +583,12 @@ Deno.test("a service is created, listed, replaced and deleted, each change publi
     host: "intranet.example.com",
     port: 8080,
     users: ["alice", "bob"],
+    strict: true,
   };
   const byId = await agent.call(
     "POST",
     `/api/meshes/home/endpoints/${endpoint.id}/services/tcp/web`,
-    { host: "intranet.example.com", port: 8080, users: ["alice", "bob", "alice"] },
+    { host: "intranet.example.com", port: 8080, users: ["alice", "bob", "alice"], strict: true },
   );
   assertEquals(byId.body, web);
   assertEquals((await agent.call("GET", SERVICES)).body, [ssh, web]);
@@ -646,6 +647,7 @@ Deno.test("bad service input answers 400 and changes neither store nor runtime",
     ["users as text", "tcp/ssh", { ...ok, users: "alice" }, "bad_users"],
     ["users mixing * and names", "tcp/ssh", { ...ok, users: ["*", "bob"] }, "bad_users"],
     ["bad user name", "tcp/ssh", { ...ok, users: ["bad name"] }, "bad_users"],
+    ["strict as text", "tcp/ssh", { ...ok, strict: "yes" }, "bad_strict"],
     ["user that is a number", "tcp/ssh", { ...ok, users: [7] }, "bad_users"],
     ["unknown field", "tcp/ssh", { ...ok, user: "alice" }, "bad_request"],
     ["malformed JSON", "tcp/ssh", '{"host": "localhost",', "bad_json"],

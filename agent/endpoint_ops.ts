@@ -13,7 +13,14 @@
  * A change is committed to the store, then handed to the runtime; if the
  * runtime cannot apply it, the store change is undone.
  */
-import { errorBody, Forbidden, NotFound, ZtmError } from "@ztm/shared/errors";
+import {
+  Conflict,
+  errorBody,
+  Forbidden,
+  NotFound,
+  ServiceUnavailable,
+  ZtmError,
+} from "@ztm/shared/errors";
 import { findRoute, json, type Params, parseJsonObject, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
@@ -263,10 +270,15 @@ export class EndpointOps {
         );
       }
     }
-    const mapping: PortMapping = { ip, proto, port, target };
     const { store, serialized, log } = this.#o;
     return serialized(mesh, async () => {
       const runtime = this.#o.runtimeOf(mesh);
+      const mapping: PortMapping = {
+        ip,
+        proto,
+        port,
+        target: await fixPoolUser(runtime, proto, target),
+      };
       store.addPort(mesh, mapping);
       try {
         await runtime.openPort(mapping);
@@ -278,7 +290,7 @@ export class EndpointOps {
       log.info("port opened", {
         mesh,
         addr: formatAddr(ip, port),
-        service: target.service,
+        service: `${proto}/${target.service}`,
         user: caller.user,
       });
       return json(mapping, 201);
@@ -305,4 +317,42 @@ export class EndpointOps {
       return json(mapping);
     });
   }
+}
+
+/**
+ * Fixes a new mapping's pool to one user, so a member who later publishes
+ * the same name never joins it: the named user, else the only user offering
+ * the service (of the named endpoint, if one is named). Throws `Conflict`
+ * when several users offer it. When nobody offers it yet, or the hub cannot
+ * be asked now, the mapping fixes its user at its first connection.
+ */
+async function fixPoolUser(
+  runtime: MeshRuntime,
+  proto: PortMapping["proto"],
+  target: PortMapping["target"],
+): Promise<PortMapping["target"]> {
+  if (target.user) return target;
+  let items;
+  try {
+    items = (await runtime.services({ offset: 0, limit: 500, q: target.service })).items;
+  } catch (err) {
+    if (err instanceof ServiceUnavailable) return target;
+    throw err;
+  }
+  const pin = target.endpoint;
+  const users = new Set(
+    items
+      .filter((s) => s.proto === proto && s.name === target.service)
+      .filter((s) => !pin || s.providers.some((p) => p.endpoint === pin || p.name === pin))
+      .map((s) => s.user),
+  );
+  if (users.size > 1) {
+    throw new Conflict(
+      "ambiguous_service",
+      `Several users offer ${proto}/${target.service} (${
+        [...users].sort().join(", ")
+      }); name one in target.user`,
+    );
+  }
+  return users.size === 1 ? { ...target, user: [...users][0] } : target;
 }

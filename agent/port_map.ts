@@ -2,8 +2,10 @@
  * A port mapping: a local TCP listener whose every accepted connection is
  * tunneled through the hub to a provider of the mapped service.
  *
- * Providers come from the hub's service list: the mapping's `user` (or the
- * only user offering that name) fixes the pool, `endpoint` pins one provider.
+ * Providers come from the hub's service list: the mapping's `user` (fixed
+ * when the mapping was made, or at its first use if nobody offered the name
+ * then) fixes the pool, so a member who later publishes the same name never
+ * joins it; `endpoint` pins one provider.
  * New connections rotate over the pool's online providers; one that refuses
  * or fails to open is skipped for the next, while no byte has flowed (the
  * client connection is not read until a tunnel is open).
@@ -48,6 +50,8 @@ export class PortMap {
   #accepting: Promise<void> | undefined;
   #live = new Set<Deno.Conn>();
   #turn = 0;
+  /** The pool's user, when the mapping was made without one (fixed at first use). */
+  #user: string | undefined;
   #providers: { list: { endpoint: string; name: string }[]; until: number } | undefined;
 
   constructor(opts: PortMapOptions) {
@@ -225,7 +229,8 @@ export class PortMap {
       `${HUB_PATHS.services}?q=${encodeURIComponent(target.service)}&limit=500`,
     );
     let groups = page.items.filter((s) => s.proto === mapping.proto && s.name === target.service);
-    if (target.user) groups = groups.filter((g) => g.user === target.user);
+    const user = target.user ?? this.#user;
+    if (user) groups = groups.filter((g) => g.user === user);
     if (groups.length === 0) {
       throw new NotFound(
         "unknown_service",
@@ -238,6 +243,8 @@ export class PortMap {
         `Several users offer ${mapping.proto}/${target.service}; name one`,
       );
     }
+    // A mapping made before anyone offered the service keeps the first user it found.
+    this.#user ??= groups[0].user;
     let providers = groups[0].providers.filter((p) => p.online);
     if (target.endpoint) {
       const pin = target.endpoint;

@@ -60,7 +60,8 @@ export class Provider {
   #pool: DataPool;
   #log: Logger;
   #mesh: string;
-  #live = new Set<Deno.Conn>();
+  /** Live target connections, with the service and the caller's user they serve. */
+  #live = new Map<Deno.TcpConn, { proto: string; name: string; user: string }>();
 
   constructor(opts: { owner: string; link: HubLink; pool: DataPool; log: Logger; mesh: string }) {
     this.#owner = opts.owner;
@@ -70,9 +71,30 @@ export class Provider {
     this.#mesh = opts.mesh;
   }
 
-  /** Replaces the services this endpoint provides. */
+  /**
+   * Replaces the services this endpoint provides. New rules apply to new
+   * connections at once; a `strict` service also closes the live connections
+   * of users it no longer allows (and a deleted strict service all of its own).
+   */
   setServices(services: LocalService[]): void {
+    const before = this.#services;
     this.#services = services;
+    const find = (list: LocalService[], c: { proto: string; name: string }) =>
+      list.find((s) => s.proto === c.proto && s.name === c.name);
+    for (const [conn, c] of this.#live) {
+      const now = find(services, c);
+      const cut = now
+        ? now.strict && !mayUse(now, this.#owner, c.user)
+        : find(before, c)?.strict === true;
+      if (!cut) continue;
+      this.#log.info("tunnel closed: access withdrawn", {
+        mesh: this.#mesh,
+        service: `${c.proto}/${c.name}`,
+        user: c.user,
+      });
+      this.#live.delete(conn);
+      closeQuietly(conn);
+    }
   }
 
   /** Number of live tunneled connections to targets. */
@@ -194,7 +216,7 @@ export class Provider {
       user: msg.from.user,
       endpoint: msg.from.endpoint,
     });
-    this.#live.add(target);
+    this.#live.set(target, { ...msg.service, user: msg.from.user });
     try {
       return await splice(connLeg(target), leg);
     } finally {
@@ -204,7 +226,7 @@ export class Provider {
 
   /** Closes every live target connection. */
   close(): void {
-    for (const c of this.#live) closeQuietly(c);
+    for (const c of this.#live.keys()) closeQuietly(c);
     this.#live.clear();
   }
 }

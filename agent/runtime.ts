@@ -31,6 +31,8 @@ export interface LocalService {
   port: number;
   /** Users allowed besides the service's user and `root`; `["*"]` is every member. */
   users: string[];
+  /** When the rule narrows, live connections of users no longer allowed are closed too. */
+  strict: boolean;
 }
 
 /** A local listener that tunnels each accepted connection to a service. */

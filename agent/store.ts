@@ -77,6 +77,8 @@ const MIGRATIONS: string[] = [
      expires INTEGER NOT NULL
    );
    CREATE INDEX nonces_by_expiry ON nonces (expires);`,
+  // 3 → 4: a service's `strict` flag (narrowing its users also closes their live connections)
+  `ALTER TABLE services ADD COLUMN strict INTEGER NOT NULL DEFAULT 0;`,
 ];
 
 /** Audit entries kept per mesh; older ones are dropped. */
@@ -126,6 +128,7 @@ function toService(row: Row): LocalService {
     host: row.host as string,
     port: row.port as number,
     users: JSON.parse(row.users as string) as string[],
+    strict: row.strict === 1,
   };
 }
 
@@ -234,10 +237,20 @@ export class AgentStore {
         "SELECT 1 FROM services WHERE mesh = ? AND proto = ? AND name = ?",
       ).get(mesh, svc.proto, svc.name) !== undefined;
       this.#db.prepare(
-        `INSERT INTO services (mesh, proto, name, host, port, users) VALUES (?, ?, ?, ?, ?, ?)
+        `INSERT INTO services (mesh, proto, name, host, port, users, strict)
+         VALUES (?, ?, ?, ?, ?, ?, ?)
          ON CONFLICT (mesh, proto, name) DO UPDATE
-           SET host = excluded.host, port = excluded.port, users = excluded.users`,
-      ).run(mesh, svc.proto, svc.name, svc.host, svc.port, JSON.stringify(svc.users));
+           SET host = excluded.host, port = excluded.port, users = excluded.users,
+               strict = excluded.strict`,
+      ).run(
+        mesh,
+        svc.proto,
+        svc.name,
+        svc.host,
+        svc.port,
+        JSON.stringify(svc.users),
+        svc.strict ? 1 : 0,
+      );
       return !existed;
     });
   }

@@ -17,13 +17,21 @@ function meshConfig(name: string): MeshConfig {
   };
 }
 
-const SSH: LocalService = { proto: "tcp", name: "ssh", host: "127.0.0.1", port: 22, users: [] };
+const SSH: LocalService = {
+  proto: "tcp",
+  name: "ssh",
+  host: "127.0.0.1",
+  port: 22,
+  users: [],
+  strict: false,
+};
 const WEB: LocalService = {
   proto: "tcp",
   name: "web",
   host: "intranet.local",
   port: 8080,
   users: ["alice", "bob"],
+  strict: true,
 };
 const SSH_PORT: PortMapping = {
   ip: "127.0.0.1",
@@ -94,7 +102,7 @@ Deno.test("store keeps its file in WAL mode at the current schema version", () =
   const db = new DatabaseSync(t.path);
   try {
     assertEquals(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
-    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 3);
+    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 4);
   } finally {
     db.close();
   }

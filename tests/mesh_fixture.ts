@@ -68,9 +68,9 @@ export async function startJoinedAgent(
   h: Harness,
   hubAddress: string,
   files: UserFiles,
+  endpointName = `${files.user}-ep`,
 ): Promise<MeshAgent> {
-  const proc = await h.startAgent({ name: `agent-${files.user}` });
-  const endpointName = `${files.user}-ep`;
+  const proc = await h.startAgent({ name: `agent-${endpointName}` });
   const joined = await joinMesh(proc.url, MESH, files, hubAddress, endpointName);
   const agent = { proc, url: proc.url, files, endpointId: joined.endpoint.id, endpointName };
   await waitConnected(agent);

@@ -85,7 +85,7 @@ Deno.test("a hub-side sender cannot replay, alter, retarget or forge a signed ma
     hub.request("POST", HUB_PATHS.manage(to), {
       body: typeof request === "string" ? request : JSON.stringify(request),
     });
-  const svcBody = JSON.stringify({ host: "127.0.0.1", port: 7101, users: [] });
+  const svcBody = JSON.stringify({ host: "127.0.0.1", port: 7101, users: [], strict: false });
   const create = (path: string, body = svcBody) => ({
     method: "POST",
     path,
@@ -132,11 +132,19 @@ Deno.test("a hub-side sender cannot replay, alter, retarget or forge a signed ma
     host: "127.0.0.1",
     port: 7101,
     users: [],
+    strict: false,
   });
   const legitState = await stateOf(bob);
   const aliceState = await stateOf(alice);
   assert.deepEqual(legitState, {
-    services: [{ proto: "tcp", name: "legit", host: "127.0.0.1", port: 7101, users: [] }],
+    services: [{
+      proto: "tcp",
+      name: "legit",
+      host: "127.0.0.1",
+      port: 7101,
+      users: [],
+      strict: false,
+    }],
     ports: [],
   });
 
@@ -308,7 +316,7 @@ Deno.test("a captured management request cannot be replayed after the target age
     hub.request("POST", HUB_PATHS.manage(bob.endpointId), { body: JSON.stringify(request) });
 
   // bob has a service; root deletes it with a signed request that the hub side keeps a copy of.
-  const svc = { host: "127.0.0.1", port: 7201, users: [] };
+  const svc = { host: "127.0.0.1", port: 7201, users: [], strict: false };
   const made = await api(bob.url, "POST", endpointPath(bob.endpointId, "services/tcp/x"), svc);
   assert.equal(made.status, 201, JSON.stringify(made.body));
   const captured = await signRequest(

@@ -70,7 +70,7 @@ Deno.test("root creates a service on bob's endpoint and a port mapping on alice'
   const m = await startMeshOf(h, ["alice", "bob", "root"]);
   const { alice, bob, root } = m.agents;
 
-  const service = { host: "127.0.0.1", port: echo.port, users: ["alice"] };
+  const service = { host: "127.0.0.1", port: echo.port, users: ["alice"], strict: false };
   const created = await api(
     root.url,
     "POST",
@@ -88,7 +88,13 @@ Deno.test("root creates a service on bob's endpoint and a port mapping on alice'
     { target: { service: "echo" } },
   );
   assert.equal(mapped.status, 201, JSON.stringify(mapped.body));
-  const mapping = { ip: "127.0.0.1", proto: "tcp", port, target: { service: "echo" } };
+  // The mapping's pool is fixed to the only user offering tcp/echo: bob.
+  const mapping = {
+    ip: "127.0.0.1",
+    proto: "tcp",
+    port,
+    target: { service: "echo", user: "bob" },
+  };
   assert.deepEqual(mapped.body, mapping);
 
   // Bytes go through alice's new listener, the hub and bob's new service to the echo server.
@@ -143,8 +149,8 @@ Deno.test("a user manages their own endpoint but not another user's, and root re
   await using h = new Harness();
   const m = await startMeshOf(h, ["alice", "bob", "root"]);
   const { alice, bob, root } = m.agents;
-  const aliceSvc = { host: "127.0.0.1", port: 7001, users: [] };
-  const bobSvc = { host: "127.0.0.1", port: 7002, users: [] };
+  const aliceSvc = { host: "127.0.0.1", port: 7001, users: [], strict: false };
+  const bobSvc = { host: "127.0.0.1", port: 7002, users: [], strict: false };
 
   // Positive controls: each user manages their own endpoint through their own agent.
   const a = await api(
@@ -266,7 +272,7 @@ Deno.test("an endpoint's local policy limits remote changes and can switch remot
   assert.equal(targets.body.remoteManagement, true);
   const ssh = await remote("POST", "services/tcp/ssh", { host: "10.0.0.1", port: 22 });
   assertRefused(ssh, 403, "target_not_allowed", "root pointing a service at 10.0.0.1:22");
-  const echoSvc = { host: "127.0.0.1", port: echo.port, users: [] };
+  const echoSvc = { host: "127.0.0.1", port: echo.port, users: [], strict: false };
   const ok = await remote("POST", "services/tcp/echo", echoSvc);
   assert.equal(ok.status, 201, JSON.stringify(ok.body));
   assert.deepEqual(await localServices(bob), [{ proto: "tcp", name: "echo", ...echoSvc }]);
@@ -404,7 +410,7 @@ Deno.test("an endpoint's audit log survives an agent restart", async () => {
   await using h = new Harness();
   const m = await startMeshOf(h, ["bob", "root"]);
   const { bob, root } = m.agents;
-  const svc = { host: "127.0.0.1", port: 7004, users: [] };
+  const svc = { host: "127.0.0.1", port: 7004, users: [], strict: false };
   const made = await api(
     root.url,
     "POST",

@@ -100,7 +100,14 @@ Deno.test("a restarted agent brings back its mesh, services and port mappings", 
   );
   assert.equal(services.status, 200, JSON.stringify(services.body));
   assert.deepEqual(services.body, [
-    { proto: "tcp", name: "echo", host: "127.0.0.1", port: target.port, users: ["alice"] },
+    {
+      proto: "tcp",
+      name: "echo",
+      host: "127.0.0.1",
+      port: target.port,
+      users: ["alice"],
+      strict: false,
+    },
   ]);
   const ports = await api(
     alice.url,
@@ -109,7 +116,7 @@ Deno.test("a restarted agent brings back its mesh, services and port mappings", 
   );
   assert.equal(ports.status, 200, JSON.stringify(ports.body));
   assert.deepEqual(ports.body, [
-    { ip: "127.0.0.1", proto: "tcp", port: m.port, target: { service: "echo" } },
+    { ip: "127.0.0.1", proto: "tcp", port: m.port, target: { service: "echo", user: "bob" } },
   ]);
   // The hub sees bob's service again, published by the restarted agent.
   const seen = await endpointSeenBy(alice, bob.endpointId);
