@@ -6,9 +6,10 @@
  *
  * The pool is warm only while the endpoint is busy — after a tunnel, for
  * `activeMs` — so an idle endpoint holds no data connection on the hub (what
- * 10,000 endpoints on one hub can afford). When the pool is empty, callers
- * fall back to an HTTP/2 stream on the control session. Connections are
- * recycled before the hub's idle limit would close them.
+ * 10,000 endpoints on one hub can afford). When the pool is empty, a tunnel
+ * dials its own; only without a usable data port does it fall back to an
+ * HTTP/2 stream on the control session. Connections are recycled before the
+ * hub's idle limit would close them.
  *
  * The hub's certificate is checked as on the control session: chained to the
  * mesh CA and naming the dialled host; rustls also refuses a certificate
@@ -53,8 +54,13 @@ export type IncomingHandler = (
   link: DataLink,
 ) => Promise<boolean>;
 
-/** A tunnel after this long without one counts as the first of a new spell. */
-const QUIET_MS = 1_000;
+/**
+ * Dials in flight beyond which a tunnel takes the HTTP/2 path. That path is a
+ * last resort: Deno 2.9.3's `node:http2` completes stream writes before flow
+ * control lets the bytes out (fixed upstream in denoland/deno#36044), so it
+ * does not bound memory the way data connections do.
+ */
+const MAX_DIALS = 32;
 
 interface Idle {
   conn: Deno.TlsConn;
@@ -71,7 +77,6 @@ export class DataPool {
   #timer: ReturnType<typeof setInterval> | undefined;
   #closed = false;
   #failures = 0;
-  #lastUse = 0;
   /** Idle caller links, newest last. */
   #links: DataLink[] = [];
   /** Provider links parked at the hub, waiting for `incoming`. */
@@ -89,7 +94,6 @@ export class DataPool {
 
   /** An idle caller link, or undefined. Marks the pool busy. */
   takeLink(): DataLink | undefined {
-    this.#lastUse = Date.now();
     this.touch();
     while (this.#links.length) {
       const link = this.#links.pop()!;
@@ -131,18 +135,14 @@ export class DataPool {
   }
 
   /**
-   * A warm connection if there is one; else, for the first tunnel after a
-   * quiet spell, a fresh dial (started now, so it overlaps the tunnel's
-   * setup); else undefined: use HTTP/2. Marks the pool busy.
+   * A warm connection if there is one; else a fresh dial (started now, so it
+   * overlaps the tunnel's setup); else — no data port, dialling it failing,
+   * or `MAX_DIALS` in flight — undefined: use HTTP/2. Marks the pool busy.
    */
   connection(): Promise<Deno.TlsConn> | undefined {
-    const quiet = Date.now() - this.#lastUse > QUIET_MS;
-    this.#lastUse = Date.now();
     const warm = this.take();
     if (warm) return Promise.resolve(warm);
-    // Dial on demand only for the first tunnel after a quiet spell (it may be a long transfer);
-    // in a run of tunnels that drained the pool, the HTTP/2 path keeps setup cheap.
-    if (!quiet || !this.available || this.#connecting >= this.#opts.size * 2) return undefined;
+    if (!this.available || this.#connecting >= MAX_DIALS) return undefined;
     this.#connecting++;
     const dialing = this.dial();
     dialing.then(() => this.#connecting--, (err) => {
@@ -226,7 +226,6 @@ export class DataPool {
     this.#parked.delete(link);
     if (msg?.type !== "incoming" || !this.#onIncoming) return link.close();
     this.touch();
-    this.#lastUse = Date.now();
     let again = false;
     try {
       again = await this.#onIncoming(msg, link);

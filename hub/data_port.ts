@@ -31,7 +31,7 @@ export interface DataPortLimits {
 /** Defaults for `DataPortLimits`. */
 export const DEFAULT_DATA_LIMITS: DataPortLimits = {
   idleMs: 30_000,
-  perAddress: 64,
+  perAddress: 256,
   total: 20_000,
 };
 

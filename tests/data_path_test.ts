@@ -15,7 +15,7 @@
 import assert from "node:assert/strict";
 import { errText } from "@ztm/shared/log";
 import { withDeadline } from "./ca_helpers.ts";
-import { eventually, Harness, issueUser, run } from "./harness.ts";
+import { api, eventually, Harness, issueUser, run } from "./harness.ts";
 import { HubClient, userTls } from "./hub_client.ts";
 import {
   askTicket,
@@ -355,6 +355,60 @@ function memoryKiB(pid: number): { rss: number; peak: number } {
   const kib = (key: string) => Number(new RegExp(`^${key}:\\s+(\\d+)`, "m").exec(status)?.[1]);
   return { rss: kib("VmRSS"), peak: kib("VmHWM") };
 }
+
+Deno.test("a fast client through a new mapping grows no process by what it sends", async () => {
+  await using h = new Harness();
+  const m = await startMeshOf(h, ["alice", "bob"]);
+  // A sink target that reads as fast as it can; no round trip first, so the first
+  // tunnel is the mapping's first (a fresh data connection), the next ones ride its link.
+  const sink = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let sunk = 0;
+  const sinking = (async () => {
+    for await (const c of sink) {
+      (async () => {
+        const buf = new Uint8Array(256 * 1024);
+        try {
+          for (let n; (n = await c.read(buf)) !== null;) sunk += n;
+        } catch { /* the tunnel ended */ }
+        closeQuietly(c);
+      })();
+    }
+  })();
+  try {
+    await addService(m.agents.bob, "sink", (sink.addr as Deno.NetAddr).port, ["alice"]);
+    const port = await freePort();
+    await eventually(
+      async () =>
+        (await api(m.agents.alice.url, "GET", "/api/meshes/test/services?q=sink")).body
+          .items?.length === 1,
+      15_000,
+      "the sink service listed",
+    );
+    await addPortMapping(m.agents.alice, port, "sink");
+    const procs = { hub: m.hub, alice: m.agents.alice.proc, bob: m.agents.bob.proc };
+    const before = Object.fromEntries(
+      Object.entries(procs).map(([k, p]) => [k, memoryKiB(p.child.pid).rss]),
+    );
+    const chunk = randomBytes(MIB);
+    const each = 128;
+    for (let round = 0; round < 3; round++) {
+      const conn = await Deno.connect({ hostname: "127.0.0.1", port });
+      for (let i = 0; i < each; i++) await writeAll(conn, chunk);
+      await conn.closeWrite();
+      await withDeadline(readToEnd(conn), 30_000, "the mapping closing after the sink's end");
+      closeQuietly(conn);
+    }
+    await eventually(() => sunk === 3 * each * MIB, 30_000, `all bytes at the sink (${sunk})`);
+    // Without backpressure a process would hold what the client wrote faster than it drained.
+    for (const [name, proc] of Object.entries(procs)) {
+      const grew = memoryKiB(proc.child.pid).peak - before[name];
+      assert.ok(grew < 64 * 1024, `${name} grew by ${grew} KiB while 3 × ${each} MiB went through`);
+    }
+  } finally {
+    sink.close();
+    await sinking.catch(() => {});
+  }
+});
 
 Deno.test("a client that stops reading stalls its writes; hub and agents stay small", async () => {
   await using h = new Harness();
