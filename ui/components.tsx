@@ -69,14 +69,18 @@ export function Pager(
   const pages = Math.max(1, Math.ceil(total / size));
   const first = total === 0 ? 0 : (page - 1) * size + 1;
   const last = Math.min(total, page * size);
+  const range = (
+    <span class="range" aria-live="polite">
+      {first.toLocaleString("en")}–{last.toLocaleString("en")} of {total.toLocaleString("en")}
+    </span>
+  );
+  if (pages === 1 && page === 1) return <div class="pager">{range}</div>;
   return (
     <nav class="pager" aria-label={`${props.what} pages`}>
       <button type="button" disabled={page <= 1} onClick={() => props.onPage(page - 1)}>
         ← Previous
       </button>
-      <span aria-live="polite">
-        {first.toLocaleString("en")}–{last.toLocaleString("en")} of {total.toLocaleString("en")}
-      </span>
+      {range}
       <button type="button" disabled={page >= pages} onClick={() => props.onPage(page + 1)}>
         Next →
       </button>

@@ -262,8 +262,8 @@ function PortTable(
             </td>
             <td data-label="Goes to">
               {p.proto}/{p.target.service}
-              {p.target.user && <span class="muted">of {p.target.user}</span>}
-              {p.target.endpoint && <span class="muted">on {p.target.endpoint}</span>}
+              {p.target.user && <span class="muted">&nbsp;of {p.target.user}</span>}
+              {p.target.endpoint && <span class="muted">&nbsp;on {p.target.endpoint}</span>}
             </td>
             <td class="row-actions">
               <DeleteButton

@@ -60,6 +60,8 @@ export function JoinForm(props: { defaultEndpointName: string }) {
     privateKey: "",
   });
   const [problems, setProblems] = useState<Record<string, string>>({});
+  /** Names of the picked files, for messages; a pasted text has none. */
+  const [fileNames, setFileNames] = useState<Record<string, string>>({});
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
   const [connecting, setConnecting] = useState<string>();
@@ -72,6 +74,7 @@ export function JoinForm(props: { defaultEndpointName: string }) {
     }
     const text = await file.text();
     setPems((p) => ({ ...p, [slot.key]: text }));
+    setFileNames((n) => ({ ...n, [slot.key]: file.name }));
     setProblems((p) => ({
       ...p,
       [slot.key]: slot.marker.test(text) ? "" : notPem(file.name, slot),
@@ -85,7 +88,9 @@ export function JoinForm(props: { defaultEndpointName: string }) {
     for (const slot of SLOTS) {
       const text = pems[slot.key].trim();
       if (!text) found[slot.key] = `Choose or paste the ${slot.label.toLowerCase()}`;
-      else if (!slot.marker.test(text)) found[slot.key] = notPem("This", slot);
+      else if (!slot.marker.test(text)) {
+        found[slot.key] = notPem(fileNames[slot.key] || "The pasted text", slot);
+      }
     }
     const bootstraps = hubs.split(/[\s,]+/).filter(Boolean);
     if (!mesh.trim()) found.mesh = "Give the mesh a name";
@@ -178,6 +183,7 @@ export function JoinForm(props: { defaultEndpointName: string }) {
               onInput={(e) => {
                 const text = e.currentTarget.value;
                 setPems((p) => ({ ...p, [slot.key]: text }));
+                setFileNames((n) => ({ ...n, [slot.key]: "" }));
               }}
             />
             <FieldProblem id={`join-${slot.key}`} message={problems[slot.key]} />
