@@ -101,3 +101,28 @@ export function Time(props: { iso: string }) {
 function slug(s: string): string {
   return s.toLowerCase().replace(/[^a-z0-9]+/g, "-");
 }
+
+/**
+ * A list as a table with `columns` as headers (plus an unlabelled actions
+ * column with `actions`); on narrow screens the CSS stacks each row, labelled
+ * by its cells' `data-label`.
+ */
+export function ListTable(
+  props: { columns: string[]; actions?: boolean; children: ComponentChildren },
+) {
+  return (
+    <table class="list">
+      <thead>
+        <tr>
+          {props.columns.map((c) => <th key={c} scope="col">{c}</th>)}
+          {props.actions && (
+            <th scope="col">
+              <span class="sr-only">Actions</span>
+            </th>
+          )}
+        </tr>
+      </thead>
+      <tbody>{props.children}</tbody>
+    </table>
+  );
+}

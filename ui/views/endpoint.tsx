@@ -7,7 +7,8 @@
 import { useState } from "preact/hooks";
 import { callApi, meshPath, query } from "../api_client.ts";
 import type { AuditEntry, EndpointRecord, LocalService, Page, PortMapping } from "../api_types.ts";
-import { ErrorBox, Field, Notice, OnlineBadge, Pager, Section, Time } from "../components.tsx";
+import { ErrorBox, ListTable, OnlineBadge, Pager, Section, Time } from "../components.tsx";
+import { FieldGrid, type FieldSpec, useFormState } from "../form.tsx";
 import { usePoll } from "../poll.ts";
 import { navigate } from "../route.ts";
 
@@ -37,7 +38,7 @@ export function EndpointView(props: { mesh: string; ep: string; page: number; se
     <>
       <h1>
         Endpoint {e?.name ?? ep}
-        {isSelf && <span class="muted">(this one)</span>}
+        {isSelf && <span class="muted aside">(this one)</span>}
       </h1>
       <ErrorBox message={record.error} />
       {e && (
@@ -127,38 +128,26 @@ function ServiceTable(
 ) {
   if (props.services.length === 0) return <p class="empty">No services.</p>;
   return (
-    <table class="list">
-      <thead>
-        <tr>
-          <th scope="col">Service</th>
-          <th scope="col">Target</th>
-          <th scope="col">Open to</th>
-          <th scope="col">
-            <span class="sr-only">Actions</span>
-          </th>
+    <ListTable columns={["Service", "Target", "Open to"]} actions>
+      {props.services.map((s) => (
+        <tr key={`${s.proto}/${s.name}`} data-service={s.name}>
+          <td data-label="Service">
+            {s.proto}/{s.name}
+          </td>
+          <td data-label="Target">
+            <code>{s.host}:{s.port}</code>
+          </td>
+          <td data-label="Open to">{usersText(s.users)}</td>
+          <td class="row-actions">
+            <DeleteButton
+              label={`Delete service ${s.proto}/${s.name}`}
+              path={meshPath(props.mesh, "endpoints", props.ep, "services", s.proto, s.name)}
+              onDone={props.onChange}
+            />
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {props.services.map((s) => (
-          <tr key={`${s.proto}/${s.name}`} data-service={s.name}>
-            <td data-label="Service">
-              {s.proto}/{s.name}
-            </td>
-            <td data-label="Target">
-              <code>{s.host}:{s.port}</code>
-            </td>
-            <td data-label="Open to">{usersText(s.users)}</td>
-            <td class="row-actions">
-              <DeleteButton
-                label={`Delete service ${s.proto}/${s.name}`}
-                path={meshPath(props.mesh, "endpoints", props.ep, "services", s.proto, s.name)}
-                onDone={props.onChange}
-              />
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </ListTable>
   );
 }
 
@@ -167,73 +156,36 @@ function usersText(users: string[]): string {
   return users.length ? `its user, root, ${users.join(", ")}` : "its user and root";
 }
 
+const SERVICE_FIELDS: FieldSpec[] = [
+  { key: "name", label: "Name", placeholder: "ssh" },
+  { key: "host", label: "Target host", hint: "reachable from that endpoint" },
+  { key: "port", label: "Target port", placeholder: "22", numeric: true },
+  { key: "users", label: "Also open to", hint: "users, comma-separated; * for all" },
+];
+
 function ServiceForm(props: { mesh: string; ep: string; onChange: () => void }) {
-  const [name, setName] = useState("");
-  const [host, setHost] = useState("127.0.0.1");
-  const [port, setPort] = useState("");
-  const [users, setUsers] = useState("");
-  const [error, setError] = useState<string>();
-  const [done, setDone] = useState<string>();
+  const form = useFormState({ name: "", host: "127.0.0.1", port: "", users: "" });
   const submit = async (e: Event) => {
     e.preventDefault();
-    setError(undefined);
-    setDone(undefined);
-    if (!name.trim()) return setError("Give the service a name");
+    const { name, host, port, users } = form.values;
+    form.start();
+    if (!name.trim()) return form.fail("Give the service a name");
     const res = await callApi(
       "POST",
       meshPath(props.mesh, "endpoints", props.ep, "services", "tcp", name.trim()),
-      {
-        host: host.trim(),
-        port: Number(port),
-        users: users.split(/[\s,]+/).filter(Boolean),
-      },
+      { host: host.trim(), port: Number(port), users: users.split(/[\s,]+/).filter(Boolean) },
     );
-    if (!res.ok) return setError(refusal(res));
-    setDone(`Service tcp/${name.trim()} now points at ${host.trim()}:${port}`);
-    setName("");
-    setPort("");
+    if (!res.ok) return form.fail(refusal(res));
+    form.succeed(`Service tcp/${name.trim()} now points at ${host.trim()}:${port}`, {
+      name: "",
+      port: "",
+    });
     props.onChange();
   };
   return (
     <form class="inline-form" onSubmit={submit} aria-label="Add a service">
       <h3>Add a service</h3>
-      <div class="grid4">
-        <Field
-          id="svc-name"
-          label="Name"
-          placeholder="ssh"
-          value={name}
-          autocomplete="off"
-          onInput={(e) => setName(e.currentTarget.value)}
-        />
-        <Field
-          id="svc-host"
-          label="Target host"
-          hint="reachable from that endpoint"
-          value={host}
-          autocomplete="off"
-          onInput={(e) => setHost(e.currentTarget.value)}
-        />
-        <Field
-          id="svc-port"
-          label="Target port"
-          inputMode="numeric"
-          placeholder="22"
-          value={port}
-          autocomplete="off"
-          onInput={(e) => setPort(e.currentTarget.value)}
-        />
-        <Field
-          id="svc-users"
-          label="Also open to"
-          hint="users, comma-separated; * for all"
-          value={users}
-          autocomplete="off"
-          onInput={(e) => setUsers(e.currentTarget.value)}
-        />
-      </div>
-      <ErrorBox message={error} />
-      <Notice message={done} />
+      <FieldGrid idPrefix="svc" fields={SERVICE_FIELDS} form={form} />
       <button type="submit">Add service</button>
     </form>
   );
@@ -244,105 +196,60 @@ function PortTable(
 ) {
   if (props.ports.length === 0) return <p class="empty">No port mappings.</p>;
   return (
-    <table class="list">
-      <thead>
-        <tr>
-          <th scope="col">Listens on</th>
-          <th scope="col">Goes to service</th>
-          <th scope="col">
-            <span class="sr-only">Actions</span>
-          </th>
+    <ListTable columns={["Listens on", "Goes to service"]} actions>
+      {props.ports.map((p) => (
+        <tr key={`${p.ip}/${p.port}`} data-port={p.port}>
+          <td data-label="Listens on">
+            <code>{p.ip.includes(":") ? `[${p.ip}]` : p.ip}:{p.port}</code>
+          </td>
+          <td data-label="Goes to">
+            {p.proto}/{p.target.service}
+            {p.target.user && <span class="muted">&nbsp;of {p.target.user}</span>}
+            {p.target.endpoint && <span class="muted">&nbsp;on {p.target.endpoint}</span>}
+          </td>
+          <td class="row-actions">
+            <DeleteButton
+              label={`Delete port mapping ${p.ip}:${p.port}`}
+              path={meshPath(
+                props.mesh,
+                "endpoints",
+                props.ep,
+                "ports",
+                p.ip,
+                p.proto,
+                String(p.port),
+              )}
+              onDone={props.onChange}
+            />
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {props.ports.map((p) => (
-          <tr key={`${p.ip}/${p.port}`} data-port={p.port}>
-            <td data-label="Listens on">
-              <code>{p.ip.includes(":") ? `[${p.ip}]` : p.ip}:{p.port}</code>
-            </td>
-            <td data-label="Goes to">
-              {p.proto}/{p.target.service}
-              {p.target.user && <span class="muted">&nbsp;of {p.target.user}</span>}
-              {p.target.endpoint && <span class="muted">&nbsp;on {p.target.endpoint}</span>}
-            </td>
-            <td class="row-actions">
-              <DeleteButton
-                label={`Delete port mapping ${p.ip}:${p.port}`}
-                path={meshPath(
-                  props.mesh,
-                  "endpoints",
-                  props.ep,
-                  "ports",
-                  p.ip,
-                  p.proto,
-                  String(p.port),
-                )}
-                onDone={props.onChange}
-              />
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </ListTable>
   );
 }
 
+const PORT_FIELDS: FieldSpec[] = [
+  { key: "ip", label: "Listen address" },
+  { key: "port", label: "Port", placeholder: "2222", numeric: true },
+  { key: "service", label: "Service", placeholder: "ssh" },
+  { key: "user", label: "Service's user", hint: "optional: whose service of that name" },
+];
+
 function PortForm(props: { mesh: string; ep: string; onChange: () => void }) {
-  const [ip, setIp] = useState("127.0.0.1");
-  const [port, setPort] = useState("");
-  const [service, setService] = useState("");
-  const [user, setUser] = useState("");
-  const [error, setError] = useState<string>();
-  const [done, setDone] = useState<string>();
+  const form = useFormState({ ip: "127.0.0.1", port: "", service: "", user: "" });
   const submit = async (e: Event) => {
     e.preventDefault();
-    setError(undefined);
-    setDone(undefined);
+    const { ip, port, service, user } = form.values;
+    form.start();
     const res = await mapPort(props.mesh, props.ep, ip, port, service, user);
-    if (!res.ok) return setError(refusal(res));
-    setDone(`${ip.trim()}:${port} now leads to tcp/${service.trim()}`);
-    setPort("");
+    if (!res.ok) return form.fail(refusal(res));
+    form.succeed(`${ip.trim()}:${port} now leads to tcp/${service.trim()}`, { port: "" });
     props.onChange();
   };
   return (
     <form class="inline-form" onSubmit={submit} aria-label="Add a port mapping">
       <h3>Add a port mapping</h3>
-      <div class="grid4">
-        <Field
-          id="port-ip"
-          label="Listen address"
-          value={ip}
-          autocomplete="off"
-          onInput={(e) => setIp(e.currentTarget.value)}
-        />
-        <Field
-          id="port-port"
-          label="Port"
-          inputMode="numeric"
-          placeholder="2222"
-          value={port}
-          autocomplete="off"
-          onInput={(e) => setPort(e.currentTarget.value)}
-        />
-        <Field
-          id="port-service"
-          label="Service"
-          placeholder="ssh"
-          value={service}
-          autocomplete="off"
-          onInput={(e) => setService(e.currentTarget.value)}
-        />
-        <Field
-          id="port-user"
-          label="Service's user"
-          hint="optional: whose service of that name"
-          value={user}
-          autocomplete="off"
-          onInput={(e) => setUser(e.currentTarget.value)}
-        />
-      </div>
-      <ErrorBox message={error} />
-      <Notice message={done} />
+      <FieldGrid idPrefix="port" fields={PORT_FIELDS} form={form} />
       <button type="submit">Add port mapping</button>
     </form>
   );
@@ -374,33 +281,22 @@ export function refusal(res: { status: number; message: string }): string {
 function AuditTable(props: { entries: AuditEntry[] }) {
   if (props.entries.length === 0) return <p class="empty">Nothing changed yet.</p>;
   return (
-    <table class="list">
-      <thead>
-        <tr>
-          <th scope="col">When</th>
-          <th scope="col">Who</th>
-          <th scope="col">From</th>
-          <th scope="col">What</th>
-          <th scope="col">Outcome</th>
+    <ListTable columns={["When", "Who", "From", "What", "Outcome"]}>
+      {props.entries.map((a) => (
+        <tr key={a.id}>
+          <td data-label="When">
+            <Time iso={a.time} />
+          </td>
+          <td data-label="Who">{a.user}</td>
+          <td data-label="From">{a.via === "local" ? "this machine" : <code>{a.via}</code>}</td>
+          <td data-label="What">
+            {a.method} {a.path}
+          </td>
+          <td data-label="Outcome" class={a.outcome === "ok" ? "" : "error-text"}>
+            {a.status} {a.outcome}
+          </td>
         </tr>
-      </thead>
-      <tbody>
-        {props.entries.map((a) => (
-          <tr key={a.id}>
-            <td data-label="When">
-              <Time iso={a.time} />
-            </td>
-            <td data-label="Who">{a.user}</td>
-            <td data-label="From">{a.via === "local" ? "this machine" : <code>{a.via}</code>}</td>
-            <td data-label="What">
-              {a.method} {a.path}
-            </td>
-            <td data-label="Outcome" class={a.outcome === "ok" ? "" : "error-text"}>
-              {a.status} {a.outcome}
-            </td>
-          </tr>
-        ))}
-      </tbody>
-    </table>
+      ))}
+    </ListTable>
   );
 }

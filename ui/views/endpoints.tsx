@@ -6,7 +6,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { meshPath, query } from "../api_client.ts";
 import type { EndpointRecord, Page } from "../api_types.ts";
-import { ErrorBox, OnlineBadge, Pager, Time } from "../components.tsx";
+import { ErrorBox, ListTable, OnlineBadge, Pager, Time } from "../components.tsx";
 import { usePoll } from "../poll.ts";
 import { hrefOf, navigate } from "../route.ts";
 
@@ -41,37 +41,25 @@ export function EndpointsView(
           <p class="empty">{q ? `No endpoint matches "${q}".` : "No endpoints yet."}</p>
         )}
         {data && data.items.length > 0 && (
-          <table class="list">
-            <thead>
-              <tr>
-                <th scope="col">Endpoint</th>
-                <th scope="col">State</th>
-                <th scope="col">User</th>
-                <th scope="col">Version</th>
-                <th scope="col">Services</th>
-                <th scope="col">Since</th>
+          <ListTable columns={["Endpoint", "State", "User", "Version", "Services", "Since"]}>
+            {data.items.map((e) => (
+              <tr key={e.id} data-endpoint={e.name}>
+                <td data-label="Endpoint">
+                  <a href={hrefOf({ view: "endpoint", mesh, ep: e.id, page: 1 })}>{e.name}</a>
+                  {e.id === props.self && <span class="muted aside">(this one)</span>}
+                </td>
+                <td data-label="State">
+                  <OnlineBadge online={e.online} />
+                </td>
+                <td data-label="User">{e.user}</td>
+                <td data-label="Version">{e.version}</td>
+                <td data-label="Services">{e.services.length}</td>
+                <td data-label="Since">
+                  <Time iso={e.since} />
+                </td>
               </tr>
-            </thead>
-            <tbody>
-              {data.items.map((e) => (
-                <tr key={e.id} data-endpoint={e.name}>
-                  <td data-label="Endpoint">
-                    <a href={hrefOf({ view: "endpoint", mesh, ep: e.id, page: 1 })}>{e.name}</a>
-                    {e.id === props.self && <span class="muted">(this one)</span>}
-                  </td>
-                  <td data-label="State">
-                    <OnlineBadge online={e.online} />
-                  </td>
-                  <td data-label="User">{e.user}</td>
-                  <td data-label="Version">{e.version}</td>
-                  <td data-label="Services">{e.services.length}</td>
-                  <td data-label="Since">
-                    <Time iso={e.since} />
-                  </td>
-                </tr>
-              ))}
-            </tbody>
-          </table>
+            ))}
+          </ListTable>
         )}
         {data && data.total > 0 && (
           <Pager
