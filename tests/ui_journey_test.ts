@@ -186,5 +186,19 @@ Deno.test("first run in the browser: join by upload, serve on B from A, map a po
   assert.match(logText, /root/);
   assert.match(logText, new RegExp(aId));
 
+  // Leaving asks first; Cancel keeps the mesh, confirming leaves it.
+  await goTo(page, "#/", /^Status$/);
+  await page.getByRole("button", { name: "Leave mesh…" }).click();
+  const confirm = page.getByRole("group", { name: `Confirm leaving mesh ${MESH}` });
+  await confirm.waitFor();
+  await screenshot(page, "leave-confirm");
+  await confirm.getByRole("button", { name: "Cancel" }).click();
+  await confirm.waitFor({ state: "detached" });
+  assert.equal((await api(a.url, "GET", "/api/meshes")).body.length, 1);
+  await page.getByRole("button", { name: "Leave mesh…" }).click();
+  await page.getByRole("button", { name: `Yes, leave ${MESH}` }).click();
+  await page.getByRole("heading", { name: "Welcome to ztm" }).waitFor();
+  assert.deepEqual((await api(a.url, "GET", "/api/meshes")).body, []);
+
   assert.deepEqual(b.unexpectedErrors([403]), []);
 });

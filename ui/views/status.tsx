@@ -3,7 +3,7 @@
  * since when, and the last error), this endpoint's identity in it, and
  * "Leave" behind a confirmation. With no mesh yet it shows the join form.
  */
-import { useState } from "preact/hooks";
+import { useEffect, useRef, useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
 import type { MeshSummary } from "../api_types.ts";
 import { ErrorBox, OnlineBadge, Time } from "../components.tsx";
@@ -111,6 +111,11 @@ function LeaveButton(props: { mesh: string }) {
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
+  const cancel = useRef<HTMLButtonElement>(null);
+  // Keyboard users land on the safe choice when the question appears.
+  useEffect(() => {
+    if (asking) cancel.current?.focus();
+  }, [asking]);
   if (!asking) {
     return (
       <button type="button" class="danger secondary" onClick={() => setAsking(true)}>
@@ -138,7 +143,9 @@ function LeaveButton(props: { mesh: string }) {
       <button type="button" class="danger" disabled={busy} onClick={leave}>
         Yes, leave {props.mesh}
       </button>
-      <button type="button" class="secondary" onClick={() => setAsking(false)}>Cancel</button>
+      <button ref={cancel} type="button" class="secondary" onClick={() => setAsking(false)}>
+        Cancel
+      </button>
       <ErrorBox message={error} />
     </div>
   );
