@@ -56,12 +56,12 @@ async function tourScreens(
   b: TestBrowser,
   agentUrl: string,
   viewport: { width: number; height: number },
-  screens: { name: string; hash: string; heading: RegExp }[],
+  screens: { name: string; hash: string; heading: RegExp; ready: string[] }[],
 ): Promise<void> {
   const page = await b.signIn(agentUrl, viewport);
   for (const s of screens) {
     await goTo(page, s.hash, s.heading);
-    await page.waitForLoadState("networkidle");
+    for (const selector of s.ready) await page.locator(selector).first().waitFor();
     await screenshot(page, s.name);
     assert.deepEqual(await layoutProblems(page), [], `${s.name} at ${viewport.width}px`);
   }
@@ -148,16 +148,32 @@ Deno.test("first run in the browser: join by upload, serve on B from A, map a po
 
   // Every screen, at both widths, with content in it.
   const screens = [
-    { name: "status", hash: "#/", heading: /^Status$/ },
-    { name: "endpoints", hash: `#/m/${MESH}/endpoints`, heading: /^Endpoints of/ },
+    { name: "status", hash: "#/", heading: /^Status$/, ready: ["[data-mesh]"] },
+    {
+      name: "endpoints",
+      hash: `#/m/${MESH}/endpoints`,
+      heading: /^Endpoints of/,
+      ready: ['tr[data-endpoint="bob-ep"]', 'tr[data-endpoint="root-ep"]'],
+    },
     {
       name: "endpoint-remote",
       hash: `#/m/${MESH}/endpoints/${bob.endpointId}`,
       heading: /^Endpoint bob-ep/,
+      ready: ['tr[data-service="web"]', "#ports .empty", "#log tbody tr"],
     },
-    { name: "endpoint-self", hash: `#/m/${MESH}/endpoints/${aId}`, heading: /^Endpoint root-ep/ },
-    { name: "services", hash: `#/m/${MESH}/services`, heading: /^Services of/ },
-    { name: "join", hash: "#/join", heading: /^Join a mesh$/ },
+    {
+      name: "endpoint-self",
+      hash: `#/m/${MESH}/endpoints/${aId}`,
+      heading: /^Endpoint root-ep/,
+      ready: ["#services .empty", `tr[data-port="${port}"]`, "#log tbody tr"],
+    },
+    {
+      name: "services",
+      hash: `#/m/${MESH}/services`,
+      heading: /^Services of/,
+      ready: ['li[data-service="web"]'],
+    },
+    { name: "join", hash: "#/join", heading: /^Join a mesh$/, ready: ["#join-mesh"] },
   ];
   await tourScreens(b, a.url, WIDE, screens);
   await tourScreens(b, a.url, NARROW, screens);

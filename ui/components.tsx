@@ -48,7 +48,7 @@ export function OnlineBadge(props: { online: boolean; onText?: string; offText?:
 export function Section(props: { title: string; children: ComponentChildren; id?: string }) {
   const headingId = `${props.id ?? slug(props.title)}-title`;
   return (
-    <section class="card" aria-labelledby={headingId}>
+    <section class="card" id={props.id} aria-labelledby={headingId}>
       <h2 id={headingId}>{props.title}</h2>
       {props.children}
     </section>

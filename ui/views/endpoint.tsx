@@ -70,6 +70,7 @@ export function EndpointView(props: { mesh: string; ep: string; page: number; se
       )}
       <Section title="Services" id="services">
         <ErrorBox message={services.error} />
+        {services.loading && <p class="muted">Loading…</p>}
         {services.data && (
           <ServiceTable mesh={mesh} ep={ep} services={services.data} onChange={changed} />
         )}
@@ -77,11 +78,13 @@ export function EndpointView(props: { mesh: string; ep: string; page: number; se
       </Section>
       <Section title="Port mappings" id="ports">
         <ErrorBox message={ports.error} />
+        {ports.loading && <p class="muted">Loading…</p>}
         {ports.data && <PortTable mesh={mesh} ep={ep} ports={ports.data} onChange={changed} />}
         <PortForm mesh={mesh} ep={ep} onChange={changed} />
       </Section>
       <Section title="Audit log" id="log">
         <ErrorBox message={log.error} />
+        {log.loading && !log.data && <p class="muted">Loading…</p>}
         {log.data && <AuditTable entries={log.data.items} />}
         {log.data && log.data.total > 0 && (
           <Pager
