@@ -59,6 +59,32 @@ Deno.test("bad files in the join form get a clear message and nothing is saved",
   await screenshot(page, "welcome");
   assert.deepEqual(await layoutProblems(page), []);
 
+  // Keyboard only: Tab reaches every control of the join form, in reading order.
+  const reached: string[] = [];
+  for (let i = 0; i < 30 && !reached.includes("join-submit"); i++) {
+    await page.keyboard.press("Tab");
+    reached.push(
+      await page.evaluate(() => {
+        const el = document.activeElement as HTMLElement | null;
+        if (el?.getAttribute("type") === "submit") return "join-submit";
+        return el?.id || el?.tagName.toLowerCase() || "";
+      }),
+    );
+  }
+  const controls = [
+    "join-mesh",
+    "join-endpoint",
+    "join-hubs",
+    "join-ca-file",
+    "join-ca-text",
+    "join-certificate-file",
+    "join-certificate-text",
+    "join-privateKey-file",
+    "join-privateKey-text",
+    "join-submit",
+  ];
+  assert.deepEqual(reached.filter((id) => controls.includes(id)), controls, reached.join(" "));
+
   // A key that belongs to another certificate: the agent refuses (400) and says why.
   await join(page, hub.address, { ...alice, privateKey: bob.privateKey });
   assert.match(await joinError(page), /Private key does not belong to certificate.*alice/);
