@@ -41,7 +41,7 @@ export function EndpointsView(
           <p class="empty">{q ? `No endpoint matches "${q}".` : "No endpoints yet."}</p>
         )}
         {data && data.items.length > 0 && (
-          <ListTable columns={["Endpoint", "State", "User", "Version", "Services", "Since"]}>
+          <ListTable columns={["Endpoint", "State", "User", "Version", "Services", "State since"]}>
             {data.items.map((e) => (
               <tr key={e.id} data-endpoint={e.name}>
                 <td data-label="Endpoint">
@@ -54,7 +54,7 @@ export function EndpointsView(
                 <td data-label="User">{e.user}</td>
                 <td data-label="Version">{e.version}</td>
                 <td data-label="Services">{e.services.length}</td>
-                <td data-label="Since">
+                <td data-label="State since">
                   <Time iso={e.since} />
                 </td>
               </tr>
