@@ -55,17 +55,22 @@ export function Section(props: { title: string; children: ComponentChildren; id?
   );
 }
 
-/** "1–50 of 2,000" with previous/next buttons; `page` counts from 1. */
+/**
+ * "1–50 of 2,000" with previous/next buttons, for the page that was answered
+ * (`offset` from the answer, so the numbers never run ahead of the rows shown);
+ * pages count from 1.
+ */
 export function Pager(
   props: {
-    page: number;
+    offset: number;
     size: number;
     total: number;
     onPage: (page: number) => void;
     what: string;
   },
 ) {
-  const { page, size, total } = props;
+  const { size, total } = props;
+  const page = Math.floor(props.offset / size) + 1;
   const pages = Math.max(1, Math.ceil(total / size));
   const first = total === 0 ? 0 : (page - 1) * size + 1;
   const last = Math.min(total, page * size);

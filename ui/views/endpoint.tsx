@@ -89,7 +89,7 @@ export function EndpointView(props: { mesh: string; ep: string; page: number; se
         {log.data && log.data.total > 0 && (
           <Pager
             what="Audit log"
-            page={props.page}
+            offset={log.data.offset}
             size={LOG_PAGE_SIZE}
             total={log.data.total}
             onPage={(page) => navigate({ view: "endpoint", mesh, ep, page }, true)}

@@ -64,7 +64,7 @@ export function EndpointsView(
         {data && data.total > 0 && (
           <Pager
             what="Endpoint"
-            page={page}
+            offset={data.offset}
             size={ENDPOINTS_PAGE_SIZE}
             total={data.total}
             onPage={(p) => go({ page: p })}

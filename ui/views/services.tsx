@@ -63,7 +63,7 @@ export function ServicesView(
         {data && data.total > 0 && (
           <Pager
             what="Service"
-            page={page}
+            offset={data.offset}
             size={SERVICES_PAGE_SIZE}
             total={data.total}
             onPage={(p) => go({ page: p })}
