@@ -12,9 +12,10 @@
  * const page = await b.signIn(agent.url, { width: 390, height: 844 });
  * ```
  */
+import { Buffer } from "node:buffer";
 import { join } from "node:path";
 import { type Browser, chromium, type Page } from "playwright-core";
-import { api, ROOT } from "./harness.ts";
+import { api, eventually, ROOT } from "./harness.ts";
 
 /** Where screenshots go (CI keeps `.ci/out/`). */
 export const SCREENSHOT_DIR = join(ROOT, ".ci", "out", "screenshots");
@@ -141,4 +142,38 @@ export function layoutProblems(page: Page): Promise<string[]> {
     }
     return problems;
   });
+}
+
+/** `text` as a file for `setInputFiles` (an upload from memory, named `name`). */
+export function upload(
+  name: string,
+  text: string,
+): { name: string; mimeType: string; buffer: Buffer } {
+  return { name, mimeType: "application/x-pem-file", buffer: Buffer.from(text) };
+}
+
+/**
+ * Fills the join form (mesh name, hub address, the three files picked as
+ * uploads named ca.crt, me.crt and me.key) and submits it once the form has
+ * read all three files into its text areas.
+ */
+export async function submitJoinForm(
+  page: Page,
+  mesh: string,
+  hub: string,
+  files: { ca: string; certificate: string; privateKey: string },
+): Promise<void> {
+  await page.getByLabel("Mesh name").fill(mesh);
+  await page.getByLabel("Hub addresses").fill(hub);
+  await page.locator("#join-ca-file").setInputFiles(upload("ca.crt", files.ca));
+  await page.locator("#join-certificate-file").setInputFiles(upload("me.crt", files.certificate));
+  await page.locator("#join-privateKey-file").setInputFiles(upload("me.key", files.privateKey));
+  for (const slot of ["ca", "certificate", "privateKey"] as const) {
+    await eventually(
+      async () => (await page.locator(`#join-${slot}-text`).inputValue()) === files[slot],
+      5_000,
+      `the ${slot} file read into the form`,
+    );
+  }
+  await page.getByRole("button", { name: "Join mesh" }).click();
 }

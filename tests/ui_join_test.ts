@@ -4,40 +4,19 @@
  * clear message on the page, and the agent saves nothing. Also the signed-out
  * page and a spent login link, as a browser sees them.
  */
-import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
-import { api, eventually, Harness, issueUser } from "./harness.ts";
+import { api, Harness, issueUser } from "./harness.ts";
 import { MESH } from "./mesh_fixture.ts";
 import { newCa, newLeaf } from "./test_pki.ts";
-import { layoutProblems, NARROW, openBrowser, screenshot, WIDE } from "./ui_browser.ts";
+import {
+  layoutProblems,
+  NARROW,
+  openBrowser,
+  screenshot,
+  submitJoinForm,
+  WIDE,
+} from "./ui_browser.ts";
 import type { Page } from "playwright-core";
-
-function upload(name: string, text: string) {
-  return { name, mimeType: "application/x-pem-file", buffer: Buffer.from(text) };
-}
-
-/** Fills the join form with the three texts (as picked files) and submits it. */
-async function join(
-  page: Page,
-  hub: string,
-  files: { ca: string; certificate: string; privateKey: string },
-): Promise<void> {
-  await page.getByLabel("Mesh name").fill(MESH);
-  await page.getByLabel("Hub addresses").fill(hub);
-  await page.locator("#join-ca-file").setInputFiles(upload("ca.crt", files.ca));
-  await page.locator("#join-certificate-file").setInputFiles(upload("me.crt", files.certificate));
-  await page.locator("#join-privateKey-file").setInputFiles(upload("me.key", files.privateKey));
-  // The form reads picked files into its text areas; submit once all three are in.
-  for (const slot of ["ca", "certificate", "privateKey"] as const) {
-    const text = files[slot];
-    await eventually(
-      async () => (await page.locator(`#join-${slot}-text`).inputValue()) === text,
-      5_000,
-      `the ${slot} file read into the form`,
-    );
-  }
-  await page.getByRole("button", { name: "Join mesh" }).click();
-}
 
 /** The join form's error box text once it shows. */
 async function joinError(page: Page): Promise<string> {
@@ -86,7 +65,7 @@ Deno.test("bad files in the join form get a clear message and nothing is saved",
   assert.deepEqual(reached.filter((id) => controls.includes(id)), controls, reached.join(" "));
 
   // A key that belongs to another certificate: the agent refuses (400) and says why.
-  await join(page, hub.address, { ...alice, privateKey: bob.privateKey });
+  await submitJoinForm(page, MESH, hub.address, { ...alice, privateKey: bob.privateKey });
   assert.match(await joinError(page), /Private key does not belong to certificate.*alice/);
   assert.match(await joinError(page), /Nothing was saved/);
   await screenshot(page, "join-bad-key");
@@ -96,13 +75,13 @@ Deno.test("bad files in the join form get a clear message and nothing is saved",
   // A certificate from another CA.
   const otherCa = await newCa();
   const stranger = await newLeaf(otherCa, { name: "alice" });
-  await join(page, hub.address, { ca: alice.ca, ...stranger });
+  await submitJoinForm(page, MESH, hub.address, { ca: alice.ca, ...stranger });
   assert.match(await joinError(page), /was not issued by the CA/);
   assert.deepEqual((await api(agent.url, "GET", "/api/meshes")).body, []);
 
   // Garbage as the key: the form says so before sending anything.
   const before = (await api(agent.url, "GET", "/api/meshes")).body;
-  await join(page, hub.address, { ...alice, privateKey: "this is not a key\n" });
+  await submitJoinForm(page, MESH, hub.address, { ...alice, privateKey: "this is not a key\n" });
   await page.getByText("me.key is not a PEM private key").waitFor();
   assert.match(await joinError(page), /Some fields need attention; nothing was saved/);
   assert.deepEqual((await api(agent.url, "GET", "/api/meshes")).body, before);

@@ -7,7 +7,6 @@
  * then deletes both from the page. On the way it photographs every screen at
  * 1280 and 390 px and checks their layout.
  */
-import { Buffer } from "node:buffer";
 import assert from "node:assert/strict";
 import { api, eventually, Harness, issueUser } from "./harness.ts";
 import { endpointPath, MESH, startJoinedAgent } from "./mesh_fixture.ts";
@@ -18,6 +17,7 @@ import {
   NARROW,
   openBrowser,
   screenshot,
+  submitJoinForm,
   type TestBrowser,
   WIDE,
 } from "./ui_browser.ts";
@@ -34,11 +34,6 @@ function startWebServer() {
     port: server.addr.port,
     [Symbol.asyncDispose]: () => server.shutdown(),
   };
-}
-
-/** `file` as Playwright's in-memory upload. */
-function upload(name: string, text: string) {
-  return { name, mimeType: "application/x-pem-file", buffer: Buffer.from(text) };
 }
 
 /** GETs `http://127.0.0.1:port/`; the body, or undefined when nothing answers. */
@@ -84,19 +79,8 @@ Deno.test("first run in the browser: join by upload, serve on B from A, map a po
   await screenshot(page, "welcome");
   assert.deepEqual(await layoutProblems(page), []);
 
-  await page.getByLabel("Mesh name").fill(MESH);
   await page.getByLabel("Endpoint name").fill("root-ep");
-  await page.getByLabel("Hub addresses").fill(hub.address);
-  await page.locator("#join-ca-file").setInputFiles(upload("ca.crt", root.ca));
-  await page.locator("#join-certificate-file").setInputFiles(upload("root.crt", root.certificate));
-  await page.locator("#join-privateKey-file").setInputFiles(upload("root.key", root.privateKey));
-  // The picked files fill the text areas, so the user sees what will be sent.
-  await eventually(
-    async () => (await page.locator("#join-privateKey-text").inputValue()).includes("PRIVATE KEY"),
-    5_000,
-    "the key file read into the form",
-  );
-  await page.getByRole("button", { name: "Join mesh" }).click();
+  await submitJoinForm(page, MESH, hub.address, root);
 
   // Both endpoints online, without a reload.
   await page.getByRole("heading", { name: `Endpoints of ${MESH}` }).waitFor();
