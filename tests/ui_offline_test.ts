@@ -1,7 +1,8 @@
 /**
  * Live updates: an endpoint whose agent stops is shown offline on the
  * endpoints screen without a reload, and the status screen shows the hub link
- * going down with its last error when the hub stops.
+ * going down with its last error when the hub stops, while this endpoint's
+ * own page keeps working (its lists are local) and asks the hub for nothing.
  */
 import assert from "node:assert/strict";
 import { Harness } from "./harness.ts";
@@ -36,6 +37,13 @@ Deno.test("an endpoint whose agent stops shows offline without a reload; a lost 
   assert.ok((await lastError.innerText()).trim().length > 0);
   await screenshot(page, "status-hub-down");
   assert.equal(await page.evaluate(() => (globalThis as Record<string, unknown>).stayed), true);
+
+  // This endpoint's own page still works without the hub, and says what is wrong.
+  await goTo(page, `#/m/${MESH}/endpoints/${root.endpointId}`, /^Endpoint root-ep/);
+  await page.getByText(`Hub link of ${MESH} is down.`).waitFor();
+  await page.locator("#services .empty").waitFor();
+  await page.locator("#log .empty").waitFor();
+  await screenshot(page, "endpoint-hub-down");
 
   assert.deepEqual(b.unexpectedErrors(), []);
 });

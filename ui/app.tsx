@@ -97,7 +97,7 @@ function HubBanner(props: { mesh: MeshSummary }) {
   return (
     <div class="error" role="alert">
       <strong>Hub link of {props.mesh.name} is down.</strong>{" "}
-      {s?.lastError ? `Last error: ${s.lastError}` : "The agent is trying to reach the hub."}{" "}
+      {s?.lastError ? `Last error: ${s.lastError}.` : "The agent is trying to reach the hub."}{" "}
       Lists below may be stale or fail until it is back (see <a href="#/">Status</a>).
     </div>
   );
@@ -129,7 +129,16 @@ function Screen(props: { r: Route; props: DashboardProps; current?: MeshSummary 
         />
       );
     case "endpoint":
-      return <EndpointView mesh={r.mesh} ep={r.ep} page={r.page} self={self} />;
+      return (
+        <EndpointView
+          mesh={r.mesh}
+          ep={r.ep}
+          page={r.page}
+          self={self}
+          selfName={current.endpoint.name}
+          connected={connected}
+        />
+      );
     case "services":
       return <ServicesView mesh={r.mesh} q={r.q} page={r.page} self={self} connected={connected} />;
   }

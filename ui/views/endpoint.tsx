@@ -16,19 +16,39 @@ import { navigate } from "../route.ts";
 export const LOG_PAGE_SIZE = 20;
 
 /** The endpoint screen. */
-export function EndpointView(props: { mesh: string; ep: string; page: number; self?: string }) {
+export function EndpointView(
+  props: {
+    mesh: string;
+    ep: string;
+    page: number;
+    self?: string;
+    selfName?: string;
+    connected: boolean;
+  },
+) {
   const { mesh, ep } = props;
-  const record = usePoll<EndpointRecord>(meshPath(mesh, "endpoints", ep));
-  const services = usePoll<LocalService[]>(meshPath(mesh, "endpoints", ep, "services"));
-  const ports = usePoll<PortMapping[]>(meshPath(mesh, "endpoints", ep, "ports"));
+  // The hub's record needs the hub link; this endpoint's own lists do not, another's do.
+  const local = ep === props.self;
+  const ifReachable = (path: string, needsHub: boolean) =>
+    props.connected || !needsHub ? path : null;
+  const record = usePoll<EndpointRecord>(ifReachable(meshPath(mesh, "endpoints", ep), true));
+  const services = usePoll<LocalService[]>(
+    ifReachable(meshPath(mesh, "endpoints", ep, "services"), !local),
+  );
+  const ports = usePoll<PortMapping[]>(
+    ifReachable(meshPath(mesh, "endpoints", ep, "ports"), !local),
+  );
   const log = usePoll<Page<AuditEntry>>(
-    meshPath(mesh, "endpoints", ep, "log") +
-      query({ offset: (props.page - 1) * LOG_PAGE_SIZE, limit: LOG_PAGE_SIZE }),
+    ifReachable(
+      meshPath(mesh, "endpoints", ep, "log") +
+        query({ offset: (props.page - 1) * LOG_PAGE_SIZE, limit: LOG_PAGE_SIZE }),
+      !local,
+    ),
     undefined,
     true,
   );
   const e = record.data;
-  const isSelf = e ? e.id === props.self : ep === props.self;
+  const isSelf = e ? e.id === props.self : local;
   const changed = () => {
     services.reload();
     ports.reload();
@@ -37,7 +57,7 @@ export function EndpointView(props: { mesh: string; ep: string; page: number; se
   return (
     <>
       <h1>
-        Endpoint {e?.name ?? ep}
+        Endpoint {e?.name ?? (local ? props.selfName : ep)}
         {isSelf && <span class="muted aside">(this one)</span>}
       </h1>
       <ErrorBox message={record.error} />
