@@ -24,6 +24,7 @@ import {
 import { commonNameOf, parseCertificate, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import { ApiAccess } from "./access.ts";
+import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
 import { checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
@@ -50,11 +51,9 @@ export interface AgentAppOptions {
   access: ApiAccess;
   /** Endpoint name for joins that do not give `agent.name`; defaults to the host name. */
   endpointName?: string;
+  /** The API token's file, named on the dashboard's sign-in page. */
+  tokenFile?: string;
 }
-
-const LANDING_PAGE = `<!doctype html><meta charset="utf-8"><title>ztm agent</title>
-<h1>ztm agent</h1><p>You are signed in. The dashboard arrives with the web UI; the API answers under
-<code>/api/</code>.</p>`;
 
 /**
  * Builds the agent's API app. The app throws `ZtmError`s for refusals (render
@@ -84,6 +83,11 @@ export function createAgentApp(opts: AgentAppOptions): App {
   const attach = (name: string, runtime: MeshRuntime) =>
     runtime.setManageHandler(remote.handler(() => meshOf(name), () => runtimeOf(name)));
   for (const [name, runtime] of runtimes) attach(name, runtime);
+  const dashboard = new DashboardPages({
+    meshes: () => store.listMeshes().map((m) => meshSummary(m, runtimes.get(m.name))),
+    endpointName: opts.endpointName,
+    tokenFile: opts.tokenFile,
+  });
 
   const endpointRoute = (
     method: string,
@@ -280,37 +284,27 @@ export function createAgentApp(opts: AgentAppOptions): App {
   return async (req) => {
     checkHostAndOrigin(req, true);
     const url = new URL(req.url);
-    if (url.pathname === "/login" && req.method === "GET") return login(url);
+    const asset = await dashboard.asset(req);
+    if (asset) return asset;
+    if (url.pathname === "/login" && req.method === "GET") return await login(req, url);
     if (!access.authorized(req)) {
-      if (url.pathname === "/") {
-        return new Response(
-          "<!doctype html><meta charset=utf-8><title>ztm agent</title><h1>ztm agent</h1>" +
-            "<p>Open the login URL the agent printed when it started (or run <code>ztm dashboard</code>).</p>",
-          { status: 401, headers: { "content-type": "text/html; charset=utf-8" } },
-        );
+      if (url.pathname === "/" && req.method === "GET") {
+        return await dashboard.signedOut(req, false);
       }
       throw new Unauthorized(
         "token_required",
         "Send the agent's API token as Authorization: Bearer <token>",
       );
     }
-    if (url.pathname === "/" && req.method === "GET") {
-      return new Response(LANDING_PAGE, {
-        headers: { "content-type": "text/html; charset=utf-8" },
-      });
-    }
+    if (url.pathname === "/" && req.method === "GET") return await dashboard.app();
     return await router(req);
   };
 
-  function login(url: URL): Response {
+  async function login(req: Request, url: URL): Promise<Response> {
     const session = access.redeem(url.searchParams.get("code") ?? "");
     if (!session) {
       log.warn("login refused: unknown, used or expired code");
-      return new Response(
-        "<!doctype html><meta charset=utf-8><title>ztm agent</title><h1>This login link does not work</h1>" +
-          "<p>It was already used or has expired. Ask the agent for a new one (<code>ztm dashboard</code>).</p>",
-        { status: 401, headers: { "content-type": "text/html; charset=utf-8" } },
-      );
+      return await dashboard.signedOut(req, true);
     }
     log.info("dashboard login");
     return new Response(null, {

@@ -74,6 +74,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     log,
     access,
     endpointName: config.endpointName,
+    tokenFile,
   });
   const server = serveHttp({ listen: config.listen, app, log });
   return {

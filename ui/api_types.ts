@@ -1,0 +1,60 @@
+/**
+ * The agent API's JSON as the dashboard reads it. Hub-side shapes come from
+ * the wire contract; the agent-side ones are restated here because the UI
+ * package must not import the agent (the agent serves the UI).
+ */
+export type { EndpointRecord, MeshService, Page } from "@ztm/shared/protocol";
+
+/** `GET /api/meshes` row. */
+export interface MeshSummary {
+  name: string;
+  endpoint: { id: string; name: string };
+  user: string;
+  bootstraps: string[];
+  joinedAt: string;
+  certificate: { serial: string; notAfter: string };
+  /** Null while the mesh is joined but not running. */
+  status: {
+    connected: boolean;
+    hub: string | null;
+    lastError: string | null;
+    since: string;
+  } | null;
+}
+
+/** A service an endpoint provides (`GET …/endpoints/{ep}/services`). */
+export interface LocalService {
+  proto: string;
+  name: string;
+  host: string;
+  port: number;
+  users: string[];
+}
+
+/** A port mapping of an endpoint (`GET …/endpoints/{ep}/ports`). */
+export interface PortMapping {
+  ip: string;
+  proto: string;
+  port: number;
+  target: { service: string; user?: string; endpoint?: string };
+}
+
+/** One audit log entry (`GET …/endpoints/{ep}/log`). */
+export interface AuditEntry {
+  id: number;
+  time: string;
+  user: string;
+  via: string;
+  method: string;
+  path: string;
+  status: number;
+  outcome: string;
+}
+
+/** What the server hands the dashboard island when it renders the page. */
+export interface DashboardProps {
+  meshes: MeshSummary[];
+  /** Endpoint name a join uses when none is given (the host name). */
+  defaultEndpointName: string;
+  version: string;
+}

@@ -1,0 +1,152 @@
+/**
+ * Status: each joined mesh with its hub link (connected or not, to which hub,
+ * since when, and the last error), this endpoint's identity in it, and
+ * "Leave" behind a confirmation. With no mesh yet it shows the join form.
+ */
+import { useEffect, useRef, useState } from "preact/hooks";
+import { callApi, meshPath } from "../api_client.ts";
+import type { MeshSummary } from "../api_types.ts";
+import { ErrorBox, OnlineBadge, Time } from "../components.tsx";
+import { meshes, refreshMeshes } from "../meshes.ts";
+import { hrefOf } from "../route.ts";
+import { JoinForm } from "./join.tsx";
+
+/** The status screen. */
+export function StatusView(props: { defaultEndpointName: string }) {
+  const list = meshes.value;
+  if (list.length === 0) {
+    return (
+      <>
+        <section class="card intro">
+          <h1>Welcome to ztm</h1>
+          <p>
+            This agent is not in a mesh yet. Join one with the three files your mesh's administrator
+            gave you: the CA certificate, your user certificate and its private key.
+          </p>
+        </section>
+        <JoinForm defaultEndpointName={props.defaultEndpointName} />
+      </>
+    );
+  }
+  return (
+    <>
+      <h1>Status</h1>
+      {list.map((m) => <MeshCard key={m.name} mesh={m} />)}
+      <p>
+        <a class="button secondary" href={hrefOf({ view: "join" })}>Join another mesh</a>
+      </p>
+    </>
+  );
+}
+
+function MeshCard(props: { mesh: MeshSummary }) {
+  const m = props.mesh;
+  const s = m.status;
+  const headingId = `mesh-${m.name}-title`;
+  return (
+    <section class="card mesh" aria-labelledby={headingId} data-mesh={m.name}>
+      <div class="card-head">
+        <h2 id={headingId}>Mesh {m.name}</h2>
+        <OnlineBadge
+          online={s?.connected === true}
+          onText="hub connected"
+          offText={s ? "hub not connected" : "not running"}
+        />
+      </div>
+      <dl class="facts">
+        <dt>Hub</dt>
+        <dd>
+          {s?.hub ?? m.bootstraps.join(", ")}
+          {s && (
+            <span class="muted">
+              &nbsp;· {s.connected ? "connected" : "down"} since <Time iso={s.since} />
+            </span>
+          )}
+        </dd>
+        {s?.lastError && (
+          <>
+            <dt>Last error</dt>
+            <dd class="error-text" data-testid="last-error">{s.lastError}</dd>
+          </>
+        )}
+        {!s && (
+          <>
+            <dt>Problem</dt>
+            <dd class="error-text">
+              The mesh is joined but did not start; the agent's log says why.
+            </dd>
+          </>
+        )}
+        <dt>This endpoint</dt>
+        <dd>
+          {m.endpoint.name} <code class="muted">{m.endpoint.id}</code>
+        </dd>
+        <dt>User</dt>
+        <dd>{m.user}</dd>
+        <dt>Certificate valid until</dt>
+        <dd>
+          <Time iso={m.certificate.notAfter} />
+        </dd>
+      </dl>
+      <div class="actions">
+        <a class="button" href={hrefOf({ view: "endpoints", mesh: m.name, q: "", page: 1 })}>
+          Endpoints
+        </a>
+        <a class="button" href={hrefOf({ view: "services", mesh: m.name, q: "", page: 1 })}>
+          Services
+        </a>
+        <a
+          class="button"
+          href={hrefOf({ view: "endpoint", mesh: m.name, ep: m.endpoint.id, page: 1 })}
+        >
+          This endpoint
+        </a>
+        <LeaveButton mesh={m.name} />
+      </div>
+    </section>
+  );
+}
+
+function LeaveButton(props: { mesh: string }) {
+  const [asking, setAsking] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const cancel = useRef<HTMLButtonElement>(null);
+  // Keyboard users land on the safe choice when the question appears.
+  useEffect(() => {
+    if (asking) cancel.current?.focus();
+  }, [asking]);
+  if (!asking) {
+    return (
+      <button type="button" class="danger secondary" onClick={() => setAsking(true)}>
+        Leave mesh…
+      </button>
+    );
+  }
+  const leave = async () => {
+    setBusy(true);
+    const res = await callApi("DELETE", meshPath(props.mesh));
+    setBusy(false);
+    if (!res.ok) {
+      setError(res.message);
+      return;
+    }
+    await refreshMeshes();
+  };
+  return (
+    <div class="confirm" role="group" aria-label={`Confirm leaving mesh ${props.mesh}`}>
+      <p>
+        Leave{" "}
+        <strong>{props.mesh}</strong>? This endpoint's services and port mappings in it stop, and
+        its certificate and key are deleted from this agent.
+      </p>
+      <button type="button" class="danger" disabled={busy} onClick={leave}>
+        Yes, leave {props.mesh}
+      </button>
+      <button ref={cancel} type="button" class="secondary" onClick={() => setAsking(false)}>
+        Cancel
+      </button>
+      <ErrorBox message={error} />
+    </div>
+  );
+}
