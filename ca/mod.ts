@@ -82,3 +82,6 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
     },
   };
 }
+
+// `deno run -A jsr:@ztm/ca` runs the component, as `ztm ca` does.
+if (import.meta.main) await (await import("./main.ts")).main(Deno.args);
