@@ -48,12 +48,14 @@ export const GET: Command = {
   },
   async run(flags) {
     const kind = flags.arg("KIND")!;
+    if (!(KINDS as readonly string[]).includes(kind)) {
+      throw new UsageError(`Unknown KIND "${kind}": use ${KINDS.join(", ")}`);
+    }
     const client = connect(flags);
     if (kind === "meshes") return show(flags, await client.meshes(), meshTable);
     if (kind === "endpoints") return await getEndpoints(client, flags);
     if (kind === "services") return await getServices(client, flags);
-    if (kind === "ports") return await getPorts(client, flags);
-    throw new UsageError(`Unknown KIND "${kind}": use ${KINDS.join(", ")}`);
+    return await getPorts(client, flags);
   },
 };
 

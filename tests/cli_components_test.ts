@@ -1,0 +1,66 @@
+/**
+ * `ztm ca|hub|agent|start` run the components as their own entry points do:
+ * the quick-start test runs a CA, a hub and agents this way; here, stopping
+ * `ztm hub` stops the hub, and `ztm start` serves an agent that `ztm status`
+ * finds without any flag.
+ */
+import { join } from "node:path";
+import { assert, assertEquals } from "./assert.ts";
+import { ztm } from "./cli_helpers.ts";
+import { eventually, Harness } from "./harness.ts";
+
+Deno.test("ztm hub passes SIGTERM on: the hub stops, its port closes, and ztm exits 0", async () => {
+  await using h = new Harness();
+  const ca = await h.startCa();
+  const hub = await h.spawnService("hub", "cli/main.ts", [
+    "hub",
+    `--ca=127.0.0.1:${ca.port}`,
+    "--listen=127.0.0.1:0",
+    "--data-listen=off",
+    `--data-dir=${await h.tempDir("ztm-cli-hub-")}`,
+    `--ca-token-file=${ca.database}.token`,
+  ]);
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: hub.port });
+  conn.close();
+  const status = await hub.stop();
+  assertEquals(status.code, 0, hub.tail());
+  assert(hub.logs.some((l) => l.msg === "stopping"), "the hub itself stopped");
+  await eventually(
+    () =>
+      Deno.connect({ hostname: "127.0.0.1", port: hub.port }).then(
+        (c) => (c.close(), false),
+        () => true,
+      ),
+    5_000,
+    "the hub's port closes",
+  );
+});
+
+Deno.test("ztm start runs everything, and ztm status finds its agent's token under ~/.ztm", async () => {
+  await using h = new Harness();
+  const home = await h.tempDir("ztm-cli-home-");
+  const start = h.spawn("start", "cli/main.ts", [
+    "start",
+    `--data-dir=${join(home, ".ztm")}`,
+    "--ca-listen=127.0.0.1:0",
+    "--hub-listen=127.0.0.1:0",
+    "--data-listen=127.0.0.1:0",
+    "--agent-listen=127.0.0.1:0",
+  ]);
+  const banner = await eventually(
+    () => start.raw.find((l) => l.includes("agent API")),
+    20_000,
+    "the banner",
+  );
+  const agent = /http:\/\/([\d.]+:\d+)/.exec(banner)![1];
+  const status = await eventually(
+    async () => {
+      const out = await ztm(["status", `--agent=${agent}`], { home });
+      assertEquals(out.code, 0, out.stderr);
+      return /^local\s+root\s+\S+\s+connected\s/m.test(out.stdout) ? out.stdout : undefined;
+    },
+    15_000,
+    "ztm status shows the local mesh connected",
+  );
+  assert(status.startsWith(`agent http://${agent}: 1 mesh\n`), status);
+});
