@@ -14,6 +14,8 @@
  *
  * @module
  */
+import { resolve } from "node:path";
+import { fileURLToPath } from "node:url";
 import { ZtmError } from "@ztm/shared/errors";
 import { type CommandSpec, parseCommandLine, usage, UsageError } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
@@ -76,8 +78,21 @@ function usageError(message: string, text: string): never {
   Deno.exit(2);
 }
 
+/**
+ * `deno task ztm` runs in the project's directory (Deno's rule for tasks) and
+ * names the caller's directory in `INIT_CWD`: go back there, so that file
+ * names on the command line (`--ca=ca.crt`, `--dir=.`) mean what they say.
+ */
+function enterCallerDirectory(): void {
+  const caller = Deno.env.get("INIT_CWD");
+  if (!caller || !import.meta.url.startsWith("file:")) return;
+  const root = fileURLToPath(new URL("..", import.meta.url));
+  if (resolve(Deno.cwd()) === resolve(root)) Deno.chdir(caller);
+}
+
 /** Runs `ztm` with `args`; exits with 0, 1 or 2. */
 export async function main(args: string[]): Promise<void> {
+  enterCallerDirectory();
   const [word, ...rest] = args;
   if (word === undefined) usageError("a command is required", overview());
   if (word === "--help" || word === "-h" || word === "help") {

@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
 import { ztm } from "./cli_helpers.ts";
-import { eventually, Harness } from "./harness.ts";
+import { eventually, Harness, ROOT } from "./harness.ts";
 
 Deno.test("ztm hub passes SIGTERM on: the hub stops, its port closes, and ztm exits 0", async () => {
   await using h = new Harness();
@@ -63,4 +63,34 @@ Deno.test("ztm start runs everything, and ztm status finds its agent's token und
     "ztm status shows the local mesh connected",
   );
   assert(status.startsWith(`agent http://${agent}: 1 mesh\n`), status);
+});
+
+Deno.test("deno task ztm works in the caller's directory: files land where it was run", async () => {
+  await using h = new Harness();
+  const ca = await h.startCa();
+  const here = await h.tempDir("ztm-cli-cwd-");
+  const env = Deno.env.toObject();
+  delete env.INIT_CWD; // as in a shell; deno task sets it to the caller's directory
+  const out = await new Deno.Command(Deno.execPath(), {
+    args: [
+      "task",
+      `--config=${join(ROOT, "deno.json")}`,
+      "ztm",
+      "cert",
+      "new",
+      "carol",
+      `--ca-url=${ca.url}`,
+    ],
+    cwd: here,
+    clearEnv: true,
+    env,
+  }).output();
+  const stdout = new TextDecoder().decode(out.stdout);
+  assertEquals(out.code, 0, new TextDecoder().decode(out.stderr));
+  assert(stdout.includes("Wrote carol.key (0600), carol.crt and ca.crt"), stdout);
+  assertEquals([...Deno.readDirSync(here)].map((e) => e.name).sort(), [
+    "ca.crt",
+    "carol.crt",
+    "carol.key",
+  ]);
 });
