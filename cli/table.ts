@@ -15,6 +15,10 @@ export function formatTable(headers: string[], rows: string[][], empty: string):
 /** A note under a page of a longer list, or "" when the page shows everything. */
 export function pageNote(page: { total: number; offset: number; items: unknown[] }): string {
   if (page.offset === 0 && page.items.length >= page.total) return "";
-  const first = page.items.length ? page.offset + 1 : page.offset;
-  return `(${first}–${page.offset + page.items.length} of ${page.total}; see --offset and --limit)`;
+  if (page.items.length === 0) {
+    return `(nothing from --offset=${page.offset}; ${page.total} in all)`;
+  }
+  return `(${page.offset + 1}–${
+    page.offset + page.items.length
+  } of ${page.total}; see --offset and --limit)`;
 }

@@ -98,3 +98,51 @@ Deno.test("a separate Deno script imports the client, joins a mesh and maps a po
   assertEquals(ports.body, [result.mapping]);
   assert(!out.stderr.includes("error"), out.stderr);
 });
+
+/** The script of the README's "Scripting with the typed client", with its addresses replaced. */
+function readmeScript(replacements: [string, string][]): string {
+  const readme = Deno.readTextFileSync(join(ROOT, "README.md"));
+  const section = readme.slice(readme.indexOf("## Scripting with the typed client"));
+  let script = /```ts\n([\s\S]*?)```/.exec(section)![1];
+  for (const [from, to] of replacements) {
+    assert(script.includes(from), `the README script has ${from}`);
+    script = script.replaceAll(from, to);
+  }
+  return script;
+}
+
+Deno.test("the README's client script joins a mesh and maps a port that carries data", async () => {
+  await using h = new Harness();
+  const m = await startMeshOf(h, ["bob"]);
+  await using sshd = await startEchoServer();
+  await addService(m.agents.bob, "ssh", sshd.port, ["alice"]);
+  const agent = await h.startAgent({ name: "agent-alice" });
+  const alice = await issueUser(m.ca.url, "alice");
+  const project = await h.tempDir("ztm-cli-script-");
+  Deno.writeTextFileSync(join(project, "ca.crt"), alice.ca);
+  Deno.writeTextFileSync(join(project, "alice.crt"), alice.certificate);
+  Deno.writeTextFileSync(join(project, "alice.key"), alice.privateKey, { mode: 0o600 });
+  Deno.writeTextFileSync(
+    join(project, "deno.json"),
+    JSON.stringify({
+      imports: { "@ztm/agent": "jsr:@ztm/agent@^0.1.0", "@ztm/shared": "jsr:@ztm/shared@^0.1.0" },
+      links: [join(ROOT, "agent"), join(ROOT, "shared")],
+    }),
+  );
+  const port = await freePort();
+  Deno.writeTextFileSync(
+    join(project, "script.ts"),
+    readmeScript([
+      ['"127.0.0.1:7777"', JSON.stringify(agent.url)],
+      ["`${home}/ztm.db.token`", JSON.stringify(`${agent.database}.token`)],
+      ['"hub.example.com:8888"', JSON.stringify(m.hub.address)],
+      ["port: 2222", `port: ${port}`],
+    ]),
+  );
+  const out = await run(Deno.execPath(), ["run", "--allow-all", "script.ts"], { cwd: project });
+  assertEquals(JSON.parse(out.stdout), [
+    { ip: "127.0.0.1", proto: "tcp", port, target: { service: "ssh" } },
+  ]);
+  await echoRoundTrip(port);
+  assertEquals(sshd.accepted, 1);
+});

@@ -180,6 +180,15 @@ Deno.test("ztm exits 1 with the API's message when the agent or the CA refuses",
     `${join(dir, "bob.crt")} already exists; move it away or choose another --dir`,
   );
   assertEquals(Deno.readTextFileSync(join(dir, "bob.crt")), bob.certificate, "kept as it was");
+  const otherCa = await h.tempDir("ztm-cli-other-");
+  Deno.writeTextFileSync(join(otherCa, "ca.crt"), (await issueUser(m.ca.url, "dave")).certificate);
+  await refused(
+    ["cert", "new", "erin", caFlag, `--dir=${otherCa}`],
+    `${join(otherCa, "ca.crt")} holds another CA's certificate; choose another --dir`,
+  );
+  const erin = await fetch(`${m.ca.url}/api/certificates/erin`);
+  await erin.body?.cancel();
+  assertEquals(erin.status, 404, "no certificate was issued for erin");
   await refused(["cert", "revoke", "nobody", caFlag], 'Unknown certificate "nobody"');
 });
 
