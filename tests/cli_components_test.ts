@@ -20,7 +20,11 @@ Deno.test("ztm hub passes SIGTERM on: the hub stops, its port closes, and ztm ex
     `--data-dir=${await h.tempDir("ztm-cli-hub-")}`,
     `--ca-token-file=${ca.database}.token`,
   ]);
-  const conn = await Deno.connect({ hostname: "127.0.0.1", port: hub.port });
+  // A TLS handshake needs the hub's event loop, so the hub is past its start (and has its
+  // signal handlers) once this completes; a signal before then ends any hub process at once.
+  const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
+  const conn = await Deno.connectTls({ hostname: "127.0.0.1", port: hub.port, caCerts: [caPem] });
+  await conn.handshake();
   conn.close();
   const status = await hub.stop();
   assertEquals(status.code, 0, hub.tail());
