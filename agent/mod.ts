@@ -99,5 +99,6 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   };
 }
 
-// `deno run -A jsr:@ztm/agent` runs the component, as `ztm agent` does.
-if (import.meta.main) await (await import("./main.ts")).main(Deno.args);
+// `deno run -A jsr:@ztm/agent` runs the component, as `ztm agent` does. Not awaited here: main.ts
+// imports this module, which must finish loading first.
+if (import.meta.main) import("./main.ts").then((entry) => entry.main(Deno.args));

@@ -83,5 +83,6 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
   };
 }
 
-// `deno run -A jsr:@ztm/ca` runs the component, as `ztm ca` does.
-if (import.meta.main) await (await import("./main.ts")).main(Deno.args);
+// `deno run -A jsr:@ztm/ca` runs the component, as `ztm ca` does. Not awaited here: main.ts
+// imports this module, which must finish loading first.
+if (import.meta.main) import("./main.ts").then((entry) => entry.main(Deno.args));

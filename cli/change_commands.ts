@@ -91,7 +91,9 @@ export const CREATE_SERVICE: Command = {
       `Service ${created.proto}/${created.name} → ${
         formatHostPort({ hostname: created.host, port: created.port })
       } on endpoint ${endpointText(flags, mesh.endpoint.name)} of mesh "${mesh.name}", for ${
-        ["its user", "root", ...created.users].join(", ")
+        created.users.includes("*")
+          ? "every member"
+          : ["the endpoint's user", "root", ...created.users].join(", ")
       }`,
     );
   },

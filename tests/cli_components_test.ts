@@ -7,7 +7,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
 import { ztm } from "./cli_helpers.ts";
-import { eventually, Harness, ROOT } from "./harness.ts";
+import { eventually, Harness, ROOT, run } from "./harness.ts";
 
 Deno.test("ztm hub passes SIGTERM on: the hub stops, its port closes, and ztm exits 0", async () => {
   await using h = new Harness();
@@ -97,4 +97,13 @@ Deno.test("deno task ztm works in the caller's directory: files land where it wa
     "carol.crt",
     "carol.key",
   ]);
+});
+
+Deno.test("the ca and agent packages' entry modules run their component (deno run -A jsr:@ztm/ca)", async () => {
+  for (
+    const [entry, usage] of [["ca/mod.ts", "Usage: ztm ca"], ["agent/mod.ts", "Usage: ztm agent"]]
+  ) {
+    const out = await run(Deno.execPath(), ["run", "--allow-all", join(ROOT, entry), "--help"]);
+    assert(out.stdout.startsWith(usage), `${entry}: ${out.stdout}`);
+  }
 });
