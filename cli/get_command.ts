@@ -2,7 +2,7 @@
  * `ztm get meshes|endpoints|services|ports` and `ztm log`: what an agent
  * knows, as aligned tables or (`--json`) the API's answer as it is.
  */
-import type { AgentClient, MeshSummary } from "@ztm/agent/client";
+import type { AgentClient, EndpointRecord, MeshSummary } from "@ztm/agent/client";
 import { type Flags, type FlagSpec, formatHostPort, UsageError } from "@ztm/shared/flags";
 import type { Command } from "./command.ts";
 import {
@@ -30,11 +30,11 @@ export const GET: Command = {
     summary: "Lists what the agent knows: joined meshes, a mesh's endpoints, services or ports.",
     args: [{ name: "KIND", help: KINDS.join(" | ") }],
     flags: [
-      MESH_FLAG,
+      { ...MESH_FLAG, help: "the mesh (default: the agent's only mesh); meshes: just that one" },
       {
         ...ENDPOINT_FLAG,
         help:
-          "services: that endpoint's services (default: the whole mesh's); ports: that endpoint's (default: this one's)",
+          "endpoints: just that one; services: its services (default: the mesh's); ports: its mappings (default: this one's)",
       },
       { name: "query", kind: "string", optional: true, help: "endpoints, services: search text" },
       ...PAGE_FLAGS,
@@ -52,7 +52,11 @@ export const GET: Command = {
       throw new UsageError(`Unknown KIND "${kind}": use ${KINDS.join(", ")}`);
     }
     const client = connect(flags);
-    if (kind === "meshes") return show(flags, await client.meshes(), meshTable);
+    if (kind === "meshes") {
+      const mesh = flags.string("mesh");
+      if (mesh !== undefined) return show(flags, await client.mesh(mesh), (m) => meshTable([m]));
+      return show(flags, await client.meshes(), meshTable);
+    }
     if (kind === "endpoints") return await getEndpoints(client, flags);
     if (kind === "services") return await getServices(client, flags);
     return await getPorts(client, flags);
@@ -133,23 +137,25 @@ function meshTable(meshes: MeshSummary[]): string {
 
 async function getEndpoints(client: AgentClient, flags: Flags): Promise<void> {
   const mesh = await chooseMesh(client, flags);
+  const table = (items: EndpointRecord[]) =>
+    formatTable(
+      ["NAME", "ID", "USER", "STATE", "ADDRESS", "SERVICES"],
+      items.map((e) => [
+        e.id === mesh.endpoint.id ? `${e.name} (this one)` : e.name,
+        e.id,
+        e.user,
+        e.online ? "online" : "offline",
+        e.address,
+        e.services.map((s) => `${s.proto}/${s.name}`).join(",") || "-",
+      ]),
+      "No endpoints.",
+    );
+  const one = flags.string("endpoint");
+  if (one !== undefined) {
+    return show(flags, await client.endpoint(mesh.name, one), (e) => table([e]));
+  }
   const page = await client.endpoints(mesh.name, pageQuery(flags));
-  show(flags, page, (p) =>
-    withNote(
-      formatTable(
-        ["NAME", "ID", "USER", "STATE", "ADDRESS", "SERVICES"],
-        p.items.map((e) => [
-          e.id === mesh.endpoint.id ? `${e.name} (this one)` : e.name,
-          e.id,
-          e.user,
-          e.online ? "online" : "offline",
-          e.address,
-          e.services.map((s) => `${s.proto}/${s.name}`).join(",") || "-",
-        ]),
-        "No endpoints.",
-      ),
-      p,
-    ));
+  show(flags, page, (p) => withNote(table(p.items), p));
 }
 
 async function getServices(client: AgentClient, flags: Flags): Promise<void> {

@@ -107,3 +107,27 @@ Deno.test("the ca and agent packages' entry modules run their component (deno ru
     assert(out.stdout.startsWith(usage), `${entry}: ${out.stdout}`);
   }
 });
+
+Deno.test("deno task compile --dry-run lists one deno compile per target", async () => {
+  const out = await run(Deno.execPath(), [
+    "task",
+    "compile",
+    "--dry-run",
+    "--out-dir=/tmp/ztm-dist",
+  ], {
+    cwd: ROOT,
+  });
+  const lines = out.stdout.trim().split("\n");
+  assertEquals(lines.length, 5);
+  for (
+    const target of ["x86_64-unknown-linux-gnu", "aarch64-apple-darwin", "x86_64-pc-windows-msvc"]
+  ) {
+    assert(
+      lines.some((l) =>
+        l.startsWith("deno compile --allow-all ") && l.includes(`--target=${target}`) &&
+        l.includes(`--output=/tmp/ztm-dist/ztm-${target}`) && l.endsWith("/cli/main.ts")
+      ),
+      `${target}: ${out.stdout}`,
+    );
+  }
+});

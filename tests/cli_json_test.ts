@@ -62,6 +62,12 @@ Deno.test("ztm --json output parses and equals the API's answer", async () => {
     [["get", "meshes", ...asAlice], alice, "/api/meshes"],
     [["status", ...asAlice], alice, "/api/meshes"],
     [["get", "endpoints", ...asAlice], alice, `/api/meshes/${MESH}/endpoints`],
+    [
+      ["get", "endpoints", "--endpoint=bob-ep", ...asAlice],
+      alice,
+      `/api/meshes/${MESH}/endpoints/bob-ep`,
+    ],
+    [["get", "meshes", `--mesh=${MESH}`, ...asAlice], alice, `/api/meshes/${MESH}`],
     [["get", "endpoints", "--query=bob", ...asAlice], alice, `/api/meshes/${MESH}/endpoints?q=bob`],
     [["get", "services", ...asAlice], alice, `/api/meshes/${MESH}/services`],
     [["get", "ports", ...asAlice], alice, endpointPath(alice.endpointId, "ports")],
