@@ -49,20 +49,7 @@ Deno.test("a separate Deno script imports the client, joins a mesh and maps a po
   await using echo = await startEchoServer();
   await addService(m.agents.bob, "echo", echo.port, ["alice"]);
   const agent = await h.startAgent({ name: "agent-alice" });
-  const files = await h.tempDir("ztm-cli-files-");
-  const alice = await issueUser(m.ca.url, "alice");
-  Deno.writeTextFileSync(join(files, "ca.crt"), alice.ca);
-  Deno.writeTextFileSync(join(files, "alice.crt"), alice.certificate);
-  Deno.writeTextFileSync(join(files, "alice.key"), alice.privateKey, { mode: 0o600 });
-
-  const project = await h.tempDir("ztm-cli-script-");
-  Deno.writeTextFileSync(
-    join(project, "deno.json"),
-    JSON.stringify({
-      imports: { "@ztm/agent": "jsr:@ztm/agent@^0.1.0", "@ztm/shared": "jsr:@ztm/shared@^0.1.0" },
-      links: [join(ROOT, "agent"), join(ROOT, "shared")],
-    }),
-  );
+  const project = await userProject(h, m.ca.url);
   Deno.writeTextFileSync(join(project, "script.ts"), SCRIPT);
   // The client's types check in the user's project, as an editor would check them.
   await run(Deno.execPath(), ["check", "script.ts"], { cwd: project });
@@ -74,7 +61,7 @@ Deno.test("a separate Deno script imports the client, joins a mesh and maps a po
     agent.url,
     `${agent.database}.token`,
     m.hub.address,
-    files,
+    project,
     String(port),
   ], { cwd: project });
   const result = JSON.parse(out.stdout);
@@ -99,6 +86,26 @@ Deno.test("a separate Deno script imports the client, joins a mesh and maps a po
   assert(!out.stderr.includes("error"), out.stderr);
 });
 
+/**
+ * A user's script directory: alice's `ca.crt`, `alice.crt` and `alice.key`
+ * from the CA, and a `deno.json` importing the packages from JSR, linked here.
+ */
+async function userProject(h: Harness, caUrl: string): Promise<string> {
+  const project = await h.tempDir("ztm-cli-script-");
+  const alice = await issueUser(caUrl, "alice");
+  Deno.writeTextFileSync(join(project, "ca.crt"), alice.ca);
+  Deno.writeTextFileSync(join(project, "alice.crt"), alice.certificate);
+  Deno.writeTextFileSync(join(project, "alice.key"), alice.privateKey, { mode: 0o600 });
+  Deno.writeTextFileSync(
+    join(project, "deno.json"),
+    JSON.stringify({
+      imports: { "@ztm/agent": "jsr:@ztm/agent@^0.1.0", "@ztm/shared": "jsr:@ztm/shared@^0.1.0" },
+      links: [join(ROOT, "agent"), join(ROOT, "shared")],
+    }),
+  );
+  return project;
+}
+
 /** The script of the README's "Scripting with the typed client", with its addresses replaced. */
 function readmeScript(replacements: [string, string][]): string {
   const readme = Deno.readTextFileSync(join(ROOT, "README.md"));
@@ -117,18 +124,7 @@ Deno.test("the README's client script joins a mesh and maps a port that carries 
   await using sshd = await startEchoServer();
   await addService(m.agents.bob, "ssh", sshd.port, ["alice"]);
   const agent = await h.startAgent({ name: "agent-alice" });
-  const alice = await issueUser(m.ca.url, "alice");
-  const project = await h.tempDir("ztm-cli-script-");
-  Deno.writeTextFileSync(join(project, "ca.crt"), alice.ca);
-  Deno.writeTextFileSync(join(project, "alice.crt"), alice.certificate);
-  Deno.writeTextFileSync(join(project, "alice.key"), alice.privateKey, { mode: 0o600 });
-  Deno.writeTextFileSync(
-    join(project, "deno.json"),
-    JSON.stringify({
-      imports: { "@ztm/agent": "jsr:@ztm/agent@^0.1.0", "@ztm/shared": "jsr:@ztm/shared@^0.1.0" },
-      links: [join(ROOT, "agent"), join(ROOT, "shared")],
-    }),
-  );
+  const project = await userProject(h, m.ca.url);
   const port = await freePort();
   Deno.writeTextFileSync(
     join(project, "script.ts"),
@@ -139,6 +135,7 @@ Deno.test("the README's client script joins a mesh and maps a port that carries 
       ["port: 2222", `port: ${port}`],
     ]),
   );
+  await run(Deno.execPath(), ["check", "script.ts"], { cwd: project });
   const out = await run(Deno.execPath(), ["run", "--allow-all", "script.ts"], { cwd: project });
   assertEquals(JSON.parse(out.stdout), [
     { ip: "127.0.0.1", proto: "tcp", port, target: { service: "ssh" } },
