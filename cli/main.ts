@@ -16,8 +16,13 @@
  */
 import { resolve } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ZtmError } from "@ztm/shared/errors";
-import { type CommandSpec, parseCommandLine, usage, UsageError } from "@ztm/shared/flags";
+import {
+  type CommandSpec,
+  parseCommandLine,
+  usage,
+  UsageError,
+  usageLine,
+} from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
 import { CERT_LIST, CERT_NEW, CERT_REVOKE } from "./cert_commands.ts";
 import { CREATE_PORT, CREATE_SERVICE, DELETE_PORT, DELETE_SERVICE } from "./change_commands.ts";
@@ -45,14 +50,10 @@ export function overview(): string {
     ...Object.entries(COMPONENTS).map(([name, c]): [string, string] => [name, c.summary]),
     ["", ""],
   ];
-  for (const [word, entry] of Object.entries(COMMANDS)) {
+  for (const entry of Object.values(COMMANDS)) {
     const commands = isCommand(entry) ? [entry] : Object.values(entry);
     for (const c of commands) {
-      const line = usage(c.spec).split("\n")[0].replace(/^Usage: ztm /, "").replace(
-        / \[flags\]$/,
-        "",
-      );
-      rows.push([line.startsWith(word) ? line : word, c.spec.summary]);
+      rows.push([usageLine(c.spec).replace(/^ztm /, ""), c.spec.summary]);
     }
   }
   const width = Math.max(...rows.map(([l]) => l.length));
@@ -114,7 +115,7 @@ export async function main(args: string[]): Promise<void> {
   } else {
     const [second, ...more] = rest;
     const kinds = Object.keys(entry);
-    const list = Object.values(entry).map((c) => usage(c.spec).split("\n")[0]).join("\n");
+    const list = Object.values(entry).map((c) => `Usage: ${usageLine(c.spec)} [flags]`).join("\n");
     if (second === "--help" || second === "-h") {
       console.log(`Usage: ztm ${word} ${kinds.join("|")} …\n\n${list}`);
       Deno.exit(0);
@@ -143,8 +144,8 @@ async function runCommand(command: Command, args: string[]): Promise<void> {
       console.error(`${spec.name}: ${err.message}\n\n${usage(spec)}`);
       Deno.exit(2);
     }
-    const message = err instanceof ZtmError || err instanceof Error ? err.message : String(err);
-    console.error(`${spec.name}: ${message}`);
+    // A ZtmError carries the API's message; other errors (a file that cannot be read) their own.
+    console.error(`${spec.name}: ${err instanceof Error ? err.message : String(err)}`);
     Deno.exit(1);
   }
   Deno.exit(0);

@@ -138,11 +138,6 @@ export class Flags {
     return this.#args.get(name);
   }
 
-  /** True when the flag was given on the command line (not just defaulted). */
-  given(name: string): boolean {
-    return this.#values[name] !== undefined;
-  }
-
   #raw(name: string): string | undefined {
     const spec = this.#spec.get(name);
     if (!spec) throw new Error(`Flag --${name} is not declared`);
@@ -200,10 +195,15 @@ export class Flags {
   }
 }
 
+/** The command as typed with its positional arguments, e.g. `ztm join MESH`. */
+export function usageLine(spec: CommandSpec): string {
+  const args = (spec.args ?? []).map((a) => a.optional ? `[${a.name}]` : a.name);
+  return [spec.name, ...args].join(" ");
+}
+
 /** The `--help` text of a command. */
 export function usage(spec: CommandSpec): string {
-  const args = (spec.args ?? []).map((a) => a.optional ? `[${a.name}]` : a.name);
-  const lines = [`Usage: ${[spec.name, ...args].join(" ")} [flags]`, "", spec.summary, ""];
+  const lines = [`Usage: ${usageLine(spec)} [flags]`, "", spec.summary, ""];
   if (spec.args?.length) {
     const width = Math.max(...spec.args.map((a) => a.name.length));
     lines.push("Arguments:", ...spec.args.map((a) => `  ${a.name.padEnd(width)}  ${a.help}`), "");
