@@ -16,7 +16,7 @@
  *
  * @module
  */
-import { errorFromResponse, ServiceUnavailable } from "@ztm/shared/errors";
+import { errorFromResponse, GatewayTimeout, ServiceUnavailable } from "@ztm/shared/errors";
 import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
 import type { MeshSummary } from "./api.ts";
 import type { Policy } from "./policy.ts";
@@ -75,19 +75,26 @@ export interface AgentClientOptions {
   url: string;
   /** The agent's API token (the text of its token file). */
   token: string;
+  /** How long one request may take, ms (default 60 s; remote management takes up to 15 s). */
+  timeoutMs?: number;
 }
 
 const enc = encodeURIComponent;
 
+/** Default deadline of one request. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+
 /**
  * A client of one agent's API. Methods may be called concurrently. Each
- * throws a `ZtmError` subclass for an error answer, and `ServiceUnavailable`
- * (`agent_unreachable`) when the agent cannot be reached.
+ * throws a `ZtmError` subclass for an error answer, `ServiceUnavailable`
+ * (`agent_unreachable`) when the agent cannot be reached, and `GatewayTimeout`
+ * (`agent_timeout`) when it does not answer within `timeoutMs`.
  */
 export class AgentClient {
   /** `http://host:port` of the agent's API. */
   readonly url: string;
   #token: string;
+  #timeoutMs: number;
 
   constructor(opts: AgentClientOptions) {
     this.url = (/^https?:\/\//.test(opts.url) ? opts.url : `http://${opts.url}`).replace(
@@ -95,6 +102,7 @@ export class AgentClient {
       "",
     );
     this.#token = opts.token.trim();
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
   }
 
   /** A client whose token is read from `tokenFile` (the agent's `<database>.token`). */
@@ -107,7 +115,9 @@ export class AgentClient {
    * answer. The typed methods below are built on it.
    */
   async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const signal = AbortSignal.timeout(this.#timeoutMs);
     let res: Response;
+    let text: string;
     try {
       res = await fetch(`${this.url}${path}`, {
         method,
@@ -116,15 +126,23 @@ export class AgentClient {
           ...(body === undefined ? {} : { "content-type": "application/json" }),
         },
         body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
       });
+      text = await res.text();
     } catch (err) {
+      if (signal.aborted) {
+        throw new GatewayTimeout(
+          "agent_timeout",
+          `The agent at ${this.url} did not answer ${method} ${path} within ${this.#timeoutMs} ms`,
+          { cause: err },
+        );
+      }
       throw new ServiceUnavailable(
         "agent_unreachable",
         `Cannot reach the agent at ${this.url}: ${(err as Error).message}`,
         { cause: err },
       );
     }
-    const text = await res.text();
     if (!res.ok) throw errorFromResponse(res.status, text);
     return JSON.parse(text) as T;
   }
