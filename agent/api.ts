@@ -332,8 +332,25 @@ function createSerializer(): <T>(key: string, task: () => Promise<T>) => Promise
   };
 }
 
-/** A mesh as the API shows it: no CA or certificate PEM, never the private key. */
-function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined) {
+/** A joined mesh as the API shows it (`GET /api/meshes/{mesh}`): no PEM, never the private key. */
+export interface MeshSummary {
+  name: string;
+  /** This agent's endpoint in the mesh. */
+  endpoint: { id: string; name: string };
+  /** The user this agent acts as (its certificate's CN). */
+  user: string;
+  bootstraps: string[];
+  /** ISO time of the join. */
+  joinedAt: string;
+  /** This agent's certificate: serial and ISO expiry. */
+  certificate: { serial: string; notAfter: string };
+  /** The hub link; null when the mesh is not running. */
+  status:
+    | { connected: boolean; hub: string | null; lastError: string | null; since: string }
+    | null;
+}
+
+function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSummary {
   const cert = parseCertificate(mesh.certificate);
   const status = runtime?.status();
   return {

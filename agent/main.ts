@@ -42,8 +42,12 @@ export const AGENT_COMMAND: CommandSpec = {
   examples: ["ztm agent", "ztm agent --listen=127.0.0.1:1234 --database=~/my-data.db"],
 };
 
-if (import.meta.main) {
-  const flags = parseCommandLine(AGENT_COMMAND, Deno.args);
+/**
+ * Runs `ztm agent` with `args`: parses the flags (exiting 2 on a bad one), starts
+ * it, and stops it on SIGINT or SIGTERM. Exits 1 if it cannot start.
+ */
+export async function main(args: string[]): Promise<void> {
+  const flags = parseCommandLine(AGENT_COMMAND, args);
   const log = new Logger("agent");
   await runUntilSignal(log, async () => {
     const agent = await startAgent({
@@ -59,3 +63,5 @@ if (import.meta.main) {
     return agent;
   });
 }
+
+if (import.meta.main) await main(Deno.args);

@@ -22,6 +22,16 @@ import type { MeshRuntime } from "./runtime.ts";
 import { AgentStore } from "./store.ts";
 
 export type { LocalService, MeshConfig, MeshRuntime, MeshStatus, PortMapping } from "./runtime.ts";
+export {
+  AgentClient,
+  type AgentClientOptions,
+  type AuditPage,
+  type JoinBody,
+  type ListQuery,
+  type PortAddress,
+  type ServiceSpec,
+} from "./client.ts";
+export type { MeshSummary } from "./api.ts";
 
 /** How to run an agent. */
 export interface AgentConfig {
@@ -89,3 +99,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     },
   };
 }
+
+// `deno run -A jsr:@ztm/agent` runs the component, as `ztm agent` does. Not awaited here: main.ts
+// imports this module, which must finish loading first.
+if (import.meta.main) import("./main.ts").then((entry) => entry.main(Deno.args));

@@ -34,8 +34,12 @@ export const CA_COMMAND: CommandSpec = {
   ],
 };
 
-if (import.meta.main) {
-  const flags = parseCommandLine(CA_COMMAND, Deno.args);
+/**
+ * Runs `ztm ca` with `args`: parses the flags (exiting 2 on a bad one), starts
+ * the CA, and stops it on SIGINT or SIGTERM. Exits 1 if it cannot start.
+ */
+export async function main(args: string[]): Promise<void> {
+  const flags = parseCommandLine(CA_COMMAND, args);
   const log = new Logger("ca");
   try {
     const ca = await startCa({
@@ -56,3 +60,5 @@ if (import.meta.main) {
     Deno.exit(1);
   }
 }
+
+if (import.meta.main) await main(Deno.args);

@@ -65,8 +65,12 @@ async function rootCredentials(
   return { certificate, privateKey };
 }
 
-if (import.meta.main) {
-  const flags = parseCommandLine(START_COMMAND, Deno.args);
+/**
+ * Runs `ztm start` with `args`: parses the flags (exiting 2 on a bad one), starts
+ * it, and stops it on SIGINT or SIGTERM. Exits 1 if it cannot start.
+ */
+export async function main(args: string[]): Promise<void> {
+  const flags = parseCommandLine(START_COMMAND, args);
   const dir = flags.path("data-dir")!;
   const mesh = flags.string("mesh")!;
   const log = new Logger("start");
@@ -135,3 +139,5 @@ if (import.meta.main) {
     };
   });
 }
+
+if (import.meta.main) await main(Deno.args);

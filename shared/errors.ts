@@ -121,3 +121,35 @@ export function errorBody(err: unknown): { status: number; body: ErrorBody } {
     body: { error: { code: "internal", message: "Internal error; see the server log" } },
   };
 }
+
+const ERRORS_BY_STATUS: Record<number, new (code: string, message: string) => ZtmError> = {
+  400: BadRequest,
+  401: Unauthorized,
+  403: Forbidden,
+  404: NotFound,
+  409: Conflict,
+  429: TooManyRequests,
+  501: NotImplemented,
+  503: ServiceUnavailable,
+  504: GatewayTimeout,
+};
+
+/**
+ * The error a client raises for an error answer: the class of `status`
+ * (`ZtmError` itself for other statuses) with the body's `code` and `message`,
+ * or, for a body that is not a ztm error, the status and the start of the text.
+ */
+export function errorFromResponse(status: number, bodyText: string): ZtmError {
+  let code = "http_error";
+  let message = bodyText.trim().slice(0, 200) || `HTTP status ${status}`;
+  try {
+    const parsed = JSON.parse(bodyText)?.error;
+    if (typeof parsed?.code === "string" && typeof parsed?.message === "string") {
+      code = parsed.code;
+      message = parsed.message;
+    }
+  } catch { /* not JSON: keep the text */ }
+  const Class = ERRORS_BY_STATUS[status];
+  if (Class) return new Class(code, message);
+  return new ZtmError(status, code, message);
+}

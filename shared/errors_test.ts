@@ -7,6 +7,7 @@ import {
   BadRequest,
   Conflict,
   errorBody,
+  errorFromResponse,
   Forbidden,
   MethodNotAllowed,
   NotFound,
@@ -59,4 +60,23 @@ Deno.test("errorBody turns anything else into a 500 without its details", () => 
 Deno.test("a cause is kept for the log", () => {
   const cause = new Error("low level");
   assert.equal(new BadRequest("bad_csr", "Bad CSR", { cause }).cause, cause);
+});
+
+Deno.test("errorFromResponse rebuilds the error class, code and message of an error answer", () => {
+  const notFound = errorFromResponse(
+    404,
+    JSON.stringify({ error: { code: "unknown_mesh", message: 'Unknown mesh "x"' } }),
+  );
+  assert.ok(notFound instanceof NotFound);
+  assert.equal(notFound.status, 404);
+  assert.equal(notFound.code, "unknown_mesh");
+  assert.equal(notFound.message, 'Unknown mesh "x"');
+  const conflict = errorFromResponse(409, '{"error":{"code":"port_in_use","message":"taken"}}');
+  assert.ok(conflict instanceof Conflict);
+  const other = errorFromResponse(502, "Bad gateway\n");
+  assert.ok(other instanceof ZtmError && !(other instanceof NotFound));
+  assert.equal(other.status, 502);
+  assert.equal(other.code, "http_error");
+  assert.equal(other.message, "Bad gateway");
+  assert.equal(errorFromResponse(500, "").message, "HTTP status 500");
 });

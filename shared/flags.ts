@@ -27,10 +27,20 @@ export interface FlagSpec {
   help: string;
 }
 
-/** A command: its name as typed, a one-line summary, and its flags. */
+/** One positional argument, e.g. `MESH` in `ztm join MESH`. */
+export interface ArgSpec {
+  /** As shown in the usage line, e.g. `MESH`. */
+  name: string;
+  help: string;
+  optional?: boolean;
+}
+
+/** A command: its name as typed, a one-line summary, its positional arguments and its flags. */
 export interface CommandSpec {
   name: string;
   summary: string;
+  /** Positional arguments in order; a command without them refuses any. */
+  args?: ArgSpec[];
   flags: FlagSpec[];
   examples?: string[];
 }
@@ -109,10 +119,23 @@ export function isLoopbackHost(hostname: string): boolean {
 export class Flags {
   #spec: Map<string, FlagSpec>;
   #values: Record<string, string | boolean | undefined>;
+  #args: Map<string, string>;
 
-  constructor(spec: CommandSpec, values: Record<string, string | boolean | undefined>) {
+  constructor(
+    spec: CommandSpec,
+    values: Record<string, string | boolean | undefined>,
+    positionals: string[] = [],
+  ) {
     this.#spec = new Map(spec.flags.map((f) => [f.name, f]));
     this.#values = values;
+    this.#args = new Map(
+      (spec.args ?? []).flatMap((a, i) => i < positionals.length ? [[a.name, positionals[i]]] : []),
+    );
+  }
+
+  /** The positional argument declared as `name`, or undefined when optional and absent. */
+  arg(name: string): string | undefined {
+    return this.#args.get(name);
   }
 
   #raw(name: string): string | undefined {
@@ -172,9 +195,20 @@ export class Flags {
   }
 }
 
+/** The command as typed with its positional arguments, e.g. `ztm join MESH`. */
+export function usageLine(spec: CommandSpec): string {
+  const args = (spec.args ?? []).map((a) => a.optional ? `[${a.name}]` : a.name);
+  return [spec.name, ...args].join(" ");
+}
+
 /** The `--help` text of a command. */
 export function usage(spec: CommandSpec): string {
-  const lines = [`Usage: ${spec.name} [flags]`, "", spec.summary, "", "Flags:"];
+  const lines = [`Usage: ${usageLine(spec)} [flags]`, "", spec.summary, ""];
+  if (spec.args?.length) {
+    const width = Math.max(...spec.args.map((a) => a.name.length));
+    lines.push("Arguments:", ...spec.args.map((a) => `  ${a.name.padEnd(width)}  ${a.help}`), "");
+  }
+  lines.push("Flags:");
   const all: FlagSpec[] = [
     ...spec.flags,
     { name: "help", kind: "boolean", help: "show this help and exit" },
@@ -205,15 +239,23 @@ export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | 
     options[f.name] = { type: f.kind === "boolean" ? "boolean" : "string" };
   }
   let values: Record<string, string | boolean | undefined>;
+  let positionals: string[];
   try {
-    const parsed = parseArgs({ args, options, strict: true, allowPositionals: false });
+    const parsed = parseArgs({ args, options, strict: true, allowPositionals: true });
     values = parsed.values as Record<string, string | boolean | undefined>;
+    positionals = parsed.positionals;
   } catch (err) {
     throw new UsageError((err as Error).message.replace(/\. To specify.*$/s, ""));
   }
   if (values.help) return "help";
   if (values.version) return "version";
-  const flags = new Flags(spec, values);
+  const declared = spec.args ?? [];
+  if (positionals.length > declared.length) {
+    throw new UsageError(`Unexpected argument "${positionals[declared.length]}"`);
+  }
+  const missing = declared.slice(positionals.length).find((a) => !a.optional);
+  if (missing) throw new UsageError(`${missing.name} is required`);
+  const flags = new Flags(spec, values, positionals);
   for (const f of spec.flags) {
     const raw = flags.string(f.name);
     if (raw === undefined) {

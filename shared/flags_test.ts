@@ -174,3 +174,36 @@ Deno.test("usage lists every flag with its kind, help and default, plus help, ve
   assert.equal(columns.length, 8);
   assert.equal(new Set(columns).size, 1);
 });
+
+const WITH_ARGS: CommandSpec = {
+  name: "ztm thing",
+  summary: "A command with positional arguments.",
+  args: [
+    { name: "KIND", help: "what to do it to" },
+    { name: "NAME", help: "which one", optional: true },
+  ],
+  flags: [{ name: "mesh", kind: "string", optional: true, help: "the mesh" }],
+};
+
+Deno.test("parseFlags reads declared positional arguments in any order with flags", () => {
+  const flags = parseFlags(WITH_ARGS, ["meshes", "--mesh=work", "alpha"]);
+  assert.ok(typeof flags === "object");
+  assert.equal(flags.arg("KIND"), "meshes");
+  assert.equal(flags.arg("NAME"), "alpha");
+  assert.equal(flags.string("mesh"), "work");
+  const short = parseFlags(WITH_ARGS, ["ports"]);
+  assert.ok(typeof short === "object");
+  assert.equal(short.arg("NAME"), undefined);
+  assert.equal(short.string("mesh"), undefined);
+});
+
+Deno.test("parseFlags refuses a missing or an extra positional argument", () => {
+  assert.throws(() => parseFlags(WITH_ARGS, []), /^Error: KIND is required$/);
+  assert.throws(() => parseFlags(WITH_ARGS, ["a", "b", "c"]), /Unexpected argument "c"/);
+});
+
+Deno.test("usage shows positional arguments in the usage line and lists them", () => {
+  const text = usage(WITH_ARGS);
+  assert.equal(text.split("\n")[0], "Usage: ztm thing KIND [NAME] [flags]");
+  assert.match(text, /Arguments:\n {2}KIND {2}what to do it to\n {2}NAME {2}which one\n/);
+});

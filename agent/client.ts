@@ -1,0 +1,268 @@
+/**
+ * A typed client of the agent's local REST API, for Deno scripts and the
+ * `ztm` command line: one method per route, results typed as the API returns
+ * them, and every refusal thrown as the shared error class of its status
+ * (`NotFound`, `Conflict`, `Forbidden`, …) with the API's code and message.
+ *
+ * It only speaks HTTP to an agent; it starts nothing and keeps no state but
+ * the agent's address and API token.
+ *
+ * @example
+ * ```ts
+ * import { AgentClient } from "@ztm/agent/client";
+ * const agent = AgentClient.withTokenFile("127.0.0.1:7777", `${Deno.env.get("HOME")}/ztm.db.token`);
+ * for (const mesh of await agent.meshes()) console.log(mesh.name, mesh.status?.connected);
+ * ```
+ *
+ * @module
+ */
+import { errorFromResponse, GatewayTimeout, ServiceUnavailable } from "@ztm/shared/errors";
+import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
+import type { MeshSummary } from "./api.ts";
+import type { Policy } from "./policy.ts";
+import type { LocalService, PortMapping } from "./runtime.ts";
+import type { AuditEntry } from "./store.ts";
+
+export type { AuditEntry, EndpointRecord, LocalService, MeshService, MeshSummary, Page, Policy };
+export type { PortMapping, ServiceProto };
+
+/** The body of a join: the mesh CA, this endpoint's certificate and key (PEM), and hub addresses. */
+export interface JoinBody {
+  ca: string;
+  agent: { name?: string; certificate: string; privateKey: string };
+  /** `host:port` of the mesh's hubs, tried in order. */
+  bootstraps: string[];
+}
+
+/** Paging and search of a list. */
+export interface ListQuery {
+  offset?: number;
+  /** At most 500; the agent's default is 100. */
+  limit?: number;
+  /** Search text. */
+  q?: string;
+}
+
+/** A service to offer: `proto/name` → `host:port` reachable from the providing endpoint. */
+export interface ServiceSpec {
+  proto: ServiceProto;
+  name: string;
+  host: string;
+  port: number;
+  /** Users allowed besides the service's user and `root`; `["*"]` is every member. */
+  users?: string[];
+}
+
+/** A local listener address of a port mapping. */
+export interface PortAddress {
+  /** Listen address: an IPv4 or IPv6 literal, or `localhost`. */
+  ip: string;
+  proto: ServiceProto;
+  port: number;
+}
+
+/** A page of an endpoint's audit log, newest first. */
+export interface AuditPage {
+  items: AuditEntry[];
+  total: number;
+  offset: number;
+  limit: number;
+}
+
+/** How to reach an agent. */
+export interface AgentClientOptions {
+  /** The agent's API: `http://host:port` or `host:port`. */
+  url: string;
+  /** The agent's API token (the text of its token file). */
+  token: string;
+  /** How long one request may take, ms (default 60 s; remote management takes up to 15 s). */
+  timeoutMs?: number;
+}
+
+const enc = encodeURIComponent;
+
+/** Default deadline of one request. */
+export const DEFAULT_TIMEOUT_MS = 60_000;
+
+/**
+ * A client of one agent's API. Methods may be called concurrently. Each
+ * throws a `ZtmError` subclass for an error answer, `ServiceUnavailable`
+ * (`agent_unreachable`) when the agent cannot be reached, and `GatewayTimeout`
+ * (`agent_timeout`) when it does not answer within `timeoutMs`.
+ */
+export class AgentClient {
+  /** `http://host:port` of the agent's API. */
+  readonly url: string;
+  #token: string;
+  #timeoutMs: number;
+
+  constructor(opts: AgentClientOptions) {
+    this.url = (/^https?:\/\//.test(opts.url) ? opts.url : `http://${opts.url}`).replace(
+      /\/+$/,
+      "",
+    );
+    this.#token = opts.token.trim();
+    this.#timeoutMs = opts.timeoutMs ?? DEFAULT_TIMEOUT_MS;
+  }
+
+  /** A client whose token is read from `tokenFile` (the agent's `<database>.token`). */
+  static withTokenFile(url: string, tokenFile: string): AgentClient {
+    return new AgentClient({ url, token: Deno.readTextFileSync(tokenFile) });
+  }
+
+  /**
+   * Calls `method path` (path starting `/api/`) and returns the parsed JSON
+   * answer. The typed methods below are built on it.
+   */
+  async request<T>(method: string, path: string, body?: unknown): Promise<T> {
+    const signal = AbortSignal.timeout(this.#timeoutMs);
+    let res: Response;
+    let text: string;
+    try {
+      res = await fetch(`${this.url}${path}`, {
+        method,
+        headers: {
+          authorization: `Bearer ${this.#token}`,
+          ...(body === undefined ? {} : { "content-type": "application/json" }),
+        },
+        body: body === undefined ? undefined : JSON.stringify(body),
+        signal,
+      });
+      text = await res.text();
+    } catch (err) {
+      if (signal.aborted) {
+        throw new GatewayTimeout(
+          "agent_timeout",
+          `The agent at ${this.url} did not answer ${method} ${path} within ${this.#timeoutMs} ms`,
+          { cause: err },
+        );
+      }
+      throw new ServiceUnavailable(
+        "agent_unreachable",
+        `Cannot reach the agent at ${this.url}: ${(err as Error).message}`,
+        { cause: err },
+      );
+    }
+    if (!res.ok) throw errorFromResponse(res.status, text);
+    return JSON.parse(text) as T;
+  }
+
+  /** `GET /api/meshes`: every joined mesh with its hub link. */
+  meshes(): Promise<MeshSummary[]> {
+    return this.request("GET", "/api/meshes");
+  }
+
+  /** `GET /api/meshes/{mesh}`. */
+  mesh(mesh: string): Promise<MeshSummary> {
+    return this.request("GET", `/api/meshes/${enc(mesh)}`);
+  }
+
+  /** `POST /api/meshes/{mesh}`: joins; the agent checks the three PEMs fit together first. */
+  join(mesh: string, body: JoinBody): Promise<MeshSummary> {
+    return this.request("POST", `/api/meshes/${enc(mesh)}`, body);
+  }
+
+  /** `DELETE /api/meshes/{mesh}`: leaves and forgets the mesh. */
+  leave(mesh: string): Promise<MeshSummary> {
+    return this.request("DELETE", `/api/meshes/${enc(mesh)}`);
+  }
+
+  /** `GET /api/meshes/{mesh}/policy`: this endpoint's policy for remote management. */
+  policy(mesh: string): Promise<Policy> {
+    return this.request("GET", `/api/meshes/${enc(mesh)}/policy`);
+  }
+
+  /** `PUT /api/meshes/{mesh}/policy`: fields not given keep their value. */
+  setPolicy(mesh: string, policy: Partial<Policy>): Promise<Policy> {
+    return this.request("PUT", `/api/meshes/${enc(mesh)}/policy`, policy);
+  }
+
+  /** `GET /api/meshes/{mesh}/endpoints`: the mesh's endpoints with their online state. */
+  endpoints(mesh: string, query: ListQuery = {}): Promise<Page<EndpointRecord>> {
+    return this.request("GET", `/api/meshes/${enc(mesh)}/endpoints${search(query)}`);
+  }
+
+  /** `GET /api/meshes/{mesh}/endpoints/{ep}`: one endpoint by id or unique name. */
+  endpoint(mesh: string, ep: string): Promise<EndpointRecord> {
+    return this.request("GET", `/api/meshes/${enc(mesh)}/endpoints/${enc(ep)}`);
+  }
+
+  /** `GET /api/meshes/{mesh}/services`: mesh-wide services with their providers. */
+  meshServices(mesh: string, query: ListQuery = {}): Promise<Page<MeshService>> {
+    return this.request("GET", `/api/meshes/${enc(mesh)}/services${search(query)}`);
+  }
+
+  /** `GET …/endpoints/{ep}/services`: the services an endpoint provides (any endpoint). */
+  services(mesh: string, ep: string): Promise<LocalService[]> {
+    return this.request("GET", endpointPath(mesh, ep, "services"));
+  }
+
+  /** `POST …/endpoints/{ep}/services/{proto}/{name}`: offers (or replaces) a service. */
+  createService(mesh: string, ep: string, service: ServiceSpec): Promise<LocalService> {
+    const { proto, name, host, port, users } = service;
+    return this.request(
+      "POST",
+      endpointPath(mesh, ep, `services/${enc(proto)}/${enc(name)}`),
+      users === undefined ? { host, port } : { host, port, users },
+    );
+  }
+
+  /** `DELETE …/endpoints/{ep}/services/{proto}/{name}`. */
+  deleteService(
+    mesh: string,
+    ep: string,
+    service: { proto: ServiceProto; name: string },
+  ): Promise<LocalService> {
+    return this.request(
+      "DELETE",
+      endpointPath(mesh, ep, `services/${enc(service.proto)}/${enc(service.name)}`),
+    );
+  }
+
+  /** `GET …/endpoints/{ep}/ports`: an endpoint's port mappings. */
+  ports(mesh: string, ep: string): Promise<PortMapping[]> {
+    return this.request("GET", endpointPath(mesh, ep, "ports"));
+  }
+
+  /** `POST …/endpoints/{ep}/ports/{ip}/{proto}/{port}`: opens a port mapping to a service. */
+  openPort(
+    mesh: string,
+    ep: string,
+    address: PortAddress,
+    target: PortMapping["target"],
+  ): Promise<PortMapping> {
+    return this.request("POST", endpointPath(mesh, ep, portPath(address)), { target });
+  }
+
+  /** `DELETE …/endpoints/{ep}/ports/{ip}/{proto}/{port}`: closes a port mapping. */
+  closePort(mesh: string, ep: string, address: PortAddress): Promise<PortMapping> {
+    return this.request("DELETE", endpointPath(mesh, ep, portPath(address)));
+  }
+
+  /** `GET …/endpoints/{ep}/log`: the endpoint's audit log, newest first. */
+  auditLog(mesh: string, ep: string, query: ListQuery = {}): Promise<AuditPage> {
+    return this.request("GET", endpointPath(mesh, ep, `log${search(query)}`));
+  }
+
+  /** `POST /api/login-codes`: a fresh one-time dashboard login URL. */
+  async loginUrl(): Promise<string> {
+    return (await this.request<{ url: string }>("POST", "/api/login-codes")).url;
+  }
+}
+
+function endpointPath(mesh: string, ep: string, rest: string): string {
+  return `/api/meshes/${enc(mesh)}/endpoints/${enc(ep)}/${rest}`;
+}
+
+function portPath(a: PortAddress): string {
+  return `ports/${enc(a.ip)}/${enc(a.proto)}/${a.port}`;
+}
+
+function search(query: ListQuery): string {
+  const params = new URLSearchParams();
+  if (query.offset !== undefined) params.set("offset", String(query.offset));
+  if (query.limit !== undefined) params.set("limit", String(query.limit));
+  if (query.q) params.set("q", query.q);
+  const text = params.toString();
+  return text ? `?${text}` : "";
+}
