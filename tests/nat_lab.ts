@@ -23,8 +23,11 @@
  * (other worktrees, other engineers) never collide; veths are created inside
  * the namespaces, so their short names never meet in the root namespace. A
  * new lab first removes the namespaces of runs whose process is gone (a
- * crashed or killed run), and removes its own on `close()`, on SIGINT and on
- * SIGTERM. Addresses exist only inside these namespaces.
+ * crashed or killed run), and removes its own on `close()`. `deno test` owns
+ * SIGINT and exits at once on Ctrl-C (no listener or `finally` runs), so a
+ * lab also starts a watchdog in its own session (`setsid`, untouched by the
+ * terminal's Ctrl-C) that removes the lab, and kills what runs in it, as soon
+ * as the test process is gone. Addresses exist only inside these namespaces.
  *
  * It needs Linux, root, `ip`, `iptables`, `conntrack` and `curl`;
  * {@link labUnavailable} says what is missing. What runs in the lab (the
@@ -102,7 +105,19 @@ COMMIT
 `;
 
 /** The programs the lab runs. */
-const TOOLS = ["ip", "iptables-restore", "conntrack", "curl"];
+const TOOLS = ["ip", "iptables-restore", "conntrack", "curl", "setsid"];
+
+/**
+ * The watchdog (`sh -c WATCHDOG sh <pid> <namespace prefix>`): waits while
+ * the test process lives and the lab exists, then kills every process in the
+ * lab's namespaces and deletes them.
+ */
+const WATCHDOG = `
+while kill -0 "$1" 2>/dev/null && [ -e "/run/netns/$2-inet" ]; do sleep 0.5; done
+for ns in $(ip netns list | cut -d' ' -f1 | grep "^$2-"); do
+  for p in $(ip netns pids "$ns"); do kill -9 "$p" 2>/dev/null; done
+  ip netns del "$ns"
+done`;
 
 /**
  * Why the lab cannot run on this machine, or undefined when it can (root,
@@ -223,7 +238,7 @@ export class NatLab implements AsyncDisposable {
   #procs: Proc[] = [];
   #made: string[] = [];
   #closing: Promise<void> | undefined;
-  #onSignal = () => this.#abort();
+  #watchdog: Deno.ChildProcess | undefined;
 
   private constructor() {
     this.tag = `${Deno.pid}-${crypto.randomUUID().slice(0, 4)}`;
@@ -237,8 +252,6 @@ export class NatLab implements AsyncDisposable {
   static async create(): Promise<NatLab> {
     await removeLeftoverLabs();
     const lab = new NatLab();
-    Deno.addSignalListener("SIGINT", lab.#onSignal);
-    Deno.addSignalListener("SIGTERM", lab.#onSignal);
     try {
       await lab.#build();
     } catch (err) {
@@ -354,6 +367,12 @@ export class NatLab implements AsyncDisposable {
       this.#made.push(this.ns(host));
       await this.#ip(host, "link", "set", "lo", "up");
     }
+    this.#watchdog = new Deno.Command("setsid", {
+      args: ["sh", "-c", WATCHDOG, "sh", String(Deno.pid), `${LAB_PREFIX}${this.tag}`],
+      stdin: "null",
+      stdout: "null",
+      stderr: "null",
+    }).spawn();
     // The internet: one bridge, the CA's and hub's address, a WAN link to each router.
     await this.#ip("internet", "link", "add", "sw", "type", "bridge");
     await this.#ip("internet", "addr", "add", `${A.internet}/24`, "dev", "sw");
@@ -416,19 +435,18 @@ export class NatLab implements AsyncDisposable {
     await this.#ip(host, "route", "add", "default", "via", gateway);
   }
 
-  /** Ctrl-C or SIGTERM during a run: remove the lab, then end the process as the signal would. */
-  async #abort(): Promise<void> {
-    await this.close();
-    Deno.exit(130);
-  }
-
   /** Stops every process started in the lab and deletes its namespaces. Idempotent. */
   close(): Promise<void> {
     this.#closing ??= (async () => {
-      Deno.removeSignalListener("SIGINT", this.#onSignal);
-      Deno.removeSignalListener("SIGTERM", this.#onSignal);
       await Promise.allSettled(this.#procs.map((p) => p.stop()));
-      for (const name of this.#made) await removeNamespace(name);
+      // The internet namespace last: the watchdog waits for it.
+      for (const name of this.#made.toReversed()) await removeNamespace(name);
+      if (this.#watchdog) {
+        // With the lab gone it ends by itself within half a second.
+        const timer = setTimeout(() => this.#watchdog?.kill("SIGKILL"), 5_000);
+        await this.#watchdog.status;
+        clearTimeout(timer);
+      }
       await Deno.remove(this.dir, { recursive: true }).catch(() => {});
     })();
     return this.#closing;
