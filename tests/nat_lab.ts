@@ -105,7 +105,7 @@ COMMIT
 `;
 
 /** The programs the lab runs. */
-const TOOLS = ["ip", "iptables-restore", "conntrack", "curl", "setsid"];
+const TOOLS = ["ip", "tc", "iptables-restore", "conntrack", "curl", "setsid"];
 
 /**
  * The watchdog (`sh -c WATCHDOG sh <pid> <namespace prefix>`): waits while
@@ -352,6 +352,19 @@ export class NatLab implements AsyncDisposable {
     for (const link of ROUTER_LINKS[router].toReversed()) {
       await this.#ip(router, "link", "set", link, "up");
     }
+  }
+
+  /** Shapes what leaves the router's WAN side (its uplink) to `rate` (tc syntax, e.g. `50mbit`). */
+  async limitUplink(router: Router, rate: string): Promise<void> {
+    await this.exec(router, "tc", [
+      ...["qdisc", "replace", "dev", "wan", "root", "tbf"],
+      ...["rate", rate, "burst", "64kb", "latency", "100ms"],
+    ]);
+  }
+
+  /** Removes the shaping of {@link limitUplink}. */
+  async clearUplink(router: Router): Promise<void> {
+    await this.exec(router, "tc", ["qdisc", "del", "dev", "wan", "root"]);
   }
 
   /** Flows the router tracks now (`conntrack -L`), one line each. */

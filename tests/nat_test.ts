@@ -49,6 +49,10 @@ const RECONNECT_DEADLINE_MS = 30_000;
 const REBOOT_DOWN_MS = 2_000;
 /** How long the hub stays down when it moves (its agents back off meanwhile). */
 const HUB_DOWN_MS = 5_000;
+/** The optional throughput figure: the home uplink's shaped rate and the upload's size. */
+const UPLINK_RATE = "50mbit";
+const UPLOAD_BYTES = 16 * 1024 * 1024;
+const SINK_PORT = 9000;
 /** Slack for the "no leak" comparison: a data connection being dialled, GC timing. */
 const SOCKET_SLACK = 2;
 const RSS_SLACK_BYTES = 32 * 1024 * 1024;
@@ -78,8 +82,9 @@ if (reason && !required) {
     await using lab = await NatLab.create();
     const mesh = await startLabMesh(lab);
     const service = lab.spawn("officeService", "service", "tests/nat_service.ts", [
-      `--listen=${LAB_ADDRESSES.officeService}:${SERVICE_PORT}`,
+      `--http=${LAB_ADDRESSES.officeService}:${SERVICE_PORT}`,
       `--tcp-echo=${LAB_ADDRESSES.officeService}:${ECHO_PORT}`,
+      `--tcp-sink=${LAB_ADDRESSES.officeService}:${SINK_PORT}`,
     ]);
     await service.waitForLog((l) => l.kind === "http");
     await service.waitForLog((l) => l.kind === "tcp-echo");
@@ -186,6 +191,47 @@ if (reason && !required) {
         `  from the internet: ${results.map((r) => `${r.what} → curl exit ${r.code}`).join("; ")}`,
       );
     });
+
+    await t.step(
+      `with the home uplink shaped to ${UPLINK_RATE}, the tunnel uploads intact`,
+      async () => {
+        const direct = lab.spawn("internet", "sink", "tests/nat_service.ts", [
+          `--tcp-sink=${LAB_ADDRESSES.internet}:${SINK_PORT}`,
+        ]);
+        await direct.waitForLog((l) => l.kind === "tcp-sink");
+        let res = await mesh.office.api("POST", agentPath(mesh.office, "services/tcp/sink"), {
+          host: LAB_ADDRESSES.officeService,
+          port: SINK_PORT,
+          users: ["alice"],
+        });
+        assertEquals(res.status, 201, JSON.stringify(res.body));
+        res = await mesh.home.api(
+          "POST",
+          agentPath(mesh.home, `ports/127.0.0.1/tcp/${SINK_PORT}`),
+          {
+            target: { service: "sink", user: "bob" },
+          },
+        );
+        assertEquals(res.status, 201, JSON.stringify(res.body));
+        await lab.limitUplink("homeRouter", UPLINK_RATE);
+        try {
+          const viaDirect = await upload(lab, LAB_ADDRESSES.internet);
+          const viaTunnel = await upload(lab, "127.0.0.1");
+          console.log(
+            `  ${
+              UPLOAD_BYTES / MIB
+            } MiB up a ${UPLINK_RATE} home uplink: direct to the internet host ` +
+              `${mbps(viaDirect)} Mbit/s, through the tunnel to the office ${
+                mbps(viaTunnel)
+              } Mbit/s ` +
+              `(${(viaDirect / viaTunnel).toFixed(2)}× the time)`,
+          );
+        } finally {
+          await lab.clearUplink("homeRouter");
+          await direct.stop();
+        }
+      },
+    );
 
     await t.step(
       "silent NAT state loss at the home router: the agent notices and reconnects",
@@ -298,6 +344,29 @@ async function openTunnelOutlivesNatLoss(lab: NatLab, mesh: LabMesh, service: Pr
     .catch(() => {
       throw new Error("the office end of the dead tunnel stays open (hub and office agent)");
     });
+}
+
+/**
+ * Uploads {@link UPLOAD_BYTES} from home to the sink on port {@link SINK_PORT}
+ * of `host` (the internet host directly, or the home mapping to the office's
+ * sink); checks the sink counted every byte and returns the milliseconds.
+ */
+async function upload(lab: NatLab, host: string): Promise<number> {
+  const client = lab.spawn("home", "upload", "tests/nat_upload.ts", [
+    `--host=${host}`,
+    `--port=${SINK_PORT}`,
+    `--bytes=${UPLOAD_BYTES}`,
+  ]);
+  await client.status;
+  const line = client.raw.find((l) => l.startsWith('{"sent"'));
+  assert(line, `the upload to ${host} failed:\n${client.tail()}`);
+  const result = JSON.parse(line);
+  assertEquals(result.received, UPLOAD_BYTES, `bytes the sink behind ${host} counted`);
+  return result.ms;
+}
+
+function mbps(ms: number): string {
+  return (UPLOAD_BYTES * 8 / 1e6 / (ms / 1000)).toFixed(1);
 }
 
 /** One fault and how long each part of the recovery took, from the fault's start. */
