@@ -40,8 +40,7 @@
  * await lab.flushRouterState("homeRouter");
  * ```
  */
-import { join } from "node:path";
-import { Proc, ROOT, run } from "./harness.ts";
+import { componentRunArgs, type Proc, run, startProc } from "./harness.ts";
 
 /** Every lab namespace name starts with this. */
 export const LAB_PREFIX = "ztmnat-";
@@ -286,25 +285,10 @@ export class NatLab implements AsyncDisposable {
    * `host`; stopped by `close()`.
    */
   spawn(host: Host, name: string, entry: string, args: string[]): Proc {
-    const child = new Deno.Command("ip", {
-      args: [
-        "netns",
-        "exec",
-        this.ns(host),
-        Deno.execPath(),
-        "run",
-        "--allow-all",
-        "--v8-flags=--max-semi-space-size=2",
-        join(ROOT, entry),
-        ...args,
-      ],
-      cwd: ROOT,
-      env: { NO_COLOR: "1" },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const proc = new Proc(name, child);
+    const proc = startProc(name, "ip", [
+      ...["netns", "exec", this.ns(host), Deno.execPath()],
+      ...componentRunArgs(entry, args),
+    ]);
     this.#procs.push(proc);
     return proc;
   }

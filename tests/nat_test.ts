@@ -118,20 +118,7 @@ if (reason && !required) {
     await t.step(
       `${CONNECTIONS} concurrent connections from home reach the office service intact`,
       async () => {
-        let res = await mesh.office.api("POST", agentPath(mesh.office, `services/tcp/web`), {
-          host: LAB_ADDRESSES.officeService,
-          port: SERVICE_PORT,
-          users: ["alice"],
-        });
-        assertEquals(res.status, 201, JSON.stringify(res.body));
-        res = await mesh.home.api(
-          "POST",
-          agentPath(mesh.home, `ports/127.0.0.1/tcp/${MAPPED_PORT}`),
-          {
-            target: { service: "web", user: "bob" },
-          },
-        );
-        assertEquals(res.status, 201, JSON.stringify(res.body));
+        await offerAtHome(mesh, "web", SERVICE_PORT, MAPPED_PORT);
         await eventually(() => mappingWorks(lab), 20_000, "a round trip through the port mapping");
         const load = await runLoad(lab);
         assertEquals(
@@ -199,20 +186,7 @@ if (reason && !required) {
           `--tcp-sink=${LAB_ADDRESSES.internet}:${SINK_PORT}`,
         ]);
         await direct.waitForLog((l) => l.kind === "tcp-sink");
-        let res = await mesh.office.api("POST", agentPath(mesh.office, "services/tcp/sink"), {
-          host: LAB_ADDRESSES.officeService,
-          port: SINK_PORT,
-          users: ["alice"],
-        });
-        assertEquals(res.status, 201, JSON.stringify(res.body));
-        res = await mesh.home.api(
-          "POST",
-          agentPath(mesh.home, `ports/127.0.0.1/tcp/${SINK_PORT}`),
-          {
-            target: { service: "sink", user: "bob" },
-          },
-        );
-        assertEquals(res.status, 201, JSON.stringify(res.body));
+        await offerAtHome(mesh, "sink", SINK_PORT, SINK_PORT);
         await lab.limitUplink("homeRouter", UPLINK_RATE);
         try {
           const viaDirect = await upload(lab, LAB_ADDRESSES.internet);
@@ -308,16 +282,7 @@ if (reason && !required) {
  * the steps above show that; this is about the tunnel that was open.)
  */
 async function openTunnelOutlivesNatLoss(lab: NatLab, mesh: LabMesh, service: Proc): Promise<void> {
-  let res = await mesh.office.api("POST", agentPath(mesh.office, "services/tcp/echo"), {
-    host: LAB_ADDRESSES.officeService,
-    port: ECHO_PORT,
-    users: ["alice"],
-  });
-  assertEquals(res.status, 201, JSON.stringify(res.body));
-  res = await mesh.home.api("POST", agentPath(mesh.home, `ports/127.0.0.1/tcp/${ECHO_PORT}`), {
-    target: { service: "echo", user: "bob" },
-  });
-  assertEquals(res.status, 201, JSON.stringify(res.body));
+  await offerAtHome(mesh, "echo", ECHO_PORT, ECHO_PORT);
   const serviceFrom = service.logs.length;
   const hold = lab.spawn("home", "hold", "tests/nat_hold.ts", [`--port=${ECHO_PORT}`]);
   await eventually(() => hold.raw.includes(`{"event":"open"}`), 20_000, "the held tunnel open");
@@ -544,6 +509,28 @@ async function endpointAddress(via: LabAgent, agent: LabAgent): Promise<string> 
   const record = res.body.items.find((e: { id: string }) => e.id === agent.endpointId);
   assert(record?.online, `${agent.host} is not online: ${JSON.stringify(record)}`);
   return String(record.address);
+}
+
+/**
+ * The office agent offers `tcp/name` (the service host's `port`) to alice, and
+ * the home agent maps `127.0.0.1:mappedPort` to it.
+ */
+async function offerAtHome(
+  mesh: LabMesh,
+  name: string,
+  port: number,
+  mappedPort: number,
+): Promise<void> {
+  let res = await mesh.office.api("POST", agentPath(mesh.office, `services/tcp/${name}`), {
+    host: LAB_ADDRESSES.officeService,
+    port,
+    users: ["alice"],
+  });
+  assertEquals(res.status, 201, JSON.stringify(res.body));
+  res = await mesh.home.api("POST", agentPath(mesh.home, `ports/127.0.0.1/tcp/${mappedPort}`), {
+    target: { service: name, user: "bob" },
+  });
+  assertEquals(res.status, 201, JSON.stringify(res.body));
 }
 
 function agentPath(agent: LabAgent, rest: string): string {
