@@ -8,10 +8,12 @@
  * in the office can be reached from the internet, and that the mesh recovers
  * on its own from silent NAT state loss, a router reboot and a hub restart,
  * with the agents' sockets and memory back to their level. It prints the
- * recovery times it measured (it asserts none: the deadlines only bound the
- * waits).
+ * recovery times it measured, and the throughput of an upload through a
+ * shaped home uplink, tunnel against direct (it asserts none of these: the
+ * deadlines only bound the waits).
  *
- * Runs as root with `ip`, `iptables`, `conntrack` and `curl`; elsewhere it is
+ * Runs as root with `ip`, `tc`, `iptables`, `conntrack`, `curl` and
+ * `setsid` (see `labUnavailable`); elsewhere it is
  * a visible skip naming what is missing — except under `CI=true` or
  * `ZTM_NAT_LAB=required` (`deno task test:nat`), where that is a failure.
  */
@@ -88,17 +90,14 @@ if (reason && !required) {
     ]);
     await service.waitForLog((l) => l.kind === "http");
     await service.waitForLog((l) => l.kind === "tcp-echo");
+    await service.waitForLog((l) => l.kind === "tcp-sink");
     const figures: Recovery[] = [];
 
     await t.step(
       "both agents join through their routers; the hub sees the routers' addresses",
       async () => {
-        for (
-          const [agent, router] of [[mesh.home, "homeRouter"], [
-            mesh.office,
-            "officeRouter",
-          ]] as const
-        ) {
+        const behind = [[mesh.home, "homeRouter"], [mesh.office, "officeRouter"]] as const;
+        for (const [agent, router] of behind) {
           const seen = await endpointAddress(mesh.home, agent);
           assert(
             seen.startsWith(`${LAB_ADDRESSES[router]}:`),
@@ -141,10 +140,9 @@ if (reason && !required) {
           );
           assert(!fallback, `${agent.host} fell back to HTTP/2: ${JSON.stringify(fallback)}`);
         }
+        const kib = BYTES_PER_CONNECTION / 1024;
         console.log(
-          `  ${load.ok} connections × ${
-            BYTES_PER_CONNECTION / 1024
-          } KiB echoed in ${load.ms} ms, ` +
+          `  ${load.ok} connections × ${kib} KiB echoed in ${load.ms} ms, ` +
             `up to ${load.maxOpen} open at the service at once`,
         );
       },
@@ -191,14 +189,12 @@ if (reason && !required) {
         try {
           const viaDirect = await upload(lab, LAB_ADDRESSES.internet);
           const viaTunnel = await upload(lab, "127.0.0.1");
+          const size = `${UPLOAD_BYTES / MIB} MiB`;
+          const ratio = (viaDirect / viaTunnel).toFixed(2);
           console.log(
-            `  ${
-              UPLOAD_BYTES / MIB
-            } MiB up a ${UPLINK_RATE} home uplink: direct to the internet host ` +
-              `${mbps(viaDirect)} Mbit/s, through the tunnel to the office ${
-                mbps(viaTunnel)
-              } Mbit/s ` +
-              `(${(viaDirect / viaTunnel).toFixed(2)}× the time)`,
+            `  ${size} up a ${UPLINK_RATE} home uplink: direct to the internet host ` +
+              `${mbps(viaDirect)} Mbit/s, through the tunnel to the office ` +
+              `${mbps(viaTunnel)} Mbit/s (${ratio}× the time)`,
           );
         } finally {
           await lab.clearUplink("homeRouter");
