@@ -425,7 +425,7 @@ export class HubLink {
               : undefined,
           });
           for (const w of this.#waiters) w();
-          this.#startPing(session);
+          this.#startPing(session, fail);
         } else if (msg.type === "open") {
           this.#opts.onOpen(msg);
         } else if (msg.type === "manage") {
@@ -443,7 +443,12 @@ export class HubLink {
     });
   }
 
-  #startPing(session: ClientHttp2Session): void {
+  /**
+   * PINGs the hub every interval; an unanswered PING ends the session through
+   * `fail` with that reason (destroying the session first would report its
+   * streams' close instead, as if the hub had closed them).
+   */
+  #startPing(session: ClientHttp2Session, fail: (why: string) => void): void {
     const every = this.#opts.pingIntervalMs ?? PING_INTERVAL_MS;
     const timeout = this.#opts.pingTimeoutMs ?? PING_TIMEOUT_MS;
     const timer = setInterval(() => {
@@ -453,7 +458,7 @@ export class HubLink {
       }
       const dead = setTimeout(() => {
         this.#log.warn("hub unresponsive; reconnecting", { mesh: this.#opts.config.name });
-        session.destroy(new Error("hub did not answer PING"));
+        fail(`hub did not answer PING within ${timeout / 1000} s`);
       }, timeout);
       try {
         session.ping((err) => {

@@ -140,6 +140,33 @@ export class Proc {
   }
 }
 
+/**
+ * The arguments of `deno` that run `entry` (relative to the project root) with
+ * `args` as a component runs: all permissions and the same V8 tuning as the
+ * deno.json tasks (see the README's Performance section).
+ */
+export function componentRunArgs(entry: string, args: string[]): string[] {
+  return ["run", "--allow-all", "--v8-flags=--max-semi-space-size=2", join(ROOT, entry), ...args];
+}
+
+/** Starts `cmd args` from the project root with its output read into a {@link Proc}. */
+export function startProc(
+  name: string,
+  cmd: string,
+  args: string[],
+  env: Record<string, string> = {},
+): Proc {
+  const child = new Deno.Command(cmd, {
+    args,
+    cwd: ROOT,
+    env: { NO_COLOR: "1", ...env },
+    stdin: "null",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  return new Proc(name, child);
+}
+
 /** A component process with an HTTP API. */
 export interface Service extends Proc {
   /** `http://127.0.0.1:PORT` */
@@ -161,22 +188,7 @@ export class Harness implements AsyncDisposable {
 
   /** Starts `deno run -A <entry> ...args` from the project root. */
   spawn(name: string, entry: string, args: string[], env: Record<string, string> = {}): Proc {
-    const child = new Deno.Command(Deno.execPath(), {
-      // The same V8 tuning as the deno.json tasks (see the README's Performance section).
-      args: [
-        "run",
-        "--allow-all",
-        "--v8-flags=--max-semi-space-size=2",
-        join(ROOT, entry),
-        ...args,
-      ],
-      cwd: ROOT,
-      env: { NO_COLOR: "1", ...env },
-      stdin: "null",
-      stdout: "piped",
-      stderr: "piped",
-    }).spawn();
-    const proc = new Proc(name, child);
+    const proc = startProc(name, Deno.execPath(), componentRunArgs(entry, args), env);
     this.#procs.push(proc);
     return proc;
   }
