@@ -51,6 +51,8 @@ export interface ServiceSpec {
   port: number;
   /** Users allowed besides the service's user and `root`; `["*"]` is every member. */
   users?: string[];
+  /** Narrowing `users` also closes the live connections of users no longer allowed. */
+  strict?: boolean;
 }
 
 /** A local listener address of a port mapping. */
@@ -199,11 +201,11 @@ export class AgentClient {
 
   /** `POST …/endpoints/{ep}/services/{proto}/{name}`: offers (or replaces) a service. */
   createService(mesh: string, ep: string, service: ServiceSpec): Promise<LocalService> {
-    const { proto, name, host, port, users } = service;
+    const { proto, name, ...body } = service;
     return this.request(
       "POST",
       endpointPath(mesh, ep, `services/${enc(proto)}/${enc(name)}`),
-      users === undefined ? { host, port } : { host, port, users },
+      body,
     );
   }
 

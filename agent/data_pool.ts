@@ -81,6 +81,8 @@ export class DataPool {
   #links: DataLink[] = [];
   /** Provider links parked at the hub, waiting for `incoming`. */
   #parked = new Set<DataLink>();
+  /** Links carrying a tunnel now. */
+  #busy = new Set<DataLink>();
   #onIncoming: IncomingHandler | undefined;
 
   constructor(opts: DataPoolOptions) {
@@ -97,9 +99,26 @@ export class DataPool {
     this.touch();
     while (this.#links.length) {
       const link = this.#links.pop()!;
-      if (!link.closed) return link;
+      if (!link.closed) return this.track(link);
     }
     return undefined;
+  }
+
+  /** Counts `link` as carrying a tunnel until `release()`, so a lost session can end it. */
+  track(link: DataLink): DataLink {
+    this.#busy.add(link);
+    return link;
+  }
+
+  /**
+   * The control session is gone, and with it every link bound to it: closes
+   * idle and parked links and ends the tunnels on busy ones (through a NAT
+   * that lost its state they would otherwise hang until TCP gives up).
+   */
+  sessionLost(): void {
+    this.#drain();
+    for (const link of this.#busy) link.close();
+    this.#busy.clear();
   }
 
   /**
@@ -107,6 +126,7 @@ export class DataPool {
    * the tunnel ended cleanly and the pool is warm and not full, else closed.
    */
   release(link: DataLink, role: "in" | "out", clean: boolean): void {
+    this.#busy.delete(link);
     const keep = clean && !link.closed && !this.#closed && this.#target !== undefined &&
       this.#active();
     if (keep && role === "out" && this.#links.length < this.#opts.maxLinks) {
@@ -225,6 +245,7 @@ export class DataPool {
     }
     this.#parked.delete(link);
     if (msg?.type !== "incoming" || !this.#onIncoming) return link.close();
+    this.track(link);
     this.touch();
     let again = false;
     try {

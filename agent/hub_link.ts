@@ -54,6 +54,8 @@ export interface HubLinkOptions {
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void;
   /** Told on every welcome (once connected) where the hub is and whether it has a data port. */
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
+  /** Told when an established link is lost (the session, and what was bound to it, is gone). */
+  onLost?: (why: string) => void;
   /** Answers a management request the hub passed on (the handler verifies it). */
   onManage: (
     msg: Extract<HubMessage, { type: "manage" }>,
@@ -494,6 +496,7 @@ export class HubLink {
       err: why,
       ms: delay,
     });
+    if (wasConnected) this.#opts.onLost?.(why);
     clearTimeout(this.#retry);
     this.#retry = setTimeout(() => this.#connect(), delay);
   }

@@ -103,6 +103,8 @@ export class Mesh implements MeshRuntime {
         // Services changed between our hello and the hub's welcome would otherwise be lost.
         this.#link.send({ type: "services", services: published(this.#services) });
       },
+      // Data links are bound to the lost session: tunnels on them end now, not when TCP gives up.
+      onLost: () => this.#pool.sessionLost(),
       onManage: (msg) => {
         if (!this.#manageHandler) {
           return Promise.resolve({

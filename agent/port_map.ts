@@ -131,6 +131,7 @@ export class PortMap {
       }
       if (!this.#live.has(client)) {
         leg.abort();
+        if (link) this.#opts.pool.release(link, "out", false);
         return;
       }
       const { clean } = await splice(connLeg(client), leg);
@@ -204,7 +205,7 @@ export class PortMap {
       pool.release(link, "out", true);
       throw new ZtmError(answer.status, answer.code, answer.message);
     }
-    link.close();
+    pool.release(link, "out", false);
     return false;
   }
 

@@ -133,7 +133,7 @@ export class Provider {
         service: `${msg.service.proto}/${msg.service.name}`,
         err: errText(err),
       });
-      link?.close();
+      if (link) this.#pool.release(link, "in", false);
       closeQuietly(target);
     }
   }

@@ -34,7 +34,7 @@ export async function ticketLink(
   try {
     conn = await data;
     await presentTicket(conn, ticket);
-    return new DataLink(conn);
+    return pool.track(new DataLink(conn));
   } catch (err) {
     try {
       conn?.close();
@@ -42,6 +42,6 @@ export async function ticketLink(
     log.debug("data connection failed; dialling again", { err: errText(err) });
     const fresh = await pool.dial();
     await presentTicket(fresh, ticket);
-    return new DataLink(fresh);
+    return pool.track(new DataLink(fresh));
   }
 }

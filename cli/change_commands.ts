@@ -68,10 +68,15 @@ export const CREATE_SERVICE: Command = {
         optional: true,
         help: "users allowed besides the endpoint's user and root: a,b or * for every member",
       },
+      {
+        name: "strict",
+        kind: "boolean",
+        help: "narrowing the users later also closes live connections of users no longer allowed",
+      },
       ...WHERE_FLAGS,
     ],
     examples: [
-      "ztm create service tcp/ssh --host=10.0.0.5 --port=22 --users=alice",
+      "ztm create service tcp/ssh --host=10.0.0.5 --port=22 --users=alice --strict",
       "ztm create service tcp/web --host=127.0.0.1 --port=8080 --users='*' --endpoint=office",
     ],
   },
@@ -85,6 +90,7 @@ export const CREATE_SERVICE: Command = {
       host: flags.string("host")!,
       port: flags.integer("port"),
       ...(users === undefined ? {} : { users }),
+      strict: flags.boolean("strict"),
     });
     if (flags.boolean("json")) return printJson(created);
     console.log(

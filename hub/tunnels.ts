@@ -68,6 +68,8 @@ interface Pending {
 
 interface Active {
   serials: string[];
+  /** Control sessions its data links are bound to (the tunnel ends with any of them). */
+  sessions: object[];
   abort: () => void;
 }
 
@@ -236,8 +238,13 @@ export class Tunnels {
     }
   }
 
-  /** The caller's session closed: tunnels still waiting for its data leg are dropped at once. */
+  /**
+   * A session closed: tunnels still waiting for its caller's data leg are
+   * dropped, and tunnels on data links bound to it end (through a NAT that
+   * lost its state, such a link could otherwise hang until TCP gives up).
+   */
   sessionClosed(session: object): void {
+    for (const a of [...this.#active]) if (a.sessions.includes(session)) a.abort();
     for (const p of [...this.#pending.values()]) {
       if (p.from.session !== session) continue;
       this.#drop(p);
@@ -386,6 +393,7 @@ export class Tunnels {
     this.#drop(p);
     const active: Active = {
       serials: [p.from.serial, p.targetSerial],
+      sessions: [callerLeg, providerLeg].flatMap((l) => "link" in l ? [l.link.owner.session] : []),
       abort: () => {
         abortLeg(callerLeg);
         abortLeg(providerLeg);

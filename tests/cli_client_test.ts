@@ -70,7 +70,7 @@ Deno.test("a separate Deno script imports the client, joins a mesh and maps a po
     ip: "127.0.0.1",
     proto: "tcp",
     port,
-    target: { service: "echo" },
+    target: { service: "echo", user: "bob" },
   });
   assertEquals(result.endpoints, ["bob-ep"]);
   assertEquals(result.refusal, {
@@ -138,7 +138,7 @@ Deno.test("the README's client script joins a mesh and maps a port that carries 
   await run(Deno.execPath(), ["check", "script.ts"], { cwd: project });
   const out = await run(Deno.execPath(), ["run", "--allow-all", "script.ts"], { cwd: project });
   assertEquals(JSON.parse(out.stdout), [
-    { ip: "127.0.0.1", proto: "tcp", port, target: { service: "ssh" } },
+    { ip: "127.0.0.1", proto: "tcp", port, target: { service: "ssh", user: "bob" } },
   ]);
   await echoRoundTrip(port);
   assertEquals(sshd.accepted, 1);

@@ -30,6 +30,7 @@ Deno.test("ztm --json output parses and equals the API's answer", async () => {
     "--host=127.0.0.1",
     `--port=${echo.port}`,
     "--users=alice,carol",
+    "--strict",
     ...asBob,
   ]);
   assertEquals(service, {
@@ -38,6 +39,7 @@ Deno.test("ztm --json output parses and equals the API's answer", async () => {
     host: "127.0.0.1",
     port: echo.port,
     users: ["alice", "carol"],
+    strict: true,
   });
   assertEquals([service], await get(bob, endpointPath(bob.endpointId, "services")));
   const port = await freePort();

@@ -50,7 +50,7 @@ Deno.test("ztm --endpoint offers a service and maps a port on another endpoint, 
     ip: "127.0.0.1",
     proto: "tcp",
     port,
-    target: { service: "echo", endpoint: bob.endpointName },
+    target: { service: "echo", endpoint: bob.endpointName, user: "bob" },
   }]);
   await echoRoundTrip(port);
 

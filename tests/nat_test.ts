@@ -60,16 +60,8 @@ const SOCKET_SLACK = 2;
 const RSS_SLACK_BYTES = 32 * 1024 * 1024;
 const MIB = 1024 * 1024;
 
-/**
- * Known issue, checked only with `ZTM_NAT_KNOWN_ISSUES=1`: a tunnel open
- * through a NAT mapping that dies silently is never torn down (see
- * {@link openTunnelOutlivesNatLoss}).
- */
-const KNOWN_ISSUES = Deno.env.get("ZTM_NAT_KNOWN_ISSUES") === "1";
 const OPEN_TUNNEL_STEP =
   "a tunnel open across silent NAT state loss is closed at both ends within the liveness window";
-const OPEN_TUNNEL_ISSUE =
-  "known issue, not run: data legs have no liveness; ZTM_NAT_KNOWN_ISSUES=1 runs it";
 
 const reason = await labUnavailable();
 const required = Deno.env.get("CI") === "true" || Deno.env.get("ZTM_NAT_LAB") === "required";
@@ -257,12 +249,8 @@ if (reason && !required) {
       },
     );
 
-    await t.step({
-      name: OPEN_TUNNEL_STEP + (KNOWN_ISSUES ? "" : ` (${OPEN_TUNNEL_ISSUE})`),
-      ignore: !KNOWN_ISSUES,
-      fn: async () => {
-        await openTunnelOutlivesNatLoss(lab, mesh, service);
-      },
+    await t.step(OPEN_TUNNEL_STEP, async () => {
+      await openTunnelEndsAfterNatLoss(lab, mesh, service);
     });
 
     console.log(report(figures));
@@ -277,7 +265,11 @@ if (reason && !required) {
  * liveness window after the home agent is back. (The mapping itself recovers:
  * the steps above show that; this is about the tunnel that was open.)
  */
-async function openTunnelOutlivesNatLoss(lab: NatLab, mesh: LabMesh, service: Proc): Promise<void> {
+async function openTunnelEndsAfterNatLoss(
+  lab: NatLab,
+  mesh: LabMesh,
+  service: Proc,
+): Promise<void> {
   await offerAtHome(mesh, "echo", ECHO_PORT, ECHO_PORT);
   const serviceFrom = service.logs.length;
   const hold = lab.spawn("home", "hold", "tests/nat_hold.ts", [`--port=${ECHO_PORT}`]);

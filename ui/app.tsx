@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * The dashboard island: header and navigation for the current mesh, a banner
  * when its hub link is down, and the screen for the current route. The

@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * The bundle's entry: hydrates each `[data-island]` element with the props
  * the server embedded next to it, then follows the location hash.

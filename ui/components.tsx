@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * Small pieces every screen uses: labelled fields, the refusal box, online
  * badges, a pager, times. Every control gets a visible `<label>`, or an

@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * The small forms of the endpoint screen: a grid of labelled text fields
  * driven by a list of specs, and the state of one form (its values, and the

@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * The agent's web dashboard, ready to serve: the committed bundle
  * (`ui/dist/dashboard.js`, made by `deno task ui:build`) and stylesheet under

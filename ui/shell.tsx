@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * The HTML around the dashboard, rendered on the server: head, stylesheet,
  * and either the `app` island (rendered with its props, which are embedded

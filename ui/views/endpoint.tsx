@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * One endpoint — this one or any other in the mesh: its services, port
  * mappings and audit log, with forms that create and delete them on that

@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * Endpoints of a mesh: one page at a time from the hub (search and paging are
  * server-side), refreshed every few seconds so an endpoint that goes offline

@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * Join a mesh: mesh name, endpoint name, hub addresses and the three PEM
  * files, each picked from disk or pasted. The form checks that each text

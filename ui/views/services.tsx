@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * Services of a mesh, one row per service and user, with their providers and
  * whether each is online; from any row, "Map a local port" opens a port on

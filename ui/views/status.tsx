@@ -1,3 +1,4 @@
+/** @jsxImportSource preact */
 /**
  * Status: each joined mesh with its hub link (connected or not, to which hub,
  * since when, and the last error), this endpoint's identity in it, and
