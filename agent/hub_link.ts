@@ -36,6 +36,8 @@ import {
 import type { MeshConfig } from "./runtime.ts";
 
 /** Largest JSON response the agent reads from the hub. */
+/** How long a dial may take from TCP connect to the hub's welcome. */
+const CONNECT_TIMEOUT_MS = 10_000;
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
 const MIN_BACKOFF_MS = 250;
@@ -267,7 +269,12 @@ export class HubLink {
       },
     });
     this.#session = session;
+    // A dial into a dead route or a handshake cut off half-way would otherwise wait for TCP to give up.
+    const deadline = setTimeout(() => {
+      if (!this.#connected) fail(`no answer from the hub within ${CONNECT_TIMEOUT_MS / 1000} s`);
+    }, CONNECT_TIMEOUT_MS);
     const fail = (why: string) => {
+      clearTimeout(deadline);
       if (failed) return;
       failed = true;
       if (this.#session === session) this.#session = undefined;

@@ -20,7 +20,7 @@ import {
   subjectAltNames,
   x509,
 } from "@ztm/shared/certs";
-import { api, eventually, Harness, issueUser, run, type Service } from "./harness.ts";
+import { api, eventually, Harness, issueUser, joinMesh, run, type Service } from "./harness.ts";
 import { type ClientTls, errorCode, HubClient, userTls } from "./hub_client.ts";
 import {
   addPortMapping,
@@ -425,5 +425,36 @@ Deno.test("an agent whose certificate the hub refuses stays up, backs off and sa
         `${mesh}: reconnect delays do not grow: ${delays.join(", ")} ms`,
       );
     }
+  }
+});
+
+Deno.test("an agent gives up on a hub that accepts TCP but never answers TLS, and says so", async () => {
+  await using h = new Harness();
+  const ca = await h.startCa();
+  // A black hole: accepts connections and never sends a byte.
+  const silent = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const held: Deno.Conn[] = [];
+  const holding = (async () => {
+    for await (const c of silent) held.push(c);
+  })();
+  try {
+    const agent = await h.startAgent({ name: "agent-silent" });
+    const port = (silent.addr as Deno.NetAddr).port;
+    await joinMesh(agent.url, "silent", await issueUser(ca.url, "alice"), `127.0.0.1:${port}`, "a");
+    const line = await agent.waitForLog(
+      (l) => l.msg === "hub connection failed" && /no answer from the hub/.test(`${l.err}`),
+      30_000,
+    );
+    assert.equal(line.mesh, "silent");
+    // It dials again (backoff), so the hole sees a second connection.
+    await eventually(() => held.length >= 2, 30_000, "a second dial after the deadline");
+  } finally {
+    silent.close();
+    for (const c of held) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    await holding.catch(() => {});
   }
 });
