@@ -298,7 +298,9 @@ export class HubLink {
         fail(errText(err));
         return;
       }
-      if (failed) return;
+      // The link may have been closed (the mesh left) while the CRL was checked: the
+      // session is destroyed then, and a request on it would throw out of this handler.
+      if (failed || this.#closed || session.destroyed || session.closed) return;
       this.#openControl(session, address, fail);
     });
   }
