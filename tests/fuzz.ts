@@ -170,8 +170,12 @@ export interface FuzzRoute<T> {
   make(rng: Rng): T | Promise<T>;
 }
 
-/** Outcome of one request: an HTTP status, or a word for what happened instead. */
-export type Outcome = number | "no-response" | "client-refused";
+/**
+ * Outcome of one request: an HTTP status; a 5xx the server gives on purpose
+ * as `"status code"` (such as `502 target_unreachable`); or a word for what
+ * happened instead of an answer.
+ */
+export type Outcome = number | string;
 
 /** Counts outcomes per route. */
 export class Histogram {
