@@ -290,9 +290,9 @@ function fuzzRoutes(m: FuzzMesh): FuzzRoute<MeshRequest>[] {
       // Valid port mappings would bind real ports other tests may be using: the address is
       // one no interface has (400), so everything else about the request is what is fuzzed.
       method: method(rng, "POST"),
-      path: `${epPath(rng)}/ports/${segment(rng, "192.0.2.1", 0.3)}/${segment(rng, "tcp", 0.1)}/${
-        segment(rng, String(20_000 + rng.int(100)), 0.3)
-      }`,
+      path: `${epPath(rng)}/ports/${segment(rng, "203.0.113.77", 0.3)}/${
+        segment(rng, "tcp", 0.1)
+      }/${segment(rng, String(20_000 + rng.int(100)), 0.3)}`,
       body: jsonBody(rng, { target: { service: "echo" } }),
     })),
     agentRoute("DELETE …/ports/:ip/:proto/:port", (rng) => ({
