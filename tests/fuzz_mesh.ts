@@ -488,8 +488,8 @@ async function sendToHub(client: HubClient, req: MeshRequest): Promise<Outcome> 
   }
 }
 
-/** What the fuzz must not change unasked: CA certificates, alice's meshes, services, ports, policy. */
-interface MeshState {
+/** What the fuzz must not change unasked: CA certificates, alice's meshes, services, ports, policy, and her endpoint at the hub. */
+export interface MeshState {
   certificates: Map<string, { name: string; revoked: boolean }>;
   meshes: string[];
   services: Map<string, string>;
@@ -525,7 +525,7 @@ async function snapshot(m: FuzzMesh): Promise<MeshState> {
 }
 
 /** Changes between two snapshots that no 2xx request in `writes` explains. */
-function unexplained(before: MeshState, after: MeshState, writes: Write[]): string[] {
+export function unexplained(before: MeshState, after: MeshState, writes: Write[]): string[] {
   const problems: string[] = [];
   const wrote = (pred: (w: Write) => boolean) => writes.some(pred);
   for (const [serial, c] of after.certificates) {
