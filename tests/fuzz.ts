@@ -220,6 +220,9 @@ export async function runFuzz<T>(opts: {
   concurrency: number;
   send: (route: FuzzRoute<T>, request: T) => Promise<Outcome>;
   histogram: Histogram;
+  /** Called after every `progressEvery` requests with the number sent so far. */
+  onProgress?: (done: number, total: number) => void;
+  progressEvery?: number;
 }): Promise<void> {
   const jobs: [number, number][] = [];
   opts.routes.forEach((_, r) => {
@@ -231,6 +234,7 @@ export async function runFuzz<T>(opts: {
     [jobs[i], jobs[j]] = [jobs[j], jobs[i]];
   }
   let next = 0;
+  let done = 0;
   const worker = async () => {
     while (next < jobs.length) {
       const [r, i] = jobs[next++];
@@ -239,6 +243,9 @@ export async function runFuzz<T>(opts: {
         (opts.seed ^ Math.imul(r + 1, 0x9e3779b1) ^ Math.imul(i + 1, 0x85ebca6b)) >>> 0,
       );
       opts.histogram.add(route.name, await opts.send(route, await route.make(rng)));
+      if (opts.onProgress && ++done % (opts.progressEvery ?? 5000) === 0) {
+        opts.onProgress(done, jobs.length);
+      }
     }
   };
   await Promise.all(Array.from({ length: opts.concurrency }, worker));

@@ -27,6 +27,7 @@ let failed = false;
     seed,
     perRoute: Number(values["per-route"]),
     concurrency: Number(values.concurrency),
+    onProgress: (done, total) => console.log(`${done} of ${total} requests sent`),
   });
   console.log(report.histogram.format());
   console.log(

@@ -20,9 +20,10 @@ import { x509 } from "@ztm/shared/certs";
 import { HUB_PATHS } from "@ztm/shared/protocol";
 import { type SignedRequest, signRequest } from "@ztm/shared/signed_request";
 import { api, type Harness, issueUser, type UserFiles } from "./harness.ts";
-import { errorCode, HubClient, userTls } from "./hub_client.ts";
+import { errorCode, HubClient, REQUEST_TIMEOUT_MS, userTls } from "./hub_client.ts";
 import { addService, MESH, type MeshAgent, startMeshOf, type TestMesh } from "./mesh_fixture.ts";
 import { startEchoServer } from "./net_helpers.ts";
+import { keyLeaks } from "./secret_scan.ts";
 import {
   type FuzzRequest,
   type FuzzRoute,
@@ -235,11 +236,7 @@ function fuzzRoutes(m: FuzzMesh): FuzzRoute<MeshRequest>[] {
       path: `/api/meshes/${segment(rng, rng.pick([MESH, "fz-mesh"]), 0.3)}`,
       body: jsonBody(rng, {
         ca: m.alice.files.ca,
-        agent: {
-          name: "fz-join",
-          certificate: m.alice.files.certificate,
-          privateKey: m.alice.files.privateKey,
-        },
+        agent: joinFiles(rng, m.alice.files),
         bootstraps: [rng.pick([m.hub.address, "256.1.1.1:1", "localhost:0", ""])],
       }),
     })),
@@ -369,6 +366,24 @@ function fuzzRoutes(m: FuzzMesh): FuzzRoute<MeshRequest>[] {
   ];
 }
 
+/**
+ * The `agent` part of a join: alice's files, or with the private key where it
+ * does not belong or cut short — so an error that quoted its input would
+ * quote the key (the key scan of error answers catches that).
+ */
+function joinFiles(rng: Rng, files: UserFiles): Record<string, unknown> {
+  const { certificate, privateKey } = files;
+  const cut = privateKey.slice(0, 40 + rng.int(privateKey.length - 40));
+  return rng.pick([
+    { name: "fz-join", certificate, privateKey },
+    { name: "fz-join", certificate, privateKey },
+    { name: "fz-join", certificate: privateKey, privateKey },
+    { name: "fz-join", certificate, privateKey: cut },
+    { name: privateKey, certificate, privateKey },
+    { name: "fz-join", certificate, privateKey: privateKey.replace("PRIVATE KEY", "PUBLIC KEY") },
+  ]);
+}
+
 const ALTERABLE = [
   "method",
   "path",
@@ -418,16 +433,22 @@ function sender(m: FuzzMesh, writes: Write[], examples: string[]) {
           headers: req.headers,
           body: noBody ? undefined : req.body,
           redirect: "manual",
+          signal: AbortSignal.timeout(REQUEST_TIMEOUT_MS),
         });
         status = outcomeOf(res.status, await res.text());
       } catch (err) {
         // fetch refuses some URLs and bodies before sending; a dropped connection is not that.
-        status = /connection|reset|closed|refused/i.test(String(err))
+        status = err instanceof DOMException && err.name === "TimeoutError"
+          ? "timeout"
+          : /connection|reset|closed|refused/i.test(String(err))
           ? "no-response"
           : "client-refused";
       }
     }
-    if ((status === "no-response" || status === "timeout") && examples.length < 10) {
+    if (
+      (status === "no-response" || status === "timeout" || status === "key-in-error") &&
+      examples.length < 10
+    ) {
       examples.push(
         `${status}: ${req.method} ${req.path.slice(0, 120)} ${
           JSON.stringify((req.body ?? "").slice(0, 120))
@@ -460,8 +481,15 @@ function safeDecode(path: string): string {
  */
 const DELIBERATE_5XX = new Set(["502 target_unreachable", "504 manage_timeout"]);
 
-/** The status, or `"status code"` for a deliberate 5xx. */
+/**
+ * The status, `"status code"` for a deliberate 5xx, or `key-in-error` when an
+ * error answer carries private key material (the join route gets keys in its
+ * bodies, and an error must never echo them).
+ */
 function outcomeOf(status: number, text: string): Outcome {
+  if (status >= 400 && keyLeaks([{ name: "answer", lines: text.split("\n") }]).length) {
+    return "key-in-error";
+  }
   const labelled = `${status} ${errorCode(text)}`;
   return status >= 500 && DELIBERATE_5XX.has(labelled) ? labelled : status;
 }
@@ -611,7 +639,12 @@ function noteworthy(p: { logs: { msg?: string; level?: string }[] }): string[] {
 /** Starts a mesh, fuzzes every route `perRoute` times, and checks processes and state. */
 export async function fuzzMesh(
   h: Harness,
-  opts: { seed: number; perRoute: number; concurrency: number },
+  opts: {
+    seed: number;
+    perRoute: number;
+    concurrency: number;
+    onProgress?: (done: number, total: number) => void;
+  },
 ): Promise<FuzzReport> {
   await using m = await startFuzzMesh(h);
   const routes = fuzzRoutes(m);
@@ -628,6 +661,7 @@ export async function fuzzMesh(
   for (const [route, counts] of histogram.byRoute) {
     for (const [outcome, n] of counts) {
       const bad = outcome === "no-response" || outcome === "timeout" ||
+        outcome === "key-in-error" ||
         (typeof outcome === "number" && outcome >= 500 && outcome !== 503);
       if (bad) failures.push(`${route}: ${outcome} x${n}`);
     }
