@@ -3,7 +3,7 @@
  * reported unless a 2xx request it recorded explains it.
  */
 import assert from "node:assert/strict";
-import { type MeshState, unexplained } from "./fuzz_mesh.ts";
+import { type MeshState, unexplained } from "./fuzz_state.ts";
 
 function state(): MeshState {
   return {
