@@ -2,7 +2,7 @@
  * Agents check the hub they dial, with real processes: a hub certificate that
  * does not name the dialled address, one of the wrong role (a user's
  * clientAuth certificate from the mesh CA, with the right names), and a
- * revoked one are all refused, the agent stays up and says why — and in each
+ * revoked one (also when the link was up at the revocation) are all refused, the agent stays up and says why — and in each
  * test the same agent reaches an honest hub (or the same hub by its right
  * name), so the refusal is the check and not a broken setup.
  */
@@ -148,4 +148,7 @@ Deno.test("an agent refuses a hub whose certificate is revoked", async () => {
   await join_(agent.url, "after", alice, hub.address);
   const why = await assertRefused(agent, "after", /revoked/i);
   console.log(`revoked hub: ${why}`);
+  // The link that was up when the hub was revoked leaves it on the pushed CRL, and stays out.
+  const before = await assertRefused(agent, "before", /revoked/i);
+  console.log(`link up at the revocation: ${before}`);
 });
