@@ -420,6 +420,13 @@ Deno.test("a join with bad files answers 400 naming the problem and stores nothi
       "bad_bootstraps",
       /no port/,
     ],
+    [
+      "hub address no URL can hold",
+      "home",
+      joinBody({ bootstraps: ["256.1.1.1:1"] }),
+      "bad_bootstraps",
+      /256\.1\.1\.1/,
+    ],
     ["bad mesh name", "bad%20name", joinBody(), "bad_mesh_name", /"bad name"/],
     ["body that is not an object", "home", [], "bad_json", /JSON object/],
   ];

@@ -96,6 +96,8 @@ export class HubLink {
   #retry: ReturnType<typeof setTimeout> | undefined;
   #waiters = new Set<() => void>();
   #crl: VerifiedCrl | undefined;
+  /** Serial of the hub certificate this link checked at its last connect. */
+  #hubSerial: string | undefined;
 
   constructor(opts: HubLinkOptions) {
     this.#opts = opts;
@@ -307,7 +309,9 @@ export class HubLink {
         fail(errText(err));
         return;
       }
-      if (failed) return;
+      // The link may have been closed (the mesh left) while the CRL was checked: the
+      // session is destroyed then, and a request on it would throw out of this handler.
+      if (failed || this.#closed || session.destroyed || session.closed) return;
       this.#openControl(session, address, fail);
     });
   }
@@ -328,9 +332,9 @@ export class HubLink {
     if (status === 503) return; // the hub has no CRL yet (CA never reached): nothing to check against
     if (status !== 200) throw new Error(`hub answered ${status} for the CRL`);
     const crl = await verifyCrl(body, this.#opts.config.ca);
-    if (crl.serials.has(normalizeSerial(hubCert.serialNumber))) {
-      throw new Error("hub certificate is revoked");
-    }
+    const hubSerial = normalizeSerial(hubCert.serialNumber);
+    if (crl.serials.has(hubSerial)) throw new Error("hub certificate is revoked");
+    this.#hubSerial = hubSerial;
     this.#adoptCrl(crl);
   }
 
@@ -347,6 +351,15 @@ export class HubLink {
   async #onCrl(pem: string): Promise<void> {
     try {
       this.#adoptCrl(await verifyCrl(pem, this.#opts.config.ca));
+      // The hub's own certificate revoked while connected: leave it; reconnecting checks
+      // the CRL again and refuses (a hub whose key is lost is no longer this mesh's hub).
+      if (this.#hubSerial && this.#crl?.serials.has(this.#hubSerial)) {
+        this.#log.warn("hub certificate revoked; disconnecting", {
+          mesh: this.#opts.config.name,
+          serial: this.#hubSerial,
+        });
+        this.#session?.destroy();
+      }
     } catch (err) {
       this.#log.warn("crl from hub ignored", { mesh: this.#opts.config.name, err: errText(err) });
     }

@@ -167,6 +167,9 @@ function checkBootstraps(value: unknown): string[] {
       const addr = parseHostPort(item.trim());
       if (addr.port === 0) throw new UsageError(`Bad port in address "${item}": use 1 to 65535`);
       text = formatHostPort(addr);
+      // The host pattern lets through names no URL can hold (256.1.1.1), which the link
+      // would only find when it dials: a 500 from the join instead of this 400.
+      if (!URL.canParse(`https://${text}/`)) throw new UsageError(`Bad host in address "${item}"`);
     } catch (err) {
       if (!(err instanceof UsageError)) throw err;
       throw new BadRequest("bad_bootstraps", `Bad hub address: ${err.message}`, { cause: err });

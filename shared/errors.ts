@@ -111,10 +111,35 @@ export interface ErrorBody {
   error: { code: string; message: string };
 }
 
-/** Renders any thrown value as the JSON error body and status; unknown errors become 500. */
+/** A base64 run this long with mixed case and a digit or `+`/`/` is key material, not a name. */
+const BASE64_RUN = /[A-Za-z0-9+/=]{40,}/g;
+
+/**
+ * `message` with PEM markers and long base64 runs cut out. Messages name the
+ * bad value they were given, and a value can be a private key pasted into the
+ * wrong field (an endpoint name, a user list): the answer must not carry it
+ * back, to a screen or a log.
+ */
+export function withoutKeyMaterial(message: string): string {
+  return message
+    .replace(/-----(BEGIN|END) [A-Z0-9 ]+-----/g, "[PEM]")
+    .replace(
+      BASE64_RUN,
+      (run) =>
+        /[A-Z]/.test(run) && /[a-z]/.test(run) && /[0-9+/]/.test(run) ? `${run.slice(0, 4)}…` : run,
+    );
+}
+
+/**
+ * Renders any thrown value as the JSON error body and status; unknown errors
+ * become 500. Key material in a message is cut (see `withoutKeyMaterial`).
+ */
 export function errorBody(err: unknown): { status: number; body: ErrorBody } {
   if (err instanceof ZtmError) {
-    return { status: err.status, body: { error: { code: err.code, message: err.message } } };
+    return {
+      status: err.status,
+      body: { error: { code: err.code, message: withoutKeyMaterial(err.message) } },
+    };
   }
   return {
     status: 500,

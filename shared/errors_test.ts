@@ -15,8 +15,10 @@ import {
   ServiceUnavailable,
   TooManyRequests,
   Unauthorized,
+  withoutKeyMaterial,
   ZtmError,
 } from "./errors.ts";
+import { exportPrivateKeyPem, generateKeyPair } from "./certs.ts";
 
 Deno.test("each error class carries its HTTP status, code and name", () => {
   const cases: [ZtmError, number][] = [
@@ -79,4 +81,26 @@ Deno.test("errorFromResponse rebuilds the error class, code and message of an er
   assert.equal(other.code, "http_error");
   assert.equal(other.message, "Bad gateway");
   assert.equal(errorFromResponse(500, "").message, "HTTP status 500");
+});
+
+Deno.test("an error message never carries a private key back, but keeps names, ids and serials", async () => {
+  const pem = await exportPrivateKeyPem((await generateKeyPair()).privateKey);
+  const body = pem.split("\n").filter((l) => l && !l.startsWith("-----"));
+  for (const quoted of [pem, body.join(""), JSON.stringify(pem)]) {
+    const { body: rendered } = errorBody(new BadRequest("bad_name", `Bad name "${quoted}"`));
+    const text = JSON.stringify(rendered);
+    assert.doesNotMatch(text, /PRIVATE KEY/);
+    for (const line of body) assert.ok(!text.includes(line.slice(8, 40)), text);
+    assert.match(rendered.error.message, /^Bad name "/);
+  }
+  for (
+    const kept of [
+      'Unknown endpoint "4320282d-9958-49ae-9b17-f23a9b67b685"',
+      "Certificate 17f48431940cf150fcd511c4f81660ac is revoked",
+      'Bad service name "a-very-long-but-ordinary-service-name-for-the-db"',
+      'Unknown mesh "ProductionEast"',
+    ]
+  ) {
+    assert.equal(withoutKeyMaterial(kept), kept);
+  }
 });

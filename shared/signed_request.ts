@@ -86,9 +86,18 @@ export async function canonicalText(
   r: Omit<SignedRequest, "certificate" | "signature">,
 ): Promise<string> {
   const digest = hex(await crypto.subtle.digest("SHA-256", encoder.encode(r.body)));
-  return ["ztm-management-v1", r.method, r.path, digest, r.target, r.nonce, String(r.expires)].join(
-    "\n",
-  );
+  // Every field but the certificate and signature, in the order the module comment gives:
+  // `from` is signed too, or a hub could change the origin the target's audit log records.
+  return [
+    "ztm-management-v1",
+    r.method,
+    r.path,
+    digest,
+    r.target,
+    r.from,
+    r.nonce,
+    String(r.expires),
+  ].join("\n");
 }
 
 /** Signs a management request for `target` with the caller's key and certificate. */

@@ -12,6 +12,7 @@
  */
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
+import { keyLeaks, rememberPrivateKey, rememberSecretsIn } from "./secret_scan.ts";
 
 /** The project root. */
 export const ROOT: string = dirname(dirname(fileURLToPath(import.meta.url)));
@@ -174,7 +175,12 @@ export interface Service extends Proc {
   port: number;
 }
 
-/** Owns processes and temp dirs of one test; dispose it (`await using`) to clean up. */
+/**
+ * Owns processes and temp dirs of one test; dispose it (`await using`) to
+ * clean up. Disposing also scans every line each process wrote for private
+ * key material (see `secret_scan.ts`) and throws if it finds any, so every
+ * test that uses a harness is also a log-leak test.
+ */
 export class Harness implements AsyncDisposable {
   #procs: Proc[] = [];
   #dirs: string[] = [];
@@ -260,8 +266,19 @@ export class Harness implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     await Promise.allSettled(this.#procs.map((p) => p.stop()));
-    for (const dir of this.#dirs) {
-      await Deno.remove(dir, { recursive: true }).catch(() => {});
+    // Keys the processes made themselves (the CA's, hubs', `start`'s) are read from
+    // their state before it goes, so the scan knows them too.
+    let leaks: string[] = [];
+    try {
+      for (const dir of this.#dirs) await rememberSecretsIn(dir);
+      leaks = keyLeaks(this.#procs.map((p) => ({ name: p.name, lines: p.raw })));
+    } finally {
+      for (const dir of this.#dirs) {
+        await Deno.remove(dir, { recursive: true }).catch(() => {});
+      }
+    }
+    if (leaks.length) {
+      throw new Error(`private key material in process output:\n${leaks.join("\n")}`);
     }
   }
 }
@@ -333,6 +350,7 @@ export async function issueUser(caUrl: string, user: string): Promise<UserFiles>
   if (keyRes.status !== 201) throw new Error(`issuing ${user}: ${keyRes.status} ${privateKey}`);
   const certificate = await (await fetch(`${caUrl}/api/certificates/${user}`)).text();
   const ca = await (await fetch(`${caUrl}/api/certificates/ca`)).text();
+  rememberPrivateKey(privateKey);
   return { user, ca, certificate, privateKey };
 }
 

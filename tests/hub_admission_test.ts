@@ -8,19 +8,14 @@
  * curl; every denial is paired with a positive control through the same path.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import {
-  createCaCertificate,
   exportPrivateKeyPem,
   generateKeyPair,
-  issueLeafCertificate,
-  KEY_ALGORITHM,
   parseCertificate,
   subjectAltNames,
   x509,
 } from "@ztm/shared/certs";
-import { api, eventually, Harness, issueUser, joinMesh, run, type Service } from "./harness.ts";
+import { api, eventually, Harness, issueUser, joinMesh, type Service } from "./harness.ts";
 import { type ClientTls, errorCode, HubClient, userTls } from "./hub_client.ts";
 import {
   addPortMapping,
@@ -32,6 +27,8 @@ import {
   startMeshOf,
 } from "./mesh_fixture.ts";
 import { withDeadline } from "./ca_helpers.ts";
+import { meshCaOf, newCa, newLeaf } from "./test_pki.ts";
+import { curlHub } from "./tls_clients.ts";
 import {
   equalBytes,
   exchange,
@@ -47,65 +44,11 @@ async function statusWith(port: number, tls: ClientTls, protocol?: string) {
   return await client.request("GET", "/api/status", { protocol });
 }
 
-/**
- * `curl --http2 GET /api/status` with `ztm-protocol: 1`; returns curl's exit
- * code and the HTTP status it saw (0 when no response came).
- */
-async function curlStatus(
-  dir: string,
-  port: number,
-  tls: ClientTls,
-): Promise<{ code: number; httpCode: number; stderr: string }> {
-  const tag = crypto.randomUUID();
-  const args = ["--http2", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"];
-  const caPath = join(dir, `${tag}-ca.crt`);
-  await Deno.writeTextFile(caPath, tls.ca);
-  args.push("--cacert", caPath);
-  if (tls.cert && tls.key) {
-    const certPath = join(dir, `${tag}.crt`);
-    const keyPath = join(dir, `${tag}.key`);
-    await Deno.writeTextFile(certPath, tls.cert);
-    await Deno.writeTextFile(keyPath, tls.key, { mode: 0o600 });
-    args.push("--cert", certPath, "--key", keyPath);
-  }
-  args.push("-H", "ztm-protocol: 1", `https://localhost:${port}/api/status`);
-  const out = await run("curl", args, { allowFail: true });
-  return { code: out.code, httpCode: Number(out.stdout.trim() || "0"), stderr: out.stderr };
-}
-
-/** The mesh CA's certificate and private key, read from the CA's database (read-only). */
-async function meshCaKey(ca: { database: string }) {
-  const db = new DatabaseSync(ca.database, { readOnly: true });
-  let row: { private_key: Uint8Array; certificate: string };
-  try {
-    row = db.prepare("SELECT private_key, certificate FROM ca WHERE id = 1").get() as typeof row;
-  } finally {
-    db.close();
-  }
-  const privateKey = await crypto.subtle.importKey(
-    "pkcs8",
-    new Uint8Array(row.private_key),
-    KEY_ALGORITHM,
-    false,
-    ["sign"],
-  );
-  return { certificate: parseCertificate(row.certificate), privateKey };
-}
-
-/** A client certificate for `name` signed by `ca`, with its key, PEM. */
-async function leaf(
-  ca: { certificate: x509.X509Certificate; privateKey: CryptoKey },
-  name: string,
-  opts: { now?: Date; days?: number } = {},
-): Promise<{ cert: string; key: string }> {
-  const keys = await generateKeyPair();
-  const cert = await issueLeafCertificate(ca, {
-    commonName: name,
-    publicKey: keys.publicKey,
-    role: "client",
-    ...opts,
-  });
-  return { cert: cert.toString("pem"), key: await exportPrivateKeyPem(keys.privateKey) };
+/** A leaf from `test_pki.ts` as client TLS material. */
+function asClient(
+  leaf: { certificate: string; privateKey: string },
+): { cert: string; key: string } {
+  return { cert: leaf.certificate, key: leaf.privateKey };
 }
 
 /** A hub-role (serverAuth) certificate from the real CA's hub route, with its key. */
@@ -138,18 +81,12 @@ Deno.test("hub refuses certificates from another CA, expired, hub-role or missin
   const dir = await h.tempDir("ztm-certs-");
 
   // Another CA, made in-process: a well-formed client certificate that does not chain.
-  const otherKeys = await generateKeyPair();
-  const otherCa = {
-    certificate: await createCaCertificate(otherKeys),
-    privateKey: otherKeys.privateKey,
-  };
-  const foreign = await leaf(otherCa, "alice");
+  const foreign = asClient(await newLeaf(await newCa(), { name: "alice" }));
   // The real mesh CA's key signs a client certificate that expired days ago.
-  const meshCa = await meshCaKey(ca);
-  const expired = await leaf(meshCa, "alice", {
-    now: new Date(Date.now() - 10 * 86_400_000),
-    days: 1,
-  });
+  const meshCa = await meshCaOf(ca);
+  const expired = asClient(
+    await newLeaf(meshCa, { name: "alice", now: new Date(Date.now() - 10 * 86_400_000), days: 1 }),
+  );
   assert.ok(parseCertificate(expired.cert).notAfter.getTime() < Date.now());
   // A hub's (serverAuth) certificate from the CA, presented as a client.
   const hubRole = await hubRoleCertificate(ca);
@@ -168,7 +105,7 @@ Deno.test("hub refuses certificates from another CA, expired, hub-role or missin
       `${what}: the hub answered ${reply.status} ${reply.text}`,
     );
     assert.ok(reply.refused, `${what}: no reason for the refusal`);
-    const curl = await curlStatus(dir, hub.port, tls);
+    const curl = await curlHub(dir, hub.port, tls);
     assert.notEqual(curl.httpCode, 200, `${what}: curl got 200`);
     assert.notEqual(curl.code, 0, `${what}: curl succeeded with HTTP ${curl.httpCode}`);
   }
@@ -177,7 +114,7 @@ Deno.test("hub refuses certificates from another CA, expired, hub-role or missin
   const ok = await statusWith(hub.port, userTls(alice));
   assert.equal(ok.status, 200, ok.text);
   assert.equal(JSON.parse(ok.text).protocol, 1);
-  const curlOk = await curlStatus(dir, hub.port, userTls(alice));
+  const curlOk = await curlHub(dir, hub.port, userTls(alice));
   assert.equal(curlOk.httpCode, 200, curlOk.stderr);
   assert.equal(curlOk.code, 0);
   // The hub is still serving after the refusals, and logged them.

@@ -181,6 +181,15 @@ Deno.test("a hub-side sender cannot replay, alter, retarget or forge a signed ma
     ["bad_signature"],
     "root's signature claimed for bob's certificate",
   );
+  // The origin the audit log records is signed too: a hub cannot make a change look as if
+  // it came from another endpoint.
+  await refused(
+    bob,
+    { ...await fresh(), from: alice.endpointId },
+    401,
+    ["bad_signature"],
+    "origin (from) altered",
+  );
 
   // Retargeted: the target field changed and sent to that endpoint, or sent elsewhere unchanged.
   await refused(
