@@ -110,6 +110,10 @@ Deno.test("a hub killed mid-transfer breaks connections cleanly and agents come 
     await eventually(() => echoRoundTrip(port).then(() => true), 60_000, `mapping ${port} again`);
   }
   const working = performance.now();
+  // From then on every new connection works, through every mapping, many at once.
+  await Promise.all(
+    mappings.flatMap((port) => Array.from({ length: 20 }, () => echoRoundTrip(port))),
+  );
   console.log(
     `hub restarted ${Math.round(restartedAt - killedAt)} ms after the kill; agents reconnected ` +
       `${Math.round(reconnected - restartedAt)} ms and every mapping worked ` +
