@@ -28,10 +28,16 @@ export interface DataPortLimits {
   total: number;
 }
 
-/** Defaults for `DataPortLimits`. */
+/**
+ * Defaults for `DataPortLimits`. An agent keeps up to 8 warm connections and
+ * dials up to 16 more in a burst, all waiting here, and one refused here dies
+ * unseen in its pool, failing the tunnel that takes it. So the per-address
+ * limit must fit every agent behind one NAT: with 64, two busy agents on one
+ * address already lost tunnels (`deno task soak`); 1,024 fits ~40.
+ */
 export const DEFAULT_DATA_LIMITS: DataPortLimits = {
   idleMs: 30_000,
-  perAddress: 256,
+  perAddress: 1_024,
   total: 20_000,
 };
 

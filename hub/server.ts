@@ -50,6 +50,13 @@ import { Tunnels } from "./tunnels.ts";
 import { DataLinks } from "./data_links.ts";
 import { respondError, respondJson } from "./respond.ts";
 
+/**
+ * How long a connection may take to finish its TLS handshake. `node:tls`
+ * waits 120 s by default, so idle sockets that never send a ClientHello
+ * would hold descriptors that long (tests/fault_idle_handshake_test.ts).
+ */
+const HANDSHAKE_TIMEOUT_MS = 10_000;
+
 /** Limits that answer 429/413 instead of letting the hub fall over. */
 export interface HubLimits {
   maxSessions: number;
@@ -216,6 +223,7 @@ export class HubServer {
       requestCert: true,
       rejectUnauthorized: true,
       minVersion: "TLSv1.2",
+      handshakeTimeout: HANDSHAKE_TIMEOUT_MS,
       allowHTTP1: false,
       settings: {
         initialWindowSize: WINDOW_BYTES,

@@ -15,6 +15,7 @@ import {
   makeCsr,
   withDatabase,
 } from "./ca_helpers.ts";
+import { seededRandom } from "./fault_helpers.ts";
 
 Deno.test("a restarted CA keeps its certificate byte for byte, its certificates and its revocations", async () => {
   await using h = new Harness();
@@ -108,17 +109,19 @@ Deno.test("the CA database, its WAL files and its token file are 0600 and hold n
 Deno.test("kill -9 during a burst of issues leaves a sound database holding every certificate answered 201", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
-  const total = 60;
+  const total = 100;
   const workers = 6;
-  const killAfter = 20;
+  // A random moment (seed printed; FAULT_SEED=… repeats it) while others are still in flight.
+  const killAfter = 5 + Math.floor(seededRandom("ca kill")() * 85);
+  console.log(`kill -9 after ${killAfter} of ${total} certificates answered 201`);
   const answered: string[] = [];
   let next = 0;
   let killed: Promise<Deno.CommandStatus> | undefined;
 
-  // A few requests always in flight; SIGKILL once ~20 have been answered, while others are open.
+  // A few requests always in flight; SIGKILL once `killAfter` have been answered, while others are open.
   const worker = async () => {
     while (next < total) {
-      const name = `user-${String(next++).padStart(2, "0")}`;
+      const name = `user-${String(next++).padStart(3, "0")}`;
       try {
         const reply = await call(`${ca.url}/api/certificates/${name}`, { method: "POST" });
         if (reply.status === 201) answered.push(name);
