@@ -36,8 +36,12 @@ import { abortLeg, relay, type TunnelLeg } from "./relay.ts";
 import type { ClaimedTicket, Tickets } from "./tickets.ts";
 import { respondError } from "./respond.ts";
 
-/** How long a parked provider link may take to answer `incoming` before the control stream is asked. */
-const OFFER_TIMEOUT_MS = 3_000;
+/**
+ * How long a parked provider link may take to answer `incoming` before the
+ * control stream is asked: longer than a provider's 5 s connect to its target,
+ * so a slow target is not dialled twice.
+ */
+const OFFER_TIMEOUT_MS = 6_000;
 
 /** Who is calling, as admitted. */
 export interface TunnelParty {
