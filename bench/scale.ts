@@ -108,6 +108,7 @@ const both = (label: string, figure: string): string[] => [
 const once = (label: string, figure: string): string[] => [label, "", cell(s(figure))];
 const rows = [
   once("join all N, s", "join.seconds"),
+  once("failed dials while joining", "join.failures"),
   once("hub CPU while joining, % of a core", "join.hubCpuPct"),
   once("hub peak RSS while joining, MiB", "join.hubPeakRssMiB"),
   both("hub RSS at rest, MiB", "hub.rssMiB"),
@@ -120,11 +121,15 @@ const rows = [
   both("real tunnel bulk, MB/s", "tunnel.MBps"),
   both("real tunnel 64 B round trip p50, µs", "tunnel.rttP50Us"),
   both("real tunnel 64 B round trip p99, µs", "tunnel.rttP99Us"),
+  once("storm: hub stop, s", "storm.stopSeconds"),
   once("storm: hub down (stop + start), s", "storm.downSeconds"),
   once("storm: all back after the stop, s", "storm.backSeconds"),
+  once("storm: failed dials and lost sessions", "storm.failures"),
   once("storm: hub CPU, % of a core (mean)", "storm.hubCpuPct"),
   once("storm: hub CPU, % of a core (peak 1 s)", "storm.hubPeakCpuPct"),
   once("storm: hub peak RSS, MiB", "storm.hubPeakRssMiB"),
+  once("storm: simulators' CPU, % of a core", "storm.simsCpuPct"),
+  once("storm: other processes' CPU, % of a core", "storm.otherCpuPct"),
   once("simulators' CPU at rest, % of a core", "sims.idleCpuPct"),
   once("simulators' peak RSS (all), MiB", "sims.peakRssMiB"),
   both("other processes' CPU at rest, % of a core", "other.idleCpuPct"),

@@ -13,7 +13,7 @@ import { HubClient, userTls } from "../tests/hub_client.ts";
 import { runLoad } from "./load.ts";
 import { warmUp } from "./measurements.ts";
 import { MESH, type MeshPath, startMesh } from "./mesh.ts";
-import { ProcSampler, readProc, SYSTEM } from "./proc_stats.ts";
+import { ProcSampler, type ProcUsage, readProc, SYSTEM } from "./proc_stats.ts";
 import { Results, round } from "./report.ts";
 import { ensureFdLimit, issueSimUsers, Simulators } from "./scale_sims.ts";
 
@@ -50,6 +50,13 @@ async function hubOnline(port: number, tls: Tls): Promise<number | undefined> {
   } finally {
     await client.close();
   }
+}
+
+/** CPU (% of a core) the machine spent outside the bench's processes: other engineers' work. */
+function otherCpu(usage: Record<string, ProcUsage>): number {
+  const known = Object.entries(usage).filter(([k]) => k !== "system")
+    .reduce((n, [, u]) => n + u.cpuPct, 0);
+  return Math.max(0, usage.system.cpuPct - known);
 }
 
 /** p50 and p99 of `ms`, in ms. */
@@ -158,9 +165,21 @@ export async function scaleRun(
     await new Promise((r) => setTimeout(r, 5_000)); // let joins' garbage be collected
     const rssN = await measureAt("N", mesh, c, tunnelPort, sampler, add, say);
     add("hub.rssPerEndpointKiB", (rssN - rss0) * 1024 / c.endpoints);
-    const t = sims.totals();
-    add("join.failures", t.failures);
-    if (c.storm) await storm(h, mesh, c, sims, sampler, watch, add, say);
+    const beforeStorm = sims.totals();
+    add("join.failures", beforeStorm.failures);
+    if (beforeStorm.failures) say(`failures while joining: ${JSON.stringify(beforeStorm.causes)}`);
+    if (c.storm) {
+      await storm(h, mesh, c, sims, sampler, watch, add, say);
+      const after = sims.totals();
+      add("storm.failures", after.failures - beforeStorm.failures);
+      const causes = Object.entries(after.causes)
+        .map(([k, n]) => [k, n - (beforeStorm.causes[k] ?? 0)] as const).filter(([, n]) => n > 0);
+      say(
+        `failed dials and lost sessions in the storm: ${
+          JSON.stringify(Object.fromEntries(causes))
+        }`,
+      );
+    }
     const simUsage = sampler.usage(started, Date.now());
     add("sims.cpuPct", simUsage.sims.cpuPct);
     add("sims.peakRssMiB", simUsage.sims.rssPeakKiB / 1024);
@@ -184,16 +203,15 @@ async function measureAt(
   const from = Date.now();
   await new Promise((r) => setTimeout(r, c.idleSeconds * 1000));
   const idle = sampler.usage(from, Date.now());
-  const other = idle.system.cpuPct - Object.entries(idle)
-    .filter(([k]) => k !== "system").reduce((n, [, u]) => n + u.cpuPct, 0);
+  const other = otherCpu(idle);
   add(`hub.idleCpuPct.at${at}`, idle.hub.cpuPct);
-  add(`other.idleCpuPct.at${at}`, Math.max(0, other));
+  add(`other.idleCpuPct.at${at}`, other);
   if (idle.sims) add(`sims.idleCpuPct`, idle.sims.cpuPct);
   const rss = (readProc(hubPid)?.rssKiB ?? NaN) / 1024;
   add(`hub.rssMiB.at${at}`, rss);
   say(
     `${label}: hub idle ${round(idle.hub.cpuPct)} % of a core, RSS ${round(rss)} MiB` +
-      ` (others on the machine: ${round(Math.max(0, other))} %)`,
+      ` (others on the machine: ${round(other)} %)`,
   );
 
   const base = `/api/meshes/${MESH}`;
@@ -252,6 +270,7 @@ async function storm(
   say("reconnect storm: stopping the hub");
   const stopped = Date.now();
   await mesh.hub.stop();
+  add("storm.stopSeconds", (Date.now() - stopped) / 1000);
   const hub: Proc = await h.startHub(mesh.ca, {
     dir: mesh.hub.dir,
     args: [`--listen=127.0.0.1:${mesh.hub.port}`],
@@ -286,11 +305,14 @@ async function storm(
   add("storm.hubCpuPct", usage.hub.cpuPct);
   add("storm.hubPeakCpuPct", peakCpu);
   add("storm.hubPeakRssMiB", usage.hub.rssPeakKiB / 1024);
+  add("storm.simsCpuPct", usage.sims.cpuPct);
+  const other = otherCpu(usage);
+  add("storm.otherCpuPct", other);
   say(
     `all ${c.endpoints} back ${round((back - stopped) / 1000)} s after the stop ` +
       `(hub down ${round((listening - stopped) / 1000)} s); hub ${round(usage.hub.cpuPct)} % ` +
       `of a core on average, ${round(peakCpu)} % peak (1 s), peak RSS ${
         round(usage.hub.rssPeakKiB / 1024)
-      } MiB`,
+      } MiB; simulators ${round(usage.sims.cpuPct)} %, others ${round(other)} %`,
   );
 }

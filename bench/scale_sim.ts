@@ -55,8 +55,8 @@ export interface SimCounters {
   joins: number;
   /** Failed dials and lost sessions so far. */
   failures: number;
-  /** The most recent failure, for the report. */
-  lastError?: string;
+  /** Failures by cause (digits dropped, so ports and addresses do not split a cause). */
+  causes: Record<string, number>;
   /** Tunnel and management requests the hub sent and the simulator refused. */
   refused: number;
 }
@@ -272,7 +272,8 @@ class SimEndpoint {
     if (wasConnected) this.#counters.connected--;
     this.#connected = false;
     this.#counters.failures++;
-    this.#counters.lastError = why;
+    const cause = why.replace(/\d+/g, "#").slice(0, 120);
+    this.#counters.causes[cause] = (this.#counters.causes[cause] ?? 0) + 1;
     this.#firstOutcome();
     const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.#attempt);
     const delay = this.#attempt === 0 && wasConnected
@@ -285,7 +286,7 @@ class SimEndpoint {
 
 /** Starts every endpoint, at most `concurrency` first dials in flight; reports counters. */
 function run(cfg: Config): void {
-  const counters: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0 };
+  const counters: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0, causes: {} };
   let next = 0;
   const startOne = () => {
     if (next >= cfg.count) return;

@@ -65,7 +65,7 @@ export async function ensureFdLimit(name: string, pid: number, need: number): Pr
 export class SimProcess {
   readonly child: Deno.ChildProcess;
   readonly count: number;
-  counters: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0 };
+  counters: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0, causes: {} };
   /** Its stderr, for failure reports. */
   readonly errors: string[] = [];
   /** Its exit status, once it has exited. */
@@ -165,13 +165,15 @@ export class Simulators implements AsyncDisposable {
 
   /** Summed counters. */
   totals(): SimCounters {
-    const t: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0 };
+    const t: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0, causes: {} };
     for (const p of this.procs) {
       t.connected += p.counters.connected;
       t.joins += p.counters.joins;
       t.failures += p.counters.failures;
       t.refused += p.counters.refused;
-      t.lastError = p.counters.lastError ?? t.lastError;
+      for (const [cause, n] of Object.entries(p.counters.causes)) {
+        t.causes[cause] = (t.causes[cause] ?? 0) + n;
+      }
     }
     return t;
   }
