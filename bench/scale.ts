@@ -49,7 +49,12 @@ const SPEC: CommandSpec = {
     { name: "page", kind: "integer", default: "100", help: "endpoint-list page size" },
     { name: "mib", kind: "integer", default: "256", help: "MiB through the real tunnel" },
     { name: "rtt", kind: "integer", default: "2000", help: "timed 64-byte round trips" },
-    { name: "storm", kind: "boolean", default: "true", help: "restart the hub with N attached" },
+    {
+      name: "skip-storm",
+      kind: "boolean",
+      default: "false",
+      help: "leave out the reconnect storm (the hub restarted with N attached)",
+    },
     {
       name: "timeout",
       kind: "integer",
@@ -74,7 +79,7 @@ const config: ScaleConfig = {
   pageSize: flags.integer("page"),
   mib: flags.integer("mib"),
   rtt: flags.integer("rtt"),
-  storm: flags.boolean("storm"),
+  storm: !flags.boolean("skip-storm"),
   timeout: flags.integer("timeout"),
 };
 const runs = flags.integer("runs");
@@ -109,7 +114,9 @@ const once = (label: string, figure: string): string[] => [label, "", cell(s(fig
 const rows = [
   once("join all N, s", "join.seconds"),
   once("failed dials while joining", "join.failures"),
+  once("SYNs dropped on a full listen queue while joining", "join.listenOverflows"),
   once("hub CPU while joining, % of a core", "join.hubCpuPct"),
+  once("hub CPU time per join, ms", "join.hubCpuMsPerEndpoint"),
   once("hub peak RSS while joining, MiB", "join.hubPeakRssMiB"),
   both("hub RSS at rest, MiB", "hub.rssMiB"),
   once("hub RSS per endpoint, KiB", "hub.rssPerEndpointKiB"),
@@ -125,6 +132,7 @@ const rows = [
   once("storm: hub down (stop + start), s", "storm.downSeconds"),
   once("storm: all back after the stop, s", "storm.backSeconds"),
   once("storm: failed dials and lost sessions", "storm.failures"),
+  once("storm: SYNs dropped on a full listen queue", "storm.listenOverflows"),
   once("storm: hub CPU, % of a core (mean)", "storm.hubCpuPct"),
   once("storm: hub CPU, % of a core (peak 1 s)", "storm.hubPeakCpuPct"),
   once("storm: hub peak RSS, MiB", "storm.hubPeakRssMiB"),

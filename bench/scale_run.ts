@@ -59,6 +59,21 @@ function otherCpu(usage: Record<string, ProcUsage>): number {
   return Math.max(0, usage.system.cpuPct - known);
 }
 
+/**
+ * The kernel's count of connections dropped because a listen queue was full
+ * (`ListenOverflows` in `/proc/net/netstat`), machine-wide; undefined off Linux.
+ */
+function listenOverflows(): number | undefined {
+  try {
+    const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n")
+      .filter((l) => l.startsWith("TcpExt:"));
+    const names = lines[0].split(/\s+/);
+    return Number(lines[1].split(/\s+/)[names.indexOf("ListenOverflows")]);
+  } catch {
+    return undefined;
+  }
+}
+
 /** p50 and p99 of `ms`, in ms. */
 function percentiles(ms: number[]): { p50: number; p99: number } {
   const s = [...ms].sort((a, b) => a - b);
@@ -127,6 +142,7 @@ export async function scaleRun(
 
     say(`starting ${c.processes} simulators with ${c.endpoints} endpoints`);
     const started = Date.now();
+    const overflowsBefore = listenOverflows();
     sampler.resetPeaks();
     await using sims = Simulators.start({
       hubPort: mesh.hub.port,
@@ -154,9 +170,12 @@ export async function scaleRun(
       throw new Error(`the hub counts ${online} endpoints online, not ${c.endpoints + 2}`);
     }
     const joinS = (joined - started) / 1000;
+    add("join.listenOverflows", (listenOverflows() ?? NaN) - (overflowsBefore ?? NaN));
     add("join.seconds", joinS);
     const joinUsage = sampler.usage(started, joined);
     add("join.hubCpuPct", joinUsage.hub.cpuPct);
+    // CPU time per join is steadier than join time on a shared machine.
+    add("join.hubCpuMsPerEndpoint", joinUsage.hub.cpuPct / 100 * joinS * 1000 / c.endpoints);
     add("join.hubPeakRssMiB", joinUsage.hub.rssPeakKiB / 1024);
     say(
       `all ${c.endpoints} joined in ${round(joinS)} s (hub ${round(joinUsage.hub.cpuPct)} % ` +
@@ -268,6 +287,7 @@ async function storm(
 ): Promise<void> {
   const want = c.endpoints + 2;
   say("reconnect storm: stopping the hub");
+  const overflowsBefore = listenOverflows();
   const stopped = Date.now();
   await mesh.hub.stop();
   add("storm.stopSeconds", (Date.now() - stopped) / 1000);
@@ -300,6 +320,7 @@ async function storm(
     peakCpu = Math.max(peakCpu, sampler.usage(t, t + 1000).hub.cpuPct);
   }
   add("storm.backSeconds", (back - stopped) / 1000);
+  add("storm.listenOverflows", (listenOverflows() ?? NaN) - (overflowsBefore ?? NaN));
   add("storm.downSeconds", (listening - stopped) / 1000);
   add("storm.allOnlineSeconds", (allBack - stopped) / 1000);
   add("storm.hubCpuPct", usage.hub.cpuPct);
