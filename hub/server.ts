@@ -41,7 +41,7 @@ import {
   WINDOW_BYTES,
 } from "@ztm/shared/protocol";
 import { VERSION } from "@ztm/shared/version";
-import { admit, type Peer } from "./admit.ts";
+import { AdmissionCache, admit, type Peer } from "./admit.ts";
 import { type ControlChannel, Registry } from "./registry.ts";
 import { DataPort } from "./data_port.ts";
 import { ManagementRelay } from "./management.ts";
@@ -127,6 +127,7 @@ export class HubServer {
   #log: Logger;
   #server: Http2SecureServer;
   #sessions = new Map<ServerHttp2Session, SessionState>();
+  #admissions = new AdmissionCache();
   #management: ManagementRelay;
   #tickets: Tickets;
   #tunnels: Tunnels;
@@ -290,7 +291,11 @@ export class HubServer {
   #onSession(session: ServerHttp2Session): void {
     let peer: Peer;
     try {
-      peer = admit(session.socket as TLSSocket, (s) => this.#opts.revocations.isRevoked(s));
+      peer = admit(
+        session.socket as TLSSocket,
+        (s) => this.#opts.revocations.isRevoked(s),
+        this.#admissions,
+      );
     } catch (err) {
       this.#log.warn("peer refused", { peer: session.socket?.remoteAddress, err: errText(err) });
       session.destroy();
