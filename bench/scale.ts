@@ -22,6 +22,7 @@ import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
 import { ROOT } from "../tests/harness.ts";
 import { describeMachine, sourceState } from "./machine.ts";
+import { ProcSampler, SYSTEM } from "./proc_stats.ts";
 import { cell, figuresJson, markdownTable, Results, round } from "./report.ts";
 import { type ScaleConfig, scaleRun } from "./scale_run.ts";
 
@@ -56,6 +57,13 @@ const SPEC: CommandSpec = {
       help: "leave out the reconnect storm (the hub restarted with N attached)",
     },
     {
+      name: "quiet-wait",
+      kind: "integer",
+      default: "120",
+      help: "before each run, wait up to this many seconds while other processes use over " +
+        "25 % of a core; 0: no wait",
+    },
+    {
       name: "timeout",
       kind: "integer",
       default: "300",
@@ -64,6 +72,7 @@ const SPEC: CommandSpec = {
   ],
   examples: [
     "deno task bench:scale",
+    "deno task bench:scale --endpoints=2000 --skip-storm",
     "deno task bench:scale --endpoints=2000 --runs=3",
   ],
 };
@@ -83,8 +92,9 @@ const config: ScaleConfig = {
   timeout: flags.integer("timeout"),
 };
 const runs = flags.integer("runs");
+const quietWait = flags.integer("quiet-wait");
 for (const f of SPEC.flags) {
-  if (f.kind === "integer" && flags.integer(f.name) < 1) {
+  if (f.kind === "integer" && f.name !== "quiet-wait" && flags.integer(f.name) < 1) {
     console.error(`${SPEC.name}: --${f.name} must be at least 1`);
     Deno.exit(2);
   }
@@ -93,8 +103,32 @@ for (const f of SPEC.flags) {
 const progress = (m: string) => console.error(`bench:scale: ${m}`);
 const results = new Results();
 const failures: string[] = [];
+
+/** Waits up to `--quiet-wait` s until the machine's other processes use under 25 % of a core. */
+async function waitForQuiet(run: number): Promise<void> {
+  const sampler = new ProcSampler({ system: [SYSTEM], bench: [Deno.pid] }, 250);
+  sampler.start();
+  const deadline = Date.now() + quietWait * 1000;
+  let other = 0;
+  try {
+    while (Date.now() < deadline) {
+      await new Promise((r) => setTimeout(r, 1000));
+      const now = Date.now();
+      const u = sampler.usage(now - 1000, now);
+      other = Math.max(0, u.system.cpuPct - u.bench.cpuPct);
+      if (other < 25) return;
+    }
+    if (quietWait > 0) {
+      progress(`run ${run}: others still use ${round(other)} % of a core; starting anyway`);
+    }
+  } finally {
+    sampler.stop();
+  }
+}
+
 for (let run = 1; run <= runs; run++) {
   try {
+    await waitForQuiet(run);
     await scaleRun(run, config, results, progress);
   } catch (err) {
     const message = err instanceof Error ? err.message : String(err);
