@@ -49,6 +49,14 @@ import { Tickets } from "./tickets.ts";
 import { Tunnels } from "./tunnels.ts";
 import { respondError, respondJson } from "./respond.ts";
 
+/**
+ * Connections the kernel may queue before the hub accepts them (capped by
+ * `net.core.somaxconn`). Node's default of 511 overflows when thousands of
+ * agents redial a restarted hub at once, and a dropped SYN costs its agent a
+ * retransmission 1, 3, 7… s later.
+ */
+const LISTEN_BACKLOG = 8192;
+
 /** Limits that answer 429/413 instead of letting the hub fall over. */
 export interface HubLimits {
   maxSessions: number;
@@ -229,7 +237,7 @@ export class HubServer {
   listen(addr: HostPort): Promise<HostPort> {
     return new Promise((resolve, reject) => {
       this.#server.once("error", reject);
-      this.#server.listen(addr.port, addr.hostname, () => {
+      this.#server.listen({ port: addr.port, host: addr.hostname, backlog: LISTEN_BACKLOG }, () => {
         this.#server.off("error", reject);
         const a = this.#server.address();
         const bound = typeof a === "object" && a ? { hostname: a.address, port: a.port } : addr;
