@@ -284,7 +284,12 @@ export class HubServer {
     }
   }
 
-  /** Stops accepting, closes every session. */
+  /**
+   * Stops accepting and closes every session's connection. The sockets are
+   * destroyed rather than each HTTP/2 session (measured: `session.destroy()`
+   * costs ~0.5 ms a session in Deno, so a hub with 10,000 endpoints took over
+   * 5 s to stop); agents see the connection close and redial at once either way.
+   */
   close(): Promise<void> {
     this.#tunnels.close();
     this.#dataPort?.close();
@@ -292,7 +297,7 @@ export class HubServer {
     this.registry.close();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
-      for (const session of this.#sessions.keys()) session.destroy();
+      for (const session of this.#sessions.keys()) session.socket?.destroy();
     });
   }
 
