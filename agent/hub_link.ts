@@ -41,6 +41,8 @@ const CONNECT_TIMEOUT_MS = 10_000;
 const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
 const REQUEST_TIMEOUT_MS = 15_000;
 const MIN_BACKOFF_MS = 250;
+/** The first redial after losing an admitted session comes within this many ms. */
+const FIRST_REDIAL_SPREAD_MS = 1_000;
 const MAX_BACKOFF_MS = 30_000;
 
 /** What a silent TLS 1.3 refusal means, in words a person can act on. */
@@ -506,8 +508,10 @@ export class HubLink {
     this.#setDisconnected(why);
     if (this.#closed) return;
     const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.#attempt);
+    // After losing an admitted session, redial within a second, spread at random: when a hub
+    // restarts, its thousands of agents would otherwise all knock in the same instant.
     const delay = this.#attempt === 0 && wasConnected
-      ? 0
+      ? Math.round(Math.random() * FIRST_REDIAL_SPREAD_MS)
       : Math.round(base * (0.5 + Math.random()));
     this.#attempt++;
     this.#log.warn(wasConnected ? "hub link lost" : "hub connection failed", {

@@ -8,18 +8,21 @@
  * Agent A holds a `root` certificate, which every service admits by default;
  * agent B is `bob`. Only loopback addresses are used.
  */
-import { api, Harness, issueUser, joinMesh, type Proc } from "../tests/harness.ts";
+import { api, Harness, issueUser, joinMesh, type Service } from "../tests/harness.ts";
 import { freePort, LOOPBACK } from "./ports.ts";
 
-const MESH = "bench";
+/** The mesh the bench joins its agents to. */
+export const MESH = "bench";
 
 /** The running mesh and its port mappings. */
 export interface MeshPath {
   /** Mapped local port on agent A per target port. */
   ports: Map<number, number>;
-  hub: Proc;
-  agentA: Proc;
-  agentB: Proc;
+  /** The CA, for more certificates (the scale bench issues its simulated users from it). */
+  ca: Service & { database: string };
+  hub: Service & { dir: string; address: string };
+  agentA: Service;
+  agentB: Service;
 }
 
 /**
@@ -81,7 +84,7 @@ export async function startMesh(h: Harness, targets: Record<string, number>): Pr
       }
     }
   }
-  return { ports, hub, agentA, agentB };
+  return { ports, ca, hub, agentA, agentB };
 }
 
 /** Polls `check` every 100 ms; throws naming `what` after 20 s. */

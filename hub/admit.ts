@@ -3,6 +3,12 @@
  * chain to the mesh CA and the validity period (`requestCert`,
  * `rejectUnauthorized`); here the hub checks the role (a user certificate,
  * clientAuth only — not the CA, not a hub) and the serial against the CRL.
+ *
+ * Role, user and serial are a function of the certificate's bytes alone, so
+ * they are remembered per SHA-256 fingerprint (`AdmissionCache`): a handful
+ * of users with thousands of endpoints, or every agent reconnecting after a
+ * hub restart, then cost one X.509 parse per certificate rather than one per
+ * session. The revocation check runs for every session.
  */
 import type { TLSSocket } from "node:tls";
 import { certificateRole, commonNameOf, x509 } from "@ztm/shared/certs";
@@ -19,24 +25,70 @@ export interface Peer {
 /** Why a peer was refused; logged, never sent (the TLS session is just closed). */
 export class AdmissionRefused extends Error {}
 
-/** Checks the peer certificate of an authorized TLS socket. Throws `AdmissionRefused`. */
-export function admit(socket: TLSSocket, isRevoked: (serial: string) => boolean): Peer {
+/** What admission reads from a certificate: its user and serial, or why it is no user's. */
+type CertificateFacts = { user: string; serial: string } | { refused: string };
+
+/**
+ * Facts of recently seen certificates by fingerprint, at most `max` (the
+ * oldest is forgotten first). Single-threaded; no I/O.
+ */
+export class AdmissionCache {
+  #facts = new Map<string, CertificateFacts>();
+  #max: number;
+
+  constructor(max = 4096) {
+    this.#max = max;
+  }
+
+  /** How many certificates it remembers. */
+  get size(): number {
+    return this.#facts.size;
+  }
+
+  /** The facts of the certificate with `fingerprint`, read by `read()` on a miss. */
+  facts(fingerprint: string, read: () => CertificateFacts): CertificateFacts {
+    let facts = this.#facts.get(fingerprint);
+    if (facts) return facts;
+    facts = read();
+    if (this.#facts.size >= this.#max) this.#facts.delete(this.#facts.keys().next().value!);
+    this.#facts.set(fingerprint, facts);
+    return facts;
+  }
+}
+
+function readFacts(raw: Uint8Array<ArrayBuffer>): CertificateFacts {
+  const cert = new x509.X509Certificate(raw);
+  const role = certificateRole(cert);
+  if (role !== "client") return { refused: `certificate role is ${role}, not a user` };
+  const user = commonNameOf(cert);
+  if (!user) return { refused: "certificate has no common name" };
+  return { user, serial: normalizeSerial(cert.serialNumber) };
+}
+
+/**
+ * Checks the peer certificate of an authorized TLS socket, through `cache`
+ * when given. Throws `AdmissionRefused`.
+ */
+export function admit(
+  socket: TLSSocket,
+  isRevoked: (serial: string) => boolean,
+  cache?: AdmissionCache,
+): Peer {
   const address = `${socket.remoteAddress ?? "?"}:${socket.remotePort ?? "?"}`;
   if (!socket.authorized) {
     throw new AdmissionRefused(
       `certificate not verified: ${socket.authorizationError ?? "none presented"}`,
     );
   }
-  const raw = socket.getPeerCertificate(false)?.raw;
+  const peerCert = socket.getPeerCertificate(false);
+  const raw = peerCert?.raw;
   if (!raw?.length) throw new AdmissionRefused("no certificate presented");
-  const cert = new x509.X509Certificate(new Uint8Array(raw));
-  const role = certificateRole(cert);
-  if (role !== "client") throw new AdmissionRefused(`certificate role is ${role}, not a user`);
-  const user = commonNameOf(cert);
-  if (!user) throw new AdmissionRefused("certificate has no common name");
-  const serial = normalizeSerial(cert.serialNumber);
-  if (isRevoked(serial)) throw new AdmissionRefused(`certificate ${serial} is revoked`);
-  const fingerprint =
-    socket.getPeerCertificate(false).fingerprint256?.replaceAll(":", "").toLowerCase() ?? "";
-  return { user, serial, fingerprint, address };
+  const fingerprint = peerCert.fingerprint256?.replaceAll(":", "").toLowerCase() ?? "";
+  const read = () => readFacts(new Uint8Array(raw));
+  const facts = cache && fingerprint ? cache.facts(fingerprint, read) : read();
+  if ("refused" in facts) throw new AdmissionRefused(facts.refused);
+  if (isRevoked(facts.serial)) {
+    throw new AdmissionRefused(`certificate ${facts.serial} is revoked`);
+  }
+  return { user: facts.user, serial: facts.serial, fingerprint, address };
 }

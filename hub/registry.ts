@@ -5,8 +5,10 @@
  * An endpoint id belongs to the user whose certificate first registered it;
  * nobody else may take it over or publish under it. Endpoints are kept in an
  * array sorted by name, so an unfiltered page costs O(page) after a binary
- * search; a search (`q`) scans. An offline endpoint is purged after a grace
- * period unless it comes back.
+ * search; a search (`q`) scans. Endpoints are also indexed by lower-case name
+ * (a lookup by name costs O(1)) and services by (proto, name, user), so a
+ * service query costs O(services matched), not O(endpoints). An offline
+ * endpoint is purged after a grace period unless it comes back.
  */
 import { Conflict, Forbidden, NotFound } from "@ztm/shared/errors";
 import type { EndpointRecord, MeshService, Page, PublishedService } from "@ztm/shared/protocol";
@@ -29,6 +31,14 @@ interface Entry {
   sortKey: string;
 }
 
+/** The providers of one (proto, name, user) service. */
+interface ServiceGroup {
+  proto: PublishedService["proto"];
+  name: string;
+  user: string;
+  providers: Set<Entry>;
+}
+
 /** Options for `Registry`. */
 export interface RegistryOptions {
   /** How long an offline endpoint stays listed. */
@@ -39,6 +49,8 @@ export interface RegistryOptions {
 export class Registry {
   #byId = new Map<string, Entry>();
   #sorted: Entry[] = [];
+  #byName = new Map<string, Set<Entry>>();
+  #services = new Map<string, ServiceGroup>();
   #opts: RegistryOptions;
 
   constructor(opts: RegistryOptions) {
@@ -76,7 +88,7 @@ export class Registry {
     if (e) {
       clearTimeout(e.purge);
       e.purge = undefined;
-      this.#unsort(e);
+      this.#unindex(e);
     } else {
       e = {
         record: {
@@ -107,7 +119,7 @@ export class Registry {
     e.serial = info.serial;
     e.control = control;
     e.sortKey = `${info.name.toLowerCase()}\u0000${id}`;
-    this.#insertSorted(e);
+    this.#index(e);
     return previous;
   }
 
@@ -125,7 +137,10 @@ export class Registry {
   /** Replaces the services `id` publishes. */
   setServices(id: string, services: PublishedService[]): void {
     const e = this.#byId.get(id);
-    if (e) e.record.services = services;
+    if (!e) return;
+    this.#unindexServices(e);
+    e.record.services = services;
+    this.#indexServices(e);
   }
 
   /** The control channel of an online endpoint. */
@@ -142,8 +157,7 @@ export class Registry {
   get(idOrName: string): EndpointRecord {
     const byId = this.#byId.get(idOrName);
     if (byId) return { ...byId.record };
-    const lower = idOrName.toLowerCase();
-    const matches = this.#sorted.filter((e) => e.record.name.toLowerCase() === lower);
+    const matches = [...this.#byName.get(idOrName.toLowerCase()) ?? []];
     if (matches.length === 1) return { ...matches[0].record };
     if (matches.length > 1) {
       throw new Conflict(
@@ -178,35 +192,33 @@ export class Registry {
     };
   }
 
-  /** Mesh-wide services, one row per (proto, name, user), with providers. */
+  /** Mesh-wide services, one row per (proto, name, user), with providers sorted by endpoint name. */
   services(query: { offset: number; limit: number; q?: string }): Page<MeshService> {
-    const groups = new Map<string, MeshService>();
     const q = query.q?.toLowerCase();
-    for (const e of this.#sorted) {
-      for (const s of e.record.services) {
-        if (q && !s.name.toLowerCase().includes(q)) continue;
-        const key = `${s.proto}/${s.name}/${e.record.user}`;
-        let g = groups.get(key);
-        if (!g) {
-          g = { proto: s.proto, name: s.name, user: e.record.user, providers: [] };
-          groups.set(key, g);
-        }
-        g.providers.push({
-          endpoint: e.record.id,
-          name: e.record.name,
-          online: e.record.online,
-          users: s.users,
-        });
-      }
-    }
-    const all = [...groups.values()].sort((a, b) =>
-      a.name.localeCompare(b.name) || a.user.localeCompare(b.user) || a.proto.localeCompare(b.proto)
-    );
-    return {
-      items: all.slice(query.offset, query.offset + query.limit),
-      total: all.length,
-      ...query,
-    };
+    const groups = [...this.#services.values()]
+      .filter((g) => !q || g.name.toLowerCase().includes(q))
+      .sort((a, b) =>
+        a.name.localeCompare(b.name) || a.user.localeCompare(b.user) ||
+        a.proto.localeCompare(b.proto)
+      );
+    const items = groups.slice(query.offset, query.offset + query.limit).map((g) => ({
+      proto: g.proto,
+      name: g.name,
+      user: g.user,
+      providers: [...g.providers]
+        .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0))
+        .flatMap((e) =>
+          e.record.services
+            .filter((s) => s.proto === g.proto && s.name === g.name)
+            .map((s) => ({
+              endpoint: e.record.id,
+              name: e.record.name,
+              online: e.record.online,
+              users: s.users,
+            }))
+        ),
+    }));
+    return { items, total: groups.length, ...query };
   }
 
   /** Counts for `/api/status`. */
@@ -224,11 +236,11 @@ export class Registry {
   #remove(id: string): void {
     const e = this.#byId.get(id);
     if (!e || e.control) return;
-    this.#unsort(e);
+    this.#unindex(e);
     this.#byId.delete(id);
   }
 
-  #index(key: string): number {
+  #position(key: string): number {
     let lo = 0, hi = this.#sorted.length;
     while (lo < hi) {
       const mid = (lo + hi) >>> 1;
@@ -238,12 +250,49 @@ export class Registry {
     return lo;
   }
 
-  #insertSorted(e: Entry): void {
-    this.#sorted.splice(this.#index(e.sortKey), 0, e);
+  /** Adds `e` to the sorted list, the name index and the service index. */
+  #index(e: Entry): void {
+    this.#sorted.splice(this.#position(e.sortKey), 0, e);
+    const name = e.record.name.toLowerCase();
+    let named = this.#byName.get(name);
+    if (!named) this.#byName.set(name, named = new Set());
+    named.add(e);
+    this.#indexServices(e);
   }
 
-  #unsort(e: Entry): void {
-    const i = this.#index(e.sortKey);
+  /** Takes `e` out of what `#index` put it in. */
+  #unindex(e: Entry): void {
+    const i = this.#position(e.sortKey);
     if (this.#sorted[i] === e) this.#sorted.splice(i, 1);
+    const name = e.record.name.toLowerCase();
+    const named = this.#byName.get(name);
+    named?.delete(e);
+    if (named?.size === 0) this.#byName.delete(name);
+    this.#unindexServices(e);
   }
+
+  #indexServices(e: Entry): void {
+    for (const s of e.record.services) {
+      const key = serviceKey(s.proto, s.name, e.record.user);
+      let g = this.#services.get(key);
+      if (!g) {
+        g = { proto: s.proto, name: s.name, user: e.record.user, providers: new Set() };
+        this.#services.set(key, g);
+      }
+      g.providers.add(e);
+    }
+  }
+
+  #unindexServices(e: Entry): void {
+    for (const s of e.record.services) {
+      const key = serviceKey(s.proto, s.name, e.record.user);
+      const g = this.#services.get(key);
+      g?.providers.delete(e);
+      if (g?.providers.size === 0) this.#services.delete(key);
+    }
+  }
+}
+
+function serviceKey(proto: string, name: string, user: string): string {
+  return `${proto}/${name}/${user}`;
 }
