@@ -34,8 +34,19 @@ export class Revoker {
 
   /** Revokes the live certificate of user `name`. Throws `NotFound` if there is none. */
   revoke(name: string, reason = "revoked by administrator"): CertificateRecord {
-    const record = this.#opts.store.revokeUser(name, reason);
-    this.#opts.log.info("certificate revoked", { user: record.name, serial: record.serial });
+    return this.#announce(this.#opts.store.revokeUser(name, reason));
+  }
+
+  /** Revokes the live hub certificate with `serial`. Throws `NotFound` if there is none. */
+  revokeHub(serial: string, reason = "revoked by administrator"): CertificateRecord {
+    return this.#announce(this.#opts.store.revokeHub(serial, reason));
+  }
+
+  #announce(record: CertificateRecord): CertificateRecord {
+    this.#opts.log.info(record.role === "hub" ? "hub certificate revoked" : "certificate revoked", {
+      user: record.name,
+      serial: record.serial,
+    });
     for (const wake of this.#waiters) wake();
     this.#waiters.clear();
     return record;

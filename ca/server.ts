@@ -152,6 +152,17 @@ export function createCaApp(opts: CaAppOptions): App {
         return text(record.certificate, 201, PEM);
       },
     },
+    {
+      method: "DELETE",
+      pattern: "/api/hub-certificates/:serial",
+      handler: (req, p) => {
+        requireToken(req, opts.token);
+        if (!/^[0-9a-fA-F]{1,64}$/.test(p.serial)) {
+          throw new BadRequest("bad_serial", "The serial is the certificate's hex serial number");
+        }
+        return json({ revoked: summary(revoker.revokeHub(p.serial)) });
+      },
+    },
   ];
   const router = createRouter(routes);
   const publicWhenRemote = new Set(["/api/certificates/ca", "/api/crl"]);

@@ -194,13 +194,32 @@ export class CaStore {
     return this.#transaction(() => {
       const live = this.liveUserCertificate(name);
       if (!live) throw new NotFound("unknown_certificate", `Unknown certificate "${name}"`);
+      return this.#markRevoked(live, reason);
+    });
+  }
+
+  /** Marks the live hub certificate with `serial` (hex) revoked. Throws `NotFound` if there is none. */
+  revokeHub(serial: string, reason: string): CertificateRecord {
+    return this.#transaction(() => {
+      const row = this.#db.prepare(
+        "SELECT * FROM certificates WHERE serial = ? AND role = 'hub' AND revoked_at IS NULL",
+      ).get(serial.toLowerCase()) as Row | undefined;
+      if (!row) {
+        throw new NotFound("unknown_certificate", `No live hub certificate with serial ${serial}`);
+      }
+      return this.#markRevoked(toRecord(row), reason);
+    });
+  }
+
+  #markRevoked(live: CertificateRecord, reason: string): CertificateRecord {
+    {
       const seq = this.lastRevocationSeq() + 1;
       const revokedAt = new Date().toISOString();
       this.#db.prepare(
         "UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revocation_seq = ? WHERE serial = ?",
       ).run(revokedAt, reason, seq, live.serial);
       return { ...live, revokedAt, revocationReason: reason, revocationSeq: seq };
-    });
+    }
   }
 
   /** The sequence number of the newest revocation, 0 when none. */

@@ -8,7 +8,6 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { DatabaseSync } from "node:sqlite";
 import { api, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
 import { HubClient, userTls } from "./hub_client.ts";
 import { meshStatus, never } from "./mesh_fixture.ts";
@@ -114,26 +113,28 @@ Deno.test("an agent refuses a hub whose certificate is revoked", async () => {
   await join_(agent.url, "before", alice, hub.address);
   await waitUp(agent.url, "before");
 
-  // The CA's API revokes users only; an administrator revoking the hub marks it in the
-  // database, and the next revocation wakes the hubs and re-signs the CRL with both.
+  // The administrator revokes the hub's certificate by serial, with the CA's token.
   const hubSerial = serialOf(parseCertificate(await Deno.readTextFile(join(hub.dir, "hub.crt"))));
-  const db = new DatabaseSync(ca.database);
-  try {
-    db.exec("PRAGMA busy_timeout = 5000");
-    const seq = (db.prepare("SELECT COALESCE(MAX(revocation_seq), 0) AS s FROM certificates")
-      .get() as { s: number }).s + 1;
-    const changed = db.prepare(
-      "UPDATE certificates SET revoked_at = ?, revocation_reason = 'hub key lost', revocation_seq = ? WHERE role = 'hub' AND serial = ?",
-    ).run(new Date().toISOString(), seq, hubSerial);
-    assert.equal(changed.changes, 1, `hub serial ${hubSerial} not in the CA database`);
-  } finally {
-    db.close();
+  const token = (await Deno.readTextFile(`${ca.database}.token`)).trim();
+  const revokeHub = (serial: string, auth = token) =>
+    fetch(`${ca.url}/api/hub-certificates/${serial}`, {
+      method: "DELETE",
+      headers: { authorization: `Bearer ${auth}` },
+    });
+  const refusals: [string, Response, number][] = [
+    ["without the token", await revokeHub(hubSerial, "wrong"), 401],
+    ["a serial that is not hex", await revokeHub("zz-top"), 400],
+    ["an unknown serial", await revokeHub("abcdef0123"), 404],
+    ["a user's serial", await revokeHub(serialOf(parseCertificate(alice.certificate))), 404],
+  ];
+  for (const [what, res, status] of refusals) {
+    assert.equal(res.status, status, `${what}: ${await res.text()}`);
   }
-  await issueUser(ca.url, "trigger");
-  assert.equal(
-    (await fetch(`${ca.url}/api/certificates/trigger`, { method: "DELETE" })).status,
-    200,
-  );
+  const revoked = await revokeHub(hubSerial);
+  const answer = await revoked.text();
+  assert.equal(revoked.status, 200, answer);
+  assert.equal(JSON.parse(answer).revoked.serial, hubSerial);
+  assert.equal((await revokeHub(hubSerial)).status, 404, "revoking it twice");
   // Wait until the hub serves a CRL listing its own serial.
   await using client = HubClient.connect(hub.port, userTls(alice));
   await eventually(
