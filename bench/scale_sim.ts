@@ -9,8 +9,8 @@
  *   10 s (the hub's PINGs are answered by nghttp2 itself);
  * - refuse every tunnel (`open`) and management request (`manage`) it is sent,
  *   as an agent whose services point nowhere would;
- * - reconnect as the agent does: at once after losing an admitted session,
- *   otherwise after an exponential backoff from 0.25 s to 30 s with jitter
+ * - reconnect as the agent does: within a second (at a random moment) after
+ *   losing an admitted session, otherwise after an exponential backoff from 0.25 s to 30 s with jitter
  *   (× 0.5–1.5), reset by each `welcome`.
  *
  * What it leaves out: the CRL is fetched but not verified (verification is the
@@ -46,6 +46,7 @@ import {
 /** The agent's backoff bounds (`agent/hub_link.ts`). */
 const MIN_BACKOFF_MS = 250;
 const MAX_BACKOFF_MS = 30_000;
+const FIRST_REDIAL_SPREAD_MS = 1_000;
 
 /** Counters one simulator process reports on each stdout line. */
 export interface SimCounters {
@@ -277,7 +278,7 @@ class SimEndpoint {
     this.#firstOutcome();
     const base = Math.min(MAX_BACKOFF_MS, MIN_BACKOFF_MS * 2 ** this.#attempt);
     const delay = this.#attempt === 0 && wasConnected
-      ? 0
+      ? Math.round(Math.random() * FIRST_REDIAL_SPREAD_MS)
       : Math.round(base * (0.5 + Math.random()));
     this.#attempt++;
     setTimeout(() => this.connect(), delay);
