@@ -65,8 +65,12 @@ export const HUB_COMMAND: CommandSpec = {
   ],
 };
 
-if (import.meta.main) {
-  const flags = parseCommandLine(HUB_COMMAND, Deno.args);
+/**
+ * Runs `ztm hub` with `args`: parses the flags (exiting 2 on a bad one),
+ * starts the hub, and stops it on SIGINT or SIGTERM. Exits 1 if it cannot start.
+ */
+export async function main(args: string[]): Promise<void> {
+  const flags = parseCommandLine(HUB_COMMAND, args);
   const log = new Logger("hub");
   await runUntilSignal(log, () =>
     startHub({
@@ -84,3 +88,5 @@ if (import.meta.main) {
       log,
     }));
 }
+
+if (import.meta.main) await main(Deno.args);

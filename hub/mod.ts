@@ -82,3 +82,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     },
   };
 }
+
+// `deno run -A jsr:@ztm/hub` runs the component, as `ztm hub` does. Not awaited here: main.ts
+// imports this module, which must finish loading first.
+if (import.meta.main) import("./main.ts").then((entry) => entry.main(Deno.args));

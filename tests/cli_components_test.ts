@@ -99,9 +99,13 @@ Deno.test("deno task ztm works in the caller's directory: files land where it wa
   ]);
 });
 
-Deno.test("the ca and agent packages' entry modules run their component (deno run -A jsr:@ztm/ca)", async () => {
+Deno.test("the ca, hub and agent packages' entry modules run their component (deno run -A jsr:@ztm/ca)", async () => {
   for (
-    const [entry, usage] of [["ca/mod.ts", "Usage: ztm ca"], ["agent/mod.ts", "Usage: ztm agent"]]
+    const [entry, usage] of [
+      ["ca/mod.ts", "Usage: ztm ca"],
+      ["hub/mod.ts", "Usage: ztm hub"],
+      ["agent/mod.ts", "Usage: ztm agent"],
+    ]
   ) {
     const out = await run(Deno.execPath(), ["run", "--allow-all", join(ROOT, entry), "--help"]);
     assert(out.stdout.startsWith(usage), `${entry}: ${out.stdout}`);
