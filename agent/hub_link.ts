@@ -25,8 +25,7 @@ import {
   type AgentMessage,
   HUB_PATHS,
   type HubMessage,
-  LineDecoder,
-  parseMessage,
+  onControlMessages,
   PING_INTERVAL_MS,
   PING_TIMEOUT_MS,
   PROTOCOL_HEADER,
@@ -414,23 +413,11 @@ export class HubLink {
     fail: (why: string) => void,
   ): void {
     const { config } = this.#opts;
-    const decoder = new LineDecoder();
-    control.on("data", (chunk: Uint8Array) => {
-      let lines: string[];
-      try {
-        lines = decoder.push(chunk);
-      } catch (err) {
-        fail(errText(err));
-        return;
-      }
-      for (const line of lines) {
-        let msg: HubMessage;
-        try {
-          msg = parseMessage<HubMessage>(line);
-        } catch (err) {
-          this.#log.warn("bad message from hub", { mesh: config.name, err: errText(err) });
-          continue;
-        }
+    onControlMessages<HubMessage>(control, {
+      fail: (err) => fail(errText(err)),
+      badLine: (err) =>
+        this.#log.warn("bad message from hub", { mesh: config.name, err: errText(err) }),
+      message: (msg) => {
         if (msg.type === "welcome") {
           this.#attempt = 0;
           this.#connected = true;
@@ -463,7 +450,7 @@ export class HubLink {
             err: msg.message,
           });
         }
-      }
+      },
     });
   }
 

@@ -34,8 +34,7 @@ import { parseCommandLine } from "@ztm/shared/flags";
 import {
   HUB_PATHS,
   type HubMessage,
-  LineDecoder,
-  parseMessage,
+  onControlMessages,
   PING_INTERVAL_MS,
   PING_TIMEOUT_MS,
   PROTOCOL_HEADER,
@@ -193,22 +192,9 @@ class SimEndpoint {
       const status = Number(headers[":status"]);
       if (status !== 200) fail(`control refused (${status})`);
     });
-    const decoder = new LineDecoder();
-    control.on("data", (chunk: Uint8Array) => {
-      let lines: string[];
-      try {
-        lines = decoder.push(chunk);
-      } catch (err) {
-        fail(String(err));
-        return;
-      }
-      for (const line of lines) {
-        let msg: HubMessage;
-        try {
-          msg = parseMessage<HubMessage>(line);
-        } catch {
-          continue;
-        }
+    onControlMessages<HubMessage>(control, {
+      fail: (err) => fail(String(err)),
+      message: (msg) => {
         if (msg.type === "welcome") {
           this.#attempt = 0;
           this.#connected = true;
@@ -238,7 +224,7 @@ class SimEndpoint {
             }) + "\n",
           );
         }
-      }
+      },
     });
     control.on("close", () => fail(answered ? "control stream closed" : "refused by the hub"));
   }

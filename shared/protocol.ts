@@ -224,6 +224,41 @@ export class LineDecoder {
   }
 }
 
+/**
+ * Reads newline-delimited control messages from `stream`: each parsed
+ * message goes to `message`; a line that is not a message goes to `badLine`
+ * and is skipped; a line over the limit goes to `fail`.
+ */
+export function onControlMessages<T extends { type: string }>(
+  stream: { on(event: "data", listener: (chunk: Uint8Array) => void): unknown },
+  handlers: {
+    message: (msg: T) => void;
+    fail: (err: unknown) => void;
+    badLine?: (err: unknown) => void;
+  },
+): void {
+  const decoder = new LineDecoder();
+  stream.on("data", (chunk: Uint8Array) => {
+    let lines: string[];
+    try {
+      lines = decoder.push(chunk);
+    } catch (err) {
+      handlers.fail(err);
+      return;
+    }
+    for (const line of lines) {
+      let msg: T;
+      try {
+        msg = parseMessage<T>(line);
+      } catch (err) {
+        handlers.badLine?.(err);
+        continue;
+      }
+      handlers.message(msg);
+    }
+  });
+}
+
 /** Parses one control line as an object with a string `type`; throws `BadRequest` on anything else. */
 export function parseMessage<T extends { type: string }>(line: string): T {
   let value;
