@@ -211,15 +211,14 @@ export class CaStore {
     });
   }
 
+  /** Marks `live` revoked with the next revocation sequence number; call inside a transaction. */
   #markRevoked(live: CertificateRecord, reason: string): CertificateRecord {
-    {
-      const seq = this.lastRevocationSeq() + 1;
-      const revokedAt = new Date().toISOString();
-      this.#db.prepare(
-        "UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revocation_seq = ? WHERE serial = ?",
-      ).run(revokedAt, reason, seq, live.serial);
-      return { ...live, revokedAt, revocationReason: reason, revocationSeq: seq };
-    }
+    const seq = this.lastRevocationSeq() + 1;
+    const revokedAt = new Date().toISOString();
+    this.#db.prepare(
+      "UPDATE certificates SET revoked_at = ?, revocation_reason = ?, revocation_seq = ? WHERE serial = ?",
+    ).run(revokedAt, reason, seq, live.serial);
+    return { ...live, revokedAt, revocationReason: reason, revocationSeq: seq };
   }
 
   /** The sequence number of the newest revocation, 0 when none. */
