@@ -17,7 +17,13 @@ async function modes(dir: string): Promise<{ path: string; dir: boolean; mode: n
   const walk = async (at: string) => {
     for await (const e of Deno.readDir(at)) {
       const path = join(at, e.name);
-      const info = await Deno.lstat(path);
+      // A file written atomically (temp name, then rename) can vanish between the listing and
+      // the lstat; it was never left behind, so it is not one of the files under test.
+      const info = await Deno.lstat(path).catch((err) => {
+        if (err instanceof Deno.errors.NotFound) return null;
+        throw err;
+      });
+      if (!info) continue;
       out.push({ path, dir: e.isDirectory, mode: info.mode! & 0o777 });
       if (e.isDirectory) await walk(path);
     }
