@@ -30,6 +30,7 @@ import type { Command } from "./command.ts";
 import { COMPONENTS } from "./components.ts";
 import { GET, LOG } from "./get_command.ts";
 import { DASHBOARD, JOIN, LEAVE, STATUS } from "./mesh_commands.ts";
+import { SERVICE_INSTALL } from "./service_commands.ts";
 
 /** Commands of one word, and commands with a second word (`create service`). */
 const COMMANDS: Record<string, Command | Record<string, Command>> = {
@@ -42,6 +43,7 @@ const COMMANDS: Record<string, Command | Record<string, Command>> = {
   dashboard: DASHBOARD,
   log: LOG,
   cert: { new: CERT_NEW, revoke: CERT_REVOKE, list: CERT_LIST },
+  service: { install: SERVICE_INSTALL },
 };
 
 /** `ztm --help`. */

@@ -28,11 +28,11 @@ export interface ZtmRun {
  */
 export async function ztm(
   args: string[],
-  opts: { env?: Record<string, string>; home?: string; cwd?: string } = {},
+  opts: { env?: Record<string, string>; home?: string; cwd?: string; deno?: string } = {},
 ): Promise<ZtmRun> {
   const home = opts.home ?? await Deno.makeTempDir({ prefix: "ztm-home-" });
   try {
-    const out = await new Deno.Command(Deno.execPath(), {
+    const out = await new Deno.Command(opts.deno ?? Deno.execPath(), {
       args: ["run", "--allow-all", join(ROOT, "cli/main.ts"), ...args],
       cwd: opts.cwd ?? ROOT,
       clearEnv: true,

@@ -1,0 +1,159 @@
+/**
+ * `ztm service install`: the units pass `systemd-analyze verify` (Debian's
+ * systemd), carry the hardening, refuse bad component flags, and, installed
+ * for real as root, run the component as its own user from the cached modules.
+ */
+import { join } from "node:path";
+import { assert, assertEquals } from "./assert.ts";
+import { ztm } from "./cli_helpers.ts";
+import { ROOT } from "./harness.ts";
+import { freePort } from "./net_helpers.ts";
+
+const HARDENING = [
+  "NoNewPrivileges=yes",
+  "ProtectSystem=strict",
+  "PrivateTmp=yes",
+  "Restart=on-failure",
+  "UMask=0077",
+  "CapabilityBoundingSet=",
+];
+
+async function analyze(path: string): Promise<{ code: number; stderr: string }> {
+  const out = await new Deno.Command("systemd-analyze", {
+    args: ["verify", path],
+    stdout: "piped",
+    stderr: "piped",
+  }).output();
+  return { code: out.code, stderr: new TextDecoder().decode(out.stderr).trim() };
+}
+
+const FLAGS: Record<string, string> = {
+  ca: "--listen=127.0.0.1:9999",
+  hub: "--ca=ca.example.com:9999 --names=hub.example.com",
+  agent: "--name=server-1",
+};
+
+Deno.test("each component's unit passes systemd-analyze verify and is hardened", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ztm-units-" });
+  try {
+    for (const component of ["ca", "hub", "agent"]) {
+      const run = await ztm([
+        "service",
+        "install",
+        component,
+        "--print",
+        `--flags=${FLAGS[component]}`,
+      ]);
+      assertEquals(run.code, 0, `${component}: ${run.stderr}`);
+      const unit = run.stdout;
+      for (const line of HARDENING) assert(unit.includes(`\n${line}\n`), `${component}: ${line}`);
+      assert(unit.includes(`\nUser=ztm\n`), unit);
+      assert(unit.includes(`\nReadWritePaths=/var/lib/ztm/${component}\n`), unit);
+      assert(unit.includes(`${FLAGS[component]}\n`), `${component} keeps its flags: ${unit}`);
+      const path = join(dir, `ztm-${component}.service`);
+      await Deno.writeTextFile(path, unit);
+      const verdict = await analyze(path);
+      assertEquals(verdict, { code: 0, stderr: "" }, `${component} unit`);
+    }
+    // The check is live: a unit with a key systemd does not know is reported.
+    const bad = join(dir, "ztm-bad.service");
+    await Deno.writeTextFile(bad, "[Service]\nExecStart=/bin/true\nHardenIt=yes\n");
+    assert((await analyze(bad)).stderr.includes("Unknown key"), "systemd-analyze reports");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+Deno.test("service install checks the component's flags before writing anything", async () => {
+  const dir = await Deno.makeTempDir({ prefix: "ztm-units-" });
+  try {
+    const typo = await ztm(["service", "install", "hub", "--flags=--caa=x:1", `--unit-dir=${dir}`]);
+    assertEquals(typo.code, 2, typo.stderr);
+    assert(typo.stderr.includes("caa"), typo.stderr);
+    const missing = await ztm(["service", "install", "hub", `--unit-dir=${dir}`]);
+    assertEquals(missing.code, 2, missing.stderr);
+    assert(missing.stderr.includes("--ca is required"), missing.stderr);
+    const unknown = await ztm(["service", "install", "relay", "--print"]);
+    assertEquals(unknown.code, 2, unknown.stderr);
+    assert(unknown.stderr.includes('Unknown component "relay"'), unknown.stderr);
+    assertEquals([...Deno.readDirSync(dir)], [], "nothing written");
+  } finally {
+    await Deno.remove(dir, { recursive: true });
+  }
+});
+
+/** True when a new system user could read this checkout (the test brings its own deno). */
+function reachableByOthers(): boolean {
+  if (Deno.uid() !== 0) return false;
+  for (let at = join(ROOT, "cli"); at !== "/"; at = join(at, "..")) {
+    if ((Deno.statSync(at).mode! & 0o005) !== 0o005) return false;
+  }
+  return true;
+}
+
+Deno.test({
+  name: "an installed CA unit runs as its own user from its state directory",
+  ignore: !reachableByOthers(),
+  async fn() {
+    const user = `ztmt${Math.floor(Math.random() * 1e6)}`;
+    const dir = await Deno.makeTempDir({ prefix: "ztm-service-" });
+    await Deno.chmod(dir, 0o755);
+    const stateDir = join(dir, "ca");
+    const port = await freePort();
+    let child: Deno.ChildProcess | undefined;
+    try {
+      // The unit runs the deno that ran the install: one the new user can run.
+      const deno = join(dir, "deno");
+      await Deno.copyFile(Deno.execPath(), deno);
+      await Deno.chmod(deno, 0o755);
+      const run = await ztm([
+        "service",
+        "install",
+        "ca",
+        `--user=${user}`,
+        `--state-dir=${stateDir}`,
+        `--unit-dir=${dir}`,
+        `--flags=--listen=127.0.0.1:${port}`,
+      ], { deno, env: Deno.env.toObject() }); // the caller's proxy and CA settings reach npm
+      assertEquals(run.code, 0, run.stderr);
+      assert(run.stdout.includes(`systemctl enable --now ztm-ca`), run.stdout);
+      const info = await Deno.stat(stateDir);
+      assertEquals(info.mode! & 0o777, 0o700);
+      const uid = Number(
+        new TextDecoder().decode(
+          (await new Deno.Command("id", { args: ["-u", user], stdout: "piped" }).output()).stdout,
+        ),
+      );
+      assertEquals(info.uid, uid, "the state belongs to the service user");
+      const unit = await Deno.readTextFile(join(dir, "ztm-ca.service"));
+      // Run the unit's command as systemd would: its user, its environment, its directory.
+      const env = [...unit.matchAll(/^Environment=(.*)$/gm)].map((m) => m[1]);
+      const exec = /^ExecStart=(.*)$/m.exec(unit)![1].split(" ");
+      child = new Deno.Command("runuser", {
+        args: ["-u", user, "--", "env", "-i", ...env, ...exec],
+        cwd: stateDir,
+        stdout: "null",
+        stderr: "piped",
+      }).spawn();
+      let answered = false;
+      for (let i = 0; i < 200 && !answered; i++) {
+        answered = await fetch(`http://127.0.0.1:${port}/api/certificates/ca`)
+          .then(async (r) => (await r.text(), r.ok), () => false);
+        if (!answered) await new Promise((r) => setTimeout(r, 100));
+      }
+      assert(answered, "the CA answers from the unit's command line (cached modules only)");
+      const db = await Deno.stat(join(stateDir, "ztm-ca.db"));
+      assertEquals(db.uid, uid, "the database is the service user's");
+      assertEquals(db.mode! & 0o777, 0o600);
+    } finally {
+      if (child) {
+        // runuser forwards the signal to the CA it runs.
+        child.kill("SIGTERM");
+        await child.stderr.cancel();
+        await child.status;
+      }
+      await new Deno.Command("userdel", { args: [user], stderr: "null" }).output();
+      await Deno.remove(dir, { recursive: true });
+    }
+  },
+});
