@@ -25,6 +25,7 @@ import {
 } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
 import { CERT_LIST, CERT_NEW, CERT_REVOKE } from "./cert_commands.ts";
+import { CONFIG_CHECK } from "./config_command.ts";
 import { CREATE_PORT, CREATE_SERVICE, DELETE_PORT, DELETE_SERVICE } from "./change_commands.ts";
 import type { Command } from "./command.ts";
 import { COMPONENTS } from "./components.ts";
@@ -44,6 +45,7 @@ const COMMANDS: Record<string, Command | Record<string, Command>> = {
   log: LOG,
   cert: { new: CERT_NEW, revoke: CERT_REVOKE, list: CERT_LIST },
   service: { install: SERVICE_INSTALL },
+  config: { check: CONFIG_CHECK },
 };
 
 /** `ztm --help`. */

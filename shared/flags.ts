@@ -12,6 +12,8 @@
  * ```
  */
 import { parseArgs } from "node:util";
+import { ConfigError, withConfig } from "./config.ts";
+import { UsageError } from "./usage_error.ts";
 import { VERSION } from "./version.ts";
 
 /** How a flag's text is read and checked. */
@@ -51,8 +53,7 @@ export interface HostPort {
   port: number;
 }
 
-/** Thrown for a bad command line; `parseCommandLine` turns it into exit status 2. */
-export class UsageError extends Error {}
+export { UsageError } from "./usage_error.ts";
 
 /** Expands a leading `~` to the home directory. */
 export function expandHome(path: string): string {
@@ -211,6 +212,7 @@ export function usage(spec: CommandSpec): string {
   lines.push("Flags:");
   const all: FlagSpec[] = [
     ...spec.flags,
+    { name: "config", kind: "path", help: "read flags from a TOML or JSON file (flags here win)" },
     { name: "help", kind: "boolean", help: "show this help and exit" },
     { name: "version", kind: "boolean", help: "print the version and exit" },
   ];
@@ -231,6 +233,7 @@ export function usage(spec: CommandSpec): string {
  * Throws `UsageError`; never exits (see `parseCommandLine`).
  */
 export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | "version" {
+  if (!args.includes("--help") && !args.includes("--version")) args = withConfig(spec, args);
   const options: Record<string, { type: "string" | "boolean" }> = {
     help: { type: "boolean" },
     version: { type: "boolean" },
@@ -288,7 +291,9 @@ export function parseCommandLine(spec: CommandSpec, args: string[]): Flags {
     return result;
   } catch (err) {
     if (!(err instanceof UsageError)) throw err;
-    console.error(`${spec.name}: ${err.message}\n\n${usage(spec)}`);
+    // A config file's problems name their lines; the usage would bury them.
+    const tail = err instanceof ConfigError ? "" : `\n\n${usage(spec)}`;
+    console.error(`${spec.name}: ${err.message}${tail}`);
     Deno.exit(2);
   }
 }
