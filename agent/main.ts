@@ -3,9 +3,12 @@
  *
  * @module
  */
+import { ConfigError, configPath, readConfigFile } from "@ztm/shared/config";
 import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
 import { runUntilSignal } from "@ztm/shared/run";
+import { AgentClient } from "./client.ts";
+import { applyDeclarations, type DeclaredMesh, readDeclarations } from "./declared.ts";
 import { startAgent } from "./mod.ts";
 
 /** Flags of `ztm agent`. */
@@ -39,8 +42,28 @@ export const AGENT_COMMAND: CommandSpec = {
       help: "file holding the API token (default: <database>.token, made 0600 on first start)",
     },
   ],
-  examples: ["ztm agent", "ztm agent --listen=127.0.0.1:1234 --database=~/my-data.db"],
+  configTables: ["meshes"],
+  examples: [
+    "ztm agent",
+    "ztm agent --listen=127.0.0.1:1234 --database=~/my-data.db",
+    "ztm agent --config=/etc/ztm/agent.toml   # flags, meshes, services and ports (README)",
+  ],
 };
+
+/** The meshes `--config` declares; exits 2 naming the lines of what is wrong. */
+function declaredMeshes(args: string[]): DeclaredMesh[] {
+  const path = configPath(args);
+  if (path === undefined) return [];
+  try {
+    const { meshes, problems } = readDeclarations(readConfigFile(path));
+    if (problems.length) throw new ConfigError(path, problems);
+    return meshes;
+  } catch (err) {
+    if (!(err instanceof ConfigError)) throw err;
+    console.error(`ztm agent: ${err.message}`);
+    Deno.exit(2);
+  }
+}
 
 /**
  * Runs `ztm agent` with `args`: parses the flags (exiting 2 on a bad one), starts
@@ -48,6 +71,7 @@ export const AGENT_COMMAND: CommandSpec = {
  */
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(AGENT_COMMAND, args);
+  const declared = declaredMeshes(args);
   const log = new Logger("agent");
   await runUntilSignal(log, async () => {
     const agent = await startAgent({
@@ -60,6 +84,11 @@ export async function main(args: string[]): Promise<void> {
     // On stdout, for the person who started it; never in the JSON log.
     console.log(`ztm agent: API token in ${agent.tokenFile}`);
     console.log(`ztm agent: dashboard login (works once): ${agent.loginUrl()}`);
+    if (declared.length) {
+      // Through the agent's own API, as any client; it logs each item and never throws.
+      const client = AgentClient.withTokenFile(agent.url, agent.tokenFile);
+      void applyDeclarations(client, declared, log);
+    }
     return agent;
   });
 }

@@ -88,6 +88,10 @@ export const CONFIG_CHECK: Command = {
       problems.push(...checked.problems);
       counts.push(`${checked.args.length} for ${section}`);
     }
+    // The agent's declared meshes, services and port mappings.
+    const declared = (await import("@ztm/agent/declared")).readDeclarations(file);
+    problems.push(...declared.problems);
+    if (declared.meshes.length) counts.push(`${declared.meshes.length} declared mesh(es)`);
     if (problems.length) {
       throw new Error(new ConfigError(path, problems.sort((a, b) => a.line - b.line)).message);
     }

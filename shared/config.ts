@@ -84,11 +84,19 @@ function keyLines(text: string, path: string): Map<string, number> {
   if (path.endsWith(".json")) return jsonKeyLines(text);
   const lines = new Map<string, number>();
   let section = "";
+  const arrays = new Map<string, number>();
   text.split("\n").forEach((raw, i) => {
     const line = raw.trim();
-    const table = /^\[\s*"?([A-Za-z0-9_-]+)"?\s*\]/.exec(line);
+    // `[a.b]` is table a.b; the n-th `[[a.b]]` is a.b.n (from 0).
+    const table = /^(\[\[?)\s*([A-Za-z0-9_.\-" ]+?)\s*\]\]?/.exec(line);
     if (table) {
-      section = table[1];
+      section = table[2].replaceAll('"', "").split(".").map((p) => p.trim()).join(".");
+      if (table[1] === "[[") {
+        const n = arrays.get(section) ?? 0;
+        arrays.set(section, n + 1);
+        lines.set(section, lines.get(section) ?? i + 1);
+        section = `${section}.${n}`;
+      }
       lines.set(section, i + 1);
       return;
     }
@@ -160,6 +168,7 @@ export function tableArgs(
     if (section === "" && isTable && (CONFIG_SECTIONS as readonly string[]).includes(rawKey)) {
       continue; // a component's table, read by that component
     }
+    if (section !== "" && spec.configTables?.includes(rawKey)) continue; // read by the command
     const line = file.lines.get(section ? `${section}.${rawKey}` : rawKey) ?? 0;
     const name = rawKey.replaceAll("_", "-");
     const flag = flags.get(name);
@@ -227,6 +236,17 @@ export function configArgs(file: ConfigFile, spec: CommandSpec): string[] {
   return [...top.args, ...table.args];
 }
 
+/** The file named by `--config=FILE` or `--config FILE` in `args`, `~` expanded. */
+export function configPath(args: string[]): string | undefined {
+  const at = args.findIndex((a) => a === "--config" || a.startsWith("--config="));
+  if (at < 0) return undefined;
+  const path = args[at].startsWith("--config=") ? args[at].slice("--config=".length) : args[at + 1];
+  if (!path) return undefined;
+  return path === "~" || path.startsWith("~/")
+    ? (Deno.env.get("HOME") ?? "") + path.slice(1)
+    : path;
+}
+
 /**
  * Takes `--config=FILE` (or `--config FILE`) out of `args` and puts the
  * file's flags in front of the rest, so the command line overrides the file.
@@ -242,8 +262,5 @@ export function withConfig(spec: CommandSpec, args: string[]): string[] {
   if (rest.some((a) => a === "--config" || a.startsWith("--config="))) {
     throw new UsageError("--config may be given once");
   }
-  const expanded = path === "~" || path.startsWith("~/")
-    ? (Deno.env.get("HOME") ?? "") + path.slice(1)
-    : path;
-  return [...configArgs(readConfigFile(expanded), spec), ...rest];
+  return [...configArgs(readConfigFile(configPath(args)!), spec), ...rest];
 }

@@ -44,6 +44,8 @@ export interface CommandSpec {
   /** Positional arguments in order; a command without them refuses any. */
   args?: ArgSpec[];
   flags: FlagSpec[];
+  /** Keys of the command's `--config` table that are not flags, read by the command itself. */
+  configTables?: string[];
   examples?: string[];
 }
 
