@@ -23,6 +23,7 @@ import {
 } from "@ztm/shared/http";
 import { commonNameOf, parseCertificate, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
+import type { Metrics } from "@ztm/shared/metrics";
 import { ApiAccess } from "./access.ts";
 import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
@@ -49,6 +50,8 @@ export interface AgentAppOptions {
   log: Logger;
   /** The API token and login sessions. */
   access: ApiAccess;
+  /** Served as `GET /api/metrics` (behind the token, like every route). */
+  metrics?: Metrics;
   /** Endpoint name for joins that do not give `agent.name`; defaults to the host name. */
   endpointName?: string;
   /** The API token's file, named on the dashboard's sign-in page. */
@@ -180,6 +183,14 @@ export function createAgentApp(opts: AgentAppOptions): App {
       (p) => `ports/${enc(p.ip)}/${enc(p.proto)}/${enc(p.port)}`,
     ),
     endpointRoute("GET", "log", () => "log"),
+    {
+      method: "GET",
+      pattern: "/api/metrics",
+      handler: () => {
+        if (!opts.metrics) throw new NotFound("no_metrics", "This agent keeps no metrics");
+        return opts.metrics.response();
+      },
+    },
     {
       method: "POST",
       pattern: "/api/login-codes",

@@ -230,7 +230,7 @@ export async function applyDeclarations(
 ): Promise<Applied> {
   const done: Applied = { joined: 0, changed: 0, unchanged: 0, failed: 0 };
   const attempt = async (
-    what: Record<string, unknown>,
+    what: LogFields,
     fn: () => Promise<"changed" | "unchanged">,
   ) => {
     try {

@@ -6,9 +6,11 @@
 import { ConfigError, configPath, readConfigFile } from "@ztm/shared/config";
 import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
+import { serveMetrics } from "@ztm/shared/metrics";
 import { runUntilSignal } from "@ztm/shared/run";
 import { AgentClient } from "./client.ts";
 import { applyDeclarations, type DeclaredMesh, readDeclarations } from "./declared.ts";
+import { AgentMetrics } from "./metrics.ts";
 import { startAgent } from "./mod.ts";
 
 /** Flags of `ztm agent`. */
@@ -34,6 +36,13 @@ export const AGENT_COMMAND: CommandSpec = {
       kind: "string",
       optional: true,
       help: "endpoint name for joins that give none (default: host name)",
+    },
+    {
+      name: "metrics-listen",
+      kind: "address-or-off",
+      default: "off",
+      help: "address of GET /metrics without the token (keep it on loopback), or off; " +
+        "GET /api/metrics with the token always works",
     },
     {
       name: "api-token-file",
@@ -73,6 +82,8 @@ export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(AGENT_COMMAND, args);
   const declared = declaredMeshes(args);
   const log = new Logger("agent");
+  const metricsAddr = flags.addressOrOff("metrics-listen");
+  const metrics = new AgentMetrics();
   await runUntilSignal(log, async () => {
     const agent = await startAgent({
       listen: flags.address("listen"),
@@ -80,6 +91,7 @@ export async function main(args: string[]): Promise<void> {
       endpointName: flags.string("name"),
       apiTokenFile: flags.path("api-token-file"),
       log,
+      metrics,
     });
     // On stdout, for the person who started it; never in the JSON log.
     console.log(`ztm agent: API token in ${agent.tokenFile}`);
@@ -89,7 +101,14 @@ export async function main(args: string[]): Promise<void> {
       const client = AgentClient.withTokenFile(agent.url, agent.tokenFile);
       void applyDeclarations(client, declared, log);
     }
-    return agent;
+    if (!metricsAddr) return agent;
+    const server = serveMetrics(metricsAddr, metrics.metrics, log);
+    return {
+      async close() {
+        await server.shutdown();
+        await agent.close();
+      },
+    };
   });
 }
 

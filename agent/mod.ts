@@ -18,6 +18,7 @@ import { loadOrCreateToken } from "@ztm/shared/files";
 import { ApiAccess } from "./access.ts";
 import { createAgentApp } from "./api.ts";
 import { startMesh } from "./mesh.ts";
+import { AgentMetrics } from "./metrics.ts";
 import type { MeshRuntime } from "./runtime.ts";
 import { AgentStore } from "./store.ts";
 
@@ -43,6 +44,8 @@ export interface AgentConfig {
   /** File holding the API token (made `0600` on first start); default `<database>.token`. */
   apiTokenFile?: string;
   log?: Logger;
+  /** Metrics for `GET /api/metrics` (and `--metrics-listen`); made here when absent. */
+  metrics?: AgentMetrics;
 }
 
 /** A running agent. */
@@ -64,6 +67,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const tokenFile = config.apiTokenFile ?? `${config.database}.token`;
   const access = new ApiAccess(loadOrCreateToken(tokenFile));
   const runtimes = new Map<string, MeshRuntime>();
+  const metrics = config.metrics ?? new AgentMetrics();
+  metrics.watch(() => runtimes.values());
   const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) =>
     startMesh(cfg, state, log);
   for (const mesh of store.listMeshes()) {
@@ -85,6 +90,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     access,
     endpointName: config.endpointName,
     tokenFile,
+    metrics: metrics.metrics,
   });
   const server = serveHttp({ listen: config.listen, app, log });
   return {

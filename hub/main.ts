@@ -5,7 +5,9 @@
  */
 import { type CommandSpec, httpUrl, parseCommandLine } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
+import { serveMetrics } from "@ztm/shared/metrics";
 import { runUntilSignal } from "@ztm/shared/run";
+import { HubMetrics } from "./metrics.ts";
 import { DEFAULT_LIMITS, startHub } from "./mod.ts";
 
 /** Flags of `ztm hub`. */
@@ -21,6 +23,12 @@ export const HUB_COMMAND: CommandSpec = {
       kind: "string",
       default: "0.0.0.0:8889",
       help: "address of the native TLS data port for fast tunnels, or off",
+    },
+    {
+      name: "metrics-listen",
+      kind: "address-or-off",
+      default: "off",
+      help: "address of GET /metrics for Prometheus (no token: keep it private), or off",
     },
     {
       name: "names",
@@ -72,8 +80,10 @@ export const HUB_COMMAND: CommandSpec = {
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(HUB_COMMAND, args);
   const log = new Logger("hub");
-  await runUntilSignal(log, () =>
-    startHub({
+  const metricsAddr = flags.addressOrOff("metrics-listen");
+  const metrics = metricsAddr ? new HubMetrics() : undefined;
+  await runUntilSignal(log, async () => {
+    const hub = await startHub({
       caUrl: httpUrl(flags.address("ca")),
       listen: flags.address("listen"),
       dataListen: flags.string("data-listen") === "off" ? undefined : flags.address("data-listen"),
@@ -86,7 +96,17 @@ export async function main(args: string[]): Promise<void> {
         openTimeoutMs: Math.max(1, flags.integer("open-timeout")) * 1000,
       },
       log,
-    }));
+    });
+    if (!metrics || !metricsAddr) return hub;
+    metrics.watch(() => hub.server.status());
+    const server = serveMetrics(metricsAddr, metrics.metrics, log);
+    return {
+      async close() {
+        await server.shutdown();
+        await hub.close();
+      },
+    };
+  });
 }
 
 if (import.meta.main) await main(Deno.args);

@@ -205,6 +205,7 @@ function flagText(
   try {
     if (flag.kind === "integer" && !/^\d+$/.test(text)) return { error: "must be a whole number" };
     if (flag.kind === "address") parseHostPort(text);
+    if (flag.kind === "address-or-off" && text !== "off") parseHostPort(text);
     if (flag.kind === "addresses") text.split(",").forEach((p) => parseHostPort(p.trim(), 0));
   } catch (err) {
     return { error: errText(err) };

@@ -17,7 +17,14 @@ import { UsageError } from "./usage_error.ts";
 import { VERSION } from "./version.ts";
 
 /** How a flag's text is read and checked. */
-export type FlagKind = "string" | "path" | "address" | "addresses" | "integer" | "boolean";
+export type FlagKind =
+  | "string"
+  | "path"
+  | "address"
+  | "address-or-off"
+  | "addresses"
+  | "integer"
+  | "boolean";
 
 /** One declared flag. */
 export interface FlagSpec {
@@ -171,6 +178,11 @@ export class Flags {
     }
   }
 
+  /** The flag as `host:port`, or undefined when it is `off`. */
+  addressOrOff(name: string): HostPort | undefined {
+    return this.#raw(name) === "off" ? undefined : this.address(name);
+  }
+
   /** The flag as a comma-separated list of `host[:port]`; a missing port is 0. */
   addresses(name: string): HostPort[] {
     const v = this.#raw(name) ?? "";
@@ -268,6 +280,7 @@ export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | 
       continue;
     }
     if (f.kind === "address") flags.address(f.name);
+    if (f.kind === "address-or-off") flags.addressOrOff(f.name);
     if (f.kind === "addresses") flags.addresses(f.name);
     if (f.kind === "integer") flags.integer(f.name);
     if (f.kind === "path") flags.path(f.name);

@@ -199,6 +199,13 @@ export class Harness implements AsyncDisposable {
     return proc;
   }
 
+  /** Starts another program (a real peer such as `prometheus`), stopped at the end like the rest. */
+  spawnProgram(name: string, cmd: string, args: string[]): Proc {
+    const proc = startProc(name, cmd, args);
+    this.#procs.push(proc);
+    return proc;
+  }
+
   /** Spawns a component and waits for its `listening` log line. */
   async spawnService(
     name: string,

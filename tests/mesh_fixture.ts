@@ -69,8 +69,9 @@ export async function startJoinedAgent(
   hubAddress: string,
   files: UserFiles,
   endpointName = `${files.user}-ep`,
+  agentArgs: string[] = [],
 ): Promise<MeshAgent> {
-  const proc = await h.startAgent({ name: `agent-${endpointName}` });
+  const proc = await h.startAgent({ name: `agent-${endpointName}`, args: agentArgs });
   const joined = await joinMesh(proc.url, MESH, files, hubAddress, endpointName);
   const agent = { proc, url: proc.url, files, endpointId: joined.endpoint.id, endpointName };
   await waitConnected(agent);

@@ -1,0 +1,67 @@
+/**
+ * The hub's Prometheus metrics (`--metrics-listen`): what an operator graphs
+ * and alerts on. Gauges are read from `HubServer.status()` at each scrape; the
+ * counters are added to where the events happen.
+ */
+import { type Counter, Metrics } from "@ztm/shared/metrics";
+import type { HubStatus } from "./server.ts";
+
+/** The hub's metrics and the counters its parts add to. */
+export class HubMetrics {
+  readonly metrics: Metrics = new Metrics();
+  #status: () => HubStatus | undefined = () => undefined;
+  /** Tunnels asked for, by outcome (`ok`, `refused`, `failed`, …). */
+  readonly tunnelsOpened: Counter<"outcome"> = this.metrics.counter(
+    "ztm_hub_tunnels_opened_total",
+    "Tunnels asked for, by outcome",
+    ["outcome"],
+  );
+  /** Bytes copied between the two sides of tunnels, both ways added. */
+  readonly relayedBytes: Counter = this.metrics.counter(
+    "ztm_hub_relayed_bytes_total",
+    "Tunnel bytes the hub relayed (both directions)",
+  );
+  /** Connections and requests refused before a session, by reason. */
+  readonly refusals: Counter<"reason"> = this.metrics.counter(
+    "ztm_hub_admission_refusals_total",
+    "Connections, sessions and requests refused, by reason",
+    ["reason"],
+  );
+  /** Sessions closed because their certificate was revoked. */
+  readonly revocationsApplied: Counter = this.metrics.counter(
+    "ztm_hub_revocations_applied_total",
+    "Sessions closed because their certificate was revoked",
+  );
+
+  constructor() {
+    const m = this.metrics;
+    const from =
+      (pick: (s: HubStatus) => number | null | undefined) => (g: { set(v: number): void }) => {
+        const s = this.#status();
+        const v = s ? pick(s) : undefined;
+        if (typeof v === "number") g.set(v);
+      };
+    m.gauge("ztm_hub_sessions", "Agent control sessions open", [], from((s) => s.sessions));
+    m.gauge("ztm_hub_endpoints", "Endpoints the hub knows", [], from((s) => s.endpoints));
+    m.gauge("ztm_hub_endpoints_online", "Endpoints online", [], from((s) => s.online));
+    m.gauge("ztm_hub_tunnels_open", "Tunnels open now", [], from((s) => s.tunnels));
+    const crl = (s: HubStatus) => s.revocations as Record<string, unknown> | undefined;
+    m.gauge(
+      "ztm_hub_crl_age_seconds",
+      "Age of the CRL in force (since its thisUpdate)",
+      [],
+      from((s) => crl(s)?.crlAgeSeconds as number | null),
+    );
+    m.gauge(
+      "ztm_hub_ca_reachable",
+      "1 while the hub reaches the CA's revocation feed",
+      [],
+      from((s) => (crl(s)?.caReachable ? 1 : 0)),
+    );
+  }
+
+  /** Where gauges read the hub's state from (set once the hub runs). */
+  watch(status: () => HubStatus): void {
+    this.#status = status;
+  }
+}

@@ -1,0 +1,126 @@
+/**
+ * `/metrics` of the hub (`--metrics-listen`) and the agent (`--metrics-listen`
+ * and `GET /api/metrics` behind its token), scraped by a real Prometheus
+ * (Debian's `prometheus`) during a mesh test and checked by `promtool`.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { api, eventually, Harness, issueUser } from "./harness.ts";
+import { addPortMapping, addService, startJoinedAgent } from "./mesh_fixture.ts";
+import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";
+
+async function promtool(text: string): Promise<string> {
+  const child = new Deno.Command("promtool", {
+    args: ["check", "metrics"],
+    stdin: "piped",
+    stdout: "piped",
+    stderr: "piped",
+  }).spawn();
+  const w = child.stdin.getWriter();
+  await w.write(new TextEncoder().encode(text));
+  await w.close();
+  const out = await child.output();
+  const dec = new TextDecoder();
+  return `${out.code} ${dec.decode(out.stdout)}${dec.decode(out.stderr)}`.trim();
+}
+
+/** One value of an instant query at Prometheus, or undefined while it has none. */
+async function query(prom: string, q: string): Promise<number | undefined> {
+  const res = await fetch(`${prom}/api/v1/query?query=${encodeURIComponent(q)}`);
+  const body = await res.json();
+  const v = body?.data?.result?.[0]?.value?.[1];
+  return v === undefined ? undefined : Number(v);
+}
+
+Deno.test("Prometheus scrapes the hub and an agent during a mesh test, promtool accepts both, and the figures follow the mesh", async () => {
+  await using h = new Harness();
+  const [hubMetricsPort, agentMetricsPort, promPort] = [
+    await freePort(),
+    await freePort(),
+    await freePort(),
+  ];
+  const ca = await h.startCa();
+  const hub = await h.startHub(ca, { args: [`--metrics-listen=127.0.0.1:${hubMetricsPort}`] });
+  const bob = await startJoinedAgent(h, hub.address, await issueUser(ca.url, "bob"));
+  const alice = await startJoinedAgent(
+    h,
+    hub.address,
+    await issueUser(ca.url, "alice"),
+    "alice-ep",
+    [`--metrics-listen=127.0.0.1:${agentMetricsPort}`],
+  );
+  await using echo = await startEchoServer();
+  await addService(bob, "echo", echo.port, ["alice"]);
+  const mapped = await freePort();
+  await addPortMapping(alice, mapped, "echo");
+  await eventually(() => echoRoundTrip(mapped, 1024).then(() => true), 15_000, "the mapping");
+
+  // Both expositions pass promtool's checks as served.
+  const hubText = await (await fetch(`http://127.0.0.1:${hubMetricsPort}/metrics`)).text();
+  assert.equal(await promtool(hubText), "0");
+  assert.match(hubText, /^ztm_hub_sessions 2$/m);
+  const agentText = await (await fetch(`http://127.0.0.1:${agentMetricsPort}/metrics`)).text();
+  assert.equal(await promtool(agentText), "0");
+  assert.match(agentText, /^ztm_agent_hub_connected\{mesh="test"\} 1$/m);
+  // The API's copy wants the token, like every route of the agent's API.
+  const noToken = await fetch(`${alice.url}/api/metrics`);
+  assert.equal(noToken.status, 401);
+  await noToken.body?.cancel();
+  const withToken = await api(alice.url, "GET", "/api/metrics");
+  assert.equal(withToken.status, 200);
+  assert.match(String(withToken.body), /^ztm_agent_meshes 1$/m);
+
+  // A real Prometheus scrapes both every second.
+  const dir = await h.tempDir("ztm-prom-");
+  await Deno.writeTextFile(
+    join(dir, "prometheus.yml"),
+    [
+      "global: { scrape_interval: 1s, evaluation_interval: 1s }",
+      "scrape_configs:",
+      `  - job_name: hub`,
+      `    static_configs: [{ targets: ["127.0.0.1:${hubMetricsPort}"] }]`,
+      `  - job_name: agent`,
+      `    static_configs: [{ targets: ["127.0.0.1:${agentMetricsPort}"] }]`,
+      "",
+    ].join("\n"),
+  );
+  const checked = await new Deno.Command("promtool", {
+    args: ["check", "config", join(dir, "prometheus.yml")],
+    stdout: "null",
+    stderr: "piped",
+  }).output();
+  assert.equal(checked.code, 0, new TextDecoder().decode(checked.stderr));
+  const prom = h.spawnProgram("prometheus", "prometheus", [
+    `--config.file=${join(dir, "prometheus.yml")}`,
+    `--storage.tsdb.path=${join(dir, "data")}`,
+    `--web.listen-address=127.0.0.1:${promPort}`,
+  ]);
+  const promUrl = `http://127.0.0.1:${promPort}`;
+  await eventually(
+    async () => (await query(promUrl, 'up{job="hub"}')) === 1,
+    30_000,
+    "hub scraped",
+  );
+  await eventually(
+    async () => (await query(promUrl, 'up{job="agent"}')) === 1,
+    30_000,
+    "agent scraped",
+  );
+  assert.equal(await query(promUrl, "ztm_hub_sessions"), 2);
+  assert.equal(await query(promUrl, "ztm_hub_endpoints_online"), 2);
+  assert.ok((await query(promUrl, 'ztm_process_resident_memory_bytes{job="hub"}'))! > 0);
+
+  // The figures follow the mesh: bob leaves, and the hub's gauges fall at the next scrape.
+  await bob.proc.stop();
+  await eventually(
+    async () => (await query(promUrl, "ztm_hub_sessions")) === 1,
+    30_000,
+    "one session",
+  );
+  await eventually(
+    async () => (await query(promUrl, "ztm_hub_endpoints_online")) === 1,
+    30_000,
+    "one online",
+  );
+  await prom.stop();
+});
