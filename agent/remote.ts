@@ -52,6 +52,12 @@ export class RefusalBudget {
     return b.tokens >= 1 ? 0 : Math.ceil((1 - b.tokens) * this.#refillMs);
   }
 
+  /** Gives back one refusal `charge` took (the request verified after all). */
+  refund(caller: string): void {
+    const b = this.#buckets.get(caller);
+    if (b) b.tokens = Math.min(this.#burst, b.tokens + 1);
+  }
+
   /** Spends one refusal of `caller`'s budget. */
   charge(caller: string, now = Date.now()): void {
     const b = this.#bucket(caller, now);
@@ -167,6 +173,8 @@ export class RemoteManagement {
             } s`,
           );
         }
+        // Charged up front, so requests in flight together cannot all pass the check at once.
+        this.#budget.charge(caller);
         request = parseSignedRequest(raw);
         const signer = await verifySignedRequest(request, {
           caPem: config.ca,
@@ -175,6 +183,7 @@ export class RemoteManagement {
           nonces: this.#nonces,
         });
         verified = true;
+        this.#budget.refund(caller);
         // The signed `from`, not the hub's word, is what the audit log records.
         const res = await this.#ops.run(
           config.name,
@@ -187,7 +196,7 @@ export class RemoteManagement {
       } catch (err) {
         const { status, body } = errorBody(err);
         answer = { status, body: JSON.stringify(body) };
-        if (!verified) this.#unverified(config.name, from, request, status, body.error, caller);
+        if (!verified) this.#unverified(config.name, from, request, status, body.error);
       }
       // An answer to a request that parsed is signed over it; others (garbage, 429) are errors
       // the caller sees as such anyway.
@@ -213,9 +222,7 @@ export class RemoteManagement {
     request: SignedRequest | undefined,
     status: number,
     error: { code: string; message: string },
-    caller: string,
   ): void {
-    if (status !== 429) this.#budget.charge(caller);
     this.#ops.noteUnverified(mesh, {
       user: `${String(from.user).slice(0, 64)} (unverified)`,
       via: String(from.endpoint).slice(0, 64),
