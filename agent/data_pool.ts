@@ -256,7 +256,9 @@ export class DataPool {
     }
     this.#parked.delete(link);
     if (msg?.type !== "incoming" || !this.#onIncoming) {
-      if (msg) this.#refusals.refused("out_of_order", `Data link message "${msg.type}" on a parked link`);
+      if (msg) {
+        this.#refusals.refused("out_of_order", `Data link message "${msg.type}" on a parked link`);
+      }
       return link.close();
     }
     this.track(link);

@@ -19,8 +19,8 @@ import { RefusalLog } from "@ztm/shared/refusal_log";
 import {
   type NonceStore,
   parseSignedRequest,
-  type SignedRequest,
   signAnswer,
+  type SignedRequest,
   signRequest,
   verifyAnswer,
   verifySignedRequest,

@@ -32,7 +32,10 @@
  *    body is a `SignedRequest` (see `signed_request.ts`). The hub passes it
  *    to B as `{type:"manage", rid, request, from}` and answers A with B's
  *    `{type:"managed", rid, status, body}`. B verifies the signature itself,
- *    so the hub can carry management but not forge it.
+ *    so the hub can carry management but not forge it. B's `body` is a
+ *    `SignedAnswer` (answer format v1, see `signed_request.ts`): B's status
+ *    and body signed by B's key over the request it answers, which A checks
+ *    before it believes any result.
  *
  * 4. Revocations. When the CA's CRL changes, the hub sends every agent
  *    `{type:"crl", pem}`; agents verify it against the mesh CA before use.
@@ -54,6 +57,11 @@
  * 6. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
  *    `GET /api/services?offset&limit&q`, `GET /api/status`, and
  *    `GET /api/crl` (the CA-signed CRL, which agents verify themselves).
+ *
+ * An agent checks every line a hub sends against these types
+ * ({@link checkHubMessage}, {@link checkLinkMessage}) before using any field,
+ * and refuses (and counts) a line that does not match; a `welcome` comes once
+ * per control stream, and only an `error` may come before it.
  *
  * Liveness: both sides send HTTP/2 PING every {@link PING_INTERVAL_MS} and
  * drop the session when no answer arrives within {@link PING_TIMEOUT_MS}.
@@ -337,7 +345,10 @@ function statusField(v: unknown, where: string): number {
 
 function checkCaller(v: unknown, where: string): TunnelCaller {
   const o = objectField(v, where, "from");
-  return { endpoint: idField(o.endpoint, where, "from.endpoint"), user: idField(o.user, where, "from.user") };
+  return {
+    endpoint: idField(o.endpoint, where, "from.endpoint"),
+    user: idField(o.user, where, "from.user"),
+  };
 }
 
 function checkServiceRef(v: unknown, where: string): { proto: ServiceProto; name: string } {

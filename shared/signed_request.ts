@@ -402,9 +402,15 @@ export async function verifyAnswer(
   ) {
     throw badAnswer("forged_answer", ctx, "is not a well-formed signed answer");
   }
-  if (s !== status) throw badAnswer("forged_answer", ctx, `came with status ${status}, signed ${s}`);
+  if (s !== status) {
+    throw badAnswer("forged_answer", ctx, `came with status ${status}, signed ${s}`);
+  }
   if (endpoint !== ctx.endpointId) {
-    throw badAnswer("forged_answer", ctx, `is signed for another endpoint ("${endpoint.slice(0, 64)}")`);
+    throw badAnswer(
+      "forged_answer",
+      ctx,
+      `is signed for another endpoint ("${endpoint.slice(0, 64)}")`,
+    );
   }
   let cert: x509.X509Certificate;
   try {
@@ -453,7 +459,11 @@ export async function verifyAnswer(
     ok = false;
   }
   if (!ok) {
-    throw badAnswer("forged_answer", ctx, "does not verify (altered, or the answer to another request)");
+    throw badAnswer(
+      "forged_answer",
+      ctx,
+      "does not verify (altered, or the answer to another request)",
+    );
   }
   return { status: s, body };
 }

@@ -10,11 +10,7 @@
  * shown as it is, and the hub's own unsigned refusals stay errors.
  */
 import assert from "node:assert/strict";
-import {
-  type SignedAnswer,
-  signAnswer,
-  type SignedRequest,
-} from "@ztm/shared/signed_request";
+import { signAnswer, type SignedAnswer, type SignedRequest } from "@ztm/shared/signed_request";
 import { api, Harness } from "./harness.ts";
 import { RogueHub } from "./rogue_hub.ts";
 import { newCa, newLeaf } from "./test_pki.ts";
@@ -163,7 +159,9 @@ Deno.test("an agent reports a forged or unsigned management answer as an error, 
   answer = () =>
     Promise.resolve({
       status: 503,
-      body: JSON.stringify({ error: { code: "endpoint_offline", message: "Endpoint bob is offline" } }),
+      body: JSON.stringify({
+        error: { code: "endpoint_offline", message: "Endpoint bob is offline" },
+      }),
     });
   const offline = await create();
   assert.equal(offline.status, 503, JSON.stringify(offline.body));

@@ -105,12 +105,15 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
     // The real mesh is used throughout the fuzz.
     let fuzzing = true;
     let roundTrips = 0;
+    let realMeshError: unknown;
     const realMesh = (async () => {
-      while (fuzzing || roundTrips < 5) {
+      while ((fuzzing || roundTrips < 5) && !alice.proc.exited) {
         await echoThrough(mapped, `round ${roundTrips}`);
         roundTrips++;
       }
-    })();
+    })().catch((err) => (realMeshError = err));
+    const assertAlive = (when: string) =>
+      assert.equal(alice.proc.exited, false, `the agent died ${when}:\n${alice.proc.tail()}`);
 
     // 1. Control lines, written in batches of 50.
     const bases = controlBases("target");
@@ -119,6 +122,7 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
       for (let k = i; k < Math.min(i + 50, CONTROL_CASES); k++) {
         batch.push(mutatedLine(SEED, k, bases), new Uint8Array([10]));
       }
+      assertAlive(`after control line ${i} (seed ${SEED})`);
       control.stream.write(new Uint8Array(batch.flatMap((b) => [...b])));
       // Let the agent read as we go (a real hub is flow-controlled the same way).
       await new Promise((r) => setTimeout(r, 0));
@@ -130,7 +134,11 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
       request: {},
       from: { endpoint: "e-1", user: "alice" },
     }));
-    const answer = await control.waitFor((m) => m.type === "managed" && m.rid === "after-the-fuzz");
+    const answer = await control.waitFor((m) => m.type === "managed" && m.rid === "after-the-fuzz")
+      .catch((err) => {
+        assertAlive(`during the control lines (seed ${SEED})`);
+        throw err;
+      });
     assert.ok([400, 429].includes(Number(answer.status)), JSON.stringify(answer));
     assert.equal(alice.proc.exited, false, `the agent died:\n${alice.proc.tail()}`);
 
@@ -155,7 +163,9 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
               readUntil(conn, new Uint8Array(0), (b) => b.byteLength > 0),
               new Promise((r) => setTimeout(r, 3_000)),
             ]);
-          } catch { /* the agent closed it */ } finally {
+          } catch {
+            /* the agent closed it */
+          } finally {
             try {
               conn.close();
             } catch { /* already closed */ }
@@ -163,6 +173,7 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
           }
         };
       });
+      assertAlive(`after data link case ${i - 1} (seed ${SEED + 1})`);
       control.write(JSON.stringify({
         type: "open",
         sid: `sid-${i}`,
@@ -174,6 +185,11 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
     }
     fuzzing = false;
     await realMesh;
+    assert.equal(
+      realMeshError,
+      undefined,
+      `the real mesh failed during the fuzz: ${realMeshError}`,
+    );
     assert.ok(parked >= LINK_CASES / 2, `only ${parked} of ${LINK_CASES} links were parked`);
 
     // Still up, still connected to both meshes, still serving the real one.

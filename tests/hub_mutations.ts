@@ -138,7 +138,10 @@ function mutateText(rand: () => number, text: string): Uint8Array {
   }
   if (r < 0.7) {
     const at = Math.floor(rand() * bytes.length);
-    const junk = Uint8Array.from({ length: 1 + Math.floor(rand() * 8) }, () => 0x80 + (rand() * 0x7f | 0));
+    const junk = Uint8Array.from(
+      { length: 1 + Math.floor(rand() * 8) },
+      () => 0x80 + (rand() * 0x7f | 0),
+    );
     return new Uint8Array([...bytes.subarray(0, at), ...junk, ...bytes.subarray(at)]);
   }
   if (r < 0.8) return encoder.encode(pick(rand, [`[${text}]`, `"${text.length}"`, "42", "null"]));
@@ -146,7 +149,9 @@ function mutateText(rand: () => number, text: string): Uint8Array {
     const depth = 500 + Math.floor(rand() * 5000);
     return encoder.encode(`{"type":"open","from":${"[".repeat(depth)}${"]".repeat(depth)}}`);
   }
-  return encoder.encode(text.replace(/"type":"[^"]*"/, `"type":${JSON.stringify(pick(rand, TYPES))}`));
+  return encoder.encode(
+    text.replace(/"type":"[^"]*"/, `"type":${JSON.stringify(pick(rand, TYPES))}`),
+  );
 }
 
 /**
