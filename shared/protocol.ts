@@ -394,8 +394,8 @@ export function checkHubMessage(value: { type: string } & Record<string, unknown
       };
     }
     case "manage":
-      // `request` is checked by the target itself (`parseSignedRequest`), which answers its errors.
-      objectField(value.request, where, "request");
+      // `request` is whatever the caller sent: the target checks it itself (`parseSignedRequest`)
+      // and answers its errors, so the caller hears why rather than waiting out the hub's timeout.
       return {
         type: "manage",
         rid: idField(value.rid, where, "rid"),
