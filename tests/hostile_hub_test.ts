@@ -9,10 +9,12 @@
  * mapping to the real mesh is used over and over. The agent must stay up,
  * stay connected to both, answer the line that follows the fuzz, log the
  * refusals without a flood (once per kind, then at 10, 100, 1,000…), and
- * keep serving the real mesh throughout.
+ * keep serving the real mesh throughout; a line past the length limit ends
+ * that one session, and the agent dials the rogue again.
  */
 import assert from "node:assert/strict";
-import { api, Harness, issueUser } from "./harness.ts";
+import { MAX_CONTROL_LINE_BYTES } from "@ztm/shared/protocol";
+import { api, eventually, Harness, issueUser } from "./harness.ts";
 import { controlBases, linkBases, mutatedLine } from "./hub_mutations.ts";
 import { addPortMapping, addService, meshStatus, startJoinedAgent } from "./mesh_fixture.ts";
 import { readUntil, RogueHub, writeAll } from "./rogue_hub.ts";
@@ -191,6 +193,16 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
       `the real mesh failed during the fuzz: ${realMeshError}`,
     );
     assert.ok(parked >= LINK_CASES / 2, `only ${parked} of ${LINK_CASES} links were parked`);
+
+    // 3. A line past the limit cannot be read past: the agent ends that session and dials again.
+    control.stream.write(new Uint8Array(MAX_CONTROL_LINE_BYTES + 1024).fill(0x61));
+    const again = await rogue.nextControl();
+    assert.equal(again.endpointId, control.endpointId);
+    await eventually(
+      async () => (await meshStatus(alice, "rogue")).status.connected === true,
+      15_000,
+      "the rogue mesh link back up",
+    );
 
     // Still up, still connected to both meshes, still serving the real one.
     assert.equal(alice.proc.exited, false, `the agent died:\n${alice.proc.tail()}`);
