@@ -247,7 +247,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     const runtime = runtimeOf(mesh);
     const target = await runtime.endpoint(ep);
     if (target.id === config.endpointId) return await ops.run(mesh, local, req.method, full, body);
-    return await remote.send(config, runtime, target.id, req.method, full, body);
+    return await remote.send(config, runtime, target, req.method, full, body);
   }
 
   async function join(req: Request, mesh: string): Promise<Response> {

@@ -21,10 +21,11 @@ import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/share
 import type { MeshSummary } from "./api.ts";
 import type { Policy } from "./policy.ts";
 import type { LocalService, PortMapping } from "./runtime.ts";
+import type { UnverifiedRefusals } from "./endpoint_ops.ts";
 import type { AuditEntry } from "./store.ts";
 
 export type { AuditEntry, EndpointRecord, LocalService, MeshService, MeshSummary, Page, Policy };
-export type { PortMapping, ServiceProto };
+export type { PortMapping, ServiceProto, UnverifiedRefusals };
 
 /** The body of a join: the mesh CA, this endpoint's certificate and key (PEM), and hub addresses. */
 export interface JoinBody {
@@ -69,6 +70,11 @@ export interface AuditPage {
   total: number;
   offset: number;
   limit: number;
+  /**
+   * Refused remote requests whose signature did not verify: counted since the
+   * agent started and the latest few, kept apart so they never push `items` out.
+   */
+  unverified: UnverifiedRefusals;
 }
 
 /** How to reach an agent. */

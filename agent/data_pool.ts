@@ -24,8 +24,10 @@
  * at most `maxLinks` of each kind.
  */
 import type { DataLink } from "@ztm/shared/data_link";
+import { ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
-import type { LinkMessage } from "@ztm/shared/protocol";
+import { checkLinkMessage, type LinkMessage } from "@ztm/shared/protocol";
+import { RefusalLog } from "@ztm/shared/refusal_log";
 
 /** Where the data port is, and whom to trust there. */
 export interface DataTarget {
@@ -84,9 +86,14 @@ export class DataPool {
   /** Links carrying a tunnel now. */
   #busy = new Set<DataLink>();
   #onIncoming: IncomingHandler | undefined;
+  /** Lines on parked links that were not a data-link message (the link is closed for each). */
+  #refusals: RefusalLog;
 
   constructor(opts: DataPoolOptions) {
     this.#opts = { size: 8, activeMs: 60_000, maxAgeMs: 20_000, maxLinks: 16, ...opts };
+    this.#refusals = new RefusalLog(opts.log, "bad data link message from hub", {
+      mesh: opts.mesh,
+    });
   }
 
   /** Where tunnels that arrive on parked links go. */
@@ -132,7 +139,10 @@ export class DataPool {
     if (keep && role === "out" && this.#links.length < this.#opts.maxLinks) {
       this.#links.push(link);
     } else if (keep && role === "in" && this.#parked.size < this.#opts.maxLinks) {
-      this.#park(link);
+      this.#park(link).catch((err) => {
+        this.#refusals.refused("park_failed", errText(err));
+        link.close();
+      });
     } else link.close();
   }
 
@@ -238,13 +248,19 @@ export class DataPool {
     this.#parked.add(link);
     let msg: LinkMessage | null;
     try {
-      msg = await link.readMessage<LinkMessage>();
+      msg = await link.readMessage(checkLinkMessage);
     } catch (err) {
-      this.#opts.log.debug("data link dropped", { mesh: this.#opts.mesh, err: errText(err) });
+      if (err instanceof ZtmError) this.#refusals.refused(err.code, errText(err));
+      else this.#opts.log.debug("data link dropped", { mesh: this.#opts.mesh, err: errText(err) });
       msg = null;
     }
     this.#parked.delete(link);
-    if (msg?.type !== "incoming" || !this.#onIncoming) return link.close();
+    if (msg?.type !== "incoming" || !this.#onIncoming) {
+      if (msg) {
+        this.#refusals.refused("out_of_order", `Data link message "${msg.type}" on a parked link`);
+      }
+      return link.close();
+    }
     this.track(link);
     this.touch();
     let again = false;

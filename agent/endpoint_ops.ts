@@ -35,7 +35,7 @@ import {
 } from "./api_checks.ts";
 import { allowedTarget, allowsListen } from "./policy.ts";
 import type { MeshRuntime, PortMapping } from "./runtime.ts";
-import type { AgentStore } from "./store.ts";
+import type { AgentStore, AuditEntry } from "./store.ts";
 
 /** Who asks. */
 export interface Caller {
@@ -67,9 +67,25 @@ type Op = (
   query: URLSearchParams,
 ) => Promise<Response>;
 
+/** Most recent refusals of unverified remote requests kept per mesh (in memory). */
+export const UNVERIFIED_SAMPLES = 20;
+
+/**
+ * Refused remote requests whose signature did not verify, kept apart from the
+ * audit log so a flood of them cannot push real entries out: a count since
+ * the agent started, and the most recent few.
+ */
+export interface UnverifiedRefusals {
+  count: number;
+  since: string;
+  recent: Omit<AuditEntry, "id">[];
+}
+
 /** The operations on this endpoint. Methods may be called concurrently. */
 export class EndpointOps {
   #o: EndpointOpsOptions;
+  #unverified = new Map<string, UnverifiedRefusals>();
+  #started = new Date().toISOString();
   #routes: { method: string; pattern: string; op: Op; write: boolean }[];
 
   constructor(opts: EndpointOpsOptions) {
@@ -152,10 +168,24 @@ export class EndpointOps {
     }
   }
 
-  /** Records a refused remote request that never reached `run` (bad signature and the like). */
-  auditRefusal(mesh: string, caller: Caller, method: string, path: string, err: unknown): void {
-    const { status, body } = errorBody(err);
-    this.#audit(mesh, caller, method, path, status, body.error.message);
+  /**
+   * Counts and samples a refused remote request whose signature did not
+   * verify (never written to the audit log, where a flood would push real
+   * entries out). The log route shows them as `unverified`.
+   */
+  noteUnverified(mesh: string, entry: Omit<AuditEntry, "id" | "time">): void {
+    let u = this.#unverified.get(mesh);
+    if (!u) {
+      u = { count: 0, since: this.#started, recent: [] };
+      this.#unverified.set(mesh, u);
+    }
+    u.count++;
+    u.recent.unshift({
+      time: new Date().toISOString(),
+      ...entry,
+      outcome: entry.outcome.slice(0, 500),
+    });
+    if (u.recent.length > UNVERIFIED_SAMPLES) u.recent.pop();
   }
 
   #audit(
@@ -208,7 +238,10 @@ export class EndpointOps {
 
   #readLog(mesh: string, query: URLSearchParams): Promise<Response> {
     const { offset, limit } = parsePageParams(query, 100, 500);
-    return Promise.resolve(json({ ...this.#o.store.audit(mesh, offset, limit), offset, limit }));
+    const unverified = this.#unverified.get(mesh) ?? { count: 0, since: this.#started, recent: [] };
+    return Promise.resolve(
+      json({ ...this.#o.store.audit(mesh, offset, limit), offset, limit, unverified }),
+    );
   }
 
   #putService(mesh: string, caller: Caller, p: Params, body: string): Promise<Response> {

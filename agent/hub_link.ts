@@ -21,8 +21,10 @@ import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import { errText, type Logger } from "@ztm/shared/log";
+import { RefusalLog } from "@ztm/shared/refusal_log";
 import {
   type AgentMessage,
+  checkHubMessage,
   HUB_PATHS,
   type HubMessage,
   onControlMessages,
@@ -53,8 +55,8 @@ export interface HubLinkOptions {
   log: Logger;
   /** The hello to send on every (re)connection. */
   hello: () => Extract<AgentMessage, { type: "hello" }>;
-  /** Called for each tunnel request from the hub. */
-  onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void;
+  /** Called for each (checked) tunnel request from the hub; a rejection is logged, never left unhandled. */
+  onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void | Promise<void>;
   /** Told on every welcome (once connected) where the hub is and whether it has a data port. */
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Told when an established link is lost (the session, and what was bound to it, is gone). */
@@ -99,10 +101,31 @@ export class HubLink {
   #crl: VerifiedCrl | undefined;
   /** Serial of the hub certificate this link checked at its last connect. */
   #hubSerial: string | undefined;
+  /** Lines from the hub that were refused, counted so a hostile hub cannot flood the log. */
+  #refusals: RefusalLog;
+  /** `error` lines from the hub, counted likewise. */
+  #hubErrors: RefusalLog;
 
   constructor(opts: HubLinkOptions) {
     this.#opts = opts;
     this.#log = opts.log;
+    this.#refusals = new RefusalLog(opts.log, "bad message from hub", { mesh: opts.config.name });
+    this.#hubErrors = new RefusalLog(opts.log, "hub reported an error", { mesh: opts.config.name });
+  }
+
+  /** Counts of refused hub lines by kind (`bad_message`, `unknown_message`, …). */
+  refusals(): Record<string, number> {
+    return this.#refusals.counts();
+  }
+
+  /** Runs a handler of a hub message; whatever it throws or rejects with is logged, never left unhandled. */
+  #handle(what: string, task: () => void | Promise<void>): void {
+    const failed = (err: unknown) => this.#refusals.refused(`${what}_failed`, errText(err));
+    try {
+      task()?.catch(failed);
+    } catch (err) {
+      failed(err);
+    }
   }
 
   /** Starts connecting (in the background). */
@@ -362,7 +385,7 @@ export class HubLink {
         this.#session?.destroy();
       }
     } catch (err) {
-      this.#log.warn("crl from hub ignored", { mesh: this.#opts.config.name, err: errText(err) });
+      this.#refusals.refused("bad_crl", `CRL from hub ignored: ${errText(err)}`);
     }
   }
 
@@ -370,6 +393,9 @@ export class HubLink {
     let reply: { status: number; body: string };
     try {
       reply = await this.#opts.onManage(msg);
+      if (!Number.isInteger(reply.status) || typeof reply.body !== "string") {
+        throw new Error("management handler gave no answer");
+      }
     } catch (err) {
       const { status, body } = errorBody(err);
       reply = { status, body: JSON.stringify(body) };
@@ -413,12 +439,21 @@ export class HubLink {
     fail: (why: string) => void,
   ): void {
     const { config } = this.#opts;
+    let welcomed = false;
     onControlMessages<HubMessage>(control, {
       fail: (err) => fail(errText(err)),
+      check: checkHubMessage,
       badLine: (err) =>
-        this.#log.warn("bad message from hub", { mesh: config.name, err: errText(err) }),
+        this.#refusals.refused(err instanceof ZtmError ? err.code : "handler_failed", errText(err)),
       message: (msg) => {
+        // One welcome per control stream, and nothing but an error before it: a second welcome
+        // would start a second PING timer and drain the data pool again.
+        if (msg.type === "welcome" ? welcomed : !welcomed && msg.type !== "error") {
+          this.#refusals.refused("out_of_order", `Hub message "${msg.type}" out of order`);
+          return;
+        }
         if (msg.type === "welcome") {
+          welcomed = true;
           this.#attempt = 0;
           this.#connected = true;
           this.#lastError = null;
@@ -438,17 +473,13 @@ export class HubLink {
           for (const w of this.#waiters) w();
           this.#startPing(session, fail);
         } else if (msg.type === "open") {
-          this.#opts.onOpen(msg);
+          this.#handle("open", () => this.#opts.onOpen(msg));
         } else if (msg.type === "manage") {
-          this.#onManage(msg);
+          this.#handle("manage", () => this.#onManage(msg));
         } else if (msg.type === "crl") {
-          this.#onCrl(String(msg.pem));
+          this.#handle("crl", () => this.#onCrl(msg.pem));
         } else if (msg.type === "error") {
-          this.#log.warn("hub reported an error", {
-            mesh: config.name,
-            code: msg.code,
-            err: msg.message,
-          });
+          this.#hubErrors.refused(msg.code.slice(0, 64), msg.message.slice(0, 500));
         }
       },
     });

@@ -18,6 +18,7 @@ import type { DataLink } from "@ztm/shared/data_link";
 import { Conflict, NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
+  checkLinkMessage,
   HUB_PATHS,
   LEG_HEADER,
   type LinkMessage,
@@ -196,7 +197,7 @@ export class PortMap {
         proto: mapping.proto,
         name: mapping.target.service,
       });
-      answer = await link.readMessage<LinkMessage>();
+      answer = await link.readMessage(checkLinkMessage);
     } catch {
       answer = null;
     }

@@ -50,15 +50,18 @@ export class DataLink {
   /**
    * The next line, parsed as a JSON object with a string `type`; null when
    * the peer closed at a line boundary. Throws `BadRequest` on garbage or an
-   * overlong line.
+   * overlong line, or whatever `check` (e.g. `checkLinkMessage`) throws.
    */
-  async readMessage<T extends { type: string }>(): Promise<T | null> {
+  async readMessage<T extends { type: string }>(
+    check?: (value: { type: string } & Record<string, unknown>) => T,
+  ): Promise<T | null> {
     while (true) {
       const nl = this.#pending.indexOf(10);
       if (nl >= 0) {
         const line = new TextDecoder().decode(this.#pending.subarray(0, nl));
         this.#pending = this.#pending.subarray(nl + 1);
-        return parseMessage<T>(line);
+        const value = parseMessage<{ type: string } & Record<string, unknown>>(line);
+        return check ? check(value) : value as unknown as T;
       }
       if (this.#pending.byteLength > MAX_LINK_LINE_BYTES) {
         throw new BadRequest("link_line_too_large", "Data link line is too long");

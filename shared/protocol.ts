@@ -32,7 +32,10 @@
  *    body is a `SignedRequest` (see `signed_request.ts`). The hub passes it
  *    to B as `{type:"manage", rid, request, from}` and answers A with B's
  *    `{type:"managed", rid, status, body}`. B verifies the signature itself,
- *    so the hub can carry management but not forge it.
+ *    so the hub can carry management but not forge it. B's `body` is a
+ *    `SignedAnswer` (answer format v1, see `signed_request.ts`): B's status
+ *    and body signed by B's key over the request it answers, which A checks
+ *    before it believes any result.
  *
  * 4. Revocations. When the CA's CRL changes, the hub sends every agent
  *    `{type:"crl", pem}`; agents verify it against the mesh CA before use.
@@ -54,6 +57,11 @@
  * 6. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
  *    `GET /api/services?offset&limit&q`, `GET /api/status`, and
  *    `GET /api/crl` (the CA-signed CRL, which agents verify themselves).
+ *
+ * An agent checks every line a hub sends against these types
+ * ({@link checkHubMessage}, {@link checkLinkMessage}) before using any field,
+ * and refuses (and counts) a line that does not match; a `welcome` comes once
+ * per control stream, and only an `error` may come before it.
  *
  * Liveness: both sides send HTTP/2 PING every {@link PING_INTERVAL_MS} and
  * drop the session when no answer arrives within {@link PING_TIMEOUT_MS}.
@@ -226,8 +234,10 @@ export class LineDecoder {
 
 /**
  * Reads newline-delimited control messages from `stream`: each parsed
- * message goes to `message`; a line that is not a message goes to `badLine`
- * and is skipped; a line over the limit goes to `fail`.
+ * message (checked by `check`, e.g. {@link checkHubMessage}, when given) goes
+ * to `message`; a line that is not a message, or that `check` or `message`
+ * throws on, goes to `badLine` and is skipped; a line over the limit goes to
+ * `fail`. Nothing a peer sends escapes as an exception.
  */
 export function onControlMessages<T extends { type: string }>(
   stream: { on(event: "data", listener: (chunk: Uint8Array) => void): unknown },
@@ -235,6 +245,7 @@ export function onControlMessages<T extends { type: string }>(
     message: (msg: T) => void;
     fail: (err: unknown) => void;
     badLine?: (err: unknown) => void;
+    check?: (value: { type: string } & Record<string, unknown>) => T;
   },
 ): void {
   const decoder = new LineDecoder();
@@ -247,14 +258,12 @@ export function onControlMessages<T extends { type: string }>(
       return;
     }
     for (const line of lines) {
-      let msg: T;
       try {
-        msg = parseMessage<T>(line);
+        const value = parseMessage<{ type: string } & Record<string, unknown>>(line);
+        handlers.message(handlers.check ? handlers.check(value) : value as unknown as T);
       } catch (err) {
         handlers.badLine?.(err);
-        continue;
       }
-      handlers.message(msg);
     }
   });
 }
@@ -299,4 +308,134 @@ function checkServiceList(value: unknown): PublishedService[] {
     }
     return { proto: proto as ServiceProto, name, users: users as string[] };
   });
+}
+
+// Validators for what a hub sends. A hub is trusted to relay, never to be well-formed: every
+// line it sends an agent is checked against these types before any field is used, and one
+// that does not match is refused (and counted) instead of reaching a handler.
+
+const MAX_WIRE_ID = 256;
+
+function field(where: string, name: string): BadRequest {
+  return new BadRequest("bad_message", `${where} has a bad field "${name}"`);
+}
+
+function objectField(v: unknown, where: string, name: string): Record<string, unknown> {
+  if (typeof v !== "object" || v === null || Array.isArray(v)) throw field(where, name);
+  return v as Record<string, unknown>;
+}
+
+function stringField(v: unknown, where: string, name: string, max = MAX_WIRE_ID): string {
+  if (typeof v !== "string" || v.length > max) throw field(where, name);
+  return v;
+}
+
+function idField(v: unknown, where: string, name: string): string {
+  const s = stringField(v, where, name);
+  if (s === "") throw field(where, name);
+  return s;
+}
+
+function statusField(v: unknown, where: string): number {
+  if (typeof v !== "number" || !Number.isInteger(v) || v < 100 || v > 599) {
+    throw field(where, "status");
+  }
+  return v;
+}
+
+function checkCaller(v: unknown, where: string): TunnelCaller {
+  const o = objectField(v, where, "from");
+  return {
+    endpoint: idField(o.endpoint, where, "from.endpoint"),
+    user: idField(o.user, where, "from.user"),
+  };
+}
+
+function checkServiceRef(v: unknown, where: string): { proto: ServiceProto; name: string } {
+  const o = objectField(v, where, "service");
+  if (!SERVICE_PROTOS.includes(o.proto as ServiceProto)) throw field(where, "service.proto");
+  if (typeof o.name !== "string" || !NAME_PATTERN.test(o.name)) throw field(where, "service.name");
+  return { proto: o.proto as ServiceProto, name: o.name };
+}
+
+/**
+ * Checks a parsed control line from a hub against {@link HubMessage}; returns
+ * it with only the fields the type names. Throws `BadRequest` (`bad_message`
+ * naming the field, or `unknown_message` for a type this version does not know).
+ */
+export function checkHubMessage(value: { type: string } & Record<string, unknown>): HubMessage {
+  const where = `Hub message "${value.type.slice(0, 32)}"`;
+  switch (value.type) {
+    case "welcome": {
+      const hub = objectField(value.hub, where, "hub");
+      const port = hub.dataPort;
+      if (
+        port !== undefined &&
+        (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535)
+      ) {
+        throw field(where, "hub.dataPort");
+      }
+      return {
+        type: "welcome",
+        endpoint: objectField(value.endpoint, where, "endpoint") as unknown as EndpointRecord,
+        hub: { version: stringField(hub.version, where, "hub.version"), dataPort: port },
+      };
+    }
+    case "open": {
+      const ticket = value.ticket === undefined
+        ? undefined
+        : idField(value.ticket, where, "ticket");
+      return {
+        type: "open",
+        sid: idField(value.sid, where, "sid"),
+        service: checkServiceRef(value.service, where),
+        from: checkCaller(value.from, where),
+        ...(ticket === undefined ? {} : { ticket }),
+      };
+    }
+    case "manage":
+      // `request` is whatever the caller sent: the target checks it itself (`parseSignedRequest`)
+      // and answers its errors, so the caller hears why rather than waiting out the hub's timeout.
+      return {
+        type: "manage",
+        rid: idField(value.rid, where, "rid"),
+        request: value.request as SignedRequest,
+        from: checkCaller(value.from, where),
+      };
+    case "crl":
+      return { type: "crl", pem: stringField(value.pem, where, "pem", MAX_CONTROL_LINE_BYTES) };
+    case "error":
+      return {
+        type: "error",
+        code: stringField(value.code, where, "code"),
+        message: stringField(value.message, where, "message", 4096),
+      };
+    default:
+      throw new BadRequest("unknown_message", "Hub message of an unknown type");
+  }
+}
+
+/** Checks a parsed line a hub wrote on a data link against {@link LinkMessage}; throws `BadRequest`. */
+export function checkLinkMessage(value: { type: string } & Record<string, unknown>): LinkMessage {
+  const where = `Data link message "${value.type.slice(0, 32)}"`;
+  switch (value.type) {
+    case "opened":
+      return { type: "opened" };
+    case "error":
+      return {
+        type: "error",
+        status: statusField(value.status, where),
+        code: stringField(value.code, where, "code"),
+        message: stringField(value.message, where, "message", 4096),
+      };
+    case "incoming":
+      return {
+        type: "incoming",
+        sid: idField(value.sid, where, "sid"),
+        service: checkServiceRef(value.service, where),
+        from: checkCaller(value.from, where),
+      };
+    default:
+      throw new BadRequest("unknown_message", "Data link message of an unknown type");
+  }
 }

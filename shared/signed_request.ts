@@ -21,6 +21,32 @@
  * CA, validity, the user role, the signed CRL, the target id, the expiry
  * window, the nonce (once only), and the signature — then decides by the
  * signer's user name.
+ *
+ * Answers are signed too (answer format v1), so a hub cannot forge a result
+ * ("created" for a change that never happened). The target signs, with its
+ * own certificate's key, the canonical text
+ *
+ * ```
+ * ztm-management-answer-v1
+ * {sha256(canonical text of the request answered) hex}
+ * {answering endpoint id}
+ * {status}
+ * {sha256(body) hex}
+ * ```
+ *
+ * and its `managed` line carries, as `body`, the JSON of a {@link SignedAnswer}
+ * — which the hub passes on unchanged as the body of its answer to
+ * `POST /api/endpoints/{id}/manage` (with the answer's status). The caller
+ * checks the chain to the mesh CA, validity, the user role, its CRL, the
+ * endpoint id it sent to, the endpoint's user, the request digest (so an
+ * answer to another request, or an old one, does not fit), and the signature.
+ *
+ * Version history: answer format v1 (this one) came with the hostile-hub
+ * review; targets before it answer unsigned. A caller reports an unsigned
+ * success as an error (`unsigned_answer`) and passes an unsigned error answer
+ * on as the error it is (the hub's own refusals, such as `endpoint_offline` or
+ * `manage_timeout`, are never signed: a hub can always refuse to carry).
+ * The request format (`ztm-management-v1`) is unchanged.
  */
 import {
   certificateRole,
@@ -30,7 +56,7 @@ import {
   x509,
 } from "./certs.ts";
 import { normalizeSerial } from "./crl.ts";
-import { BadRequest, Forbidden, TooManyRequests, Unauthorized } from "./errors.ts";
+import { BadRequest, Forbidden, TooManyRequests, Unauthorized, ZtmError } from "./errors.ts";
 
 /** How long a signed request stays valid. */
 export const SIGNED_REQUEST_LIFETIME_MS = 30_000;
@@ -257,4 +283,187 @@ export async function verifySignedRequest(r: SignedRequest, ctx: VerifyContext):
     throw new Unauthorized("untrusted_certificate", "The signer's certificate names no user");
   }
   return { user, serial };
+}
+
+/** First line of a signed answer's canonical text, and its `format` field. */
+export const ANSWER_FORMAT = "ztm-management-answer-v1";
+
+/** A management answer as it travels back: the target's status and body, and its proof. */
+export interface SignedAnswer {
+  format: typeof ANSWER_FORMAT;
+  status: number;
+  body: string;
+  /** The answering endpoint's id. */
+  endpoint: string;
+  /** The answering endpoint's certificate, PEM. */
+  certificate: string;
+  /** ECDSA signature (IEEE P1363, r‖s) of the answer's canonical text, base64. */
+  signature: string;
+}
+
+async function sha256Hex(text: string): Promise<string> {
+  return hex(await crypto.subtle.digest("SHA-256", encoder.encode(text)));
+}
+
+/** The exact text a target signs to answer `request`. */
+export async function answerText(
+  request: Omit<SignedRequest, "certificate" | "signature">,
+  answer: { endpoint: string; status: number; body: string },
+): Promise<string> {
+  return [
+    ANSWER_FORMAT,
+    await sha256Hex(await canonicalText(request)),
+    answer.endpoint,
+    String(answer.status),
+    await sha256Hex(answer.body),
+  ].join("\n");
+}
+
+/** Signs the answer to `request` with the answering endpoint's key and certificate. */
+export async function signAnswer(
+  request: SignedRequest,
+  answer: { status: number; body: string },
+  signer: { certificate: string; privateKey: string; endpointId: string },
+): Promise<SignedAnswer> {
+  const key = await importPrivateKeyPem(signer.privateKey);
+  const text = await answerText(request, { ...answer, endpoint: signer.endpointId });
+  const signature = await crypto.subtle.sign(SIGNING, key, encoder.encode(text));
+  return {
+    format: ANSWER_FORMAT,
+    status: answer.status,
+    body: answer.body,
+    endpoint: signer.endpointId,
+    certificate: signer.certificate,
+    signature: toBase64(signature),
+  };
+}
+
+/** What the caller expects of an answer. */
+export interface AnswerContext {
+  caPem: string;
+  /** Serials on the caller's current verified CRL. */
+  revoked: Set<string>;
+  /** The endpoint the request was sent to. */
+  endpointId: string;
+  /** A name for that endpoint in messages (its name, else its id). */
+  endpointName?: string;
+  /** The user the endpoint belongs to; the answer must be signed by this user's certificate. */
+  user?: string;
+  now?: number;
+}
+
+/** A signed answer that did not verify, or an unsigned success: a 502 naming the endpoint. */
+function badAnswer(code: string, ctx: AnswerContext, why: string): ZtmError {
+  const name = ctx.endpointName ?? ctx.endpointId;
+  return new ZtmError(
+    502,
+    code,
+    `The answer from endpoint "${name}" ${why}, so it cannot be trusted: the change may or may not have happened`,
+  );
+}
+
+function parseAnswer(text: string): Record<string, unknown> | undefined {
+  let v: unknown;
+  try {
+    v = JSON.parse(text);
+  } catch {
+    return undefined;
+  }
+  if (typeof v !== "object" || v === null || (v as { format?: unknown }).format !== ANSWER_FORMAT) {
+    return undefined;
+  }
+  return v as Record<string, unknown>;
+}
+
+/**
+ * Checks the answer the hub brought back (`status`, `text`) for `request`
+ * and returns the target's status and body. An unsigned error answer is
+ * returned as it is (the hub's own refusals are unsigned); an unsigned
+ * success throws `unsigned_answer`, and a signed answer that does not verify
+ * — another CA, wrong role or user, revoked, another endpoint, another
+ * request, altered — throws `forged_answer` (both 502).
+ */
+export async function verifyAnswer(
+  status: number,
+  text: string,
+  request: SignedRequest,
+  ctx: AnswerContext,
+): Promise<{ status: number; body: string }> {
+  const a = parseAnswer(text);
+  if (!a) {
+    if (status >= 400) return { status, body: text };
+    throw badAnswer("unsigned_answer", ctx, "is not signed");
+  }
+  const { status: s, body, endpoint, certificate, signature } = a;
+  if (
+    typeof s !== "number" || !Number.isInteger(s) || s < 100 || s > 599 ||
+    typeof body !== "string" || typeof endpoint !== "string" ||
+    typeof certificate !== "string" || typeof signature !== "string"
+  ) {
+    throw badAnswer("forged_answer", ctx, "is not a well-formed signed answer");
+  }
+  if (s !== status) {
+    throw badAnswer("forged_answer", ctx, `came with status ${status}, signed ${s}`);
+  }
+  if (endpoint !== ctx.endpointId) {
+    throw badAnswer(
+      "forged_answer",
+      ctx,
+      `is signed for another endpoint ("${endpoint.slice(0, 64)}")`,
+    );
+  }
+  let cert: x509.X509Certificate;
+  try {
+    cert = parseCertificate(certificate);
+  } catch {
+    throw badAnswer("forged_answer", ctx, "carries a certificate that does not parse");
+  }
+  const now = ctx.now ?? Date.now();
+  const ca = parseCertificate(ctx.caPem);
+  const chained = cert.issuer === ca.subject &&
+    await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }).catch(() => false);
+  if (!chained) throw badAnswer("forged_answer", ctx, "is signed by a certificate from another CA");
+  if (now < cert.notBefore.getTime() || now > cert.notAfter.getTime()) {
+    throw badAnswer("forged_answer", ctx, "is signed by a certificate that is not valid now");
+  }
+  if (certificateRole(cert) !== "client") {
+    throw badAnswer("forged_answer", ctx, "is not signed by an endpoint's certificate");
+  }
+  if (ctx.revoked.has(normalizeSerial(cert.serialNumber))) {
+    throw badAnswer("forged_answer", ctx, "is signed by a revoked certificate");
+  }
+  const signer = commonNameOf(cert) ?? "";
+  if (ctx.user !== undefined && signer !== ctx.user) {
+    throw badAnswer(
+      "forged_answer",
+      ctx,
+      `is signed by user "${signer}", not by "${ctx.user}" whose endpoint it is`,
+    );
+  }
+  let ok = false;
+  try {
+    const key = await crypto.subtle.importKey(
+      "spki",
+      cert.publicKey.rawData,
+      { name: "ECDSA", namedCurve: "P-256" },
+      false,
+      ["verify"],
+    );
+    ok = await crypto.subtle.verify(
+      SIGNING,
+      key,
+      fromBase64(signature),
+      encoder.encode(await answerText(request, { endpoint, status: s, body })),
+    );
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    throw badAnswer(
+      "forged_answer",
+      ctx,
+      "does not verify (altered, or the answer to another request)",
+    );
+  }
+  return { status: s, body };
 }

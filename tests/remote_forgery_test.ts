@@ -17,7 +17,7 @@ import {
   issueLeafCertificate,
 } from "@ztm/shared/certs";
 import { HUB_PATHS } from "@ztm/shared/protocol";
-import { type SignedRequest, signRequest } from "@ztm/shared/signed_request";
+import { ANSWER_FORMAT, type SignedRequest, signRequest } from "@ztm/shared/signed_request";
 import { api, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
 import { errorCode, HubClient, type HubReply, userTls } from "./hub_client.ts";
 import {
@@ -58,8 +58,32 @@ async function stateOf(agent: MeshAgent): Promise<{ services: unknown; ports: un
   return { services: services.body, ports: ports.body };
 }
 
+/** The latest refusals of requests whose signature did not verify (kept apart from the audit log). */
+async function unverifiedOf(agent: MeshAgent): Promise<AuditEntry[]> {
+  const res = await api(agent.url, "GET", `${endpointPath(agent.endpointId, "log")}?limit=1`);
+  assert.equal(res.status, 200, JSON.stringify(res.body));
+  return res.body.unverified.recent;
+}
+
 /** The endpoint id root's requests claim to come from (signed, so the audit log records it). */
 const ROOT_ENDPOINT = "root-laptop";
+
+/**
+ * The target's own status and body inside the signed answer the hub brought
+ * back (see `signAnswer`); a reply that is not a signed answer is returned as
+ * it is (requests that do not parse, and the hub's own refusals, are unsigned).
+ */
+function answerOf(reply: HubReply): HubReply {
+  let v;
+  try {
+    v = JSON.parse(reply.text);
+  } catch {
+    return reply;
+  }
+  if (v?.format !== ANSWER_FORMAT) return reply;
+  assert.equal(v.status, reply.status, `the hub's status and the signed one differ: ${reply.text}`);
+  return { ...reply, text: v.body };
+}
 
 /** Asserts a delivered request was refused with `status` and `code`; returns the error message. */
 function assertRefused(reply: HubReply, status: number, code: string, what: string): string {
@@ -81,10 +105,12 @@ Deno.test("a hub-side sender cannot replay, alter, retarget or forge a signed ma
   const control = await hub.openControl(probeId, "probe");
   assert.equal(control.status, 200, control.text);
   control.stream.on("data", () => {}); // later hub lines (CRL pushes) are not read here
-  const deliver = (to: string, request: SignedRequest | string) =>
-    hub.request("POST", HUB_PATHS.manage(to), {
-      body: typeof request === "string" ? request : JSON.stringify(request),
-    });
+  const deliver = async (to: string, request: SignedRequest | string) =>
+    answerOf(
+      await hub.request("POST", HUB_PATHS.manage(to), {
+        body: typeof request === "string" ? request : JSON.stringify(request),
+      }),
+    );
   const svcBody = JSON.stringify({ host: "127.0.0.1", port: 7101, users: [], strict: false });
   const create = (path: string, body = svcBody) => ({
     method: "POST",
@@ -271,10 +297,11 @@ Deno.test("a hub-side sender cannot replay, alter, retarget or forge a signed ma
   assert.deepEqual(await stateOf(bob), legitState);
   assert.deepEqual(await stateOf(alice), aliceState);
 
-  // Both logs show what came in: the one change from root, and every refusal with its status.
+  // Both logs show what came in: the one change from root, and every refusal with its status —
+  // a request whose signature did not verify among the unverified ones, kept apart.
   const logs = new Map<MeshAgent, AuditEntry[]>([
-    [bob, await auditLog(bob)],
-    [alice, await auditLog(alice)],
+    [bob, [...await auditLog(bob), ...await unverifiedOf(bob)]],
+    [alice, [...await auditLog(alice), ...await unverifiedOf(alice)]],
   ]);
   const bobLog = logs.get(bob)!;
   const ok = bobLog.filter((e) => e.outcome === "ok");
@@ -322,7 +349,8 @@ Deno.test("a captured management request cannot be replayed after the target age
   assert.equal(control.status, 200, control.text);
   control.stream.on("data", () => {});
   const deliver = (request: SignedRequest) =>
-    hub.request("POST", HUB_PATHS.manage(bob.endpointId), { body: JSON.stringify(request) });
+    hub.request("POST", HUB_PATHS.manage(bob.endpointId), { body: JSON.stringify(request) })
+      .then(answerOf);
 
   // bob has a service; root deletes it with a signed request that the hub side keeps a copy of.
   const svc = { host: "127.0.0.1", port: 7201, users: [], strict: false };

@@ -1,0 +1,39 @@
+import assert from "node:assert/strict";
+import { BadRequest } from "./errors.ts";
+import { checkHubMessage, checkLinkMessage } from "./protocol.ts";
+
+const from = { endpoint: "e", user: "alice" };
+const service = { proto: "tcp", name: "web" };
+
+Deno.test("hub lines are checked against the protocol's types before use", () => {
+  assert.deepEqual(
+    checkHubMessage({ type: "open", sid: "s", service, from, extra: 1 }),
+    { type: "open", sid: "s", service, from },
+  );
+  const bad: [Record<string, unknown>, RegExp][] = [
+    [{ type: "open", sid: "s", service }, /"from"/],
+    [{ type: "open", sid: "s", service, from: { endpoint: "e" } }, /"from.user"/],
+    [{ type: "open", sid: "", service, from }, /"sid"/],
+    [{ type: "open", sid: "s", service: { proto: "udp", name: "x" }, from }, /service.proto/],
+    [{ type: "open", sid: "s", service, from, ticket: 7 }, /"ticket"/],
+    [{ type: "manage", rid: "r", request: {} }, /"from"/],
+    [{ type: "crl", pem: null }, /"pem"/],
+    [{ type: "welcome", endpoint: {}, hub: { version: "1", dataPort: 70_000 } }, /dataPort/],
+    [{ type: "error", code: "x" }, /"message"/],
+    [{ type: "__proto__" }, /unknown type/],
+  ];
+  for (const [line, why] of bad) {
+    assert.throws(() => checkHubMessage({ type: "", ...line }), (err: unknown) => {
+      assert.ok(err instanceof BadRequest, String(err));
+      assert.match(err.message, why);
+      return true;
+    });
+  }
+});
+
+Deno.test("data-link lines from a hub are checked against the protocol's types", () => {
+  assert.deepEqual(checkLinkMessage({ type: "opened", x: 1 }), { type: "opened" });
+  assert.throws(() => checkLinkMessage({ type: "error", status: "500", code: "c", message: "m" }));
+  assert.throws(() => checkLinkMessage({ type: "incoming", sid: "s", service }));
+  assert.throws(() => checkLinkMessage({ type: "accept" }));
+});
