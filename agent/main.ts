@@ -3,9 +3,10 @@
  *
  * @module
  */
-import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
+import { applyLogFlags, type CommandSpec, LOG_FLAGS, parseCommandLine } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
 import { runUntilSignal } from "@ztm/shared/run";
+import { lockState } from "@ztm/shared/state_lock";
 import { startAgent } from "./mod.ts";
 
 /** Flags of `ztm agent`. */
@@ -38,6 +39,7 @@ export const AGENT_COMMAND: CommandSpec = {
       optional: true,
       help: "file holding the API token (default: <database>.token, made 0600 on first start)",
     },
+    ...LOG_FLAGS,
   ],
   examples: ["ztm agent", "ztm agent --listen=127.0.0.1:1234 --database=~/my-data.db"],
 };
@@ -48,8 +50,11 @@ export const AGENT_COMMAND: CommandSpec = {
  */
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(AGENT_COMMAND, args);
+  applyLogFlags(flags);
   const log = new Logger("agent");
   await runUntilSignal(log, async () => {
+    // One database, one agent: a second one would register the same endpoint at the hub.
+    lockState(flags.path("database")!, "agent");
     const agent = await startAgent({
       listen: flags.address("listen"),
       database: flags.path("database")!,

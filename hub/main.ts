@@ -3,7 +3,13 @@
  *
  * @module
  */
-import { type CommandSpec, httpUrl, parseCommandLine } from "@ztm/shared/flags";
+import {
+  applyLogFlags,
+  type CommandSpec,
+  httpUrl,
+  LOG_FLAGS,
+  parseCommandLine,
+} from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
 import { runUntilSignal } from "@ztm/shared/run";
 import { DEFAULT_LIMITS, startHub } from "./mod.ts";
@@ -58,6 +64,7 @@ export const HUB_COMMAND: CommandSpec = {
       default: String(DEFAULT_LIMITS.maxStreamsPerSession),
       help: "concurrent streams per session",
     },
+    ...LOG_FLAGS,
   ],
   examples: [
     "ztm hub --ca=localhost:9999",
@@ -71,6 +78,7 @@ export const HUB_COMMAND: CommandSpec = {
  */
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(HUB_COMMAND, args);
+  applyLogFlags(flags);
   const log = new Logger("hub");
   await runUntilSignal(log, () =>
     startHub({
