@@ -125,8 +125,8 @@ export async function main(args: string[]): Promise<void> {
     : [...new Set(["localhost", "127.0.0.1", ...flags.addresses("names").map((a) => a.hostname)])];
   const log = new Logger("start");
   await runUntilSignal(log, async () => {
-    lockState(join(dir, "ca.db"), "CA");
-    lockState(join(dir, "agent.db"), "agent");
+    lockState(join(dir, "ca.db"), "CA", "--data-dir");
+    lockState(join(dir, "agent.db"), "agent", "--data-dir");
     const ca = await startCa({
       listen: flags.address("ca-listen"),
       database: join(dir, "ca.db"),

@@ -33,14 +33,23 @@ export function displayPath(path: string): string {
 
 /**
  * Locks `database` for this process (`what` names the component in the
- * refusal). Throws `Conflict` (`state_in_use`): "another agent (pid N) is
+ * refusal, `flag` the flag that chose the file). Throws `Conflict` (`state_in_use`): "another agent (pid N) is
  * using ~/ztm.db". Not for concurrent use on one path within a process either:
  * the second call throws too.
  */
-export function lockState(database: string, what: string): StateLock {
+export function lockState(database: string, what: string, flag = "--database"): StateLock {
   const path = `${database}.lock`;
-  ensurePrivateDir(dirname(path));
-  const file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  let file: Deno.FsFile;
+  try {
+    ensurePrivateDir(dirname(path));
+    file = Deno.openSync(path, { read: true, write: true, create: true, mode: 0o600 });
+  } catch (err) {
+    throw new Error(
+      `Cannot use ${displayPath(database)} (${flag}): cannot create ${path}: ${
+        (err as Error).message
+      }`,
+    );
+  }
   let locked = false;
   try {
     locked = file.tryLockSync(true);
@@ -54,7 +63,7 @@ export function lockState(database: string, what: string): StateLock {
     throw new Conflict(
       "state_in_use",
       `another ${what} (pid ${pid}) is using ${displayPath(database)}; ` +
-        `stop it first, or give this one its own --database`,
+        `stop it first, or give this one its own ${flag}`,
     );
   }
   file.truncateSync(0);
