@@ -120,9 +120,12 @@ export async function main(args: string[]): Promise<void> {
   applyLogFlags(flags);
   const dir = flags.path("data-dir")!;
   const mesh = flags.string("mesh")!;
-  const names = flags.string("names") === undefined
-    ? defaultHubNames()
-    : [...new Set(["localhost", "127.0.0.1", ...flags.addresses("names").map((a) => a.hostname)])];
+  const given = flags.string("names") === undefined
+    ? undefined
+    : flags.addresses("names").map((a) => a.hostname);
+  const names = given ? [...new Set(["localhost", "127.0.0.1", ...given])] : defaultHubNames();
+  // What a second machine dials: the first name given, else this machine's first non-loopback one.
+  const remote = given?.[0] ?? names.find((n) => !isLoopbackHost(n)) ?? "THIS-MACHINE";
   const log = new Logger("start");
   await runUntilSignal(log, async () => {
     lockState(join(dir, "ca.db"), "CA", "--data-dir");
@@ -171,7 +174,6 @@ export async function main(args: string[]): Promise<void> {
       await res.body?.cancel();
       log.info("mesh joined", { mesh, user: "root" });
     }
-    const remote = names.find((n) => !isLoopbackHost(n)) ?? "THIS-MACHINE";
     const files = ["ca.crt", "root.crt", "root.key"].map((f) => displayPath(join(dir, f)));
     console.log([
       "",
