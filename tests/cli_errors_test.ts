@@ -25,6 +25,7 @@ const COMMANDS = [
   "status",
   "dashboard",
   "log",
+  "mesh set-hubs",
   "cert new",
   "cert revoke",
   "cert list",

@@ -79,10 +79,10 @@ Deno.test("a file that cannot be read or made names the flag that chose it", asy
     "--listen=127.0.0.1:0",
     `--database=${join(blocked, "ztm.db")}`,
   ]);
+  const failed = await agent.waitForLog((l) => l.msg === "start failed", 20_000);
   assertEquals((await agent.status).code, 1);
-  const failed = agent.logs.find((l) => l.msg === "start failed");
   assert(
-    String(failed?.err).startsWith(`Cannot use ${join(blocked, "ztm.db")} (--database): `),
+    String(failed.err).startsWith(`Cannot use ${join(blocked, "ztm.db")} (--database): `),
     agent.tail(),
   );
 });

@@ -41,10 +41,10 @@ Deno.test("a second CA on the same database refuses to start", async () => {
     "--listen=127.0.0.1:0",
     `--database=${ca.database}`,
   ]);
+  const failed = await second.waitForLog((l) => l.msg === "start failed", 20_000);
   assertEquals((await second.status).code, 1, second.tail());
-  const failed = second.logs.find((l) => l.msg === "start failed");
   assert(
-    String(failed?.err).startsWith(`another CA (pid ${ca.child.pid}) is using`),
+    String(failed.err).startsWith(`another CA (pid ${ca.child.pid}) is using`),
     second.tail(),
   );
 });
