@@ -15,10 +15,9 @@ Deno.test("a second agent on the same database refuses to start and names the fi
     "--listen=127.0.0.1:0",
     `--database=${first.database}`,
   ]);
-  const status = await second.status;
-  assertEquals(status.code, 1, second.tail());
-  const failed = second.logs.find((l) => l.msg === "start failed");
-  assert(failed, second.tail());
+  // On a deadline, so that an agent that does start fails this test instead of hanging it.
+  const failed = await second.waitForLog((l) => l.msg === "start failed", 20_000);
+  assertEquals((await second.status).code, 1, second.tail());
   assertEquals(
     String(failed.err).split(";")[0],
     `another agent (pid ${first.child.pid}) is using ${first.database}`,
