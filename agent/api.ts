@@ -10,7 +10,7 @@
  * answer comes back with the target's status. Private keys are stored and
  * handed to the runtime, never returned.
  */
-import { NotFound, ServiceUnavailable, Unauthorized } from "@ztm/shared/errors";
+import { BadRequest, NotFound, ServiceUnavailable, Unauthorized } from "@ztm/shared/errors";
 import {
   type App,
   checkHostAndOrigin,
@@ -27,7 +27,8 @@ import type { Metrics } from "@ztm/shared/metrics";
 import { ApiAccess } from "./access.ts";
 import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
-import { checkJoinRequest } from "./join.ts";
+import { describeCa, explainHubFailure } from "./hub_errors.ts";
+import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
 import { RemoteManagement } from "./remote.ts";
 import type { MeshRuntime, PageQuery, StartMesh } from "./runtime.ts";
@@ -35,6 +36,8 @@ import type { AgentStore, MeshRecord } from "./store.ts";
 
 /** Largest request body the API reads (a join body with three PEM files is ~3 KiB). */
 export const MAX_BODY_BYTES = 64 * 1024;
+/** Longest `?wait=` a join or hub change may ask for, seconds. */
+export const MAX_JOIN_WAIT_S = 300;
 /** Page size when `limit` is not given. */
 export const DEFAULT_PAGE_LIMIT = 100;
 /** Largest page a query may ask for. */
@@ -114,6 +117,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       handler: (_req, p) => json(meshSummary(meshOf(p.mesh), runtimes.get(p.mesh))),
     },
     { method: "POST", pattern: "/api/meshes/:mesh", handler: (req, p) => join(req, p.mesh) },
+    { method: "PATCH", pattern: "/api/meshes/:mesh", handler: (req, p) => setHubs(req, p.mesh) },
     { method: "DELETE", pattern: "/api/meshes/:mesh", handler: (_req, p) => leave(p.mesh) },
     {
       method: "GET",
@@ -251,6 +255,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
   }
 
   async function join(req: Request, mesh: string): Promise<Response> {
+    const wait = waitSeconds(req);
     const body = await readJsonObject(req, MAX_BODY_BYTES);
     const { config, user } = await checkJoinRequest(mesh, body, {
       endpointName: opts.endpointName,
@@ -267,9 +272,81 @@ export function createAgentApp(opts: AgentAppOptions): App {
       }
       runtimes.set(mesh, runtime);
       attach(mesh, runtime);
+      const unreachable = await firstSession(runtime, config.ca, wait);
+      if (unreachable) {
+        runtimes.delete(mesh);
+        await runtime.close().catch(() => {});
+        store.removeMesh(mesh);
+        log.warn("join undone: hub not reached", { mesh, err: unreachable });
+        throw new ServiceUnavailable(
+          "hub_unreachable",
+          `Could not reach the hub of mesh "${mesh}", so it was not joined: ${unreachable}`,
+        );
+      }
       log.info("mesh joined", { mesh, user, endpoint: config.endpointId });
       return json(meshSummary(record, runtime), 201);
     });
+  }
+
+  /**
+   * `PATCH /api/meshes/{mesh}` `{bootstraps}`: new hub addresses, used at once
+   * (the hub link restarts; services and port mappings stay). With `?wait=`, a
+   * hub that cannot be reached leaves the old addresses in place.
+   */
+  async function setHubs(req: Request, mesh: string): Promise<Response> {
+    const wait = waitSeconds(req);
+    const body = await readJsonObject(req, MAX_BODY_BYTES);
+    for (const key of Object.keys(body)) {
+      if (key !== "bootstraps") {
+        throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: bootstraps`);
+      }
+    }
+    const bootstraps = checkBootstraps(body.bootstraps);
+    return await serialized(mesh, async () => {
+      const before = meshOf(mesh);
+      const restart = async (hubs: string[]) => {
+        const record = store.setBootstraps(mesh, hubs);
+        const old = runtimes.get(mesh);
+        runtimes.delete(mesh);
+        await old?.close().catch((err) =>
+          log.warn("mesh close failed", { mesh, err: errText(err) })
+        );
+        const runtime = await opts.startMesh(record, {
+          services: store.services(mesh),
+          ports: store.ports(mesh),
+        });
+        runtimes.set(mesh, runtime);
+        attach(mesh, runtime);
+        return { record, runtime };
+      };
+      const { record, runtime } = await restart(bootstraps);
+      const unreachable = await firstSession(runtime, record.ca, wait);
+      if (unreachable) {
+        await restart(before.bootstraps);
+        throw new ServiceUnavailable(
+          "hub_unreachable",
+          `Could not reach the new hubs of mesh "${mesh}", so it keeps ${
+            before.bootstraps.join(", ")
+          }: ${unreachable}`,
+        );
+      }
+      log.info("mesh hubs changed", { mesh, addr: bootstraps.join(",") });
+      return json(meshSummary(record, runtime));
+    });
+  }
+
+  /** Waits up to `wait` s for the first hub session; the reasons it failed in plain words, or null. */
+  async function firstSession(
+    runtime: MeshRuntime,
+    caPem: string,
+    wait: number,
+  ): Promise<string | null> {
+    if (wait === 0 || !runtime.firstSession) return null;
+    const failures = await runtime.firstSession(wait * 1000);
+    if (failures === null) return null;
+    if (failures.length === 0) return `no session with a hub within ${wait} s`;
+    const ca = await describeCa(caPem);
+    return failures.map((f) => explainHubFailure(f.hub, f.why, ca)).join("; ");
   }
 
   function leave(mesh: string): Promise<Response> {
@@ -302,9 +379,11 @@ export function createAgentApp(opts: AgentAppOptions): App {
       if (url.pathname === "/" && req.method === "GET") {
         return await dashboard.signedOut(req, false);
       }
+      // The file's path (not its content) tells a caller with the wrong token where to look.
       throw new Unauthorized(
         "token_required",
-        "Send the agent's API token as Authorization: Bearer <token>",
+        "Send the agent's API token as Authorization: Bearer <token>" +
+          (opts.tokenFile ? `; this agent's token is in ${opts.tokenFile}` : ""),
       );
     }
     if (url.pathname === "/" && req.method === "GET") return await dashboard.app();
@@ -380,6 +459,20 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
       }
       : null,
   };
+}
+
+/** `?wait=S`: how long a join or hub change waits for the first hub session (0: not at all). */
+function waitSeconds(req: Request): number {
+  const text = new URL(req.url).searchParams.get("wait");
+  if (text === null) return 0;
+  const n = Number(text);
+  if (!/^\d+$/.test(text) || n > MAX_JOIN_WAIT_S) {
+    throw new BadRequest(
+      "bad_wait",
+      `Bad wait "${text.slice(0, 20)}": seconds from 0 to ${MAX_JOIN_WAIT_S}`,
+    );
+  }
+  return n;
 }
 
 function pageQuery(req: Request): PageQuery {

@@ -939,7 +939,7 @@ Deno.test("a wrong method answers 405 with Allow, and an unknown path 404", asyn
   await using agent = new TestAgent();
   const wrong = await agent.call("PUT", "/api/meshes/home");
   assertError(wrong, 405, "method_not_allowed");
-  assertEquals(wrong.headers.get("allow"), "GET, POST, DELETE");
+  assertEquals(wrong.headers.get("allow"), "GET, POST, PATCH, DELETE");
   assertError(await agent.call("GET", "/api/nothing"), 404, "unknown_route");
 });
 

@@ -89,6 +89,10 @@ export interface AgentClientOptions {
 
 const enc = encodeURIComponent;
 
+function waitQuery(wait: number | undefined): string {
+  return wait ? `?wait=${wait}` : "";
+}
+
 /** Default deadline of one request. */
 export const DEFAULT_TIMEOUT_MS = 60_000;
 
@@ -165,9 +169,24 @@ export class AgentClient {
     return this.request("GET", `/api/meshes/${enc(mesh)}`);
   }
 
-  /** `POST /api/meshes/{mesh}`: joins; the agent checks the three PEMs fit together first. */
-  join(mesh: string, body: JoinBody): Promise<MeshSummary> {
-    return this.request("POST", `/api/meshes/${enc(mesh)}`, body);
+  /**
+   * `POST /api/meshes/{mesh}`: joins; the agent checks the three PEMs fit together first.
+   * With `wait` (seconds) it also waits for the first hub session, and a hub it cannot
+   * reach undoes the join (`ServiceUnavailable`, `hub_unreachable`, the reason in words).
+   */
+  join(mesh: string, body: JoinBody, options: { wait?: number } = {}): Promise<MeshSummary> {
+    return this.request("POST", `/api/meshes/${enc(mesh)}${waitQuery(options.wait)}`, body);
+  }
+
+  /** `PATCH /api/meshes/{mesh}`: new hub addresses, used at once; `wait` as in {@link join}. */
+  setHubs(
+    mesh: string,
+    bootstraps: string[],
+    options: { wait?: number } = {},
+  ): Promise<MeshSummary> {
+    return this.request("PATCH", `/api/meshes/${enc(mesh)}${waitQuery(options.wait)}`, {
+      bootstraps,
+    });
   }
 
   /** `DELETE /api/meshes/{mesh}`: leaves and forgets the mesh. */

@@ -75,6 +75,12 @@ export interface OpenedStream {
   headers: IncomingHttpHeaders;
 }
 
+/** One failed dial: the hub address and why (the TLS or socket error as Node words it). */
+export interface HubFailure {
+  hub: string;
+  why: string;
+}
+
 /** Link state for the API. */
 export interface LinkState {
   connected: boolean;
@@ -98,6 +104,8 @@ export class HubLink {
   #next = 0;
   #retry: ReturnType<typeof setTimeout> | undefined;
   #waiters = new Set<() => void>();
+  /** Dials that failed since the last welcome, oldest first (at most one round of addresses). */
+  #failures: HubFailure[] = [];
   #crl: VerifiedCrl | undefined;
   /** Serial of the hub certificate this link checked at its last connect. */
   #hubSerial: string | undefined;
@@ -157,6 +165,30 @@ export class HubLink {
         reject(new ServiceUnavailable("hub_unreachable", this.#unreachableMessage()));
       }, timeoutMs);
       this.#waiters.add(done);
+    });
+  }
+
+  /**
+   * Waits for the first session: resolves `null` once connected, or the failed
+   * dials once every hub address has failed once (or `timeoutMs` passed), so a
+   * join can tell its user at once that the hub is not reachable and why.
+   */
+  firstSession(timeoutMs: number): Promise<HubFailure[] | null> {
+    const round = this.#opts.config.bootstraps.length;
+    return new Promise((resolve) => {
+      const check = () => {
+        if (!this.#connected && this.#failures.length < round) return false;
+        clearTimeout(timer);
+        this.#waiters.delete(check);
+        resolve(this.#connected ? null : [...this.#failures]);
+        return true;
+      };
+      const timer = setTimeout(() => {
+        this.#waiters.delete(check);
+        resolve(this.#connected ? null : [...this.#failures]);
+      }, timeoutMs);
+      this.#waiters.add(check);
+      check();
     });
   }
 
@@ -455,6 +487,7 @@ export class HubLink {
         if (msg.type === "welcome") {
           welcomed = true;
           this.#attempt = 0;
+          this.#failures = [];
           this.#connected = true;
           this.#lastError = null;
           this.#since = new Date().toISOString();
@@ -539,6 +572,11 @@ export class HubLink {
       ms: delay,
     });
     if (wasConnected) this.#opts.onLost?.(why);
+    else {
+      this.#failures.push({ hub: this.#hub ?? "", why });
+      if (this.#failures.length > this.#opts.config.bootstraps.length) this.#failures.shift();
+      for (const w of this.#waiters) w();
+    }
     clearTimeout(this.#retry);
     this.#retry = setTimeout(() => this.#connect(), delay);
   }

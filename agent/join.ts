@@ -18,6 +18,7 @@ import { formatHostPort, parseHostPort, UsageError } from "@ztm/shared/flags";
 import {
   certificateRole,
   commonNameOf,
+  fingerprintOf,
   importPrivateKeyPem,
   parseCertificate,
   type x509,
@@ -147,7 +148,11 @@ function checkEndpointName(value: unknown, fallback: string | undefined): string
   return value;
 }
 
-function checkBootstraps(value: unknown): string[] {
+/**
+ * Checks a list of hub addresses (`host:port`, 1 to {@link MAX_BOOTSTRAPS});
+ * returns them normalized, without repeats. Throws `BadRequest` (`bad_bootstraps`).
+ */
+export function checkBootstraps(value: unknown): string[] {
   if (!Array.isArray(value) || value.length === 0 || value.length > MAX_BOOTSTRAPS) {
     throw new BadRequest(
       "bad_bootstraps",
@@ -216,9 +221,11 @@ async function checkUserCertificate(
     signed = false; // a key or signature the verifier cannot even read is not from this CA
   }
   if (!signed) {
+    const fingerprint = (await fingerprintOf(ca)).slice(0, 16);
     throw new BadRequest(
       "certificate_not_from_ca",
-      `Certificate "${cert.subject}" was not issued by the CA "${ca.subject}"`,
+      `Certificate "${cert.subject}" was not issued by the CA "${ca.subject}" ` +
+        `(SHA-256 fingerprint ${fingerprint}…, the CA certificate given) but by "${cert.issuer}"`,
     );
   }
   if (now > cert.notAfter) {

@@ -4,13 +4,14 @@
  * @module
  */
 import { ConfigError, configPath, readConfigFile } from "@ztm/shared/config";
-import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
+import { applyLogFlags, type CommandSpec, LOG_FLAGS, parseCommandLine } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
 import { serveMetrics } from "@ztm/shared/metrics";
 import { runUntilSignal } from "@ztm/shared/run";
 import { AgentClient } from "./client.ts";
 import { applyDeclarations, type DeclaredMesh, readDeclarations } from "./declared.ts";
 import { AgentMetrics } from "./metrics.ts";
+import { lockState } from "@ztm/shared/state_lock";
 import { startAgent } from "./mod.ts";
 
 /** Flags of `ztm agent`. */
@@ -50,6 +51,7 @@ export const AGENT_COMMAND: CommandSpec = {
       optional: true,
       help: "file holding the API token (default: <database>.token, made 0600 on first start)",
     },
+    ...LOG_FLAGS,
   ],
   configTables: ["meshes"],
   examples: [
@@ -81,10 +83,13 @@ function declaredMeshes(args: string[]): DeclaredMesh[] {
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(AGENT_COMMAND, args);
   const declared = declaredMeshes(args);
+  applyLogFlags(flags);
   const log = new Logger("agent");
   const metricsAddr = flags.addressOrOff("metrics-listen");
   const metrics = new AgentMetrics();
   await runUntilSignal(log, async () => {
+    // One database, one agent: a second one would register the same endpoint at the hub.
+    lockState(flags.path("database")!, "agent");
     const agent = await startAgent({
       listen: flags.address("listen"),
       database: flags.path("database")!,

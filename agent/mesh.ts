@@ -15,7 +15,7 @@ import {
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
 import { DataPool } from "./data_pool.ts";
-import { HubLink, userOf } from "./hub_link.ts";
+import { type HubFailure, HubLink, userOf } from "./hub_link.ts";
 import { PortMap } from "./port_map.ts";
 import { Provider } from "./provider.ts";
 import type {
@@ -135,6 +135,11 @@ export class Mesh implements MeshRuntime {
   /** Resolves once the hub link is up. */
   waitConnected(timeoutMs: number): Promise<void> {
     return this.#link.waitConnected(timeoutMs);
+  }
+
+  /** The first session's outcome: null once connected, else the failed dials (see HubLink). */
+  firstSession(timeoutMs: number): Promise<HubFailure[] | null> {
+    return this.#link.firstSession(timeoutMs);
   }
 
   status(): MeshStatus {

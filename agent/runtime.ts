@@ -71,6 +71,11 @@ export interface PageQuery {
 export interface MeshRuntime {
   readonly name: string;
   status(): MeshStatus;
+  /**
+   * Waits for the first hub session: null once connected, else each failed
+   * dial's hub and reason once every hub address failed (or `timeoutMs` passed).
+   */
+  firstSession?(timeoutMs: number): Promise<{ hub: string; why: string }[] | null>;
   endpoints(query: PageQuery): Promise<Page<EndpointRecord>>;
   /** One endpoint by id or unique name; `NotFound` or `Conflict` (ambiguous name). */
   endpoint(idOrName: string): Promise<EndpointRecord>;

@@ -212,6 +212,14 @@ export class AgentStore {
     });
   }
 
+  /** Replaces the hub addresses of `name`. Throws `NotFound` (`unknown_mesh`). */
+  setBootstraps(name: string, bootstraps: string[]): MeshRecord {
+    const { changes } = this.#db.prepare("UPDATE meshes SET bootstraps = ? WHERE name = ?")
+      .run(JSON.stringify(bootstraps), name);
+    if (changes === 0) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+    return this.mesh(name)!;
+  }
+
   /** Forgets a mesh with its services and port mappings. Throws `NotFound` (`unknown_mesh`). */
   removeMesh(name: string): void {
     this.#transaction(() => {

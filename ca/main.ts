@@ -3,8 +3,9 @@
  *
  * @module
  */
-import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
+import { applyLogFlags, type CommandSpec, LOG_FLAGS, parseCommandLine } from "@ztm/shared/flags";
 import { errText, Logger } from "@ztm/shared/log";
+import { lockState } from "@ztm/shared/state_lock";
 import { startCa } from "./mod.ts";
 
 /** Flags of `ztm ca`. */
@@ -27,6 +28,7 @@ export const CA_COMMAND: CommandSpec = {
       help:
         "token for the hub-certificate route (default: <database>.token, made 0600 on first start)",
     },
+    ...LOG_FLAGS,
   ],
   examples: [
     "ztm ca",
@@ -40,8 +42,10 @@ export const CA_COMMAND: CommandSpec = {
  */
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(CA_COMMAND, args);
+  applyLogFlags(flags);
   const log = new Logger("ca");
   try {
+    lockState(flags.path("database")!, "CA");
     const ca = await startCa({
       listen: flags.address("listen"),
       database: flags.path("database")!,

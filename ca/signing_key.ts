@@ -24,7 +24,13 @@ export async function loadOrCreateSigningKey(store: CaStore, log: Logger): Promi
   let saved = store.ca();
   if (!saved) {
     const keys = await generateKeyPair();
-    const cert = await createCaCertificate(keys);
+    // Every CA used to be "ztm mesh CA": a suffix from its key tells two apart in messages.
+    const spki = await crypto.subtle.exportKey("spki", keys.publicKey);
+    const tag = Array.from(
+      new Uint8Array(await crypto.subtle.digest("SHA-256", spki)).slice(0, 3),
+      (b) => b.toString(16).padStart(2, "0"),
+    ).join("");
+    const cert = await createCaCertificate(keys, { name: `ztm mesh CA ${tag}` });
     const der = new Uint8Array(await crypto.subtle.exportKey("pkcs8", keys.privateKey));
     store.saveCa(der, cert.toString("pem") + "\n");
     saved = store.ca()!;

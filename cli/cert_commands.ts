@@ -53,9 +53,14 @@ async function callCa(flags: Flags, method: string, path: string): Promise<strin
   const raw = flags.string("ca-url")!;
   const base = (/^https?:\/\//.test(raw) ? raw : `http://${raw}`).replace(/\/+$/, "");
   const tokenFile = flags.path("ca-token-file");
-  const headers: Record<string, string> = tokenFile === undefined
-    ? {}
-    : { authorization: `Bearer ${Deno.readTextFileSync(tokenFile).trim()}` };
+  let headers: Record<string, string> = {};
+  if (tokenFile !== undefined) {
+    try {
+      headers = { authorization: `Bearer ${Deno.readTextFileSync(tokenFile).trim()}` };
+    } catch (err) {
+      throw new Error(`Cannot read the --ca-token-file "${tokenFile}": ${(err as Error).message}`);
+    }
+  }
   let res: Response;
   try {
     res = await fetch(`${base}${path}`, { method, headers });

@@ -4,8 +4,15 @@
  * and endpoint (the agent's only mesh, its own endpoint).
  */
 import { AgentClient, type MeshSummary } from "@ztm/agent/client";
-import { NotFound } from "@ztm/shared/errors";
-import { expandHome, type Flags, type FlagSpec, httpUrl, UsageError } from "@ztm/shared/flags";
+import { NotFound, ZtmError } from "@ztm/shared/errors";
+import {
+  expandHome,
+  type Flags,
+  type FlagSpec,
+  formatHostPort,
+  httpUrl,
+  UsageError,
+} from "@ztm/shared/flags";
 
 /** Environment variable that holds an API token (when no `--api-token-file` is given). */
 export const TOKEN_ENV = "ZTM_API_TOKEN";
@@ -51,7 +58,14 @@ export const ENDPOINT_FLAG: FlagSpec = {
 /** The API token: `--api-token-file`, else `$ZTM_API_TOKEN`, else the first default file that exists. */
 export function findToken(flags: Flags): string {
   const file = flags.path("api-token-file");
-  if (file !== undefined) return readToken(file);
+  if (file !== undefined) {
+    try {
+      return readToken(file);
+    } catch (err) {
+      if (!(err instanceof NotFound)) throw err;
+      throw new NotFound("no_token", `The --api-token-file "${file}" does not exist`);
+    }
+  }
   const env = Deno.env.get(TOKEN_ENV)?.trim();
   if (env) return env;
   for (const name of DEFAULT_TOKEN_FILES) {
@@ -78,15 +92,58 @@ function readToken(path: string): string {
     if (err instanceof Deno.errors.NotFound) {
       throw new NotFound("no_token", `API token file "${path}" does not exist`);
     }
-    throw new Error(`Cannot read API token file "${path}": ${(err as Error).message}`);
+    throw new Error(
+      `Cannot read the API token file "${path}" (--api-token-file): ${(err as Error).message}`,
+    );
   }
   if (!text.trim()) throw new Error(`API token file "${path}" is empty`);
   return text.trim();
 }
 
-/** A client of the agent the flags name. */
-export function connect(flags: Flags): AgentClient {
-  return new AgentClient({ url: httpUrl(flags.address("agent")), token: findToken(flags) });
+/** Where the token came from, for messages: a file, or the environment variable. */
+function tokenSource(flags: Flags): string {
+  const file = flags.path("api-token-file");
+  if (file !== undefined) return file;
+  if (Deno.env.get(TOKEN_ENV)?.trim()) return `$${TOKEN_ENV}`;
+  return DEFAULT_TOKEN_FILES.find((f) => {
+    try {
+      return Deno.statSync(expandHome(f)).isFile;
+    } catch {
+      return false;
+    }
+  }) ?? DEFAULT_TOKEN_FILES[0];
+}
+
+/** A client of the agent the flags name; `timeoutMs` for requests that wait (a join). */
+export function connect(flags: Flags, timeoutMs?: number): AgentClient {
+  return new AgentClient({
+    url: httpUrl(flags.address("agent")),
+    token: findToken(flags),
+    timeoutMs,
+  });
+}
+
+/**
+ * The message for an error of a command that talks to an agent, in plain
+ * words for the two a new user meets first: no agent there, and the wrong
+ * token (the agent names its token file in its 401). Other errors keep theirs.
+ */
+export function explainAgentError(err: unknown, flags: Flags): string | undefined {
+  if (!(err instanceof ZtmError)) return undefined;
+  const agent = formatHostPort(flags.address("agent"));
+  if (err.code === "agent_unreachable") {
+    return `no agent answers on ${agent} (start one with \`ztm agent\`, or name another with --agent)`;
+  }
+  if (err.status === 401 && err.code === "token_required") {
+    const file = /this agent's token is in (.+)$/.exec(err.message)?.[1];
+    const where = file
+      ? `this agent's token is in ${file}; pass --api-token-file=${file}`
+      : "pass --api-token-file with the agent's <database>.token";
+    return `the agent on ${agent} refused the API token from ${
+      tokenSource(flags)
+    }: ${where} or run as the agent's user`;
+  }
+  return undefined;
 }
 
 /**

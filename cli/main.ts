@@ -29,14 +29,16 @@ import { CONFIG_CHECK } from "./config_command.ts";
 import { CREATE_PORT, CREATE_SERVICE, DELETE_PORT, DELETE_SERVICE } from "./change_commands.ts";
 import type { Command } from "./command.ts";
 import { COMPONENTS } from "./components.ts";
+import { explainAgentError } from "./connect.ts";
 import { GET, LOG } from "./get_command.ts";
-import { DASHBOARD, JOIN, LEAVE, STATUS } from "./mesh_commands.ts";
+import { DASHBOARD, JOIN, LEAVE, SET_HUBS, STATUS } from "./mesh_commands.ts";
 import { SERVICE_INSTALL } from "./service_commands.ts";
 
 /** Commands of one word, and commands with a second word (`create service`). */
 const COMMANDS: Record<string, Command | Record<string, Command>> = {
   join: JOIN,
   leave: LEAVE,
+  mesh: { "set-hubs": SET_HUBS },
   get: GET,
   create: { service: CREATE_SERVICE, port: CREATE_PORT },
   delete: { service: DELETE_SERVICE, port: DELETE_PORT },
@@ -149,7 +151,10 @@ async function runCommand(command: Command, args: string[]): Promise<void> {
       Deno.exit(2);
     }
     // A ZtmError carries the API's message; other errors (a file that cannot be read) their own.
-    console.error(`${spec.name}: ${err instanceof Error ? err.message : String(err)}`);
+    const plain = spec.flags.some((f) => f.name === "agent")
+      ? explainAgentError(err, flags)
+      : undefined;
+    console.error(`${spec.name}: ${plain ?? (err instanceof Error ? err.message : String(err))}`);
     Deno.exit(1);
   }
   Deno.exit(0);

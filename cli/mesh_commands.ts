@@ -4,7 +4,13 @@
  */
 import type { AgentClient, MeshSummary } from "@ztm/agent/client";
 import { ZtmError } from "@ztm/shared/errors";
-import { type Flags, formatHostPort } from "@ztm/shared/flags";
+import {
+  type Flags,
+  type FlagSpec,
+  formatHostPort,
+  parseHostPort,
+  UsageError,
+} from "@ztm/shared/flags";
 import type { Command } from "./command.ts";
 import { AGENT_FLAGS, connect, printJson } from "./connect.ts";
 import { linkState } from "./get_command.ts";
@@ -12,9 +18,33 @@ import { formatTable } from "./table.ts";
 
 /** The port of a `--hub` address that gives none: the hub's default. */
 const DEFAULT_HUB_PORT = 8888;
+/** A join that takes longer than this says what it waits for. */
+const PROGRESS_AFTER_MS = 500;
 /** Certificates this close to expiry are flagged by `ztm status`. */
 const EXPIRY_WARNING_DAYS = 30;
 const DAY_MS = 24 * 60 * 60 * 1000;
+
+/** `--hub`: the mesh's hub addresses. */
+const HUB_FLAG: FlagSpec = {
+  name: "hub",
+  kind: "string",
+  help: `HOST:PORT[,…] of the mesh's hubs, tried in order (port default: ${DEFAULT_HUB_PORT})`,
+};
+
+/** `--timeout` and `--no-wait`: whether and how long to wait for the first hub session. */
+const WAIT_FLAGS: FlagSpec[] = [
+  {
+    name: "timeout",
+    kind: "integer",
+    default: "30",
+    help: "seconds to wait for the hub; a hub not reached by then undoes the change",
+  },
+  {
+    name: "no-wait",
+    kind: "boolean",
+    help: "do not wait for the hub (its errors then show in ztm status)",
+  },
+];
 
 /** `ztm join`. */
 export const JOIN: Command = {
@@ -24,12 +54,7 @@ export const JOIN: Command = {
       "Joins the agent to a mesh with a user's certificate, key and the mesh CA certificate.",
     args: [{ name: "MESH", help: "name of the mesh on this agent" }],
     flags: [
-      {
-        name: "hub",
-        kind: "addresses",
-        help:
-          `HOST:PORT[,…] of the mesh's hubs, tried in order (port default: ${DEFAULT_HUB_PORT})`,
-      },
+      HUB_FLAG,
       { name: "ca", kind: "path", help: "the mesh CA certificate (PEM file)" },
       { name: "cert", kind: "path", help: "the user's certificate (PEM file)" },
       { name: "key", kind: "path", help: "the user's private key (PEM file)" },
@@ -39,10 +64,12 @@ export const JOIN: Command = {
         optional: true,
         help: "this endpoint's name in the mesh (default: the agent's --name or host name)",
       },
+      ...WAIT_FLAGS,
       ...AGENT_FLAGS,
     ],
     examples: [
       "ztm join work --hub=hub.example.com:8888 --ca=ca.crt --cert=bob.crt --key=bob.key --name=office",
+      "ztm join work --hub=hub.example.com --ca=ca.crt --cert=bob.crt --key=bob.key --no-wait",
     ],
   },
   async run(flags) {
@@ -55,15 +82,118 @@ export const JOIN: Command = {
         certificate: readPem(flags, "cert"),
         privateKey: readPem(flags, "key"),
       },
-      bootstraps: flags.addresses("hub").map((a) =>
-        formatHostPort({ hostname: a.hostname, port: a.port || DEFAULT_HUB_PORT })
-      ),
+      bootstraps: hubAddresses(flags),
     };
-    const joined = await connect(flags).join(mesh, body);
+    const wait = waitFor(flags);
+    const client = connect(flags, (wait + 30) * 1000);
+    const joined = await withProgress(
+      flags,
+      wait,
+      `Joining mesh "${mesh}"`,
+      body.bootstraps,
+      () => client.join(mesh, body, { wait }),
+    );
     if (flags.boolean("json")) return printJson(joined);
     console.log(
       `Joined mesh "${joined.name}" as user ${joined.user}: endpoint ${joined.endpoint.name} (id ${joined.endpoint.id}), hubs ${
         joined.bootstraps.join(", ")
+      }${linkNote(joined, wait)}`,
+    );
+  },
+};
+
+/**
+ * The `--hub` list as `host:port`s. A URL is taken for its host and port
+ * (`https://hub.example.com:8888/`); any other scheme is refused with the form wanted.
+ */
+export function hubAddresses(flags: Flags): string[] {
+  const list = (flags.string("hub") ?? "").split(",").map((p) => p.trim()).filter((p) => p);
+  if (list.length === 0) throw new UsageError("--hub needs at least one HOST:PORT");
+  return list.map((item) => {
+    let text = item;
+    const url = /^([A-Za-z][A-Za-z0-9+.-]*):\/\/([^/?#]*)[/?#]?.*$/.exec(item);
+    if (url) {
+      if (url[1].toLowerCase() !== "https") {
+        throw new UsageError(
+          `--hub: "${item}" is a ${url[1]} URL; give the hub as HOST:PORT, ` +
+            `e.g. hub.example.com:${DEFAULT_HUB_PORT} (agents reach hubs over TLS only)`,
+        );
+      }
+      text = url[2];
+    }
+    try {
+      const a = parseHostPort(text, DEFAULT_HUB_PORT);
+      if (a.port === 0) throw new UsageError(`Bad port in address "${text}": use 1 to 65535`);
+      return formatHostPort(a);
+    } catch (err) {
+      throw new UsageError(
+        `--hub: ${
+          (err as Error).message
+        }; give HOST:PORT, e.g. hub.example.com:${DEFAULT_HUB_PORT}`,
+      );
+    }
+  });
+}
+
+/** Seconds the agent waits for the hub (0 with --no-wait). */
+function waitFor(flags: Flags): number {
+  if (flags.boolean("no-wait")) return 0;
+  const wait = flags.integer("timeout");
+  if (wait < 1 || wait > 300) throw new UsageError("--timeout must be 1 to 300 seconds");
+  return wait;
+}
+
+/**
+ * Runs `call`, telling the user on stderr what it waits for once it takes
+ * longer than a moment (a quick answer or refusal prints nothing extra).
+ */
+async function withProgress<T>(
+  flags: Flags,
+  wait: number,
+  what: string,
+  hubs: string[],
+  call: () => Promise<T>,
+): Promise<T> {
+  const timer = wait === 0 || flags.boolean("json") ? undefined : setTimeout(() => {
+    console.error(`${what}: waiting up to ${wait} s for the hub at ${hubs.join(", ")} …`);
+  }, PROGRESS_AFTER_MS);
+  try {
+    return await call();
+  } finally {
+    clearTimeout(timer);
+  }
+}
+
+function linkNote(mesh: MeshSummary, wait: number): string {
+  if (wait === 0) return " (not waiting for the hub: see ztm status)";
+  return mesh.status?.connected ? `; connected to ${mesh.status.hub}` : "";
+}
+
+/** `ztm mesh set-hubs`. */
+export const SET_HUBS: Command = {
+  spec: {
+    name: "ztm mesh set-hubs",
+    summary: "Changes a mesh's hub addresses in place (no leave and rejoin); waits for the hub.",
+    args: [{ name: "MESH", help: "the mesh" }],
+    flags: [HUB_FLAG, ...WAIT_FLAGS, ...AGENT_FLAGS],
+    examples: ["ztm mesh set-hubs work --hub=hub.example.com:8888,hub2.example.com:8888"],
+  },
+  async run(flags) {
+    const mesh = flags.arg("MESH")!;
+    const hubs = hubAddresses(flags);
+    const wait = waitFor(flags);
+    const client = connect(flags, (wait + 30) * 1000);
+    const changed = await withProgress(
+      flags,
+      wait,
+      `Changing the hubs of mesh "${mesh}"`,
+      hubs,
+      () => client.setHubs(mesh, hubs, { wait }),
+    );
+    if (flags.boolean("json")) return printJson(changed);
+    console.log(
+      `Mesh "${changed.name}" now uses hubs ${changed.bootstraps.join(", ")}${
+        linkNote(changed, wait)
       }`,
     );
   },

@@ -10,9 +10,18 @@ import { startAgent } from "@ztm/agent";
 import { startCa } from "@ztm/ca";
 import { startHub } from "@ztm/hub";
 import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
-import { type CommandSpec, formatHostPort, parseCommandLine } from "@ztm/shared/flags";
+import {
+  applyLogFlags,
+  type CommandSpec,
+  formatHostPort,
+  type HostPort,
+  isLoopbackHost,
+  LOG_FLAGS,
+  parseCommandLine,
+} from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
 import { runUntilSignal } from "@ztm/shared/run";
+import { displayPath, lockState } from "@ztm/shared/state_lock";
 
 /** Flags of `ztm start`. */
 export const START_COMMAND: CommandSpec = {
@@ -29,6 +38,14 @@ export const START_COMMAND: CommandSpec = {
     },
     { name: "hub-listen", kind: "address", default: "0.0.0.0:8888", help: "address agents dial" },
     {
+      name: "names",
+      kind: "addresses",
+      optional: true,
+      help:
+        "host names and addresses other machines dial the hub by; they go into its certificate " +
+        "(default: this machine's host name and addresses, plus localhost and 127.0.0.1)",
+    },
+    {
       name: "data-listen",
       kind: "address",
       optional: true,
@@ -40,9 +57,38 @@ export const START_COMMAND: CommandSpec = {
       default: "127.0.0.1:7777",
       help: "address of the agent's API and dashboard",
     },
+    ...LOG_FLAGS,
   ],
-  examples: ["ztm start", "ztm start --data-dir=/tmp/ztm --agent-listen=127.0.0.1:7000"],
+  examples: [
+    "ztm start",
+    "ztm start --names=hub.example.com,203.0.113.7",
+    "ztm start --data-dir=/tmp/ztm --agent-listen=127.0.0.1:7000",
+  ],
 };
+
+/**
+ * The names the hub's certificate carries by default: loopback, this machine's
+ * host name, and every address of its interfaces (IPv6 link-local ones need a
+ * zone no certificate can name, so they are left out).
+ */
+export function defaultHubNames(): string[] {
+  const names = ["localhost", "127.0.0.1"];
+  try {
+    names.push(Deno.hostname());
+  } catch { /* no host name to add */ }
+  try {
+    for (const i of Deno.networkInterfaces()) {
+      if (!/^fe80:/i.test(i.address)) names.push(i.address);
+    }
+  } catch { /* no interfaces to add */ }
+  return [...new Set(names.filter((n) => /^[A-Za-z0-9.:-]+$/.test(n)))];
+}
+
+/** The address this machine's own agent dials: the hub's listen host, or localhost for a wildcard. */
+function localHubAddress(listen: HostPort, port: number): string {
+  const wildcard = listen.hostname === "0.0.0.0" || listen.hostname === "::";
+  return formatHostPort({ hostname: wildcard ? "localhost" : listen.hostname, port });
+}
 
 /** Issues root's certificate once and keeps it (0600) under `dir`; later runs reuse the files. */
 async function rootCredentials(
@@ -71,10 +117,19 @@ async function rootCredentials(
  */
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(START_COMMAND, args);
+  applyLogFlags(flags);
   const dir = flags.path("data-dir")!;
   const mesh = flags.string("mesh")!;
+  const given = flags.string("names") === undefined
+    ? undefined
+    : flags.addresses("names").map((a) => a.hostname);
+  const names = given ? [...new Set(["localhost", "127.0.0.1", ...given])] : defaultHubNames();
+  // What a second machine dials: the first name given, else this machine's first non-loopback one.
+  const remote = given?.[0] ?? names.find((n) => !isLoopbackHost(n)) ?? "THIS-MACHINE";
   const log = new Logger("start");
   await runUntilSignal(log, async () => {
+    lockState(join(dir, "ca.db"), "CA", "--data-dir");
+    lockState(join(dir, "agent.db"), "agent", "--data-dir");
     const ca = await startCa({
       listen: flags.address("ca-listen"),
       database: join(dir, "ca.db"),
@@ -82,13 +137,14 @@ export async function main(args: string[]): Promise<void> {
     });
     writeSecretFile(join(dir, "ca.crt"), ca.caCertificatePem);
     const hubListen = flags.address("hub-listen");
+    const dataListen = flags.string("data-listen") === undefined
+      ? { hostname: hubListen.hostname, port: hubListen.port && hubListen.port + 1 }
+      : flags.address("data-listen");
     const hub = await startHub({
       caUrl: ca.url,
       listen: hubListen,
-      dataListen: flags.string("data-listen") === undefined
-        ? { hostname: hubListen.hostname, port: hubListen.port && hubListen.port + 1 }
-        : flags.address("data-listen"),
-      hosts: ["localhost", "127.0.0.1"],
+      dataListen,
+      hosts: names,
       dataDir: join(dir, "hub"),
       caTokenFile: join(dir, "ca.db.token"),
       log: new Logger("hub"),
@@ -109,7 +165,7 @@ export async function main(args: string[]): Promise<void> {
         body: JSON.stringify({
           ca: ca.caCertificatePem,
           agent: { certificate: root.certificate, privateKey: root.privateKey },
-          bootstraps: [`localhost:${hub.addr.port}`],
+          bootstraps: [localHubAddress(hubListen, hub.addr.port)],
         }),
       });
       if (res.status !== 201) {
@@ -118,16 +174,27 @@ export async function main(args: string[]): Promise<void> {
       await res.body?.cancel();
       log.info("mesh joined", { mesh, user: "root" });
     }
+    const files = ["ca.crt", "root.crt", "root.key"].map((f) => displayPath(join(dir, f)));
     console.log([
       "",
       "ztm is running:",
       `  CA         ${ca.url}   (CA certificate: ${join(dir, "ca.crt")})`,
-      `  hub        ${formatHostPort(hub.addr)}   (agents dial localhost:${hub.addr.port})`,
+      `  hub        ${formatHostPort(hub.addr)}   (its certificate names ${names.join(", ")})`,
       `  agent API  ${agent.url}   (mesh "${mesh}", user root)`,
       `  dashboard  ${agent.loginUrl()}   (works once)`,
       `  API token  ${agent.tokenFile}`,
       `  root's certificate and key: ${join(dir, "root.crt")}, ${join(dir, "root.key")}`,
       `  state: ${dir}   — stop with Ctrl-C`,
+      "",
+      `To add a second machine: let it reach TCP ${hub.addr.port} and ${
+        dataListen.port || "the data port"
+      } here, copy ${files.join(", ")}`,
+      "to it (keep root.key private: it is root's key), and run there:",
+      `  ztm agent &`,
+      `  ztm join ${mesh} --hub=${
+        formatHostPort({ hostname: remote, port: hub.addr.port })
+      } --ca=ca.crt --cert=root.crt --key=root.key`,
+      `(another user instead of root: ztm cert new NAME --ca-url=${ca.url} makes NAME.crt and NAME.key)`,
       "",
     ].join("\n"));
     return {

@@ -3,7 +3,13 @@
  *
  * @module
  */
-import { type CommandSpec, httpUrl, parseCommandLine } from "@ztm/shared/flags";
+import {
+  applyLogFlags,
+  type CommandSpec,
+  httpUrl,
+  LOG_FLAGS,
+  parseCommandLine,
+} from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
 import { serveMetrics } from "@ztm/shared/metrics";
 import { runUntilSignal } from "@ztm/shared/run";
@@ -66,6 +72,7 @@ export const HUB_COMMAND: CommandSpec = {
       default: String(DEFAULT_LIMITS.maxStreamsPerSession),
       help: "concurrent streams per session",
     },
+    ...LOG_FLAGS,
   ],
   examples: [
     "ztm hub --ca=localhost:9999",
@@ -79,6 +86,7 @@ export const HUB_COMMAND: CommandSpec = {
  */
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(HUB_COMMAND, args);
+  applyLogFlags(flags);
   const log = new Logger("hub");
   const metricsAddr = flags.addressOrOff("metrics-listen");
   const metrics = metricsAddr ? new HubMetrics() : undefined;

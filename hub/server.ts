@@ -147,6 +147,7 @@ export class HubServer {
   #limits: HubLimits;
   #log: Logger;
   #server: Http2SecureServer;
+  #sockets = new Set<TLSSocket>();
   #sessions = new Map<ServerHttp2Session, SessionState>();
   #admissions = new AdmissionCache();
   #pingSweep: ReturnType<typeof setInterval> | undefined;
@@ -243,6 +244,11 @@ export class HubServer {
         maxConcurrentStreams: this.#limits.maxStreamsPerSession,
       },
     });
+    // The raw TLS sockets, for close(): `session.socket` is a proxy that throws on destroy().
+    this.#server.on("secureConnection", (socket: TLSSocket) => {
+      this.#sockets.add(socket);
+      socket.once("close", () => this.#sockets.delete(socket));
+    });
     this.#server.on("session", (session) => this.#onSession(session));
     this.#server.on("stream", (stream, headers) => this.#onStream(stream, headers));
     this.#server.on("tlsClientError", (err, socket) => {
@@ -328,7 +334,7 @@ export class HubServer {
     this.registry.close();
     return new Promise((resolve) => {
       this.#server.close(() => resolve());
-      for (const session of this.#sessions.keys()) session.socket?.destroy();
+      for (const socket of this.#sockets) socket.destroy();
     });
   }
 
@@ -474,8 +480,10 @@ export class HubServer {
       send: (msg) => {
         if (!stream.destroyed && !stream.closed) stream.write(JSON.stringify(msg) + "\n");
       },
+      // Reset, not ended: an agent whose endpoint another session took over must see its
+      // control stream close (a half-closed one looked connected to it while offline here).
       close: () => {
-        if (!stream.destroyed && !stream.closed) stream.end();
+        if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
       },
       owner: state,
       serial: state.peer.serial,

@@ -14,6 +14,7 @@
 import { parseArgs } from "node:util";
 import { ConfigError, withConfig } from "./config.ts";
 import { UsageError } from "./usage_error.ts";
+import { configureLogs, LOG_FORMATS, LOG_LEVELS, type LogFormat, type LogLevel } from "./log.ts";
 import { VERSION } from "./version.ts";
 
 /** How a flag's text is read and checked. */
@@ -33,7 +34,35 @@ export interface FlagSpec {
   /** Default as the user would type it; `undefined` means required unless `optional`. */
   default?: string;
   optional?: boolean;
+  /** The only values allowed (a `string` flag), listed in `--help`. */
+  choices?: string[];
   help: string;
+}
+
+/** `--log-format` and `--log-level`, for every command that runs a component. */
+export const LOG_FLAGS: FlagSpec[] = [
+  {
+    name: "log-format",
+    kind: "string",
+    default: "auto",
+    choices: LOG_FORMATS,
+    help: "log lines as json, or text for people (auto: text on a terminal, else json)",
+  },
+  {
+    name: "log-level",
+    kind: "string",
+    default: "info",
+    choices: LOG_LEVELS,
+    help: "lowest level logged (debug adds a line per API request)",
+  },
+];
+
+/** Applies `--log-format` and `--log-level` (see {@link LOG_FLAGS}) to every logger of the process. */
+export function applyLogFlags(flags: Flags): void {
+  configureLogs({
+    format: flags.string("log-format") as LogFormat,
+    level: flags.string("log-level") as LogLevel,
+  });
 }
 
 /** One positional argument, e.g. `MESH` in `ztm join MESH`. */
@@ -284,6 +313,9 @@ export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | 
     if (f.kind === "addresses") flags.addresses(f.name);
     if (f.kind === "integer") flags.integer(f.name);
     if (f.kind === "path") flags.path(f.name);
+    if (f.choices && !f.choices.includes(raw)) {
+      throw new UsageError(`--${f.name} must be one of ${f.choices.join(", ")}, got "${raw}"`);
+    }
   }
   return flags;
 }

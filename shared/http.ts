@@ -203,7 +203,7 @@ export interface HttpServer {
 
 /**
  * Serves `app` on `listen`, rendering thrown errors as JSON and writing one
- * access-log line per request. Logs `listening` with the bound `addr`.
+ * access-log line per request (at debug level: `--log-level=debug`). Logs `listening` with the bound `addr`.
  */
 export function serveHttp(options: { listen: HostPort; app: App; log: Logger }): HttpServer {
   const { app, log } = options;
@@ -220,7 +220,7 @@ export function serveHttp(options: { listen: HostPort; app: App; log: Logger }):
         : {};
       res = json(body, status, headers);
     }
-    log.info("request", {
+    log.debug("request", {
       method: req.method,
       path: new URL(req.url).pathname,
       status: res.status,

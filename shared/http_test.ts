@@ -20,7 +20,7 @@ import { Logger } from "./log.ts";
 /** A server on 127.0.0.1:0 for `app`, its log lines, and disposal that waits for shutdown. */
 function serve(app: Parameters<typeof serveHttp>[0]["app"]) {
   const lines: Record<string, unknown>[] = [];
-  const log = new Logger("test", { sink: (l) => lines.push(JSON.parse(l)) });
+  const log = new Logger("test", { level: "debug", sink: (l) => lines.push(JSON.parse(l)) });
   const server = serveHttp({ listen: { hostname: "127.0.0.1", port: 0 }, app, log });
   return {
     url: `http://127.0.0.1:${server.addr.port}`,

@@ -8,7 +8,7 @@ import { call, makeCsr } from "./ca_helpers.ts";
 
 Deno.test("CA logs never contain key material, PEM blocks or the token", async () => {
   await using h = new Harness();
-  const ca = await h.startCa();
+  const ca = await h.startCa({ args: ["--log-level=debug"] });
   const dir = await h.tempDir();
   const token = (await Deno.readTextFile(`${ca.database}.token`)).trim();
   const auth = { authorization: `Bearer ${token}` };

@@ -32,6 +32,6 @@ Deno.test("ztm reads the API token from --api-token-file, then ZTM_API_TOKEN, th
   assertEquals(missing.code, 1);
   assertEquals(
     missing.stderr,
-    `ztm get: API token file "${join(home, "nope")}" does not exist\n`,
+    `ztm get: The --api-token-file "${join(home, "nope")}" does not exist\n`,
   );
 });
