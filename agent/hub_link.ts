@@ -121,11 +121,6 @@ export class HubLink {
     this.#hubErrors = new RefusalLog(opts.log, "hub reported an error", { mesh: opts.config.name });
   }
 
-  /** Counts of refused hub lines by kind (`bad_message`, `unknown_message`, …). */
-  refusals(): Record<string, number> {
-    return this.#refusals.counts();
-  }
-
   /** Runs a handler of a hub message; whatever it throws or rejects with is logged, never left unhandled. */
   #handle(what: string, task: () => void | Promise<void>): void {
     const failed = (err: unknown) => this.#refusals.refused(`${what}_failed`, errText(err));

@@ -158,8 +158,10 @@ export class RemoteManagement {
   handler(mesh: () => MeshConfig, runtime: () => MeshRuntime): ManageHandler {
     return async (raw, from) => {
       const config = mesh();
-      // The hub's word for who is calling: good enough to ration refusals, never to act on.
-      const caller = `${from.user}\n${from.endpoint}`;
+      // The hub's word for who is calling (the user of the caller's certificate, as the hub
+      // admitted it): good enough to ration refusals, never to act on. By user, not endpoint,
+      // so a member cannot multiply its ration by registering more endpoints.
+      const caller = from.user;
       let request: SignedRequest | undefined;
       let verified = false;
       let answer: { status: number; body: string };
@@ -168,7 +170,7 @@ export class RemoteManagement {
         if (wait > 0) {
           throw new TooManyRequests(
             "too_many_refusals",
-            `Endpoint "${from.endpoint}" sent too many management requests that did not verify; try again in ${
+            `User "${from.user}" (endpoint "${from.endpoint}") sent too many management requests that did not verify; try again in ${
               Math.ceil(wait / 1000)
             } s`,
           );

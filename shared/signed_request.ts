@@ -42,7 +42,8 @@
  * answer to another request, or an old one, does not fit), and the signature.
  *
  * Version history: answer format v1 (this one) came with the hostile-hub
- * review; targets before it answer unsigned. A caller reports an unsigned
+ * review; targets before it answer unsigned, and callers before it show a
+ * signed answer's JSON as the body. A caller reports an unsigned
  * success as an error (`unsigned_answer`) and passes an unsigned error answer
  * on as the error it is (the hub's own refusals, such as `endpoint_offline` or
  * `manage_timeout`, are never signed: a hub can always refuse to carry).

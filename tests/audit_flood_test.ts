@@ -120,7 +120,7 @@ Deno.test("junk management requests from a member neither push real entries out 
   );
   assert.match(
     JSON.parse(first[0].text).error.message,
-    /Endpoint "hub-side-probe" sent too many management requests that did not verify; try again in \d+ s/,
+    /User "mallory" \(endpoint "hub-side-probe"\) sent too many management requests that did not verify; try again in \d+ s/,
   );
 
   // Logged once per kind, then counted.
