@@ -5,7 +5,7 @@
  * nonce, signature) and only then runs it as the signer through
  * `EndpointOps`, which applies the local policy and writes the audit log.
  */
-import { errorBody } from "@ztm/shared/errors";
+import { errorBody, safeText } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
 import {
   type NonceStore,
@@ -63,7 +63,12 @@ export class RemoteManagement {
   handler(mesh: () => MeshConfig, runtime: () => MeshRuntime): ManageHandler {
     return async (raw, from) => {
       const config = mesh();
-      const claimed = { user: `${from.user} (unverified)`, via: from.endpoint, remote: true };
+      // The hub's word, recorded only for refusals, and only as plain text.
+      const claimed = {
+        user: `${safeText(String(from.user)).slice(0, 80)} (unverified)`,
+        via: safeText(String(from.endpoint)).slice(0, 80),
+        remote: true,
+      };
       let method = "?";
       let path = "?";
       try {

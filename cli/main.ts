@@ -23,6 +23,7 @@ import {
   UsageError,
   usageLine,
 } from "@ztm/shared/flags";
+import { safeText } from "@ztm/shared/errors";
 import { VERSION } from "@ztm/shared/version";
 import { CERT_LIST, CERT_NEW, CERT_REVOKE } from "./cert_commands.ts";
 import { CREATE_PORT, CREATE_SERVICE, DELETE_PORT, DELETE_SERVICE } from "./change_commands.ts";
@@ -145,7 +146,7 @@ async function runCommand(command: Command, args: string[]): Promise<void> {
       Deno.exit(2);
     }
     // A ZtmError carries the API's message; other errors (a file that cannot be read) their own.
-    console.error(`${spec.name}: ${err instanceof Error ? err.message : String(err)}`);
+    console.error(`${spec.name}: ${safeText(err instanceof Error ? err.message : String(err))}`);
     Deno.exit(1);
   }
   Deno.exit(0);

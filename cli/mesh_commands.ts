@@ -3,7 +3,7 @@
  * meshes and how they are doing.
  */
 import type { AgentClient, MeshSummary } from "@ztm/agent/client";
-import { ZtmError } from "@ztm/shared/errors";
+import { safeText, ZtmError } from "@ztm/shared/errors";
 import { type Flags, formatHostPort } from "@ztm/shared/flags";
 import type { Command } from "./command.ts";
 import { AGENT_FLAGS, connect, printJson } from "./connect.ts";
@@ -127,7 +127,9 @@ export const STATUS: Command = {
       ),
     ];
     for (const m of meshes) {
-      if (m.status?.lastError) lines.push(`${m.name}: last hub error: ${m.status.lastError}`);
+      if (m.status?.lastError) {
+        lines.push(`${m.name}: last hub error: ${safeText(m.status.lastError)}`);
+      }
     }
     console.log(lines.join("\n"));
   },

@@ -12,6 +12,7 @@
  * log.info("certificate issued", { user: "root", serial: "ab12" });
  * ```
  */
+import { safeJson } from "./errors.ts";
 
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -75,13 +76,14 @@ export class Logger {
 
   #write(level: LogLevel, msg: string, fields?: LogFields): void {
     if (LEVELS[level] < this.#min) return;
-    const line = JSON.stringify({
+    // Fields carry what members and hubs sent; the line must not drive the terminal it lands on.
+    const line = safeJson(JSON.stringify({
       time: new Date().toISOString(),
       level,
       component: this.component,
       msg,
       ...fields,
-    });
+    }));
     try {
       this.#sink(line);
     } catch {
