@@ -1,4 +1,3 @@
-/// <reference lib="dom" />
 /**
  * The dashboard's half of its session with the agent (see the agent's
  * `access.ts`): the login page carries the session's secret in a `<meta>`;
