@@ -4,7 +4,8 @@
  *
  * Every request passes the access checks first: a loopback `Host`, no
  * foreign `Origin`, and for `/api/…` the API token (or a dashboard session
- * cookie from a one-time login URL). Routes for one endpoint's services, port
+ * from a one-time login URL: its cookie and its secret, see `access.ts`).
+ * Routes for one endpoint's services, port
  * mappings and audit log go to `EndpointOps` — directly for this endpoint, or
  * as a signed request through the hub for another (`RemoteManagement`), whose
  * answer comes back with the target's status. Private keys are stored and
@@ -24,7 +25,7 @@ import {
 import { commonNameOf, parseCertificate, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { Metrics } from "@ztm/shared/metrics";
-import { ApiAccess } from "./access.ts";
+import { ApiAccess, SESSION_HEADER } from "./access.ts";
 import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
 import { describeCa, explainHubFailure } from "./hub_errors.ts";
@@ -375,18 +376,22 @@ export function createAgentApp(opts: AgentAppOptions): App {
     const asset = await dashboard.asset(req);
     if (asset) return asset;
     if (url.pathname === "/login" && req.method === "GET") return await login(req, url);
-    if (!access.authorized(req)) {
-      if (url.pathname === "/" && req.method === "GET") {
-        return await dashboard.signedOut(req, false);
-      }
+    const authorized = access.authorized(req);
+    if (url.pathname === "/" && req.method === "GET") {
+      // The cookie alone gets the page without data; its script sends the secret for the rest.
+      if (authorized || access.hasSessionCookie(req)) return await dashboard.app(authorized);
+      return await dashboard.signedOut(req, false);
+    }
+    if (!authorized) {
       // The file's path (not its content) tells a caller with the wrong token where to look.
       throw new Unauthorized(
         "token_required",
-        "Send the agent's API token as Authorization: Bearer <token>" +
-          (opts.tokenFile ? `; this agent's token is in ${opts.tokenFile}` : ""),
+        access.hasSessionCookie(req)
+          ? `A dashboard session needs its secret in ${SESSION_HEADER} besides the cookie`
+          : "Send the agent's API token as Authorization: Bearer <token>" +
+            (opts.tokenFile ? `; this agent's token is in ${opts.tokenFile}` : ""),
       );
     }
-    if (url.pathname === "/" && req.method === "GET") return await dashboard.app();
     return await router(req);
   };
 
@@ -397,14 +402,10 @@ export function createAgentApp(opts: AgentAppOptions): App {
       return await dashboard.signedOut(req, true);
     }
     log.info("dashboard login");
-    return new Response(null, {
-      status: 303,
-      headers: {
-        location: "/",
-        "set-cookie": ApiAccess.cookie(session),
-        "cache-control": "no-store",
-      },
-    });
+    // The page with the session's secret, once; its script keeps it and moves the address to `/`.
+    const page = await dashboard.app(true, session.secret);
+    page.headers.set("set-cookie", ApiAccess.cookie(session, req));
+    return page;
   }
 }
 

@@ -35,13 +35,18 @@ export class DashboardPages {
     return (await this.#dashboard()).asset(req);
   }
 
-  /** The dashboard for a signed-in browser. */
-  async app(): Promise<Response> {
+  /**
+   * The dashboard for a signed-in browser: with the meshes when `withData`
+   * (the request carried the API's credentials), else empty for its script
+   * to fill through the API. `session` is a fresh login's secret for the
+   * page's script to keep.
+   */
+  async app(withData: boolean, session?: string): Promise<Response> {
     return (await this.#dashboard()).page({
-      meshes: this.#source.meshes(),
+      ...(withData ? { meshes: this.#source.meshes() } : {}),
       defaultEndpointName: this.#source.endpointName ?? defaultEndpointName(),
       version: VERSION,
-    });
+    }, session);
   }
 
   /** 401: how to get a login link (`expired` when the visitor came with a spent one). */

@@ -47,8 +47,9 @@ export async function startMesh(
   config: MeshConfig,
   state: { services: LocalService[]; ports: PortMapping[] },
   log: Logger,
+  poolUserFixed?: (mapping: PortMapping, user: string) => void,
 ): Promise<MeshRuntime> {
-  const mesh = new Mesh(config, log);
+  const mesh = new Mesh(config, log, poolUserFixed);
   mesh.setServices(state.services);
   for (const port of state.ports) {
     try {
@@ -78,9 +79,16 @@ export class Mesh implements MeshRuntime {
   #log: Logger;
   #manageHandler: ManageHandler | undefined;
   #pool: DataPool;
+  #poolUserFixed: ((mapping: PortMapping, user: string) => void) | undefined;
 
-  constructor(config: MeshConfig, log: Logger) {
+  /** `poolUserFixed` is told the pool user a port mapping without one fixed at first use. */
+  constructor(
+    config: MeshConfig,
+    log: Logger,
+    poolUserFixed?: (mapping: PortMapping, user: string) => void,
+  ) {
     this.name = config.name;
+    this.#poolUserFixed = poolUserFixed;
     this.#config = config;
     this.#log = log;
     this.#user = userOf(config.certificate);
@@ -182,6 +190,7 @@ export class Mesh implements MeshRuntime {
       pool: this.#pool,
       log: this.#log,
       mesh: this.name,
+      userFixed: this.#poolUserFixed,
     });
     await port.listen();
     this.#ports.set(key, port);

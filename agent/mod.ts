@@ -69,8 +69,9 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const runtimes = new Map<string, MeshRuntime>();
   const metrics = config.metrics ?? new AgentMetrics();
   metrics.watch(() => runtimes.values());
+  // A port mapping's pool user fixed at its first use is stored, so a restart keeps it.
   const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) =>
-    startMesh(cfg, state, log);
+    startMesh(cfg, state, log, (mapping, user) => store.fixPortUser(cfg.name, mapping, user));
   for (const mesh of store.listMeshes()) {
     try {
       runtimes.set(

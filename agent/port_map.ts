@@ -4,8 +4,9 @@
  *
  * Providers come from the hub's service list: the mapping's `user` (fixed
  * when the mapping was made, or at its first use if nobody offered the name
- * then) fixes the pool, so a member who later publishes the same name never
- * joins it; `endpoint` pins one provider.
+ * then, and then reported through `userFixed` so the agent stores it) fixes
+ * the pool, so a member who later publishes the same name never joins it,
+ * also after a restart; `endpoint` pins one provider.
  * New connections rotate over the pool's online providers; one that refuses
  * or fails to open is skipped for the next, while no byte has flowed (the
  * client connection is not read until a tunnel is open).
@@ -42,6 +43,8 @@ export interface PortMapOptions {
   pool: DataPool;
   log: Logger;
   mesh: string;
+  /** Told the pool user a mapping without one fixed at its first use, to persist it. */
+  userFixed?: (mapping: PortMapping, user: string) => void;
 }
 
 /** One listening port mapping. */
@@ -222,6 +225,27 @@ export class PortMap {
     return list;
   }
 
+  #fixUser(user: string): void {
+    const { mapping, userFixed, log, mesh } = this.#opts;
+    this.#user = user;
+    try {
+      userFixed?.(mapping, user);
+    } catch (err) {
+      // Still fixed in memory; only a restart before the next use would forget it.
+      log.error("pool user not stored", {
+        mesh,
+        service: mapping.target.service,
+        user,
+        err: errText(err),
+      });
+    }
+    log.info("pool user fixed", {
+      mesh,
+      service: `${mapping.proto}/${mapping.target.service}`,
+      user,
+    });
+  }
+
   /** The online providers this mapping may use, in a stable order. */
   async #pool(): Promise<{ endpoint: string; name: string }[]> {
     const { mapping, link } = this.#opts;
@@ -246,7 +270,7 @@ export class PortMap {
       );
     }
     // A mapping made before anyone offered the service keeps the first user it found.
-    this.#user ??= groups[0].user;
+    if (!user) this.#fixUser(groups[0].user);
     let providers = groups[0].providers.filter((p) => p.online);
     if (target.endpoint) {
       const pin = target.endpoint;

@@ -12,7 +12,7 @@
  * apart (`EndpointOps.noteUnverified`), logged once per kind, and each caller
  * may have only a few of them before it is answered 429 `too_many_refusals`.
  */
-import { errorBody, ServiceUnavailable, TooManyRequests } from "@ztm/shared/errors";
+import { errorBody, safeText, ServiceUnavailable, TooManyRequests } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { EndpointRecord } from "@ztm/shared/protocol";
 import { RefusalLog } from "@ztm/shared/refusal_log";
@@ -226,10 +226,11 @@ export class RemoteManagement {
     error: { code: string; message: string },
   ): void {
     this.#ops.noteUnverified(mesh, {
-      user: `${String(from.user).slice(0, 64)} (unverified)`,
-      via: String(from.endpoint).slice(0, 64),
-      method: String(request?.method ?? "?").slice(0, 10),
-      path: String(request?.path ?? "?").slice(0, 200),
+      // The hub's word and the unverified request, as plain text: never raw control characters.
+      user: `${safeText(String(from.user)).slice(0, 64)} (unverified)`,
+      via: safeText(String(from.endpoint)).slice(0, 64),
+      method: safeText(String(request?.method ?? "?")).slice(0, 10),
+      path: safeText(String(request?.path ?? "?")).slice(0, 200),
       status,
       outcome: error.message,
     });

@@ -4,7 +4,9 @@
  *
  * The API validates a request, commits the change to the store, then hands
  * the runtime plain data: the whole service list, or one port mapping to open
- * or close. The runtime never writes the store or calls back into the API.
+ * or close. The runtime never writes the store or calls back into the API;
+ * it only reports a port mapping's pool user fixed at first use through the
+ * callback it was started with, which the agent stores.
  */
 import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";

@@ -316,6 +316,32 @@ export class AgentStore {
     });
   }
 
+  /**
+   * Records the pool user a mapping made without one fixed at its first use,
+   * so a restart keeps it. Changes nothing (false) unless the stored mapping
+   * is still `mapping` with no user: one deleted or remade meanwhile is left alone.
+   */
+  fixPortUser(mesh: string, mapping: PortMapping, user: string): boolean {
+    return this.#transaction(() => {
+      const stored = this.port(mesh, mapping.ip, mapping.proto, mapping.port);
+      if (
+        !stored || stored.target.user !== undefined ||
+        stored.target.service !== mapping.target.service ||
+        stored.target.endpoint !== mapping.target.endpoint
+      ) return false;
+      this.#db.prepare(
+        "UPDATE ports SET target = ? WHERE mesh = ? AND ip = ? AND proto = ? AND port = ?",
+      ).run(
+        JSON.stringify({ ...stored.target, user }),
+        mesh,
+        mapping.ip,
+        mapping.proto,
+        mapping.port,
+      );
+      return true;
+    });
+  }
+
   /** Deletes a port mapping of `mesh` and returns it. Throws `NotFound` (`unknown_port`). */
   deletePort(mesh: string, ip: string, proto: ServiceProto, port: number): PortMapping {
     return this.#transaction(() => {

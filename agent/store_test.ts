@@ -265,3 +265,34 @@ Deno.test("store refuses a database written by a newer schema and leaves it unto
   assertEquals(check.prepare("PRAGMA user_version").get()?.user_version, 99);
   check.close();
 });
+
+Deno.test("store keeps a mapping's pool user fixed at first use, and never rewrites a remade mapping", () => {
+  using t = openTemp();
+  t.store.addMesh(meshConfig("home"));
+  const open: PortMapping = {
+    ip: "127.0.0.1",
+    proto: "tcp",
+    port: 3333,
+    target: { service: "db" },
+  };
+  t.store.addPort("home", open);
+  assertEquals(t.store.fixPortUser("home", open, "bob"), true);
+  // Fixed once: a later report (another user) changes nothing.
+  assertEquals(t.store.fixPortUser("home", open, "mallory"), false);
+  t.store.close();
+  const again = AgentStore.open(t.path);
+  try {
+    assertEquals(again.port("home", "127.0.0.1", "tcp", 3333)?.target, {
+      service: "db",
+      user: "bob",
+    });
+    // A mapping deleted and made again for another service is not the one that was used.
+    again.deletePort("home", "127.0.0.1", "tcp", 3333);
+    again.addPort("home", { ...open, target: { service: "web" } });
+    assertEquals(again.fixPortUser("home", open, "bob"), false);
+    assertEquals(again.port("home", "127.0.0.1", "tcp", 3333)?.target, { service: "web" });
+    assertEquals(again.fixPortUser("home", { ...open, port: 4444 }, "bob"), false);
+  } finally {
+    again.close();
+  }
+});

@@ -12,6 +12,7 @@ import {
   parseHostPort,
   UsageError,
 } from "@ztm/shared/flags";
+import { safeText } from "@ztm/shared/errors";
 import { SERVICE_PROTOS } from "@ztm/shared/protocol";
 import type { Command } from "./command.ts";
 import { AGENT_FLAGS, chooseEndpoint, connect, ENDPOINT_FLAG, MESH_FLAG } from "./connect.ts";
@@ -93,7 +94,7 @@ export const CREATE_SERVICE: Command = {
       strict: flags.boolean("strict"),
     });
     if (flags.boolean("json")) return printJson(created);
-    console.log(
+    console.log(safeText(
       `Service ${created.proto}/${created.name} → ${
         formatHostPort({ hostname: created.host, port: created.port })
       } on endpoint ${endpointText(flags, mesh.endpoint.name)} of mesh "${mesh.name}", for ${
@@ -101,7 +102,7 @@ export const CREATE_SERVICE: Command = {
           ? "every member"
           : ["the endpoint's user", "root", ...created.users].join(", ")
       }`,
-    );
+    ));
   },
 };
 
@@ -120,11 +121,11 @@ export const DELETE_SERVICE: Command = {
     const { mesh, endpoint } = await chooseEndpoint(client, flags);
     const deleted = await client.deleteService(mesh.name, endpoint, service);
     if (flags.boolean("json")) return printJson(deleted);
-    console.log(
+    console.log(safeText(
       `Deleted service ${deleted.proto}/${deleted.name} on endpoint ${
         endpointText(flags, mesh.endpoint.name)
       }`,
-    );
+    ));
   },
 };
 
@@ -169,13 +170,13 @@ export const CREATE_PORT: Command = {
       ...(via === undefined ? {} : { endpoint: via }),
     });
     if (flags.boolean("json")) return printJson(opened);
-    console.log(
+    console.log(safeText(
       `Port ${listenText(opened)} on endpoint ${
         endpointText(flags, mesh.endpoint.name)
       } → ${opened.proto}/${opened.target.service}${
         opened.target.endpoint ? ` via ${opened.target.endpoint}` : ""
       }`,
-    );
+    ));
   },
 };
 
@@ -197,9 +198,9 @@ export const DELETE_PORT: Command = {
     const { mesh, endpoint } = await chooseEndpoint(client, flags);
     const closed = await client.closePort(mesh.name, endpoint, address);
     if (flags.boolean("json")) return printJson(closed);
-    console.log(
+    console.log(safeText(
       `Deleted port ${listenText(closed)} on endpoint ${endpointText(flags, mesh.endpoint.name)}`,
-    );
+    ));
   },
 };
 

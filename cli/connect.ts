@@ -4,7 +4,7 @@
  * and endpoint (the agent's only mesh, its own endpoint).
  */
 import { AgentClient, type MeshSummary } from "@ztm/agent/client";
-import { NotFound, ZtmError } from "@ztm/shared/errors";
+import { NotFound, safeJson, ZtmError } from "@ztm/shared/errors";
 import {
   expandHome,
   type Flags,
@@ -174,5 +174,6 @@ export async function chooseEndpoint(
 
 /** Prints `value` as one JSON document (what `--json` shows). */
 export function printJson(value: unknown): void {
-  console.log(JSON.stringify(value, null, 2));
+  // JSON escapes C0 controls itself; DEL, C1 and bidi controls get `\u` escapes too (same value).
+  console.log(safeJson(JSON.stringify(value, null, 2)));
 }

@@ -23,6 +23,7 @@ import {
   UsageError,
   usageLine,
 } from "@ztm/shared/flags";
+import { safeText } from "@ztm/shared/errors";
 import { VERSION } from "@ztm/shared/version";
 import { CERT_LIST, CERT_NEW, CERT_REVOKE } from "./cert_commands.ts";
 import { CONFIG_CHECK } from "./config_command.ts";
@@ -154,7 +155,9 @@ async function runCommand(command: Command, args: string[]): Promise<void> {
     const plain = spec.flags.some((f) => f.name === "agent")
       ? explainAgentError(err, flags)
       : undefined;
-    console.error(`${spec.name}: ${plain ?? (err instanceof Error ? err.message : String(err))}`);
+    console.error(
+      `${spec.name}: ${safeText(plain ?? (err instanceof Error ? err.message : String(err)))}`,
+    );
     Deno.exit(1);
   }
   Deno.exit(0);

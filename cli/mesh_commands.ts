@@ -3,7 +3,7 @@
  * meshes and how they are doing.
  */
 import type { AgentClient, MeshSummary } from "@ztm/agent/client";
-import { ZtmError } from "@ztm/shared/errors";
+import { safeText, ZtmError } from "@ztm/shared/errors";
 import {
   type Flags,
   type FlagSpec,
@@ -257,7 +257,9 @@ export const STATUS: Command = {
       ),
     ];
     for (const m of meshes) {
-      if (m.status?.lastError) lines.push(`${m.name}: last hub error: ${m.status.lastError}`);
+      if (m.status?.lastError) {
+        lines.push(`${m.name}: last hub error: ${safeText(m.status.lastError)}`);
+      }
     }
     console.log(lines.join("\n"));
   },

@@ -1,11 +1,16 @@
 /**
  * Aligned text tables for the `ztm` command line: a header row and one row
  * per item, columns padded to their widest cell. Scripts use `--json` instead.
+ * Cells hold what other members (and hubs) control — service and user names,
+ * audit log entries — so every cell is printed with its control characters
+ * escaped (`safeText`): no string reaches the terminal as an escape sequence.
  */
+import { safeText } from "@ztm/shared/errors";
 
 /** Renders `rows` under `headers`, columns separated by two spaces; `empty` when there are no rows. */
-export function formatTable(headers: string[], rows: string[][], empty: string): string {
-  if (rows.length === 0) return empty;
+export function formatTable(headers: string[], cells: string[][], empty: string): string {
+  if (cells.length === 0) return empty;
+  const rows = cells.map((r) => r.map((c) => safeText(c)));
   const widths = headers.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? "").length)));
   const line = (cells: string[]) =>
     cells.map((c, i) => i === cells.length - 1 ? c : c.padEnd(widths[i])).join("  ").trimEnd();

@@ -29,3 +29,8 @@ Deno.test("pageNote says which part of a longer list a page shows", () => {
     "(nothing from --offset=5; 3 in all)",
   );
 });
+
+Deno.test("formatTable prints control characters in cells as escapes, never raw", () => {
+  const text = formatTable(["NAME", "USERS"], [["db\x1b[2J", "\u202ealice\r"]], "none");
+  assert.equal(text, ["NAME       USERS", "db\\x1b[2J  \\u202ealice\\x0d"].join("\n"));
+});

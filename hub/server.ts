@@ -18,6 +18,7 @@ import {
   BadRequest,
   Conflict,
   Forbidden,
+  hasControlChars,
   ServiceUnavailable,
   TooManyRequests,
   ZtmError,
@@ -518,11 +519,15 @@ export class HubServer {
             if (typeof msg.name !== "string" || !NAME_PATTERN.test(msg.name)) {
               throw new BadRequest("bad_name", "hello.name is not a valid endpoint name");
             }
+            const version = String(msg.version ?? "?").slice(0, 40);
+            if (hasControlChars(version)) {
+              throw new BadRequest("bad_version", "hello.version holds control characters");
+            }
             const services = checkPublishedServices(msg.services);
             const previous = this.registry.connect(id, {
               name: msg.name,
               user: peer.user,
-              version: String(msg.version ?? "?").slice(0, 40),
+              version,
               address: peer.address,
               services,
               serial: peer.serial,

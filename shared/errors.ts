@@ -131,14 +131,60 @@ export function withoutKeyMaterial(message: string): string {
 }
 
 /**
+ * Control characters (C0, DEL, C1), bidirectional overrides and line
+ * separators: what lets a string move a terminal's cursor, retitle its
+ * window, clear it or make text read other than it is stored.
+ */
+const CONTROL_CHARS = /[\p{Cc}\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/gu;
+
+/** True when `text` holds a control character (see `safeText`): input checks refuse those. */
+export function hasControlChars(text: string): boolean {
+  return text.search(CONTROL_CHARS) >= 0;
+}
+
+/**
+ * `text` with every control character written as an escape (`\x1b`,
+ * `\u202e`): safe to show on a terminal or a page, and still telling what
+ * was sent. Messages naming a bad value pass through it, and the CLI passes
+ * whatever another member controls through it before printing.
+ *
+ * @example
+ * ```ts
+ * safeText("a\x1b[2Jb"); // "a\\x1b[2Jb"
+ * ```
+ */
+export function safeText(text: string): string {
+  return text.replace(CONTROL_CHARS, (c) => {
+    const code = c.charCodeAt(0);
+    return code < 0x100
+      ? `\\x${code.toString(16).padStart(2, "0")}`
+      : `\\u${code.toString(16).padStart(4, "0")}`;
+  });
+}
+
+/**
+ * JSON text with every control character that JSON leaves raw (DEL, C1,
+ * bidirectional controls, line separators) written as a `\u` escape: the
+ * same JSON value, safe on a terminal. For JSON that goes to a screen or a log.
+ */
+export function safeJson(json: string): string {
+  // Not C0: inside strings JSON escapes it already, outside it is indentation.
+  return json.replace(
+    /[\u007f-\u009f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/g,
+    (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, "0")}`,
+  );
+}
+
+/**
  * Renders any thrown value as the JSON error body and status; unknown errors
- * become 500. Key material in a message is cut (see `withoutKeyMaterial`).
+ * become 500. Key material in a message is cut (see `withoutKeyMaterial`) and
+ * control characters are escaped (`safeText`).
  */
 export function errorBody(err: unknown): { status: number; body: ErrorBody } {
   if (err instanceof ZtmError) {
     return {
       status: err.status,
-      body: { error: { code: err.code, message: withoutKeyMaterial(err.message) } },
+      body: { error: { code: err.code, message: safeText(withoutKeyMaterial(err.message)) } },
     };
   }
   return {

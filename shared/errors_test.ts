@@ -104,3 +104,22 @@ Deno.test("an error message never carries a private key back, but keeps names, i
     assert.equal(withoutKeyMaterial(kept), kept);
   }
 });
+
+Deno.test("control characters in a message, or in text for a terminal, come out as escapes", async () => {
+  const { hasControlChars, safeJson, safeText } = await import("./errors.ts");
+  const hostile = "db\x1b[2J\x1b]0;t\x07\u009b1m\r\u202eok\u2028";
+  assert.equal(safeText(hostile), "db\\x1b[2J\\x1b]0;t\\x07\\x9b1m\\x0d\\u202eok\\u2028");
+  assert.equal(safeText("web-01 ok: naïve ✓"), "web-01 ok: naïve ✓");
+  assert.equal(hasControlChars(hostile), true);
+  assert.equal(hasControlChars("a\tb"), true);
+  assert.equal(hasControlChars("web-01"), false);
+  const json = JSON.stringify({ name: hostile });
+  assert.equal(hasControlChars(safeJson(json)), false);
+  assert.deepEqual(JSON.parse(safeJson(json)), { name: hostile });
+  const indented = JSON.stringify({ name: hostile, users: ["a"] }, null, 2);
+  assert.deepEqual(JSON.parse(safeJson(indented)), { name: hostile, users: ["a"] });
+  assert.ok(!/[\x7f-\x9f\u202e]/.test(safeJson(indented)));
+  const { body } = errorBody(new BadRequest("bad_name", `Bad name "${hostile}"`));
+  assert.equal(hasControlChars(body.error.message), false);
+  assert.match(body.error.message, /db\\x1b\[2J/);
+});

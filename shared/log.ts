@@ -16,6 +16,7 @@
  * log.info("certificate issued", { user: "root", serial: "ab12" });
  * ```
  */
+import { safeJson } from "./errors.ts";
 
 /** Severity, lowest first. */
 export type LogLevel = "debug" | "info" | "warn" | "error";
@@ -135,7 +136,9 @@ export class Logger {
       msg,
       ...fields,
     };
-    const line = this.#sink || !settings.text ? JSON.stringify(entry) : formatText(entry);
+    // Fields carry what members and hubs sent; the line must not drive the terminal it lands on
+    // (the text form replaces control characters itself).
+    const line = this.#sink || !settings.text ? safeJson(JSON.stringify(entry)) : formatText(entry);
     try {
       (this.#sink ?? stderrSink)(line);
     } catch {

@@ -303,8 +303,12 @@ function checkServiceList(value: unknown): PublishedService[] {
     if (typeof name !== "string" || !NAME_PATTERN.test(name)) {
       throw new Error(`services[${i}].name is bad`);
     }
-    if (!Array.isArray(users) || users.some((u) => typeof u !== "string") || users.length > 1000) {
-      throw new Error(`services[${i}].users must be a list of names`);
+    if (
+      !Array.isArray(users) || users.length > 1000 ||
+      // Names as the CA issues them, or "*": other members' screens show these.
+      users.some((u) => typeof u !== "string" || !(u === "*" || NAME_PATTERN.test(u)))
+    ) {
+      throw new Error(`services[${i}].users must be a list of user names, or ["*"]`);
     }
     return { proto: proto as ServiceProto, name, users: users as string[] };
   });

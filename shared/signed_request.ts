@@ -57,7 +57,14 @@ import {
   x509,
 } from "./certs.ts";
 import { normalizeSerial } from "./crl.ts";
-import { BadRequest, Forbidden, TooManyRequests, Unauthorized, ZtmError } from "./errors.ts";
+import {
+  BadRequest,
+  Forbidden,
+  hasControlChars,
+  TooManyRequests,
+  Unauthorized,
+  ZtmError,
+} from "./errors.ts";
 
 /** How long a signed request stays valid. */
 export const SIGNED_REQUEST_LIFETIME_MS = 30_000;
@@ -159,6 +166,12 @@ export function parseSignedRequest(value: unknown): SignedRequest {
   ) {
     if (typeof v[f] !== "string") {
       throw new BadRequest("bad_signed_request", `Field "${f}" must be a string`);
+    }
+  }
+  // What the target's audit log records from the request must be plain text.
+  for (const f of ["method", "path", "target", "from"]) {
+    if (hasControlChars(v[f] as string)) {
+      throw new BadRequest("bad_signed_request", `Field "${f}" holds control characters`);
     }
   }
   if (typeof v.expires !== "number" || !Number.isSafeInteger(v.expires)) {

@@ -459,14 +459,16 @@ async function printedLoginUrl(proc: Proc): Promise<string> {
   );
 }
 
-/** GETs a login URL without following the redirect; returns status and cookie. */
-async function useLoginUrl(url: string): Promise<{ status: number; cookie: string | null }> {
+/** GETs a login URL; returns status, cookie and the session secret the page hands its script. */
+async function useLoginUrl(
+  url: string,
+): Promise<{ status: number; cookie: string | null; secret?: string }> {
   const res = await fetch(url, { redirect: "manual" });
-  await res.body?.cancel();
-  return { status: res.status, cookie: res.headers.get("set-cookie") };
+  const secret = /<meta name="ztm-session" content="([0-9a-f]+)"/.exec(await res.text())?.[1];
+  return { status: res.status, cookie: res.headers.get("set-cookie"), secret };
 }
 
-Deno.test("the agent API wants its token or a one-time login cookie and refuses foreign origins", async () => {
+Deno.test("the agent API wants its token or a one-time login session (cookie and secret) and refuses foreign origins", async () => {
   await using h = new Harness();
   const agent = await h.startAgent();
   const meshes = `${agent.url}/api/meshes`;
@@ -499,21 +501,28 @@ Deno.test("the agent API wants its token or a one-time login cookie and refuses 
   const stat = await Deno.stat(`${agent.database}.token`);
   assert.equal((stat.mode ?? 0) & 0o777, 0o600);
 
-  // The printed login URL works once and sets a strict, script-proof cookie.
+  // The printed login URL works once and sets a strict, script-proof cookie; the page hands its
+  // script the session's secret, and the API wants both (the cookie alone: 401).
   const url = await printedLoginUrl(agent);
   assert.ok(url.startsWith(`${agent.url}/login?code=`), url);
   const first = await useLoginUrl(url);
-  assert.equal(first.status, 303);
+  assert.equal(first.status, 200);
   assert.ok(first.cookie, "the login sets a cookie");
   assert.match(first.cookie, /HttpOnly/i);
   assert.match(first.cookie, /SameSite=Strict/i);
+  assert.ok(first.secret, "the login page carries the session secret");
   const cookie = first.cookie.split(";")[0];
-  const withCookie = await fetch(meshes, { headers: { cookie } });
-  assert.equal(withCookie.status, 200);
-  assert.deepEqual(await withCookie.json(), []);
+  const session = { cookie, "x-ztm-session": first.secret };
+  const withSession = await fetch(meshes, { headers: session });
+  assert.equal(withSession.status, 200);
+  assert.deepEqual(await withSession.json(), []);
+  const cookieOnly = await fetch(meshes, { headers: { cookie } });
+  assert.equal(cookieOnly.status, 401);
+  await cookieOnly.body?.cancel();
   const second = await useLoginUrl(url);
   assert.equal(second.status, 401);
   assert.equal(second.cookie, null);
+  assert.equal(second.secret, undefined);
 
   // A fresh URL from the API also works once.
   const minted = await api(agent.url, "POST", "/api/login-codes");
@@ -521,20 +530,26 @@ Deno.test("the agent API wants its token or a one-time login cookie and refuses 
   assert.ok(minted.body.url.startsWith(`${agent.url}/login?code=`), minted.body.url);
   assert.notEqual(minted.body.url, url);
   const again = await useLoginUrl(minted.body.url);
-  assert.equal(again.status, 303);
+  assert.equal(again.status, 200);
   assert.match(again.cookie ?? "", /HttpOnly/i);
-  const secondCookie = await fetch(meshes, { headers: { cookie: again.cookie!.split(";")[0] } });
-  assert.equal(secondCookie.status, 200);
-  await secondCookie.body?.cancel();
+  const secondSession = await fetch(meshes, {
+    headers: { cookie: again.cookie!.split(";")[0], "x-ztm-session": again.secret! },
+  });
+  assert.equal(secondSession.status, 200);
+  await secondSession.body?.cancel();
+  // One session's secret does not go with another session's cookie.
+  const crossed = await fetch(meshes, { headers: { ...session, cookie: again.cookie! } });
+  assert.equal(crossed.status, 401);
+  await crossed.body?.cancel();
   const replayed = await useLoginUrl(minted.body.url);
   assert.equal(replayed.status, 401);
   assert.equal(replayed.cookie, null);
 
-  // The cookie from a page of another origin is refused; from the agent's own origin it works.
-  const foreign = await fetch(meshes, { headers: { cookie, origin: "http://evil.example" } });
+  // The session from a page of another origin is refused; from the agent's own origin it works.
+  const foreign = await fetch(meshes, { headers: { ...session, origin: "http://evil.example" } });
   assert.equal(foreign.status, 403);
   assert.equal((await foreign.json()).error?.code, "foreign_origin");
-  const own = await fetch(meshes, { headers: { cookie, origin: agent.url } });
+  const own = await fetch(meshes, { headers: { ...session, origin: agent.url } });
   assert.equal(own.status, 200);
   await own.body?.cancel();
 });

@@ -1,8 +1,10 @@
 /**
  * The dashboard's calls to the agent API: same origin, the session cookie
- * from the login URL, JSON both ways. A refusal is returned, not thrown, with
- * the API's own message, so every screen can show it where it happened.
+ * from the login URL with the session's secret beside it (`session.ts`),
+ * JSON both ways. A refusal is returned, not thrown, with the API's own
+ * message, so every screen can show it where it happened.
  */
+import { sessionHeaders } from "./session.ts";
 
 /** One API answer. */
 export type ApiResult<T> =
@@ -22,7 +24,10 @@ export async function callApi<T>(
       method,
       signal,
       credentials: "same-origin",
-      headers: body === undefined ? {} : { "content-type": "application/json" },
+      headers: {
+        ...sessionHeaders(),
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
+      },
       body: body === undefined ? undefined : JSON.stringify(body),
     });
   } catch (err) {

@@ -53,7 +53,8 @@ export interface AuditEntry {
 
 /** What the server hands the dashboard island when it renders the page. */
 export interface DashboardProps {
-  meshes: MeshSummary[];
+  /** Absent when the page was asked for with the session cookie alone: the script loads them. */
+  meshes?: MeshSummary[];
   /** Endpoint name a join uses when none is given (the host name). */
   defaultEndpointName: string;
   version: string;

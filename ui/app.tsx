@@ -8,7 +8,7 @@
 import { useEffect } from "preact/hooks";
 import type { DashboardProps, MeshSummary } from "./api_types.ts";
 import { ErrorBox } from "./components.tsx";
-import { meshes, meshesError, refreshMeshes } from "./meshes.ts";
+import { meshes, meshesError, meshesLoaded, refreshMeshes } from "./meshes.ts";
 import { POLL_MS } from "./poll.ts";
 import { hrefOf, navigate, type Route, route } from "./route.ts";
 import { EndpointView } from "./views/endpoint.tsx";
@@ -19,12 +19,14 @@ import { StatusView } from "./views/status.tsx";
 
 /** Sets the shared state from the server's props (before the first render, on both sides). */
 export function initState(props: DashboardProps): void {
-  meshes.value = props.meshes;
+  meshes.value = props.meshes ?? [];
+  meshesLoaded.value = props.meshes !== undefined;
 }
 
 /** The whole dashboard. */
 export function App(props: DashboardProps) {
   useEffect(() => {
+    if (!meshesLoaded.value) void refreshMeshes();
     const timer = setInterval(() => {
       if (!document.hidden) void refreshMeshes();
     }, POLL_MS);
@@ -44,7 +46,9 @@ export function App(props: DashboardProps) {
       <main id="main">
         <ErrorBox message={meshesError.value} />
         {current && "mesh" in r && <HubBanner mesh={current} />}
-        <Screen r={r} props={props} current={current} />
+        {meshesLoaded.value
+          ? <Screen r={r} props={props} current={current} />
+          : !meshesError.value && <p class="muted">Loading…</p>}
       </main>
       <footer class="foot muted">ztm agent {props.version}</footer>
     </>

@@ -7,8 +7,11 @@ import { hydrate } from "preact";
 import type { DashboardProps } from "./api_types.ts";
 import { App, initState } from "./app.tsx";
 import { parseHash, route } from "./route.ts";
+import { adoptSession } from "./session.ts";
 
 const ISLANDS = { app: App } as const;
+
+adoptSession();
 
 for (const el of document.querySelectorAll<HTMLElement>("[data-island]")) {
   const name = el.dataset.island as keyof typeof ISLANDS;

@@ -11,12 +11,15 @@ import { callApi } from "./api_client.ts";
 export const meshes = signal<MeshSummary[]>([]);
 /** The last failure to read them (e.g. the session ended). */
 export const meshesError = signal<string | undefined>(undefined);
+/** False until the meshes are known (a page served without them loads them first). */
+export const meshesLoaded = signal(true);
 
 /** Reads the meshes again now. */
 export async function refreshMeshes(): Promise<void> {
   const res = await callApi<MeshSummary[]>("GET", "/api/meshes");
   if (res.ok) {
     meshes.value = res.data;
+    meshesLoaded.value = true;
     meshesError.value = undefined;
   } else {
     meshesError.value = res.message;

@@ -88,9 +88,12 @@ export class Dashboard {
     return new Response(asset.body as Uint8Array<ArrayBuffer>, { headers });
   }
 
-  /** The signed-in dashboard with `props` rendered in. */
-  page(props: DashboardProps): Response {
-    return new Response(renderAppPage(this.#urls, props), { headers: PAGE_HEADERS });
+  /**
+   * The signed-in dashboard with `props` rendered in; `session`, a fresh
+   * login's secret, is handed to the page's script (see `session.ts`).
+   */
+  page(props: DashboardProps, session?: string): Response {
+    return new Response(renderAppPage(this.#urls, props, session), { headers: PAGE_HEADERS });
   }
 
   /**

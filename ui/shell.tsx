@@ -9,6 +9,7 @@ import type { ComponentChildren } from "preact";
 import { renderToString } from "preact-render-to-string";
 import type { DashboardProps } from "./api_types.ts";
 import { App, initState } from "./app.tsx";
+import { SESSION_META } from "./session.ts";
 
 /** URLs of the hashed assets. */
 export interface AssetUrls {
@@ -16,14 +17,19 @@ export interface AssetUrls {
   css: string;
 }
 
-/** The signed-in page: the app island, server-rendered, plus the bundle that hydrates it. */
-export function renderAppPage(assets: AssetUrls, props: DashboardProps): string {
+/**
+ * The signed-in page: the app island, server-rendered, plus the bundle that
+ * hydrates it; a fresh login's `session` secret rides in a `<meta>` the
+ * script takes out.
+ */
+export function renderAppPage(assets: AssetUrls, props: DashboardProps, session?: string): string {
   initState(props);
   const island = renderToString(<App {...props} />);
   return document(
     "ztm dashboard",
     assets,
     <>
+      {session && <meta name={SESSION_META} content={session} />}
       <div id="app" data-island="app" dangerouslySetInnerHTML={{ __html: island }} />
       <script
         type="application/json"
