@@ -18,8 +18,11 @@
  * agent keeps none). The first join is paced by `--concurrency` handshakes in
  * flight; reconnections are not paced beyond the backoff.
  *
- * Endpoint `g` (global index `--first` + i) is `sim-g`, named `sim-0000g`,
- * owned by user `users[g % users.length]`, and offers `tcp/web` (to everyone)
+ * Endpoint `g` (global index `--first` + i) has the id derived from its
+ * user's key and the seed `sim-g` (`@ztm/shared/endpoint_id`), is named
+ * `sim-0000g`, owned by user `users[g % users.length]`, dials from its own
+ * loopback address (127.1.x.y: real endpoints come from many addresses, and
+ * the hub caps connections per address), and offers `tcp/web` (to everyone)
  * and `tcp/db-(g % 100)`.
  *
  * Credentials come from a JSON file (`--credentials`: `{ca, users: [{user,
@@ -31,6 +34,7 @@
  */
 import http2, { type ClientHttp2Session } from "node:http2";
 import { parseCommandLine } from "@ztm/shared/flags";
+import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 import {
   HUB_PATHS,
   type HubMessage,
@@ -67,9 +71,14 @@ export interface SimCredentials {
   users: { user: string; certificate: string; privateKey: string }[];
 }
 
-/** Endpoint id of simulated endpoint `g`. */
-export function simEndpointId(g: number): string {
-  return `sim-${g}`;
+/** Endpoint id of simulated endpoint `g` with `creds`. */
+export function simEndpointId(g: number, creds: SimCredentials): string {
+  return endpointIdOfCertificate(creds.users[g % creds.users.length].certificate, `sim-${g}`);
+}
+
+/** The loopback address simulated endpoint `g` dials from (one per endpoint, up to 62,500). */
+export function simSourceAddress(g: number): string {
+  return `127.1.${Math.floor(g / 250) % 250 + 1}.${g % 250 + 1}`;
 }
 
 /** Endpoint name of simulated endpoint `g` (zero-padded so names sort like numbers). */
@@ -119,7 +128,8 @@ class SimEndpoint {
       minVersion: "TLSv1.2",
       servername: "localhost",
       settings: { initialWindowSize: WINDOW_BYTES },
-    });
+      localAddress: simSourceAddress(this.#g),
+    } as http2.SecureClientSessionOptions);
     let failed = false;
     let ping: ReturnType<typeof setInterval> | undefined;
     const fail = (why: string) => {
@@ -174,7 +184,7 @@ class SimEndpoint {
     const g = this.#g;
     const control = session.request({
       ":method": "POST",
-      ":path": HUB_PATHS.control(simEndpointId(g)),
+      ":path": HUB_PATHS.control(simEndpointId(g, this.#cfg.creds)),
       [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
     }, { endStream: false });
     control.on("error", () => {});
@@ -182,6 +192,7 @@ class SimEndpoint {
       JSON.stringify({
         type: "hello",
         name: simEndpointName(g),
+        seed: `sim-${g}`,
         version: "sim",
         services: simServices(g),
       }) + "\n",

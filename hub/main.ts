@@ -58,6 +58,36 @@ export const HUB_COMMAND: CommandSpec = {
       default: String(DEFAULT_LIMITS.maxStreamsPerSession),
       help: "concurrent streams per session",
     },
+    {
+      name: "max-sessions-per-user",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.maxSessionsPerUser),
+      help: "sessions one user's certificates may hold at once (429 beyond)",
+    },
+    {
+      name: "max-endpoints-per-user",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.maxEndpointsPerUser),
+      help: "endpoints one user may have listed, offline ones until purged (429 beyond)",
+    },
+    {
+      name: "max-services",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.maxServicesPerEndpoint),
+      help: "services one endpoint may publish (429 beyond)",
+    },
+    {
+      name: "max-control-streams",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.maxControlStreamsPerSession),
+      help: "control streams open at once on one session (429 beyond)",
+    },
+    {
+      name: "max-pending-per-address",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.maxPendingPerAddress),
+      help: "control-port connections one address may hold before admission (closed beyond)",
+    },
   ],
   examples: [
     "ztm hub --ca=localhost:9999",
@@ -83,6 +113,11 @@ export async function main(args: string[]): Promise<void> {
       limits: {
         maxSessions: flags.integer("max-sessions"),
         maxStreamsPerSession: flags.integer("max-streams"),
+        maxSessionsPerUser: Math.max(1, flags.integer("max-sessions-per-user")),
+        maxEndpointsPerUser: Math.max(1, flags.integer("max-endpoints-per-user")),
+        maxServicesPerEndpoint: Math.max(0, flags.integer("max-services")),
+        maxControlStreamsPerSession: Math.max(1, flags.integer("max-control-streams")),
+        maxPendingPerAddress: Math.max(1, flags.integer("max-pending-per-address")),
         openTimeoutMs: Math.max(1, flags.integer("open-timeout")) * 1000,
       },
       log,
