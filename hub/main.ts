@@ -77,6 +77,12 @@ export const HUB_COMMAND: CommandSpec = {
       help: "services one endpoint may publish (429 beyond)",
     },
     {
+      name: "max-service-bytes",
+      kind: "integer",
+      default: String(DEFAULT_LIMITS.maxServiceBytesPerEndpoint),
+      help: "bytes (JSON) of one endpoint's services with their user lists (429 beyond)",
+    },
+    {
       name: "max-control-streams",
       kind: "integer",
       default: String(DEFAULT_LIMITS.maxControlStreamsPerSession),
@@ -116,6 +122,7 @@ export async function main(args: string[]): Promise<void> {
         maxSessionsPerUser: Math.max(1, flags.integer("max-sessions-per-user")),
         maxEndpointsPerUser: Math.max(1, flags.integer("max-endpoints-per-user")),
         maxServicesPerEndpoint: Math.max(0, flags.integer("max-services")),
+        maxServiceBytesPerEndpoint: Math.max(2, flags.integer("max-service-bytes")),
         maxControlStreamsPerSession: Math.max(1, flags.integer("max-control-streams")),
         maxPendingPerAddress: Math.max(1, flags.integer("max-pending-per-address")),
         openTimeoutMs: Math.max(1, flags.integer("open-timeout")) * 1000,

@@ -77,6 +77,8 @@ export interface HubLimits {
   maxEndpointsPerUser: number;
   /** Services one endpoint may publish. */
   maxServicesPerEndpoint: number;
+  /** Bytes (as JSON) of all the services one endpoint publishes, with their user lists. */
+  maxServiceBytesPerEndpoint: number;
   /** Control streams open at once on one session (one endpoint each session). */
   maxControlStreamsPerSession: number;
   /** Control-port connections one address may hold before admission. */
@@ -93,12 +95,13 @@ export interface HubLimits {
 export const DEFAULT_LIMITS: HubLimits = {
   maxSessions: 20_000,
   maxStreamsPerSession: 1_000,
-  // Per user: the scale bench's default (10,000 endpoints of 8 users) stays below these; one
-  // hostile member then holds at most ~2,000 × 54 KiB of sessions plus its services
-  // (bench/hostile_member.ts measures the ceiling).
-  maxSessionsPerUser: 2_000,
-  maxEndpointsPerUser: 2_000,
+  // Per user: the scale bench's default (10,000 endpoints of 16 users) stays below these; one
+  // hostile member then holds at most 1,000 sessions (~54 KiB each) and 1,000 endpoints of
+  // 32 KiB of services each (bench/hostile_member.ts measures the ceiling).
+  maxSessionsPerUser: 1_000,
+  maxEndpointsPerUser: 1_000,
   maxServicesPerEndpoint: 100,
+  maxServiceBytesPerEndpoint: 32 * 1024,
   maxControlStreamsPerSession: 2,
   maxPendingPerAddress: 128,
   purgeAfterMs: 5 * 60_000,
@@ -576,6 +579,14 @@ export class HubServer {
           "too_many_services",
           `An endpoint may publish ${this.#limits.maxServicesPerEndpoint} services on this hub; ` +
             `this one sent ${list.length}`,
+        );
+      }
+      const bytes = JSON.stringify(list).length;
+      if (bytes > this.#limits.maxServiceBytesPerEndpoint) {
+        throw new TooManyRequests(
+          "too_many_services",
+          `An endpoint's services may take ${this.#limits.maxServiceBytesPerEndpoint} bytes ` +
+            `with their user lists on this hub; these take ${bytes}`,
         );
       }
       return list;
