@@ -20,16 +20,16 @@
  *
  * Endpoint `g` (global index `--first` + i) has the id derived from its
  * user's key and the seed `sim-g` (`@ztm/shared/endpoint_id`), is named
- * `sim-0000g`, owned by user `users[g % users.length]`, dials from its own
- * loopback address (127.1.x.y: real endpoints come from many addresses, and
- * the hub caps connections per address), and offers `tcp/web` (to everyone)
+ * `sim-0000g`, owned by user `users[g % users.length]`, dials from
+ * one of 100 loopback addresses (127.1.0.x: real endpoints come from many
+ * addresses, and the hub caps unadmitted connections per address), and offers `tcp/web` (to everyone)
  * and `tcp/db-(g % 100)`.
  *
  * Credentials come from a JSON file (`--credentials`: `{ca, users: [{user,
  * certificate, privateKey}]}`). Every 250 ms, when anything changed, it
  * writes one JSON line of counters (`SimCounters`) to stdout.
  *
- *   deno run --allow-net=127.0.0.1 --allow-read=creds.json bench/scale_sim.ts \
+ *   deno run --allow-net=127.0.0.1,127.1.0.1,… --allow-read=creds.json bench/scale_sim.ts \
  *     --port=PORT --first=0 --count=2500 --credentials=creds.json
  */
 import http2, { type ClientHttp2Session } from "node:http2";
@@ -76,9 +76,15 @@ export function simEndpointId(g: number, creds: SimCredentials): string {
   return endpointIdOfCertificate(creds.users[g % creds.users.length].certificate, `sim-${g}`);
 }
 
-/** The loopback address simulated endpoint `g` dials from (one per endpoint, up to 62,500). */
+/** Loopback addresses the simulated endpoints dial from (endpoint `g` from the `g % 100`th). */
+export const SIM_SOURCE_ADDRESSES: readonly string[] = Array.from(
+  { length: 100 },
+  (_, i) => `127.1.0.${i + 1}`,
+);
+
+/** The loopback address simulated endpoint `g` dials from. */
 export function simSourceAddress(g: number): string {
-  return `127.1.${Math.floor(g / 250) % 250 + 1}.${g % 250 + 1}`;
+  return SIM_SOURCE_ADDRESSES[g % SIM_SOURCE_ADDRESSES.length];
 }
 
 /** Endpoint name of simulated endpoint `g` (zero-padded so names sort like numbers). */

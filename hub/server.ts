@@ -169,6 +169,8 @@ export interface HubStatus {
   dataConnections: number;
   endpoints: number;
   online: number;
+  /** Control-port connections held now, and refused by the per-address or descriptor cap since the start. */
+  controlConnections: { held: number; refused: number };
   revocations: unknown;
 }
 
@@ -335,6 +337,7 @@ export class HubServer {
       dataLinks: this.#links.count,
       dataConnections: this.#dataPort?.accepted ?? 0,
       ...this.registry.counts(),
+      controlConnections: { held: this.#gate.total, refused: this.#gate.refused },
       revocations: this.#opts.revocations.status(),
     };
   }
@@ -512,6 +515,7 @@ export class HubServer {
     } catch (err) {
       if (!(err instanceof ZtmError)) this.#log.error("request failed", { err: errText(err) });
       respondError(stream, err);
+      stream.resume(); // a refused request's body is dropped, not kept until the peer ends it
     }
   }
 
@@ -566,8 +570,12 @@ export class HubServer {
       if (err instanceof TooManyRequests) {
         this.#quiet.warn("endpoint refused: limit", { user: peer.user, code: err.code });
       }
-      if (!registered) respondError(stream, err);
-      else {
+      if (!registered) {
+        respondError(stream, err);
+        stream.pause(); // `data` listeners keep it flowing: drop what else comes
+        stream.removeAllListeners("data");
+        stream.resume();
+      } else {
         channel.send({ type: "error", code: "bad_message", message: errText(err) });
         stream.end();
       }

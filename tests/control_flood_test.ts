@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { componentRunArgs, eventually, Harness, issueUser, startProc } from "./harness.ts";
+import { HubClient, userTls } from "./hub_client.ts";
 import { endpointSeenBy, startJoinedAgent } from "./mesh_fixture.ts";
 
 const STRANGERS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
@@ -74,15 +75,22 @@ Deno.test("a stranger flood from a few addresses against a hub at 1,024 descript
         30_000,
         "every stranger connection opened",
       );
-      const alice = await startJoinedAgent(h, `localhost:${port}`, await issueUser(ca.url, "alice"));
+      const alice = await startJoinedAgent(
+        h,
+        `localhost:${port}`,
+        await issueUser(ca.url, "alice"),
+      );
       const bob = await startJoinedAgent(h, `localhost:${port}`, await issueUser(ca.url, "bob"));
       assert.equal((await endpointSeenBy(alice, bob.endpointId))?.online, true);
       assert.equal(hub.exited, false);
+      await using client = HubClient.connect(port, userTls(alice.files));
+      const status = JSON.parse((await client.request("GET", "/api/status")).text);
+      assert.ok(status.controlConnections.refused > 0, JSON.stringify(status.controlConnections));
       const opened = floods.reduce((n, f) => n + f.opened, 0);
       const written = hub.logs.length - logsBefore;
       console.log(
-        `${opened} stranger connections from ${STRANGERS.length} addresses; ` +
-          `the hub wrote ${written} log lines meanwhile`,
+        `${opened} stranger connections from ${STRANGERS.length} addresses; the hub refused ` +
+          `${status.controlConnections.refused} at once and wrote ${written} log lines meanwhile`,
       );
       assert.ok(opened > FD_LIMIT, `the flood opened ${opened} connections`);
       assert.ok(written < 200, `${written} log lines for ${opened} stranger connections`);
