@@ -106,7 +106,9 @@ if (import.meta.main) {
   const large = 100_000; // the service names are a permutation of 0…99,999
   await using h = new Harness();
   const ca = await h.startCa();
-  const hub = await h.startHub(ca, { args: [`--max-services=${SERVICES_PER_ENDPOINT}`] });
+  const hub = await h.startHub(ca, {
+    args: [`--max-services=${SERVICES_PER_ENDPOINT}`, "--max-service-bytes=65536"],
+  });
   const tls = userTls(await issueUser(ca.url, "publisher"));
   await using reader = HubClient.connect(hub.port, userTls(await issueUser(ca.url, "reader")));
   let published = 0;

@@ -10,9 +10,16 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { componentRunArgs, eventually, Harness, issueUser, startProc } from "./harness.ts";
+import {
+  componentRunArgs,
+  eventually,
+  Harness,
+  issueUser,
+  joinMesh,
+  startProc,
+} from "./harness.ts";
 import { HubClient, userTls } from "./hub_client.ts";
-import { endpointSeenBy, startJoinedAgent } from "./mesh_fixture.ts";
+import { endpointSeenBy, MESH, waitConnected } from "./mesh_fixture.ts";
 
 const STRANGERS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
 const PER_STRANGER = 400;
@@ -31,7 +38,7 @@ function flood(port: number, address: string, n: number) {
     s.on("error", () => {});
     s.once("close", () => {
       sockets.delete(s);
-      setTimeout(open, 10);
+      setTimeout(open, 50);
     });
   };
   for (let i = 0; i < n; i++) open();
@@ -75,12 +82,20 @@ Deno.test("a stranger flood from a few addresses against a hub at 1,024 descript
         30_000,
         "every stranger connection opened",
       );
-      const alice = await startJoinedAgent(
-        h,
-        `localhost:${port}`,
-        await issueUser(ca.url, "alice"),
-      );
-      const bob = await startJoinedAgent(h, `localhost:${port}`, await issueUser(ca.url, "bob"));
+      // A busy shared machine may slow the handshakes: a generous deadline, not a fixed wait.
+      const join = async (user: string) => {
+        const files = await issueUser(ca.url, user);
+        const proc = await h.startAgent({ name: `agent-${user}` });
+        const joined = await joinMesh(proc.url, MESH, files, `localhost:${port}`, `${user}-ep`);
+        const agent = { url: proc.url, files, endpointId: joined.endpoint.id as string };
+        try {
+          await waitConnected(agent, 60_000);
+        } catch (err) {
+          throw new Error(`${user} did not join; hub said:\n${hub.tail(20)}`, { cause: err });
+        }
+        return agent;
+      };
+      const [alice, bob] = await Promise.all([join("alice"), join("bob")]);
       assert.equal((await endpointSeenBy(alice, bob.endpointId))?.online, true);
       assert.equal(hub.exited, false);
       await using client = HubClient.connect(port, userTls(alice.files));

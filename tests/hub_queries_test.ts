@@ -21,7 +21,9 @@ const QUERIES = 300;
 Deno.test("a services page and a name search cost the hub no more CPU at 100,000 services than at 1,000", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
-  const hub = await h.startHub(ca, { args: [`--max-services=${SERVICES_PER_ENDPOINT}`] });
+  const hub = await h.startHub(ca, {
+    args: [`--max-services=${SERVICES_PER_ENDPOINT}`, "--max-service-bytes=65536"],
+  });
   const tls = userTls(await issueUser(ca.url, "publisher"));
   await using reader = HubClient.connect(hub.port, userTls(await issueUser(ca.url, "reader")));
   const clients: HubClient[] = [];
