@@ -67,6 +67,9 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
  */
 const LISTEN_BACKLOG = 8192;
 
+/** How long a session refused at admission (hub full, user over its cap) is kept to say why. */
+const REFUSED_SESSION_MS = 5_000;
+
 /** Limits that answer 429/413 instead of letting the hub fall over. */
 export interface HubLimits {
   maxSessions: number;
@@ -391,7 +394,6 @@ export class HubServer {
       session.destroy();
       return;
     }
-    this.#gate.admitted(session.socket?.remoteAddress, session.socket?.remotePort);
     const state: SessionState = {
       peer,
       controls: 0,
@@ -422,6 +424,11 @@ export class HubServer {
       });
     }
     this.#sessions.set(session, state);
+    // A refused session lives only to answer its first request with the 429, and keeps counting
+    // against its address until then; an admitted one counts against its user instead.
+    let refusedTimer: ReturnType<typeof setTimeout> | undefined;
+    if (state.refusal) refusedTimer = setTimeout(() => session.destroy(), REFUSED_SESSION_MS);
+    else this.#gate.admitted(session.socket?.remoteAddress, session.socket?.remotePort);
     if (!session.destroyed) {
       session.setLocalWindowSize(WINDOW_BYTES);
       try {
@@ -434,6 +441,7 @@ export class HubServer {
       (err) => this.#log.info("session error", { user: peer.user, err: errText(err) }),
     );
     session.on("close", () => {
+      clearTimeout(refusedTimer);
       this.#tickets.voidOwner(state);
       this.#tunnels.sessionClosed(state);
       this.#links.sessionClosed(state);

@@ -59,6 +59,9 @@ Deno.test("a user beyond --max-sessions-per-user gets 429, logged at a limited r
       refusedCodes.push(errorCode(r.text));
     }
     assertEquals(new Set(refusedCodes), new Set(["too_many_sessions"]));
+    // A refused session that asks nothing is not kept: the hub closes it.
+    const idle = HubClient.connect(hub.port, mallory);
+    await new Promise<void>((resolve) => idle.session.once("close", () => resolve()));
     await using other = HubClient.connect(hub.port, alice);
     assertEquals((await other.request("GET", "/api/status")).status, 200);
     assertEquals((await held[0].request("GET", "/api/status")).status, 200);
