@@ -331,6 +331,7 @@ Deno.test("joining a mesh stores it, starts its runtime and answers 201 without 
     privateKey: root.privateKey,
     bootstraps: ["hub.example.com:8888"],
     endpointId: stored.endpointId,
+    endpointSeed: stored.endpointSeed,
     endpointName: "laptop",
   });
   assertEquals(agent.runtime("home").initial, { services: [], ports: [] });

@@ -24,6 +24,7 @@ import {
   type x509,
 } from "@ztm/shared/certs";
 import { NAME_PATTERN } from "@ztm/shared/protocol";
+import { endpointIdOf, isEndpointName, newEndpointSeed } from "@ztm/shared/endpoint_id";
 import type { MeshConfig } from "./runtime.ts";
 
 /** Most hub addresses one mesh may list. */
@@ -46,7 +47,8 @@ export interface JoinCheckOptions {
 
 /**
  * Validates the join body `{ca, agent:{name?, certificate, privateKey}, bootstraps}`
- * for mesh `mesh` and returns the mesh config with a new random endpoint id.
+ * for mesh `mesh` and returns the mesh config with a new endpoint id, derived
+ * from the certificate's key and a new random seed (`@ztm/shared/endpoint_id`).
  * Throws `BadRequest` naming the first failed check (`bad_mesh_name`, `bad_ca`,
  * `bad_certificate`, `certificate_not_from_ca`, `certificate_expired`,
  * `certificate_not_yet_valid`, `wrong_role`, `bad_private_key`, `key_mismatch`,
@@ -90,6 +92,7 @@ export async function checkJoinRequest(
     throw new BadRequest("bad_private_key", "agent.privateKey must be a PKCS#8 PEM private key");
   }
   await checkKeyMatches(fields.privateKey, certificate);
+  const endpointSeed = newEndpointSeed();
 
   return {
     user,
@@ -99,7 +102,8 @@ export async function checkJoinRequest(
       certificate: fields.certificate,
       privateKey: fields.privateKey,
       bootstraps,
-      endpointId: crypto.randomUUID(),
+      endpointId: endpointIdOf(certificate.publicKey.rawData, endpointSeed),
+      endpointSeed,
       endpointName,
     },
   };
@@ -120,7 +124,7 @@ export function defaultEndpointName(hostname?: string): string {
     }
   }
   const name = raw.replace(/[^A-Za-z0-9._-]/g, "-").replace(/^[.-]+/, "").slice(0, 64);
-  return NAME_PATTERN.test(name) ? name : "endpoint";
+  return isEndpointName(name) ? name : "endpoint";
 }
 
 function checkKeys(obj: Record<string, unknown>, allowed: string[], what: string): void {
@@ -138,11 +142,11 @@ function checkEndpointName(value: unknown, fallback: string | undefined): string
   if (value === undefined || value === null || value === "") {
     return fallback ?? defaultEndpointName();
   }
-  if (typeof value !== "string" || !NAME_PATTERN.test(value)) {
+  if (typeof value !== "string" || !isEndpointName(value)) {
     throw new BadRequest(
       "bad_endpoint_name",
       `Bad endpoint name ${JSON.stringify(value)}: use 1 to 64 of A-Z a-z 0-9 . _ -, ` +
-        "not starting with . or -",
+        "not starting with . or -, and not in the endpoint id form ep-<32 hex digits>",
     );
   }
   return value;

@@ -1,6 +1,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { BadRequest } from "@ztm/shared/errors";
 import { ENDPOINT_ID_PATTERN } from "@ztm/shared/protocol";
+import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 import { checkJoinRequest, defaultEndpointName, MAX_BOOTSTRAPS } from "./join.ts";
 import { newCa, newLeaf } from "../tests/test_pki.ts";
 
@@ -37,9 +38,14 @@ Deno.test("a valid join yields the mesh config with a new endpoint id and the ce
     privateKey: root.privateKey,
     bootstraps: ["hub:8888", "[::1]:9"],
     endpointId: first.config.endpointId,
+    endpointSeed: first.config.endpointSeed,
     endpointName: "laptop",
   });
   assert(ENDPOINT_ID_PATTERN.test(first.config.endpointId));
+  assertEquals(
+    first.config.endpointId,
+    endpointIdOfCertificate(root.certificate, first.config.endpointSeed),
+  );
   const second = await checkJoinRequest("home", body());
   assert(second.config.endpointId !== first.config.endpointId);
 });
@@ -112,6 +118,12 @@ Deno.test("a join refuses files that do not fit together, naming what is wrong",
     ["agent that is not an object", body({ agent: "root" }), "bad_request", /agent must be/],
     ["unknown field", body({ hubs: [] }), "bad_request", /unknown field "hubs"/],
     ["bad endpoint name", body({}, { name: "-bad" }), "bad_endpoint_name", /"-bad"/],
+    [
+      "endpoint name in the id form",
+      body({}, { name: `EP-${"AB".repeat(16)}` }),
+      "bad_endpoint_name",
+      /id form/,
+    ],
   ];
   for (const [what, input, code, message] of cases) {
     await t.step(what, async () => {

@@ -98,6 +98,7 @@ export class Mesh implements MeshRuntime {
       hello: () => ({
         type: "hello",
         name: config.endpointName,
+        seed: config.endpointSeed,
         version: VERSION,
         services: published(this.#services),
       }),

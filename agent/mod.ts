@@ -64,6 +64,13 @@ export interface RunningAgent {
 export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const log = config.log ?? new Logger("agent");
   const store = AgentStore.open(config.database);
+  for (const m of store.migrateEndpointIds()) {
+    log.warn("endpoint id migrated to a key-bound id", {
+      mesh: m.mesh,
+      endpoint: m.to,
+      from: m.from,
+    });
+  }
   const tokenFile = config.apiTokenFile ?? `${config.database}.token`;
   const access = new ApiAccess(loadOrCreateToken(tokenFile));
   const runtimes = new Map<string, MeshRuntime>();

@@ -22,6 +22,8 @@ export interface MeshConfig {
   /** Hub addresses, `host:port`, tried in order. */
   bootstraps: string[];
   endpointId: string;
+  /** What `endpointId` is derived from with the certificate's key (`@ztm/shared/endpoint_id`). */
+  endpointSeed: string;
   endpointName: string;
 }
 

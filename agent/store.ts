@@ -20,6 +20,11 @@ import type { DatabaseSync } from "node:sqlite";
 import { Conflict, NotFound } from "@ztm/shared/errors";
 import { openDatabase, transaction } from "@ztm/shared/sqlite";
 import type { ServiceProto } from "@ztm/shared/protocol";
+import {
+  ENDPOINT_SEED_PATTERN,
+  endpointIdOfCertificate,
+  newEndpointSeed,
+} from "@ztm/shared/endpoint_id";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
 
@@ -79,6 +84,8 @@ const MIGRATIONS: string[] = [
    CREATE INDEX nonces_by_expiry ON nonces (expires);`,
   // 3 → 4: a service's `strict` flag (narrowing its users also closes their live connections)
   `ALTER TABLE services ADD COLUMN strict INTEGER NOT NULL DEFAULT 0;`,
+  // 4 → 5: the seed of a key-bound endpoint id; '' marks an id from before them (see `migrateEndpointIds`)
+  `ALTER TABLE meshes ADD COLUMN endpoint_seed TEXT NOT NULL DEFAULT '';`,
 ];
 
 /** Audit entries kept per mesh; older ones are dropped. */
@@ -116,6 +123,7 @@ function toMesh(row: Row): MeshRecord {
     privateKey: row.private_key as string,
     bootstraps: JSON.parse(row.bootstraps as string) as string[],
     endpointId: row.endpoint_id as string,
+    endpointSeed: row.endpoint_seed as string,
     endpointName: row.endpoint_name as string,
     joinedAt: row.joined_at as string,
   };
@@ -196,8 +204,9 @@ export class AgentStore {
       }
       this.#db.prepare(
         `INSERT INTO meshes
-           (name, ca, certificate, private_key, bootstraps, endpoint_id, endpoint_name, joined_at)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+           (name, ca, certificate, private_key, bootstraps, endpoint_id, endpoint_name, joined_at,
+            endpoint_seed)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         config.name,
         config.ca,
@@ -207,6 +216,7 @@ export class AgentStore {
         config.endpointId,
         config.endpointName,
         joinedAt.toISOString(),
+        config.endpointSeed,
       );
       return { ...config, bootstraps: [...config.bootstraps], joinedAt: joinedAt.toISOString() };
     });
@@ -218,6 +228,25 @@ export class AgentStore {
       .run(JSON.stringify(bootstraps), name);
     if (changes === 0) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
     return this.mesh(name)!;
+  }
+
+  /**
+   * Gives every mesh joined before key-bound endpoint ids (no seed) its new
+   * id: the old id becomes the seed, so the new one is derived from it and the
+   * certificate's key (`@ztm/shared/endpoint_id`). Returns what changed.
+   */
+  migrateEndpointIds(): { mesh: string; from: string; to: string }[] {
+    return this.#transaction(() => {
+      const rows = this.#db.prepare("SELECT * FROM meshes WHERE endpoint_seed = ''").all() as Row[];
+      return rows.map((row) => {
+        const from = row.endpoint_id as string;
+        const seed = ENDPOINT_SEED_PATTERN.test(from) ? from : newEndpointSeed();
+        const to = endpointIdOfCertificate(row.certificate as string, seed);
+        this.#db.prepare("UPDATE meshes SET endpoint_id = ?, endpoint_seed = ? WHERE name = ?")
+          .run(to, seed, row.name as string);
+        return { mesh: row.name as string, from, to };
+      });
+    });
   }
 
   /** Forgets a mesh with its services and port mappings. Throws `NotFound` (`unknown_mesh`). */

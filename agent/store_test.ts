@@ -12,7 +12,8 @@ function meshConfig(name: string): MeshConfig {
     certificate: "-----BEGIN CERTIFICATE-----\nuser\n-----END CERTIFICATE-----\n",
     privateKey: "-----BEGIN PRIVATE KEY-----\nkey\n-----END PRIVATE KEY-----\n",
     bootstraps: ["hub.example.com:8888", "[::1]:8888"],
-    endpointId: crypto.randomUUID(),
+    endpointId: `ep-${"a".repeat(32)}`,
+    endpointSeed: "seed",
     endpointName: "laptop",
   };
 }
@@ -102,7 +103,7 @@ Deno.test("store keeps its file in WAL mode at the current schema version", () =
   const db = new DatabaseSync(t.path);
   try {
     assertEquals(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
-    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 4);
+    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 5);
   } finally {
     db.close();
   }

@@ -33,7 +33,12 @@ const SPEC: CommandSpec = {
     { name: "endpoints", kind: "integer", default: "10000", help: "simulated endpoints (N)" },
     { name: "runs", kind: "integer", default: "1", help: "repeat; report median (min–max)" },
     { name: "processes", kind: "integer", default: "4", help: "simulator processes" },
-    { name: "users", kind: "integer", default: "8", help: "users owning the simulated endpoints" },
+    {
+      name: "users",
+      kind: "integer",
+      default: "16",
+      help: "users owning the simulated endpoints (the hub allows 1,000 sessions per user)",
+    },
     {
       name: "concurrency",
       kind: "integer",

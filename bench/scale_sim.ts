@@ -18,19 +18,23 @@
  * agent keeps none). The first join is paced by `--concurrency` handshakes in
  * flight; reconnections are not paced beyond the backoff.
  *
- * Endpoint `g` (global index `--first` + i) is `sim-g`, named `sim-0000g`,
- * owned by user `users[g % users.length]`, and offers `tcp/web` (to everyone)
+ * Endpoint `g` (global index `--first` + i) has the id derived from its
+ * user's key and the seed `sim-g` (`@ztm/shared/endpoint_id`), is named
+ * `sim-0000g`, owned by user `users[g % users.length]`, dials from
+ * one of 100 loopback addresses (127.1.0.x: real endpoints come from many
+ * addresses, and the hub caps unadmitted connections per address), and offers `tcp/web` (to everyone)
  * and `tcp/db-(g % 100)`.
  *
  * Credentials come from a JSON file (`--credentials`: `{ca, users: [{user,
  * certificate, privateKey}]}`). Every 250 ms, when anything changed, it
  * writes one JSON line of counters (`SimCounters`) to stdout.
  *
- *   deno run --allow-net=127.0.0.1 --allow-read=creds.json bench/scale_sim.ts \
+ *   deno run --allow-net=127.0.0.1,127.1.0.1,… --allow-read=creds.json bench/scale_sim.ts \
  *     --port=PORT --first=0 --count=2500 --credentials=creds.json
  */
 import http2, { type ClientHttp2Session } from "node:http2";
 import { parseCommandLine } from "@ztm/shared/flags";
+import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 import {
   HUB_PATHS,
   type HubMessage,
@@ -67,9 +71,20 @@ export interface SimCredentials {
   users: { user: string; certificate: string; privateKey: string }[];
 }
 
-/** Endpoint id of simulated endpoint `g`. */
-export function simEndpointId(g: number): string {
-  return `sim-${g}`;
+/** Endpoint id of simulated endpoint `g` with `creds`. */
+export function simEndpointId(g: number, creds: SimCredentials): string {
+  return endpointIdOfCertificate(creds.users[g % creds.users.length].certificate, `sim-${g}`);
+}
+
+/** Loopback addresses the simulated endpoints dial from (endpoint `g` from the `g % 100`th). */
+export const SIM_SOURCE_ADDRESSES: readonly string[] = Array.from(
+  { length: 100 },
+  (_, i) => `127.1.0.${i + 1}`,
+);
+
+/** The loopback address simulated endpoint `g` dials from. */
+export function simSourceAddress(g: number): string {
+  return SIM_SOURCE_ADDRESSES[g % SIM_SOURCE_ADDRESSES.length];
 }
 
 /** Endpoint name of simulated endpoint `g` (zero-padded so names sort like numbers). */
@@ -119,7 +134,8 @@ class SimEndpoint {
       minVersion: "TLSv1.2",
       servername: "localhost",
       settings: { initialWindowSize: WINDOW_BYTES },
-    });
+      localAddress: simSourceAddress(this.#g),
+    } as http2.SecureClientSessionOptions);
     let failed = false;
     let ping: ReturnType<typeof setInterval> | undefined;
     const fail = (why: string) => {
@@ -174,7 +190,7 @@ class SimEndpoint {
     const g = this.#g;
     const control = session.request({
       ":method": "POST",
-      ":path": HUB_PATHS.control(simEndpointId(g)),
+      ":path": HUB_PATHS.control(simEndpointId(g, this.#cfg.creds)),
       [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
     }, { endStream: false });
     control.on("error", () => {});
@@ -182,6 +198,7 @@ class SimEndpoint {
       JSON.stringify({
         type: "hello",
         name: simEndpointName(g),
+        seed: `sim-${g}`,
         version: "sim",
         services: simServices(g),
       }) + "\n",

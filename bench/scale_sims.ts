@@ -9,7 +9,7 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { issueUser } from "../tests/harness.ts";
-import type { SimCounters, SimCredentials } from "./scale_sim.ts";
+import { SIM_SOURCE_ADDRESSES, type SimCounters, type SimCredentials } from "./scale_sim.ts";
 import { LOOPBACK } from "./ports.ts";
 
 const SIM_ENTRY = fileURLToPath(new URL("./scale_sim.ts", import.meta.url));
@@ -134,7 +134,7 @@ export class Simulators implements AsyncDisposable {
         args: [
           "run",
           "--no-prompt",
-          `--allow-net=${LOOPBACK}`,
+          `--allow-net=${[LOOPBACK, ...SIM_SOURCE_ADDRESSES].join(",")}`,
           `--allow-read=${opts.credentials}`,
           SIM_ENTRY,
           `--port=${opts.hubPort}`,

@@ -20,13 +20,15 @@ export interface Peer {
   serial: string;
   fingerprint: string;
   address: string;
+  /** The certificate's public key (DER SubjectPublicKeyInfo): endpoint ids are derived from it. */
+  spki: Uint8Array;
 }
 
 /** Why a peer was refused; logged, never sent (the TLS session is just closed). */
 export class AdmissionRefused extends Error {}
 
 /** What admission reads from a certificate: its user and serial, or why it is no user's. */
-type CertificateFacts = { user: string; serial: string } | { refused: string };
+type CertificateFacts = { user: string; serial: string; spki: Uint8Array } | { refused: string };
 
 /**
  * Facts of recently seen certificates by fingerprint, at most `max` (the
@@ -62,7 +64,11 @@ function readFacts(raw: Uint8Array<ArrayBuffer>): CertificateFacts {
   if (role !== "client") return { refused: `certificate role is ${role}, not a user` };
   const user = commonNameOf(cert);
   if (!user) return { refused: "certificate has no common name" };
-  return { user, serial: normalizeSerial(cert.serialNumber) };
+  return {
+    user,
+    serial: normalizeSerial(cert.serialNumber),
+    spki: new Uint8Array(cert.publicKey.rawData),
+  };
 }
 
 /**
@@ -90,5 +96,5 @@ export function admit(
   if (isRevoked(facts.serial)) {
     throw new AdmissionRefused(`certificate ${facts.serial} is revoked`);
   }
-  return { user: facts.user, serial: facts.serial, fingerprint, address };
+  return { user: facts.user, serial: facts.serial, fingerprint, address, spki: facts.spki };
 }

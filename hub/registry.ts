@@ -2,16 +2,29 @@
  * Endpoints and their services, in hub memory only (agents re-register after
  * a hub restart).
  *
- * An endpoint id belongs to the user whose certificate first registered it;
- * nobody else may take it over or publish under it. Endpoints are kept in an
- * array sorted by name, so an unfiltered page costs O(page) after a binary
- * search; a search (`q`) scans. Endpoints are also indexed by lower-case name
- * (a lookup by name costs O(1)) and services by (proto, name, user), so a
- * service query costs O(services matched), not O(endpoints). An offline
- * endpoint is purged after a grace period unless it comes back.
+ * An endpoint id is derived from its key (`@ztm/shared/endpoint_id`; the
+ * server checks that before `connect`), and names never take the id form, so
+ * `get` looks up an id-shaped value by id and anything else by name. Each user
+ * may hold at most `maxEndpointsPerUser` listed endpoints (offline ones
+ * count until purged).
+ *
+ * Every query costs O(page + log n): endpoints are kept in an array sorted by
+ * (lower-case name, id) and service rows in one sorted by (lower-case name,
+ * user, proto), each row with its providers sorted by endpoint; a page is a
+ * binary search and a slice, and a search (`q`) is a name prefix, found as a
+ * range by two binary searches. Endpoints are also indexed by id and by
+ * lower-case name (O(1) lookups). Updates cost a binary search and an array
+ * splice. An offline endpoint is purged after a grace period unless it comes
+ * back.
  */
-import { Conflict, Forbidden, NotFound } from "@ztm/shared/errors";
-import type { EndpointRecord, MeshService, Page, PublishedService } from "@ztm/shared/protocol";
+import { Conflict, Forbidden, NotFound, TooManyRequests } from "@ztm/shared/errors";
+import {
+  ENDPOINT_ID_PATTERN,
+  type EndpointRecord,
+  type MeshService,
+  type Page,
+  type PublishedService,
+} from "@ztm/shared/protocol";
 
 /** Something that can deliver hub messages to an endpoint's agent. */
 export interface ControlChannel {
@@ -31,18 +44,43 @@ interface Entry {
   sortKey: string;
 }
 
-/** The providers of one (proto, name, user) service. */
+/** One provider of a service row: the endpoint and the service as it publishes it. */
+interface Provider {
+  entry: Entry;
+  service: PublishedService;
+}
+
+/** The providers of one (proto, name, user) service, sorted by endpoint. */
 interface ServiceGroup {
   proto: PublishedService["proto"];
   name: string;
   user: string;
-  providers: Set<Entry>;
+  sortKey: string;
+  providers: Provider[];
 }
 
 /** Options for `Registry`. */
 export interface RegistryOptions {
   /** How long an offline endpoint stays listed. */
   purgeAfterMs: number;
+  /** Most endpoints one user may have listed (online or not yet purged); default unlimited. */
+  maxEndpointsPerUser?: number;
+}
+
+/** Index in `list` (sorted by `sortKey`) of the first item whose key is not below `key`. */
+function lowerBound(list: readonly { sortKey: string }[], key: string): number {
+  let lo = 0, hi = list.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (list[mid].sortKey < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
+}
+
+/** Positions in `list` of the items whose key starts with `prefix` (keys are lower-case). */
+function prefixRange(list: readonly { sortKey: string }[], prefix: string): [number, number] {
+  return [lowerBound(list, prefix), lowerBound(list, prefix + "\uffff")];
 }
 
 /** The hub's endpoint registry. Single-threaded; every method is synchronous. */
@@ -51,18 +89,37 @@ export class Registry {
   #sorted: Entry[] = [];
   #byName = new Map<string, Set<Entry>>();
   #services = new Map<string, ServiceGroup>();
+  #sortedServices: ServiceGroup[] = [];
+  #perUser = new Map<string, number>();
+  #online = 0;
   #opts: RegistryOptions;
 
   constructor(opts: RegistryOptions) {
     this.#opts = opts;
   }
 
-  /** Throws `Forbidden` if `id` is registered to a user other than `user`. */
+  /**
+   * Throws `Forbidden` if `id` is registered to a user other than `user`, and
+   * `TooManyRequests` (`too_many_endpoints`) if `id` is new and `user` already
+   * has `maxEndpointsPerUser` endpoints.
+   */
   checkOwner(id: string, user: string): void {
     const e = this.#byId.get(id);
     if (e && e.record.user !== user) {
       throw new Forbidden("endpoint_taken", `Endpoint ${id} belongs to another user`);
     }
+    const max = this.#opts.maxEndpointsPerUser ?? Infinity;
+    if (!e && (this.#perUser.get(user) ?? 0) >= max) {
+      throw new TooManyRequests(
+        "too_many_endpoints",
+        `User "${user}" already has ${max} endpoints on this hub (online or offline)`,
+      );
+    }
+  }
+
+  /** How many endpoints `user` has listed. */
+  endpointsOf(user: string): number {
+    return this.#perUser.get(user) ?? 0;
   }
 
   /**
@@ -107,7 +164,9 @@ export class Registry {
         sortKey: "",
       };
       this.#byId.set(id, e);
+      this.#perUser.set(info.user, (this.#perUser.get(info.user) ?? 0) + 1);
     }
+    if (!e.control) this.#online++;
     Object.assign(e.record, {
       name: info.name,
       version: info.version,
@@ -128,6 +187,7 @@ export class Registry {
     const e = this.#byId.get(id);
     if (!e || e.control !== control) return false;
     e.control = undefined;
+    this.#online--;
     e.record.online = false;
     e.record.since = new Date().toISOString();
     e.purge = setTimeout(() => this.#remove(id), this.#opts.purgeAfterMs);
@@ -153,10 +213,13 @@ export class Registry {
     for (const e of this.#byId.values()) if (e.control) yield e.control;
   }
 
-  /** One endpoint by id, or by a name that is unique. Throws `NotFound`/`Conflict`. */
+  /** One endpoint by id (an id-shaped value), or by a name that is unique. Throws `NotFound`/`Conflict`. */
   get(idOrName: string): EndpointRecord {
-    const byId = this.#byId.get(idOrName);
-    if (byId) return { ...byId.record };
+    if (ENDPOINT_ID_PATTERN.test(idOrName)) {
+      const byId = this.#byId.get(idOrName);
+      if (byId) return { ...byId.record };
+      throw new NotFound("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
+    }
     const matches = [...this.#byName.get(idOrName.toLowerCase()) ?? []];
     if (matches.length === 1) return { ...matches[0].record };
     if (matches.length > 1) {
@@ -168,64 +231,56 @@ export class Registry {
     throw new NotFound("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
   }
 
-  /** A page of endpoints sorted by name; `q` matches name, id or user (case-insensitive substring). */
+  /**
+   * A page of endpoints sorted by name; `q` is an endpoint id, or the start
+   * of names (case-insensitive). O(page + log n).
+   */
   page(query: { offset: number; limit: number; q?: string }): Page<EndpointRecord> {
     const { offset, limit } = query;
-    if (!query.q) {
-      return {
-        items: this.#sorted.slice(offset, offset + limit).map((e) => ({ ...e.record })),
-        total: this.#sorted.length,
-        offset,
-        limit,
-      };
+    let lo = 0, hi = this.#sorted.length;
+    if (query.q) {
+      const byId = ENDPOINT_ID_PATTERN.test(query.q) ? this.#byId.get(query.q) : undefined;
+      if (byId) {
+        return { items: offset === 0 ? [{ ...byId.record }] : [], total: 1, offset, limit };
+      }
+      [lo, hi] = prefixRange(this.#sorted, query.q.toLowerCase());
     }
-    const q = query.q.toLowerCase();
-    const hits = this.#sorted.filter((e) =>
-      e.record.name.toLowerCase().includes(q) || e.record.id.toLowerCase().includes(q) ||
-      e.record.user.toLowerCase().includes(q)
-    );
     return {
-      items: hits.slice(offset, offset + limit).map((e) => ({ ...e.record })),
-      total: hits.length,
+      items: this.#sorted.slice(Math.min(hi, lo + offset), Math.min(hi, lo + offset + limit))
+        .map((e) => ({ ...e.record })),
+      total: hi - lo,
       offset,
       limit,
     };
   }
 
-  /** Mesh-wide services, one row per (proto, name, user), with providers sorted by endpoint name. */
+  /**
+   * Mesh-wide services, one row per (proto, name, user), sorted by name, user
+   * and proto, with providers sorted by endpoint name; `q` is the start of
+   * service names (case-insensitive). O(page + log n), each row costing its
+   * providers.
+   */
   services(query: { offset: number; limit: number; q?: string }): Page<MeshService> {
-    const q = query.q?.toLowerCase();
-    const groups = [...this.#services.values()]
-      .filter((g) => !q || g.name.toLowerCase().includes(q))
-      .sort((a, b) =>
-        a.name.localeCompare(b.name) || a.user.localeCompare(b.user) ||
-        a.proto.localeCompare(b.proto)
-      );
-    const items = groups.slice(query.offset, query.offset + query.limit).map((g) => ({
+    const list = this.#sortedServices;
+    const [lo, hi] = query.q ? prefixRange(list, query.q.toLowerCase()) : [0, list.length];
+    const from = Math.min(hi, lo + query.offset);
+    const items = list.slice(from, Math.min(hi, from + query.limit)).map((g) => ({
       proto: g.proto,
       name: g.name,
       user: g.user,
-      providers: [...g.providers]
-        .sort((a, b) => (a.sortKey < b.sortKey ? -1 : a.sortKey > b.sortKey ? 1 : 0))
-        .flatMap((e) =>
-          e.record.services
-            .filter((s) => s.proto === g.proto && s.name === g.name)
-            .map((s) => ({
-              endpoint: e.record.id,
-              name: e.record.name,
-              online: e.record.online,
-              users: s.users,
-            }))
-        ),
+      providers: g.providers.map(({ entry, service }) => ({
+        endpoint: entry.record.id,
+        name: entry.record.name,
+        online: entry.record.online,
+        users: service.users,
+      })),
     }));
-    return { items, total: groups.length, ...query };
+    return { items, total: hi - lo, ...query };
   }
 
   /** Counts for `/api/status`. */
   counts(): { endpoints: number; online: number } {
-    let online = 0;
-    for (const e of this.#sorted) if (e.record.online) online++;
-    return { endpoints: this.#sorted.length, online };
+    return { endpoints: this.#sorted.length, online: this.#online };
   }
 
   /** Stops purge timers. */
@@ -238,16 +293,13 @@ export class Registry {
     if (!e || e.control) return;
     this.#unindex(e);
     this.#byId.delete(id);
+    const left = (this.#perUser.get(e.record.user) ?? 1) - 1;
+    if (left > 0) this.#perUser.set(e.record.user, left);
+    else this.#perUser.delete(e.record.user);
   }
 
   #position(key: string): number {
-    let lo = 0, hi = this.#sorted.length;
-    while (lo < hi) {
-      const mid = (lo + hi) >>> 1;
-      if (this.#sorted[mid].sortKey < key) lo = mid + 1;
-      else hi = mid;
-    }
-    return lo;
+    return lowerBound(this.#sorted, key);
   }
 
   /** Adds `e` to the sorted list, the name index and the service index. */
@@ -272,14 +324,22 @@ export class Registry {
   }
 
   #indexServices(e: Entry): void {
-    for (const s of e.record.services) {
-      const key = serviceKey(s.proto, s.name, e.record.user);
+    for (const service of e.record.services) {
+      const key = serviceKey(service.proto, service.name, e.record.user);
       let g = this.#services.get(key);
       if (!g) {
-        g = { proto: s.proto, name: s.name, user: e.record.user, providers: new Set() };
+        g = {
+          proto: service.proto,
+          name: service.name,
+          user: e.record.user,
+          sortKey: `${service.name.toLowerCase()}\u0000${e.record.user}\u0000${service.proto}`,
+          providers: [],
+        };
         this.#services.set(key, g);
+        this.#sortedServices.splice(lowerBound(this.#sortedServices, g.sortKey), 0, g);
       }
-      g.providers.add(e);
+      const at = providerPosition(g.providers, e.sortKey);
+      if (g.providers[at]?.entry !== e) g.providers.splice(at, 0, { entry: e, service });
     }
   }
 
@@ -287,10 +347,26 @@ export class Registry {
     for (const s of e.record.services) {
       const key = serviceKey(s.proto, s.name, e.record.user);
       const g = this.#services.get(key);
-      g?.providers.delete(e);
-      if (g?.providers.size === 0) this.#services.delete(key);
+      if (!g) continue;
+      const at = providerPosition(g.providers, e.sortKey);
+      if (g.providers[at]?.entry === e) g.providers.splice(at, 1);
+      if (g.providers.length > 0) continue;
+      this.#services.delete(key);
+      const i = lowerBound(this.#sortedServices, g.sortKey);
+      if (this.#sortedServices[i] === g) this.#sortedServices.splice(i, 1);
     }
   }
+}
+
+/** Index in `providers` (sorted by endpoint sort key) of the first not below `key`. */
+function providerPosition(providers: readonly Provider[], key: string): number {
+  let lo = 0, hi = providers.length;
+  while (lo < hi) {
+    const mid = (lo + hi) >>> 1;
+    if (providers[mid].entry.sortKey < key) lo = mid + 1;
+    else hi = mid;
+  }
+  return lo;
 }
 
 function serviceKey(proto: string, name: string, user: string): string {

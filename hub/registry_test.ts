@@ -4,7 +4,7 @@
  * services or names, or are purged.
  */
 import assert from "node:assert/strict";
-import { Conflict, NotFound } from "@ztm/shared/errors";
+import { Conflict, NotFound, TooManyRequests } from "@ztm/shared/errors";
 import type { PublishedService } from "@ztm/shared/protocol";
 import { type ControlChannel, Registry } from "./registry.ts";
 
@@ -78,6 +78,71 @@ Deno.test("registry finds endpoints by name case-insensitively, refuses an ambig
     assert.equal(r.get("desk").id, "e2");
     assert.deepEqual(r.services(ALL).items[0].providers.map((p) => p.name), ["desk"]);
     assert.deepEqual(r.page(ALL).items.map((e) => e.name), ["desk", "Laptop"]);
+  } finally {
+    r.close();
+  }
+});
+
+const id = (n: number) => `ep-${n.toString(16).padStart(32, "0")}`;
+
+Deno.test("registry looks up id-shaped values by id only, anything else by name only", () => {
+  const r = new Registry({ purgeAfterMs: 60_000 });
+  try {
+    join(r, id(1), "alpha", "alice", []);
+    assert.equal(r.get(id(1)).name, "alpha");
+    assert.equal(r.get("alpha").id, id(1));
+    assert.throws(() => r.get(id(2)), NotFound);
+    assert.throws(() => r.get(id(1).toUpperCase()), NotFound);
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("registry searches are name prefixes answered as ranges, with totals, and an id finds its endpoint", () => {
+  const r = new Registry({ purgeAfterMs: 60_000 });
+  try {
+    for (let i = 0; i < 300; i++) {
+      join(r, id(i), `host-${String(i).padStart(3, "0")}`, i % 2 ? "alice" : "bob", [
+        tcp(`svc-${String(299 - i).padStart(3, "0")}`),
+      ]);
+    }
+    const page = r.page({ offset: 5, limit: 3, q: "HOST-01" });
+    assert.equal(page.total, 10);
+    assert.deepEqual(page.items.map((e) => e.name), ["host-015", "host-016", "host-017"]);
+    assert.deepEqual(r.page({ offset: 0, limit: 5, q: id(7) }).items.map((e) => e.name), [
+      "host-007",
+    ]);
+    assert.equal(r.page({ offset: 0, limit: 5, q: "nothing" }).total, 0);
+    const svc = r.services({ offset: 8, limit: 5, q: "svc-2" });
+    assert.equal(svc.total, 100);
+    assert.deepEqual(svc.items.map((s) => s.name), [
+      "svc-208",
+      "svc-209",
+      "svc-210",
+      "svc-211",
+      "svc-212",
+    ]);
+    assert.equal(r.services({ offset: 0, limit: 1 }).total, 300);
+    assert.deepEqual(r.counts(), { endpoints: 300, online: 300 });
+  } finally {
+    r.close();
+  }
+});
+
+Deno.test("registry caps each user's endpoints, counting offline ones until they are purged", async () => {
+  const r = new Registry({ purgeAfterMs: 50, maxEndpointsPerUser: 2 });
+  try {
+    join(r, id(1), "a", "mallory", []);
+    join(r, id(2), "b", "mallory", []);
+    assert.throws(() => join(r, id(3), "c", "mallory", []), TooManyRequests);
+    join(r, id(4), "d", "alice", []);
+    join(r, id(1), "a", "mallory", []); // a known endpoint may come back
+    r.disconnect(id(1), r.control(id(1))!);
+    assert.throws(() => join(r, id(3), "c", "mallory", []), TooManyRequests);
+    assert.deepEqual(r.counts(), { endpoints: 3, online: 2 });
+    await new Promise((resolve) => setTimeout(resolve, 150));
+    join(r, id(3), "c", "mallory", []);
+    assert.equal(r.endpointsOf("mallory"), 2);
   } finally {
     r.close();
   }

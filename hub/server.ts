@@ -26,13 +26,13 @@ import {
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { findRoute, type Params, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
+import { ENDPOINT_SEED_PATTERN, endpointIdOf, isEndpointName } from "@ztm/shared/endpoint_id";
 import {
   type AgentMessage,
   checkPublishedServices,
   ENDPOINT_ID_PATTERN,
   LEG_HEADER,
   LineDecoder,
-  NAME_PATTERN,
   OPEN_TIMEOUT_MS,
   parseMessage,
   PING_INTERVAL_MS,
@@ -50,6 +50,8 @@ import { Tickets } from "./tickets.ts";
 import { Tunnels } from "./tunnels.ts";
 import { DataLinks } from "./data_links.ts";
 import { respondError, respondJson } from "./respond.ts";
+import { ConnectionGate } from "./connection_gate.ts";
+import { LogThrottle } from "./log_throttle.ts";
 
 /**
  * How long a connection may take to finish its TLS handshake. `node:tls`
@@ -66,10 +68,25 @@ const HANDSHAKE_TIMEOUT_MS = 10_000;
  */
 const LISTEN_BACKLOG = 8192;
 
+/** How long a session refused at admission (hub full, user over its cap) is kept to say why. */
+const REFUSED_SESSION_MS = 5_000;
+
 /** Limits that answer 429/413 instead of letting the hub fall over. */
 export interface HubLimits {
   maxSessions: number;
   maxStreamsPerSession: number;
+  /** Sessions one user (certificate subject) may hold at once. */
+  maxSessionsPerUser: number;
+  /** Endpoints one user may have listed, online or offline until purged. */
+  maxEndpointsPerUser: number;
+  /** Services one endpoint may publish. */
+  maxServicesPerEndpoint: number;
+  /** Bytes (as JSON) of all the services one endpoint publishes, with their user lists. */
+  maxServiceBytesPerEndpoint: number;
+  /** Control streams open at once on one session (one endpoint each session). */
+  maxControlStreamsPerSession: number;
+  /** Control-port connections one address may hold before admission. */
+  maxPendingPerAddress: number;
   /** How long an offline endpoint stays listed. */
   purgeAfterMs: number;
   pingIntervalMs: number;
@@ -82,6 +99,15 @@ export interface HubLimits {
 export const DEFAULT_LIMITS: HubLimits = {
   maxSessions: 20_000,
   maxStreamsPerSession: 1_000,
+  // Per user: the scale bench's default (10,000 endpoints of 16 users) stays below these; one
+  // hostile member then holds at most 1,000 sessions (~54 KiB each) and 1,000 endpoints of
+  // 32 KiB of services each (bench/hostile_member.ts measures the ceiling).
+  maxSessionsPerUser: 1_000,
+  maxEndpointsPerUser: 1_000,
+  maxServicesPerEndpoint: 100,
+  maxServiceBytesPerEndpoint: 32 * 1024,
+  maxControlStreamsPerSession: 2,
+  maxPendingPerAddress: 128,
   purgeAfterMs: 5 * 60_000,
   pingIntervalMs: PING_INTERVAL_MS,
   pingTimeoutMs: PING_TIMEOUT_MS,
@@ -109,8 +135,16 @@ export interface HubServerOptions {
 
 interface SessionState {
   peer: Peer;
+  /** The endpoint this session registered (its hello proved the id is its key's). */
   endpointId?: string;
-  full: boolean;
+  /** The endpoint id this session's first control stream named: the only one it may register. */
+  claimed?: string;
+  /** Control streams open on this session. */
+  controls: number;
+  /** Why every stream of this session is refused (hub full, user over its session limit). */
+  refusal?: TooManyRequests;
+  /** Counted in its user's sessions. */
+  counted: boolean;
   /** When the hub next considers PINGing the peer (epoch ms). */
   pingDueAt: number;
   /** When the peer last sent a PING (epoch ms); 0: never. */
@@ -139,6 +173,8 @@ export interface HubStatus {
   dataConnections: number;
   endpoints: number;
   online: number;
+  /** Control-port connections held now, and refused by the per-address or descriptor cap since the start. */
+  controlConnections: { held: number; refused: number };
   revocations: unknown;
 }
 
@@ -151,6 +187,9 @@ export class HubServer {
   #sockets = new Set<TLSSocket>();
   #sessions = new Map<ServerHttp2Session, SessionState>();
   #admissions = new AdmissionCache();
+  #userSessions = new Map<string, number>();
+  #quiet: LogThrottle;
+  #gate: ConnectionGate;
   #pingSweep: ReturnType<typeof setInterval> | undefined;
   #management: ManagementRelay;
   #tickets: Tickets;
@@ -166,7 +205,15 @@ export class HubServer {
     this.#opts = opts;
     this.#log = opts.log;
     this.#limits = { ...DEFAULT_LIMITS, ...opts.limits };
-    this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
+    this.registry = new Registry({
+      purgeAfterMs: this.#limits.purgeAfterMs,
+      maxEndpointsPerUser: this.#limits.maxEndpointsPerUser,
+    });
+    this.#quiet = new LogThrottle(this.#log);
+    this.#gate = new ConnectionGate({
+      perAddress: this.#limits.maxPendingPerAddress,
+      quiet: this.#quiet,
+    });
     this.#management = new ManagementRelay(this.registry);
     this.#tickets = new Tickets(this.#limits.openTimeoutMs);
     this.#links = new DataLinks({
@@ -250,14 +297,15 @@ export class HubServer {
       this.#sockets.add(socket);
       socket.once("close", () => this.#sockets.delete(socket));
     });
+    this.#server.on("connection", (socket: import("node:net").Socket) => this.#gate.open(socket));
     this.#server.on("session", (session) => this.#onSession(session));
     this.#server.on("stream", (stream, headers) => this.#onStream(stream, headers));
     this.#server.on("tlsClientError", (err, socket) => {
-      this.#log.info("handshake refused", { peer: socket.remoteAddress, err: errText(err) });
+      this.#quiet.info("handshake refused", { peer: socket.remoteAddress, err: errText(err) });
     });
     this.#server.on(
       "sessionError",
-      (err) => this.#log.warn("session error", { err: errText(err) }),
+      (err) => this.#quiet.warn("session error", { err: errText(err) }),
     );
   }
 
@@ -299,6 +347,7 @@ export class HubServer {
       dataLinks: this.#links.count,
       dataConnections: this.#dataPort?.accepted ?? 0,
       ...this.registry.counts(),
+      controlConnections: { held: this.#gate.total, refused: this.#gate.refused },
       revocations: this.#opts.revocations.status(),
     };
   }
@@ -348,24 +397,45 @@ export class HubServer {
         this.#admissions,
       );
     } catch (err) {
-      this.#log.warn("peer refused", { peer: session.socket?.remoteAddress, err: errText(err) });
+      this.#quiet.warn("peer refused", { peer: session.socket?.remoteAddress, err: errText(err) });
       session.destroy();
       return;
     }
     const state: SessionState = {
       peer,
-      full: this.#sessions.size >= this.#limits.maxSessions,
+      controls: 0,
+      counted: false,
       peerPingAt: 0,
       pingDueAt: Date.now() + this.#limits.pingIntervalMs,
     };
-    this.#sessions.set(session, state);
-    if (state.full) {
-      this.#log.warn("session refused: hub full", { user: peer.user, peer: peer.address });
-    } else {this.#log.info("peer admitted", {
+    const userSessions = this.#userSessions.get(peer.user) ?? 0;
+    if (this.#sessions.size >= this.#limits.maxSessions) {
+      state.refusal = new TooManyRequests(
+        "hub_full",
+        "The hub has reached its session limit; try another hub or later",
+      );
+      this.#quiet.warn("session refused: hub full", { user: peer.user, peer: peer.address });
+    } else if (userSessions >= this.#limits.maxSessionsPerUser) {
+      state.refusal = new TooManyRequests(
+        "too_many_sessions",
+        `User "${peer.user}" already holds ${this.#limits.maxSessionsPerUser} sessions on this hub`,
+      );
+      this.#quiet.warn("session refused: user limit", { user: peer.user, peer: peer.address });
+    } else {
+      state.counted = true;
+      this.#userSessions.set(peer.user, userSessions + 1);
+      this.#log.info("peer admitted", {
         user: peer.user,
         serial: peer.serial,
         peer: peer.address,
-      });}
+      });
+    }
+    this.#sessions.set(session, state);
+    // A refused session lives only to answer its first request with the 429, and keeps counting
+    // against its address until then; an admitted one counts against its user instead.
+    let refusedTimer: ReturnType<typeof setTimeout> | undefined;
+    if (state.refusal) refusedTimer = setTimeout(() => session.destroy(), REFUSED_SESSION_MS);
+    else this.#gate.admitted(session.socket?.remoteAddress, session.socket?.remotePort);
     if (!session.destroyed) {
       session.setLocalWindowSize(WINDOW_BYTES);
       try {
@@ -378,10 +448,16 @@ export class HubServer {
       (err) => this.#log.info("session error", { user: peer.user, err: errText(err) }),
     );
     session.on("close", () => {
+      clearTimeout(refusedTimer);
       this.#tickets.voidOwner(state);
       this.#tunnels.sessionClosed(state);
       this.#links.sessionClosed(state);
       this.#sessions.delete(session);
+      if (state.counted) {
+        const left = (this.#userSessions.get(peer.user) ?? 1) - 1;
+        if (left > 0) this.#userSessions.set(peer.user, left);
+        else this.#userSessions.delete(peer.user);
+      }
       this.#log.info("session closed", {
         user: peer.user,
         endpoint: state.endpointId,
@@ -435,12 +511,9 @@ export class HubServer {
       return;
     }
     try {
-      if (state.full) {
+      if (state.refusal) {
         stream.session?.close();
-        throw new TooManyRequests(
-          "hub_full",
-          "The hub has reached its session limit; try another hub or later",
-        );
+        throw state.refusal;
       }
       const version = headers[PROTOCOL_HEADER];
       if (version !== String(PROTOCOL_VERSION)) {
@@ -457,6 +530,7 @@ export class HubServer {
     } catch (err) {
       if (!(err instanceof ZtmError)) this.#log.error("request failed", { err: errText(err) });
       respondError(stream, err);
+      stream.resume(); // a refused request's body is dropped, not kept until the peer ends it
     }
   }
 
@@ -470,12 +544,27 @@ export class HubServer {
   #control(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
     const id = params.id;
     if (!ENDPOINT_ID_PATTERN.test(id)) {
-      throw new BadRequest("bad_endpoint_id", `Bad endpoint id "${id.slice(0, 80)}"`);
+      throw new BadRequest(
+        "bad_endpoint_id",
+        `Bad endpoint id "${id.slice(0, 80)}": ids are ep- and 32 hex digits, derived from ` +
+          "the certificate's key (an agent from before key-bound ids must be upgraded)",
+      );
     }
-    if (state.endpointId !== undefined && state.endpointId !== id) {
+    // One endpoint per session, bound before the hello so that a session cannot open many
+    // control streams for different ids at once.
+    if (state.claimed !== undefined && state.claimed !== id) {
       throw new Conflict("session_has_endpoint", "This session already controls another endpoint");
     }
+    if (state.controls >= this.#limits.maxControlStreamsPerSession) {
+      this.#quiet.warn("control stream refused: session limit", { user: state.peer.user });
+      throw new TooManyRequests(
+        "too_many_control_streams",
+        `A session may hold ${this.#limits.maxControlStreamsPerSession} control streams`,
+      );
+    }
     this.registry.checkOwner(id, state.peer.user);
+    state.claimed = id;
+    state.controls++;
     const peer = state.peer;
     const channel: ControlChannel = {
       send: (msg) => {
@@ -495,11 +584,37 @@ export class HubServer {
       if (!registered) respondError(stream, new BadRequest("no_hello", "No hello within 10 s"));
     }, 10_000);
     const fail = (err: unknown) => {
-      if (!registered) respondError(stream, err);
-      else {
+      if (err instanceof TooManyRequests) {
+        this.#quiet.warn("endpoint refused: limit", { user: peer.user, code: err.code });
+      }
+      if (!registered) {
+        respondError(stream, err);
+        stream.pause(); // `data` listeners keep it flowing: drop what else comes
+        stream.removeAllListeners("data");
+        stream.resume();
+      } else {
         channel.send({ type: "error", code: "bad_message", message: errText(err) });
         stream.end();
       }
+    };
+    const services = (value: unknown) => {
+      const list = checkPublishedServices(value);
+      if (list.length > this.#limits.maxServicesPerEndpoint) {
+        throw new TooManyRequests(
+          "too_many_services",
+          `An endpoint may publish ${this.#limits.maxServicesPerEndpoint} services on this hub; ` +
+            `this one sent ${list.length}`,
+        );
+      }
+      const bytes = JSON.stringify(list).length;
+      if (bytes > this.#limits.maxServiceBytesPerEndpoint) {
+        throw new TooManyRequests(
+          "too_many_services",
+          `An endpoint's services may take ${this.#limits.maxServiceBytesPerEndpoint} bytes ` +
+            `with their user lists on this hub; these take ${bytes}`,
+        );
+      }
+      return list;
     };
     stream.on("data", (chunk: Uint8Array) => {
       let lines: string[];
@@ -516,20 +631,29 @@ export class HubServer {
             if (msg.type !== "hello") {
               throw new BadRequest("no_hello", "The first control message must be hello");
             }
-            if (typeof msg.name !== "string" || !NAME_PATTERN.test(msg.name)) {
-              throw new BadRequest("bad_name", "hello.name is not a valid endpoint name");
+            if (typeof msg.name !== "string" || !isEndpointName(msg.name)) {
+              throw new BadRequest(
+                "bad_name",
+                "hello.name is not a valid endpoint name (names never take the id form ep-…)",
+              );
+            }
+            const seed = typeof msg.seed === "string" ? msg.seed : "";
+            if (!ENDPOINT_SEED_PATTERN.test(seed) || endpointIdOf(peer.spki, seed) !== id) {
+              throw new Forbidden(
+                "endpoint_not_yours",
+                `Endpoint id ${id} is not derived from this certificate's key and the hello's seed`,
+              );
             }
             const version = String(msg.version ?? "?").slice(0, 40);
             if (hasControlChars(version)) {
               throw new BadRequest("bad_version", "hello.version holds control characters");
             }
-            const services = checkPublishedServices(msg.services);
             const previous = this.registry.connect(id, {
               name: msg.name,
               user: peer.user,
               version,
               address: peer.address,
-              services,
+              services: services(msg.services),
               serial: peer.serial,
             }, channel);
             previous?.close();
@@ -548,7 +672,7 @@ export class HubServer {
               peer: peer.address,
             });
           } else if (msg.type === "services") {
-            this.registry.setServices(id, checkPublishedServices(msg.services));
+            this.registry.setServices(id, services(msg.services));
           } else if (msg.type === "refuse") {
             this.#tunnels.refuse(
               id,
@@ -568,6 +692,7 @@ export class HubServer {
     });
     stream.on("close", () => {
       clearTimeout(hello);
+      state.controls--;
       if (registered && this.registry.disconnect(id, channel)) {
         this.#log.info("endpoint offline", { endpoint: id, user: peer.user });
         this.#management.endpointOffline(id);

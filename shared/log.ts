@@ -76,6 +76,8 @@ export interface LogFields {
   addr?: string;
   mesh?: string;
   endpoint?: string;
+  /** The value something had before (e.g. an endpoint's old id). */
+  from?: string;
   user?: string;
   service?: string;
   serial?: string;

@@ -11,9 +11,12 @@
  * 1. Control. The agent opens one long-lived full-duplex stream
  *    `POST /api/endpoints/{id}/control`. Both directions carry newline-
  *    delimited JSON ({@link AgentMessage} up, {@link HubMessage} down). The
- *    agent's first line is `hello` (its endpoint record); the hub answers
- *    `welcome` or closes the stream with an error status. The hub binds the
- *    endpoint id to the user of the certificate that first registered it.
+ *    agent's first line is `hello` (its endpoint record and `seed`); the hub
+ *    answers `welcome` or closes the stream with an error status. The id must
+ *    be the one derived from the session certificate's public key and the
+ *    seed (`endpoint_id.ts`): only its key holder can register it, and a hub
+ *    restart changes nothing about who owns it. One session controls one
+ *    endpoint; each user has a cap on sessions, endpoints and services.
  *    Later `services` lines replace the endpoint's published services.
  *
  * 2. Tunnel. Agent A opens `POST /api/endpoints/{B}/services/{proto}/{name}`
@@ -161,7 +164,14 @@ export interface TunnelCaller {
 
 /** Lines the agent sends on its control stream. */
 export type AgentMessage =
-  | { type: "hello"; name: string; version: string; services: PublishedService[] }
+  | {
+    type: "hello";
+    name: string;
+    version: string;
+    services: PublishedService[];
+    /** The seed the endpoint id is derived from with the session's key (`endpoint_id.ts`). */
+    seed: string;
+  }
   | { type: "services"; services: PublishedService[] }
   | { type: "refuse"; sid: string; status: number; code: string; message: string }
   | { type: "managed"; rid: string; status: number; body: string };
@@ -203,8 +213,13 @@ export type LinkMessage =
     from: TunnelCaller;
   };
 
-/** Endpoint ids: 1–64 of `A-Za-z0-9-_`. */
-export const ENDPOINT_ID_PATTERN = /^[A-Za-z0-9_-]{1,64}$/;
+/**
+ * Endpoint ids: `ep-` and 32 lower-case hex digits, derived from the
+ * endpoint's public key and seed (`endpoint_id.ts`); no endpoint name has
+ * this form. Before key-bound ids, any 1–64 of `A-Za-z0-9_-` (the hub now
+ * refuses those; agents migrate theirs on start).
+ */
+export const ENDPOINT_ID_PATTERN = /^ep-[0-9a-f]{32}$/;
 /** Endpoint, service and mesh names: 1–64 of `A-Za-z0-9._-`, not starting with `.` or `-`. */
 export const NAME_PATTERN = /^[A-Za-z0-9_][A-Za-z0-9._-]{0,63}$/;
 

@@ -146,15 +146,14 @@ Deno.test("an endpoint id registered by one user cannot be taken by another", as
   const hub = await h.startHub(ca);
   const alice = await issueUser(ca.url, "alice");
   const bob = await issueUser(ca.url, "bob");
-  const id = "ep-taken-test";
-
   await using aliceClient = HubClient.connect(hub.port, userTls(alice));
-  const mine = await aliceClient.openControl(id, "a");
+  const mine = await aliceClient.openControl("taken-test", "a");
+  const id = mine.id;
   assert.equal(mine.status, 200, mine.text);
   assert.equal(mine.welcome?.type, "welcome");
 
   await using bobClient = HubClient.connect(hub.port, userTls(bob));
-  const theirs = await bobClient.openControl(id, "b");
+  const theirs = await bobClient.openControl("taken-test", "b", { id });
   assert.equal(theirs.status, 403, theirs.text);
   assert.equal(errorCode(theirs.text), "endpoint_taken");
 
@@ -172,7 +171,7 @@ Deno.test("an endpoint id registered by one user cannot be taken by another", as
     10_000,
     "alice's endpoint offline",
   );
-  const again = await bobClient.openControl(id, "b");
+  const again = await bobClient.openControl("taken-test", "b", { id });
   assert.equal(again.status, 403, again.text);
   assert.equal(errorCode(again.text), "endpoint_taken");
 });

@@ -24,6 +24,7 @@ import http2, {
 } from "node:http2";
 import { errText } from "@ztm/shared/log";
 import { HUB_PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION } from "@ztm/shared/protocol";
+import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 
 /** How long one request may take before the test fails (a hang is a bug, not a refusal). */
 export const REQUEST_TIMEOUT_MS = 10_000;
@@ -66,11 +67,14 @@ export class HubClient implements AsyncDisposable {
   readonly session: ClientHttp2Session;
   /** Session errors seen so far, in order. */
   readonly errors: string[] = [];
+  /** The client certificate, PEM, if it has one. */
+  readonly cert: string | undefined;
   #streams = new Set<ClientHttp2Stream>();
   #gone = false;
 
-  private constructor(session: ClientHttp2Session) {
+  private constructor(session: ClientHttp2Session, cert: string | undefined) {
     this.session = session;
+    this.cert = cert;
     session.on("error", (err) => this.errors.push(errText(err)));
     session.once("close", () => (this.#gone = true));
   }
@@ -79,6 +83,7 @@ export class HubClient implements AsyncDisposable {
   static connect(port: number, tls: ClientTls): HubClient {
     return new HubClient(
       http2.connect(`https://localhost:${port}`, { ...tls, minVersion: "TLSv1.2" }),
+      tls.cert,
     );
   }
 
@@ -124,18 +129,28 @@ export class HubClient implements AsyncDisposable {
   }
 
   /**
-   * Registers endpoint `id` with a hello (no services) and resolves with the
-   * control stream and, for 200, the hub's `welcome` line parsed.
+   * Registers the endpoint with `seed` (its id derived from this client's
+   * certificate, or `opts.id` to name another) with a hello (no services, or
+   * `opts.services`) and resolves with its id, the control stream and, for
+   * 200, the hub's `welcome` line parsed.
    */
   async openControl(
-    id: string,
+    seed: string,
     name = "probe",
-  ): Promise<OpenedStream & { welcome?: Record<string, unknown> }> {
-    const hello = JSON.stringify({ type: "hello", name, version: "t", services: [] }) + "\n";
+    opts: { id?: string; services?: unknown[] } = {},
+  ): Promise<OpenedStream & { id: string; welcome?: Record<string, unknown> }> {
+    const id = opts.id ?? endpointIdOfCertificate(this.cert ?? "", seed);
+    const hello = JSON.stringify({
+      type: "hello",
+      name,
+      seed,
+      version: "t",
+      services: opts.services ?? [],
+    }) + "\n";
     const opened = await this.openStream(HUB_PATHS.control(id), hello);
-    if (opened.status !== 200) return opened;
+    if (opened.status !== 200) return { ...opened, id };
     const line = await readLine(opened.stream);
-    return { ...opened, welcome: JSON.parse(line) };
+    return { ...opened, id, welcome: JSON.parse(line) };
   }
 
   /** Opens a tunnel to `endpoint`'s service `tcp/name`. */

@@ -101,8 +101,8 @@ Deno.test("a hub-side sender cannot replay, alter, retarget or forge a signed ma
 
   // The hub-side position: a member session with a registered endpoint.
   await using hub = HubClient.connect(m.hub.port, userTls(mallory));
-  const probeId = "hub-side-probe";
-  const control = await hub.openControl(probeId, "probe");
+  const control = await hub.openControl("hub-side-probe", "probe");
+  const probeId = control.id;
   assert.equal(control.status, 200, control.text);
   control.stream.on("data", () => {}); // later hub lines (CRL pushes) are not read here
   const deliver = async (to: string, request: SignedRequest | string) =>

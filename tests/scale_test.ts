@@ -8,7 +8,12 @@ import { assertEquals } from "./assert.ts";
 import { api, eventually, Harness } from "./harness.ts";
 import { MESH, startMeshOf } from "./mesh_fixture.ts";
 import { issueSimUsers, Simulators } from "../bench/scale_sims.ts";
-import { simEndpointId, simEndpointName, simServices } from "../bench/scale_sim.ts";
+import {
+  type SimCredentials,
+  simEndpointId,
+  simEndpointName,
+  simServices,
+} from "../bench/scale_sim.ts";
 
 const ENDPOINTS = 200;
 const USERS = 3;
@@ -29,10 +34,10 @@ async function listAll(agentUrl: string): Promise<Record<string, unknown>[]> {
 }
 
 /** Checks that the agent lists all simulated endpoints online, with their users and services. */
-async function checkListed(agentUrl: string): Promise<void> {
+async function checkListed(agentUrl: string, creds: SimCredentials): Promise<void> {
   const listed = new Map((await listAll(agentUrl)).map((e) => [String(e.id), e]));
   for (let g = 0; g < ENDPOINTS; g++) {
-    const e = listed.get(simEndpointId(g));
+    const e = listed.get(simEndpointId(g, creds));
     assertEquals(e?.name, simEndpointName(g), `endpoint ${g} is listed`);
     assertEquals(e?.online, true, `endpoint ${g} is online`);
     assertEquals(e?.user, `scale-user-${g % USERS}`);
@@ -45,6 +50,7 @@ Deno.test("simulated endpoints all appear in a real agent's endpoint list and co
   const m = await startMeshOf(h, ["root"]);
   const agent = m.agents.root;
   const credentials = await issueSimUsers(m.ca.url, USERS, await h.tempDir("ztm-sim-"));
+  const creds = JSON.parse(await Deno.readTextFile(credentials)) as SimCredentials;
   await using sims = Simulators.start({
     hubPort: m.hub.port,
     endpoints: ENDPOINTS,
@@ -59,7 +65,7 @@ Deno.test("simulated endpoints all appear in a real agent's endpoint list and co
       sims.connected === ENDPOINTS;
   };
   await eventually(online, 60_000, `${ENDPOINTS} simulated endpoints joined`);
-  await checkListed(agent.url);
+  await checkListed(agent.url, creds);
 
   const web = await api(agent.url, "GET", `/api/meshes/${MESH}/services?q=web&limit=100`);
   assertEquals(web.status, 200);
@@ -82,5 +88,5 @@ Deno.test("simulated endpoints all appear in a real agent's endpoint list and co
     90_000,
     "every simulated endpoint back after the restart",
   );
-  await checkListed(agent.url);
+  await checkListed(agent.url, creds);
 });
