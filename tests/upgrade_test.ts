@@ -86,20 +86,24 @@ Deno.test("a mesh written by release 0.1.0 upgrades in place: CA, hub, then agen
       `${who.name} back at the hub`,
     );
   }
+  // An endpoint keeps its name; its id may have been migrated (key-bound ids), so ask for it.
+  const idOf = async (a: { url: string }) =>
+    (await api(a.url, "GET", `/api/meshes/${fx.mesh}`)).body.endpoint.id as string;
+  const [bobId, aliceId] = [await idOf(bob), await idOf(alice)];
   const services = await api(
     bob.url,
     "GET",
-    `/api/meshes/${fx.mesh}/endpoints/${fx.bob.endpoint}/services`,
+    `/api/meshes/${fx.mesh}/endpoints/${bobId}/services`,
   );
   assertEquals(services.status, 200, JSON.stringify(services.body));
   assert(JSON.stringify(services.body).includes('"web"'), JSON.stringify(services.body));
   const ports = await api(
     alice.url,
     "GET",
-    `/api/meshes/${fx.mesh}/endpoints/${fx.alice.endpoint}/ports`,
+    `/api/meshes/${fx.mesh}/endpoints/${aliceId}/ports`,
   );
   assert(JSON.stringify(ports.body).includes(String(fx.mappedPort)), JSON.stringify(ports.body));
-  const log = await api(bob.url, "GET", `/api/meshes/${fx.mesh}/endpoints/${fx.bob.endpoint}/log`);
+  const log = await api(bob.url, "GET", `/api/meshes/${fx.mesh}/endpoints/${bobId}/log`);
   assertEquals(log.status, 200, JSON.stringify(log.body));
   assert(JSON.stringify(log.body).includes("web"), "the audit log kept its entries");
 
