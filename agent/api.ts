@@ -346,7 +346,14 @@ export interface MeshSummary {
   certificate: { serial: string; notAfter: string };
   /** The hub link; null when the mesh is not running. */
   status:
-    | { connected: boolean; hub: string | null; lastError: string | null; since: string }
+    | {
+      connected: boolean;
+      hub: string | null;
+      lastError: string | null;
+      since: string;
+      /** Why the last CRL seen was refused; null while all is well. */
+      crlAlarm: string | null;
+    }
     | null;
 }
 
@@ -366,6 +373,7 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
         hub: status.hub,
         lastError: status.lastError,
         since: status.since,
+        crlAlarm: status.crlAlarm ?? null,
       }
       : null,
   };

@@ -47,8 +47,9 @@ export async function startMesh(
   config: MeshConfig,
   state: { services: LocalService[]; ports: PortMapping[] },
   log: Logger,
+  files: { crlFile?: string } = {},
 ): Promise<MeshRuntime> {
-  const mesh = new Mesh(config, log);
+  const mesh = new Mesh(config, log, files.crlFile);
   mesh.setServices(state.services);
   for (const port of state.ports) {
     try {
@@ -79,7 +80,7 @@ export class Mesh implements MeshRuntime {
   #manageHandler: ManageHandler | undefined;
   #pool: DataPool;
 
-  constructor(config: MeshConfig, log: Logger) {
+  constructor(config: MeshConfig, log: Logger, crlFile?: string) {
     this.name = config.name;
     this.#config = config;
     this.#log = log;
@@ -87,6 +88,7 @@ export class Mesh implements MeshRuntime {
     this.#link = new HubLink({
       config,
       log,
+      crlFile,
       hello: () => ({
         type: "hello",
         name: config.endpointName,
@@ -147,6 +149,7 @@ export class Mesh implements MeshRuntime {
       hub: s.hub,
       lastError: s.lastError,
       since: s.since,
+      crlAlarm: s.crlAlarm,
     };
   }
 

@@ -17,6 +17,7 @@ import { errText, Logger } from "@ztm/shared/log";
 import { loadOrCreateToken } from "@ztm/shared/files";
 import { ApiAccess } from "./access.ts";
 import { createAgentApp } from "./api.ts";
+import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
 import type { MeshRuntime } from "./runtime.ts";
 import { AgentStore } from "./store.ts";
@@ -65,7 +66,10 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const access = new ApiAccess(loadOrCreateToken(tokenFile));
   const runtimes = new Map<string, MeshRuntime>();
   const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) =>
-    startMesh(cfg, state, log);
+    startMesh(cfg, state, log, {
+      // The newest verified CRL of each mesh, kept so a restart does not forget a revocation.
+      crlFile: join(`${config.database}-crl`, `${encodeURIComponent(cfg.name)}.pem`),
+    });
   for (const mesh of store.listMeshes()) {
     try {
       runtimes.set(

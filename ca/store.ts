@@ -243,6 +243,22 @@ export class CaStore {
     }));
   }
 
+  /**
+   * Serials and revocation times of revoked certificates still valid at `now`
+   * (ISO time), in revocation order: what the CRL lists. A certificate past
+   * its notAfter is refused for its expiry anyway, so its entry leaves the
+   * CRL (RFC 5280 3.3) and the CRL stops growing without bound.
+   */
+  crlEntries(now: string): { serial: string; revokedAt: string }[] {
+    return (this.#db.prepare(
+      `SELECT serial, revoked_at FROM certificates
+       WHERE revocation_seq IS NOT NULL AND not_after > ? ORDER BY revocation_seq`,
+    ).all(now) as Row[]).map((r) => ({
+      serial: r.serial as string,
+      revokedAt: r.revoked_at as string,
+    }));
+  }
+
   /** The last signed CRL, if any. */
   crl(): StoredCrl | undefined {
     const row = this.#db.prepare("SELECT * FROM crl WHERE id = 1").get() as Row | undefined;

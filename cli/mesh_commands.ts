@@ -128,6 +128,7 @@ export const STATUS: Command = {
     ];
     for (const m of meshes) {
       if (m.status?.lastError) lines.push(`${m.name}: last hub error: ${m.status.lastError}`);
+      if (m.status?.crlAlarm) lines.push(`${m.name}: REVOCATION ALARM: ${m.status.crlAlarm}`);
     }
     console.log(lines.join("\n"));
   },

@@ -8,7 +8,9 @@
  * they are remembered per SHA-256 fingerprint (`AdmissionCache`): a handful
  * of users with thousands of endpoints, or every agent reconnecting after a
  * hub restart, then cost one X.509 parse per certificate rather than one per
- * session. The revocation check runs for every session.
+ * session. The revocation check runs for every session. TLS checks expiry
+ * only at the handshake, so a `Peer` carries its certificate's notAfter and
+ * the server ends the session when it passes.
  */
 import type { TLSSocket } from "node:tls";
 import { certificateRole, commonNameOf, x509 } from "@ztm/shared/certs";
@@ -20,13 +22,15 @@ export interface Peer {
   serial: string;
   fingerprint: string;
   address: string;
+  /** The certificate's notAfter, epoch ms: the session ends then. */
+  notAfter: number;
 }
 
 /** Why a peer was refused; logged, never sent (the TLS session is just closed). */
 export class AdmissionRefused extends Error {}
 
 /** What admission reads from a certificate: its user and serial, or why it is no user's. */
-type CertificateFacts = { user: string; serial: string } | { refused: string };
+type CertificateFacts = { user: string; serial: string; notAfter: number } | { refused: string };
 
 /**
  * Facts of recently seen certificates by fingerprint, at most `max` (the
@@ -62,7 +66,7 @@ function readFacts(raw: Uint8Array<ArrayBuffer>): CertificateFacts {
   if (role !== "client") return { refused: `certificate role is ${role}, not a user` };
   const user = commonNameOf(cert);
   if (!user) return { refused: "certificate has no common name" };
-  return { user, serial: normalizeSerial(cert.serialNumber) };
+  return { user, serial: normalizeSerial(cert.serialNumber), notAfter: cert.notAfter.getTime() };
 }
 
 /**
@@ -90,5 +94,8 @@ export function admit(
   if (isRevoked(facts.serial)) {
     throw new AdmissionRefused(`certificate ${facts.serial} is revoked`);
   }
-  return { user: facts.user, serial: facts.serial, fingerprint, address };
+  if (facts.notAfter <= Date.now()) {
+    throw new AdmissionRefused(`certificate ${facts.serial} has expired`);
+  }
+  return { user: facts.user, serial: facts.serial, fingerprint, address, notAfter: facts.notAfter };
 }

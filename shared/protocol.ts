@@ -35,7 +35,9 @@
  *    so the hub can carry management but not forge it.
  *
  * 4. Revocations. When the CA's CRL changes, the hub sends every agent
- *    `{type:"crl", pem}`; agents verify it against the mesh CA before use.
+ *    `{type:"crl", number}` (a CRL of 100,000 entries is ~5 MB, far past a
+ *    control line); agents holding an older one fetch `GET /api/crl`,
+ *    verify it against the mesh CA, and keep the newest they have verified.
  *
  * 5. Data port and data links. When the hub has a TLS data port
  *    (`welcome.hub.dataPort`), a caller may ask for a tunnel with
@@ -175,7 +177,7 @@ export type HubMessage =
     ticket?: string;
   }
   | { type: "manage"; rid: string; request: SignedRequest; from: TunnelCaller }
-  | { type: "crl"; pem: string }
+  | { type: "crl"; number: number }
   | { type: "error"; code: string; message: string };
 
 /** What an agent writes on an idle data link (see `data_link.ts`). */
