@@ -8,7 +8,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { api, Harness, issueUser, type LogLine } from "./harness.ts";
+import { DatabaseSync } from "node:sqlite";
+import { api, eventually, Harness, issueUser, type LogLine } from "./harness.ts";
+import { agentFlags, ztm } from "./cli_helpers.ts";
 import { HubClient, userTls } from "./hub_client.ts";
 import { meshStatus, never, startJoinedAgent } from "./mesh_fixture.ts";
 import { fillRevocations } from "./crl_fill.ts";
@@ -82,4 +84,56 @@ Deno.test("a CRL of 100,000 entries is signed by the CA, verified by the hub and
   assert.ok(!hub.logs.some((l) => l.level === "error"), "the hub logged an error");
   const gone = await api(a.url, "GET", "/api/meshes/test");
   assert.equal(gone.body.status.connected, true);
+});
+
+/** `pem` with one base64 character inside its signed part changed. */
+function tampered(pem: string): string {
+  const at = pem.indexOf("\n", pem.indexOf("-----BEGIN")) + 60;
+  return pem.slice(0, at) + (pem[at] === "A" ? "B" : "A") + pem.slice(at + 1);
+}
+
+Deno.test("a CRL that does not verify is an alarm: hub status and error log, agent status and ztm status", async () => {
+  await using h = new Harness();
+  const ca = await h.startCa();
+  const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
+  const signed = await (await fetch(`${ca.url}/api/crl`)).text();
+  await verifyCrl(signed, caPem);
+  // The CA's stored CRL is altered (a bad disk, a bad restore, an attacker): it serves it.
+  const db = new DatabaseSync(ca.database);
+  db.prepare("UPDATE crl SET pem = ?").run(tampered(signed));
+  db.close();
+  await assert.rejects(verifyCrl(await (await fetch(`${ca.url}/api/crl`)).text(), caPem));
+
+  const hub = await h.startHub(ca);
+  const logged = await hub.waitForLog((l) => l.msg === "crl refused", MINUTE);
+  assert.equal(logged.level, "error");
+  assert.match(String(logged.err), /CRL from the CA refused: CRL signature does not verify/);
+  const alice = await issueUser(ca.url, "alice");
+  await using client = HubClient.connect(hub.port, userTls(alice));
+  const hubStatus = async () =>
+    JSON.parse((await client.request("GET", "/api/status")).text).revocations;
+  assert.match(String((await hubStatus()).alarm), /does not verify/);
+  assert.equal((await hubStatus()).crlNumber, null, "the hub took the tampered CRL");
+
+  // The next revocation makes the CA sign afresh: the hub takes it and the alarm clears.
+  await issueUser(ca.url, "bob");
+  assert.equal((await fetch(`${ca.url}/api/certificates/bob`, { method: "DELETE" })).status, 200);
+  await eventually(async () => (await hubStatus()).alarm === null, MINUTE, "the alarm cleared");
+  assert.equal((await hubStatus()).crlNumber, 2);
+
+  // An agent whose stored CRL was altered says so in its mesh status and in `ztm status`.
+  const a = await startJoinedAgent(h, hub.address, alice);
+  const stored = join(`${a.proc.database}-crl`, "test.pem");
+  await eventually(async () => (await Deno.stat(stored)).isFile, MINUTE, "the agent's stored CRL");
+  await hub.stop();
+  await a.proc.stop();
+  await Deno.writeTextFile(stored, tampered(await Deno.readTextFile(stored)));
+  a.proc = await h.startAgent({ dir: a.proc.dir, name: a.proc.name });
+  a.url = a.proc.url;
+  const error = await a.proc.waitForLog((l) => l.msg === "crl refused", MINUTE);
+  assert.equal(error.level, "error");
+  assert.match(String((await meshStatus(a)).status.crlAlarm), /stored CRL refused/);
+  const out = await ztm(["status", ...agentFlags(a.proc)]);
+  assert.equal(out.code, 0, out.stderr);
+  assert.match(out.stdout, /test: REVOCATION ALARM: stored CRL refused: CRL signature does not verify/);
 });
