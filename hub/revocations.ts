@@ -23,8 +23,12 @@ export interface RevocationFollowerOptions {
   /** Where the last verified CRL is kept. */
   crlFile: string;
   log: Logger;
-  /** Called with the full revoked set and the CRL's number after each new CRL. */
-  onUpdate: (revoked: Set<string>, crlNumber: number) => void;
+  /**
+   * Called with the full revoked set and the CRL's number after each new CRL,
+   * and with just the newly revoked serials (no number) as soon as the feed
+   * names them.
+   */
+  onUpdate: (revoked: Set<string>, crlNumber?: number) => void;
 }
 
 /** What `/api/status` shows about revocations. */
@@ -48,6 +52,13 @@ export class RevocationFollower {
   #reachable = false;
   #lastError: string | null = null;
   #alarm: string | null = null;
+  /**
+   * Serials the feed named that no verified CRL lists yet. The feed is not
+   * signed, so it may only ever add refusals (cut a session early), never
+   * lift one: at worst a forged feed cuts off a member, as blocking the CA
+   * would. It makes revocation-to-close independent of the CRL's size.
+   */
+  #early = new Set<string>();
   #abort = new AbortController();
   #loop: Promise<void> | undefined;
 
@@ -72,7 +83,8 @@ export class RevocationFollower {
 
   /** True if `serial` is on the current CRL. */
   isRevoked(serial: string): boolean {
-    return this.#crl?.serials.has(normalizeSerial(serial)) ?? false;
+    const s = normalizeSerial(serial);
+    return (this.#crl?.serials.has(s) ?? false) || this.#early.has(s);
   }
 
   /** The current verified CRL PEM, for agents. */
@@ -118,6 +130,7 @@ export class RevocationFollower {
           throw new Error(`revocation feed answered ${res.status}`);
         }
         const feed = await res.json() as { seq: number; revocations: unknown[] };
+        this.#earlyRevocations(feed.revocations);
         if (feed.seq !== this.#seq || feed.revocations.length || !this.#reachable) {
           await this.#refresh();
         }
@@ -154,6 +167,20 @@ export class RevocationFollower {
     this.#seq = seq;
   }
 
+  /** Cuts off the serials a feed answer names, before the CRL that lists them is verified. */
+  #earlyRevocations(revocations: unknown[]): void {
+    const fresh = new Set<string>();
+    for (const r of Array.isArray(revocations) ? revocations : []) {
+      const serial = (r as { serial?: unknown })?.serial;
+      if (typeof serial !== "string" || !/^[0-9a-fA-F]{1,64}$/.test(serial)) continue;
+      const s = normalizeSerial(serial);
+      if (this.#crl?.serials.has(s) || this.#early.has(s)) continue;
+      this.#early.add(s);
+      fresh.add(s);
+    }
+    if (fresh.size) this.#opts.onUpdate(fresh);
+  }
+
   async #verify(pem: string): Promise<VerifiedCrl & { ms: number }> {
     const started = performance.now();
     const crl = await verifyCrl(pem, this.#opts.caPem);
@@ -168,6 +195,7 @@ export class RevocationFollower {
     this.#alarm = null;
     if (held && crl.pem === held.pem) return;
     this.#crl = crl;
+    for (const s of this.#early) if (crl.serials.has(s)) this.#early.delete(s);
     if (save) writeSecretFile(this.#opts.crlFile, crl.pem);
     this.#opts.log.info("crl applied", { count: crl.serials.size, ms: crl.ms, crl: crl.number });
     this.#opts.onUpdate(crl.serials, crl.number);

@@ -25,7 +25,8 @@ async function makeCa() {
 
 const pemOf = (bytes: Uint8Array) =>
   `-----BEGIN X509 CRL-----\n${bytes.toBase64()}\n-----END X509 CRL-----\n`;
-const derOf = (pem: string): Bytes => Uint8Array.fromBase64(pem.split("-----")[2].replace(/\s+/g, ""));
+const derOf = (pem: string): Bytes =>
+  Uint8Array.fromBase64(pem.split("-----")[2].replace(/\s+/g, ""));
 
 Deno.test("verifyCrl reads a CRL of 20,000 entries (past asn1js's node limit) with every serial", async () => {
   const ca = await makeCa();
@@ -66,15 +67,17 @@ Deno.test("verifyCrl refuses every altered, truncated or garbled CRL with a plai
   for (let n = 0; n < good.length; n++) bad.push(good.subarray(0, n));
   bad.push(new Uint8Array([...good, 0]));
   // Lengths that claim more than there is, indefinite, non-minimal and 5-byte lengths.
-  for (const head of [[0x30, 0x80], [0x30, 0x84, 0x7f, 0xff, 0xff, 0xff], [0x30, 0x81, 0x05], [
-    0x30,
-    0x85,
-    1,
-    0,
-    0,
-    0,
-    0,
-  ]]) {
+  for (
+    const head of [[0x30, 0x80], [0x30, 0x84, 0x7f, 0xff, 0xff, 0xff], [0x30, 0x81, 0x05], [
+      0x30,
+      0x85,
+      1,
+      0,
+      0,
+      0,
+      0,
+    ]]
+  ) {
     bad.push(new Uint8Array([...head, ...good.subarray(4)]));
   }
   for (const bytes of bad) {

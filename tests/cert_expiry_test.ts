@@ -44,7 +44,10 @@ Deno.test("ztm ca --cert-lifetime is in --help and a bad value exits 2 naming it
     });
   const help = await ca(["--help"]);
   assert.equal(help.code, 0, help.stderr);
-  assert.match(help.stdout, /--cert-lifetime=STRING\s+lifetime of the user certificates.*\(default: 365d\)/);
+  assert.match(
+    help.stdout,
+    /--cert-lifetime=STRING\s+lifetime of the user certificates.*\(default: 365d\)/,
+  );
   for (const bad of ["5x", "30s", "0d", "99999d", "1.5h"]) {
     const out = await ca([`--cert-lifetime=${bad}`, "--database=/nonexistent/ca.db"]);
     assert.equal(out.code, 2, `${bad}: ${out.stderr}`);

@@ -135,5 +135,8 @@ Deno.test("a CRL that does not verify is an alarm: hub status and error log, age
   assert.match(String((await meshStatus(a)).status.crlAlarm), /stored CRL refused/);
   const out = await ztm(["status", ...agentFlags(a.proc)]);
   assert.equal(out.code, 0, out.stderr);
-  assert.match(out.stdout, /test: REVOCATION ALARM: stored CRL refused: CRL signature does not verify/);
+  assert.match(
+    out.stdout,
+    /test: REVOCATION ALARM: stored CRL refused: CRL signature does not verify/,
+  );
 });

@@ -10,7 +10,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { eventually, Harness, issueUser, type LogLine } from "./harness.ts";
 import { freePort } from "./net_helpers.ts";
-import { meshStatus, never, type MeshAgent, startJoinedAgent } from "./mesh_fixture.ts";
+import { type MeshAgent, meshStatus, never, startJoinedAgent } from "./mesh_fixture.ts";
 import { parseCertificate, serialOf } from "@ztm/shared/certs";
 import { verifyCrl } from "@ztm/shared/crl";
 
