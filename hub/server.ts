@@ -301,7 +301,9 @@ export class HubServer {
   /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */
   applyRevocations(revoked: Set<string>, crlNumber?: number): void {
     if (crlNumber !== undefined) {
-      for (const control of this.registry.controls()) control.send({ type: "crl", number: crlNumber });
+      for (const control of this.registry.controls()) {
+        control.send({ type: "crl", number: crlNumber });
+      }
     }
     this.#tunnels.revoke(revoked);
     for (const [session, state] of this.#sessions) {
