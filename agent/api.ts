@@ -351,8 +351,8 @@ export interface MeshSummary {
       hub: string | null;
       lastError: string | null;
       since: string;
-      /** Why the last CRL seen was refused; null while all is well. */
-      crlAlarm: string | null;
+      /** Why the last CRL seen was refused; absent while all is well. */
+      crlAlarm?: string;
     }
     | null;
 }
@@ -373,7 +373,7 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
         hub: status.hub,
         lastError: status.lastError,
         since: status.since,
-        crlAlarm: status.crlAlarm ?? null,
+        ...(status.crlAlarm ? { crlAlarm: status.crlAlarm } : {}),
       }
       : null,
   };

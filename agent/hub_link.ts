@@ -324,7 +324,8 @@ export class HubLink {
       try {
         await this.#checkHubRevocation(session, hubCert);
       } catch (err) {
-        fail(errText(err));
+        // A hub that closed the session under the CRL request refused our certificate.
+        fail(session.destroyed || session.closed ? REFUSED_BY_HUB : errText(err));
         return;
       }
       // The link may have been closed (the mesh left) while the CRL was checked: the

@@ -8,7 +8,7 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
-import { Harness, issueUser, ROOT, run } from "./harness.ts";
+import { eventually, Harness, issueUser, ROOT, run } from "./harness.ts";
 import { meshStatus, never, startJoinedAgent } from "./mesh_fixture.ts";
 import { parseCertificate } from "@ztm/shared/certs";
 
@@ -28,6 +28,12 @@ Deno.test("hub ends a session when its certificate expires, and the agent stays 
     lifetime + 30_000,
   );
   assert.ok(Date.parse(String(closed.time)) >= notAfter, "closed before notAfter");
+  // The agent sees the close, and its redials are refused from then on.
+  await eventually(
+    async () => (await meshStatus(a)).status.connected === false,
+    20_000,
+    "alice's agent seeing the session end",
+  );
   await never(
     async () => (await meshStatus(a)).status.connected === true,
     3_000,
