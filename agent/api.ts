@@ -437,7 +437,14 @@ export interface MeshSummary {
   certificate: { serial: string; notAfter: string };
   /** The hub link; null when the mesh is not running. */
   status:
-    | { connected: boolean; hub: string | null; lastError: string | null; since: string }
+    | {
+      connected: boolean;
+      hub: string | null;
+      lastError: string | null;
+      since: string;
+      /** Why the last CRL seen was refused; absent while all is well. */
+      crlAlarm?: string;
+    }
     | null;
 }
 
@@ -457,6 +464,7 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
         hub: status.hub,
         lastError: status.lastError,
         since: status.since,
+        ...(status.crlAlarm ? { crlAlarm: status.crlAlarm } : {}),
       }
       : null,
   };

@@ -5,6 +5,9 @@
  * The hub's certificate must chain to the mesh CA, name the dialled host,
  * carry the serverAuth role, and not be on the CA-signed CRL (fetched from
  * the hub and verified here, so the hub cannot vouch for itself). The link
+ * keeps the newest CRL it has verified (by CRL number, in `crlFile`, so a
+ * restart does not forget it) and checks the hub against that one, whatever
+ * the hub serves: an older CRL or a 503 cannot unrevoke a hub. The
  * PINGs the hub and reconnects — at once after a GOAWAY, otherwise with
  * exponential backoff and jitter — cycling through the bootstrap addresses.
  */
@@ -19,6 +22,7 @@ import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shar
 import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
 import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
+import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import { errText, type Logger } from "@ztm/shared/log";
 import { RefusalLog } from "@ztm/shared/refusal_log";
@@ -67,6 +71,8 @@ export interface HubLinkOptions {
   ) => Promise<{ status: number; body: string }>;
   pingIntervalMs?: number;
   pingTimeoutMs?: number;
+  /** Where the newest verified CRL of this mesh is kept (`0600`); none: memory only. */
+  crlFile?: string;
 }
 
 /** A stream the hub answered 200, with the response headers. */
@@ -87,6 +93,8 @@ export interface LinkState {
   hub: string | null;
   lastError: string | null;
   since: string;
+  /** Why the last CRL seen (from the hub or `crlFile`) was refused; null while all is well. */
+  crlAlarm: string | null;
 }
 
 /** One mesh's hub link. Methods may be called concurrently; none after `close()`. */
@@ -107,12 +115,19 @@ export class HubLink {
   /** Dials that failed since the last welcome, oldest first (at most one round of addresses). */
   #failures: HubFailure[] = [];
   #crl: VerifiedCrl | undefined;
+  #crlLoaded: Promise<void> | undefined;
+  #crlFetch: Promise<void> | undefined;
+  #crlAlarm: string | null = null;
   /** Serial of the hub certificate this link checked at its last connect. */
   #hubSerial: string | undefined;
   /** Lines from the hub that were refused, counted so a hostile hub cannot flood the log. */
   #refusals: RefusalLog;
   /** `error` lines from the hub, counted likewise. */
   #hubErrors: RefusalLog;
+  /** The hub certificate's notAfter (epoch ms): the link leaves the hub then. */
+  #hubNotAfter = Infinity;
+  /** The newest CRL number the hub announced. */
+  #announced = 0;
 
   constructor(opts: HubLinkOptions) {
     this.#opts = opts;
@@ -133,6 +148,7 @@ export class HubLink {
 
   /** Starts connecting (in the background). */
   start(): void {
+    this.#crlLoaded = this.#loadCrl();
     this.#connect();
   }
 
@@ -142,6 +158,7 @@ export class HubLink {
       hub: this.#hub,
       lastError: this.#lastError,
       since: this.#since,
+      crlAlarm: this.#crlAlarm,
     };
   }
 
@@ -357,7 +374,8 @@ export class HubLink {
       try {
         await this.#checkHubRevocation(session, hubCert);
       } catch (err) {
-        fail(errText(err));
+        // A hub that closed the session under the CRL request refused our certificate.
+        fail(session.destroyed || session.closed ? REFUSED_BY_HUB : errText(err));
         return;
       }
       // The link may have been closed (the mesh left) while the CRL was checked: the
@@ -372,21 +390,68 @@ export class HubLink {
     hubCert: PeerCertificate | undefined,
   ): Promise<void> {
     if (!hubCert) throw new Error("hub presented no certificate");
+    await this.#crlLoaded;
+    this.#hubSerial = normalizeSerial(hubCert.serialNumber);
+    this.#hubNotAfter = Date.parse(hubCert.valid_to);
+    await this.#fetchCrl(session);
+    // The newest CRL this agent knows decides, not what this hub served (it may be
+    // revoked and serve an older CRL, or none).
+    if (this.#crl?.serials.has(this.#hubSerial)) throw new Error("hub certificate is revoked");
+  }
+
+  /**
+   * Fetches the hub's CRL if it is newer than the one held, verifies it and
+   * keeps it. A CRL that does not verify raises the alarm and throws.
+   */
+  async #fetchCrl(session: ClientHttp2Session): Promise<void> {
+    const held = this.#crl?.number;
     const stream = session.request({
       ":method": "GET",
-      ":path": HUB_PATHS.crl,
+      ":path": held === undefined ? HUB_PATHS.crl : `${HUB_PATHS.crl}?after=${held}`,
       [PROTOCOL_HEADER]: "1",
     }, {
       endStream: true,
     });
     const { status, body } = await readResponse(stream);
-    if (status === 503) return; // the hub has no CRL yet (CA never reached): nothing to check against
+    // 204: nothing newer than ours. 503: the hub has no CRL yet (it never reached the CA).
+    if (status === 204 || status === 503) return;
     if (status !== 200) throw new Error(`hub answered ${status} for the CRL`);
-    const crl = await verifyCrl(body, this.#opts.config.ca);
-    const hubSerial = normalizeSerial(hubCert.serialNumber);
-    if (crl.serials.has(hubSerial)) throw new Error("hub certificate is revoked");
-    this.#hubSerial = hubSerial;
-    this.#adoptCrl(crl);
+    let crl: VerifiedCrl;
+    try {
+      crl = await this.#verifyCrl(body);
+    } catch (err) {
+      this.#raiseCrlAlarm(`CRL from the hub refused: ${errText(err)}`);
+      throw err;
+    }
+    this.#adoptCrl(crl, true);
+  }
+
+  async #verifyCrl(pem: string): Promise<VerifiedCrl> {
+    const started = performance.now();
+    const crl = await verifyCrl(pem, this.#opts.config.ca);
+    this.#log.info("crl verified", {
+      mesh: this.#opts.config.name,
+      count: crl.serials.size,
+      crl: crl.number,
+      ms: Math.round(performance.now() - started),
+    });
+    return crl;
+  }
+
+  async #loadCrl(): Promise<void> {
+    const file = this.#opts.crlFile;
+    const pem = file ? readTextIfExists(file) : undefined;
+    if (!pem) return;
+    try {
+      this.#adoptCrl(await verifyCrl(pem, this.#opts.config.ca), false);
+    } catch (err) {
+      this.#raiseCrlAlarm(`stored CRL refused: ${errText(err)}`);
+    }
+  }
+
+  #raiseCrlAlarm(why: string): void {
+    this.#log.error("crl refused", { mesh: this.#opts.config.name, err: why });
+    this.#crlAlarm = why;
   }
 
   /** Serials on the newest CA-signed CRL this link has verified. */
@@ -394,14 +459,31 @@ export class HubLink {
     return this.#crl?.serials ?? new Set();
   }
 
-  #adoptCrl(crl: VerifiedCrl): void {
-    if (this.#crl && crl.number < this.#crl.number) return; // never roll back
+  #adoptCrl(crl: VerifiedCrl, save: boolean): void {
+    const held = this.#crl;
+    if (held && crl.number <= held.number) {
+      // Never roll back: an older CRL (a lagging or revoked hub's) changes nothing.
+      if (crl.number < held.number) {
+        this.#log.warn("older crl ignored", { mesh: this.#opts.config.name, crl: crl.number });
+      }
+      return;
+    }
     this.#crl = crl;
+    this.#crlAlarm = null;
+    if (save && this.#opts.crlFile) writeSecretFile(this.#opts.crlFile, crl.pem);
+    this.#log.info("crl adopted", {
+      mesh: this.#opts.config.name,
+      count: crl.serials.size,
+      crl: crl.number,
+    });
   }
 
-  async #onCrl(pem: string): Promise<void> {
-    try {
-      this.#adoptCrl(await verifyCrl(pem, this.#opts.config.ca));
+  /** The hub announced CRL `number`: fetch it if it is newer than ours (one fetch at a time). */
+  #onCrl(number: number): void {
+    if (!Number.isSafeInteger(number) || (this.#crl && number <= this.#crl.number)) return;
+    const session = this.#session;
+    if (!session || this.#crlFetch) return;
+    this.#crlFetch = this.#fetchCrl(session).then(() => {
       // The hub's own certificate revoked while connected: leave it; reconnecting checks
       // the CRL again and refuses (a hub whose key is lost is no longer this mesh's hub).
       if (this.#hubSerial && this.#crl?.serials.has(this.#hubSerial)) {
@@ -411,9 +493,15 @@ export class HubLink {
         });
         this.#session?.destroy();
       }
-    } catch (err) {
+    }).catch((err) => {
+      // Counted, not one line each: a hostile hub must not flood the log (a CRL that does not
+      // verify raises the alarm in #fetchCrl).
       this.#refusals.refused("bad_crl", `CRL from hub ignored: ${errText(err)}`);
-    }
+    }).finally(() => {
+      this.#crlFetch = undefined;
+      // A newer one announced while this fetch ran is fetched now.
+      if (this.#announced > (this.#crl?.number ?? 0)) this.#onCrl(this.#announced);
+    });
   }
 
   async #onManage(msg: Extract<HubMessage, { type: "manage" }>): Promise<void> {
@@ -505,7 +593,10 @@ export class HubLink {
         } else if (msg.type === "manage") {
           this.#handle("manage", () => this.#onManage(msg));
         } else if (msg.type === "crl") {
-          this.#handle("crl", () => this.#onCrl(msg.pem));
+          this.#handle("crl", () => {
+            this.#announced = Math.max(this.#announced, msg.number);
+            this.#onCrl(msg.number);
+          });
         } else if (msg.type === "error") {
           this.#hubErrors.refused(msg.code.slice(0, 64), msg.message.slice(0, 500));
         }
@@ -524,6 +615,12 @@ export class HubLink {
     const timer = setInterval(() => {
       if (session.destroyed) {
         clearInterval(timer);
+        return;
+      }
+      // TLS checked the hub's certificate at the handshake only.
+      if (Date.now() >= this.#hubNotAfter) {
+        this.#log.warn("hub certificate expired; disconnecting", { mesh: this.#opts.config.name });
+        fail("hub certificate expired");
         return;
       }
       const dead = setTimeout(() => {

@@ -42,14 +42,22 @@ function portKey(m: PortMapping): string {
   return `${m.ip}/${m.proto}/${m.port}`;
 }
 
+/** What a mesh keeps beside its record, and whom it tells of what it fixed. */
+export interface MeshOptions {
+  /** Where the newest verified CRL is kept, so a restart does not forget a revocation. */
+  crlFile?: string;
+  /** Told the pool user a port mapping without one fixed at first use (to store it). */
+  poolUserFixed?: (mapping: PortMapping, user: string) => void;
+}
+
 /** Starts a mesh runtime; the hub link connects in the background. */
 export async function startMesh(
   config: MeshConfig,
   state: { services: LocalService[]; ports: PortMapping[] },
   log: Logger,
-  poolUserFixed?: (mapping: PortMapping, user: string) => void,
+  opts: MeshOptions = {},
 ): Promise<MeshRuntime> {
-  const mesh = new Mesh(config, log, poolUserFixed);
+  const mesh = new Mesh(config, log, opts);
   mesh.setServices(state.services);
   for (const port of state.ports) {
     try {
@@ -81,20 +89,16 @@ export class Mesh implements MeshRuntime {
   #pool: DataPool;
   #poolUserFixed: ((mapping: PortMapping, user: string) => void) | undefined;
 
-  /** `poolUserFixed` is told the pool user a port mapping without one fixed at first use. */
-  constructor(
-    config: MeshConfig,
-    log: Logger,
-    poolUserFixed?: (mapping: PortMapping, user: string) => void,
-  ) {
+  constructor(config: MeshConfig, log: Logger, opts: MeshOptions = {}) {
     this.name = config.name;
-    this.#poolUserFixed = poolUserFixed;
+    this.#poolUserFixed = opts.poolUserFixed;
     this.#config = config;
     this.#log = log;
     this.#user = userOf(config.certificate);
     this.#link = new HubLink({
       config,
       log,
+      crlFile: opts.crlFile,
       hello: () => ({
         type: "hello",
         name: config.endpointName,
@@ -161,6 +165,7 @@ export class Mesh implements MeshRuntime {
       hub: s.hub,
       lastError: s.lastError,
       since: s.since,
+      crlAlarm: s.crlAlarm,
     };
   }
 

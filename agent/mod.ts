@@ -17,6 +17,7 @@ import { errText, Logger } from "@ztm/shared/log";
 import { loadOrCreateToken } from "@ztm/shared/files";
 import { ApiAccess } from "./access.ts";
 import { createAgentApp } from "./api.ts";
+import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
 import { AgentMetrics } from "./metrics.ts";
 import type { MeshRuntime } from "./runtime.ts";
@@ -78,7 +79,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   metrics.watch(() => runtimes.values());
   // A port mapping's pool user fixed at its first use is stored, so a restart keeps it.
   const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) =>
-    startMesh(cfg, state, log, (mapping, user) => store.fixPortUser(cfg.name, mapping, user));
+    startMesh(cfg, state, log, {
+      // The newest verified CRL of each mesh, kept so a restart does not forget a revocation.
+      crlFile: join(`${config.database}-crl`, `${encodeURIComponent(cfg.name)}.pem`),
+      poolUserFixed: (mapping, user) => store.fixPortUser(cfg.name, mapping, user),
+    });
   for (const mesh of store.listMeshes()) {
     try {
       runtimes.set(

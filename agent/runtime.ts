@@ -58,6 +58,8 @@ export interface MeshStatus {
   lastError: string | null;
   /** ISO time of the last change of `connected`. */
   since: string;
+  /** Why the last CRL seen was refused (it did not verify); null while all is well. */
+  crlAlarm?: string | null;
 }
 
 /** Paging and search for hub queries. */

@@ -46,6 +46,8 @@ export interface IssuerOptions {
   log: Logger;
   /** Validity of user certificates, days. */
   userDays?: number;
+  /** Lifetime of user certificates, ms; overrides `userDays` (`ztm ca --cert-lifetime`). */
+  userLifetimeMs?: number;
   /** Validity of hub certificates, days. */
   hubDays?: number;
 }
@@ -122,6 +124,7 @@ export class Issuer {
       role: kind === "user" ? "client" : "server",
       altNames,
       days: kind === "user" ? this.#opts.userDays : this.#opts.hubDays,
+      lifetimeMs: kind === "user" ? this.#opts.userLifetimeMs : undefined,
     });
     const record: CertificateRecord = {
       serial: serialOf(cert),

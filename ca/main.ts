@@ -3,7 +3,13 @@
  *
  * @module
  */
-import { applyLogFlags, type CommandSpec, LOG_FLAGS, parseCommandLine } from "@ztm/shared/flags";
+import {
+  applyLogFlags,
+  type CommandSpec,
+  LOG_FLAGS,
+  parseCommandLine,
+  usage,
+} from "@ztm/shared/flags";
 import { errText, Logger } from "@ztm/shared/log";
 import { lockState } from "@ztm/shared/state_lock";
 import { startCa } from "./mod.ts";
@@ -28,13 +34,31 @@ export const CA_COMMAND: CommandSpec = {
       help:
         "token for the hub-certificate route (default: <database>.token, made 0600 on first start)",
     },
+    {
+      name: "cert-lifetime",
+      kind: "string",
+      default: "365d",
+      help:
+        "lifetime of the user certificates it issues: a number with s, m, h or d (60s, 12h, 90d); hubs end a session when its certificate expires",
+    },
     ...LOG_FLAGS,
   ],
   examples: [
     "ztm ca",
     "ztm ca --listen=127.0.0.1:1234 --database=~/my-ca.db",
+    "ztm ca --cert-lifetime=12h",
   ],
 };
+
+const UNIT_MS: Record<string, number> = { s: 1_000, m: 60_000, h: 3_600_000, d: 86_400_000 };
+
+/** `60s`, `90m`, `12h`, `365d` in ms, from 60 s to 3650 days; undefined for anything else. */
+export function parseLifetime(text: string): number | undefined {
+  const m = text.match(/^(\d{1,7})([smhd])$/);
+  if (!m) return undefined;
+  const ms = Number(m[1]) * UNIT_MS[m[2]];
+  return ms >= 60_000 && ms <= 3650 * UNIT_MS.d ? ms : undefined;
+}
 
 /**
  * Runs `ztm ca` with `args`: parses the flags (exiting 2 on a bad one), starts
@@ -43,6 +67,15 @@ export const CA_COMMAND: CommandSpec = {
 export async function main(args: string[]): Promise<void> {
   const flags = parseCommandLine(CA_COMMAND, args);
   applyLogFlags(flags);
+  const certLifetimeMs = parseLifetime(flags.string("cert-lifetime") ?? "365d");
+  if (certLifetimeMs === undefined) {
+    console.error(
+      `${CA_COMMAND.name}: --cert-lifetime must be a number with s, m, h or d (60s, 12h, 90d) from 60s to 3650d, got "${
+        flags.string("cert-lifetime")
+      }"\n\n${usage(CA_COMMAND)}`,
+    );
+    Deno.exit(2);
+  }
   const log = new Logger("ca");
   try {
     lockState(flags.path("database")!, "CA");
@@ -50,6 +83,7 @@ export async function main(args: string[]): Promise<void> {
       listen: flags.address("listen"),
       database: flags.path("database")!,
       tokenFile: flags.path("token-file"),
+      certLifetimeMs,
       log,
     });
     const stop = async () => {

@@ -30,6 +30,8 @@ export interface CaConfig {
   /** Token for the hub-certificate route and non-loopback listening; default `<database>.token`. */
   tokenFile?: string;
   log?: Logger;
+  /** Lifetime of the user certificates it issues, ms; default 365 days. */
+  certLifetimeMs?: number;
 }
 
 /** A running CA. */
@@ -49,7 +51,7 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
   const tokenFile = config.tokenFile ?? `${config.database}.token`;
   const token = loadOrCreateToken(tokenFile);
   const signingKey = await loadOrCreateSigningKey(store, log);
-  const issuer = new Issuer({ store, signingKey, log });
+  const issuer = new Issuer({ store, signingKey, log, userLifetimeMs: config.certLifetimeMs });
   const revoker = new Revoker({ store, signingKey, log });
   const loopbackOnly = isLoopbackHost(config.listen.hostname);
   if (!loopbackOnly) {

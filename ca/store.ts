@@ -75,6 +75,15 @@ export interface Revocation {
   reason: string;
 }
 
+/** One revoked certificate as the CRL lists it. */
+export interface CrlRow {
+  seq: number;
+  serial: string;
+  revokedAt: string;
+  /** ISO time; the entry leaves the CRL after it. */
+  notAfter: string;
+}
+
 /** The last signed CRL. */
 export interface StoredCrl {
   number: number;
@@ -240,6 +249,25 @@ export class CaStore {
       name: r.name as string,
       revokedAt: r.revoked_at as string,
       reason: r.revocation_reason as string,
+    }));
+  }
+
+  /**
+   * Revoked certificates still valid at `now` (ISO time) whose revocation
+   * sequence number is above `afterSeq`, in revocation order: what the CRL
+   * lists. A certificate past its notAfter is refused for its expiry anyway,
+   * so its entry leaves the CRL (RFC 5280 3.3) and the CRL stops growing
+   * without bound.
+   */
+  crlEntries(now: string, afterSeq = 0): CrlRow[] {
+    return (this.#db.prepare(
+      `SELECT revocation_seq, serial, revoked_at, not_after FROM certificates
+       WHERE revocation_seq > ? AND not_after > ? ORDER BY revocation_seq`,
+    ).all(afterSeq, now) as Row[]).map((r) => ({
+      seq: r.revocation_seq as number,
+      serial: r.serial as string,
+      revokedAt: r.revoked_at as string,
+      notAfter: r.not_after as string,
     }));
   }
 

@@ -260,6 +260,9 @@ export const STATUS: Command = {
       if (m.status?.lastError) {
         lines.push(`${m.name}: last hub error: ${safeText(m.status.lastError)}`);
       }
+      if (m.status?.crlAlarm) {
+        lines.push(`${m.name}: REVOCATION ALARM: ${safeText(m.status.crlAlarm)}`);
+      }
     }
     console.log(lines.join("\n"));
   },

@@ -8,7 +8,9 @@
  * they are remembered per SHA-256 fingerprint (`AdmissionCache`): a handful
  * of users with thousands of endpoints, or every agent reconnecting after a
  * hub restart, then cost one X.509 parse per certificate rather than one per
- * session. The revocation check runs for every session.
+ * session. The revocation check runs for every session. TLS checks expiry
+ * only at the handshake, so a `Peer` carries its certificate's notAfter and
+ * the server ends the session when it passes.
  */
 import type { TLSSocket } from "node:tls";
 import { certificateRole, commonNameOf, x509 } from "@ztm/shared/certs";
@@ -22,13 +24,17 @@ export interface Peer {
   address: string;
   /** The certificate's public key (DER SubjectPublicKeyInfo): endpoint ids are derived from it. */
   spki: Uint8Array;
+  /** The certificate's notAfter, epoch ms: the session ends then. */
+  notAfter: number;
 }
 
 /** Why a peer was refused; logged, never sent (the TLS session is just closed). */
 export class AdmissionRefused extends Error {}
 
 /** What admission reads from a certificate: its user and serial, or why it is no user's. */
-type CertificateFacts = { user: string; serial: string; spki: Uint8Array } | { refused: string };
+type CertificateFacts =
+  | { user: string; serial: string; spki: Uint8Array; notAfter: number }
+  | { refused: string };
 
 /**
  * Facts of recently seen certificates by fingerprint, at most `max` (the
@@ -68,6 +74,7 @@ function readFacts(raw: Uint8Array<ArrayBuffer>): CertificateFacts {
     user,
     serial: normalizeSerial(cert.serialNumber),
     spki: new Uint8Array(cert.publicKey.rawData),
+    notAfter: cert.notAfter.getTime(),
   };
 }
 
@@ -96,5 +103,15 @@ export function admit(
   if (isRevoked(facts.serial)) {
     throw new AdmissionRefused(`certificate ${facts.serial} is revoked`);
   }
-  return { user: facts.user, serial: facts.serial, fingerprint, address, spki: facts.spki };
+  if (facts.notAfter <= Date.now()) {
+    throw new AdmissionRefused(`certificate ${facts.serial} has expired`);
+  }
+  return {
+    user: facts.user,
+    serial: facts.serial,
+    fingerprint,
+    address,
+    spki: facts.spki,
+    notAfter: facts.notAfter,
+  };
 }

@@ -62,7 +62,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     crlFile: identityFiles(config.dataDir).crl,
     log,
     // Called from start() on, by which time `server` exists.
-    onUpdate: (revoked) => server.applyRevocations(revoked, revocations.crlPem()),
+    onUpdate: (revoked, crlNumber) => server.applyRevocations(revoked, crlNumber),
   });
   const server = new HubServer({
     ...identity,

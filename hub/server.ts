@@ -118,6 +118,8 @@ export const DEFAULT_LIMITS: HubLimits = {
 export interface RevocationView {
   isRevoked(serial: string): boolean;
   crlPem(): string | undefined;
+  /** The number of the CRL `crlPem()` returns, 0 when none. */
+  crlNumber(): number;
   status(): unknown;
 }
 
@@ -276,7 +278,7 @@ export class HubServer {
           respondJson(s, 200, this.registry.services(parsePageParams(url.searchParams))),
       },
       { method: "GET", pattern: "/api/status", handler: (s) => respondJson(s, 200, this.status()) },
-      { method: "GET", pattern: "/api/crl", handler: (s) => this.#crl(s) },
+      { method: "GET", pattern: "/api/crl", handler: (s, _p, _st, url) => this.#crl(s, url) },
     ];
     this.#server = http2.createSecureServer({
       key: opts.keyPem,
@@ -352,10 +354,12 @@ export class HubServer {
     };
   }
 
-  /** Destroys every session whose certificate serial is in `revoked`. */
-  applyRevocations(revoked: Set<string>, crlPem?: string): void {
-    if (crlPem) {
-      for (const control of this.registry.controls()) control.send({ type: "crl", pem: crlPem });
+  /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */
+  applyRevocations(revoked: Set<string>, crlNumber?: number): void {
+    if (crlNumber !== undefined) {
+      for (const control of this.registry.controls()) {
+        control.send({ type: "crl", number: crlNumber });
+      }
     }
     this.#tunnels.revoke(revoked);
     for (const [session, state] of this.#sessions) {
@@ -466,10 +470,19 @@ export class HubServer {
     });
   }
 
-  /** PINGs (see `#ping`) each session whose interval has passed. */
+  /** Ends sessions whose certificate has expired; PINGs (see `#ping`) each whose interval has passed. */
   #pingDue(): void {
     const now = Date.now();
     for (const [session, state] of this.#sessions) {
+      if (state.peer.notAfter <= now) {
+        this.#log.warn("session closed: certificate expired", {
+          user: state.peer.user,
+          serial: state.peer.serial,
+          endpoint: state.endpointId,
+        });
+        session.destroy();
+        continue;
+      }
       if (state.pingDueAt > now) continue;
       state.pingDueAt = now + this.#limits.pingIntervalMs;
       this.#ping(session, state);
@@ -534,9 +547,16 @@ export class HubServer {
     }
   }
 
-  #crl(stream: ServerHttp2Stream): void {
+  /** The CRL; with `?after=N`, 204 when it is not newer than number N (agents that hold it). */
+  #crl(stream: ServerHttp2Stream, url: URL): void {
     const pem = this.#opts.revocations.crlPem();
     if (!pem) throw new ServiceUnavailable("no_crl", "The hub has no CRL from the CA yet");
+    const after = Number(url.searchParams.get("after") ?? -1);
+    if (Number.isSafeInteger(after) && this.#opts.revocations.crlNumber() <= after) {
+      stream.respond({ ":status": 204 });
+      stream.end();
+      return;
+    }
     stream.respond({ ":status": 200, "content-type": "application/x-pem-file" });
     stream.end(pem);
   }

@@ -17,6 +17,16 @@
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
 import { BadRequest } from "./errors.ts";
+import {
+  certificateSubjectDer,
+  der,
+  derOid,
+  derSerialDateList,
+  derSmallInteger,
+  derTime,
+  derUnsigned,
+  TAG,
+} from "./der.ts";
 
 /** ECDSA P-256 with SHA-256, for keys and signatures throughout the mesh. */
 export const KEY_ALGORITHM: EcKeyGenParams = { name: "ECDSA", namedCurve: "P-256" };
@@ -132,6 +142,8 @@ export interface LeafRequest {
   /** Subject alternative names of a server certificate: DNS names and IP addresses. */
   altNames?: string[];
   days?: number;
+  /** Lifetime in ms from `now`; overrides `days` (short-lived certificates, tests). */
+  lifetimeMs?: number;
   now?: Date;
   serial?: Serial;
 }
@@ -159,7 +171,7 @@ export async function issueLeafCertificate(
     subject: `CN=${req.commonName}`,
     issuer: ca.certificate.subject,
     notBefore: new Date(now.getTime() - 60_000),
-    notAfter: new Date(now.getTime() + (req.days ?? 365) * DAY_MS),
+    notAfter: new Date(now.getTime() + (req.lifetimeMs ?? (req.days ?? 365) * DAY_MS)),
     signingAlgorithm: SIGNING,
     publicKey: req.publicKey,
     signingKey: ca.privateKey,
@@ -242,42 +254,69 @@ export interface CrlEntry {
   revokedAt: Date;
 }
 
-/** Signs a CRL listing `entries`, numbered `number`, valid until `nextUpdate`. Returns PEM. */
+/**
+ * Signs a CRL listing `entries`, numbered `number`, valid until `nextUpdate`. Returns PEM.
+ *
+ * The DER is written here (`der.ts`) rather than by `@peculiar/x509`, whose
+ * generator builds an asn1js tree of every entry and parses the result back —
+ * which asn1js refuses past 10,000 nodes (~1,250 entries). Entries carry a
+ * serial and a date only (no per-entry extensions), so each costs ~36 bytes.
+ * Throws on a serial that is not hex.
+ */
 export async function createCrl(
   ca: { certificate: x509.X509Certificate; privateKey: CryptoKey },
-  entries: CrlEntry[],
+  entries: CrlEntry[] | Uint8Array<ArrayBuffer>,
   options: { number: number; thisUpdate?: Date; nextUpdate?: Date },
 ): Promise<string> {
   const thisUpdate = options.thisUpdate ?? new Date();
-  const crl = await x509.X509CrlGenerator.create({
-    issuer: ca.certificate.subject,
-    thisUpdate,
-    nextUpdate: options.nextUpdate ?? new Date(thisUpdate.getTime() + 7 * DAY_MS),
-    signingAlgorithm: SIGNING,
-    signingKey: ca.privateKey,
-    entries: entries.map((e) => ({
-      serialNumber: e.serial,
-      revocationDate: e.revokedAt,
-      reason: x509.X509CrlReason.cessationOfOperation,
-    })),
-    extensions: [
-      await x509.AuthorityKeyIdentifierExtension.create(ca.certificate, false),
-      new x509.Extension("2.5.29.20", false, crlNumberDer(options.number)),
-    ],
-  });
-  return x509.PemConverter.encode(crl.rawData, "X509 CRL") + "\n";
+  const nextUpdate = options.nextUpdate ?? new Date(thisUpdate.getTime() + 7 * DAY_MS);
+  const algorithm = der(TAG.SEQUENCE, derOid(ECDSA_WITH_SHA256));
+  // Entries may come encoded already (`encodeCrlEntries`), as the CA keeps them between signings.
+  const revoked = entries instanceof Uint8Array ? entries : encodeCrlEntries(entries);
+  const aki = await x509.AuthorityKeyIdentifierExtension.create(ca.certificate, false);
+  const extensions = der(
+    TAG.CONTEXT_0,
+    der(
+      TAG.SEQUENCE,
+      new Uint8Array(aki.rawData),
+      der(TAG.SEQUENCE, derOid(CRL_NUMBER), der(TAG.OCTET_STRING, derSmallInteger(options.number))),
+    ),
+  );
+  const tbs = der(
+    TAG.SEQUENCE,
+    derSmallInteger(1), // v2
+    algorithm,
+    certificateSubjectDer(new Uint8Array(ca.certificate.rawData)),
+    derTime(thisUpdate),
+    derTime(nextUpdate),
+    ...(revoked.length ? [der(TAG.SEQUENCE, revoked)] : []),
+    extensions,
+  );
+  const raw = new Uint8Array(await crypto.subtle.sign(SIGNING, ca.privateKey, tbs));
+  const half = raw.length / 2;
+  const signature = der(
+    TAG.SEQUENCE,
+    derUnsigned(raw.subarray(0, half)),
+    derUnsigned(raw.subarray(half)),
+  );
+  const crl = der(TAG.SEQUENCE, tbs, algorithm, der(TAG.BIT_STRING, Uint8Array.of(0), signature));
+  return pemBlock(crl, "X509 CRL");
 }
 
-/** DER INTEGER for the cRLNumber extension (non-negative, below 2^53). */
-function crlNumberDer(n: number): Uint8Array<ArrayBuffer> {
-  const bytes: number[] = [];
-  let v = n;
-  do {
-    bytes.unshift(v % 256);
-    v = Math.floor(v / 256);
-  } while (v > 0);
-  if (bytes[0] & 0x80) bytes.unshift(0);
-  return new Uint8Array([0x02, bytes.length, ...bytes]);
+/** A PEM block of `der` with 64-character lines (native base64: 100× faster than pvtsutils at MBs). */
+export function pemBlock(der: Uint8Array, label: string): string {
+  const body = der.toBase64().replace(/.{64}/g, "$&\n").replace(/\n?$/, "\n");
+  return `-----BEGIN ${label}-----\n${body}-----END ${label}-----\n`;
 }
+
+/** The DER of CRL entries (the content of revokedCertificates), for `createCrl`. */
+export function encodeCrlEntries(entries: CrlEntry[]): Uint8Array<ArrayBuffer> {
+  return derSerialDateList(entries.map((e) => ({ serial: e.serial, date: e.revokedAt })));
+}
+
+/** OID of ecdsa-with-SHA256, the only signature the mesh makes or accepts. */
+export const ECDSA_WITH_SHA256 = "1.2.840.10045.4.3.2";
+/** OID of the cRLNumber extension. */
+export const CRL_NUMBER = "2.5.29.20";
 
 export { x509 };

@@ -90,6 +90,8 @@ export interface LogFields {
   ms?: number;
   bytes?: number;
   count?: number;
+  /** A CRL's number. */
+  crl?: number;
   file?: string;
   version?: string;
   err?: string;

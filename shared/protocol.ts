@@ -41,7 +41,9 @@
  *    before it believes any result.
  *
  * 4. Revocations. When the CA's CRL changes, the hub sends every agent
- *    `{type:"crl", pem}`; agents verify it against the mesh CA before use.
+ *    `{type:"crl", number}` (a CRL of 100,000 entries is ~5 MB, far past a
+ *    control line); agents holding an older one fetch `GET /api/crl`,
+ *    verify it against the mesh CA, and keep the newest they have verified.
  *
  * 5. Data port and data links. When the hub has a TLS data port
  *    (`welcome.hub.dataPort`), a caller may ask for a tunnel with
@@ -193,7 +195,7 @@ export type HubMessage =
     ticket?: string;
   }
   | { type: "manage"; rid: string; request: SignedRequest; from: TunnelCaller }
-  | { type: "crl"; pem: string }
+  | { type: "crl"; number: number }
   | { type: "error"; code: string; message: string };
 
 /** What an agent writes on an idle data link (see `data_link.ts`). */
@@ -421,8 +423,12 @@ export function checkHubMessage(value: { type: string } & Record<string, unknown
         request: value.request as SignedRequest,
         from: checkCaller(value.from, where),
       };
-    case "crl":
-      return { type: "crl", pem: stringField(value.pem, where, "pem", MAX_CONTROL_LINE_BYTES) };
+    case "crl": {
+      // Only the number: agents holding an older CRL fetch it (`GET /api/crl?after=N`).
+      const n = value.number;
+      if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw field(where, "number");
+      return { type: "crl", number: n };
+    }
     case "error":
       return {
         type: "error",
