@@ -104,7 +104,7 @@ Deno.test("junk management requests from a member neither push real entries out 
   assert.equal(after.unverified.count, FLOOD, JSON.stringify(after.unverified).slice(0, 500));
   assert.equal(after.unverified.recent.length, 20);
   for (const e of after.unverified.recent) {
-    assert.equal(e.via, "hub-side-probe", JSON.stringify(e));
+    assert.equal(e.via, control.id, JSON.stringify(e)); // the session's key-bound endpoint id
     assert.equal(e.user, "mallory (unverified)", JSON.stringify(e));
   }
 
@@ -120,7 +120,10 @@ Deno.test("junk management requests from a member neither push real entries out 
   );
   assert.match(
     JSON.parse(first[0].text).error.message,
-    /User "mallory" \(endpoint "hub-side-probe"\) sent too many management requests that did not verify; try again in \d+ s/,
+    new RegExp(
+      `User "mallory" \\(endpoint "${control.id}"\\) sent too many management requests ` +
+        "that did not verify; try again in \\d+ s",
+    ),
   );
 
   // Logged once per kind, then counted.
