@@ -18,6 +18,7 @@ import { DataPool } from "./data_pool.ts";
 import { HubLink, userOf } from "./hub_link.ts";
 import { PortMap } from "./port_map.ts";
 import { Provider } from "./provider.ts";
+import { TunnelStates } from "./tunnel_state.ts";
 import type {
   LocalService,
   ManageHandler,
@@ -78,6 +79,7 @@ export class Mesh implements MeshRuntime {
   #log: Logger;
   #manageHandler: ManageHandler | undefined;
   #pool: DataPool;
+  #states = new TunnelStates();
 
   constructor(config: MeshConfig, log: Logger) {
     this.name = config.name;
@@ -124,6 +126,7 @@ export class Mesh implements MeshRuntime {
       pool: this.#pool,
       log,
       mesh: config.name,
+      states: this.#states,
     });
     this.#pool.serveIncoming((msg, link) => this.#provider.incoming(msg, link));
   }
@@ -165,6 +168,7 @@ export class Mesh implements MeshRuntime {
   setServices(services: LocalService[]): void {
     this.#services = services;
     this.#provider.setServices(services);
+    this.#states.keepServices(services);
     this.#link.send({ type: "services", services: published(services) });
   }
 
@@ -177,6 +181,7 @@ export class Mesh implements MeshRuntime {
       pool: this.#pool,
       log: this.#log,
       mesh: this.name,
+      state: this.#states.port(mapping),
     });
     await port.listen();
     this.#ports.set(key, port);
@@ -189,7 +194,12 @@ export class Mesh implements MeshRuntime {
       throw new NotFound("unknown_port", `No port mapping on ${mapping.ip}:${mapping.port}`);
     }
     this.#ports.delete(key);
+    this.#states.dropPort(mapping);
     await port.close();
+  }
+
+  tunnelStates(): TunnelStates {
+    return this.#states;
   }
 
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {

@@ -19,6 +19,7 @@ import { connLeg, type Leg, splice, type SpliceResult } from "@ztm/shared/splice
 import type { DataPool } from "./data_pool.ts";
 import type { HubLink } from "./hub_link.ts";
 import type { LocalService } from "./runtime.ts";
+import type { TunnelStates } from "./tunnel_state.ts";
 import { h2Leg, ticketLink } from "./tunnel_legs.ts";
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -66,7 +67,19 @@ export class Provider {
   /** Live target connections, with the service and the caller's user they serve. */
   #live = new Map<Deno.TcpConn, { proto: string; name: string; user: string }>();
 
-  constructor(opts: { owner: string; link: HubLink; pool: DataPool; log: Logger; mesh: string }) {
+  #states: TunnelStates | undefined;
+
+  constructor(
+    opts: {
+      owner: string;
+      link: HubLink;
+      pool: DataPool;
+      log: Logger;
+      mesh: string;
+      states?: TunnelStates;
+    },
+  ) {
+    this.#states = opts.states;
     this.#owner = opts.owner;
     this.#link = opts.link;
     this.#pool = opts.pool;
@@ -186,6 +199,7 @@ export class Provider {
         status,
         err: message,
       });
+      this.#states?.service(want).refused(code, message);
       refuse(status, code, message);
       return undefined;
     };
@@ -221,7 +235,8 @@ export class Provider {
     });
     this.#live.set(target, { ...msg.service, user: msg.from.user });
     try {
-      return await splice(connLeg(target), leg);
+      const local = connLeg(target);
+      return await splice(this.#states?.service(msg.service).track(local, "down") ?? local, leg);
     } finally {
       this.#live.delete(target);
     }

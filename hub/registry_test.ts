@@ -82,3 +82,21 @@ Deno.test("registry finds endpoints by name case-insensitively, refuses an ambig
     r.close();
   }
 });
+
+Deno.test("an endpoint that rejoins under a new id replaces its offline self of the same user and name", () => {
+  const r = new Registry({ purgeAfterMs: 60_000 });
+  try {
+    const old = join(r, "old-id", "laptop", "alice", [tcp("web")]);
+    join(r, "other", "laptop", "bob", []);
+    r.disconnect("old-id", old);
+    const bobOld = r.get("other");
+    join(r, "new-id", "Laptop", "alice", [tcp("web")]);
+    const listed = r.page(ALL).items.map((e) => `${e.id}/${e.user}/${e.online}`);
+    assert.deepEqual(listed.sort(), ["new-id/alice/true", "other/bob/true"]);
+    assert.throws(() => r.get("old-id"), NotFound);
+    assert.deepEqual(r.services(ALL).items[0].providers.map((p) => p.endpoint), ["new-id"]);
+    assert.equal(bobOld.online, true, "another user's endpoint of that name stays");
+  } finally {
+    r.close();
+  }
+});
