@@ -126,8 +126,8 @@ export class Mesh implements MeshRuntime {
       pool: this.#pool,
       log,
       mesh: config.name,
-      states: this.#states,
     });
+    this.#provider.states = this.#states;
     this.#pool.serveIncoming((msg, link) => this.#provider.incoming(msg, link));
   }
 

@@ -67,19 +67,10 @@ export class Provider {
   /** Live target connections, with the service and the caller's user they serve. */
   #live = new Map<Deno.TcpConn, { proto: string; name: string; user: string }>();
 
-  #states: TunnelStates | undefined;
+  /** Where accepted and refused tunnels are counted, per service (see `tunnel_state.ts`). */
+  states: TunnelStates | undefined;
 
-  constructor(
-    opts: {
-      owner: string;
-      link: HubLink;
-      pool: DataPool;
-      log: Logger;
-      mesh: string;
-      states?: TunnelStates;
-    },
-  ) {
-    this.#states = opts.states;
+  constructor(opts: { owner: string; link: HubLink; pool: DataPool; log: Logger; mesh: string }) {
     this.#owner = opts.owner;
     this.#link = opts.link;
     this.#pool = opts.pool;
@@ -199,7 +190,8 @@ export class Provider {
         status,
         err: message,
       });
-      this.#states?.service(want).refused(code, message);
+      // Only for services this endpoint has: callers must not grow the table with made-up names.
+      if (status !== 404) this.states?.service(want).refused(code, message);
       refuse(status, code, message);
       return undefined;
     };
@@ -236,7 +228,7 @@ export class Provider {
     this.#live.set(target, { ...msg.service, user: msg.from.user });
     try {
       const local = connLeg(target);
-      return await splice(this.#states?.service(msg.service).track(local, "down") ?? local, leg);
+      return await splice(this.states?.service(msg.service).track(local, "down") ?? local, leg);
     } finally {
       this.#live.delete(target);
     }
