@@ -1,13 +1,13 @@
 /** @jsxImportSource preact */
 /**
  * One endpoint — this one or any other in the mesh: its services and port
- * mappings with their live state, and its audit log in words, with forms
+ * mappings with their live state, and its audit log (`audit_log.tsx`), with forms
  * that create and delete them on that endpoint. For another endpoint the
  * agent signs the request and the target decides; its refusal (403 and why)
  * is shown once. Endpoints this user may not manage (another user's, unless
  * this user is root) show why instead of forms that could only be refused.
  */
-import { useEffect, useState } from "preact/hooks";
+import { useState } from "preact/hooks";
 import { callApi, meshPath, query } from "../api_client.ts";
 import type {
   AuditEntry,
@@ -36,6 +36,7 @@ import {
 import { FieldGrid, type FieldSpec, useFormState } from "../form.tsx";
 import { usePoll } from "../poll.ts";
 import { hrefOf, navigate } from "../route.ts";
+import { AuditTable } from "./audit_log.tsx";
 
 /** Rows per page of the audit log. */
 export const LOG_PAGE_SIZE = 20;
@@ -562,115 +563,4 @@ export function mapPort(
 /** A refusal as the user should read it: 403s say that the endpoint refused. */
 export function refusal(res: { status: number; message: string }): string {
   return res.status === 403 ? `Refused (403): ${res.message}` : res.message;
-}
-
-/** Names of endpoints by id, looked up once each through the hub (for the audit log's "from"). */
-const endpointNames = new Map<string, string | null>();
-
-function useEndpointNames(mesh: string, ids: string[], connected: boolean): Map<string, string> {
-  const [, setVersion] = useState(0);
-  const key = ids.join(",");
-  useEffect(() => {
-    if (!connected) return;
-    for (const id of new Set(ids)) {
-      const k = `${mesh}/${id}`;
-      if (endpointNames.has(k)) continue;
-      endpointNames.set(k, null);
-      void callApi<EndpointRecord>("GET", meshPath(mesh, "endpoints", id)).then((res) => {
-        if (res.ok) {
-          endpointNames.set(k, res.data.name);
-          setVersion((v) => v + 1);
-        } else endpointNames.delete(k);
-      });
-    }
-  }, [mesh, key, connected]);
-  const names = new Map<string, string>();
-  for (const id of ids) {
-    const name = endpointNames.get(`${mesh}/${id}`);
-    if (name) names.set(id, name);
-  }
-  return names;
-}
-
-/**
- * An audit entry in words: "bob added service tcp/ssh → 10.0.0.5:22", or
- * "mallory tried to read the audit log" when it was refused.
- */
-export function auditWords(a: AuditEntry): string {
-  const parts = a.path.split("/").map((p) => {
-    try {
-      return decodeURIComponent(p);
-    } catch {
-      return p;
-    }
-  });
-  const detail = a.detail ?? "";
-  const ok = a.outcome === "ok";
-  const say = (done: string, tried: string, rest: string) =>
-    `${a.user} ${ok ? done : `tried to ${tried}`} ${rest}`.trimEnd();
-  const [kind] = parts;
-  if (kind === "services" && parts.length === 3) {
-    const svc = `service ${parts[1]}/${parts[2]}`;
-    if (a.method === "POST") return say("added", "add", `${svc}${detail ? ` → ${detail}` : ""}`);
-    if (a.method === "DELETE") {
-      return say("deleted", "delete", `${svc}${detail ? ` (it led to ${detail})` : ""}`);
-    }
-  }
-  if (kind === "ports" && parts.length === 4) {
-    const addr = formatAddr(parts[1], Number(parts[3]));
-    if (a.method === "POST") {
-      return say("mapped", "map", `port ${addr}${detail ? ` → ${detail}` : ""}`);
-    }
-    if (a.method === "DELETE") {
-      return say(
-        "deleted",
-        "delete",
-        `the port mapping on ${addr}${detail ? ` (→ ${detail})` : ""}`,
-      );
-    }
-  }
-  if (kind === "policy" && a.method === "PUT") {
-    return say("changed", "change", "the policy for remote management");
-  }
-  if (a.method === "GET") {
-    const what = kind === "log"
-      ? "the audit log"
-      : kind === "ports"
-      ? "the port mappings"
-      : kind === "services"
-      ? "the services"
-      : a.path;
-    return say("read", "read", what);
-  }
-  return say("did", "do", `${a.method} ${a.path}`);
-}
-
-function AuditTable(props: { mesh: string; entries: AuditEntry[]; connected: boolean }) {
-  const remote = props.entries.map((a) => a.via).filter((v) => v !== "local");
-  const names = useEndpointNames(props.mesh, remote, props.connected);
-  if (props.entries.length === 0) return <p class="empty">Nothing changed yet.</p>;
-  return (
-    <ListTable columns={["When", "What", "From", "Outcome"]}>
-      {props.entries.map((a) => (
-        <tr key={a.id} data-audit={a.id}>
-          <td data-label="When">
-            <Time iso={a.time} />
-          </td>
-          <td data-label="What">{auditWords(a)}</td>
-          <td data-label="From">
-            {a.via === "local" ? "this machine" : (
-              <span title={`endpoint id ${a.via}`}>
-                {names.get(a.via) ?? <code>{a.via}</code>}
-              </span>
-            )}
-          </td>
-          <td data-label="Outcome" class={a.outcome === "ok" ? "" : "error-text"}>
-            {a.outcome === "ok"
-              ? "done"
-              : `${a.status === 403 ? "refused" : "failed"} (${a.status}): ${a.outcome}`}
-          </td>
-        </tr>
-      ))}
-    </ListTable>
-  );
 }
