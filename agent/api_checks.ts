@@ -139,11 +139,17 @@ export function checkPortBody(body: Record<string, unknown>): PortMapping["targe
   }
   const fields = t as Record<string, unknown>;
   checkFields(fields, ["service", "user", "endpoint"], "target");
-  const { service, user, endpoint } = fields;
+  const { user, endpoint } = fields;
+  // `tcp/ssh` and `ssh` name the same service (tcp is the only protocol).
+  const service = typeof fields.service === "string"
+    ? fields.service.replace(/^tcp\//i, "")
+    : fields.service;
   if (typeof service !== "string" || !NAME_PATTERN.test(service)) {
     throw new BadRequest(
       "bad_target",
-      `Bad target service ${JSON.stringify(service)}: use ${NAME_RULE}`,
+      `Bad target service ${
+        JSON.stringify(fields.service)
+      }: use tcp/NAME or NAME, NAME being ${NAME_RULE}`,
     );
   }
   const target: PortMapping["target"] = { service };

@@ -1,3 +1,4 @@
+import { TunnelStates } from "./tunnel_state.ts";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { join } from "node:path";
 import {
@@ -164,6 +165,11 @@ class RecordingRuntime implements MeshRuntime {
     return new Set();
   }
 
+  readonly states = new TunnelStates();
+  tunnelStates(): TunnelStates {
+    return this.states;
+  }
+
   setManageHandler(_handler: ManageHandler): void {}
 
   close(): Promise<void> {
@@ -172,6 +178,12 @@ class RecordingRuntime implements MeshRuntime {
     this.isClosed = true;
     return Promise.resolve();
   }
+}
+
+/** An API row without its live `state` (and a creation's `warning`). */
+function withoutState(row: Json): Json {
+  const { state: _state, warning: _warning, ...rest } = row;
+  return rest;
 }
 
 // ---- the agent under test ----
@@ -599,7 +611,11 @@ Deno.test("a service is created, listed, replaced and deleted, each change publi
     { host: "intranet.example.com", port: 8080, users: ["alice", "bob", "alice"], strict: true },
   );
   assertEquals(byId.body, web);
-  assertEquals((await agent.call("GET", SERVICES)).body, [ssh, web]);
+  const listed = (await agent.call("GET", SERVICES)).body;
+  assertEquals(listed.map(withoutState), [ssh, web]);
+  assertEquals(listed[0].state.health, "ok");
+  assertEquals(listed[0].state.message, "Service tcp/ssh is ready; no connection yet");
+  assertEquals([listed[0].state.open, listed[0].state.bytesUp], [0, 0]);
 
   const moved = { ...ssh, host: "fd00::5", port: 2222, users: ["*"] };
   const replaced = await agent.call("POST", `${SERVICES}/tcp/ssh`, {
@@ -614,7 +630,7 @@ Deno.test("a service is created, listed, replaced and deleted, each change publi
   const deleted = await agent.call("DELETE", `${SERVICES}/tcp/ssh`);
   assertEquals({ status: deleted.status, body: deleted.body }, { status: 200, body: moved });
   assertEquals(runtime.published.at(-1), [web]);
-  assertEquals((await agent.call("GET", SERVICES)).body, [web]);
+  assertEquals((await agent.call("GET", SERVICES)).body.map(withoutState), [web]);
   assertEquals(runtime.published.length, 4);
 });
 
@@ -752,10 +768,18 @@ Deno.test("a port mapping opens a real listener, is listed, and deleting it clos
   const created = await agent.call("POST", `${PORTS}/127.0.0.1/tcp/${port}`, {
     target: { service: "ssh", user: "root", endpoint: "laptop-2" },
   });
-  assertEquals({ status: created.status, body: created.body }, { status: 201, body: mapping });
+  assertEquals(
+    { status: created.status, body: withoutState(created.body) },
+    { status: 201, body: mapping },
+  );
+  // Nobody offers tcp/ssh: the mapping is made, with a warning that says so.
+  assertEquals(created.body.state.health, "unknown_service");
+  assertEquals(created.body.warning, `User "root" offers no service tcp/ssh`);
   assertEquals(runtime.opened, [mapping]);
   assert(await canConnect(port), "the mapped port accepts connections");
-  assertEquals((await agent.call("GET", PORTS)).body, [mapping]);
+  const listedPorts = (await agent.call("GET", PORTS)).body;
+  assertEquals(listedPorts.map(withoutState), [mapping]);
+  assertEquals(listedPorts[0].state.health, "unknown_service");
 
   const deleted = await agent.call("DELETE", `${PORTS}/127.0.0.1/tcp/${port}`);
   assertEquals({ status: deleted.status, body: deleted.body }, { status: 200, body: mapping });

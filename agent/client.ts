@@ -23,9 +23,17 @@ import type { Policy } from "./policy.ts";
 import type { LocalService, PortMapping } from "./runtime.ts";
 import type { UnverifiedRefusals } from "./endpoint_ops.ts";
 import type { AuditEntry } from "./store.ts";
+import type { TunnelHealth, TunnelState } from "./tunnel_state.ts";
 
 export type { AuditEntry, EndpointRecord, LocalService, MeshService, MeshSummary, Page, Policy };
-export type { PortMapping, ServiceProto, UnverifiedRefusals };
+export type { PortMapping, ServiceProto, TunnelHealth, TunnelState, UnverifiedRefusals };
+
+/** A port mapping as listed: with its live state (absent while the mesh is not running). */
+export type PortMappingState = PortMapping & { state?: TunnelState };
+/** A new port mapping: its state, and a warning when it cannot work yet (nobody offers the service…). */
+export type OpenedPort = PortMappingState & { warning?: string };
+/** A service as listed: with its live state (absent while the mesh is not running). */
+export type LocalServiceState = LocalService & { state?: TunnelState };
 
 /** The body of a join: the mesh CA, this endpoint's certificate and key (PEM), and hub addresses. */
 export interface JoinBody {
@@ -220,7 +228,7 @@ export class AgentClient {
   }
 
   /** `GET …/endpoints/{ep}/services`: the services an endpoint provides (any endpoint). */
-  services(mesh: string, ep: string): Promise<LocalService[]> {
+  services(mesh: string, ep: string): Promise<LocalServiceState[]> {
     return this.request("GET", endpointPath(mesh, ep, "services"));
   }
 
@@ -246,8 +254,8 @@ export class AgentClient {
     );
   }
 
-  /** `GET …/endpoints/{ep}/ports`: an endpoint's port mappings. */
-  ports(mesh: string, ep: string): Promise<PortMapping[]> {
+  /** `GET …/endpoints/{ep}/ports`: an endpoint's port mappings with their live state. */
+  ports(mesh: string, ep: string): Promise<PortMappingState[]> {
     return this.request("GET", endpointPath(mesh, ep, "ports"));
   }
 
@@ -257,7 +265,7 @@ export class AgentClient {
     ep: string,
     address: PortAddress,
     target: PortMapping["target"],
-  ): Promise<PortMapping> {
+  ): Promise<OpenedPort> {
     return this.request("POST", endpointPath(mesh, ep, portPath(address)), { target });
   }
 

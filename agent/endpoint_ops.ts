@@ -36,6 +36,7 @@ import {
 import { allowedTarget, allowsListen } from "./policy.ts";
 import type { MeshRuntime, PortMapping } from "./runtime.ts";
 import type { AgentStore, AuditEntry } from "./store.ts";
+import { auditDetail, type TunnelState, withPortStates } from "./tunnel_state.ts";
 
 /** Who asks. */
 export interface Caller {
@@ -146,7 +147,10 @@ export class EndpointOps {
       write = route.write;
       if (caller.remote) this.#checkRemote(mesh, caller);
       const res = await route.op(mesh, caller, params, body, url.searchParams);
-      if (write) this.#audit(mesh, caller, method, relative, res.status, "ok");
+      if (write) {
+        const answer = await res.clone().json().catch(() => undefined);
+        this.#audit(mesh, caller, method, relative, res.status, "ok", auditDetail(answer));
+      }
       return res;
     } catch (err) {
       const { status, body: errBody } = errorBody(err);
@@ -154,7 +158,12 @@ export class EndpointOps {
         this.#o.log.error("request failed", { mesh, method, err: errText(err) });
       }
       if (write || caller.remote) {
-        this.#audit(mesh, caller, method, relative, status, errBody.error.message);
+        let asked: unknown;
+        try {
+          asked = JSON.parse(body);
+        } catch { /* no detail */ }
+        const detail = auditDetail(asked);
+        this.#audit(mesh, caller, method, relative, status, errBody.error.message, detail);
       }
       if (caller.remote && status === 403) {
         this.#o.log.warn("remote request refused", {
@@ -195,6 +204,7 @@ export class EndpointOps {
     path: string,
     status: number,
     outcome: string,
+    detail = "",
   ): void {
     try {
       this.#o.store.addAudit(mesh, {
@@ -204,6 +214,7 @@ export class EndpointOps {
         path,
         status,
         outcome,
+        detail,
       });
     } catch (err) {
       this.#o.log.error("audit entry not written", { mesh, err: errText(err) });
@@ -229,11 +240,42 @@ export class EndpointOps {
   }
 
   #listServices(mesh: string): Promise<Response> {
-    return Promise.resolve(json(this.#o.store.services(mesh)));
+    const services = this.#o.store.services(mesh);
+    const states = this.#statesOf(mesh);
+    if (!states) return Promise.resolve(json(services));
+    return Promise.resolve(json(services.map((s) => ({
+      ...s,
+      state: states.service(s).state(`Service ${s.proto}/${s.name}`),
+    }))));
   }
 
-  #listPorts(mesh: string): Promise<Response> {
-    return Promise.resolve(json(this.#o.store.ports(mesh)));
+  async #listPorts(mesh: string): Promise<Response> {
+    return json(await this.#portsWithState(mesh, this.#o.store.ports(mesh)));
+  }
+
+  /** The mesh's tunnel tallies, or undefined while it is not running (lists still answer). */
+  #statesOf(mesh: string) {
+    try {
+      return this.#o.runtimeOf(mesh).tunnelStates();
+    } catch {
+      return undefined;
+    }
+  }
+
+  /** `ports` with their live state (judged against the hub's list of who offers each service). */
+  async #portsWithState(
+    mesh: string,
+    ports: PortMapping[],
+  ): Promise<(PortMapping & { state?: TunnelState })[]> {
+    const states = this.#statesOf(mesh);
+    if (!states) return ports;
+    const runtime = this.#o.runtimeOf(mesh);
+    return await withPortStates(
+      ports,
+      this.#o.userOf(mesh),
+      states,
+      async (name) => (await runtime.services({ offset: 0, limit: 500, q: name })).items,
+    );
   }
 
   #readLog(mesh: string, query: URLSearchParams): Promise<Response> {
@@ -326,7 +368,13 @@ export class EndpointOps {
         service: `${proto}/${target.service}`,
         user: caller.user,
       });
-      return json(mapping, 201);
+      // A mapping to a service nobody offers (yet), or not to this user, is made, with a warning.
+      const [shown] = await this.#portsWithState(mesh, [mapping]);
+      const state = shown.state;
+      const warning = state && state.health !== "ok" && state.health !== "target_refusing"
+        ? state.message
+        : undefined;
+      return json({ ...shown, ...(warning ? { warning } : {}) }, 201);
     });
   }
 

@@ -18,6 +18,7 @@ import { DataPool } from "./data_pool.ts";
 import { type HubFailure, HubLink, userOf } from "./hub_link.ts";
 import { PortMap } from "./port_map.ts";
 import { Provider } from "./provider.ts";
+import { TunnelStates } from "./tunnel_state.ts";
 import type {
   LocalService,
   ManageHandler,
@@ -88,6 +89,7 @@ export class Mesh implements MeshRuntime {
   #manageHandler: ManageHandler | undefined;
   #pool: DataPool;
   #poolUserFixed: ((mapping: PortMapping, user: string) => void) | undefined;
+  #states = new TunnelStates();
 
   constructor(config: MeshConfig, log: Logger, opts: MeshOptions = {}) {
     this.name = config.name;
@@ -138,6 +140,7 @@ export class Mesh implements MeshRuntime {
       log,
       mesh: config.name,
     });
+    this.#provider.states = this.#states;
     this.#pool.serveIncoming((msg, link) => this.#provider.incoming(msg, link));
   }
 
@@ -184,6 +187,7 @@ export class Mesh implements MeshRuntime {
   setServices(services: LocalService[]): void {
     this.#services = services;
     this.#provider.setServices(services);
+    this.#states.keepServices(services);
     this.#link.send({ type: "services", services: published(services) });
   }
 
@@ -197,6 +201,7 @@ export class Mesh implements MeshRuntime {
       log: this.#log,
       mesh: this.name,
       userFixed: this.#poolUserFixed,
+      state: this.#states.port(mapping),
     });
     await port.listen();
     this.#ports.set(key, port);
@@ -209,7 +214,12 @@ export class Mesh implements MeshRuntime {
       throw new NotFound("unknown_port", `No port mapping on ${mapping.ip}:${mapping.port}`);
     }
     this.#ports.delete(key);
+    this.#states.dropPort(mapping);
     await port.close();
+  }
+
+  tunnelStates(): TunnelStates {
+    return this.#states;
   }
 
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {

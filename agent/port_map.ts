@@ -31,6 +31,7 @@ import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { DataPool } from "./data_pool.ts";
 import type { HubLink } from "./hub_link.ts";
 import type { PortMapping } from "./runtime.ts";
+import type { Tally } from "./tunnel_state.ts";
 import { h2Leg, ticketLink } from "./tunnel_legs.ts";
 
 /** How long a mapping reuses the hub's list of providers. */
@@ -45,6 +46,8 @@ export interface PortMapOptions {
   mesh: string;
   /** Told the pool user a mapping without one fixed at its first use, to persist it. */
   userFixed?: (mapping: PortMapping, user: string) => void;
+  /** Where the mapping's tunnel outcomes and bytes are counted. */
+  state?: Tally;
 }
 
 /** One listening port mapping. */
@@ -117,6 +120,7 @@ export class PortMap {
       providers = await this.#cachedPool();
     } catch (err) {
       log.warn("tunnel failed", { mesh, service, err: errText(err) });
+      this.#opts.state?.failed(err);
       client.close();
       return;
     }
@@ -131,6 +135,7 @@ export class PortMap {
       } catch (err) {
         this.#providers = undefined; // the list may be stale: ask the hub next time
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });
+        this.#opts.state?.failed(err);
         continue;
       }
       if (!this.#live.has(client)) {
@@ -138,7 +143,8 @@ export class PortMap {
         if (link) this.#opts.pool.release(link, "out", false);
         return;
       }
-      const { clean } = await splice(connLeg(client), leg);
+      const local = connLeg(client);
+      const { clean } = await splice(this.#opts.state?.track(local, "up") ?? local, leg);
       if (link) this.#opts.pool.release(link, "out", clean);
       return;
     }

@@ -19,6 +19,7 @@ import { connLeg, type Leg, splice, type SpliceResult } from "@ztm/shared/splice
 import type { DataPool } from "./data_pool.ts";
 import type { HubLink } from "./hub_link.ts";
 import type { LocalService } from "./runtime.ts";
+import type { TunnelStates } from "./tunnel_state.ts";
 import { h2Leg, ticketLink } from "./tunnel_legs.ts";
 
 function closeQuietly(conn: Deno.Conn): void {
@@ -65,6 +66,9 @@ export class Provider {
   #mesh: string;
   /** Live target connections, with the service and the caller's user they serve. */
   #live = new Map<Deno.TcpConn, { proto: string; name: string; user: string }>();
+
+  /** Where accepted and refused tunnels are counted, per service (see `tunnel_state.ts`). */
+  states: TunnelStates | undefined;
 
   constructor(opts: { owner: string; link: HubLink; pool: DataPool; log: Logger; mesh: string }) {
     this.#owner = opts.owner;
@@ -186,6 +190,8 @@ export class Provider {
         status,
         err: message,
       });
+      // Only for services this endpoint has: callers must not grow the table with made-up names.
+      if (status !== 404) this.states?.service(want).refused(code, message);
       refuse(status, code, message);
       return undefined;
     };
@@ -221,7 +227,8 @@ export class Provider {
     });
     this.#live.set(target, { ...msg.service, user: msg.from.user });
     try {
-      return await splice(connLeg(target), leg);
+      const local = connLeg(target);
+      return await splice(this.states?.service(msg.service).track(local, "down") ?? local, leg);
     } finally {
       this.#live.delete(target);
     }

@@ -10,6 +10,7 @@
  */
 import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
+import type { TunnelStates } from "./tunnel_state.ts";
 
 /** A joined mesh as stored. */
 export interface MeshConfig {
@@ -92,6 +93,8 @@ export interface MeshRuntime {
   openPort(mapping: PortMapping): Promise<void>;
   /** Closes the mapping's listener and its live connections. */
   closePort(mapping: PortMapping): Promise<void>;
+  /** Live counts and last outcomes of the mappings' and services' tunnels. */
+  tunnelStates(): TunnelStates;
   /** Sends a signed management request to another endpoint; resolves with its status and body. */
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }>;
   /** Serials on the newest CA-signed CRL seen from the hub (verified). */

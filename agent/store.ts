@@ -86,6 +86,8 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE services ADD COLUMN strict INTEGER NOT NULL DEFAULT 0;`,
   // 4 → 5: the seed of a key-bound endpoint id; '' marks an id from before them (see `migrateEndpointIds`)
   `ALTER TABLE meshes ADD COLUMN endpoint_seed TEXT NOT NULL DEFAULT '';`,
+  // 5 → 6: what an audit entry acted on, in words (a service's target, a mapping's service)
+  `ALTER TABLE audit ADD COLUMN detail TEXT NOT NULL DEFAULT '';`,
 ];
 
 /** Audit entries kept per mesh; older ones are dropped. */
@@ -105,6 +107,8 @@ export interface AuditEntry {
   status: number;
   /** `ok`, or the refusal's message. */
   outcome: string;
+  /** What it acted on, in words (`10.0.0.5:22, open to alice`, `tcp/ssh of bob`); may be empty. */
+  detail: string;
 }
 
 /** A joined mesh as stored: its config plus when it was joined. */
@@ -408,12 +412,15 @@ export class AgentStore {
   }
 
   /** Appends an audit entry, dropping the oldest beyond `MAX_AUDIT_ENTRIES`. */
-  addAudit(mesh: string, entry: Omit<AuditEntry, "id" | "time">): void {
+  addAudit(
+    mesh: string,
+    entry: Omit<AuditEntry, "id" | "time" | "detail"> & { detail?: string },
+  ): void {
     this.#transaction(() => {
       if (!this.#db.prepare("SELECT 1 FROM meshes WHERE name = ?").get(mesh)) return;
       this.#db.prepare(
-        `INSERT INTO audit (mesh, time, user, via, method, path, status, outcome)
-         VALUES (?, ?, ?, ?, ?, ?, ?, ?)`,
+        `INSERT INTO audit (mesh, time, user, via, method, path, status, outcome, detail)
+         VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)`,
       ).run(
         mesh,
         new Date().toISOString(),
@@ -423,6 +430,7 @@ export class AgentStore {
         entry.path,
         entry.status,
         entry.outcome.slice(0, 500),
+        (entry.detail ?? "").slice(0, 500),
       );
       this.#db.prepare(
         `DELETE FROM audit WHERE mesh = ? AND id <= (
@@ -452,7 +460,7 @@ export class AgentStore {
       (this.#db.prepare("SELECT COUNT(*) AS n FROM audit WHERE mesh = ?").get(mesh) as Row)
         .n as number;
     const rows = this.#db.prepare(
-      `SELECT id, time, user, via, method, path, status, outcome FROM audit
+      `SELECT id, time, user, via, method, path, status, outcome, detail FROM audit
        WHERE mesh = ? ORDER BY id DESC LIMIT ? OFFSET ?`,
     ).all(mesh, limit, offset) as Row[];
     return { items: rows as unknown as AuditEntry[], total };

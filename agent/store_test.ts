@@ -103,7 +103,7 @@ Deno.test("store keeps its file in WAL mode at the current schema version", () =
   const db = new DatabaseSync(t.path);
   try {
     assertEquals(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
-    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 5);
+    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 6);
   } finally {
     db.close();
   }

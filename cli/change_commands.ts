@@ -59,7 +59,7 @@ export const CREATE_SERVICE: Command = {
     name: "ztm create service",
     summary:
       "Offers HOST:PORT, as reached from the endpoint, to the mesh as a service (replaces one of the same name).",
-    args: [{ name: "PROTO/NAME", help: "the service, e.g. tcp/ssh" }],
+    args: [{ name: "PROTO/NAME", help: "the service: tcp/ssh, or just ssh" }],
     flags: [
       { name: "host", kind: "string", help: "host of the target, as the endpoint reaches it" },
       { name: "port", kind: "integer", help: "port of the target" },
@@ -111,7 +111,7 @@ export const DELETE_SERVICE: Command = {
   spec: {
     name: "ztm delete service",
     summary: "Stops offering a service.",
-    args: [{ name: "PROTO/NAME", help: "the service, e.g. tcp/ssh" }],
+    args: [{ name: "PROTO/NAME", help: "the service: tcp/ssh, or just ssh" }],
     flags: WHERE_FLAGS,
     examples: ["ztm delete service tcp/ssh", "ztm delete service tcp/web --endpoint=office"],
   },
@@ -137,7 +137,7 @@ export const CREATE_PORT: Command = {
       "Maps a local port of the endpoint to a mesh service: each connection to it is tunnelled to a provider.",
     args: [{ name: "[IP:]PORT", help: `where to listen (IP default: ${DEFAULT_LISTEN_IP})` }],
     flags: [
-      { name: "service", kind: "string", help: "the mesh service, PROTO/NAME, e.g. tcp/ssh" },
+      { name: "service", kind: "string", help: "the mesh service: tcp/ssh, or just ssh" },
       {
         name: "via",
         kind: "string",
@@ -176,7 +176,8 @@ export const CREATE_PORT: Command = {
       } → ${opened.proto}/${opened.target.service}${
         opened.target.endpoint ? ` via ${opened.target.endpoint}` : ""
       }`,
-    ));
+    );
+    if (opened.warning) console.error(`Warning: ${opened.warning}`);
   },
 };
 

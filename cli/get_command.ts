@@ -2,7 +2,7 @@
  * `ztm get meshes|endpoints|services|ports` and `ztm log`: what an agent
  * knows, as aligned tables or (`--json`) the API's answer as it is.
  */
-import type { AgentClient, EndpointRecord, MeshSummary } from "@ztm/agent/client";
+import type { AgentClient, EndpointRecord, MeshSummary, TunnelState } from "@ztm/agent/client";
 import { type Flags, type FlagSpec, formatHostPort, UsageError } from "@ztm/shared/flags";
 import type { Command } from "./command.ts";
 import {
@@ -196,13 +196,41 @@ async function getPorts(client: AgentClient, flags: Flags): Promise<void> {
   const ports = await client.ports(mesh.name, endpoint);
   show(flags, ports, (list) =>
     formatTable(
-      ["LISTEN", "SERVICE", "USER", "VIA"],
+      ["LISTEN", "SERVICE", "USER", "VIA", "STATE", "OPEN", "UP", "DOWN", "LAST ERROR"],
       list.map((m) => [
         formatHostPort({ hostname: m.ip, port: m.port }),
         `${m.proto}/${m.target.service}`,
         m.target.user ?? "-",
         m.target.endpoint ?? "-",
+        ...stateCells(m.state),
       ]),
       "No port mappings.",
     ));
+}
+
+/** STATE, OPEN, UP, DOWN and LAST ERROR of a mapping's live state (`-` when unknown). */
+function stateCells(state: TunnelState | undefined): string[] {
+  if (!state) return ["-", "-", "-", "-", "-"];
+  const problem = state.health === "ok"
+    ? (state.lastError ? `${state.lastError.message} (${state.lastError.time})` : "-")
+    : state.message +
+      (state.lastError?.message === state.message ? ` (${state.lastError.time})` : "");
+  return [
+    state.health.replaceAll("_", " "),
+    String(state.open),
+    byteText(state.bytesUp),
+    byteText(state.bytesDown),
+    problem,
+  ];
+}
+
+/** `1.5 KiB`-style byte counts. */
+function byteText(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }

@@ -178,6 +178,13 @@ export class Registry {
     e.serial = info.serial;
     e.control = control;
     e.sortKey = `${info.name.toLowerCase()}\u0000${id}`;
+    // An offline endpoint of the same user and name is this machine's earlier self (it left
+    // and rejoined, or was reinstalled): drop it now instead of listing a ghost until its purge.
+    for (const old of [...this.#byName.get(info.name.toLowerCase()) ?? []]) {
+      if (old.control || old.record.user !== info.user) continue;
+      clearTimeout(old.purge);
+      this.#remove(old.record.id);
+    }
     this.#index(e);
     return previous;
   }

@@ -147,3 +147,21 @@ Deno.test("registry caps each user's endpoints, counting offline ones until they
     r.close();
   }
 });
+
+Deno.test("an endpoint that rejoins under a new id replaces its offline self of the same user and name", () => {
+  const r = new Registry({ purgeAfterMs: 60_000 });
+  try {
+    const old = join(r, id(101), "laptop", "alice", [tcp("web")]);
+    join(r, id(102), "laptop", "bob", []);
+    r.disconnect(id(101), old);
+    const bobOld = r.get(id(102));
+    join(r, id(103), "Laptop", "alice", [tcp("web")]);
+    const listed = r.page(ALL).items.map((e) => `${e.id}/${e.user}/${e.online}`);
+    assert.deepEqual(listed.sort(), [`${id(102)}/bob/true`, `${id(103)}/alice/true`]);
+    assert.throws(() => r.get(id(101)), NotFound);
+    assert.deepEqual(r.services(ALL).items[0].providers.map((p) => p.endpoint), [id(103)]);
+    assert.equal(bobOld.online, true, "another user's endpoint of that name stays");
+  } finally {
+    r.close();
+  }
+});

@@ -8,7 +8,7 @@
 import { join } from "node:path";
 import { assert, assertEquals } from "./assert.ts";
 import { api, Harness, issueUser, ROOT, run } from "./harness.ts";
-import { addService, MESH, startMeshOf } from "./mesh_fixture.ts";
+import { addService, MESH, startMeshOf, withoutState } from "./mesh_fixture.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";
 
 const SCRIPT = `
@@ -66,7 +66,7 @@ Deno.test("a separate Deno script imports the client, joins a mesh and maps a po
   ], { cwd: project });
   const result = JSON.parse(out.stdout);
   assertEquals(result.user, "alice");
-  assertEquals(result.mapping, {
+  assertEquals(withoutState(result.mapping), {
     ip: "127.0.0.1",
     proto: "tcp",
     port,
@@ -82,7 +82,7 @@ Deno.test("a separate Deno script imports the client, joins a mesh and maps a po
   await echoRoundTrip(port);
   assertEquals(echo.accepted, 1);
   const ports = await api(agent.url, "GET", `/api/meshes/${MESH}/endpoints/script/ports`);
-  assertEquals(ports.body, [result.mapping]);
+  assertEquals(ports.body.map(withoutState), [withoutState(result.mapping)]);
   assert(!out.stderr.includes("error"), out.stderr);
 });
 
@@ -137,9 +137,11 @@ Deno.test("the README's client script joins a mesh and maps a port that carries 
   );
   await run(Deno.execPath(), ["check", "script.ts"], { cwd: project });
   const out = await run(Deno.execPath(), ["run", "--allow-all", "script.ts"], { cwd: project });
-  assertEquals(JSON.parse(out.stdout), [
+  const listed = JSON.parse(out.stdout);
+  assertEquals(listed.map(withoutState), [
     { ip: "127.0.0.1", proto: "tcp", port, target: { service: "ssh", user: "bob" } },
   ]);
+  assertEquals(listed[0].state.health, "ok");
   await echoRoundTrip(port);
   assertEquals(sshd.accepted, 1);
 });

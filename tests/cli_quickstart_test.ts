@@ -130,7 +130,10 @@ Deno.test("the README walkthrough works with ztm commands alone, and a port mapp
     new RegExp(`^tcp/ssh\\s+127\\.0\\.0\\.1:${sshd.port}\\s+alice$`, "m").test(officeServices),
   );
   const ports = await ztmOk(["get", "ports", ...agentFlags(laptop)]);
-  assert(new RegExp(`^127\\.0\\.0\\.1:${port}\\s+tcp/ssh\\s+bob\\s+-$`, "m").test(ports), ports);
+  assert(
+    new RegExp(`^127\\.0\\.0\\.1:${port}\\s+tcp/ssh\\s+bob\\s+-\\s+ok\\s+0\\s`, "m").test(ports),
+    ports,
+  );
   const status = await ztmOk(["status", ...agentFlags(laptop)]);
   assert(/^work\s+alice\s+laptop\s+connected\s+localhost:\d+\s/m.test(status), status);
   assert(/expires \d{4}-\d\d-\d\d \(in 36\d days\)/.test(status), status);

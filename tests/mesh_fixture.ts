@@ -162,6 +162,15 @@ export async function never(
   }
 }
 
+/**
+ * An API row of a service or port mapping without its live `state` (which
+ * counts connections and errors) and a creation's `warning`: what was stored.
+ */
+export function withoutState(row: ApiBody): ApiBody {
+  const { state: _state, warning: _warning, ...stored } = row;
+  return stored;
+}
+
 /** `/api/meshes/{MESH}/endpoints/{ep}/{rest}` of the agent API; `ep` is an endpoint id or name. */
 export function endpointPath(ep: string, rest: string): string {
   return `/api/meshes/${MESH}/endpoints/${encodeURIComponent(ep)}/${rest}`;

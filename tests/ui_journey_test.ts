@@ -106,7 +106,9 @@ Deno.test("first run in the browser: join by upload, serve on B from A, map a po
   const ports = page.getByRole("form", { name: "Add a port mapping" });
   await ports.getByLabel("Listen address").fill("0.0.0.0");
   await ports.getByLabel("Port", { exact: true }).fill(String(await freePort()));
-  await ports.getByLabel("Service", { exact: true }).fill("web");
+  await ports.getByLabel("Service", { exact: true }).selectOption({
+    label: "tcp/web of bob — 1 of 1 provider online",
+  });
   await ports.getByRole("button", { name: "Add port mapping" }).click();
   const refused = ports.getByRole("alert");
   await refused.waitFor();
@@ -165,26 +167,28 @@ Deno.test("first run in the browser: join by upload, serve on B from A, map a po
   // Delete the mapping on A, then the service on B, from the page.
   await goTo(page, `#/m/${MESH}/endpoints/${aId}`, /^Endpoint root-ep/);
   await page.getByRole("button", { name: `Delete port mapping 127.0.0.1:${port}` }).click();
+  await page.getByRole("button", { name: "Yes, delete" }).click();
   await page.locator(`tr[data-port="${port}"]`).waitFor({ state: "detached" });
   assert.deepEqual((await api(a.url, "GET", endpointPath(aId, "ports"))).body, []);
   await eventually(async () => (await fetchThrough(port)) === undefined, 10_000, "the port closed");
 
   await goTo(page, `#/m/${MESH}/endpoints/${bob.endpointId}`, /^Endpoint bob-ep/);
   await page.getByRole("button", { name: "Delete service tcp/web" }).click();
+  await page.getByRole("button", { name: "Yes, delete" }).click();
   await page.locator('tr[data-service="web"]').waitFor({ state: "detached" });
   assert.deepEqual((await api(bob.url, "GET", endpointPath(bob.endpointId, "services"))).body, []);
 
-  // B's audit log, read from A's page, names root acting from A.
+  // B's audit log, read from A's page, says in words that root acted from A (root-ep).
   const log = page.getByRole("region", { name: "Audit log" });
   await eventually(
-    async () => (await log.innerText()).includes("DELETE services/tcp/web"),
+    async () => (await log.innerText()).includes("root deleted service tcp/web"),
     10_000,
     "the delete in B's audit log",
   );
+  await eventually(async () => (await log.innerText()).includes("root-ep"), 10_000, "A's name");
   const logText = await log.innerText();
-  assert.match(logText, /POST services\/tcp\/web/);
-  assert.match(logText, /root/);
-  assert.match(logText, new RegExp(aId));
+  assert.match(logText, new RegExp(`root added service tcp/web → 127\\.0\\.0\\.1:${web.port}`));
+  assert.match(logText, /root tried to map port 0\.0\.0\.0:\d+ → tcp\/web of bob/);
 
   // Leaving asks first; Cancel keeps the mesh, confirming leaves it.
   await goTo(page, "#/", /^Status$/);

@@ -22,6 +22,30 @@ export interface MeshSummary {
   } | null;
 }
 
+/** How a port mapping or service is doing (`state.health`). */
+export type TunnelHealth =
+  | "ok"
+  | "unknown_service"
+  | "no_provider_online"
+  | "not_allowed"
+  | "target_refusing"
+  | "failing";
+
+/** The live state of a port mapping or service (absent while its mesh is not running). */
+export interface TunnelState {
+  health: TunnelHealth;
+  /** The health in words. */
+  message: string;
+  lastError: { code: string; message: string; time: string } | null;
+  lastOk: string | null;
+  open: number;
+  connections: number;
+  /** Bytes toward the service's target. */
+  bytesUp: number;
+  /** Bytes back toward the client. */
+  bytesDown: number;
+}
+
 /** A service an endpoint provides (`GET …/endpoints/{ep}/services`). */
 export interface LocalService {
   proto: string;
@@ -29,6 +53,7 @@ export interface LocalService {
   host: string;
   port: number;
   users: string[];
+  state?: TunnelState;
 }
 
 /** A port mapping of an endpoint (`GET …/endpoints/{ep}/ports`). */
@@ -37,6 +62,9 @@ export interface PortMapping {
   proto: string;
   port: number;
   target: { service: string; user?: string; endpoint?: string };
+  state?: TunnelState;
+  /** Only in the answer to a creation: why the new mapping cannot work yet. */
+  warning?: string;
 }
 
 /** One audit log entry (`GET …/endpoints/{ep}/log`). */
@@ -49,6 +77,8 @@ export interface AuditEntry {
   path: string;
   status: number;
   outcome: string;
+  /** What it acted on, in words (a service's target, a mapping's service); may be empty. */
+  detail?: string;
 }
 
 /** What the server hands the dashboard island when it renders the page. */

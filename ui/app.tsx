@@ -141,10 +141,20 @@ function Screen(props: { r: Route; props: DashboardProps; current?: MeshSummary 
           page={r.page}
           self={self}
           selfName={current.endpoint.name}
+          myUser={current.user}
           connected={connected}
         />
       );
     case "services":
-      return <ServicesView mesh={r.mesh} q={r.q} page={r.page} self={self} connected={connected} />;
+      return (
+        <ServicesView
+          mesh={r.mesh}
+          q={r.q}
+          page={r.page}
+          self={self}
+          myUser={current.user}
+          connected={connected}
+        />
+      );
   }
 }

@@ -5,6 +5,7 @@
  * `aria-label` where the text around it already says what it is.
  */
 import type { ComponentChildren, JSX } from "preact";
+import { useEffect, useRef, useState } from "preact/hooks";
 
 /** A labelled input; extra props go to the `<input>`. */
 export function Field(
@@ -94,14 +95,138 @@ export function Pager(
   );
 }
 
-/** A time in the browser's time zone, `2026-11-25 10:44:37`, with the ISO time in `datetime`. */
+/**
+ * A time in the browser's time zone with the zone's name and how long ago
+ * (or ahead) it is: `2026-11-25 10:44:37 UTC (3 min ago)`; the ISO time is in
+ * `datetime`. Screens re-render as they poll, so "ago" stays current.
+ */
 export function Time(props: { iso: string }) {
   const d = new Date(props.iso);
   if (Number.isNaN(d.getTime())) return <span>{props.iso}</span>;
   const pad = (n: number) => String(n).padStart(2, "0");
+  const zone = new Intl.DateTimeFormat("en", { timeZoneName: "short" }).formatToParts(d)
+    .find((p) => p.type === "timeZoneName")?.value ?? "";
   const text = `${d.getFullYear()}-${pad(d.getMonth() + 1)}-${pad(d.getDate())} ` +
-    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())}`;
-  return <time dateTime={props.iso}>{text}</time>;
+    `${pad(d.getHours())}:${pad(d.getMinutes())}:${pad(d.getSeconds())} ${zone}`;
+  return (
+    <time dateTime={props.iso}>
+      {text} <span class="ago">({relativeTime(d.getTime(), Date.now())})</span>
+    </time>
+  );
+}
+
+/** `3 min ago`, `just now`, `in 364 days`. */
+export function relativeTime(at: number, now: number): string {
+  const s = Math.round((now - at) / 1000);
+  const abs = Math.abs(s);
+  if (abs < 45) return "just now";
+  const [n, unit] = abs < 3600
+    ? [Math.max(1, Math.round(abs / 60)), "min"]
+    : abs < 86_400
+    ? [Math.round(abs / 3600), "h"]
+    : [Math.round(abs / 86_400), "day"];
+  const amount = unit === "day" ? `${n} day${n === 1 ? "" : "s"}` : `${n} ${unit}`;
+  return s > 0 ? `${amount} ago` : `in ${amount}`;
+}
+
+/**
+ * A button that copies `text` to the clipboard (the bundle's one click
+ * handler does it, so it also works on pages without the app island).
+ */
+export function CopyButton(props: { text: string; what: string }) {
+  return (
+    <button
+      type="button"
+      class="copy secondary small"
+      data-copy={props.text}
+      aria-label={`Copy ${props.what}`}
+      title={`Copy ${props.what}`}
+    >
+      Copy
+    </button>
+  );
+}
+
+/** A byte count in words: `4.9 KiB`. */
+export function bytesText(n: number): string {
+  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
+  let i = 0;
+  while (n >= 1024 && i < units.length - 1) {
+    n /= 1024;
+    i++;
+  }
+  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
+}
+
+/**
+ * A button whose action asks first: the question with "Yes, …" and Cancel
+ * (focused, the safe choice), and the refusal next to it if the action fails.
+ */
+export function ConfirmButton(
+  props: {
+    label: string;
+    text: string;
+    question: ComponentChildren;
+    yes: string;
+    run: () => Promise<string | undefined>;
+  },
+) {
+  const [asking, setAsking] = useState(false);
+  const [busy, setBusy] = useState(false);
+  const [error, setError] = useState<string>();
+  const cancel = useRef<HTMLButtonElement>(null);
+  useEffect(() => {
+    if (asking) cancel.current?.focus();
+  }, [asking]);
+  if (!asking) {
+    return (
+      <button
+        type="button"
+        class="danger secondary small"
+        aria-label={props.label}
+        onClick={() => setAsking(true)}
+      >
+        {props.text}
+      </button>
+    );
+  }
+  return (
+    <div class="confirm" role="group" aria-label={`Confirm: ${props.label}`}>
+      <p>{props.question}</p>
+      <button
+        type="button"
+        class="danger small"
+        disabled={busy}
+        onClick={async () => {
+          setBusy(true);
+          const failed = await props.run();
+          setBusy(false);
+          setError(failed);
+          if (!failed) setAsking(false);
+        }}
+      >
+        {props.yes}
+      </button>
+      <button
+        ref={cancel}
+        type="button"
+        class="secondary small"
+        onClick={() => {
+          setAsking(false);
+          setError(undefined);
+        }}
+      >
+        Cancel
+      </button>
+      <ErrorBox message={error} />
+    </div>
+  );
+}
+
+/** A warning: something was done but will not work yet. */
+export function WarningBox(props: { message?: string }) {
+  if (!props.message) return null;
+  return <div class="warning" role="status">{props.message}</div>;
 }
 
 function slug(s: string): string {

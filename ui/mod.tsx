@@ -14,6 +14,7 @@
  * @module
  */
 import type { DashboardProps } from "./api_types.ts";
+import { CopyButton } from "./components.tsx";
 import { renderAppPage, renderStaticPage } from "./shell.tsx";
 
 export type { DashboardProps, MeshSummary } from "./api_types.ts";
@@ -102,6 +103,9 @@ export class Dashboard {
    * with was used or too old.
    */
   signedOut(agentUrl: string, tokenFile: string, expired: boolean): Response {
+    const curl = `curl -X POST -H "Authorization: Bearer $(cat ${
+      shellQuote(tokenFile)
+    })" \\\n  ${agentUrl}/api/login-codes`;
     const html = renderStaticPage(
       this.#urls,
       expired ? "This login link does not work" : "Sign in to this ztm agent",
@@ -118,8 +122,15 @@ export class Dashboard {
               <pre><code>ztm agent: dashboard login (works once): {agentUrl}/login?code=…</code></pre>
             </>
           )}
-        <p>{expired ? "Ask" : "Lost it or used it already? Ask"} the agent for a new one:</p>
-        <pre><code>{`curl -X POST -H "Authorization: Bearer $(cat ${shellQuote(tokenFile)})" \\\n  ${agentUrl}/api/login-codes`}</code></pre>
+        <p>
+          {expired ? "Get" : "Lost it or used it already? Get"} a new one: on this machine, run
+        </p>
+        <pre class="command"><code>ztm dashboard</code> <CopyButton text="ztm dashboard" what="command ztm dashboard" /></pre>
+        <p>
+          and open the URL it prints in this browser. Without the <code>ztm</code>{" "}
+          command line, ask the agent's API with its token file:
+        </p>
+        <pre class="command"><code>{curl}</code> <CopyButton text={curl} what="curl command" /></pre>
         <p class="muted">
           Then open the <code>url</code> it answers in this browser.
         </p>

@@ -2,7 +2,8 @@
  * Live data without reloads: a hook that fetches one API path now and again
  * every `intervalMs`, one request at a time (a tick is skipped while the last
  * request is still out, and while the tab is hidden). Each path is one page of
- * a list, so polling never fetches a whole mesh.
+ * a list, so polling never fetches a whole mesh. A refusal (401, 403) stops
+ * the polling of that path: asking again would only repeat it.
  */
 import { useCallback, useEffect, useRef, useState } from "preact/hooks";
 import { callApi } from "./api_client.ts";
@@ -15,6 +16,8 @@ export interface Polled<T> {
   data: T | undefined;
   /** The last refusal or network failure, cleared by the next success. */
   error: string | undefined;
+  /** The status of the last failure (0: no answer), undefined after a success. */
+  status: number | undefined;
   /** True until the first answer for the current path. */
   loading: boolean;
   /** Fetches again now (after a change). */
@@ -30,9 +33,9 @@ export function usePoll<T>(
   intervalMs = POLL_MS,
   keepStale = false,
 ): Polled<T> {
-  const [state, setState] = useState<{ path: string | null; data?: T; error?: string }>({
-    path: null,
-  });
+  const [state, setState] = useState<
+    { path: string | null; data?: T; error?: string; status?: number }
+  >({ path: null });
   const inFlight = useRef(false);
   const tick = useRef<() => void>(() => {});
 
@@ -47,10 +50,14 @@ export function usePoll<T>(
         const res = await callApi<T>("GET", path, undefined, controller.signal);
         if (stopped) return;
         setState((s) =>
-          res.ok
-            ? { path, data: res.data }
-            : { path, data: s.path === path ? s.data : undefined, error: res.message }
+          res.ok ? { path, data: res.data } : {
+            path,
+            data: s.path === path ? s.data : undefined,
+            error: res.message,
+            status: res.status,
+          }
         );
+        if (!res.ok && (res.status === 401 || res.status === 403)) clearInterval(timer);
       } catch {
         // aborted: the screen changed
       } finally {
@@ -75,6 +82,7 @@ export function usePoll<T>(
   return {
     data: current || keepStale ? state.data : undefined,
     error: current ? state.error : undefined,
+    status: current ? state.status : undefined,
     loading: path !== null && (!current || (state.data === undefined && !state.error)),
     reload,
   };

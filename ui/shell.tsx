@@ -50,12 +50,16 @@ export function renderStaticPage(
   return document(
     `${title} · ztm`,
     assets,
-    <main id="main" class="narrow">
-      <section class="card intro">
-        <h1>{title}</h1>
-        {body}
-      </section>
-    </main>,
+    <>
+      <main id="main" class="narrow">
+        <section class="card intro">
+          <h1>{title}</h1>
+          {body}
+        </section>
+      </main>
+      {/* The bundle only works the copy buttons here: there is no island to hydrate. */}
+      <script type="module" src={assets.js} />
+    </>,
   );
 }
 

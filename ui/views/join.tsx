@@ -66,6 +66,8 @@ export function JoinForm(props: { defaultEndpointName: string }) {
   const [error, setError] = useState<string>();
   const [busy, setBusy] = useState(false);
   const [connecting, setConnecting] = useState<string>();
+  /** The private key is masked unless asked for. */
+  const [showKey, setShowKey] = useState(false);
 
   const pick = async (slot: PemSlot, file: File | undefined) => {
     if (!file) return;
@@ -102,6 +104,7 @@ export function JoinForm(props: { defaultEndpointName: string }) {
       return;
     }
     setBusy(true);
+    setConnecting("Checking the files and joining…");
     const res = await callApi<MeshSummary>("POST", meshPath(mesh.trim()), {
       ca: pems.ca,
       agent: {
@@ -113,15 +116,42 @@ export function JoinForm(props: { defaultEndpointName: string }) {
     });
     if (!res.ok) {
       setBusy(false);
-      setError(`${res.message}. Nothing was saved`);
+      setConnecting(undefined);
+      // Whatever the agent answered, in its words; and whether the mesh was kept or not.
+      const list = res.status === 0
+        ? undefined
+        : await callApi<MeshSummary[]>("GET", "/api/meshes");
+      const kept = list?.ok === true && list.data.some((m) => m.name === mesh.trim());
+      setError(
+        `${res.message.replace(/\.$/, "")}. ${
+          kept
+            ? "The mesh was saved and the agent keeps trying; the Status screen shows its hub link"
+            : "Nothing was saved"
+        }`,
+      );
+      await refreshMeshes();
       return;
     }
-    setConnecting(`Joined ${res.data.name}. Connecting to the hub…`);
-    const connected = await waitConnected(res.data.name);
+    const name = res.data.name;
+    setConnecting(`Joined ${name}. Connecting to the hub ${bootstraps.join(", ")}…`);
+    const up = await waitConnected(name, (m) => {
+      const last = m.status?.lastError;
+      setConnecting(
+        `Joined ${name}. Connecting to the hub ${m.status?.hub ?? bootstraps.join(", ")}…` +
+          (last ? ` Not yet: ${last}` : ""),
+      );
+    });
     await refreshMeshes();
-    // Not up in time: the status screen shows the hub link's last error.
-    navigate(
-      connected ? { view: "endpoints", mesh: res.data.name, q: "", page: 1 } : { view: "status" },
+    setBusy(false);
+    if (up.connected) {
+      navigate({ view: "endpoints", mesh: name, q: "", page: 1 });
+      return;
+    }
+    setConnecting(undefined);
+    setError(
+      `Joined ${name}, but its hub link is not up: ${
+        up.lastError ?? "the hub has not answered yet"
+      }. The agent keeps trying; the Status screen shows the link`,
     );
   };
 
@@ -177,8 +207,10 @@ export function JoinForm(props: { defaultEndpointName: string }) {
             <label for={`join-${slot.key}-text`}>or paste it</label>
             <textarea
               id={`join-${slot.key}-text`}
+              class={slot.key === "privateKey" && !showKey ? "secret" : undefined}
               rows={3}
               spellcheck={false}
+              autocomplete="off"
               value={pems[slot.key]}
               placeholder={slot.expected}
               onInput={(e) => {
@@ -187,10 +219,24 @@ export function JoinForm(props: { defaultEndpointName: string }) {
                 setFileNames((n) => ({ ...n, [slot.key]: "" }));
               }}
             />
+            {slot.key === "privateKey" && (
+              <label class="check" for="join-privateKey-show">
+                <input
+                  id="join-privateKey-show"
+                  type="checkbox"
+                  checked={showKey}
+                  onChange={(e) => setShowKey(e.currentTarget.checked)}
+                />{" "}
+                Show the key
+              </label>
+            )}
             <FieldProblem id={`join-${slot.key}`} message={problems[slot.key]} />
           </fieldset>
         ))}
-        <ErrorBox title="Not joined" message={error} />
+        <ErrorBox
+          title={error?.startsWith(`Joined `) ? "Hub not reached" : "Not joined"}
+          message={error}
+        />
         <Notice message={connecting} />
         <div class="actions">
           <button type="submit" disabled={busy}>{busy ? "Checking…" : "Join mesh"}</button>
@@ -203,15 +249,27 @@ export function JoinForm(props: { defaultEndpointName: string }) {
 /** How long a fresh join waits for its hub link before showing the status screen. */
 const CONNECT_WAIT_MS = 15_000;
 
-/** Polls the mesh until its hub link is up; false after {@link CONNECT_WAIT_MS}. */
-async function waitConnected(mesh: string): Promise<boolean> {
+/**
+ * Polls the mesh until its hub link is up (reporting each answer to
+ * `progress`); not connected, with the link's last error, after
+ * {@link CONNECT_WAIT_MS}.
+ */
+async function waitConnected(
+  mesh: string,
+  progress: (m: MeshSummary) => void,
+): Promise<{ connected: boolean; lastError?: string }> {
   const until = Date.now() + CONNECT_WAIT_MS;
+  let lastError: string | undefined;
   while (Date.now() < until) {
     const res = await callApi<MeshSummary>("GET", meshPath(mesh));
-    if (res.ok && res.data.status?.connected) return true;
+    if (res.ok) {
+      if (res.data.status?.connected) return { connected: true };
+      lastError = res.data.status?.lastError ?? lastError;
+      progress(res.data);
+    }
     await new Promise((r) => setTimeout(r, 250));
   }
-  return false;
+  return { connected: false, lastError };
 }
 
 function notPem(name: string, slot: PemSlot): string {

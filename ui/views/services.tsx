@@ -7,10 +7,18 @@
 import { useState } from "preact/hooks";
 import { meshPath, query } from "../api_client.ts";
 import type { MeshService, Page } from "../api_types.ts";
-import { ErrorBox, Notice, OnlineBadge, Pager } from "../components.tsx";
+import { ErrorBox, Notice, OnlineBadge, Pager, WarningBox } from "../components.tsx";
 import { usePoll } from "../poll.ts";
 import { hrefOf, navigate } from "../route.ts";
-import { mapPort, refusal } from "./endpoint.tsx";
+import {
+  MAPPING_SENTENCE,
+  mapPort,
+  mayUse,
+  portProblem,
+  providersText,
+  refusal,
+  SERVICE_SENTENCE,
+} from "./endpoint.tsx";
 import { SearchBox } from "./endpoints.tsx";
 
 /** Rows per page of the services list. */
@@ -18,7 +26,15 @@ export const SERVICES_PAGE_SIZE = 50;
 
 /** The services screen; `self` is this endpoint's id in the mesh. */
 export function ServicesView(
-  props: { mesh: string; q: string; page: number; self: string; connected: boolean },
+  props: {
+    mesh: string;
+    q: string;
+    page: number;
+    self: string;
+    /** The user this agent acts as in the mesh. */
+    myUser: string;
+    connected: boolean;
+  },
 ) {
   const { mesh, q, page } = props;
   const path = meshPath(mesh, "services") +
@@ -36,6 +52,9 @@ export function ServicesView(
     <>
       <h1>Services of {mesh}</h1>
       <section class="card" aria-label="Services">
+        <p class="explain">
+          {SERVICE_SENTENCE} {MAPPING_SENTENCE}
+        </p>
         <SearchBox
           id="services-search"
           label="Search services"
@@ -57,6 +76,7 @@ export function ServicesView(
                 mesh={mesh}
                 s={s}
                 self={props.self}
+                myUser={props.myUser}
               />
             ))}
           </ul>
@@ -76,8 +96,10 @@ export function ServicesView(
   );
 }
 
-function ServiceRow(props: { mesh: string; s: MeshService; self: string }) {
+function ServiceRow(props: { mesh: string; s: MeshService; self: string; myUser: string }) {
   const { mesh, s } = props;
+  const usable = mayUse(s, props.myUser);
+  const [warning, setWarning] = useState<string>();
   const [open, setOpen] = useState(false);
   const [port, setPort] = useState("");
   const [error, setError] = useState<string>();
@@ -88,9 +110,13 @@ function ServiceRow(props: { mesh: string; s: MeshService; self: string }) {
     e.preventDefault();
     setError(undefined);
     setDone(undefined);
+    setWarning(undefined);
+    const bad = portProblem(port, "Local port");
+    if (bad) return setError(bad);
     const res = await mapPort(mesh, props.self, "127.0.0.1", port, s.name, s.user);
     if (!res.ok) return setError(refusal(res));
     setDone(`127.0.0.1:${res.data.port} on this endpoint now leads to ${s.proto}/${s.name}`);
+    if (res.data.warning) setWarning(`It cannot work yet: ${res.data.warning}.`);
     setPort("");
   };
   return (
@@ -99,10 +125,13 @@ function ServiceRow(props: { mesh: string; s: MeshService; self: string }) {
         <div>
           <strong>{s.proto}/{s.name}</strong> <span class="muted">of {s.user}</span>
         </div>
-        <OnlineBadge online={anyOnline} onText="available" offText="no provider online" />
+        <span class="badges">
+          <OnlineBadge online={anyOnline} onText="available" offText="no provider online" />
+          {!usable && <span class="badge off">not open to {props.myUser}</span>}
+        </span>
       </div>
       <div class="providers">
-        Provided by {s.providers.map((p, i) => (
+        {providersText(s)}: provided by {s.providers.map((p, i) => (
           <span key={p.endpoint}>
             {i > 0 && ", "}
             <a href={hrefOf({ view: "endpoint", mesh, ep: p.endpoint, page: 1 })}>{p.name}</a>{" "}
@@ -114,13 +143,27 @@ function ServiceRow(props: { mesh: string; s: MeshService; self: string }) {
           </span>
         ))}
       </div>
-      {!open && (
-        <button type="button" class="secondary small" onClick={() => setOpen(true)}>
+      {!usable && (
+        <p class="muted not-usable">
+          Only {s.user}, root{openTo(s)} may use it; ask {s.user} to add {props.myUser}.
+        </p>
+      )}
+      {usable && !open && (
+        <button
+          type="button"
+          class="secondary small"
+          onClick={() => setOpen(true)}
+        >
           Map a local port to this
         </button>
       )}
-      {open && (
-        <form class="map-form" onSubmit={submit} aria-label={`Map a local port to ${s.name}`}>
+      {usable && open && (
+        <form
+          class="map-form"
+          noValidate
+          onSubmit={submit}
+          aria-label={`Map a local port to ${s.name}`}
+        >
           <label for={id}>Local port on 127.0.0.1</label>
           <input
             id={id}
@@ -128,22 +171,27 @@ function ServiceRow(props: { mesh: string; s: MeshService; self: string }) {
             placeholder="e.g. 2222"
             value={port}
             autocomplete="off"
-            onInput={(e) =>
-              setPort(e.currentTarget.value)}
+            onInput={(e) => setPort(e.currentTarget.value)}
           />
           <button type="submit">Map port</button>
           <button
             type="button"
             class="secondary"
-            onClick={() =>
-              setOpen(false)}
+            onClick={() => setOpen(false)}
           >
             Close
           </button>
           <ErrorBox message={error} />
           <Notice message={done} />
+          <WarningBox message={warning} />
         </form>
       )}
     </li>
   );
+}
+
+/** The users a service is open to besides its user and root, as ", a, b" ("" when none). */
+function openTo(s: MeshService): string {
+  const users = [...new Set(s.providers.flatMap((p) => p.users))].filter((u) => u !== "*");
+  return users.length ? `, ${users.join(", ")}` : "";
 }

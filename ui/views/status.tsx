@@ -7,7 +7,7 @@
 import { useEffect, useRef, useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
 import type { MeshSummary } from "../api_types.ts";
-import { ErrorBox, OnlineBadge, Time } from "../components.tsx";
+import { CopyButton, ErrorBox, OnlineBadge, Time } from "../components.tsx";
 import { meshes, refreshMeshes } from "../meshes.ts";
 import { hrefOf } from "../route.ts";
 import { JoinForm } from "./join.tsx";
@@ -57,7 +57,8 @@ function MeshCard(props: { mesh: MeshSummary }) {
       <dl class="facts">
         <dt>Hub</dt>
         <dd>
-          {s?.hub ?? m.bootstraps.join(", ")}
+          {s?.hub ?? m.bootstraps.join(", ")}{" "}
+          <CopyButton text={s?.hub ?? m.bootstraps.join(",")} what="hub address" />
           {s && (
             <span class="muted">
               &nbsp;· {s.connected ? "connected" : "down"} since <Time iso={s.since} />
@@ -80,7 +81,8 @@ function MeshCard(props: { mesh: MeshSummary }) {
         )}
         <dt>This endpoint</dt>
         <dd>
-          {m.endpoint.name} <code class="muted">{m.endpoint.id}</code>
+          {m.endpoint.name} <code class="muted">{m.endpoint.id}</code>{" "}
+          <CopyButton text={m.endpoint.id} what="endpoint id" />
         </dd>
         <dt>User</dt>
         <dd>{m.user}</dd>
