@@ -233,6 +233,7 @@ export class RemoteManagement {
       path: safeText(String(request?.path ?? "?")).slice(0, 200),
       status,
       outcome: error.message,
+      detail: "",
     });
     let log = this.#refusals.get(mesh);
     if (!log) {

@@ -176,8 +176,8 @@ export const CREATE_PORT: Command = {
       } → ${opened.proto}/${opened.target.service}${
         opened.target.endpoint ? ` via ${opened.target.endpoint}` : ""
       }`,
-    );
-    if (opened.warning) console.error(`Warning: ${opened.warning}`);
+    ));
+    if (opened.warning) console.error(`Warning: ${safeText(opened.warning)}`);
   },
 };
 

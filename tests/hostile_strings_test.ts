@@ -19,8 +19,8 @@ import { auditLog, endpointPath, MESH, startMeshOf } from "./mesh_fixture.ts";
 import { goTo, openBrowser, WIDE } from "./ui_browser.ts";
 
 /** What a terminal obeys: C0 but newline, DEL, C1, bidirectional overrides. */
-// deno-lint-ignore no-control-regex
 const RAW_CONTROL =
+  // deno-lint-ignore no-control-regex
   /[\x00-\x09\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069]/u;
 
 /** Clear screen, retitle the window, CSI in C1 form, carriage return, bidi override, HTML. */
