@@ -30,6 +30,47 @@ function closeQuietly(conn: Deno.Conn): void {
 
 const CONNECT_TIMEOUT_MS = 5_000;
 
+/**
+ * Refusals (unknown service, access denied) one caller user may cause per
+ * window; beyond that the provider answers 429 `too_many_refusals` without
+ * checking anything and without a log line each (one counted line when the
+ * limit trips). The user is the one the hub names in the request.
+ */
+export const REFUSAL_LIMIT = 20;
+export const REFUSAL_WINDOW_MS = 10_000;
+/** Users remembered at once; beyond that expired windows are forgotten. */
+const MAX_REFUSING_USERS = 1_000;
+
+/** Counts refusals per caller user in fixed windows (from the first refusal). Single-threaded. */
+class RefusalLimiter {
+  #users = new Map<string, { start: number; count: number; muted: number }>();
+
+  /** True (and counted as muted) when `user` is over the limit in its current window. */
+  muted(user: string): boolean {
+    const w = this.#users.get(user);
+    if (!w || Date.now() - w.start >= REFUSAL_WINDOW_MS || w.count < REFUSAL_LIMIT) return false;
+    w.muted++;
+    return true;
+  }
+
+  /** Counts one refusal of `user`; returns the window's count then. */
+  count(user: string): number {
+    const now = Date.now();
+    let w = this.#users.get(user);
+    if (!w || now - w.start >= REFUSAL_WINDOW_MS) {
+      if (!w && this.#users.size >= MAX_REFUSING_USERS) {
+        for (const [u, old] of this.#users) {
+          if (now - old.start >= REFUSAL_WINDOW_MS) this.#users.delete(u);
+        }
+        if (this.#users.size >= MAX_REFUSING_USERS) this.#users.clear();
+      }
+      w = { start: now, count: 0, muted: 0 };
+      this.#users.set(user, w);
+    }
+    return ++w.count;
+  }
+}
+
 /** True when `user` may use `service` provided by `owner`. */
 export function mayUse(service: LocalService, owner: string, user: string): boolean {
   return user === owner || user === "root" || service.users.includes("*") ||
@@ -66,6 +107,7 @@ export class Provider {
   #mesh: string;
   /** Live target connections, with the service and the caller's user they serve. */
   #live = new Map<Deno.TcpConn, { proto: string; name: string; user: string }>();
+  #refusals = new RefusalLimiter();
 
   /** Where accepted and refused tunnels are counted, per service (see `tunnel_state.ts`). */
   states: TunnelStates | undefined;
@@ -116,12 +158,17 @@ export class Provider {
    */
   async open(msg: Extract<HubMessage, { type: "open" }>): Promise<void> {
     const { sid } = msg;
+    const refuse = (status: number, code: string, message: string) =>
+      this.#link.send({ type: "refuse", sid, status, code, message });
+    // Access first: a refused caller costs no data-port dial and no target dial.
+    const service = this.#check(msg, refuse);
+    if (!service) return;
     // Dial the data port (unless a warm connection waits) while connecting to the target.
     const data = msg.ticket ? this.#pool.connection() : undefined;
     data?.catch(() => {}); // handled where awaited
-    const target = await this.#connect(msg, (status, code, message) => {
+    const target = await this.#connect(msg, service, (status, code, message) => {
       data?.then((c) => c.close(), () => {});
-      this.#link.send({ type: "refuse", sid, status, code, message });
+      refuse(status, code, message);
     });
     if (!target) return;
     let link: DataLink | undefined;
@@ -155,9 +202,11 @@ export class Provider {
     link: DataLink,
   ): Promise<boolean> {
     let refusal: Promise<void> | undefined;
-    const target = await this.#connect(msg, (status, code, message) => {
+    const refuse = (status: number, code: string, message: string) => {
       refusal = link.writeMessage({ type: "refuse", sid: msg.sid, status, code, message });
-    });
+    };
+    const service = this.#check(msg, refuse);
+    const target = service && await this.#connect(msg, service, refuse);
     if (!target) {
       await refusal;
       return true;
@@ -172,24 +221,42 @@ export class Provider {
   }
 
   /**
-   * Checks the caller's access and connects to the service's target; on
-   * refusal logs it, calls `refuse` and resolves undefined. A refused caller
-   * never reaches the target.
+   * Checks the caller's access (cheap, synchronous: nothing is dialled
+   * before it); on refusal logs it, calls `refuse` and returns undefined. A
+   * user over the refusal limit gets 429 without any check or log line.
    */
-  async #connect(
+  #check(
     msg: { service: { proto: string; name: string }; from: TunnelCaller },
     refuse: (status: number, code: string, message: string) => void,
-  ): Promise<Deno.TcpConn | undefined> {
+  ): LocalService | undefined {
     const { service: want, from } = msg;
     const label = `${want.proto}/${want.name}`;
+    if (this.#refusals.muted(from.user)) {
+      refuse(
+        429,
+        "too_many_refusals",
+        `User "${from.user}" was refused too often; try again in ${REFUSAL_WINDOW_MS / 1000} s`,
+      );
+      return undefined;
+    }
     const deny = (status: number, code: string, message: string) => {
-      this.#log.info("tunnel refused", {
-        mesh: this.#mesh,
-        service: label,
-        user: from.user,
-        status,
-        err: message,
-      });
+      const count = this.#refusals.count(from.user);
+      if (count <= REFUSAL_LIMIT) {
+        this.#log.info("tunnel refused", {
+          mesh: this.#mesh,
+          service: label,
+          user: from.user,
+          status,
+          err: message,
+        });
+      }
+      if (count === REFUSAL_LIMIT) {
+        this.#log.warn("tunnel refusals limited", {
+          mesh: this.#mesh,
+          user: from.user,
+          count,
+        });
+      }
       // Only for services this endpoint has: callers must not grow the table with made-up names.
       if (status !== 404) this.states?.service(want).refused(code, message);
       refuse(status, code, message);
@@ -200,16 +267,36 @@ export class Provider {
     if (!mayUse(service, this.#owner, from.user)) {
       return deny(403, "access_denied", `User "${from.user}" may not use service ${label}`);
     }
+    return service;
+  }
+
+  /**
+   * Connects to the (already checked) service's target; on failure logs it,
+   * calls `refuse` and resolves undefined.
+   */
+  async #connect(
+    msg: { service: { proto: string; name: string }; from: TunnelCaller },
+    service: LocalService,
+    refuse: (status: number, code: string, message: string) => void,
+  ): Promise<Deno.TcpConn | undefined> {
+    const label = `${msg.service.proto}/${msg.service.name}`;
     try {
       const target = await connectTarget(service.host, service.port);
       target.setNoDelay(true);
       return target;
     } catch (err) {
-      return deny(
-        502,
-        "target_unreachable",
-        `Service ${label} target ${service.host}:${service.port} is unreachable: ${errText(err)}`,
-      );
+      const message = `Service ${label} target ${service.host}:${service.port} is unreachable: ${
+        errText(err)
+      }`;
+      this.#log.info("tunnel refused", {
+        mesh: this.#mesh,
+        service: label,
+        user: msg.from.user,
+        status: 502,
+        err: message,
+      });
+      refuse(502, "target_unreachable", message);
+      return undefined;
     }
   }
 

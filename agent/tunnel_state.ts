@@ -14,6 +14,7 @@ import { errText } from "@ztm/shared/log";
 import type { MeshService } from "@ztm/shared/protocol";
 import type { Leg } from "@ztm/shared/splice";
 import type { PortMapping } from "./runtime.ts";
+import { safeText } from "@ztm/shared/errors";
 
 /** How a mapping or service is doing, as one word the UI and CLI show. */
 export type TunnelHealth =
@@ -283,6 +284,11 @@ export async function withPortStates(
 
 /** Words for an audit entry's object: a service's target and users, or a mapping's service. */
 export function auditDetail(value: unknown): string {
+  // What a caller sent, in the audit log: never raw control characters (`ztm log`, terminals).
+  return safeText(detailOf(value));
+}
+
+function detailOf(value: unknown): string {
   if (typeof value !== "object" || value === null) return "";
   const v = value as Record<string, unknown>;
   if (typeof v.host === "string" && typeof v.port === "number") {

@@ -155,9 +155,9 @@ async function runCommand(command: Command, args: string[]): Promise<void> {
     const plain = spec.flags.some((f) => f.name === "agent")
       ? explainAgentError(err, flags)
       : undefined;
-    console.error(
-      `${spec.name}: ${safeText(plain ?? (err instanceof Error ? err.message : String(err)))}`,
-    );
+    // Line by line: a message may list several problems, one a line (`ztm config check`).
+    const message = plain ?? (err instanceof Error ? err.message : String(err));
+    console.error(`${spec.name}: ${message.split("\n").map(safeText).join("\n")}`);
     Deno.exit(1);
   }
   Deno.exit(0);

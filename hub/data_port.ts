@@ -9,10 +9,28 @@
  * the credential (see `tickets.ts`); to keep strangers from holding sockets,
  * a connection must present its ticket within the idle limit, and each
  * address may hold only so many connections without one.
+ *
+ * A connection counts (against its address and in all) from its accept until
+ * its socket is really released, not when the hub decides to drop it: in
+ * Deno 2.9.3 closing a server-side TLS connection whose handshake never
+ * started does not release the socket, and the close also rejects the
+ * handshake, the only sign the hub would get when the peer goes. So such a
+ * connection is never closed by the hub: it keeps counting while its peer
+ * holds it, and is closed (and released) when its handshake settles — the
+ * peer finishing the handshake, failing it, or going away. A connection over
+ * the per-address cap is the same, only that it is closed as soon as its
+ * handshake settles, with no timer and no read buffer. The total cap leaves
+ * descriptors for the control port: at most half of the descriptor limit (read
+ * from `/proc/self/limits`, as `connection_gate.ts` does) less its reserve; at
+ * that cap the hub stops accepting (the kernel's backlog holds the rest), and
+ * the per-address cap is at most an eighth of it. Accept errors back off, and
+ * refusals are logged once per interval with a count (`LogThrottle`).
  */
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { ClaimedTicket, Tickets } from "./tickets.ts";
+import { readFdLimit } from "./connection_gate.ts";
+import { LogThrottle } from "./log_throttle.ts";
 
 /** The line prefix a data connection starts with. */
 export const DATA_HELLO = "ZTM1 ";
@@ -22,9 +40,9 @@ const MAX_HELLO_BYTES = 128;
 export interface DataPortLimits {
   /** How long a connection may wait for its ticket (agents keep warm connections below this). */
   idleMs: number;
-  /** Connections without a ticket yet, per remote address. */
+  /** Connections without a ticket yet, per remote address (at most an eighth of the total cap). */
   perAddress: number;
-  /** Connections without a ticket yet, in all. */
+  /** Connections without a ticket yet, in all (at most what the descriptor limit allows). */
   total: number;
 }
 
@@ -33,7 +51,9 @@ export interface DataPortLimits {
  * dials up to 16 more in a burst, all waiting here, and one refused here dies
  * unseen in its pool, failing the tunnel that takes it. So the per-address
  * limit must fit every agent behind one NAT: with 64, two busy agents on one
- * address already lost tunnels (`deno task soak`); 1,024 fits ~40.
+ * address already lost tunnels (`deno task soak`); 1,024 fits ~40. Both
+ * are lowered to what the descriptor limit allows (see the module comment):
+ * 1,024 per address needs a limit of about 20,000.
  */
 export const DEFAULT_DATA_LIMITS: DataPortLimits = {
   idleMs: 30_000,
@@ -51,21 +71,37 @@ export interface DataPortOptions {
   /** Called with each connection whose ticket was valid; it owns the connection from then on. */
   onAttach: (grant: ClaimedTicket, conn: Deno.TlsConn, rest: Uint8Array) => void;
   limits?: Partial<DataPortLimits>;
+  /** The process's descriptor limit; default: read from `/proc/self/limits`. */
+  fdLimit?: () => number | undefined;
 }
+
+/** Longest pause after failed accepts (they back off from 10 ms, doubling). */
+const MAX_ACCEPT_BACKOFF_MS = 1_000;
+/** How often a full port looks again at the descriptor limit (an operator may raise it). */
+const FULL_RECHECK_MS = 1_000;
 
 /** The data port. `start()` once, `close()` to stop. */
 export class DataPort {
   #opts: DataPortOptions;
   #limits: DataPortLimits;
+  #quiet: LogThrottle;
   #listener: Deno.TlsListener | undefined;
+  #closed = false;
   #waiting = new Map<string, number>();
   #waitingTotal = 0;
   #accepted = 0;
   #idle = new Set<Deno.TlsConn>();
+  #fdLimit: number | undefined;
+  #fdLimitReadAt = 0;
+  /** Wakes an accept loop paused at the total cap. */
+  #wake: (() => void) | undefined;
+  /** Connections refused by a cap since the start. */
+  refused = 0;
 
   constructor(opts: DataPortOptions) {
     this.#opts = opts;
     this.#limits = { ...DEFAULT_DATA_LIMITS, ...opts.limits };
+    this.#quiet = new LogThrottle(opts.log);
   }
 
   /** Binds the listener and starts accepting; returns the bound address. */
@@ -85,7 +121,7 @@ export class DataPort {
     return bound;
   }
 
-  /** Connections waiting for a ticket (for status). */
+  /** Connections counted now: waiting for a ticket, or not yet released (for status). */
   get waiting(): number {
     return this.#waitingTotal;
   }
@@ -96,23 +132,62 @@ export class DataPort {
   }
 
   close(): void {
+    this.#closed = true;
     try {
       this.#listener?.close();
     } catch { /* already closed */ }
-    for (const c of this.#idle) c.close();
+    for (const c of this.#idle) closeQuietly(c);
     this.#idle.clear();
+    this.#wake?.();
+  }
+
+  /** The caps now: the configured ones, lowered to what the descriptor limit allows. */
+  caps(): { total: number; perAddress: number } {
+    const now = Date.now();
+    if (now - this.#fdLimitReadAt >= FULL_RECHECK_MS) {
+      this.#fdLimitReadAt = now;
+      this.#fdLimit = (this.#opts.fdLimit ?? readFdLimit)() ?? this.#fdLimit;
+    }
+    let total = this.#limits.total;
+    if (this.#fdLimit !== undefined) {
+      const reserve = Math.max(128, Math.floor(this.#fdLimit / 8));
+      total = Math.min(total, Math.max(8, Math.floor((this.#fdLimit - reserve) / 2)));
+    }
+    return { total, perAddress: Math.min(this.#limits.perAddress, Math.max(1, total >> 3)) };
   }
 
   async #accept(listener: Deno.TlsListener): Promise<void> {
-    while (true) {
+    let backoff = 0;
+    while (!this.#closed) {
+      if (this.#waitingTotal >= this.caps().total) {
+        // Full: leave new connections in the kernel's backlog until one is released.
+        this.refused++;
+        this.#quiet.warn("data connections paused: too many", { code: "descriptors" });
+        await new Promise<void>((resolve) => {
+          const timer = setTimeout(() => {
+            this.#wake = undefined;
+            resolve();
+          }, FULL_RECHECK_MS);
+          this.#wake = () => {
+            clearTimeout(timer);
+            this.#wake = undefined;
+            resolve();
+          };
+        });
+        continue;
+      }
       let conn: Deno.TlsConn;
       try {
         conn = await listener.accept();
+        backoff = 0;
       } catch (err) {
         if (err instanceof Deno.errors.BadResource || err instanceof Deno.errors.Interrupted) {
           return;
         }
-        this.#opts.log.warn("data port accept failed", { err: errText(err) });
+        // EMFILE and the like: wait before trying again, never spin.
+        this.#quiet.warn("data port accept failed", { err: errText(err) });
+        backoff = Math.min(MAX_ACCEPT_BACKOFF_MS, Math.max(10, backoff * 2));
+        await new Promise((r) => setTimeout(r, backoff));
         continue;
       }
       this.#accepted++;
@@ -123,48 +198,68 @@ export class DataPort {
   async #handle(conn: Deno.TlsConn): Promise<void> {
     const address = (conn.remoteAddr as Deno.NetAddr).hostname;
     const count = this.#waiting.get(address) ?? 0;
-    if (count >= this.#limits.perAddress || this.#waitingTotal >= this.#limits.total) {
-      this.#opts.log.warn("data connection refused: too many waiting", { peer: address });
-      conn.close();
-      return;
-    }
+    // Counted whether refused or not: either holds a descriptor until released.
     this.#waiting.set(address, count + 1);
     this.#waitingTotal++;
-    this.#idle.add(conn);
-    const timer = setTimeout(() => conn.close(), this.#limits.idleMs);
+    const refused = count >= this.caps().perAddress;
+    if (refused) {
+      this.refused++;
+      this.#quiet.warn("data connection refused: too many waiting", {
+        peer: address,
+        code: "per_address",
+      });
+    } else {
+      this.#idle.add(conn);
+    }
+    let shaken = false;
+    let expired = false;
+    // At the idle limit a connection past its handshake is closed; one whose
+    // handshake never started cannot be released by the hub (module comment).
+    const timer = refused ? undefined : setTimeout(() => {
+      expired = true;
+      if (shaken) closeQuietly(conn);
+    }, this.#limits.idleMs);
     let grant: ClaimedTicket | undefined;
     let rest: Uint8Array = new Uint8Array();
     try {
-      const hello = await readHello(conn);
-      if (hello) {
-        grant = this.#opts.tickets.claim(hello.ticket);
-        rest = hello.rest;
+      await conn.handshake();
+      shaken = true;
+      if (!refused && !expired) {
+        const hello = await readHello(conn);
+        if (hello) {
+          grant = this.#opts.tickets.claim(hello.ticket);
+          rest = hello.rest;
+        }
       }
     } catch {
-      // closed while waiting (idle limit, agent gone, handshake failed): nothing to tell
+      // handshake failed or peer gone, closed at the idle limit: nothing to tell
     } finally {
       clearTimeout(timer);
       this.#idle.delete(conn);
-      const left = (this.#waiting.get(address) ?? 1) - 1;
-      if (left > 0) this.#waiting.set(address, left);
-      else this.#waiting.delete(address);
-      this.#waitingTotal--;
     }
-    if (!grant) {
-      try {
-        conn.close();
-      } catch { /* already closed */ }
-      return;
-    }
-    this.#opts.onAttach(grant, conn, rest);
+    if (!grant) closeQuietly(conn);
+    // Released now (closed after its handshake settled), or owned by its tunnel.
+    const left = (this.#waiting.get(address) ?? 1) - 1;
+    if (left > 0) this.#waiting.set(address, left);
+    else this.#waiting.delete(address);
+    this.#waitingTotal--;
+    this.#wake?.();
+    if (grant) this.#opts.onAttach(grant, conn, rest);
   }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
 }
 
 /** Reads `ZTM1 <ticket>\n`; returns the ticket and any bytes after the line, or undefined on garbage. */
 async function readHello(
   conn: Deno.Conn,
 ): Promise<{ ticket: string; rest: Uint8Array } | undefined> {
-  const buf = new Uint8Array(MAX_HELLO_BYTES + 64 * 1024);
+  // Small: nothing sizeable is allocated before a valid ticket (bytes after the line stay unread).
+  const buf = new Uint8Array(MAX_HELLO_BYTES + 1);
   let got = 0;
   while (got < buf.length) {
     const n = await conn.read(buf.subarray(got));
@@ -177,7 +272,6 @@ async function readHello(
       if (!line.startsWith(DATA_HELLO)) return undefined;
       return { ticket: line.slice(DATA_HELLO.length), rest: buf.slice(nl + 1, got) };
     }
-    if (got > MAX_HELLO_BYTES) return undefined;
   }
   return undefined;
 }

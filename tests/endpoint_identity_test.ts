@@ -99,6 +99,7 @@ Deno.test("an agent database from before key-bound ids migrates its id on start,
   const old = crypto.randomUUID();
   const db = new DatabaseSync(alice.proc.database);
   db.exec(`ALTER TABLE meshes DROP COLUMN endpoint_seed;
+           ALTER TABLE audit DROP COLUMN detail;
            UPDATE meshes SET endpoint_id = '${old}';
            PRAGMA user_version = 4;`);
   db.close();

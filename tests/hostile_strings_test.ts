@@ -11,7 +11,8 @@
  */
 import assert from "node:assert/strict";
 import { HUB_PATHS } from "@ztm/shared/protocol";
-import { signRequest } from "@ztm/shared/signed_request";
+import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
+import { signAnswer, signRequest } from "@ztm/shared/signed_request";
 import { agentFlags, ztm } from "./cli_helpers.ts";
 import { api, type ApiBody, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
 import { errorCode, HubClient, readLine, userTls } from "./hub_client.ts";
@@ -85,9 +86,16 @@ async function startRogueEndpoint(hubPort: number, files: UserFiles, id: string)
       buf = buf.slice(nl + 1);
       if (msg.type !== "manage") continue;
       const { status, body } = answer(String(msg.request.path), String(msg.request.method));
-      control.stream.write(
-        JSON.stringify({ type: "managed", rid: msg.rid, status, body: JSON.stringify(body) }) +
-          "\n",
+      // A member's endpoint signs its answers with its own key: hostile, but genuine.
+      signAnswer(msg.request, { status, body: JSON.stringify(body) }, {
+        certificate: files.certificate,
+        privateKey: files.privateKey,
+        endpointId: control.id,
+      }).then((signed) =>
+        control.stream.write(
+          JSON.stringify({ type: "managed", rid: msg.rid, status, body: JSON.stringify(signed) }) +
+            "\n",
+        )
       );
     }
   });
@@ -99,10 +107,19 @@ Deno.test("the hub refuses control characters in a published endpoint record, so
   const m = await startMeshOf(h, ["alice"]);
   const alice = m.agents.alice;
   const mallory = await issueUser(m.ca.url, "mallory");
-  await using client = HubClient.connect(m.hub.port, userTls(mallory));
+  // A session holds at most 2 control streams: each attempt gets its own session.
+  const session = () => HubClient.connect(m.hub.port, userTls(mallory));
+  const seed = "mallory-ep-seed";
+  const malloryId = endpointIdOfCertificate(mallory.certificate, seed);
   const hello = (fields: Record<string, unknown>) =>
-    JSON.stringify({ type: "hello", name: "mallory-ep", version: "1", services: [], ...fields }) +
-    "\n";
+    JSON.stringify({
+      type: "hello",
+      name: "mallory-ep",
+      seed,
+      version: "1",
+      services: [],
+      ...fields,
+    }) + "\n";
   const db = (users: string[]) => [{ proto: "tcp", name: "db", users }];
 
   for (
@@ -112,14 +129,16 @@ Deno.test("the hub refuses control characters in a published endpoint record, so
       ["version", { version: "1\x1b]0;pwned\x07" }, "bad_version"],
     ] as const
   ) {
-    const opened = await client.openStream(HUB_PATHS.control("mallory-ep"), hello(fields));
+    await using client = session();
+    const opened = await client.openStream(HUB_PATHS.control(malloryId), hello(fields));
     assert.equal(opened.status, 400, `hostile ${what}: ${opened.text}`);
     assert.equal(errorCode(opened.text), code, opened.text);
   }
 
   // A clean hello, then a services update with hostile users: the hub drops the stream.
+  await using client = session();
   const opened = await client.openStream(
-    HUB_PATHS.control("mallory-ep"),
+    HUB_PATHS.control(malloryId),
     hello({ services: db(["alice"]) }),
   );
   assert.equal(opened.status, 200, opened.text);
@@ -171,8 +190,9 @@ Deno.test("ztm prints a rogue endpoint's hostile audit log, services, ports and 
 
 Deno.test("the dashboard shows a rogue endpoint's hostile strings as text", async () => {
   await using h = new Harness();
-  const m = await startMeshOf(h, ["alice"]);
-  const alice = m.agents.alice;
+  // root may manage every endpoint, so its dashboard asks the rogue for its lists.
+  const m = await startMeshOf(h, ["root"]);
+  const alice = m.agents.root;
   await using _rogue = await startRogueEndpoint(
     m.hub.port,
     await issueUser(m.ca.url, "mallory"),
@@ -249,8 +269,10 @@ Deno.test("agent and CA refuse control characters in names and escape them in me
     assert.equal(reply.status, 400, reply.text);
     assert.equal(errorCode(reply.text), "bad_signed_request", reply.text);
   }
+  // The two local refusals are audited; the signed requests that were refused are kept apart
+  // (requests that do not verify never enter the audit log) and must be clean too.
   const log = await auditLog(alice);
-  assert.ok(log.length >= 3, JSON.stringify(log));
+  assert.ok(log.length >= 2, JSON.stringify(log));
   for (const entry of log) assertNoRawControl(JSON.stringify(stringsOf(entry)), "an audit entry");
   const out = await ztm(["log", ...agentFlags(alice.proc)]);
   assert.equal(out.code, 0, out.stderr);
