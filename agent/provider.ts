@@ -295,6 +295,7 @@ export class Provider {
         status: 502,
         err: message,
       });
+      this.states?.service(msg.service).refused("target_unreachable", message);
       refuse(502, "target_unreachable", message);
       return undefined;
     }

@@ -67,7 +67,22 @@ async function flood(port: number, address: string, ca: string, sockets: net.Soc
   return { opened, refused: false };
 }
 
-Deno.test("a flood of idle data-port connections from a few addresses against a hub at 1,024 descriptors keeps members joining and tunnelling", async () => {
+Deno.test("a flood of idle data-port connections from a few addresses against a hub at 1,024 descriptors keeps members joining and tunnelling", () =>
+  floodKeepsMembersIn(STRANGERS));
+
+/**
+ * The same from 16 addresses, past the data port's total cap: it passes only once idle sockets
+ * can be freed by the hub, which today's TLS data port cannot do (Deno 2.9.3: an accepted TLS
+ * connection whose handshake never started is not released on close). The plain-TCP data port
+ * of "End-to-end encrypted tunnels" frees them; turn this on with it.
+ */
+Deno.test({
+  name: "End-to-end encrypted tunnels: strangers on many addresses cannot fill the data port",
+  ignore: true,
+  fn: () => floodKeepsMembersIn(Array.from({ length: 16 }, (_, i) => `127.0.1.${i + 2}`)),
+});
+
+async function floodKeepsMembersIn(strangers: string[]): Promise<void> {
   await using h = new Harness();
   await using echo = await startEchoServer();
   const ca = await h.startCa();
@@ -96,7 +111,7 @@ Deno.test("a flood of idle data-port connections from a few addresses against a 
     const logsBefore = hub.logs.length;
 
     const floods = await Promise.all(
-      STRANGERS.map((a) => flood(dataPort, a, aliceFiles.ca, sockets)),
+      strangers.map((a) => flood(dataPort, a, aliceFiles.ca, sockets)),
     );
     const opened = floods.reduce((n, f) => n + f.opened, 0);
     console.log(
@@ -135,7 +150,7 @@ Deno.test("a flood of idle data-port connections from a few addresses against a 
     assert.equal(hub.exited, false);
 
     for (const [i, f] of floods.entries()) {
-      assert.ok(f.refused, `${STRANGERS[i]} was never refused after ${f.opened} connections`);
+      assert.ok(f.refused, `${strangers[i]} was never refused after ${f.opened} connections`);
     }
     const written = hub.logs.length - logsBefore;
     assert.ok(written < 200, `${written} log lines for ${opened} stranger connections`);
@@ -143,4 +158,4 @@ Deno.test("a flood of idle data-port connections from a few addresses against a 
     for (const s of sockets) s.destroy();
     await hub.stop();
   }
-});
+}
