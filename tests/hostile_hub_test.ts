@@ -180,10 +180,25 @@ Deno.test("an agent survives a hostile hub's mutated control and data-link lines
         type: "open",
         sid: `sid-${i}`,
         service: { proto: "tcp", name: "target" },
-        from: { endpoint: "e-1", user: "alice" },
+        // root may use every service; alice's refusals in the fuzz above used up her ration
+        // (the provider answers a user past 20 refusals in 10 s with 429, dialling nothing).
+        from: { endpoint: "e-1", user: "root" },
         ticket,
       }));
-      await served;
+      // Bounded: an agent that never dials for this case fails the test instead of hanging it.
+      let timer: ReturnType<typeof setTimeout> | undefined;
+      await Promise.race([
+        served,
+        new Promise((_, reject) => {
+          timer = setTimeout(
+            () =>
+              reject(
+                new Error(`data link case ${i}: the agent never dialled\n${alice.proc.tail(15)}`),
+              ),
+            15_000,
+          );
+        }),
+      ]).finally(() => clearTimeout(timer));
     }
     fuzzing = false;
     await realMesh;

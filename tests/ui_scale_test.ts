@@ -17,7 +17,10 @@ const PAGE = 50;
 Deno.test(`the endpoints screen pages and searches ${SIMULATED} endpoints one page per request`, async () => {
   await using h = new Harness();
   const ca = await h.startCa();
-  const hub = await h.startHub(ca);
+  // One user ("sim") holds every simulated session: above the hub's per-user defaults.
+  const hub = await h.startHub(ca, {
+    args: [`--max-sessions-per-user=${SIMULATED * 2}`, `--max-endpoints-per-user=${SIMULATED * 2}`],
+  });
   const root = await startJoinedAgent(h, hub.address, await issueUser(ca.url, "root"));
   const sim = await issueUser(ca.url, "sim");
   const dir = await h.tempDir("ztm-sim-");
