@@ -166,12 +166,13 @@ Deno.test("usage lists every flag with its kind, help and default, plus help, ve
   assert.match(text, /--token-file=PATH\s+token file$/m);
   assert.match(text, /--help\s+show this help and exit/);
   assert.match(text, /--version\s+print the version and exit/);
+  assert.match(text, /--config=PATH\s+read flags from a TOML or JSON file \(flags here win\)/);
   assert.match(text, /Examples:\n {2}ztm test --ca=127\.0\.0\.1:9999/);
   // Help texts line up in one column.
   const columns = lines.filter((l) => l.startsWith("  --")).map((l) =>
     /^ {2}\S+\s+/.exec(l)![0].length
   );
-  assert.equal(columns.length, 8);
+  assert.equal(columns.length, 9);
   assert.equal(new Set(columns).size, 1);
 });
 

@@ -10,6 +10,10 @@ Deno.test("hub lines are checked against the protocol's types before use", () =>
     checkHubMessage({ type: "open", sid: "s", service, from, extra: 1 }),
     { type: "open", sid: "s", service, from },
   );
+  assert.deepEqual(checkHubMessage({ type: "crl", number: 7, pem: "x" }), {
+    type: "crl",
+    number: 7,
+  });
   const bad: [Record<string, unknown>, RegExp][] = [
     [{ type: "open", sid: "s", service }, /"from"/],
     [{ type: "open", sid: "s", service, from: { endpoint: "e" } }, /"from.user"/],
@@ -17,7 +21,9 @@ Deno.test("hub lines are checked against the protocol's types before use", () =>
     [{ type: "open", sid: "s", service: { proto: "udp", name: "x" }, from }, /service.proto/],
     [{ type: "open", sid: "s", service, from, ticket: 7 }, /"ticket"/],
     [{ type: "manage", rid: "r", request: {} }, /"from"/],
-    [{ type: "crl", pem: null }, /"pem"/],
+    [{ type: "crl", number: null }, /"number"/],
+    [{ type: "crl", number: -1 }, /"number"/],
+    [{ type: "crl", pem: "-----BEGIN X509 CRL-----" }, /"number"/],
     [{ type: "welcome", endpoint: {}, hub: { version: "1", dataPort: 70_000 } }, /dataPort/],
     [{ type: "error", code: "x" }, /"message"/],
     [{ type: "__proto__" }, /unknown type/],
