@@ -55,6 +55,8 @@ export interface HubLinkOptions {
   hello: () => Extract<AgentMessage, { type: "hello" }>;
   /** Called for each tunnel request from the hub. */
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void;
+  /** Told the revoked serials each time a newer verified CRL is adopted. */
+  onCrl?: (revoked: Set<string>) => void;
   /** Told on every welcome (once connected) where the hub is and whether it has a data port. */
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Told when an established link is lost (the session, and what was bound to it, is gone). */
@@ -325,7 +327,7 @@ export class HubLink {
     const stream = session.request({
       ":method": "GET",
       ":path": HUB_PATHS.crl,
-      [PROTOCOL_HEADER]: "1",
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
     }, {
       endStream: true,
     });
@@ -347,6 +349,7 @@ export class HubLink {
   #adoptCrl(crl: VerifiedCrl): void {
     if (this.#crl && crl.number < this.#crl.number) return; // never roll back
     this.#crl = crl;
+    this.#opts.onCrl?.(crl.serials);
   }
 
   async #onCrl(pem: string): Promise<void> {

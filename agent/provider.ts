@@ -1,25 +1,18 @@
 /**
- * The provider side of tunnels: when the hub asks this endpoint to accept a
- * tunnel — down a parked data link, or over the control stream — check the
- * service's access rule for the caller's user, connect to the service's
- * target, and only then attach a data leg (that link; or a data connection
- * with the hub's ticket, else an HTTP/2 session stream). A refused or failed
- * open is answered where it was asked, so the caller gets a status before any
- * byte flows — and a refused caller never reaches the target.
+ * The provider side of tunnels: which callers may reach which services. The
+ * hub's `open` is only a claim, so it gets a cheap pre-check (the service
+ * exists and the claimed user may use it) before this endpoint dials
+ * anything; the authoritative check runs on each `open` inside a pair, on the
+ * user of the caller's certificate, before the target is dialled. Refusals
+ * are limited per caller endpoint: past the limit they are answered 429
+ * without a check or a log line. A refused caller never reaches the target.
  */
-import type { DataLink } from "@ztm/shared/data_link";
+import { TooManyRequests, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
-import {
-  HUB_PATHS,
-  type HubMessage,
-  type LinkMessage,
-  type TunnelCaller,
-} from "@ztm/shared/protocol";
-import { connLeg, type Leg, splice, type SpliceResult } from "@ztm/shared/splice";
-import type { DataPool } from "./data_pool.ts";
-import type { HubLink } from "./hub_link.ts";
+import { MAX_REFUSALS_PER_WINDOW, REFUSAL_WINDOW_MS } from "@ztm/shared/peer_protocol";
+import type { TunnelCaller } from "@ztm/shared/protocol";
+import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { LocalService } from "./runtime.ts";
-import { h2Leg, ticketLink } from "./tunnel_legs.ts";
 
 function closeQuietly(conn: Deno.Conn): void {
   try {
@@ -59,17 +52,17 @@ async function connectTarget(host: string, port: number): Promise<Deno.TcpConn> 
 export class Provider {
   #services: LocalService[] = [];
   #owner: string;
-  #link: HubLink;
-  #pool: DataPool;
   #log: Logger;
   #mesh: string;
   /** Live target connections, with the service and the caller's user they serve. */
   #live = new Map<Deno.TcpConn, { proto: string; name: string; user: string }>();
+  /** Refusals per caller endpoint in the current window. */
+  #refusals = new Map<string, number>();
+  #window = 0;
+  #limited = 0;
 
-  constructor(opts: { owner: string; link: HubLink; pool: DataPool; log: Logger; mesh: string }) {
+  constructor(opts: { owner: string; log: Logger; mesh: string }) {
     this.#owner = opts.owner;
-    this.#link = opts.link;
-    this.#pool = opts.pool;
     this.#log = opts.log;
     this.#mesh = opts.mesh;
   }
@@ -106,122 +99,102 @@ export class Provider {
   }
 
   /**
-   * Handles one `open` request from the hub's control stream: the data leg
-   * is a data connection presenting the ticket, else an HTTP/2 session
-   * stream. Never throws.
+   * The pre-check of a pair request from the hub, on what it claims (the
+   * caller's user comes from the hub here): throws the refusal as a
+   * `ZtmError`. Dials nothing.
    */
-  async open(msg: Extract<HubMessage, { type: "open" }>): Promise<void> {
-    const { sid } = msg;
-    // Dial the data port (unless a warm connection waits) while connecting to the target.
-    const data = msg.ticket ? this.#pool.connection() : undefined;
-    data?.catch(() => {}); // handled where awaited
-    const target = await this.#connect(msg, (status, code, message) => {
-      data?.then((c) => c.close(), () => {});
-      this.#link.send({ type: "refuse", sid, status, code, message });
-    });
-    if (!target) return;
-    let link: DataLink | undefined;
+  precheck(service: { proto: string; name: string }, from: TunnelCaller): void {
+    this.#decide(service, from.endpoint, from.user);
+  }
+
+  /**
+   * The authoritative check of one `open` inside a pair, on the user of the
+   * caller's certificate; then connects to the target. Resolves with the
+   * relay for the tunnel's leg, or throws the refusal as a `ZtmError`.
+   */
+  async serve(
+    service: { proto: string; name: string },
+    caller: { user: string; endpoint: string },
+  ): Promise<(leg: Leg) => Promise<boolean>> {
+    const s = this.#decide(service, caller.endpoint, caller.user);
+    const label = `${s.proto}/${s.name}`;
+    let target: Deno.TcpConn;
     try {
-      if (data && msg.ticket) {
-        link = await ticketLink(this.#pool, data, msg.ticket, this.#log).catch(() => undefined);
-      }
-      // No data port (or it failed): the HTTP/2 session stream, which voids the ticket.
-      const leg = link?.framed() ??
-        h2Leg((await this.#link.openStream(HUB_PATHS.session(sid))).stream);
-      const { clean } = await this.#relay(msg, target, leg);
-      if (link) this.#pool.release(link, "in", clean);
+      target = await connectTarget(s.host, s.port);
+      target.setNoDelay(true);
     } catch (err) {
-      this.#log.info("tunnel session failed", {
-        mesh: this.#mesh,
-        service: `${msg.service.proto}/${msg.service.name}`,
-        err: errText(err),
-      });
-      if (link) this.#pool.release(link, "in", false);
-      closeQuietly(target);
-    }
-  }
-
-  /**
-   * Handles a tunnel the hub sent down a parked data link: refuses on the
-   * link, or accepts and relays. Resolves true when the link may carry
-   * another tunnel.
-   */
-  async incoming(
-    msg: Extract<LinkMessage, { type: "incoming" }>,
-    link: DataLink,
-  ): Promise<boolean> {
-    let refusal: Promise<void> | undefined;
-    const target = await this.#connect(msg, (status, code, message) => {
-      refusal = link.writeMessage({ type: "refuse", sid: msg.sid, status, code, message });
-    });
-    if (!target) {
-      await refusal;
-      return true;
-    }
-    try {
-      await link.writeMessage({ type: "accept", sid: msg.sid });
-    } catch {
-      closeQuietly(target);
-      return false;
-    }
-    return (await this.#relay(msg, target, link.framed())).clean;
-  }
-
-  /**
-   * Checks the caller's access and connects to the service's target; on
-   * refusal logs it, calls `refuse` and resolves undefined. A refused caller
-   * never reaches the target.
-   */
-  async #connect(
-    msg: { service: { proto: string; name: string }; from: TunnelCaller },
-    refuse: (status: number, code: string, message: string) => void,
-  ): Promise<Deno.TcpConn | undefined> {
-    const { service: want, from } = msg;
-    const label = `${want.proto}/${want.name}`;
-    const deny = (status: number, code: string, message: string) => {
+      const message = `Service ${label} target ${s.host}:${s.port} is unreachable: ${errText(err)}`;
       this.#log.info("tunnel refused", {
         mesh: this.#mesh,
         service: label,
-        user: from.user,
+        user: caller.user,
+        status: 502,
+        err: message,
+      });
+      throw new ZtmError(502, "target_unreachable", message);
+    }
+    return (leg) => this.#relay(s, caller, target, leg);
+  }
+
+  /** Finds the service and checks `user`'s access; throws (and counts) refusals. */
+  #decide(
+    want: { proto: string; name: string },
+    endpoint: string,
+    user: string,
+  ): LocalService {
+    const now = Date.now();
+    if (now - this.#window >= REFUSAL_WINDOW_MS) {
+      if (this.#limited) {
+        this.#log.warn("refusals limited", { mesh: this.#mesh, count: this.#limited });
+      }
+      this.#window = now;
+      this.#refusals.clear();
+      this.#limited = 0;
+    }
+    const refused = this.#refusals.get(endpoint) ?? 0;
+    if (refused >= MAX_REFUSALS_PER_WINDOW) {
+      this.#limited++;
+      throw new TooManyRequests(
+        "too_many_refusals",
+        `Too many refused tunnels from endpoint ${endpoint.slice(0, 64)}; try again later`,
+      );
+    }
+    const label = `${want.proto}/${want.name}`;
+    const deny = (status: number, code: string, message: string) => {
+      this.#refusals.set(endpoint, refused + 1);
+      this.#log.info("tunnel refused", {
+        mesh: this.#mesh,
+        service: label,
+        user,
         status,
         err: message,
       });
-      refuse(status, code, message);
-      return undefined;
+      return new ZtmError(status, code, message);
     };
     const service = this.#services.find((s) => s.proto === want.proto && s.name === want.name);
-    if (!service) return deny(404, "unknown_service", `This endpoint has no service ${label}`);
-    if (!mayUse(service, this.#owner, from.user)) {
-      return deny(403, "access_denied", `User "${from.user}" may not use service ${label}`);
+    if (!service) throw deny(404, "unknown_service", `This endpoint has no service ${label}`);
+    if (!mayUse(service, this.#owner, user)) {
+      throw deny(403, "access_denied", `User "${user}" may not use service ${label}`);
     }
-    try {
-      const target = await connectTarget(service.host, service.port);
-      target.setNoDelay(true);
-      return target;
-    } catch (err) {
-      return deny(
-        502,
-        "target_unreachable",
-        `Service ${label} target ${service.host}:${service.port} is unreachable: ${errText(err)}`,
-      );
-    }
+    return service;
   }
 
-  /** Splices the target connection with the tunnel's data leg until both directions end. */
+  /** Splices the target connection with the tunnel's leg until both directions end. */
   async #relay(
-    msg: { service: { proto: string; name: string }; from: TunnelCaller },
+    service: LocalService,
+    caller: { user: string; endpoint: string },
     target: Deno.TcpConn,
     leg: Leg,
-  ): Promise<SpliceResult> {
+  ): Promise<boolean> {
     this.#log.info("tunnel accepted", {
       mesh: this.#mesh,
-      service: `${msg.service.proto}/${msg.service.name}`,
-      user: msg.from.user,
-      endpoint: msg.from.endpoint,
+      service: `${service.proto}/${service.name}`,
+      user: caller.user,
+      endpoint: caller.endpoint,
     });
-    this.#live.set(target, { ...msg.service, user: msg.from.user });
+    this.#live.set(target, { proto: service.proto, name: service.name, user: caller.user });
     try {
-      return await splice(connLeg(target), leg);
+      return (await splice(connLeg(target), leg)).clean;
     } finally {
       this.#live.delete(target);
     }

@@ -29,7 +29,6 @@ import {
   type AgentMessage,
   checkPublishedServices,
   ENDPOINT_ID_PATTERN,
-  LEG_HEADER,
   LineDecoder,
   NAME_PATTERN,
   OPEN_TIMEOUT_MS,
@@ -43,11 +42,10 @@ import {
 import { VERSION } from "@ztm/shared/version";
 import { AdmissionCache, admit, type Peer } from "./admit.ts";
 import { type ControlChannel, Registry } from "./registry.ts";
-import { DataPort } from "./data_port.ts";
+import { DataPort } from "./relay/data_port.ts";
 import { ManagementRelay } from "./management.ts";
 import { Tickets } from "./tickets.ts";
 import { Tunnels } from "./tunnels.ts";
-import { DataLinks } from "./data_links.ts";
 import { respondError, respondJson } from "./respond.ts";
 
 /**
@@ -101,7 +99,7 @@ export interface HubServerOptions {
   certPem: string;
   revocations: RevocationView;
   log: Logger;
-  /** Where the native TLS data port listens; none: tunnels use HTTP/2 streams only. */
+  /** Where the plain TCP data port listens; none: no tunnels (status says so). */
   dataListen?: HostPort;
   limits?: Partial<HubLimits>;
 }
@@ -132,10 +130,10 @@ export interface HubStatus {
   sessions: number;
   tunnels: number;
   dataPort: number | null;
-  /** Data links kept between tunnels. */
-  dataLinks: number;
   /** Connections the data port accepted since the start. */
   dataConnections: number;
+  /** Data connections refused since the start (no valid ticket, over a limit). */
+  dataRefused: number;
   endpoints: number;
   online: number;
   revocations: unknown;
@@ -152,7 +150,6 @@ export class HubServer {
   #pingSweep: ReturnType<typeof setInterval> | undefined;
   #management: ManagementRelay;
   #tickets: Tickets;
-  #links: DataLinks;
   #tunnels: Tunnels;
   #dataPort: DataPort | undefined;
   #dataAddr: HostPort | undefined;
@@ -167,25 +164,17 @@ export class HubServer {
     this.registry = new Registry({ purgeAfterMs: this.#limits.purgeAfterMs });
     this.#management = new ManagementRelay(this.registry);
     this.#tickets = new Tickets(this.#limits.openTimeoutMs);
-    this.#links = new DataLinks({
-      log: this.#log,
-      onOpen: (bound, request) => this.#tunnels.openFromLink(bound, request),
-    });
     this.#tunnels = new Tunnels({
       registry: this.registry,
       tickets: this.#tickets,
-      links: this.#links,
       log: this.#log,
       openTimeoutMs: this.#limits.openTimeoutMs,
     });
     if (opts.dataListen) {
       this.#dataPort = new DataPort({
         listen: opts.dataListen,
-        certPem: opts.certPem,
-        keyPem: opts.keyPem,
         tickets: this.#tickets,
         log: this.#log,
-        onAttach: (grant, conn, rest) => this.#tunnels.attachData(grant, conn, rest),
       });
     }
     this.#routes = [
@@ -197,12 +186,7 @@ export class HubServer {
       {
         method: "POST",
         pattern: "/api/endpoints/:id/services/:proto/:name",
-        handler: (s, p, st, _u, h) => this.#openTunnel(s, p, st, h),
-      },
-      {
-        method: "POST",
-        pattern: "/api/sessions/:sid",
-        handler: (s, p, st) => this.#acceptTunnel(s, p, st),
+        handler: (s, p, st) => this.#openTunnel(s, p, st),
       },
       {
         method: "POST",
@@ -287,10 +271,10 @@ export class HubServer {
       protocol: PROTOCOL_VERSION,
       uptimeSeconds: Math.round((Date.now() - this.#started) / 1000),
       sessions: this.#sessions.size,
-      tunnels: this.#tunnels.active,
+      tunnels: this.#dataPort?.splices ?? 0,
       dataPort: this.#dataAddr?.port ?? null,
-      dataLinks: this.#links.count,
       dataConnections: this.#dataPort?.accepted ?? 0,
+      dataRefused: this.#dataPort?.refused ?? 0,
       ...this.registry.counts(),
       revocations: this.#opts.revocations.status(),
     };
@@ -302,6 +286,8 @@ export class HubServer {
       for (const control of this.registry.controls()) control.send({ type: "crl", pem: crlPem });
     }
     this.#tunnels.revoke(revoked);
+    this.#tickets.voidSerials(revoked);
+    this.#dataPort?.revoke(revoked);
     for (const [session, state] of this.#sessions) {
       if (!revoked.has(state.peer.serial)) continue;
       this.#log.warn("session closed: certificate revoked", {
@@ -322,7 +308,6 @@ export class HubServer {
   close(): Promise<void> {
     clearInterval(this.#pingSweep);
     this.#tunnels.close();
-    this.#links.close();
     this.#dataPort?.close();
     this.#management.close();
     this.registry.close();
@@ -373,7 +358,7 @@ export class HubServer {
     session.on("close", () => {
       this.#tickets.voidOwner(state);
       this.#tunnels.sessionClosed(state);
-      this.#links.sessionClosed(state);
+      this.#dataPort?.sessionClosed(state);
       this.#sessions.delete(session);
       this.#log.info("session closed", {
         user: peer.user,
@@ -536,6 +521,8 @@ export class HubServer {
             });
           } else if (msg.type === "services") {
             this.registry.setServices(id, checkPublishedServices(msg.services));
+          } else if (msg.type === "accept") {
+            this.#tunnels.accept(id, String(msg.sid));
           } else if (msg.type === "refuse") {
             this.#tunnels.refuse(
               id,
@@ -563,21 +550,18 @@ export class HubServer {
     });
   }
 
-  #openTunnel(
-    stream: ServerHttp2Stream,
-    params: Params,
-    state: SessionState,
-    headers: IncomingHttpHeaders,
-  ): void {
+  #openTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
     if (!state.endpointId) {
       throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
     }
     if (params.proto !== "tcp") {
       throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
     }
-    const wantTls = headers[LEG_HEADER] === "tls" && this.#dataPort !== undefined;
+    if (!this.#dataPort) {
+      throw new ServiceUnavailable("no_data_port", "This hub has no data port (--data-listen=off)");
+    }
     this.#tunnels.open(
-      { h2: stream, wantTls },
+      stream,
       {
         endpoint: state.endpointId,
         user: state.peer.user,
@@ -588,10 +572,6 @@ export class HubServer {
       params.proto,
       params.name,
     );
-  }
-
-  #acceptTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
-    this.#tunnels.acceptStream(stream, params.sid, state.endpointId);
   }
 
   async #manage(stream: ServerHttp2Stream, params: Params, state: SessionState): Promise<void> {
