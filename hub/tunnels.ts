@@ -162,7 +162,9 @@ export class Tunnels {
 
   /** A session closed: its callers' pending pairs are dropped. */
   sessionClosed(session: object): void {
-    for (const p of [...this.#pending.values()]) if (p.from.session === session) this.#drop(p, true);
+    for (const p of [...this.#pending.values()]) {
+      if (p.from.session === session) this.#drop(p, true);
+    }
   }
 
   /** Fails every pending pair that a revoked serial takes part in. */

@@ -217,8 +217,12 @@ export class PairListener {
       });
     } catch (err) {
       clearTimeout(timer);
+      if (!(err instanceof ZtmError)) {
+        log.info("pair failed", { mesh, err: errText(err) }); // closed, cut or timed out
+        return;
+      }
       const { status, body } = errorBody(err);
-      log.warn("pair refused", { mesh, status, err: body.error.message, sid });
+      log.warn("pair refused", { mesh, status, err: body.error.message });
       await link.writeMessages({ type: "error", status, ...body.error }).catch(() => {});
       return;
     }
