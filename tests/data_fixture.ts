@@ -179,8 +179,8 @@ export function aliceSigner(f: DataFixture): Signer {
 
 /**
  * A hand-built caller: presents the ticket, runs TLS end to end to bob
- * (checking his name under the mesh CA), sends alice's hello and `open`, and
- * checks bob's hello. Resolves with the TLS connection, ready for frames.
+ * (checking his name under the mesh CA), sends the signer's hello and `open`,
+ * and checks bob's hello. Resolves with the TLS connection, ready for frames.
  */
 export async function openE2e(
   f: DataFixture,

@@ -10,7 +10,10 @@
  * `ticketMs`; each address may hold `perAddress` such connections, counted
  * until the socket is really released (its read has ended), and all
  * addresses `total`. Relay buffers are allocated only for a valid, paired
- * ticket. Refusals are counted, not logged one by one, and accept errors
+ * ticket. `total` is also held under a quarter of the process's descriptor
+ * limit (read from `/proc/self/limits`, so a lowered limit takes effect
+ * within seconds), so strangers can never take the descriptors members need
+ * to join. Refusals are counted, not logged one by one, and accept errors
  * (EMFILE) back off instead of spinning.
  *
  * Control hands this plain values: the tickets it minted, and which sessions
@@ -68,6 +71,18 @@ interface Splice {
 }
 
 const REFUSAL_LOG_MS = 10_000;
+const LIMIT_CHECK_MS = 2_000;
+
+/** The soft limit on open descriptors of this process, or undefined where unknown. */
+export function descriptorLimit(): number | undefined {
+  try {
+    const text = Deno.readTextFileSync("/proc/self/limits");
+    const m = /^Max open files\s+(\d+)/m.exec(text);
+    return m ? Number(m[1]) : undefined;
+  } catch {
+    return undefined;
+  }
+}
 
 /** The data port. `start()` once, `close()` to stop. Single-threaded. */
 export class DataPort {
@@ -83,6 +98,8 @@ export class DataPort {
   #refused = 0;
   #refusedLogged = 0;
   #closed = false;
+  #total = 0;
+  #totalCheckedAt = -Infinity;
 
   constructor(opts: DataPortOptions) {
     this.#opts = opts;
@@ -166,7 +183,10 @@ export class DataPort {
   async #admit(conn: Deno.TcpConn): Promise<void> {
     const address = (conn.remoteAddr as Deno.NetAddr).hostname;
     const count = this.#unticketed.get(address) ?? 0;
-    if (count >= this.#limits.perAddress || this.#unticketedTotal >= this.#limits.total) {
+    const total = this.#totalCap();
+    // One address never takes more than an eighth of the total: members elsewhere keep room.
+    const perAddress = Math.min(this.#limits.perAddress, Math.max(4, Math.floor(total / 8)));
+    if (count >= perAddress || this.#unticketedTotal >= total) {
       this.#refuse(conn);
       return;
     }
@@ -195,6 +215,17 @@ export class DataPort {
     }
     conn.setNoDelay(true);
     this.#pair(conn, grant);
+  }
+
+  /** `total`, held under a quarter of the descriptor limit (re-read every few seconds). */
+  #totalCap(): number {
+    const now = performance.now();
+    if (now - this.#totalCheckedAt >= LIMIT_CHECK_MS) {
+      this.#totalCheckedAt = now;
+      const fds = descriptorLimit();
+      this.#total = fds ? Math.min(this.#limits.total, Math.floor(fds / 4)) : this.#limits.total;
+    }
+    return this.#total;
   }
 
   #pair(conn: Deno.TcpConn, grant: ClaimedTicket): void {
