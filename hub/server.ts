@@ -101,6 +101,8 @@ export interface HubServerOptions {
   log: Logger;
   /** Where the plain TCP data port listens; none: no tunnels (status says so). */
   dataListen?: HostPort;
+  /** The data port agents are told to dial, when a port forward changes it. */
+  dataAdvertise?: number;
   limits?: Partial<HubLimits>;
 }
 
@@ -512,7 +514,10 @@ export class HubServer {
             channel.send({
               type: "welcome",
               endpoint: this.registry.get(id),
-              hub: { version: VERSION, dataPort: this.#dataAddr?.port },
+              hub: {
+                version: VERSION,
+                dataPort: this.#dataAddr && (this.#opts.dataAdvertise ?? this.#dataAddr.port),
+              },
             });
             this.#log.info("endpoint online", {
               endpoint: id,
