@@ -123,7 +123,12 @@ export class PairListener {
       } finally {
         this.#pairs.delete(pair);
         pair.link.close();
-        hubConn.close();
+        // Let the loopback hop flush our last words (an `error` line) before cutting it.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([hop, new Promise((r) => (timer = setTimeout(r, 1_000)))]);
+        clearTimeout(timer);
+        closeQuietly(hubConn);
+        closeQuietly(local);
         await hop;
       }
     } catch (err) {
