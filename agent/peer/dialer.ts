@@ -152,7 +152,11 @@ export class PairDialer {
 
   #takeIdle(key: string): Pair | undefined {
     const list = this.#idle.get(key);
-    const pair = list?.pop();
+    let pair = list?.pop();
+    while (pair && pair.peer.notAfter.getTime() <= Date.now()) {
+      this.#drop(pair); // the peer's certificate expired: so did the pair
+      pair = list?.pop();
+    }
     if (list?.length === 0) this.#idle.delete(key);
     return pair;
   }

@@ -42,6 +42,8 @@ export interface CheckedPeer {
   endpoint: string;
   serial: string;
   name: string;
+  /** When the peer's certificate expires: a pooled pair ends then. */
+  notAfter: Date;
 }
 
 const SIGN: EcdsaParams = { name: "ECDSA", hash: "SHA-256" };
@@ -178,5 +180,5 @@ export async function checkHello(hello: unknown, want: Expectation): Promise<Che
   }
   const ok = await crypto.subtle.verify(SIGN, key, sig, encoder.encode(text)).catch(() => false);
   if (!ok) throw refuse("signature does not verify");
-  return { user, endpoint: h.endpoint, serial, name };
+  return { user, endpoint: h.endpoint, serial, name, notAfter: cert.notAfter };
 }

@@ -246,6 +246,10 @@ export class PairListener {
         return;
       }
       if (msg === null) return;
+      if (caller.notAfter.getTime() <= Date.now()) {
+        log.info("pair closed: peer certificate expired", { mesh, user: caller.user });
+        return;
+      }
       if (msg.type !== "open" || typeof msg.name !== "string") {
         log.info("pair closed: unexpected message", { mesh, user: caller.user });
         return;
