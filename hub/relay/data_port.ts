@@ -91,7 +91,9 @@ export class DataPort {
   #listener: Deno.TcpListener | undefined;
   #unticketed = new Map<string, number>();
   #unticketedTotal = 0;
+  /** Unticketed connections not yet evicted, oldest first: all, and per address. */
   #pending = new Set<Deno.TcpConn>();
+  #pendingByAddress = new Map<string, Set<Deno.TcpConn>>();
   #waiting = new Map<string, Waiting>();
   #splices = new Set<Splice>();
   #accepted = 0;
@@ -182,17 +184,25 @@ export class DataPort {
 
   async #admit(conn: Deno.TcpConn): Promise<void> {
     const address = (conn.remoteAddr as Deno.NetAddr).hostname;
-    const count = this.#unticketed.get(address) ?? 0;
     const total = this.#totalCap();
     // One address never takes more than an eighth of the total: members elsewhere keep room.
     const perAddress = Math.min(this.#limits.perAddress, Math.max(4, Math.floor(total / 8)));
-    if (count >= perAddress || this.#unticketedTotal >= total) {
-      this.#refuse(conn);
-      return;
+    // Over its address's cap, that address's oldest waiting connection makes room (a member
+    // sends its ticket at once, so the oldest is a stranger's behind the same NAT); over the
+    // total, the newcomer is refused (strangers elsewhere never push a member out).
+    let byAddress = this.#pendingByAddress.get(address);
+    if ((this.#unticketed.get(address) ?? 0) >= perAddress) {
+      const oldest = byAddress?.values().next().value;
+      if (!oldest) return this.#refuse(conn);
+      this.#evict(oldest, address);
     }
+    if (this.#unticketedTotal >= total) return this.#refuse(conn);
+    const count = this.#unticketed.get(address) ?? 0;
     this.#unticketed.set(address, count + 1);
     this.#unticketedTotal++;
     this.#pending.add(conn);
+    if (!byAddress) this.#pendingByAddress.set(address, byAddress = new Set());
+    byAddress.add(conn);
     const timer = setTimeout(() => closeQuietly(conn), this.#limits.ticketMs);
     let ticket: string | undefined;
     try {
@@ -202,7 +212,7 @@ export class DataPort {
     } finally {
       // The read has ended, so the socket is released once closed: only now does it stop counting.
       clearTimeout(timer);
-      this.#pending.delete(conn);
+      this.#forget(conn, address);
       const left = (this.#unticketed.get(address) ?? 1) - 1;
       if (left > 0) this.#unticketed.set(address, left);
       else this.#unticketed.delete(address);
@@ -215,6 +225,19 @@ export class DataPort {
     }
     conn.setNoDelay(true);
     this.#pair(conn, grant);
+  }
+
+  /** Closes a waiting connection to make room; it stops counting once its read has ended. */
+  #evict(conn: Deno.TcpConn, address: string): void {
+    this.#forget(conn, address);
+    this.#refuse(conn);
+  }
+
+  #forget(conn: Deno.TcpConn, address: string): void {
+    this.#pending.delete(conn);
+    const set = this.#pendingByAddress.get(address);
+    set?.delete(conn);
+    if (set?.size === 0) this.#pendingByAddress.delete(address);
   }
 
   /** `total`, held under a quarter of the descriptor limit (re-read every few seconds). */
