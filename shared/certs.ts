@@ -211,7 +211,7 @@ export function certificateRole(cert: x509.X509Certificate): CertificateRole {
 /** The extended key usage OIDs of a certificate (empty when it has none). */
 export function extendedKeyUsagesOf(cert: x509.X509Certificate): string[] {
   const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
-  return (eku?.usages ?? []).map(String);
+  return Array.from(eku?.usages ?? [], String);
 }
 
 /** Subject alternative names of a certificate or CSR, as plain strings. */
