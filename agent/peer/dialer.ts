@@ -201,11 +201,17 @@ export class PairDialer {
     if (!data) {
       throw new ServiceUnavailable("no_data_port", "The hub has no data port: no tunnels for now");
     }
-    // Dial once the ticket is in hand: a connection waiting at the data port without one
-    // counts against this address's cap there (which strangers share behind a NAT).
-    const granted = await ticket();
+    // Dial while the hub asks the provider: the TCP handshake overlaps the control round trip.
     const dialing = Deno.connect({ hostname: data.hostname, port: data.port });
+    dialing.catch(() => {});
     let tcp: Deno.TcpConn | undefined;
+    let granted: PairTicket;
+    try {
+      granted = await ticket();
+    } catch (err) {
+      dialing.then((c) => c.close(), () => {});
+      throw err;
+    }
     this.#count.set(key, (this.#count.get(key) ?? 0) + 1);
     let link: PairLink | undefined;
     try {
