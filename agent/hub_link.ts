@@ -61,6 +61,8 @@ export interface HubLinkOptions {
   hello: () => Extract<AgentMessage, { type: "hello" }>;
   /** Called for each (checked) tunnel request from the hub; a rejection is logged, never left unhandled. */
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void | Promise<void>;
+  /** Told the revoked serials each time a newer verified CRL is adopted. */
+  onCrl?: (revoked: Set<string>) => void;
   /** Told on every welcome (once connected) where the hub is and whether it has a data port. */
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Told when an established link is lost (the session, and what was bound to it, is gone). */
@@ -408,7 +410,7 @@ export class HubLink {
     const stream = session.request({
       ":method": "GET",
       ":path": held === undefined ? HUB_PATHS.crl : `${HUB_PATHS.crl}?after=${held}`,
-      [PROTOCOL_HEADER]: "1",
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
     }, {
       endStream: true,
     });
@@ -476,6 +478,7 @@ export class HubLink {
       count: crl.serials.size,
       crl: crl.number,
     });
+    this.#opts.onCrl?.(crl.serials);
   }
 
   /** The hub announced CRL `number`: fetch it if it is newer than ours (one fetch at a time). */
