@@ -6,7 +6,10 @@
  * holds only a bounded share of its descriptors for them, releases every one
  * (at once past the caps, the rest at the ticket deadline), logs a count
  * instead of a line per connection, and a new member still joins and
- * tunnels through it.
+ * tunnels through it. The same from 16 addresses, past the data port's
+ * total cap: the hub frees a socket that never sent a ticket (the TLS data
+ * port before end-to-end tunnels could not, so strangers on many addresses
+ * filled it).
  */
 import assert from "node:assert/strict";
 import net from "node:net";
@@ -50,7 +53,13 @@ function openDescriptors(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
 }
 
-Deno.test("a stranger flood on the data port of a hub with few descriptors keeps no member out", async () => {
+Deno.test("a stranger flood on the data port of a hub with few descriptors keeps no member out", () =>
+  floodKeepsMembersIn(STRANGERS, PER_STRANGER));
+
+Deno.test("strangers on many addresses cannot fill the data port", () =>
+  floodKeepsMembersIn(Array.from({ length: 16 }, (_, i) => `127.0.1.${i + 2}`), 80));
+
+async function floodKeepsMembersIn(strangers: string[], perStranger: number): Promise<void> {
   await using h = new Harness();
   await using target = await startEchoServer();
   const ca = await h.startCa();
@@ -62,10 +71,10 @@ Deno.test("a stranger flood on the data port of a hub with few descriptors keeps
   const baseline = openDescriptors(pid);
   const logsBefore = hub.raw.length;
 
-  const floods = STRANGERS.map((a) => flood(dataPort, a, PER_STRANGER));
+  const floods = strangers.map((a) => flood(dataPort, a, perStranger));
   try {
     await eventually(
-      () => floods.every((f) => f.opened > PER_STRANGER * 2),
+      () => floods.every((f) => f.opened > perStranger * 2),
       60_000,
       "the hub closing and the strangers reopening",
     );
@@ -99,4 +108,4 @@ Deno.test("a stranger flood on the data port of a hub with few descriptors keeps
     30_000,
     "the hub releasing the strangers' descriptors",
   );
-});
+}
