@@ -427,6 +427,8 @@ export class HubServer {
     let refusedTimer: ReturnType<typeof setTimeout> | undefined;
     if (state.refusal) refusedTimer = setTimeout(() => session.destroy(), REFUSED_SESSION_MS);
     else this.#gate.admitted(session.socket?.remoteAddress, session.socket?.remotePort);
+    const memberAddress = state.refusal ? undefined : session.socket?.remoteAddress;
+    if (memberAddress) this.#dataPort?.memberOnline(memberAddress);
     if (!session.destroyed) {
       session.setLocalWindowSize(WINDOW_BYTES);
       try {
@@ -443,6 +445,7 @@ export class HubServer {
       this.#tickets.voidOwner(state);
       this.#tunnels.sessionClosed(state);
       this.#dataPort?.sessionClosed(state);
+      if (memberAddress) this.#dataPort?.memberOffline(memberAddress);
       this.#sessions.delete(session);
       if (state.counted) {
         const left = (this.#userSessions.get(peer.user) ?? 1) - 1;

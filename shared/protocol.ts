@@ -327,7 +327,6 @@ function idField(v: unknown, where: string, name: string): string {
   return s;
 }
 
-
 function checkCaller(v: unknown, where: string): TunnelCaller {
   const o = objectField(v, where, "from");
   return {

@@ -21,7 +21,10 @@ Deno.test("hub lines are checked against the protocol's types before use", () =>
     [{ type: "open", sid: "s", service, from, ticket: "AB".repeat(32) }, /"ticket"/],
     [{ type: "open", sid: "s", service, from: { endpoint: "e" }, ticket }, /"from.user"/],
     [{ type: "open", sid: "", service, from, ticket }, /"sid"/],
-    [{ type: "open", sid: "s", service: { proto: "udp", name: "x" }, from, ticket }, /service.proto/],
+    [
+      { type: "open", sid: "s", service: { proto: "udp", name: "x" }, from, ticket },
+      /service.proto/,
+    ],
     [{ type: "open", sid: "s", service, from, ticket: 7 }, /"ticket"/],
     [{ type: "manage", rid: "r", request: {} }, /"from"/],
     [{ type: "crl", number: null }, /"number"/],

@@ -73,8 +73,9 @@ async function floodKeepsMembersIn(strangers: string[], perStranger: number): Pr
 
   const floods = strangers.map((a) => flood(dataPort, a, perStranger));
   try {
+    // In all (the kernel's accept queue decides which address gets in when it is full).
     await eventually(
-      () => floods.every((f) => f.opened > perStranger * 2),
+      () => floods.reduce((n, f) => n + f.opened, 0) > strangers.length * perStranger * 2,
       60_000,
       "the hub closing and the strangers reopening",
     );

@@ -7,14 +7,25 @@
  *
  * What it keeps from a stranger: a connection costs one descriptor and a
  * {@link PREAMBLE_BYTES}-byte buffer until its preamble arrives, at most
- * `ticketMs`; each address may hold `perAddress` such connections, counted
- * until the socket is really released (its read has ended), and all
- * addresses `total`. Relay buffers are allocated only for a valid, paired
- * ticket. `total` is also held under a quarter of the process's descriptor
- * limit (read from `/proc/self/limits`, so a lowered limit takes effect
- * within seconds), so strangers can never take the descriptors members need
- * to join. Refusals are counted, not logged one by one, and accept errors
- * (EMFILE) back off instead of spinning.
+ * `ticketMs`; all addresses together hold at most `total` such connections,
+ * counted until the socket is really released (its read has ended). Relay
+ * buffers are allocated only for a valid, paired ticket. `total` is also
+ * held under a quarter of the process's descriptor limit (read from
+ * `/proc/self/limits`, so a lowered limit takes effect within seconds), so
+ * strangers can never take the descriptors members need to join.
+ *
+ * Members come first: an address with a live member session (the control
+ * code says which, `memberOnline`/`memberOffline`) has its own allowance
+ * of `total` waiting connections that strangers elsewhere cannot touch, and
+ * its connections are never evicted. Among strangers, at the cap a newcomer
+ * evicts the oldest waiting connection of the address that holds the most,
+ * if that connection has waited {@link GRACE_MS} and that address holds
+ * more than the newcomer's would after admitting it; else the newcomer is
+ * refused. So strangers, on however many addresses, only push each other
+ * out, and hold at most `total` descriptors (members' addresses `total`
+ * more).
+ * Refusals are counted, not logged one by one, and accept errors (EMFILE)
+ * back off instead of spinning.
  *
  * Control hands this plain values: the tickets it minted, and which sessions
  * closed and which serials were revoked. This module never calls back.
@@ -36,8 +47,6 @@ export interface DataPortLimits {
   ticketMs: number;
   /** How long a ticketed leg waits for its partner. */
   pairWaitMs: number;
-  /** Connections without a valid ticket yet, per remote address. */
-  perAddress: number;
   /** Connections without a valid ticket yet, in all. */
   total: number;
 }
@@ -46,7 +55,6 @@ export interface DataPortLimits {
 export const DEFAULT_DATA_LIMITS: DataPortLimits = {
   ticketMs: TICKET_READ_MS,
   pairWaitMs: PAIR_WAIT_MS,
-  perAddress: 256,
   total: 4_096,
 };
 
@@ -71,6 +79,8 @@ interface Splice {
 }
 
 const REFUSAL_LOG_MS = 10_000;
+/** How long a connection may wait for its preamble before a newcomer may evict it. */
+export const GRACE_MS = 500;
 const LIMIT_CHECK_MS = 2_000;
 
 /** The soft limit on open descriptors of this process, or undefined where unknown. */
@@ -89,10 +99,13 @@ export class DataPort {
   #opts: DataPortOptions;
   #limits: DataPortLimits;
   #listener: Deno.TcpListener | undefined;
-  #unticketed = new Map<string, number>();
-  #unticketedTotal = 0;
-  /** Unticketed connections not yet evicted, oldest first: all, and per address. */
-  #pending = new Set<Deno.TcpConn>();
+  /** Connections waiting for their preamble, counted until released: from strangers, from members. */
+  #strangersHeld = 0;
+  #membersHeld = 0;
+  /** Live member control sessions per address. */
+  #members = new Map<string, number>();
+  /** Unticketed connections not yet evicted, with when they came: all, and per address (oldest first). */
+  #pending = new Map<Deno.TcpConn, number>();
   #pendingByAddress = new Map<string, Set<Deno.TcpConn>>();
   #waiting = new Map<string, Waiting>();
   #splices = new Set<Splice>();
@@ -132,7 +145,21 @@ export class DataPort {
 
   /** Connections holding a descriptor without a valid ticket now. */
   get unticketed(): number {
-    return this.#unticketedTotal;
+    return this.#strangersHeld + this.#membersHeld;
+  }
+
+  /** A member's control session from `address` is live (its data connections come first). */
+  memberOnline(address: string): void {
+    const a = plainAddress(address);
+    this.#members.set(a, (this.#members.get(a) ?? 0) + 1);
+  }
+
+  /** A member's control session from `address` ended. */
+  memberOffline(address: string): void {
+    const a = plainAddress(address);
+    const left = (this.#members.get(a) ?? 1) - 1;
+    if (left > 0) this.#members.set(a, left);
+    else this.#members.delete(a);
   }
 
   /** Splices relaying now. */
@@ -157,7 +184,7 @@ export class DataPort {
     try {
       this.#listener?.close();
     } catch { /* already closed */ }
-    for (const c of this.#pending) closeQuietly(c);
+    for (const c of this.#pending.keys()) closeQuietly(c);
     for (const sid of [...this.#waiting.keys()]) this.#dropWaiting(sid);
     for (const s of [...this.#splices]) s.abort();
   }
@@ -183,26 +210,28 @@ export class DataPort {
   }
 
   async #admit(conn: Deno.TcpConn): Promise<void> {
-    const address = (conn.remoteAddr as Deno.NetAddr).hostname;
+    const address = plainAddress((conn.remoteAddr as Deno.NetAddr).hostname);
+    const member = this.#members.has(address);
+    const now = performance.now();
     const total = this.#totalCap();
-    // One address never takes more than an eighth of the total: members elsewhere keep room.
-    const perAddress = Math.min(this.#limits.perAddress, Math.max(4, Math.floor(total / 8)));
-    // Over its address's cap, that address's oldest waiting connection makes room (a member
-    // sends its ticket at once, so the oldest is a stranger's behind the same NAT); over the
-    // total, the newcomer is refused (strangers elsewhere never push a member out).
-    let byAddress = this.#pendingByAddress.get(address);
-    if ((this.#unticketed.get(address) ?? 0) >= perAddress) {
-      const oldest = byAddress?.values().next().value;
-      if (!oldest) return this.#refuse(conn);
-      this.#evict(oldest, address);
+    if (member) {
+      if (this.#membersHeld >= total) return this.#refuse(conn);
+    } else if (this.#strangersHeld >= total) {
+      const mine = this.#pendingByAddress.get(address)?.size ?? 0;
+      const biggest = this.#biggestHolder();
+      const oldest: Deno.TcpConn | undefined = biggest?.values().next().value;
+      if (!biggest || !oldest || biggest.size <= mine + 1) return this.#refuse(conn);
+      if (now - (this.#pending.get(oldest) ?? now) < GRACE_MS) return this.#refuse(conn);
+      this.#evict(oldest);
     }
-    if (this.#unticketedTotal >= total) return this.#refuse(conn);
-    const count = this.#unticketed.get(address) ?? 0;
-    this.#unticketed.set(address, count + 1);
-    this.#unticketedTotal++;
-    this.#pending.add(conn);
-    if (!byAddress) this.#pendingByAddress.set(address, byAddress = new Set());
-    byAddress.add(conn);
+    if (member) this.#membersHeld++;
+    else this.#strangersHeld++;
+    this.#pending.set(conn, now);
+    if (!member) {
+      let byAddress = this.#pendingByAddress.get(address);
+      if (!byAddress) this.#pendingByAddress.set(address, byAddress = new Set());
+      byAddress.add(conn);
+    }
     const timer = setTimeout(() => closeQuietly(conn), this.#limits.ticketMs);
     let ticket: string | undefined;
     try {
@@ -213,10 +242,8 @@ export class DataPort {
       // The read has ended, so the socket is released once closed: only now does it stop counting.
       clearTimeout(timer);
       this.#forget(conn, address);
-      const left = (this.#unticketed.get(address) ?? 1) - 1;
-      if (left > 0) this.#unticketed.set(address, left);
-      else this.#unticketed.delete(address);
-      this.#unticketedTotal--;
+      if (member) this.#membersHeld--;
+      else this.#strangersHeld--;
     }
     const grant = ticket ? this.#opts.tickets.claim(ticket) : undefined;
     if (!grant || this.#closed) {
@@ -227,9 +254,18 @@ export class DataPort {
     this.#pair(conn, grant);
   }
 
+  /** The waiting connections of the address that holds the most. */
+  #biggestHolder(): Set<Deno.TcpConn> | undefined {
+    let biggest: Set<Deno.TcpConn> | undefined;
+    for (const set of this.#pendingByAddress.values()) {
+      if (!biggest || set.size > biggest.size) biggest = set;
+    }
+    return biggest;
+  }
+
   /** Closes a waiting connection to make room; it stops counting once its read has ended. */
-  #evict(conn: Deno.TcpConn, address: string): void {
-    this.#forget(conn, address);
+  #evict(conn: Deno.TcpConn): void {
+    this.#forget(conn, (conn.remoteAddr as Deno.NetAddr).hostname);
     this.#refuse(conn);
   }
 
@@ -319,6 +355,11 @@ async function readPreamble(conn: Deno.Conn): Promise<Uint8Array> {
     got += n;
   }
   return buf;
+}
+
+/** An IPv4 address without its IPv6-mapped prefix (node:net writes `::ffff:1.2.3.4`). */
+function plainAddress(address: string): string {
+  return address.startsWith("::ffff:") ? address.slice(7) : address;
 }
 
 function closeQuietly(conn: Deno.Conn): void {
