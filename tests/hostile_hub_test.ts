@@ -91,7 +91,7 @@ function garbage(next: () => number): Uint8Array {
   ]);
 }
 
-Deno.test("an agent survives a hostile hub's mutated control and data-link lines and keeps serving its other mesh", async () => {
+Deno.test("an agent survives a hostile hub's mutated control lines and data-port garbage and keeps serving its other mesh", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
