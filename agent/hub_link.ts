@@ -14,7 +14,6 @@
 import http2, {
   type ClientHttp2Session,
   type ClientHttp2Stream,
-  type IncomingHttpHeaders,
 } from "node:http2";
 import { isIP } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
@@ -75,12 +74,6 @@ export interface HubLinkOptions {
   pingTimeoutMs?: number;
   /** Where the newest verified CRL of this mesh is kept (`0600`); none: memory only. */
   crlFile?: string;
-}
-
-/** A stream the hub answered 200, with the response headers. */
-export interface OpenedStream {
-  stream: ClientHttp2Stream;
-  headers: IncomingHttpHeaders;
 }
 
 /** One failed dial: the hub address and why (the TLS or socket error as Node words it). */
@@ -247,45 +240,6 @@ export class HubLink {
     });
     if (requestBody !== undefined) stream.end(requestBody);
     return await readResponse(stream);
-  }
-
-  /**
-   * Opens a full-duplex stream (tunnel or session) and resolves once the hub
-   * answers 200; rejects with the hub's status and error otherwise.
-   */
-  openStream(path: string, extraHeaders: Record<string, string> = {}): Promise<OpenedStream> {
-    const session = this.#usableSession();
-    const stream = session.request({
-      ":method": "POST",
-      ":path": path,
-      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
-      ...extraHeaders,
-    }, {
-      endStream: false,
-    });
-    return new Promise((resolve, reject) => {
-      const onClose = () =>
-        reject(
-          new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"),
-        );
-      stream.once("close", onClose);
-      stream.once("error", () => {});
-      stream.once("response", (headers) => {
-        stream.off("close", onClose);
-        const status = Number(headers[":status"]);
-        if (status === 200) {
-          resolve({ stream, headers });
-          return;
-        }
-        readBody(stream, 64 * 1024).then((body) => {
-          let value: unknown;
-          try {
-            value = JSON.parse(body);
-          } catch { /* not JSON */ }
-          reject(hubError(status, value));
-        }, reject);
-      });
-    });
   }
 
   /** Closes the session and stops reconnecting. */

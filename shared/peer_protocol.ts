@@ -70,8 +70,8 @@ export const PAIR_WAIT_MS = 10_000;
 export const TICKET_LIFETIME_MS = 10_000;
 /** How long a TLS handshake and the hellos may take on a fresh pair. */
 export const PAIR_HANDSHAKE_MS = 10_000;
-/** Idle pair connections a caller keeps per peer. */
-export const MAX_IDLE_PAIRS_PER_PEER = 8;
+/** Idle pair connections a caller keeps per peer (a burst of 32 parallel connections reuses them all). */
+export const MAX_IDLE_PAIRS_PER_PEER = 32;
 /** Pair connections (idle or busy) a caller may hold per peer. */
 export const MAX_PAIRS_PER_PEER = 256;
 /** An idle pair connection closes after this long. */
