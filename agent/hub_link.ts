@@ -11,10 +11,7 @@
  * PINGs the hub and reconnects — at once after a GOAWAY, otherwise with
  * exponential backoff and jitter — cycling through the bootstrap addresses.
  */
-import http2, {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-} from "node:http2";
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
 import { isIP } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
 import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shared/certs";

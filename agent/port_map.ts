@@ -16,7 +16,7 @@
  * hands out a ticket. The provider must hold the certificate of the pool's
  * user, so a hub cannot splice a client to anyone else.
  */
-import { Conflict, NotFound, ServiceUnavailable } from "@ztm/shared/errors";
+import { Conflict, NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { PairTicket } from "@ztm/shared/peer_protocol";
 import { HUB_PATHS, type MeshService, type Page } from "@ztm/shared/protocol";
@@ -25,6 +25,13 @@ import type { HubLink } from "./hub_link.ts";
 import type { OpenTunnel, PairDialer } from "./peer/dialer.ts";
 import type { PortMapping } from "./runtime.ts";
 import type { Tally } from "./tunnel_state.ts";
+
+/** Pair failures on the way (no answer from the provider itself): worth one more try. */
+const RETRYABLE_CODES = new Set(["pair_failed", "peer_closed", "data_port_unreachable"]);
+
+function retryable(err: unknown): boolean {
+  return err instanceof ZtmError ? RETRYABLE_CODES.has(err.code) : true;
+}
 
 /** How long a mapping reuses the hub's list of providers. */
 const PROVIDERS_TTL_MS = 2_000;
@@ -128,7 +135,13 @@ export class PortMap {
       if (!this.#live.has(client)) return;
       let tunnel: OpenTunnel;
       try {
-        tunnel = await this.#open(p);
+        tunnel = await this.#open(p).catch((err) => {
+          // A fresh pair that broke on its way (a loaded peer past the handshake deadline, a
+          // data connection the hub shed) is tried once more before the next provider.
+          if (!retryable(err) || !this.#live.has(client)) throw err;
+          log.info("tunnel retried", { mesh, service, endpoint: p.endpoint, err: errText(err) });
+          return this.#open(p);
+        });
       } catch (err) {
         this.#providers = undefined; // the list may be stale: ask the hub next time
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });

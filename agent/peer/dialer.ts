@@ -214,6 +214,14 @@ export class PairDialer {
     }
     this.#count.set(key, (this.#count.get(key) ?? 0) + 1);
     let link: PairLink | undefined;
+    let timedOut = false;
+    const timeout = () =>
+      new ServiceUnavailable(
+        "pair_failed",
+        `The pair with endpoint ${target.endpoint} did not finish its handshake in ${
+          PAIR_HANDSHAKE_MS / 1000
+        } s`,
+      );
     try {
       try {
         tcp = await dialing;
@@ -227,7 +235,10 @@ export class PairDialer {
       await writeAll(tcp, encodePreamble(granted.ticket));
       const serverName = peerName(target.user);
       const signer = this.#opts.signer;
-      const deadline = setTimeout(() => link ? link.close() : tcp?.close(), PAIR_HANDSHAKE_MS);
+      const deadline = setTimeout(() => {
+        timedOut = true;
+        link ? link.close() : tcp?.close();
+      }, PAIR_HANDSHAKE_MS);
       try {
         const tls = await Deno.startTls(tcp, {
           hostname: serverName,
@@ -237,6 +248,7 @@ export class PairDialer {
         try {
           await tls.handshake();
         } catch (err) {
+          if (timedOut) throw timeout();
           throw new ServiceUnavailable(
             "peer_refused",
             `Peer refused: endpoint ${target.endpoint} is not ${target.user}'s (${errText(err)})`,
@@ -273,6 +285,7 @@ export class PairDialer {
       if (link) link.close();
       else tcp?.close();
       if (err instanceof ZtmError) throw err;
+      if (timedOut) throw timeout();
       throw new ServiceUnavailable("pair_failed", `Pair connection failed: ${errText(err)}`);
     }
   }
