@@ -60,6 +60,35 @@ export class HubMetrics {
     );
   }
 
+  /**
+   * Counts one tunnel asked for, by outcome: `ok` (both sides attached),
+   * `refused` (the target said no), `no_provider` (not online), `timeout`,
+   * `failed`. Keep outcomes to such a fixed list (they are label values).
+   */
+  tunnelOpened(outcome: string): void {
+    this.tunnelsOpened.inc({ outcome });
+  }
+
+  /** Adds `bytes` copied between the two sides of a tunnel (either direction). */
+  relayed(bytes: number): void {
+    if (bytes > 0) this.relayedBytes.inc(bytes);
+  }
+
+  /**
+   * Counts one connection, session or request refused before or at
+   * admission; `reason` is a stable code (`per_address`, `descriptors`,
+   * `certificate`, `revoked`, `hub_full`, `too_many_sessions`, …), never text
+   * a peer sent.
+   */
+  refused(reason: string): void {
+    this.refusals.inc({ reason });
+  }
+
+  /** Counts `sessions` closed because their certificate was revoked. */
+  revoked(sessions: number): void {
+    if (sessions > 0) this.revocationsApplied.inc(sessions);
+  }
+
   /** Where gauges read the hub's state from (set once the hub runs). */
   watch(status: () => HubStatus): void {
     this.#status = status;
