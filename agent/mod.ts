@@ -78,12 +78,14 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const metrics = config.metrics ?? new AgentMetrics();
   metrics.watch(() => runtimes.values());
   // A port mapping's pool user fixed at its first use is stored, so a restart keeps it.
-  const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) =>
-    startMesh(cfg, state, log, {
+  const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) => {
+    metrics.adopt(cfg); // its hub link's PING round trips go to this agent's histogram
+    return startMesh(cfg, state, log, {
       // The newest verified CRL of each mesh, kept so a restart does not forget a revocation.
       crlFile: join(`${config.database}-crl`, `${encodeURIComponent(cfg.name)}.pem`),
       poolUserFixed: (mapping, user) => store.fixPortUser(cfg.name, mapping, user),
     });
+  };
   for (const mesh of store.listMeshes()) {
     try {
       runtimes.set(

@@ -59,16 +59,23 @@ export class Tally {
   bytesDown = 0;
   lastOk: string | null = null;
   lastError: TunnelError | null = null;
+  /**
+   * Tunnels that failed or were refused, by the health word their error means
+   * (a bounded set, fit for a metric label; tunnels that opened are `connections`).
+   */
+  readonly failures: Map<TunnelHealth, number> = new Map();
 
   /** Records a failed or refused tunnel (a `ZtmError` keeps its code). */
   failed(err: unknown): void {
     const code = err instanceof ZtmError ? err.code : "tunnel_failed";
-    this.lastError = { code, message: errText(err), time: new Date().toISOString() };
+    this.refused(code, errText(err));
   }
 
   /** Records a refusal given (or received) as status fields. */
   refused(code: string, message: string): void {
     this.lastError = { code, message, time: new Date().toISOString() };
+    const health = healthOf(code);
+    this.failures.set(health, (this.failures.get(health) ?? 0) + 1);
   }
 
   /**
@@ -161,6 +168,22 @@ export class TunnelStates {
     let t = this.#ports.get(key);
     if (!t) this.#ports.set(key, t = new Tally());
     return t;
+  }
+
+  /**
+   * Every mapping's tally, labelled `proto/ip:port` (`tcp/127.0.0.1:5432`,
+   * `tcp/[::1]:5432`), for metrics.
+   */
+  *ports(): Generator<[string, Tally]> {
+    for (const [key, t] of this.#ports) {
+      const [ip, proto, port] = key.split("/"); // an address holds no "/"
+      yield [`${proto}/${ip.includes(":") ? `[${ip}]` : ip}:${port}`, t];
+    }
+  }
+
+  /** Every offered service's tally, labelled `proto/name`, for metrics. */
+  *services(): Generator<[string, Tally]> {
+    yield* this.#services;
   }
 
   /** Forgets a closed mapping (a new one on the same port starts from zero). */

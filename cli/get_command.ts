@@ -165,11 +165,12 @@ async function getServices(client: AgentClient, flags: Flags): Promise<void> {
     const services = await client.services(mesh.name, endpoint);
     return show(flags, services, (list) =>
       formatTable(
-        ["SERVICE", "TARGET", "USERS"],
+        ["SERVICE", "TARGET", "USERS", "STATE", "OPEN", "UP", "DOWN", "LAST ERROR"],
         list.map((s) => [
           `${s.proto}/${s.name}`,
           formatHostPort({ hostname: s.host, port: s.port }),
           s.users.join(",") || "-",
+          ...stateCells(s.state),
         ]),
         "This endpoint offers no services.",
       ));
@@ -208,7 +209,10 @@ async function getPorts(client: AgentClient, flags: Flags): Promise<void> {
     ));
 }
 
-/** STATE, OPEN, UP, DOWN and LAST ERROR of a mapping's live state (`-` when unknown). */
+/**
+ * STATE, OPEN, UP, DOWN and LAST ERROR of a mapping's or service's live state
+ * (`-` when unknown). UP is toward the service's target, DOWN back to the client.
+ */
 function stateCells(state: TunnelState | undefined): string[] {
   if (!state) return ["-", "-", "-", "-", "-"];
   const problem = state.health === "ok"

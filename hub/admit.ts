@@ -29,7 +29,15 @@ export interface Peer {
 }
 
 /** Why a peer was refused; logged, never sent (the TLS session is just closed). */
-export class AdmissionRefused extends Error {}
+export class AdmissionRefused extends Error {
+  /** The kind of refusal, a fixed word for metrics: the certificate is unfit, revoked or expired. */
+  readonly reason: "certificate" | "revoked" | "expired";
+
+  constructor(message: string, reason: "certificate" | "revoked" | "expired" = "certificate") {
+    super(message);
+    this.reason = reason;
+  }
+}
 
 /** What admission reads from a certificate: its user and serial, or why it is no user's. */
 type CertificateFacts =
@@ -101,10 +109,10 @@ export function admit(
   const facts = cache && fingerprint ? cache.facts(fingerprint, read) : read();
   if ("refused" in facts) throw new AdmissionRefused(facts.refused);
   if (isRevoked(facts.serial)) {
-    throw new AdmissionRefused(`certificate ${facts.serial} is revoked`);
+    throw new AdmissionRefused(`certificate ${facts.serial} is revoked`, "revoked");
   }
   if (facts.notAfter <= Date.now()) {
-    throw new AdmissionRefused(`certificate ${facts.serial} has expired`);
+    throw new AdmissionRefused(`certificate ${facts.serial} has expired`, "expired");
   }
   return {
     user: facts.user,

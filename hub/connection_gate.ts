@@ -27,6 +27,8 @@ export interface ConnectionGateOptions {
   /** Connections one address may hold before admission. */
   perAddress: number;
   quiet: LogThrottle;
+  /** Told of each connection a cap refused, with which cap (for `ztm_hub_admission_refusals_total`). */
+  onRefused?: (reason: "per_address" | "descriptors") => void;
   /** The process's descriptor limit; default: read from `/proc/self/limits`. */
   fdLimit?: () => number | undefined;
 }
@@ -59,10 +61,9 @@ export class ConnectionGate {
     const cap = this.#totalCap();
     if (pending >= this.#opts.perAddress || this.#total >= cap) {
       this.refused++;
-      this.#opts.quiet.warn("connection refused: too many", {
-        peer: address,
-        code: pending >= this.#opts.perAddress ? "per_address" : "descriptors",
-      });
+      const reason = pending >= this.#opts.perAddress ? "per_address" : "descriptors";
+      this.#opts.onRefused?.(reason);
+      this.#opts.quiet.warn("connection refused: too many", { peer: address, code: reason });
       socket.on("error", () => {});
       socket.destroy();
       return;

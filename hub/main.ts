@@ -153,9 +153,9 @@ export async function main(args: string[]): Promise<void> {
         openTimeoutMs: Math.max(1, flags.integer("open-timeout")) * 1000,
       },
       log,
+      metrics,
     });
     if (!metrics || !metricsAddr) return hub;
-    metrics.watch(() => hub.server.status());
     const server = serveMetrics(metricsAddr, metrics.metrics, log);
     return {
       async close() {

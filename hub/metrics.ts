@@ -3,7 +3,9 @@
  * and alerts on. Gauges are read from `HubServer.status()` at each scrape; the
  * counters are added to where the events happen.
  */
+import { ZtmError } from "@ztm/shared/errors";
 import { type Counter, Metrics } from "@ztm/shared/metrics";
+import { AdmissionRefused } from "./admit.ts";
 import type { HubStatus } from "./server.ts";
 
 /** The hub's metrics and the counters its parts add to. */
@@ -58,6 +60,64 @@ export class HubMetrics {
       [],
       from((s) => (crl(s)?.caReachable ? 1 : 0)),
     );
+  }
+
+  /**
+   * Counts one tunnel asked for, by outcome: `ok` (both sides attached),
+   * `refused` (the target said no), `no_provider` (not online), `timeout`,
+   * `failed`. Keep outcomes to such a fixed list (they are label values).
+   */
+  tunnelOpened(outcome: string): void {
+    this.tunnelsOpened.inc({ outcome });
+  }
+
+  /**
+   * Counts one tunnel that did not open, by what went wrong: `offline`
+   * (`endpoint_offline`), `unknown_service`, `timeout` (`open_timeout`),
+   * `refused` (the provider said no: any 4xx/5xx answer it gave), else `failed`.
+   */
+  tunnelFailed(err: unknown): void {
+    const code = err instanceof ZtmError ? err.code : "";
+    const outcome = code === "endpoint_offline"
+      ? "offline"
+      : code === "unknown_service"
+      ? "unknown_service"
+      : code === "open_timeout"
+      ? "timeout"
+      : err instanceof ZtmError && err.status < 500 || code === "target_unreachable"
+      ? "refused"
+      : "failed";
+    this.tunnelOpened(outcome);
+  }
+
+  /** Adds `bytes` copied between the two sides of a tunnel (either direction). */
+  relayed(bytes: number): void {
+    if (bytes > 0) this.relayedBytes.inc(bytes);
+  }
+
+  /**
+   * Counts one connection, session or request refused before or at
+   * admission; `reason` is a stable code (`per_address`, `descriptors`,
+   * `certificate`, `revoked`, `hub_full`, `too_many_sessions`, …), never text
+   * a peer sent.
+   */
+  refused(reason: string): void {
+    this.refusals.inc({ reason });
+  }
+
+  /**
+   * Counts a peer refused at admission (`admit` threw): `certificate` (not
+   * verified, none, not a user's) or `expired`. A revoked one is not counted
+   * here: the hub's revocation view counts it when admission asks (`hub/mod.ts`).
+   */
+  peerRefused(err: unknown): void {
+    const reason = err instanceof AdmissionRefused ? err.reason : "certificate";
+    if (reason !== "revoked") this.refused(reason);
+  }
+
+  /** Counts `sessions` closed because their certificate was revoked. */
+  revoked(sessions: number): void {
+    if (sessions > 0) this.revocationsApplied.inc(sessions);
   }
 
   /** Where gauges read the hub's state from (set once the hub runs). */

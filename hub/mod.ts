@@ -16,8 +16,9 @@ import { ensurePrivateDir, readTextIfExists } from "@ztm/shared/files";
 import type { HostPort } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
 import { enroll, identityFiles } from "./enroll.ts";
+import type { HubMetrics } from "./metrics.ts";
 import { RevocationFollower } from "./revocations.ts";
-import { type HubLimits, HubServer } from "./server.ts";
+import { type HubLimits, HubServer, type RevocationView } from "./server.ts";
 
 export { DEFAULT_LIMITS, type HubLimits } from "./server.ts";
 
@@ -37,6 +38,8 @@ export interface HubConfig {
   caTokenFile: string;
   limits?: Partial<HubLimits>;
   log?: Logger;
+  /** Counters to add to (`--metrics-listen`); its gauges are pointed at the server here. */
+  metrics?: HubMetrics;
 }
 
 /** A running hub. */
@@ -64,16 +67,36 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     crlFile: identityFiles(config.dataDir).crl,
     log,
     // Called from start() on, by which time `server` exists.
-    onUpdate: (revoked, crlNumber) => server.applyRevocations(revoked, crlNumber),
+    onUpdate: (revoked, crlNumber) => {
+      if (metrics) metrics.revoked(sessionsOf(server, revoked, closedOwners));
+      server.applyRevocations(revoked, crlNumber);
+    },
   });
+  const metrics = config.metrics;
+  // Sessions already counted as closed by a revocation (the full CRL follows the feed's early word).
+  const closedOwners = new WeakSet<object>();
+  // The server asks `isRevoked` once per session it admits: a yes is a refusal at admission.
+  const view: RevocationView = metrics
+    ? {
+      isRevoked: (serial) => {
+        const yes = revocations.isRevoked(serial);
+        if (yes) metrics.refused("revoked");
+        return yes;
+      },
+      crlPem: () => revocations.crlPem(),
+      crlNumber: () => revocations.crlNumber(),
+      status: () => revocations.status(),
+    }
+    : revocations;
   const server = new HubServer({
     ...identity,
-    revocations,
+    revocations: view,
     log,
     limits: config.limits,
     dataListen: config.dataListen,
     dataAdvertise: config.dataAdvertise,
   });
+  metrics?.watch(() => server.status());
   await revocations.start();
   const addr = await server.listen(config.listen);
   return {
@@ -84,6 +107,20 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
       await server.close();
     },
   };
+}
+
+/**
+ * How many sessions with a control stream `revoked` is about to close: each
+ * session counted once (its owner goes into `counted`).
+ */
+function sessionsOf(server: HubServer, revoked: Set<string>, counted: WeakSet<object>): number {
+  let n = 0;
+  for (const control of server.registry.controls()) {
+    if (!revoked.has(control.serial) || counted.has(control.owner)) continue;
+    counted.add(control.owner);
+    n++;
+  }
+  return n;
 }
 
 // `deno run -A jsr:@ztm/hub` runs the component, as `ztm hub` does. Not awaited here: main.ts

@@ -56,9 +56,30 @@ export class Metrics {
     }
   }
 
-  /** A counter; `labels` are the names of its labels. */
-  counter<L extends string>(name: string, help: string, labels: L[] = []): Counter<L> {
-    return new client.Counter({ name, help, labelNames: labels, registers: [this.registry] });
+  /**
+   * A counter; `labels` are the names of its labels. With `collect`, it is set
+   * at each scrape from totals the component keeps anyway (reset, then one
+   * `inc` per series) rather than added to on a hot path.
+   */
+  counter<L extends string>(
+    name: string,
+    help: string,
+    labels: L[] = [],
+    collect?: (c: Counter<L>) => void,
+  ): Counter<L> {
+    return new client.Counter({
+      name,
+      help,
+      labelNames: labels,
+      registers: [this.registry],
+      ...(collect
+        ? {
+          collect() {
+            collect(this);
+          },
+        }
+        : {}),
+    });
   }
 
   /** A gauge; `collect` sets it from the component's state at each scrape. */

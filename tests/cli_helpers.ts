@@ -28,13 +28,21 @@ export interface ZtmRun {
  */
 export async function ztm(
   args: string[],
-  opts: { env?: Record<string, string>; home?: string; cwd?: string; deno?: string } = {},
+  opts: {
+    env?: Record<string, string>;
+    home?: string;
+    cwd?: string;
+    deno?: string;
+    /** The checkout whose `cli/main.ts` runs (default: this one). */
+    root?: string;
+  } = {},
 ): Promise<ZtmRun> {
   const home = opts.home ?? await Deno.makeTempDir({ prefix: "ztm-home-" });
+  const root = opts.root ?? ROOT;
   try {
     const out = await new Deno.Command(opts.deno ?? Deno.execPath(), {
-      args: ["run", "--allow-all", join(ROOT, "cli/main.ts"), ...args],
-      cwd: opts.cwd ?? ROOT,
+      args: ["run", "--allow-all", join(root, "cli/main.ts"), ...args],
+      cwd: opts.cwd ?? root,
       clearEnv: true,
       env: {
         HOME: home,

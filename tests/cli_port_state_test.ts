@@ -147,6 +147,20 @@ Deno.test("ztm create port warns about mappings that cannot work, and ztm get po
   assertEquals([svc.ssh.open, svc.ssh.bytesUp, svc.ssh.bytesDown], [1, 5000, 5000]);
   assertEquals(svc.secret.lastError.code, "access_denied");
   assertEquals(svc.secret.lastError.message, `User "alice" may not use service tcp/secret`);
+  // …and in bob's table of his services: open connections and bytes each way.
+  const bobTable = await ztmOk([
+    "get",
+    "services",
+    `--endpoint=${bob.endpointId}`,
+    ...agentFlags(bob.proc),
+  ]);
+  assert(
+    /^SERVICE\s+TARGET\s+USERS\s+STATE\s+OPEN\s+UP\s+DOWN\s+LAST ERROR$/m.test(bobTable),
+    bobTable,
+  );
+  const sshRow = bobTable.split("\n").find((l) => l.startsWith("tcp/ssh "));
+  assert(sshRow && /\s+ok\s+1\s+4\.9 KiB\s+4\.9 KiB\s+-$/.test(sshRow), bobTable);
+  assert(bobTable.split("\n").some((l) => /^tcp\/web .* target refusing /.test(l)), bobTable);
 
   // Closing the connection leaves none open.
   conn.close();

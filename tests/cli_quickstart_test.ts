@@ -127,7 +127,10 @@ Deno.test("the README walkthrough works with ztm commands alone, and a port mapp
     ...agentFlags(office),
   ]);
   assert(
-    new RegExp(`^tcp/ssh\\s+127\\.0\\.0\\.1:${sshd.port}\\s+alice$`, "m").test(officeServices),
+    new RegExp(`^tcp/ssh\\s+127\\.0\\.0\\.1:${sshd.port}\\s+alice\\s+ok\\s+\\d+\\s`, "m").test(
+      officeServices,
+    ),
+    officeServices,
   );
   const ports = await ztmOk(["get", "ports", ...agentFlags(laptop)]);
   assert(

@@ -82,26 +82,77 @@ Deno.test("service install checks the component's flags before writing anything"
   }
 });
 
-/** True when a new system user could read this checkout (the test brings its own deno). */
-function reachableByOthers(): boolean {
-  if (Deno.uid() !== 0) return false;
-  for (let at = join(ROOT, "cli"); at !== "/"; at = join(at, "..")) {
-    if ((Deno.statSync(at).mode! & 0o005) !== 0o005) return false;
-  }
-  return true;
+/** The files of the project a unit runs: the workspace's config and its members. */
+const MEMBERS = ["deno.json", "deno.lock", "shared", "ca", "hub", "agent", "cli", "ui"];
+
+/**
+ * Copies the project's members into `to`, readable by every user (`0755`
+ * folders, `0644` files): the checkout itself may sit in a folder a new
+ * system user cannot enter (CI clones into a `0700` mktemp folder), and a
+ * service needs its code where its user can read it, as the README says.
+ */
+async function readableCopy(to: string): Promise<void> {
+  await Deno.mkdir(to, { mode: 0o755 });
+  const copy = await new Deno.Command("cp", {
+    args: ["-R", ...MEMBERS.map((m) => join(ROOT, m)), to],
+    stderr: "piped",
+  }).output();
+  assertEquals(copy.code, 0, new TextDecoder().decode(copy.stderr));
+  const chmod = await new Deno.Command("chmod", { args: ["-R", "u+rwX,go=rX", to] }).output();
+  assertEquals(chmod.code, 0);
 }
 
+/** True when systemd is this machine's init and can start units (not so in most containers). */
+function systemdRuns(): boolean {
+  try {
+    return Deno.statSync("/run/systemd/system").isDirectory;
+  } catch {
+    return false;
+  }
+}
+
+async function output(cmd: string, args: string[]): Promise<{ code: number; text: string }> {
+  const out = await new Deno.Command(cmd, { args, stdout: "piped", stderr: "piped" }).output();
+  const dec = new TextDecoder();
+  return { code: out.code, text: (dec.decode(out.stdout) + dec.decode(out.stderr)).trim() };
+}
+
+/** Polls the CA at `port` for up to 20 s; true once it answers. */
+async function caAnswers(port: number): Promise<boolean> {
+  for (let i = 0; i < 200; i++) {
+    const ok = await fetch(`http://127.0.0.1:${port}/api/certificates/ca`)
+      .then(async (r) => (await r.text(), r.ok), () => false);
+    if (ok) return true;
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  return false;
+}
+
+/**
+ * Installs the CA unit for real (root only: it makes a system user) from a
+ * world-readable copy of the project, checks the installed unit with
+ * `systemd-analyze verify`, and runs it: with `systemctl` where systemd is
+ * init, else (containers, CI) its `ExecStart` as its user with `runuser`,
+ * its `Environment` and its `WorkingDirectory`, as systemd would.
+ */
 Deno.test({
   name: "an installed CA unit runs as its own user from its state directory",
-  ignore: !reachableByOthers(),
+  ignore: Deno.uid() !== 0,
   async fn() {
     const user = `ztmt${Math.floor(Math.random() * 1e6)}`;
-    const dir = await Deno.makeTempDir({ prefix: "ztm-service-" });
+    const booted = systemdRuns();
+    // A unit has a private /tmp (PrivateTmp=yes): under a running systemd its files live in /var/lib.
+    const dir = booted
+      ? await Deno.makeTempDir({ dir: "/var/lib", prefix: "ztm-service-" })
+      : await Deno.makeTempDir({ prefix: "ztm-service-" });
     await Deno.chmod(dir, 0o755);
+    const checkout = join(dir, "ztm");
     const stateDir = join(dir, "ca");
+    const unitName = `${user}-ca.service`;
     const port = await freePort();
     let child: Deno.ChildProcess | undefined;
     try {
+      await readableCopy(checkout);
       // The unit runs the deno that ran the install: one the new user can run.
       const deno = join(dir, "deno");
       await Deno.copyFile(Deno.execPath(), deno);
@@ -114,34 +165,42 @@ Deno.test({
         `--state-dir=${stateDir}`,
         `--unit-dir=${dir}`,
         `--flags=--listen=127.0.0.1:${port}`,
-      ], { deno, env: Deno.env.toObject() }); // the caller's proxy and CA settings reach npm
+      ], { deno, root: checkout, env: Deno.env.toObject() }); // the caller's proxy and CA settings reach npm
       assertEquals(run.code, 0, run.stderr);
       assert(run.stdout.includes(`systemctl enable --now ztm-ca`), run.stdout);
       const info = await Deno.stat(stateDir);
       assertEquals(info.mode! & 0o777, 0o700);
-      const uid = Number(
-        new TextDecoder().decode(
-          (await new Deno.Command("id", { args: ["-u", user], stdout: "piped" }).output()).stdout,
-        ),
-      );
+      const uid = Number((await output("id", ["-u", user])).text);
       assertEquals(info.uid, uid, "the state belongs to the service user");
-      const unit = await Deno.readTextFile(join(dir, "ztm-ca.service"));
-      // Run the unit's command as systemd would: its user, its environment, its directory.
-      const env = [...unit.matchAll(/^Environment=(.*)$/gm)].map((m) => m[1]);
-      const exec = /^ExecStart=(.*)$/m.exec(unit)![1].split(" ");
-      child = new Deno.Command("runuser", {
-        args: ["-u", user, "--", "env", "-i", ...env, ...exec],
-        cwd: stateDir,
-        stdout: "null",
-        stderr: "piped",
-      }).spawn();
-      let answered = false;
-      for (let i = 0; i < 200 && !answered; i++) {
-        answered = await fetch(`http://127.0.0.1:${port}/api/certificates/ca`)
-          .then(async (r) => (await r.text(), r.ok), () => false);
-        if (!answered) await new Promise((r) => setTimeout(r, 100));
+      const unitPath = join(dir, "ztm-ca.service");
+      const unit = await Deno.readTextFile(unitPath);
+      assert(unit.includes(`${join(checkout, "cli", "main.ts")} ca`), unit);
+      // The installed unit, with its real user and paths, passes the same check as the printed ones.
+      assertEquals(await analyze(unitPath), { code: 0, stderr: "" }, "the installed unit");
+      if (booted) {
+        await Deno.copyFile(unitPath, join("/run/systemd/system", unitName));
+        for (const args of [["daemon-reload"], ["start", unitName]]) {
+          const r = await output("systemctl", args);
+          assertEquals(r.code, 0, `systemctl ${args.join(" ")}: ${r.text}`);
+        }
+      } else {
+        // Run the unit's command as systemd would: its user, its environment, its directory.
+        const env = [...unit.matchAll(/^Environment=(.*)$/gm)].map((m) => m[1]);
+        const exec = /^ExecStart=(.*)$/m.exec(unit)![1].split(" ");
+        const cwd = /^WorkingDirectory=(.*)$/m.exec(unit)![1];
+        child = new Deno.Command("runuser", {
+          args: ["-u", user, "--", "env", "-i", ...env, ...exec],
+          cwd,
+          stdout: "null",
+          stderr: "piped",
+        }).spawn();
       }
-      assert(answered, "the CA answers from the unit's command line (cached modules only)");
+      assert(
+        await caAnswers(port),
+        `the CA answers from the unit's command line (cached modules only; ${
+          booted ? "systemctl" : "runuser, systemd is not init here"
+        })`,
+      );
       const db = await Deno.stat(join(stateDir, "ztm-ca.db"));
       assertEquals(db.uid, uid, "the database is the service user's");
       assertEquals(db.mode! & 0o777, 0o600);
@@ -151,6 +210,11 @@ Deno.test({
         child.kill("SIGTERM");
         await child.stderr.cancel();
         await child.status;
+      }
+      if (booted) {
+        await output("systemctl", ["stop", unitName]);
+        await Deno.remove(join("/run/systemd/system", unitName)).catch(() => {});
+        await output("systemctl", ["daemon-reload"]);
       }
       await new Deno.Command("userdel", { args: [user], stderr: "null" }).output();
       await Deno.remove(dir, { recursive: true });

@@ -36,6 +36,7 @@ import {
 import { FieldGrid, type FieldSpec, useFormState } from "../form.tsx";
 import { usePoll } from "../poll.ts";
 import { hrefOf, navigate } from "../route.ts";
+import { type Rate, Sparkline, useRates } from "../sparkline.tsx";
 import { AuditTable } from "./audit_log.tsx";
 
 /** Rows per page of the audit log. */
@@ -75,6 +76,8 @@ export function EndpointView(
     isSelf || (props.connected && e && mayManage) ? meshPath(mesh, "endpoints", ep, rest) : null;
   const services = usePoll<LocalService[]>(listPath("services"));
   const ports = usePoll<PortMapping[]>(listPath("ports"));
+  const serviceRates = useRates(services.data, serviceKey);
+  const portRates = useRates(ports.data, portKey);
   const logPath = listPath("log");
   const log = usePoll<Page<AuditEntry>>(
     logPath &&
@@ -115,7 +118,13 @@ export function EndpointView(
             <ErrorBox message={services.error} />
             {services.loading && <p class="muted">Loading…</p>}
             {services.data && (
-              <ServiceTable mesh={mesh} ep={ep} services={services.data} onChange={changed} />
+              <ServiceTable
+                mesh={mesh}
+                ep={ep}
+                services={services.data}
+                rates={serviceRates}
+                onChange={changed}
+              />
             )}
             <ServiceForm mesh={mesh} ep={ep} onChange={changed} />
           </Section>
@@ -123,7 +132,15 @@ export function EndpointView(
             <p class="explain">{MAPPING_SENTENCE}</p>
             <ErrorBox message={ports.error} />
             {ports.loading && <p class="muted">Loading…</p>}
-            {ports.data && <PortTable mesh={mesh} ep={ep} ports={ports.data} onChange={changed} />}
+            {ports.data && (
+              <PortTable
+                mesh={mesh}
+                ep={ep}
+                ports={ports.data}
+                rates={portRates}
+                onChange={changed}
+              />
+            )}
             <PortForm
               mesh={mesh}
               ep={ep}
@@ -259,21 +276,41 @@ function StateCell(props: { state?: TunnelState }) {
   );
 }
 
-/** Open connections and bytes each way. */
-function TrafficCell(props: { state?: TunnelState }) {
+/** Open connections, bytes each way, and the last minute's rates as a sparkline. */
+function TrafficCell(props: { state?: TunnelState; rates?: Rate[]; label: string }) {
   const s = props.state;
   if (!s) return <span class="muted">—</span>;
   return (
     <span class="traffic">
-      {s.open} open, {s.connections} in all
+      <span class="traffic-open">{s.open} open</span>, {s.connections} in all
       <br />
-      {bytesText(s.bytesUp)} up, {bytesText(s.bytesDown)} down
+      <span class="traffic-bytes">
+        {bytesText(s.bytesUp)} up, {bytesText(s.bytesDown)} down
+      </span>
+      <br />
+      <Sparkline rates={props.rates} label={`Traffic of ${props.label}`} />
     </span>
   );
 }
 
+/** A service's key in the rate history. */
+function serviceKey(s: LocalService): string {
+  return `${s.proto}/${s.name}`;
+}
+
+/** A mapping's key in the rate history. */
+function portKey(p: PortMapping): string {
+  return `${p.ip}/${p.proto}/${p.port}`;
+}
+
 function ServiceTable(
-  props: { mesh: string; ep: string; services: LocalService[]; onChange: () => void },
+  props: {
+    mesh: string;
+    ep: string;
+    services: LocalService[];
+    rates: Map<string, Rate[]>;
+    onChange: () => void;
+  },
 ) {
   if (props.services.length === 0) return <p class="empty">No services.</p>;
   return (
@@ -293,7 +330,11 @@ function ServiceTable(
               <StateCell state={s.state} />
             </td>
             <td data-label="Connections">
-              <TrafficCell state={s.state} />
+              <TrafficCell
+                state={s.state}
+                rates={props.rates.get(serviceKey(s))}
+                label={`${s.proto}/${s.name}`}
+              />
             </td>
             <td class="row-actions">
               <DeleteButton
@@ -377,7 +418,13 @@ function ServiceForm(props: { mesh: string; ep: string; onChange: () => void }) 
 }
 
 function PortTable(
-  props: { mesh: string; ep: string; ports: PortMapping[]; onChange: () => void },
+  props: {
+    mesh: string;
+    ep: string;
+    ports: PortMapping[];
+    rates: Map<string, Rate[]>;
+    onChange: () => void;
+  },
 ) {
   if (props.ports.length === 0) return <p class="empty">No port mappings.</p>;
   return (
@@ -398,7 +445,11 @@ function PortTable(
               <StateCell state={p.state} />
             </td>
             <td data-label="Connections">
-              <TrafficCell state={p.state} />
+              <TrafficCell
+                state={p.state}
+                rates={props.rates.get(portKey(p))}
+                label={`port ${listen}`}
+              />
             </td>
             <td class="row-actions">
               <DeleteButton
