@@ -16,6 +16,7 @@ import { isIP } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
 import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shared/certs";
 import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
+import { hubPingAnswered } from "./metrics.ts";
 import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
 import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
@@ -582,9 +583,10 @@ export class HubLink {
         fail(`hub did not answer PING within ${timeout / 1000} s`);
       }, timeout);
       try {
-        session.ping((err) => {
+        session.ping((err, ms) => {
           clearTimeout(dead);
           if (err && !session.destroyed) session.destroy(err);
+          else if (!err) hubPingAnswered(this.#opts.config, this.#hub, ms);
         });
       } catch {
         clearTimeout(dead);

@@ -95,6 +95,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     limits: config.limits,
     dataListen: config.dataListen,
     dataAdvertise: config.dataAdvertise,
+    metrics,
   });
   metrics?.watch(() => server.status());
   await revocations.start();

@@ -50,6 +50,7 @@ import { Tunnels } from "./tunnels.ts";
 import { respondError, respondJson } from "./respond.ts";
 import { ConnectionGate } from "./connection_gate.ts";
 import { LogThrottle } from "./log_throttle.ts";
+import type { HubMetrics } from "./metrics.ts";
 
 /**
  * How long a connection may take to finish its TLS handshake. `node:tls`
@@ -127,6 +128,8 @@ export interface HubServerOptions {
   keyPem: string;
   certPem: string;
   revocations: RevocationView;
+  /** Counters to add to (`--metrics-listen`). */
+  metrics?: HubMetrics;
   log: Logger;
   /** Where the plain TCP data port listens; none: no tunnels (status says so). */
   dataListen?: HostPort;
@@ -214,6 +217,7 @@ export class HubServer {
     this.#gate = new ConnectionGate({
       perAddress: this.#limits.maxPendingPerAddress,
       quiet: this.#quiet,
+      onRefused: (reason) => opts.metrics?.refused(reason),
     });
     this.#management = new ManagementRelay(this.registry);
     this.#tickets = new Tickets(this.#limits.openTimeoutMs);
@@ -222,12 +226,14 @@ export class HubServer {
       tickets: this.#tickets,
       log: this.#log,
       openTimeoutMs: this.#limits.openTimeoutMs,
+      onOutcome: (err) => err ? opts.metrics?.tunnelFailed(err) : opts.metrics?.tunnelOpened("ok"),
     });
     if (opts.dataListen) {
       this.#dataPort = new DataPort({
         listen: opts.dataListen,
         tickets: this.#tickets,
         log: this.#log,
+        onRelayed: (bytes) => opts.metrics?.relayed(bytes),
       });
     }
     this.#routes = [
@@ -388,6 +394,7 @@ export class HubServer {
         this.#admissions,
       );
     } catch (err) {
+      this.#opts.metrics?.peerRefused(err);
       this.#quiet.warn("peer refused", { peer: session.socket?.remoteAddress, err: errText(err) });
       session.destroy();
       return;
@@ -405,12 +412,14 @@ export class HubServer {
         "hub_full",
         "The hub has reached its session limit; try another hub or later",
       );
+      this.#opts.metrics?.refused("hub_full");
       this.#quiet.warn("session refused: hub full", { user: peer.user, peer: peer.address });
     } else if (userSessions >= this.#limits.maxSessionsPerUser) {
       state.refusal = new TooManyRequests(
         "too_many_sessions",
         `User "${peer.user}" already holds ${this.#limits.maxSessionsPerUser} sessions on this hub`,
       );
+      this.#opts.metrics?.refused("too_many_sessions");
       this.#quiet.warn("session refused: user limit", { user: peer.user, peer: peer.address });
     } else {
       state.counted = true;
@@ -726,18 +735,23 @@ export class HubServer {
     if (!this.#dataPort) {
       throw new ServiceUnavailable("no_data_port", "This hub has no data port (--data-listen=off)");
     }
-    this.#tunnels.open(
-      stream,
-      {
-        endpoint: state.endpointId,
-        user: state.peer.user,
-        serial: state.peer.serial,
-        session: state,
-      },
-      params.id,
-      params.proto,
-      params.name,
-    );
+    try {
+      this.#tunnels.open(
+        stream,
+        {
+          endpoint: state.endpointId,
+          user: state.peer.user,
+          serial: state.peer.serial,
+          session: state,
+        },
+        params.id,
+        params.proto,
+        params.name,
+      );
+    } catch (err) {
+      this.#opts.metrics?.tunnelFailed(err);
+      throw err;
+    }
   }
 
   async #manage(stream: ServerHttp2Stream, params: Params, state: SessionState): Promise<void> {

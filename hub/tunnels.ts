@@ -49,9 +49,19 @@ export class Tunnels {
   #pending = new Map<string, Pending>();
   #timeoutMs: number;
 
+  #onOutcome: (err?: ZtmError) => void;
+
   constructor(
-    opts: { registry: Registry; tickets: Tickets; log: Logger; openTimeoutMs?: number },
+    opts: {
+      registry: Registry;
+      tickets: Tickets;
+      log: Logger;
+      openTimeoutMs?: number;
+      /** Told each pairing's outcome once: nothing when the caller got its ticket, else why not. */
+      onOutcome?: (err?: ZtmError) => void;
+    },
   ) {
+    this.#onOutcome = opts.onOutcome ?? (() => {});
     this.#registry = opts.registry;
     this.#tickets = opts.tickets;
     this.#log = opts.log;
@@ -132,6 +142,7 @@ export class Tunnels {
     );
     const answer: PairTicket = { sid, ticket };
     respondJson(p.stream, 200, answer);
+    this.#onOutcome();
   }
 
   /** The provider refused (its control stream said so). */
@@ -186,6 +197,7 @@ export class Tunnels {
     if (!p) return;
     this.#drop(p, true);
     respondError(p.stream, err);
+    this.#onOutcome(err);
   }
 
   #drop(p: Pending, voidTickets: boolean): void {

@@ -150,6 +150,25 @@ Deno.test("Prometheus scrapes the hub and an agent during a mesh test, promtool 
       served.ok + 1,
   );
 
+  // The hub counted the pairing and relayed at least those bytes (TLS records, both ways).
+  const hubAfter = await (await fetch(`http://127.0.0.1:${hubMetricsPort}/metrics`)).text();
+  assert.equal(await promtool(hubAfter), "0");
+  assert.ok(sample(hubAfter, 'ztm_hub_tunnels_opened_total{outcome="ok"}')! >= 1, hubAfter);
+  assert.ok(sample(hubAfter, "ztm_hub_relayed_bytes_total")! >= 2 * SENT, hubAfter);
+  // The agent times its hub's PING answers (one every PING interval).
+  await eventually(
+    async () => {
+      const text = await (await fetch(`http://127.0.0.1:${agentMetricsPort}/metrics`)).text();
+      return (sample(
+        text,
+        'ztm_agent_hub_ping_rtt_seconds_count{mesh="test",hub="localhost:' +
+          hub.port + '"}',
+      ) ?? 0) >= 1;
+    },
+    30_000,
+    "a PING round trip observed",
+  );
+
   // A real Prometheus scrapes both every second.
   const dir = await h.tempDir("ztm-prom-");
   await Deno.writeTextFile(

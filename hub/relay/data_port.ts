@@ -38,7 +38,7 @@ import {
   PREAMBLE_BYTES,
   TICKET_READ_MS,
 } from "@ztm/shared/peer_protocol";
-import { connLeg, splice } from "@ztm/shared/splice";
+import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { ClaimedTicket, Tickets } from "../tickets.ts";
 
 /** Limits of the data port. */
@@ -64,6 +64,8 @@ export interface DataPortOptions {
   tickets: Tickets;
   log: Logger;
   limits?: Partial<DataPortLimits>;
+  /** Told the bytes copied, as they are read (either direction). */
+  onRelayed?: (bytes: number) => void;
 }
 
 interface Waiting {
@@ -304,8 +306,8 @@ export class DataPort {
   }
 
   #splice(a: { conn: Deno.TcpConn; grant: ClaimedTicket }, b: typeof a): void {
-    const legA = connLeg(a.conn);
-    const legB = connLeg(b.conn);
+    const legA = this.#counted(connLeg(a.conn));
+    const legB = this.#counted(connLeg(b.conn));
     const s: Splice = {
       sessions: [a.grant.owner, b.grant.owner],
       serials: [a.grant.serial, b.grant.serial],
@@ -323,6 +325,20 @@ export class DataPort {
         ms: Math.round(performance.now() - started),
       });
     });
+  }
+
+  /** `leg`, telling `onRelayed` of each chunk read (one call per native read of up to 256 KiB). */
+  #counted(leg: Leg): Leg {
+    const onRelayed = this.#opts.onRelayed;
+    if (!onRelayed) return leg;
+    return {
+      ...leg,
+      read: async () => {
+        const chunk = await leg.read();
+        if (chunk) onRelayed(chunk.byteLength);
+        return chunk;
+      },
+    };
   }
 
   #dropWaiting(sid: string): void {
