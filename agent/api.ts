@@ -11,7 +11,13 @@
  * answer comes back with the target's status. Private keys are stored and
  * handed to the runtime, never returned.
  */
-import { BadRequest, NotFound, ServiceUnavailable, Unauthorized } from "@ztm/shared/errors";
+import {
+  BadRequest,
+  Conflict,
+  NotFound,
+  ServiceUnavailable,
+  Unauthorized,
+} from "@ztm/shared/errors";
 import {
   type App,
   checkHostAndOrigin,
@@ -29,6 +35,7 @@ import { ApiAccess, SESSION_HEADER } from "./access.ts";
 import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
 import { describeCa, explainHubFailure } from "./hub_errors.ts";
+import { enrollWithInvite } from "./enroll.ts";
 import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
 import { RemoteManagement } from "./remote.ts";
@@ -257,7 +264,14 @@ export function createAgentApp(opts: AgentAppOptions): App {
 
   async function join(req: Request, mesh: string): Promise<Response> {
     const wait = waitSeconds(req);
-    const body = await readJsonObject(req, MAX_BODY_BYTES);
+    let body = await readJsonObject(req, MAX_BODY_BYTES);
+    // With an invite, the agent makes the key and gets the certificate itself (`enroll.ts`).
+    if ("invite" in body) {
+      if (store.mesh(mesh)) {
+        throw new Conflict("mesh_exists", `Mesh "${mesh}" is joined already; leave it first`);
+      }
+      body = await enrollWithInvite(body, { endpointName: opts.endpointName, log });
+    }
     const { config, user } = await checkJoinRequest(mesh, body, {
       endpointName: opts.endpointName,
     });

@@ -28,6 +28,7 @@ export {
   AgentClient,
   type AgentClientOptions,
   type AuditPage,
+  type InviteJoinBody,
   type JoinBody,
   type ListQuery,
   type PortAddress,

@@ -52,6 +52,7 @@ import { DataLinks } from "./data_links.ts";
 import { respondError, respondJson } from "./respond.ts";
 import { ConnectionGate } from "./connection_gate.ts";
 import { LogThrottle } from "./log_throttle.ts";
+import { type CaRelay, handleRenewal } from "./enrollment.ts";
 
 /**
  * How long a connection may take to finish its TLS handshake. `node:tls`
@@ -133,6 +134,8 @@ export interface HubServerOptions {
   /** Where the native TLS data port listens; none: tunnels use HTTP/2 streams only. */
   dataListen?: HostPort;
   limits?: Partial<HubLimits>;
+  /** Carries members' certificate renewals to the CA (`enrollment.ts`); none: refused. */
+  renewals?: CaRelay;
 }
 
 interface SessionState {
@@ -279,6 +282,11 @@ export class HubServer {
       },
       { method: "GET", pattern: "/api/status", handler: (s) => respondJson(s, 200, this.status()) },
       { method: "GET", pattern: "/api/crl", handler: (s, _p, _st, url) => this.#crl(s, url) },
+      {
+        method: "POST",
+        pattern: "/api/renewals",
+        handler: (s, _p, st) => handleRenewal(s, st.peer, opts.renewals, this.#log),
+      },
     ];
     this.#server = http2.createSecureServer({
       key: opts.keyPem,
@@ -352,6 +360,15 @@ export class HubServer {
       controlConnections: { held: this.#gate.total, refused: this.#gate.refused },
       revocations: this.#opts.revocations.status(),
     };
+  }
+
+  /** Serves a renewed hub certificate to new connections; sessions open now keep theirs. */
+  setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): void {
+    this.#server.setSecureContext({
+      key: identity.keyPem,
+      cert: identity.certPem,
+      ca: identity.caPem,
+    });
   }
 
   /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */
