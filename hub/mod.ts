@@ -120,6 +120,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
       : [];
     try {
       await relay.announce(serialOf(parseCertificate(certPem)), control, enroll);
+      log.info("hub announced to the ca", { addr: [...control, ...enroll].join(",") });
     } catch (err) {
       log.warn("could not announce this hub to the CA", { err: errText(err) });
     }

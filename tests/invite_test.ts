@@ -49,6 +49,7 @@ Deno.test("a new machine joins with only an invite; the invite works once; its k
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
   const enrollLine = await hub.waitForLog((l) => l.msg === "enrollment port listening");
+  await hub.waitForLog((l) => l.msg === "hub announced to the ca");
   const enrollPort = Number(String(enrollLine.addr).split(":").pop());
 
   // The CA learned the hub's addresses from the hub itself: the invite carries them.
@@ -131,7 +132,8 @@ Deno.test("a new machine joins with only an invite; the invite works once; its k
 Deno.test("expired, revoked and CA-tampered invites are refused", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
-  await h.startHub(ca);
+  const hub = await h.startHub(ca);
+  await hub.waitForLog((l) => l.msg === "hub announced to the ca");
   const agent = await h.startAgent();
   const join = (text: string) =>
     ztm(["join", "work", `--invite=${text}`, "--name=box", ...agentFlags(agent)]);
