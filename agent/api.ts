@@ -39,7 +39,7 @@ import { enrollWithInvite } from "./enroll.ts";
 import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
 import { RemoteManagement } from "./remote.ts";
-import type { MeshRuntime, PageQuery, StartMesh } from "./runtime.ts";
+import type { MeshRuntime, PageQuery, RenewalState, StartMesh } from "./runtime.ts";
 import type { AgentStore, MeshRecord } from "./store.ts";
 
 /** Largest request body the API reads (a join body with three PEM files is ~3 KiB). */
@@ -447,8 +447,8 @@ export interface MeshSummary {
   bootstraps: string[];
   /** ISO time of the join. */
   joinedAt: string;
-  /** This agent's certificate: serial and ISO expiry. */
-  certificate: { serial: string; notAfter: string };
+  /** This agent's certificate: serial, ISO expiry, and where its renewal stands. */
+  certificate: { serial: string; notAfter: string; renewal?: RenewalState };
   /** The hub link; null when the mesh is not running. */
   status:
     | {
@@ -471,7 +471,11 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
     user: commonNameOf(cert) ?? "",
     bootstraps: mesh.bootstraps,
     joinedAt: mesh.joinedAt,
-    certificate: { serial: serialOf(cert), notAfter: cert.notAfter.toISOString() },
+    certificate: {
+      serial: serialOf(cert),
+      notAfter: cert.notAfter.toISOString(),
+      ...(runtime?.renewal ? { renewal: runtime.renewal() } : {}),
+    },
     status: status
       ? {
         connected: status.connected,

@@ -131,6 +131,34 @@ export class DataPort {
     return this.#accepted;
   }
 
+  /**
+   * Serves a renewed certificate: the listener is bound again on the same address with it;
+   * connections open now keep theirs (`enrollment.ts`, hub certificate renewal).
+   */
+  async setIdentity(certPem: string, keyPem: string): Promise<void> {
+    if (this.#closed || !this.#listener) return;
+    const addr = this.#listener.addr as Deno.NetAddr;
+    this.#opts = {
+      ...this.#opts,
+      certPem,
+      keyPem,
+      listen: { hostname: addr.hostname, port: addr.port },
+    };
+    try {
+      this.#listener.close();
+    } catch { /* already closed */ }
+    // The closed listener's port is released once its pending accept ends: try for 2 s.
+    for (let i = 0;; i++) {
+      try {
+        this.start();
+        return;
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AddrInUse) || i >= 40 || this.#closed) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+  }
+
   close(): void {
     this.#closed = true;
     try {

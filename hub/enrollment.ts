@@ -191,7 +191,15 @@ export class EnrollmentPort {
     if (!this.#server || !this.#addr) return;
     const addr = this.#addr;
     await this.#server.shutdown();
-    this.start(addr);
+    for (let i = 0;; i++) {
+      try {
+        this.start(addr);
+        return;
+      } catch (err) {
+        if (!(err instanceof Deno.errors.AddrInUse) || i >= 40) throw err;
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
   }
 
   async close(): Promise<void> {

@@ -135,8 +135,18 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     log,
     current: identity,
     onRenewed: async (next) => {
-      server.setIdentity(next);
-      await enrollment?.setIdentity(next.certPem, next.keyPem);
+      for (
+        const [what, apply] of [
+          ["control and data ports", () => server.setIdentity(next)],
+          ["enrollment port", () => enrollment?.setIdentity(next.certPem, next.keyPem)],
+        ] as const
+      ) {
+        try {
+          await apply();
+        } catch (err) {
+          log.error("renewed hub certificate not served", { addr: what, err: errText(err) });
+        }
+      }
       await announce(next.certPem);
     },
   });

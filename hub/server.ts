@@ -363,12 +363,13 @@ export class HubServer {
   }
 
   /** Serves a renewed hub certificate to new connections; sessions open now keep theirs. */
-  setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): void {
+  async setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): Promise<void> {
     this.#server.setSecureContext({
       key: identity.keyPem,
       cert: identity.certPem,
       ca: identity.caPem,
     });
+    await this.#dataPort?.setIdentity(identity.certPem, identity.keyPem);
   }
 
   /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */

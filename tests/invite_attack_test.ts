@@ -176,13 +176,19 @@ Deno.test("10,000 wrong invite secrets through the hub get 4xx, are rate-limited
       const i = next++;
       const secret = crypto.getRandomValues(new Uint8Array(32));
       const proof = await enrollmentProof(await inviteProofKey(secret), id, "guess", csr);
-      const r = await post(port, caPem, {
-        // Most guesses aim at the real invite's id, some at ids that do not exist.
-        invite: i % 10 === 0 ? "0123456789abcdef" : id,
-        endpoint: "guess",
-        csr,
-        proof: proof.toBase64({ alphabet: "base64url", omitPadding: true }),
-      }, agent, "127.0.0.2");
+      const r = await post(
+        port,
+        caPem,
+        {
+          // Most guesses aim at the real invite's id, some at ids that do not exist.
+          invite: i % 10 === 0 ? "0123456789abcdef" : id,
+          endpoint: "guess",
+          csr,
+          proof: proof.toBase64({ alphabet: "base64url", omitPadding: true }),
+        },
+        agent,
+        "127.0.0.2",
+      );
       const key = `${r.status} ${code(r)}`;
       counts.set(key, (counts.get(key) ?? 0) + 1);
     }

@@ -11,6 +11,7 @@ import { CopyButton, ErrorBox, OnlineBadge, Time } from "../components.tsx";
 import { meshes, refreshMeshes } from "../meshes.ts";
 import { hrefOf } from "../route.ts";
 import { JoinForm } from "./join.tsx";
+import { InviteJoinForm } from "./join_invite.tsx";
 
 /** The status screen. */
 export function StatusView(props: { defaultEndpointName: string }) {
@@ -21,10 +22,12 @@ export function StatusView(props: { defaultEndpointName: string }) {
         <section class="card intro">
           <h1>Welcome to ztm</h1>
           <p>
-            This agent is not in a mesh yet. Join one with the three files your mesh's administrator
-            gave you: the CA certificate, your user certificate and its private key.
+            This agent is not in a mesh yet. Join one with the invite your mesh's administrator gave
+            you (ztm invite), or with three files: the CA certificate, your user certificate and its
+            private key.
           </p>
         </section>
+        <InviteJoinForm defaultEndpointName={props.defaultEndpointName} />
         <JoinForm defaultEndpointName={props.defaultEndpointName} />
       </>
     );
