@@ -309,7 +309,8 @@ function probeHub(address: string, config: MeshConfig): Promise<Uint8Array<Array
       cert: config.certificate,
       key: config.privateKey,
       minVersion: "TLSv1.2",
-      ALPNProtocols: ["h2"],
+      // No ALPN: the hub finishes the handshake (its certificate is all the probe wants) but
+      // opens no HTTP/2 session for it.
       servername: isIP(hostname) ? undefined : hostname,
       checkServerIdentity: (name, cert) => checkHubIdentity(name, cert),
     }, () => {

@@ -326,6 +326,20 @@ export const STATUS: Command = {
       if (m.status?.crlAlarm) {
         lines.push(`${m.name}: REVOCATION ALARM: ${safeText(m.status.crlAlarm)}`);
       }
+      const renewal = m.certificate.renewal;
+      if (renewal?.warning) {
+        lines.push(`${m.name}: CERTIFICATE RENEWAL FAILING: ${safeText(renewal.warning)}`);
+      } else if (renewal?.lastError) {
+        lines.push(
+          `${m.name}: certificate renewal failed, retrying: ${safeText(renewal.lastError)}`,
+        );
+      } else if (renewal?.lastRenewedAt) {
+        lines.push(
+          `${m.name}: certificate renewed ${renewal.renewals} time${
+            renewal.renewals === 1 ? "" : "s"
+          } (last ${renewal.lastRenewedAt}); next renewal at ${renewal.renewAt}`,
+        );
+      }
     }
     console.log(lines.join("\n"));
   },

@@ -177,6 +177,12 @@ Deno.test(`agents and the hub renew 60 s certificates for ${SOAK_S} s without dr
   const dropped = hubLines.slice(hubSessionsAt).filter((l) =>
     l.msg === "session closed" && (l.user === "alice" || l.user === "bob")
   );
+  // Nor was any other connection of theirs admitted and closed (a probe, a reconnect).
+  assert.deepEqual(
+    hubLines.slice(hubSessionsAt).filter((l) => l.msg === "peer admitted"),
+    [],
+    "no new session",
+  );
   assert.deepEqual(dropped, [], "no agent session was dropped");
   for (const agent of [office, laptop]) {
     assert.deepEqual(
