@@ -70,6 +70,14 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
     log,
   });
   const revoker = new Revoker({ store, signingKey, log });
+  // A year ahead, say that the CA's own certificate will expire (see SECURITY.md, rotation).
+  const caNotAfter = parseCertificate(signingKey.certificatePem).notAfter;
+  if (caNotAfter.getTime() - Date.now() < 365 * 86_400_000) {
+    log.warn("the ca certificate expires within a year: plan its rotation (SECURITY.md)", {
+      code: "ca_expiring",
+      from: caNotAfter.toISOString(),
+    });
+  }
   const loopbackOnly = isLoopbackHost(config.listen.hostname);
   if (!loopbackOnly) {
     log.warn(

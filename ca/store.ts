@@ -322,11 +322,16 @@ export class CaStore {
       if (!rec || rec.role !== "user" || rec.revokedAt !== null) {
         throw new NotFound("unknown_certificate", `No live user certificate with serial ${serial}`);
       }
-      if (!rec.endpoint) return [this.#markRevoked(rec, reason)];
+      // The device's other unexpired certificates are its renewals (same key): they go too. A
+      // legacy certificate's device is the user's legacy slot.
       const rows = this.#db.prepare(
         `SELECT * FROM certificates WHERE name_key = ? AND endpoint_key = ? AND role = 'user'
          AND revoked_at IS NULL AND not_after > ? ORDER BY issued_at, serial`,
-      ).all(rec.name.toLowerCase(), rec.endpoint.toLowerCase(), new Date().toISOString()) as Row[];
+      ).all(
+        rec.name.toLowerCase(),
+        (rec.endpoint ?? "").toLowerCase(),
+        new Date().toISOString(),
+      ) as Row[];
       const all = rows.map(toRecord);
       if (!all.some((r) => r.serial === rec.serial)) all.push(rec);
       return all.map((r) => this.#markRevoked(r, reason));

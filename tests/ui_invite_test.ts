@@ -9,7 +9,7 @@ import { DatabaseSync } from "node:sqlite";
 import type { Page } from "playwright-core";
 import { decodeInvite, encodeInvite } from "../shared/invite.ts";
 import { api, eventually, Harness } from "./harness.ts";
-import { layoutProblems, NARROW, openBrowser, screenshot, WIDE } from "./ui_browser.ts";
+import { goTo, layoutProblems, NARROW, openBrowser, screenshot, WIDE } from "./ui_browser.ts";
 import { rememberPrivateKey } from "./secret_scan.ts";
 
 async function pasteInvite(page: Page, mesh: string, invite: string): Promise<void> {
@@ -68,5 +68,8 @@ Deno.test("the Join screen's paste box joins with an invite; a tampered one is r
   db.close();
   await page.setViewportSize(WIDE);
   await screenshot(page, "join-invite-joined");
+  // The Status screen says when the certificate renews itself.
+  await goTo(page, "#/", /^Status$/);
+  assert.match(await page.getByTestId("renewal").innerText(), /renews itself at/);
   assert.deepEqual(b.unexpectedErrors([400, 401]), []);
 });

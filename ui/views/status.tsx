@@ -93,6 +93,31 @@ function MeshCard(props: { mesh: MeshSummary }) {
         <dd>
           <Time iso={m.certificate.notAfter} />
         </dd>
+        {m.certificate.renewal && (
+          <>
+            <dt>Renewal</dt>
+            <dd data-testid="renewal">
+              {m.certificate.renewal.warning
+                ? <span class="error-text">{m.certificate.renewal.warning}</span>
+                : (
+                  <>
+                    renews itself at <Time iso={m.certificate.renewal.renewAt} />
+                    {m.certificate.renewal.renewals > 0 && (
+                      <span class="muted">
+                        &nbsp;· renewed {m.certificate.renewal.renewals}{" "}
+                        time{m.certificate.renewal.renewals === 1 ? "" : "s"}
+                      </span>
+                    )}
+                    {m.certificate.renewal.lastError && (
+                      <span class="error-text">
+                        &nbsp;· last attempt failed: {m.certificate.renewal.lastError}
+                      </span>
+                    )}
+                  </>
+                )}
+            </dd>
+          </>
+        )}
       </dl>
       <div class="actions">
         <a class="button" href={hrefOf({ view: "endpoints", mesh: m.name, q: "", page: 1 })}>
