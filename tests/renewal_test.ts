@@ -18,8 +18,9 @@ import { DatabaseSync } from "node:sqlite";
 import { generateKeyPair, serialOf, x509 } from "../shared/certs.ts";
 import { renewalMessage } from "../agent/renew.ts";
 import { api, eventually, Harness, type LogLine } from "./harness.ts";
+import { agentFlags, ztmOk } from "./cli_helpers.ts";
 import { HubClient, userTls } from "./hub_client.ts";
-import { openConnection, startEchoServer } from "./net_helpers.ts";
+import { freePort, openConnection, startEchoServer } from "./net_helpers.ts";
 import { rememberPrivateKey } from "./secret_scan.ts";
 
 const SOAK_S = Number(Deno.env.get("ZTM_RENEWAL_SOAK_S") ?? "100");
@@ -121,7 +122,7 @@ Deno.test(`agents and the hub renew 60 s certificates for ${SOAK_S} s without dr
     },
   );
   assert.equal(res.status, 201, JSON.stringify(res.body));
-  const mapped = await (await import("./net_helpers.ts")).freePort();
+  const mapped = await freePort();
   res = await api(
     laptop.url,
     "POST",
@@ -282,4 +283,29 @@ Deno.test("a member cannot renew another member's certificate, change its user, 
   });
   assert.equal(late.status, 403);
   await eventually(() => hub.logs.some((l) => l.msg === "session certificate renewed"), 5_000);
+});
+
+Deno.test("an agent whose renewal keeps failing says so in plain words before its certificate expires", async () => {
+  await using h = new Harness();
+  const ca = await h.startCa({ args: ["--cert-lifetime=60s"] });
+  const hub = await h.startHub(ca);
+  await hub.waitForLog((l) => l.msg === "hub announced to the ca");
+  const agent = await h.startAgent();
+  const res = await api(agent.url, "POST", "/api/meshes/work?wait=20", {
+    invite: await inviteFor(ca.url, "alice"),
+    agent: { name: "box" },
+  });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  rememberPrivateKey(meshRow(agent.database).private_key);
+  await ca.stop(); // the hub stays up; renewals now fail at the CA
+  const line = await agent.waitForLog((l) => l.msg === "certificate renewal keeps failing", 60_000);
+  assert.match(
+    String(line.err),
+    /expires at .* and renewing it keeps failing .*the hub will refuse it/,
+  );
+  const mesh = (await api(agent.url, "GET", "/api/meshes/work")).body;
+  assert.equal(mesh.status.connected, true, "still connected before expiry");
+  assert.match(mesh.certificate.renewal.warning, /keeps failing/);
+  const status = await ztmOk(["status", ...agentFlags(agent)]);
+  assert.match(status, /work: CERTIFICATE RENEWAL FAILING: This endpoint's certificate expires at/);
 });
