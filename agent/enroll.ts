@@ -20,7 +20,7 @@ import {
   x509,
 } from "@ztm/shared/certs";
 import { isEndpointName } from "@ztm/shared/endpoint_id";
-import { BadRequest, errorFromResponse, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { BadRequest, errorFromResponse, ServiceUnavailable } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
 import { decodeInvite, enrollmentProof, inviteProofKey } from "@ztm/shared/invite";
 import { errText, type Logger } from "@ztm/shared/log";
@@ -238,5 +238,3 @@ async function checkIssued(
     );
   }
 }
-
-export { ZtmError };

@@ -18,14 +18,7 @@
  * the hub limits each address before that (`hub/enrollment.ts`).
  */
 import type { DatabaseSync } from "node:sqlite";
-import {
-  BadRequest,
-  Conflict,
-  Forbidden,
-  NotFound,
-  TooManyRequests,
-  ZtmError,
-} from "@ztm/shared/errors";
+import { BadRequest, Conflict, Forbidden, NotFound, TooManyRequests } from "@ztm/shared/errors";
 import { json, readText, type Route } from "@ztm/shared/http";
 import type { Logger } from "@ztm/shared/log";
 import {
@@ -452,5 +445,3 @@ export function inviteRoutes(
     },
   ];
 }
-
-export { ZtmError };

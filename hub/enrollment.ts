@@ -29,7 +29,6 @@ import { parseCertificate, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import type { Peer } from "./admit.ts";
-import { respondError } from "./respond.ts";
 
 /** Largest enrollment or renewal body (a CSR is under 1 KiB). */
 export const MAX_ENROLL_BYTES = 16 * 1024;
@@ -337,5 +336,3 @@ export async function handleRenewal(
   stream.respond({ ":status": answer.status, "content-type": "application/json" });
   stream.end(answer.body);
 }
-
-export { respondError };

@@ -175,3 +175,34 @@ Deno.test("expired, revoked and CA-tampered invites are refused", async () => {
     ["work"],
   );
 });
+
+Deno.test("ztm start's CA makes invites that a second machine joins with", async () => {
+  await using h = new Harness();
+  const dir = await h.tempDir("ztm-start-invite-");
+  const start = h.spawn("start", "cli/start.ts", [
+    `--data-dir=${dir}`,
+    "--ca-listen=127.0.0.1:0",
+    "--hub-listen=127.0.0.2:0",
+    "--data-listen=127.0.0.2:0",
+    "--agent-listen=127.0.0.1:0",
+    "--names=127.0.0.2",
+  ]);
+  const caLine = await start.waitForLog(
+    (l) => l.component === "ca" && l.msg === "listening",
+    30_000,
+  );
+  const announced = await start.waitForLog((l) => l.msg === "hub announced to the ca", 30_000);
+  const caUrl = `http://${caLine.addr}`;
+  const text = (await invite(caUrl)).text;
+  assert.deepEqual(decodeInvite(text).hubs, [String(announced.addr).split(",")[0]]);
+  const second = await h.startAgent({ name: "second" });
+  const out = await ztmOk([
+    "join",
+    "local",
+    `--invite=${text}`,
+    "--name=second",
+    ...agentFlags(second),
+  ]);
+  assert.match(out, /as user alice: endpoint second .*connected to 127\.0\.0\.2:/);
+  rememberPrivateKey(agentKey(second.database));
+});
