@@ -24,6 +24,8 @@ import { freePort, openConnection, startEchoServer } from "./net_helpers.ts";
 import { rememberPrivateKey } from "./secret_scan.ts";
 
 const SOAK_S = Number(Deno.env.get("ZTM_RENEWAL_SOAK_S") ?? "100");
+/** Lifetime of the soak's certificates (`ztm ca --cert-lifetime`), 60s by default. */
+const LIFETIME = Deno.env.get("ZTM_RENEWAL_LIFETIME") ?? "60s";
 
 function meshRow(database: string): { certificate: string; private_key: string } {
   const db = new DatabaseSync(database, { readOnly: true });
@@ -90,9 +92,11 @@ async function signedRenewal(
   return { serial, csr, time, signature: signature.toBase64() };
 }
 
-Deno.test(`agents and the hub renew 60 s certificates for ${SOAK_S} s without dropping a session or a connection`, async () => {
+Deno.test(`agents and the hub renew ${LIFETIME} certificates for ${SOAK_S} s without dropping a session or a connection`, async () => {
   await using h = new Harness();
-  const ca = await h.startCa({ args: ["--cert-lifetime=60s", "--hub-cert-lifetime=60s"] });
+  const ca = await h.startCa({
+    args: [`--cert-lifetime=${LIFETIME}`, `--hub-cert-lifetime=${LIFETIME}`],
+  });
   const hub = await h.startHub(ca);
   await hub.waitForLog((l) => l.msg === "hub announced to the ca");
   await using echo = await startEchoServer();
@@ -102,11 +106,16 @@ Deno.test(`agents and the hub renew 60 s certificates for ${SOAK_S} s without dr
   for (
     const [agent, user, name] of [[office, "bob", "office"], [laptop, "alice", "laptop"]] as const
   ) {
+    const invite = await inviteFor(ca.url, user);
+    const t0 = performance.now();
     const res = await api(agent.url, "POST", "/api/meshes/work?wait=20", {
-      invite: await inviteFor(ca.url, user),
+      invite,
       agent: { name },
     });
     assert.equal(res.status, 201, JSON.stringify(res.body));
+    console.log(
+      `${name}: invite to joined and connected (API): ${Math.round(performance.now() - t0)} ms`,
+    );
     rememberPrivateKey(meshRow(agent.database).private_key);
   }
   const officeId = (await api(office.url, "GET", "/api/meshes/work")).body.endpoint.id;
