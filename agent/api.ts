@@ -11,7 +11,13 @@
  * answer comes back with the target's status. Private keys are stored and
  * handed to the runtime, never returned.
  */
-import { BadRequest, NotFound, ServiceUnavailable, Unauthorized } from "@ztm/shared/errors";
+import {
+  BadRequest,
+  Conflict,
+  NotFound,
+  ServiceUnavailable,
+  Unauthorized,
+} from "@ztm/shared/errors";
 import {
   type App,
   checkHostAndOrigin,
@@ -29,10 +35,11 @@ import { ApiAccess, SESSION_HEADER } from "./access.ts";
 import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
 import { describeCa, explainHubFailure } from "./hub_errors.ts";
+import { enrollWithInvite } from "./enroll.ts";
 import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
 import { RemoteManagement } from "./remote.ts";
-import type { MeshRuntime, PageQuery, StartMesh } from "./runtime.ts";
+import type { MeshRuntime, PageQuery, RenewalState, StartMesh } from "./runtime.ts";
 import type { AgentStore, MeshRecord } from "./store.ts";
 
 /** Largest request body the API reads (a join body with three PEM files is ~3 KiB). */
@@ -257,7 +264,14 @@ export function createAgentApp(opts: AgentAppOptions): App {
 
   async function join(req: Request, mesh: string): Promise<Response> {
     const wait = waitSeconds(req);
-    const body = await readJsonObject(req, MAX_BODY_BYTES);
+    let body = await readJsonObject(req, MAX_BODY_BYTES);
+    // With an invite, the agent makes the key and gets the certificate itself (`enroll.ts`).
+    if ("invite" in body) {
+      if (store.mesh(mesh)) {
+        throw new Conflict("mesh_exists", `Mesh "${mesh}" is joined already; leave it first`);
+      }
+      body = await enrollWithInvite(body, { endpointName: opts.endpointName, log });
+    }
     const { config, user } = await checkJoinRequest(mesh, body, {
       endpointName: opts.endpointName,
     });
@@ -433,8 +447,8 @@ export interface MeshSummary {
   bootstraps: string[];
   /** ISO time of the join. */
   joinedAt: string;
-  /** This agent's certificate: serial and ISO expiry. */
-  certificate: { serial: string; notAfter: string };
+  /** This agent's certificate: serial, ISO expiry, and where its renewal stands. */
+  certificate: { serial: string; notAfter: string; renewal?: RenewalState };
   /** The hub link; null when the mesh is not running. */
   status:
     | {
@@ -457,7 +471,11 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
     user: commonNameOf(cert) ?? "",
     bootstraps: mesh.bootstraps,
     joinedAt: mesh.joinedAt,
-    certificate: { serial: serialOf(cert), notAfter: cert.notAfter.toISOString() },
+    certificate: {
+      serial: serialOf(cert),
+      notAfter: cert.notAfter.toISOString(),
+      ...(runtime?.renewal ? { renewal: runtime.renewal() } : {}),
+    },
     status: status
       ? {
         connected: status.connected,

@@ -43,6 +43,14 @@ export interface JoinBody {
   bootstraps: string[];
 }
 
+/** What `POST /api/meshes/{mesh}` takes to join with an invite (the agent makes the key). */
+export interface InviteJoinBody {
+  invite: string;
+  agent?: { name?: string };
+  /** Overrides the invite's hub addresses. */
+  bootstraps?: string[];
+}
+
 /** Paging and search of a list. */
 export interface ListQuery {
   offset?: number;
@@ -183,6 +191,18 @@ export class AgentClient {
    * reach undoes the join (`ServiceUnavailable`, `hub_unreachable`, the reason in words).
    */
   join(mesh: string, body: JoinBody, options: { wait?: number } = {}): Promise<MeshSummary> {
+    return this.request("POST", `/api/meshes/${enc(mesh)}${waitQuery(options.wait)}`, body);
+  }
+
+  /**
+   * `POST /api/meshes/{mesh}` with an invite: the agent makes its key, enrolls through the
+   * invite's hub and joins; `wait` as in {@link join}.
+   */
+  joinWithInvite(
+    mesh: string,
+    body: InviteJoinBody,
+    options: { wait?: number } = {},
+  ): Promise<MeshSummary> {
     return this.request("POST", `/api/meshes/${enc(mesh)}${waitQuery(options.wait)}`, body);
   }
 

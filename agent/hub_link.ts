@@ -119,6 +119,8 @@ export class HubLink {
   #hubErrors: RefusalLog;
   /** The hub certificate's notAfter (epoch ms): the link leaves the hub then. */
   #hubNotAfter = Infinity;
+  /** The hub certificate (DER) as checked at the handshake. */
+  #hubRaw: Uint8Array | undefined;
   /** The newest CRL number the hub announced. */
   #announced = 0;
 
@@ -195,6 +197,22 @@ export class HubLink {
       this.#waiters.add(check);
       check();
     });
+  }
+
+  /** The hub certificate this session checked (DER), its serial and notAfter (ms) now. */
+  hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined {
+    if (!this.#connected || !this.#hubSerial || !this.#hubRaw) return undefined;
+    return { serial: this.#hubSerial, notAfter: this.#hubNotAfter, raw: this.#hubRaw };
+  }
+
+  /**
+   * Adopts the hub's renewed certificate on this session (`renew.ts` checked that it is the
+   * same hub key, chains to the mesh CA and is not revoked), so the link stays past the old
+   * certificate's notAfter.
+   */
+  adoptHubRenewal(serial: string, notAfter: number): void {
+    this.#hubSerial = serial;
+    this.#hubNotAfter = notAfter;
   }
 
   /** Sends a control message if connected; returns whether it was sent. */
@@ -347,6 +365,7 @@ export class HubLink {
     await this.#crlLoaded;
     this.#hubSerial = normalizeSerial(hubCert.serialNumber);
     this.#hubNotAfter = Date.parse(hubCert.valid_to);
+    this.#hubRaw = hubCert.raw?.length ? new Uint8Array(hubCert.raw) : undefined;
     await this.#fetchCrl(session);
     // The newest CRL this agent knows decides, not what this hub served (it may be
     // revoked and serve an older CRL, or none).

@@ -289,6 +289,25 @@ export class Mesh implements MeshRuntime {
     this.#manageHandler = handler;
   }
 
+  /** A request to the hub on the current session (certificate renewal, `renew.ts`). */
+  hubRequest(
+    method: string,
+    path: string,
+    body?: string,
+  ): Promise<{ status: number; body: string }> {
+    return this.#link.requestRaw(method, path, body);
+  }
+
+  /** The hub certificate the current session checked (`renew.ts`). */
+  hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined {
+    return this.#link.hubCertificate();
+  }
+
+  /** Adopts the hub's renewed certificate on the current session (`renew.ts`). */
+  adoptHubRenewal(serial: string, notAfter: number): void {
+    this.#link.adoptHubRenewal(serial, notAfter);
+  }
+
   async close(): Promise<void> {
     await Promise.all([...this.#ports.values()].map((p) => p.close()));
     this.#ports.clear();

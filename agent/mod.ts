@@ -19,6 +19,7 @@ import { ApiAccess } from "./access.ts";
 import { createAgentApp } from "./api.ts";
 import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
+import { HubCertificateWatch, Renewal } from "./renew.ts";
 import { AgentMetrics } from "./metrics.ts";
 import type { MeshRuntime } from "./runtime.ts";
 import { AgentStore } from "./store.ts";
@@ -28,6 +29,7 @@ export {
   AgentClient,
   type AgentClientOptions,
   type AuditPage,
+  type InviteJoinBody,
   type JoinBody,
   type ListQuery,
   type PortAddress,
@@ -78,12 +80,35 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
   const metrics = config.metrics ?? new AgentMetrics();
   metrics.watch(() => runtimes.values());
   // A port mapping's pool user fixed at its first use is stored, so a restart keeps it.
-  const start = (cfg: Parameters<typeof startMesh>[0], state: Parameters<typeof startMesh>[1]) => {
+  const start = async (
+    cfg: Parameters<typeof startMesh>[0],
+    state: Parameters<typeof startMesh>[1],
+  ): Promise<MeshRuntime> => {
     metrics.adopt(cfg); // its hub link's PING round trips go to this agent's histogram
-    return startMesh(cfg, state, log, {
+    const runtime = await startMesh(cfg, state, log, {
       // The newest verified CRL of each mesh, kept so a restart does not forget a revocation.
       crlFile: join(`${config.database}-crl`, `${encodeURIComponent(cfg.name)}.pem`),
       poolUserFixed: (mapping, user) => store.fixPortUser(cfg.name, mapping, user),
+    });
+    // The certificate is renewed in the background, before it expires (`renew.ts`).
+    const renewal = new Renewal({
+      config: cfg,
+      runtime,
+      save: (pem) => store.setCertificate(cfg.name, pem),
+      log,
+    });
+    renewal.start();
+    // And the session outlives the hub certificate it began with when the hub renews it.
+    const hubWatch = new HubCertificateWatch(cfg, runtime, log);
+    hubWatch.start();
+    const close = runtime.close.bind(runtime);
+    return Object.assign(runtime, {
+      renewal: () => renewal.state(),
+      close: () => {
+        renewal.close();
+        hubWatch.close();
+        return close();
+      },
     });
   };
   for (const mesh of store.listMeshes()) {

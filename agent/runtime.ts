@@ -103,6 +103,31 @@ export interface MeshRuntime {
   setManageHandler(handler: ManageHandler): void;
   /** Leaves the hub, closes every listener. */
   close(): Promise<void>;
+  /** A request to the hub on the current session, answered with its raw status and body. */
+  hubRequest?(
+    method: string,
+    path: string,
+    body?: string,
+  ): Promise<{ status: number; body: string }>;
+  /** The hub certificate the current session checked (DER), serial and notAfter (ms). */
+  hubCertificate?(): { serial: string; notAfter: number; raw: Uint8Array } | undefined;
+  /** Adopts the hub's renewed certificate on the current session (`renew.ts` checked it). */
+  adoptHubRenewal?(serial: string, notAfter: number): void;
+  /** Where the certificate's renewal stands (`renew.ts`). */
+  renewal?(): RenewalState;
+}
+
+/** Where an agent's certificate renewal stands, for the API, `ztm status` and the dashboard. */
+export interface RenewalState {
+  /** ISO time the certificate is (or was) due for renewal: two thirds of its lifetime. */
+  renewAt: string;
+  /** Renewals done since the agent started. */
+  renewals: number;
+  lastRenewedAt: string | null;
+  /** Why the last attempt failed; null when it did not. */
+  lastError: string | null;
+  /** In plain words when renewal keeps failing and expiry is near; null while all is well. */
+  warning: string | null;
 }
 
 /** Answers a management request another endpoint sent through the hub (it verifies the signature). */

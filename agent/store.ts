@@ -235,6 +235,16 @@ export class AgentStore {
   }
 
   /**
+   * Replaces the certificate of `name` with its renewal (same key: the endpoint id stays).
+   * Throws `NotFound` (`unknown_mesh`).
+   */
+  setCertificate(name: string, certificate: string): void {
+    const { changes } = this.#db.prepare("UPDATE meshes SET certificate = ? WHERE name = ?")
+      .run(certificate, name);
+    if (changes === 0) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+  }
+
+  /**
    * Gives every mesh joined before key-bound endpoint ids (no seed) its new
    * id: the old id becomes the seed, so the new one is derived from it and the
    * certificate's key (`@ztm/shared/endpoint_id`). Returns what changed.

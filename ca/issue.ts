@@ -13,7 +13,8 @@ import {
   serialOf,
   x509,
 } from "@ztm/shared/certs";
-import { BadRequest, Conflict } from "@ztm/shared/errors";
+import { isEndpointName } from "@ztm/shared/endpoint_id";
+import { BadRequest, Conflict, Forbidden } from "@ztm/shared/errors";
 import { peerName } from "@ztm/shared/peer_protocol";
 import type { Logger } from "@ztm/shared/log";
 import type { SigningKey } from "./signing_key.ts";
@@ -40,6 +41,18 @@ export function checkName(name: string): void {
   }
 }
 
+/** Checks an endpoint name (a device certificate's). Throws `BadRequest` (`bad_endpoint`). */
+export function checkEndpointName(endpoint: string): void {
+  if (!isEndpointName(endpoint)) {
+    throw new BadRequest(
+      "bad_endpoint",
+      `Bad endpoint name "${
+        endpoint.slice(0, 80)
+      }": use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -, and not an id (ep-…)`,
+    );
+  }
+}
+
 /** Options for an `Issuer`. */
 export interface IssuerOptions {
   store: CaStore;
@@ -51,6 +64,8 @@ export interface IssuerOptions {
   userLifetimeMs?: number;
   /** Validity of hub certificates, days. */
   hubDays?: number;
+  /** Lifetime of hub certificates, ms; overrides `hubDays` (`ztm ca --hub-cert-lifetime`). */
+  hubLifetimeMs?: number;
 }
 
 /** Issues certificates. Methods may be called concurrently. */
@@ -89,6 +104,65 @@ export class Issuer {
   }
 
   /**
+   * Makes a new key and a certificate for `name`'s endpoint `endpoint` (a device
+   * certificate); returns the key PEM (the only copy) and the record. Throws `Conflict` if
+   * that endpoint has a live certificate.
+   */
+  async issueDevice(
+    name: string,
+    endpoint: string,
+  ): Promise<{ privateKeyPem: string; record: CertificateRecord }> {
+    checkName(name);
+    checkEndpointName(endpoint);
+    this.#refuseTaken(name, endpoint);
+    const keys = await generateKeyPair();
+    const record = await this.#sign("user", name, keys.publicKey, [], { endpoint });
+    return { privateKeyPem: await exportPrivateKeyPem(keys.privateKey), record };
+  }
+
+  /**
+   * Signs a device's own CSR for `name`'s endpoint `endpoint`; the CSR's common name must be
+   * `name`. Throws `BadRequest`/`Conflict`.
+   */
+  async signDeviceCsr(name: string, endpoint: string, csrPem: string): Promise<CertificateRecord> {
+    checkName(name);
+    checkEndpointName(endpoint);
+    const csr = await checkCsr(csrPem);
+    if (csr.commonName !== name) {
+      throw new BadRequest(
+        "csr_name_mismatch",
+        `CSR common name "${csr.commonName}" is not "${name}"`,
+      );
+    }
+    this.#refuseTaken(name, endpoint);
+    return await this.#sign("user", name, csr.publicKey, [], { endpoint });
+  }
+
+  /**
+   * Renews the live user certificate `previous` from a CSR of the same key: the new
+   * certificate has the same user and endpoint, and `previous` is marked superseded (not
+   * revoked: it has the same key and expires soon). Throws `Forbidden` when the CSR's key or
+   * name is not `previous`'s, `Conflict` when `previous` is revoked or renewed already.
+   */
+  async renewUser(previous: CertificateRecord, csrPem: string): Promise<CertificateRecord> {
+    const csr = await checkCsr(csrPem);
+    const old = new x509.X509Certificate(previous.certificate);
+    if (!equalBytes(new Uint8Array(csr.publicKey.rawData), new Uint8Array(old.publicKey.rawData))) {
+      throw new Forbidden("key_mismatch", "A renewal keeps the certificate's key");
+    }
+    if (csr.commonName !== previous.name) {
+      throw new Forbidden(
+        "csr_name_mismatch",
+        `A renewal keeps the user: the CSR names "${csr.commonName.slice(0, 80)}"`,
+      );
+    }
+    return await this.#sign("user", previous.name, csr.publicKey, [], {
+      endpoint: previous.endpoint ?? null,
+      renews: previous,
+    });
+  }
+
+  /**
    * Signs a hub's CSR as a server certificate. Its SANs (DNS names and IP
    * addresses) come from the CSR; `localhost` and `127.0.0.1` are always added.
    */
@@ -109,10 +183,15 @@ export class Issuer {
     return await this.#sign("hub", csr.commonName, csr.publicKey, [...names]);
   }
 
-  #refuseTaken(name: string): void {
+  #refuseTaken(name: string, endpoint = ""): void {
     // An early answer for the common case; the store's unique index decides races.
-    if (this.#opts.store.liveUserCertificate(name)) {
-      throw new Conflict("name_taken", `Certificate "${name}" already exists`);
+    if (this.#opts.store.liveUserCertificate(name, endpoint)) {
+      throw new Conflict(
+        "name_taken",
+        endpoint
+          ? `Certificate "${name}" for endpoint "${endpoint}" already exists`
+          : `Certificate "${name}" already exists`,
+      );
     }
   }
 
@@ -121,6 +200,7 @@ export class Issuer {
     name: string,
     publicKey: CryptoKey | x509.PublicKey,
     altNames: string[],
+    device: { endpoint?: string | null; renews?: CertificateRecord } = {},
   ): Promise<CertificateRecord> {
     const { store, signingKey, log } = this.#opts;
     const cert = await issueLeafCertificate(signingKey, {
@@ -130,7 +210,7 @@ export class Issuer {
       role: kind === "user" ? "peer" : "server",
       altNames: kind === "user" ? [peerName(name)] : altNames,
       days: kind === "user" ? this.#opts.userDays : this.#opts.hubDays,
-      lifetimeMs: kind === "user" ? this.#opts.userLifetimeMs : undefined,
+      lifetimeMs: kind === "user" ? this.#opts.userLifetimeMs : this.#opts.hubLifetimeMs,
     });
     const record: CertificateRecord = {
       serial: serialOf(cert),
@@ -144,12 +224,29 @@ export class Issuer {
       revokedAt: null,
       revocationReason: null,
       revocationSeq: null,
+      endpoint: device.endpoint ?? null,
+      supersededAt: null,
+      renewedFrom: device.renews?.serial ?? null,
     };
-    store.insertCertificate(record);
-    log.info(kind === "user" ? "certificate issued" : "hub certificate issued", {
-      user: name,
-      serial: record.serial,
-    });
+    if (device.renews) store.insertRenewal(device.renews, record);
+    else store.insertCertificate(record);
+    log.info(
+      device.renews
+        ? "certificate renewed"
+        : kind === "user"
+        ? "certificate issued"
+        : "hub certificate issued",
+      {
+        user: name,
+        ...(record.endpoint ? { endpoint: record.endpoint } : {}),
+        serial: record.serial,
+        ...(device.renews ? { previous: device.renews.serial } : {}),
+      },
+    );
     return record;
   }
+}
+
+function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
+  return a.length === b.length && a.every((v, i) => v === b[i]);
 }

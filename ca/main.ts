@@ -41,6 +41,13 @@ export const CA_COMMAND: CommandSpec = {
       help:
         "lifetime of the user certificates it issues: a number with s, m, h or d (60s, 12h, 90d); hubs end a session when its certificate expires",
     },
+    {
+      name: "hub-cert-lifetime",
+      kind: "string",
+      default: "365d",
+      help:
+        "lifetime of the hub certificates it issues (same form); hubs renew theirs at two thirds of it",
+    },
     ...LOG_FLAGS,
   ],
   examples: [
@@ -76,6 +83,15 @@ export async function main(args: string[]): Promise<void> {
     );
     Deno.exit(2);
   }
+  const hubCertLifetimeMs = parseLifetime(flags.string("hub-cert-lifetime") ?? "365d");
+  if (hubCertLifetimeMs === undefined) {
+    console.error(
+      `${CA_COMMAND.name}: --hub-cert-lifetime must be a number with s, m, h or d (60s, 12h, 90d) from 60s to 3650d, got "${
+        flags.string("hub-cert-lifetime")
+      }"\n\n${usage(CA_COMMAND)}`,
+    );
+    Deno.exit(2);
+  }
   const log = new Logger("ca");
   try {
     lockState(flags.path("database")!, "CA");
@@ -84,6 +100,7 @@ export async function main(args: string[]): Promise<void> {
       database: flags.path("database")!,
       tokenFile: flags.path("token-file"),
       certLifetimeMs,
+      hubCertLifetimeMs,
       log,
     });
     const stop = async () => {

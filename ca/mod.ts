@@ -16,6 +16,8 @@ import type { HostPort } from "@ztm/shared/flags";
 import { loadOrCreateToken } from "@ztm/shared/files";
 import { serveHttp } from "@ztm/shared/http";
 import { Logger } from "@ztm/shared/log";
+import { fingerprintOf, parseCertificate } from "@ztm/shared/certs";
+import { InviteService } from "./invites.ts";
 import { Issuer } from "./issue.ts";
 import { Revoker } from "./revoke.ts";
 import { createCaApp } from "./server.ts";
@@ -32,6 +34,8 @@ export interface CaConfig {
   log?: Logger;
   /** Lifetime of the user certificates it issues, ms; default 365 days. */
   certLifetimeMs?: number;
+  /** Lifetime of the hub certificates it issues, ms; default 365 days. */
+  hubCertLifetimeMs?: number;
 }
 
 /** A running CA. */
@@ -51,8 +55,29 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
   const tokenFile = config.tokenFile ?? `${config.database}.token`;
   const token = loadOrCreateToken(tokenFile);
   const signingKey = await loadOrCreateSigningKey(store, log);
-  const issuer = new Issuer({ store, signingKey, log, userLifetimeMs: config.certLifetimeMs });
+  const issuer = new Issuer({
+    store,
+    signingKey,
+    log,
+    userLifetimeMs: config.certLifetimeMs,
+    hubLifetimeMs: config.hubCertLifetimeMs,
+  });
+  const invites = new InviteService({
+    store,
+    issuer,
+    caCertificatePem: signingKey.certificatePem,
+    caFingerprint: await fingerprintOf(parseCertificate(signingKey.certificatePem)),
+    log,
+  });
   const revoker = new Revoker({ store, signingKey, log });
+  // A year ahead, say that the CA's own certificate will expire (see SECURITY.md, rotation).
+  const caNotAfter = parseCertificate(signingKey.certificatePem).notAfter;
+  if (caNotAfter.getTime() - Date.now() < 365 * 86_400_000) {
+    log.warn("the ca certificate expires within a year: plan its rotation (SECURITY.md)", {
+      code: "ca_expiring",
+      from: caNotAfter.toISOString(),
+    });
+  }
   const loopbackOnly = isLoopbackHost(config.listen.hostname);
   if (!loopbackOnly) {
     log.warn(
@@ -69,6 +94,7 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
     caCertificatePem: signingKey.certificatePem,
     token,
     loopbackOnly,
+    invites,
   });
   const server = serveHttp({ listen: config.listen, app, log });
   const host = server.addr.hostname.includes(":")

@@ -43,6 +43,33 @@ export class Revoker {
     return this.#announce(this.#opts.store.revokeUser(name, reason));
   }
 
+  /**
+   * Revokes every unexpired certificate of user `name`: the legacy one and each device's.
+   * Throws `NotFound` if there is none.
+   */
+  revokeUserEverywhere(name: string, reason = "revoked by administrator"): CertificateRecord[] {
+    return this.#announceAll(this.#opts.store.revokeAllOfUser(name, reason));
+  }
+
+  /** Revokes the certificates of one device of `name`; the user's other devices keep theirs. */
+  revokeDevice(
+    name: string,
+    endpoint: string,
+    reason = "revoked by administrator",
+  ): CertificateRecord[] {
+    return this.#announceAll(this.#opts.store.revokeDevice(name, endpoint, reason));
+  }
+
+  /** Revokes the user certificate with `serial` (and the rest of its device's). */
+  revokeSerial(serial: string, reason = "revoked by administrator"): CertificateRecord[] {
+    return this.#announceAll(this.#opts.store.revokeUserSerial(serial, reason));
+  }
+
+  #announceAll(records: CertificateRecord[]): CertificateRecord[] {
+    for (const r of records) this.#announce(r);
+    return records;
+  }
+
   /** Revokes the live hub certificate with `serial`. Throws `NotFound` if there is none. */
   revokeHub(serial: string, reason = "revoked by administrator"): CertificateRecord {
     return this.#announce(this.#opts.store.revokeHub(serial, reason));

@@ -18,7 +18,9 @@ import {
   type Route,
   text,
 } from "@ztm/shared/http";
+import { certificateSummary, deviceRoutes } from "./devices.ts";
 import { checkName, type Issuer } from "./issue.ts";
+import { inviteRoutes, type InviteService } from "./invites.ts";
 import type { Revoker } from "./revoke.ts";
 import type { CaStore, CertificateRecord } from "./store.ts";
 
@@ -38,20 +40,12 @@ export interface CaAppOptions {
   token: string;
   /** True when listening on loopback only: then `Host` must be a loopback name. */
   loopbackOnly: boolean;
+  /** Invites and enrollment (`invites.ts`). */
+  invites: InviteService;
 }
 
 function summary(r: CertificateRecord) {
-  return {
-    name: r.name,
-    role: r.role,
-    serial: r.serial,
-    fingerprint: r.fingerprint,
-    notBefore: r.notBefore,
-    notAfter: r.notAfter,
-    issuedAt: r.issuedAt,
-    revoked: r.revokedAt !== null,
-    revokedAt: r.revokedAt,
-  };
+  return certificateSummary(r);
 }
 
 function requireToken(req: Request, token: string): void {
@@ -120,9 +114,13 @@ export function createCaApp(opts: CaAppOptions): App {
       pattern: "/api/certificates/:name",
       handler: (_req, p) => {
         checkName(p.name);
-        return json({ revoked: summary(revoker.revoke(p.name)) });
+        // Every certificate of the user: the walkthrough's, and each device's.
+        const all = revoker.revokeUserEverywhere(p.name).map(summary);
+        return json({ revoked: all[0], all });
       },
     },
+    ...deviceRoutes({ store, issuer, revoker }),
+    ...inviteRoutes(opts.invites, (req) => requireToken(req, opts.token)),
     {
       method: "GET",
       pattern: "/api/crl",

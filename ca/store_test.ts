@@ -37,7 +37,7 @@ function record(
   };
 }
 
-Deno.test("open creates a 0600 WAL database at schema version 1", async () => {
+Deno.test("open creates a 0600 WAL database at schema version 3", async () => {
   await using dir = await tempDir();
   const path = join(dir.path, "sub", "ca.db");
   const store = CaStore.open(path);
@@ -53,7 +53,7 @@ Deno.test("open creates a 0600 WAL database at schema version 1", async () => {
   }
   const db = new DatabaseSync(path, { readOnly: true });
   try {
-    assert.deepEqual({ ...db.prepare("PRAGMA user_version").get() }, { user_version: 1 });
+    assert.deepEqual({ ...db.prepare("PRAGMA user_version").get() }, { user_version: 3 });
     assert.deepEqual({ ...db.prepare("PRAGMA journal_mode").get() }, { journal_mode: "wal" });
   } finally {
     db.close();
@@ -80,9 +80,9 @@ Deno.test("open refuses a database written by a newer schema", async () => {
   await using dir = await tempDir();
   const path = join(dir.path, "ca.db");
   const db = new DatabaseSync(path);
-  db.exec("PRAGMA user_version = 2");
+  db.exec("PRAGMA user_version = 4");
   db.close();
-  assert.throws(() => CaStore.open(path), /schema 2 is newer/);
+  assert.throws(() => CaStore.open(path), /schema 4 is newer/);
 });
 
 Deno.test("saveCa keeps the first CA and reopening returns it", async () => {

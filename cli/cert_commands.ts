@@ -7,6 +7,7 @@ import { join } from "node:path";
 import { errorFromResponse, ServiceUnavailable } from "@ztm/shared/errors";
 import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
 import { type Flags, type FlagSpec, UsageError } from "@ztm/shared/flags";
+import { isEndpointName } from "@ztm/shared/endpoint_id";
 import { NAME_PATTERN } from "@ztm/shared/protocol";
 import type { Command } from "./command.ts";
 import { printJson } from "./connect.ts";
@@ -16,12 +17,15 @@ import { formatTable } from "./table.ts";
 interface CertificateSummary {
   name: string;
   role: string;
+  endpoint?: string | null;
   serial: string;
   notAfter: string;
   revoked: boolean;
+  superseded?: boolean;
 }
 
-const CA_FLAGS: FlagSpec[] = [
+/** The CA flags, for the other commands that talk to the CA (`ztm invite`). */
+export const CA_FLAGS: FlagSpec[] = [
   {
     name: "ca-url",
     kind: "string",
@@ -38,6 +42,23 @@ const CA_FLAGS: FlagSpec[] = [
 
 const NAME_ARG = { name: "NAME", help: "the user's name (1 to 64 of A-Z a-z 0-9 . _ -)" };
 
+const ENDPOINT_FLAG: FlagSpec = {
+  name: "endpoint",
+  kind: "string",
+  optional: true,
+  help: "the device (endpoint name) the certificate is for: one certificate per device",
+};
+
+function checkedEndpoint(flags: Flags): string | undefined {
+  const endpoint = flags.string("endpoint");
+  if (endpoint !== undefined && !isEndpointName(endpoint)) {
+    throw new UsageError(
+      `Bad --endpoint "${endpoint}": use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -`,
+    );
+  }
+  return endpoint;
+}
+
 function checkedName(flags: Flags): string {
   const name = flags.arg("NAME")!;
   if (!NAME_PATTERN.test(name)) {
@@ -49,7 +70,12 @@ function checkedName(flags: Flags): string {
 }
 
 /** Calls the CA; returns the answer's text, or throws the error class of its status. */
-async function callCa(flags: Flags, method: string, path: string): Promise<string> {
+export async function callCa(
+  flags: Flags,
+  method: string,
+  path: string,
+  body?: string,
+): Promise<string> {
   const raw = flags.string("ca-url")!;
   const base = (/^https?:\/\//.test(raw) ? raw : `http://${raw}`).replace(/\/+$/, "");
   const tokenFile = flags.path("ca-token-file");
@@ -63,7 +89,11 @@ async function callCa(flags: Flags, method: string, path: string): Promise<strin
   }
   let res: Response;
   try {
-    res = await fetch(`${base}${path}`, { method, headers });
+    res = await fetch(`${base}${path}`, {
+      method,
+      headers: body === undefined ? headers : { ...headers, "content-type": "application/json" },
+      body,
+    });
   } catch (err) {
     throw new ServiceUnavailable(
       "ca_unreachable",
@@ -85,15 +115,25 @@ export const CERT_NEW: Command = {
     args: [NAME_ARG],
     flags: [
       { name: "dir", kind: "path", default: ".", help: "where to write the files" },
+      { ...ENDPOINT_FLAG, help: ENDPOINT_FLAG.help + " (files NAME-ENDPOINT.key/.crt)" },
       ...CA_FLAGS,
     ],
-    examples: ["ztm cert new alice", "ztm cert new bob --ca-url=127.0.0.1:9999 --dir=~/ztm"],
+    examples: [
+      "ztm cert new alice",
+      "ztm cert new alice --endpoint=laptop",
+      "ztm cert new bob --ca-url=127.0.0.1:9999 --dir=~/ztm",
+    ],
   },
   async run(flags) {
     const name = checkedName(flags);
+    const endpoint = checkedEndpoint(flags);
     const dir = flags.path("dir")!;
-    const keyFile = join(dir, `${name}.key`);
-    const certFile = join(dir, `${name}.crt`);
+    const base = endpoint ? `${name}-${endpoint}` : name;
+    const route = endpoint
+      ? `/api/certificates/${name}/endpoints/${encodeURIComponent(endpoint)}`
+      : `/api/certificates/${name}`;
+    const keyFile = join(dir, `${base}.key`);
+    const certFile = join(dir, `${base}.crt`);
     const caFile = join(dir, "ca.crt");
     for (const file of [keyFile, certFile]) {
       if (readTextIfExists(file) !== undefined) {
@@ -105,9 +145,9 @@ export const CERT_NEW: Command = {
     if (oldCa !== undefined && oldCa.trim() !== caPem.trim()) {
       throw new Error(`${caFile} holds another CA's certificate; choose another --dir`);
     }
-    const privateKey = await callCa(flags, "POST", `/api/certificates/${name}`);
+    const privateKey = await callCa(flags, "POST", route);
     writeSecretFile(keyFile, privateKey);
-    Deno.writeTextFileSync(certFile, await callCa(flags, "GET", `/api/certificates/${name}`));
+    Deno.writeTextFileSync(certFile, await callCa(flags, "GET", route));
     if (oldCa === undefined) Deno.writeTextFileSync(caFile, caPem);
     console.log(`Wrote ${keyFile} (0600), ${certFile} and ${caFile}`);
   },
@@ -117,17 +157,70 @@ export const CERT_NEW: Command = {
 export const CERT_REVOKE: Command = {
   spec: {
     name: "ztm cert revoke",
-    summary: "Revokes a user's certificate: hubs cut its sessions and agents refuse it.",
+    summary:
+      "Revokes a user's certificates (or one device's, or one serial's): hubs cut their sessions and agents refuse them.",
     args: [NAME_ARG],
-    flags: [...CA_FLAGS, { name: "json", kind: "boolean", help: "print the CA's JSON answer" }],
-    examples: ["ztm cert revoke alice"],
+    flags: [
+      { ...ENDPOINT_FLAG, help: "revoke only this device's certificates; the user's others stay" },
+      {
+        name: "serial",
+        kind: "string",
+        optional: true,
+        help: "revoke the certificate with this hex serial (and its device's renewals) only",
+      },
+      ...CA_FLAGS,
+      { name: "json", kind: "boolean", help: "print the CA's JSON answer" },
+    ],
+    examples: [
+      "ztm cert revoke alice",
+      "ztm cert revoke alice --endpoint=laptop",
+      "ztm cert revoke alice --serial=5f3a…",
+    ],
   },
   async run(flags) {
     const name = checkedName(flags);
-    const answer = JSON.parse(await callCa(flags, "DELETE", `/api/certificates/${name}`));
+    const endpoint = checkedEndpoint(flags);
+    const serial = flags.string("serial");
+    if (serial !== undefined && !/^[0-9a-fA-F]{1,64}$/.test(serial)) {
+      throw new UsageError(`Bad --serial "${serial}": the certificate's hex serial number`);
+    }
+    if (serial !== undefined && endpoint !== undefined) {
+      throw new UsageError("Give --endpoint or --serial, not both");
+    }
+    let list: CertificateSummary[];
+    let answer: unknown;
+    if (serial !== undefined) {
+      const all = JSON.parse(
+        await callCa(flags, "GET", `/api/certificates/${name}/endpoints`),
+      ) as CertificateSummary[];
+      const wanted = serial.toLowerCase().replace(/^0+(?=.)/, "");
+      if (!all.some((c) => c.serial === wanted)) {
+        throw new Error(`${name} has no certificate with serial ${serial}`);
+      }
+      answer = JSON.parse(await callCa(flags, "DELETE", `/api/serials/${wanted}`));
+      list = (answer as { revoked: CertificateSummary[] }).revoked;
+    } else if (endpoint !== undefined) {
+      answer = JSON.parse(
+        await callCa(
+          flags,
+          "DELETE",
+          `/api/certificates/${name}/endpoints/${encodeURIComponent(endpoint)}`,
+        ),
+      );
+      list = (answer as { revoked: CertificateSummary[] }).revoked;
+    } else {
+      answer = JSON.parse(await callCa(flags, "DELETE", `/api/certificates/${name}`));
+      const a = answer as { revoked: CertificateSummary; all?: CertificateSummary[] };
+      list = a.all ?? [a.revoked];
+    }
     if (flags.boolean("json")) return printJson(answer);
-    const revoked = answer.revoked as CertificateSummary;
-    console.log(`Revoked the certificate of ${revoked.name} (serial ${revoked.serial})`);
+    for (const c of list) {
+      console.log(
+        `Revoked the certificate of ${c.name}${
+          c.endpoint ? ` for endpoint ${c.endpoint}` : ""
+        } (serial ${c.serial})`,
+      );
+    }
   },
 };
 
@@ -144,9 +237,23 @@ export const CERT_LIST: Command = {
       await callCa(flags, "GET", "/api/certificates"),
     ) as CertificateSummary[];
     if (flags.boolean("json")) return printJson(list);
+    const now = Date.now();
     console.log(formatTable(
-      ["NAME", "ROLE", "SERIAL", "EXPIRES", "STATE"],
-      list.map((c) => [c.name, c.role, c.serial, c.notAfter, c.revoked ? "revoked" : "valid"]),
+      ["NAME", "ROLE", "ENDPOINT", "SERIAL", "EXPIRES", "STATE"],
+      list.map((c) => [
+        c.name,
+        c.role,
+        c.endpoint ?? "",
+        c.serial,
+        c.notAfter,
+        c.revoked
+          ? "revoked"
+          : Date.parse(c.notAfter) <= now
+          ? "expired"
+          : c.superseded
+          ? "renewed"
+          : "valid",
+      ]),
       "The CA has issued no certificates.",
     ));
   },

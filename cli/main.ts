@@ -32,6 +32,7 @@ import type { Command } from "./command.ts";
 import { COMPONENTS } from "./components.ts";
 import { explainAgentError } from "./connect.ts";
 import { GET, LOG } from "./get_command.ts";
+import { INVITE, INVITES_LIST, INVITES_REVOKE } from "./invite_commands.ts";
 import { DASHBOARD, JOIN, LEAVE, SET_HUBS, STATUS } from "./mesh_commands.ts";
 import { SERVICE_INSTALL } from "./service_commands.ts";
 
@@ -47,6 +48,8 @@ const COMMANDS: Record<string, Command | Record<string, Command>> = {
   dashboard: DASHBOARD,
   log: LOG,
   cert: { new: CERT_NEW, revoke: CERT_REVOKE, list: CERT_LIST },
+  invite: INVITE,
+  invites: { list: INVITES_LIST, revoke: INVITES_REVOKE },
   service: { install: SERVICE_INSTALL },
   config: { check: CONFIG_CHECK },
 };

@@ -2,7 +2,7 @@
  * `ztm join`, `ztm leave`, `ztm status` and `ztm dashboard`: an agent's
  * meshes and how they are doing.
  */
-import type { AgentClient, MeshSummary } from "@ztm/agent/client";
+import type { AgentClient, InviteJoinBody, MeshSummary } from "@ztm/agent/client";
 import { safeText, ZtmError } from "@ztm/shared/errors";
 import {
   type Flags,
@@ -51,13 +51,20 @@ export const JOIN: Command = {
   spec: {
     name: "ztm join",
     summary:
-      "Joins the agent to a mesh with a user's certificate, key and the mesh CA certificate.",
+      "Joins the agent to a mesh with an invite (the key is made here), or with a user's certificate, key and the mesh CA certificate.",
     args: [{ name: "MESH", help: "name of the mesh on this agent" }],
     flags: [
-      HUB_FLAG,
-      { name: "ca", kind: "path", help: "the mesh CA certificate (PEM file)" },
-      { name: "cert", kind: "path", help: "the user's certificate (PEM file)" },
-      { name: "key", kind: "path", help: "the user's private key (PEM file)" },
+      {
+        name: "invite",
+        kind: "string",
+        optional: true,
+        help:
+          "an invite from ztm invite (the string, or @FILE): the agent makes its key, gets its certificate through the hub, and joins",
+      },
+      { ...HUB_FLAG, optional: true, help: HUB_FLAG.help + " (with --invite: the invite's)" },
+      { name: "ca", kind: "path", optional: true, help: "the mesh CA certificate (PEM file)" },
+      { name: "cert", kind: "path", optional: true, help: "the user's certificate (PEM file)" },
+      { name: "key", kind: "path", optional: true, help: "the user's private key (PEM file)" },
       {
         name: "name",
         kind: "string",
@@ -68,6 +75,7 @@ export const JOIN: Command = {
       ...AGENT_FLAGS,
     ],
     examples: [
+      "ztm join work --invite=ztm-invite-1.eyJ1Ijoi… --name=laptop",
       "ztm join work --hub=hub.example.com:8888 --ca=ca.crt --cert=bob.crt --key=bob.key --name=office",
       "ztm join work --hub=hub.example.com --ca=ca.crt --cert=bob.crt --key=bob.key --no-wait",
     ],
@@ -75,6 +83,13 @@ export const JOIN: Command = {
   async run(flags) {
     const mesh = flags.arg("MESH")!;
     const name = flags.string("name");
+    const inviteFlag = flags.string("invite");
+    if (inviteFlag !== undefined) return await joinWithInvite(flags, mesh, name, inviteFlag);
+    for (const flag of ["hub", "ca", "cert", "key"]) {
+      if (flags.string(flag) === undefined) {
+        throw new UsageError(`--${flag} is required (or join with --invite)`);
+      }
+    }
     const body = {
       ca: readPem(flags, "ca"),
       agent: {
@@ -101,6 +116,54 @@ export const JOIN: Command = {
     );
   },
 };
+
+/** `ztm join MESH --invite=…`: the agent enrolls through the invite's hub, then joins. */
+async function joinWithInvite(
+  flags: Flags,
+  mesh: string,
+  name: string | undefined,
+  inviteFlag: string,
+): Promise<void> {
+  for (const flag of ["ca", "cert", "key"]) {
+    if (flags.string(flag) !== undefined) {
+      throw new UsageError(`--${flag} does not go with --invite: the agent makes its own key`);
+    }
+  }
+  let invite = inviteFlag;
+  if (invite.startsWith("@")) {
+    try {
+      invite = Deno.readTextFileSync(invite.slice(1));
+    } catch (err) {
+      throw new Error(
+        `Cannot read the --invite file "${invite.slice(1)}": ${(err as Error).message}`,
+      );
+    }
+  }
+  invite = invite.trim();
+  const hubs = flags.string("hub") === undefined ? undefined : hubAddresses(flags);
+  const body: InviteJoinBody = {
+    invite,
+    ...(name === undefined ? {} : { agent: { name } }),
+    ...(hubs ? { bootstraps: hubs } : {}),
+  };
+  const wait = waitFor(flags);
+  const client = connect(flags, (wait + 60) * 1000);
+  const started = performance.now();
+  const joined = await withProgress(
+    flags,
+    wait,
+    `Joining mesh "${mesh}" with an invite`,
+    hubs ?? ["the invite's hubs"],
+    () => client.joinWithInvite(mesh, body, { wait }),
+  );
+  if (flags.boolean("json")) return printJson(joined);
+  console.log(
+    `Joined mesh "${joined.name}" as user ${joined.user}: endpoint ${joined.endpoint.name} (id ${joined.endpoint.id}), hubs ${
+      joined.bootstraps.join(", ")
+    }${linkNote(joined, wait)} in ${((performance.now() - started) / 1000).toFixed(1)} s; ` +
+      "its key was made here and never left this machine",
+  );
+}
 
 /**
  * The `--hub` list as `host:port`s. A URL is taken for its host and port
@@ -262,6 +325,20 @@ export const STATUS: Command = {
       }
       if (m.status?.crlAlarm) {
         lines.push(`${m.name}: REVOCATION ALARM: ${safeText(m.status.crlAlarm)}`);
+      }
+      const renewal = m.certificate.renewal;
+      if (renewal?.warning) {
+        lines.push(`${m.name}: CERTIFICATE RENEWAL FAILING: ${safeText(renewal.warning)}`);
+      } else if (renewal?.lastError) {
+        lines.push(
+          `${m.name}: certificate renewal failed, retrying: ${safeText(renewal.lastError)}`,
+        );
+      } else if (renewal?.lastRenewedAt) {
+        lines.push(
+          `${m.name}: certificate renewed ${renewal.renewals} time${
+            renewal.renewals === 1 ? "" : "s"
+          } (last ${renewal.lastRenewedAt}); next renewal at ${renewal.renewAt}`,
+        );
       }
     }
     console.log(lines.join("\n"));

@@ -148,6 +148,8 @@ export async function main(args: string[]): Promise<void> {
       dataDir: join(dir, "hub"),
       caTokenFile: join(dir, "ca.db.token"),
       log: new Logger("hub"),
+      enrollListen: "auto",
+      advertise: [{ hostname: remote, port: 0 }],
     });
     const agent = await startAgent({
       listen: flags.address("agent-listen"),

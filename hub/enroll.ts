@@ -146,7 +146,8 @@ async function enrollOnce(
   return { caPem, keyPem, certPem: body };
 }
 
-async function keyPairFromPem(pem: string): Promise<CryptoKeyPair> {
+/** The key pair of a PKCS#8 PEM P-256 private key. */
+export async function keyPairFromPem(pem: string): Promise<CryptoKeyPair> {
   const der = x509.PemConverter.decode(pem)[0];
   const privateKey = await crypto.subtle.importKey("pkcs8", der, KEY_ALGORITHM, true, ["sign"]);
   const jwk = await crypto.subtle.exportKey("jwk", privateKey);

@@ -37,6 +37,13 @@ export const HUB_COMMAND: CommandSpec = {
       help: "data port agents are told to dial, when a port forward changes it (0: the bound port)",
     },
     {
+      name: "enroll-listen",
+      kind: "string",
+      default: "auto",
+      help:
+        "address of the enrollment port, where invite holders send their certificate request (auto: the --listen address, port + 2), or off",
+    },
+    {
       name: "metrics-listen",
       kind: "address-or-off",
       default: "off",
@@ -132,6 +139,12 @@ export async function main(args: string[]): Promise<void> {
   const log = new Logger("hub");
   const metricsAddr = flags.addressOrOff("metrics-listen");
   const metrics = metricsAddr ? new HubMetrics() : undefined;
+  const enrollFlag = flags.string("enroll-listen") ?? "auto";
+  const enrollListen = enrollFlag === "off"
+    ? undefined
+    : enrollFlag === "auto"
+    ? "auto" as const
+    : flags.address("enroll-listen");
   await runUntilSignal(log, async () => {
     const hub = await startHub({
       caUrl: httpUrl(flags.address("ca")),
@@ -139,6 +152,8 @@ export async function main(args: string[]): Promise<void> {
       dataListen: flags.string("data-listen") === "off" ? undefined : flags.address("data-listen"),
       dataAdvertise: flags.integer("data-advertise") || undefined,
       hosts: flags.addresses("names").map((a) => a.hostname),
+      advertise: flags.addresses("names"),
+      enrollListen,
       dataDir: flags.path("data-dir")!,
       caTokenFile: flags.path("ca-token-file")!,
       limits: {

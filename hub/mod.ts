@@ -12,11 +12,14 @@
  *
  * @module
  */
+import { parseCertificate, serialOf } from "@ztm/shared/certs";
 import { ensurePrivateDir, readTextIfExists } from "@ztm/shared/files";
-import type { HostPort } from "@ztm/shared/flags";
-import { Logger } from "@ztm/shared/log";
+import { formatHostPort, type HostPort } from "@ztm/shared/flags";
+import { errText, Logger } from "@ztm/shared/log";
 import { enroll, identityFiles } from "./enroll.ts";
 import type { HubMetrics } from "./metrics.ts";
+import { CaRelay, EnrollmentPort } from "./enrollment.ts";
+import { HubRenewal } from "./renew.ts";
 import { RevocationFollower } from "./revocations.ts";
 import { type HubLimits, HubServer, type RevocationView } from "./server.ts";
 
@@ -40,6 +43,17 @@ export interface HubConfig {
   log?: Logger;
   /** Counters to add to (`--metrics-listen`); its gauges are pointed at the server here. */
   metrics?: HubMetrics;
+  /**
+   * Where the enrollment port listens (invite holders' certificate requests): an address,
+   * `auto` (the control address, port + 2; a port in use is then only a warning), or
+   * undefined: off.
+   */
+  enrollListen?: HostPort | "auto";
+  /**
+   * Addresses agents dial (`--names` with their ports; port 0: the bound control port). The
+   * hub announces them to the CA, which puts them in invites.
+   */
+  advertise?: HostPort[];
 }
 
 /** A running hub. */
@@ -88,6 +102,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
       status: () => revocations.status(),
     }
     : revocations;
+  const relay = new CaRelay(config.caUrl, token);
   const server = new HubServer({
     ...identity,
     revocations: view,
@@ -96,14 +111,79 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     dataListen: config.dataListen,
     dataAdvertise: config.dataAdvertise,
     metrics,
+    renewals: relay,
   });
   metrics?.watch(() => server.status());
   await revocations.start();
   const addr = await server.listen(config.listen);
+  let enrollment: EnrollmentPort | undefined;
+  let enrollAddr: HostPort | undefined;
+  if (config.enrollListen) {
+    const auto = config.enrollListen === "auto";
+    const listen = auto
+      ? { hostname: config.listen.hostname, port: addr.port ? addr.port + 2 : 0 }
+      : config.enrollListen as HostPort;
+    enrollment = new EnrollmentPort({ listen, ...identity, relay, log });
+    try {
+      enrollAddr = enrollment.start();
+    } catch (err) {
+      if (!auto) {
+        await revocations.close();
+        await server.close();
+        throw err;
+      }
+      log.warn("enrollment port not opened: invites cannot be used through this hub", {
+        addr: formatHostPort(listen),
+        err: errText(err),
+      });
+      enrollment = undefined;
+    }
+  }
+  const announce = async (certPem: string) => {
+    const hosts = config.advertise ?? config.hosts.map((hostname) => ({ hostname, port: 0 }));
+    const control = hosts.map((h) => formatHostPort({ ...h, port: h.port || addr.port }));
+    const enroll = enrollAddr
+      ? hosts.map((h) => formatHostPort({ hostname: h.hostname, port: enrollAddr!.port }))
+      : [];
+    try {
+      await relay.announce(serialOf(parseCertificate(certPem)), control, enroll);
+      log.info("hub announced to the ca", { addr: [...control, ...enroll].join(",") });
+    } catch (err) {
+      log.warn("could not announce this hub to the CA", { err: errText(err) });
+    }
+  };
+  await announce(identity.certPem);
+  // The hub's own certificate is renewed before it expires, without a restart.
+  const renewal = new HubRenewal({
+    caUrl: config.caUrl,
+    dataDir: config.dataDir,
+    hosts: config.hosts,
+    token,
+    log,
+    current: identity,
+    onRenewed: async (next) => {
+      for (
+        const [what, apply] of [
+          ["control port", () => server.setIdentity(next)],
+          ["enrollment port", () => enrollment?.setIdentity(next.certPem, next.keyPem)],
+        ] as const
+      ) {
+        try {
+          await apply();
+        } catch (err) {
+          log.error("renewed hub certificate not served", { addr: what, err: errText(err) });
+        }
+      }
+      await announce(next.certPem);
+    },
+  });
+  renewal.start();
   return {
     addr,
     server,
     async close() {
+      renewal.close();
+      await enrollment?.close();
       await revocations.close();
       await server.close();
     },

@@ -51,6 +51,7 @@ import { respondError, respondJson } from "./respond.ts";
 import { ConnectionGate } from "./connection_gate.ts";
 import { LogThrottle } from "./log_throttle.ts";
 import type { HubMetrics } from "./metrics.ts";
+import { type CaRelay, handleRenewal } from "./enrollment.ts";
 
 /**
  * How long a connection may take to finish its TLS handshake. `node:tls`
@@ -136,6 +137,8 @@ export interface HubServerOptions {
   /** The data port agents are told to dial, when a port forward changes it. */
   dataAdvertise?: number;
   limits?: Partial<HubLimits>;
+  /** Carries members' certificate renewals to the CA (`enrollment.ts`); none: refused. */
+  renewals?: CaRelay;
 }
 
 interface SessionState {
@@ -271,6 +274,11 @@ export class HubServer {
       },
       { method: "GET", pattern: "/api/status", handler: (s) => respondJson(s, 200, this.status()) },
       { method: "GET", pattern: "/api/crl", handler: (s, _p, _st, url) => this.#crl(s, url) },
+      {
+        method: "POST",
+        pattern: "/api/renewals",
+        handler: (s, _p, st) => handleRenewal(s, st.peer, opts.renewals, this.#log),
+      },
     ];
     this.#server = http2.createSecureServer({
       key: opts.keyPem,
@@ -344,6 +352,19 @@ export class HubServer {
       controlConnections: { held: this.#gate.total, refused: this.#gate.refused },
       revocations: this.#opts.revocations.status(),
     };
+  }
+
+  /**
+   * Serves a renewed hub certificate to new connections; sessions open now keep theirs. (The
+   * data port holds no key: tunnels are the agents' own TLS.)
+   */
+  setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): Promise<void> {
+    this.#server.setSecureContext({
+      key: identity.keyPem,
+      cert: identity.certPem,
+      ca: identity.caPem,
+    });
+    return Promise.resolve();
   }
 
   /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */

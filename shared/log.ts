@@ -95,6 +95,10 @@ export interface LogFields {
   file?: string;
   version?: string;
   err?: string;
+  /** An invite's id (never its secret). */
+  invite?: string;
+  /** The serial of the certificate a renewal replaced. */
+  previous?: string;
 }
 
 /** Where lines go; tests may pass their own. */

@@ -4,7 +4,9 @@
  * minute later; the hub, which TLS lets check expiry only at the handshake,
  * ends that user's session (and the tunnels on it) when notAfter passes, and
  * the agent's redials are refused. Before, a session opened before notAfter
- * was served for ever.
+ * was served for ever. (Agents renew their certificates through the hub,
+ * `renewal_test.ts`: here the CA is stopped once the agent is in, so the
+ * renewal fails and the certificate really expires.)
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
@@ -23,6 +25,7 @@ Deno.test("hub ends a session when its certificate expires, and the agent stays 
 
   const a = await startJoinedAgent(h, hub.address, alice);
   assert.ok(Date.now() < notAfter, "the agent connected before the certificate expired");
+  await ca.stop();
   const closed = await hub.waitForLog(
     (l) => l.msg === "session closed: certificate expired" && l.user === "alice",
     lifetime + 30_000,

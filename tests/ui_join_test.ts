@@ -45,7 +45,7 @@ Deno.test("bad files in the join form get a clear message and nothing is saved",
     reached.push(
       await page.evaluate(() => {
         const el = document.activeElement as HTMLElement | null;
-        if (el?.getAttribute("type") === "submit") return "join-submit";
+        if (el?.getAttribute("type") === "submit" && !el.id) return "join-submit";
         return el?.id || el?.tagName.toLowerCase() || "";
       }),
     );

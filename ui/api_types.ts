@@ -12,7 +12,18 @@ export interface MeshSummary {
   user: string;
   bootstraps: string[];
   joinedAt: string;
-  certificate: { serial: string; notAfter: string };
+  certificate: {
+    serial: string;
+    notAfter: string;
+    /** Where the certificate's renewal stands (absent while the mesh is not running). */
+    renewal?: {
+      renewAt: string;
+      renewals: number;
+      lastRenewedAt: string | null;
+      lastError: string | null;
+      warning: string | null;
+    };
+  };
   /** Null while the mesh is joined but not running. */
   status: {
     connected: boolean;

@@ -12,6 +12,7 @@ import type { MeshSummary } from "../api_types.ts";
 import { ErrorBox, Field, Notice } from "../components.tsx";
 import { refreshMeshes } from "../meshes.ts";
 import { navigate } from "../route.ts";
+import { InviteJoinForm } from "./join_invite.tsx";
 
 /** A PEM file chosen or pasted. */
 interface PemSlot {
@@ -157,7 +158,7 @@ export function JoinForm(props: { defaultEndpointName: string }) {
 
   return (
     <section class="card" aria-labelledby="join-title">
-      <h2 id="join-title">Join a mesh</h2>
+      <h2 id="join-title">Join with certificate files</h2>
       <form onSubmit={submit} noValidate>
         <div class="grid2">
           <Field
@@ -286,6 +287,7 @@ export function JoinView(props: { defaultEndpointName: string }) {
   return (
     <>
       <h1>Join a mesh</h1>
+      <InviteJoinForm defaultEndpointName={props.defaultEndpointName} />
       <JoinForm defaultEndpointName={props.defaultEndpointName} />
     </>
   );

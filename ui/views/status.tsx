@@ -11,6 +11,7 @@ import { CopyButton, ErrorBox, OnlineBadge, Time } from "../components.tsx";
 import { meshes, refreshMeshes } from "../meshes.ts";
 import { hrefOf } from "../route.ts";
 import { JoinForm } from "./join.tsx";
+import { InviteJoinForm } from "./join_invite.tsx";
 
 /** The status screen. */
 export function StatusView(props: { defaultEndpointName: string }) {
@@ -21,10 +22,12 @@ export function StatusView(props: { defaultEndpointName: string }) {
         <section class="card intro">
           <h1>Welcome to ztm</h1>
           <p>
-            This agent is not in a mesh yet. Join one with the three files your mesh's administrator
-            gave you: the CA certificate, your user certificate and its private key.
+            This agent is not in a mesh yet. Join one with the invite your mesh's administrator gave
+            you (ztm invite), or with three files: the CA certificate, your user certificate and its
+            private key.
           </p>
         </section>
+        <InviteJoinForm defaultEndpointName={props.defaultEndpointName} />
         <JoinForm defaultEndpointName={props.defaultEndpointName} />
       </>
     );
@@ -90,6 +93,31 @@ function MeshCard(props: { mesh: MeshSummary }) {
         <dd>
           <Time iso={m.certificate.notAfter} />
         </dd>
+        {m.certificate.renewal && (
+          <>
+            <dt>Renewal</dt>
+            <dd data-testid="renewal">
+              {m.certificate.renewal.warning
+                ? <span class="error-text">{m.certificate.renewal.warning}</span>
+                : (
+                  <>
+                    renews itself at <Time iso={m.certificate.renewal.renewAt} />
+                    {m.certificate.renewal.renewals > 0 && (
+                      <span class="muted">
+                        &nbsp;· renewed {m.certificate.renewal.renewals}{" "}
+                        time{m.certificate.renewal.renewals === 1 ? "" : "s"}
+                      </span>
+                    )}
+                    {m.certificate.renewal.lastError && (
+                      <span class="error-text">
+                        &nbsp;· last attempt failed: {m.certificate.renewal.lastError}
+                      </span>
+                    )}
+                  </>
+                )}
+            </dd>
+          </>
+        )}
       </dl>
       <div class="actions">
         <a class="button" href={hrefOf({ view: "endpoints", mesh: m.name, q: "", page: 1 })}>
