@@ -165,6 +165,12 @@ export class Mesh implements MeshRuntime {
     this.#provider.states = this.#states;
   }
 
+  certificateRenewed(): void {
+    this.#signer.setCertificate(this.#config.certificate);
+    this.#pairs.reload();
+    this.#log.info("end-to-end certificate reloaded", { mesh: this.name });
+  }
+
   start(): void {
     this.#pairs.start();
     this.#link.start();

@@ -28,11 +28,24 @@ import tls from "node:tls";
 import { parseHostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import { checkHubIdentity } from "./hub_link.ts";
+import { servesTunnels } from "./peer/identity.ts";
 import type { MeshConfig, MeshRuntime, RenewalState } from "./runtime.ts";
 
 /** When (epoch ms) a certificate valid from `notBefore` to `notAfter` is due for renewal. */
 export function renewalDue(notBefore: number, notAfter: number): number {
   return notBefore + ((notAfter - notBefore) * 2) / 3;
+}
+
+/**
+ * When `cert` is due: at two thirds of its lifetime, or at once when it was
+ * issued before protocol 2 and cannot serve end-to-end tunnels (an upgraded
+ * agent gets a certificate that can, with no one carrying files).
+ */
+function dueAt(cert: x509.X509Certificate, pem: string): number {
+  const notBefore = cert.notBefore.getTime();
+  return servesTunnels(pem, commonNameOf(cert) ?? "")
+    ? renewalDue(notBefore, cert.notAfter.getTime())
+    : notBefore;
 }
 
 /** The text a renewal's signature covers (the CA checks the same, `ca/devices.ts`). */
@@ -106,7 +119,7 @@ export class Renewal {
     if (this.#closed) return;
     const cert = parseCertificate(this.#opts.config.certificate);
     const notAfter = cert.notAfter.getTime();
-    let wait = renewalDue(cert.notBefore.getTime(), notAfter) - Date.now();
+    let wait = dueAt(cert, this.#opts.config.certificate) - Date.now();
     if (this.#failures > 0) {
       const left = Math.max(notAfter - Date.now(), 2_000);
       wait = Math.min(2_000 * 2 ** Math.min(this.#failures - 1, 10), Math.max(left / 10, 2_000));
@@ -118,7 +131,7 @@ export class Renewal {
     if (this.#closed) return;
     const { config, log } = this.#opts;
     const cert = parseCertificate(config.certificate);
-    if (Date.now() < renewalDue(cert.notBefore.getTime(), cert.notAfter.getTime())) {
+    if (Date.now() < dueAt(cert, config.certificate)) {
       this.#schedule();
       return;
     }
@@ -127,6 +140,7 @@ export class Renewal {
       if (this.#closed) return;
       this.#opts.save(pem);
       config.certificate = pem;
+      this.#opts.runtime.certificateRenewed?.();
       this.#failures = 0;
       this.#renewals++;
       this.#lastRenewedAt = new Date().toISOString();

@@ -78,6 +78,8 @@ export interface PageQuery {
 export interface MeshRuntime {
   readonly name: string;
   status(): MeshStatus;
+  /** The mesh's config now holds a renewed certificate of the same key: present it from now on. */
+  certificateRenewed?(): void;
   /**
    * Waits for the first hub session: null once connected, else each failed
    * dial's hub and reason once every hub address failed (or `timeoutMs` passed).

@@ -57,16 +57,36 @@ function unb64(text: string): Uint8Array<ArrayBuffer> {
   return Uint8Array.from(atob(text), (c) => c.charCodeAt(0));
 }
 
+/**
+ * True when `certPem` can serve end-to-end tunnels for `user`: it carries
+ * serverAuth and the peer name (certificates issued before protocol 2 do not).
+ */
+export function servesTunnels(certPem: string, user: string): boolean {
+  const cert = parseCertificate(certPem);
+  return extendedKeyUsagesOf(cert).includes(x509.ExtendedKeyUsage.serverAuth) &&
+    altNamesOf(cert).includes(peerName(user));
+}
+
 /** Signs hellos with one identity. */
 export class Signer {
-  readonly own: OwnIdentity;
+  #own: OwnIdentity;
   readonly name: string;
   #key: Promise<CryptoKey>;
 
   constructor(own: OwnIdentity) {
-    this.own = own;
+    this.#own = own;
     this.name = peerName(own.user);
     this.#key = importPrivateKeyPem(own.keyPem);
+  }
+
+  /** The identity hellos and the TLS server present now. */
+  get own(): OwnIdentity {
+    return this.#own;
+  }
+
+  /** A renewed certificate of the same key and user (`renew.ts`): new pairs present it. */
+  setCertificate(certPem: string): void {
+    this.#own = { ...this.#own, certPem };
   }
 
   /**
@@ -75,9 +95,7 @@ export class Signer {
    * protocol 2 do not; such an endpoint must get its certificate reissued).
    */
   canServe(): boolean {
-    const cert = parseCertificate(this.own.certPem);
-    return extendedKeyUsagesOf(cert).includes(x509.ExtendedKeyUsage.serverAuth) &&
-      altNamesOf(cert).includes(this.name);
+    return servesTunnels(this.#own.certPem, this.#own.user);
   }
 
   /** This side's hello for pair `sid` between `callerName`/`callerEndpoint` and `serverName`. */

@@ -79,6 +79,22 @@ export class PairListener {
     this.#accept(this.#listener);
   }
 
+  /**
+   * Serves the signer's current certificate (after a renewal) on a new loopback
+   * listener; the old one keeps accepting dials already on their way for a
+   * few seconds. Pairs open now keep theirs.
+   */
+  reload(): void {
+    if (this.#closed || !this.#listener) return;
+    const old = this.#listener;
+    this.start();
+    setTimeout(() => {
+      try {
+        old.close();
+      } catch { /* already closed */ }
+    }, PAIR_HANDSHAKE_MS);
+  }
+
   /** Pairs open now. */
   get pairs(): number {
     return this.#pairs.size;
