@@ -17,6 +17,7 @@ import { VERSION } from "@ztm/shared/version";
 import { DataPool } from "./data_pool.ts";
 import { type HubFailure, HubLink, userOf } from "./hub_link.ts";
 import { PortMap } from "./port_map.ts";
+import type { ProxyTunnels } from "./proxy/mesh_dialer.ts";
 import { Provider } from "./provider.ts";
 import { TunnelStates } from "./tunnel_state.ts";
 import type {
@@ -220,6 +221,34 @@ export class Mesh implements MeshRuntime {
 
   tunnelStates(): TunnelStates {
     return this.#states;
+  }
+
+  /**
+   * The data path as the proxy uses it (`agent/proxy`): the hub's service
+   * listing and a port mapping's way of opening one tunnel.
+   * TODO(#16): open through the pair dialer once end-to-end tunnels land.
+   */
+  proxyTunnels(): ProxyTunnels {
+    return {
+      services: async (name) => (await this.services({ offset: 0, limit: 500, q: name })).items,
+      openTunnel: async (t) => {
+        const mapping: PortMapping = {
+          ip: "",
+          port: 0,
+          proto: t.proto,
+          target: { service: t.service },
+        };
+        const port = new PortMap({
+          mapping,
+          link: this.#link,
+          pool: this.#pool,
+          log: this.#log,
+          mesh: this.name,
+        });
+        const { leg, link } = await port.open(t.endpoint);
+        return { leg, release: (clean) => link && this.#pool.release(link, "out", clean) };
+      },
+    };
   }
 
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {

@@ -20,6 +20,7 @@ import { createAgentApp } from "./api.ts";
 import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
 import { AgentMetrics } from "./metrics.ts";
+import { MeshProxies } from "./proxy/proxies.ts";
 import type { MeshRuntime } from "./runtime.ts";
 import { AgentStore } from "./store.ts";
 
@@ -95,7 +96,13 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       log.error("mesh not resumed", { mesh: mesh.name, err: errText(err) });
     }
   }
+  const proxies = new MeshProxies({ log, runtimeOf: (mesh) => runtimes.get(mesh) });
+  for (const mesh of store.listMeshes()) {
+    const proxy = store.proxy(mesh.name);
+    if (proxy) await proxies.resume(mesh.name, proxy);
+  }
   const app = createAgentApp({
+    proxies,
     store,
     startMesh: start,
     runtimes,
@@ -113,6 +120,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     loginUrl: () => `${httpUrl(server.addr)}/login?code=${access.newLoginCode()}`,
     async close() {
       await server.shutdown();
+      await proxies.close();
       await Promise.all([...runtimes.values()].map((r) => r.close()));
       store.close();
     },

@@ -131,7 +131,7 @@ export class PortMap {
       let leg: Leg;
       let link: DataLink | undefined;
       try {
-        ({ leg, link } = await this.#open(p.endpoint));
+        ({ leg, link } = await this.open(p.endpoint));
       } catch (err) {
         this.#providers = undefined; // the list may be stale: ask the hub next time
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });
@@ -158,9 +158,10 @@ export class PortMap {
    * kept from an earlier tunnel (asked with `open`), else a TLS connection to
    * the data port (warm, or dialled while the tunnel is set up) presenting
    * the hub's ticket, or the tunnel's HTTP/2 stream when the data port is
-   * unavailable. `link` is the data link under the leg, if any.
+   * unavailable. `link` is the data link under the leg, if any. Public for
+   * the proxy (`Mesh.proxyTunnels`), which opens tunnels without listening.
    */
-  async #open(endpoint: string): Promise<{ leg: Leg; link?: DataLink }> {
+  async open(endpoint: string): Promise<{ leg: Leg; link?: DataLink }> {
     const { mapping, link: hub, pool, log } = this.#opts;
     const kept = pool.takeLink();
     if (kept) {
