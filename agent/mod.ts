@@ -35,6 +35,7 @@ export {
   type ServiceSpec,
 } from "./client.ts";
 export type { MeshSummary } from "./api.ts";
+export type { ProxyStatus } from "./proxy/proxies.ts";
 
 /** How to run an agent. */
 export interface AgentConfig {

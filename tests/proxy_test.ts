@@ -7,6 +7,7 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { curl, exchangeRaw, startHttp } from "../agent/proxy/_fixture.ts";
+import { agentFlags, ztm, ztmOk } from "./cli_helpers.ts";
 import { api, eventually, Harness, run } from "./harness.ts";
 import {
   addService,
@@ -282,5 +283,21 @@ Deno.test("the proxy reaches mesh services by name with real clients, and refuse
       300,
       "a connection to the closed proxy port",
     );
+  });
+
+  await t.step("ztm proxy on, status and off drive the same proxy", async () => {
+    const flags = agentFlags(alice.proc);
+    const p2 = await freePort();
+    const on = await ztmOk(["proxy", "on", `--listen=127.0.0.1:${p2}`, ...flags]);
+    assert.match(on, new RegExp(`listens on 127\\.0\\.0\\.1:${p2} \\(SOCKS5 and HTTP\\)`));
+    assert.match(on, /curl --socks5-hostname 127\.0\.0\.1:\d+ http:\/\/SERVICE\.mesh\//);
+    const got = await curl(["--socks5-hostname", `127.0.0.1:${p2}`, "http://web.mesh/cli"]);
+    assert.equal(got.out, "hello from web /cli\n", got.err);
+    const status = JSON.parse(await ztmOk(["proxy", "status", "--json", ...flags]));
+    assert.equal(status.listen, `127.0.0.1:${p2}`);
+    const wide = await ztm(["proxy", "on", "--listen=0.0.0.0:1080", ...flags]);
+    assert.equal(wide.code, 1);
+    assert.match(wide.stderr, /loopback only/);
+    assert.match(await ztmOk(["proxy", "off", ...flags]), /The proxy of mesh "test" is off/);
   });
 });
