@@ -1,8 +1,8 @@
 /** @jsxImportSource preact */
 /**
  * Status: each joined mesh with its hub link (connected or not, to which hub,
- * since when, and the last error), this endpoint's identity in it, and
- * "Leave" behind a confirmation. With no mesh yet it shows the join form.
+ * since when, and the last error), this endpoint's identity in it, its
+ * proxy (on or off), and "Leave" behind a confirmation. With no mesh yet it shows the join form.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
@@ -11,6 +11,7 @@ import { CopyButton, ErrorBox, OnlineBadge, Time } from "../components.tsx";
 import { meshes, refreshMeshes } from "../meshes.ts";
 import { hrefOf } from "../route.ts";
 import { JoinForm } from "./join.tsx";
+import { ProxyControl } from "./proxy.tsx";
 
 /** The status screen. */
 export function StatusView(props: { defaultEndpointName: string }) {
@@ -91,6 +92,7 @@ function MeshCard(props: { mesh: MeshSummary }) {
           <Time iso={m.certificate.notAfter} />
         </dd>
       </dl>
+      {s && <ProxyControl mesh={m.name} />}
       <div class="actions">
         <a class="button" href={hrefOf({ view: "endpoints", mesh: m.name, q: "", page: 1 })}>
           Endpoints
