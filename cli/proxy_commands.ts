@@ -16,8 +16,16 @@ export function proxyText(mesh: string, s: ProxyStatus): string {
       s.error ?? "unknown"
     }`;
   }
+  const counts = s.state
+    ? [
+      `  ${s.state.connections} connection(s) since it started, ${s.state.bytesUp} bytes up, ${s.state.bytesDown} down${
+        s.state.lastError ? `; last refusal: ${s.state.lastError.message}` : ""
+      }`,
+    ]
+    : [];
   return [
     `The proxy of mesh "${mesh}" listens on ${s.address} (SOCKS5 and HTTP), ${s.connections} connection(s) open`,
+    ...counts,
     `  curl --socks5-hostname ${s.address} http://SERVICE.mesh/`,
     `  curl -x http://${s.address} http://SERVICE.mesh/`,
     `  ssh -o ProxyCommand='nc -X 5 -x ${s.address} %h %p' USER@SERVICE.mesh`,

@@ -201,6 +201,11 @@ Deno.test("the proxy reaches mesh services by name with real clients, and refuse
       // The provider itself refused (its own log), and the target never saw a connection.
       assert.equal(logged(bob, "tunnel refused").length, refusedAtBob + 2);
       assert.equal(secret.accepted, 0);
+      // The proxy counts like a port mapping: its connections and its last refusal.
+      const s = await api(alice.url, "GET", `/api/meshes/${MESH}/proxy`);
+      assert.equal(s.body.state.lastError.code, "access_denied");
+      assert.ok(s.body.state.connections >= 7, JSON.stringify(s.body.state));
+      assert.ok(s.body.state.bytesDown > 0);
     },
   );
 

@@ -98,4 +98,6 @@ export interface ProxyStatus {
   address: string | null;
   error: string | null;
   connections: number;
+  /** While it listens: its counts and last refusal. */
+  state?: TunnelState;
 }

@@ -12,6 +12,7 @@ import { BadRequest, Conflict, Forbidden } from "@ztm/shared/errors";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { MeshRuntime } from "../runtime.ts";
+import type { TunnelState } from "../tunnel_state.ts";
 import { MeshDialer } from "./mesh_dialer.ts";
 import { ProxyServer } from "./server.ts";
 
@@ -38,6 +39,8 @@ export interface ProxyStatus {
   error: string | null;
   /** Connections open through it now. */
   connections: number;
+  /** While it listens: connections and bytes since it started, and the last refusal. */
+  state?: TunnelState;
 }
 
 /**
@@ -152,6 +155,7 @@ export class MeshProxies {
       address: running?.server.address ?? null,
       error: running ? null : this.#failed.get(mesh) ?? null,
       connections: running?.server.connections ?? 0,
+      ...(running ? { state: running.server.tally.state("The proxy") } : {}),
     };
   }
 

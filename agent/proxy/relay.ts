@@ -6,6 +6,7 @@
 import { ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import { connLeg, splice } from "@ztm/shared/splice";
+import type { Tally } from "../tunnel_state.ts";
 import type { DialedTunnel } from "./mesh_dialer.ts";
 
 /** What a front end needs to serve one client. */
@@ -14,6 +15,8 @@ export interface ProxyContext {
   log: Logger;
   /** Opens a tunnel to `host` (`MeshDialer.dial`); throws `ZtmError` refusals. */
   dial(host: string, port: number): Promise<DialedTunnel>;
+  /** Where connections, bytes and the last refusal are counted (as a port mapping's are). */
+  tally?: Tally;
   /** Told when the handshake is over and the relay starts (the server's setup deadline ends). */
   established?(): void;
 }
@@ -29,8 +32,9 @@ export function logRefusal(
   ctx: ProxyContext,
   method: string,
   host: string,
-  refusal: { status: number; message: string },
+  refusal: { status: number; code: string; message: string },
 ): void {
+  ctx.tally?.refused(refusal.code, refusal.message);
   ctx.log.info("proxy refused", {
     mesh: ctx.mesh,
     method,
@@ -55,7 +59,8 @@ export async function relay(
   let clean = false;
   try {
     if (first.byteLength > 0) await tunnel.leg.write(first);
-    ({ clean } = await splice(connLeg(client), tunnel.leg));
+    const local = connLeg(client);
+    ({ clean } = await splice(ctx.tally?.track(local, "up") ?? local, tunnel.leg));
   } catch {
     tunnel.leg.abort();
     try {

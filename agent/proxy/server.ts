@@ -14,6 +14,7 @@
  * ```
  */
 import { errText, type Logger } from "@ztm/shared/log";
+import { Tally } from "../tunnel_state.ts";
 import { ConnReader } from "./conn_reader.ts";
 import { MAX_HEAD_BYTES, serveHttpProxy } from "./http_proxy.ts";
 import type { DialedTunnel } from "./mesh_dialer.ts";
@@ -42,6 +43,8 @@ export class ProxyServer {
   #accepting: Promise<void> | undefined;
   #live = new Set<Deno.Conn>();
   #full = false;
+  /** Connections, bytes and the last refusal, as a port mapping counts them. */
+  readonly tally: Tally = new Tally();
 
   constructor(opts: ProxyServerOptions) {
     this.#opts = opts;
@@ -123,6 +126,7 @@ export class ProxyServer {
       mesh,
       log,
       dial: this.#opts.dial,
+      tally: this.tally,
       established: () => clearTimeout(timer),
     };
     try {

@@ -7,7 +7,7 @@
 import { useEffect, useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
 import type { ProxyStatus } from "../api_types.ts";
-import { CopyButton, ErrorBox, Field } from "../components.tsx";
+import { bytesText, CopyButton, ErrorBox, Field, Time } from "../components.tsx";
 
 const DEFAULT_LISTEN = "127.0.0.1:1080";
 
@@ -54,6 +54,19 @@ export function ProxyControl(props: { mesh: string }) {
           On at <strong>{status.address}</strong> (SOCKS5 and HTTP), {status.connections}{" "}
           connection{status.connections === 1 ? "" : "s"} open. <code>{command}</code>{" "}
           <CopyButton text={command} what="proxy command" />
+        </p>
+      )}
+      {on && status.state && (
+        <p class="muted" data-testid="proxy-counts">
+          {status.state.connections} connection{status.state.connections === 1 ? "" : "s"}{" "}
+          since it started, {bytesText(status.state.bytesUp)} up,{" "}
+          {bytesText(status.state.bytesDown)} down.
+          {status.state.lastError && (
+            <>
+              {" "}Last refusal: {status.state.lastError.message} (
+              <Time iso={status.state.lastError.time} />)
+            </>
+          )}
         </p>
       )}
       {on && !status.listening && (
