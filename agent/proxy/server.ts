@@ -110,9 +110,17 @@ export class ProxyServer {
         continue;
       }
       this.#full = false;
-      conn.setNoDelay(true);
       this.#live.add(conn);
-      this.#serve(conn).finally(() => this.#live.delete(conn));
+      // Never an unhandled rejection: one bad connection must not end the agent.
+      this.#serve(conn)
+        .catch((err) => {
+          this.#opts.log.warn("proxy connection failed", {
+            mesh: this.#opts.mesh,
+            err: errText(err),
+          });
+          closeQuietly(conn);
+        })
+        .finally(() => this.#live.delete(conn));
     }
   }
 
@@ -130,6 +138,9 @@ export class ProxyServer {
       established: () => clearTimeout(timer),
     };
     try {
+      try {
+        (conn as Deno.TcpConn).setNoDelay(true);
+      } catch { /* already reset by the client */ }
       const reader = new ConnReader(conn, Math.max(MAX_HEAD_BYTES, MAX_SOCKS_BYTES));
       let first: number | null;
       try {
