@@ -58,6 +58,10 @@ export function parseProxyHead(raw: Uint8Array): HttpProxyRequest {
   // latin1 keeps every byte; header values are opaque and forwarded as they came.
   const text = new TextDecoder("latin1").decode(raw);
   const lines = text.slice(0, -4).split("\r\n");
+  // A bare CR or LF, or a NUL, would end a line differently for the service than for us.
+  if (lines.some((l) => /[\r\n\0]/.test(l))) {
+    throw new ProxyInputError("a bare CR, LF or NUL in the request head");
+  }
   const start = lines[0].split(" ");
   if (start.length !== 3 || !TOKEN.test(start[0]) || !/^HTTP\/1\.[01]$/.test(start[2])) {
     throw new ProxyInputError(`bad request line "${lines[0].slice(0, 100)}"`);

@@ -46,6 +46,10 @@ Deno.test("malformed proxy heads are refused with what is wrong", () => {
     "GET http://web.mesh/ HTTP/2\r\n\r\n",
     "GET http://web.mesh/ HTTP/1.1\r\nno colon\r\n\r\n",
     "GET http://web.mesh/ HTTP/1.1\r\nBad Name: x\r\n\r\n",
+    "GET http://web.mesh/ HTTP/1.1\r\nX: a\nEvil: b\r\n\r\n",
+    "GET http://web.mesh/ HTTP/1.1\r\nX: a\rb\r\n\r\n",
+    "GET http://web.mesh/ HTTP/1.1\r\nX: a\0\r\n\r\n",
+    "GET http://web.mesh/a\nX HTTP/1.1\r\n\r\n",
   ];
   for (const text of bad) {
     assert.throws(() => parseProxyHead(head(text)), ProxyInputError, JSON.stringify(text));
