@@ -42,6 +42,11 @@ Deno.test("the status card turns the proxy on and off, and says why an address i
   );
   assert.equal(got, "hello from web /ui\n");
 
+  // The Services screen names each service as the proxy reaches it.
+  await goTo(page, `#/m/${MESH}/services`, `Services of ${MESH}`);
+  await page.locator('[data-service="web"] .proxy-name code').getByText("web.mesh", { exact: true })
+    .waitFor({ timeout: 15_000 });
+  await goTo(page, "#/", "Status");
   await card.getByRole("button", { name: "Turn proxy off" }).click();
   await card.getByText("Off.").waitFor();
   const status = await api(alice.url, "GET", `/api/meshes/${MESH}/proxy`);
