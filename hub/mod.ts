@@ -26,8 +26,10 @@ export interface HubConfig {
   /** `http://host:port` of the CA. */
   caUrl: string;
   listen: HostPort;
-  /** Where the native TLS data port listens; undefined: tunnels use HTTP/2 streams only. */
+  /** Where the plain TCP data port listens; undefined: no tunnels (agents are told so). */
   dataListen?: HostPort;
+  /** The data port agents are told to dial (a port forward in front); default the bound one. */
+  dataAdvertise?: number;
   /** Names and addresses agents dial; they go into the certificate's SANs. */
   hosts: string[];
   dataDir: string;
@@ -70,6 +72,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     log,
     limits: config.limits,
     dataListen: config.dataListen,
+    dataAdvertise: config.dataAdvertise,
   });
   await revocations.start();
   const addr = await server.listen(config.listen);
