@@ -38,6 +38,7 @@ import { describeCa, explainHubFailure } from "./hub_errors.ts";
 import { enrollWithInvite } from "./enroll.ts";
 import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
+import { checkProxyBody, type MeshProxies } from "./proxy/proxies.ts";
 import { RemoteManagement } from "./remote.ts";
 import type { MeshRuntime, PageQuery, RenewalState, StartMesh } from "./runtime.ts";
 import type { AgentStore, MeshRecord } from "./store.ts";
@@ -67,6 +68,8 @@ export interface AgentAppOptions {
   endpointName?: string;
   /** The API token's file, named on the dashboard's sign-in page. */
   tokenFile?: string;
+  /** The meshes' proxies (`…/proxy` routes); without it those routes answer 404. */
+  proxies?: MeshProxies;
 }
 
 /**
@@ -159,6 +162,21 @@ export function createAgentApp(opts: AgentAppOptions): App {
     },
     {
       method: "GET",
+      pattern: "/api/meshes/:mesh/proxy",
+      handler: (_req, p) => json(proxiesOf(p.mesh).status(p.mesh, store.proxy(p.mesh))),
+    },
+    {
+      method: "PUT",
+      pattern: "/api/meshes/:mesh/proxy",
+      handler: (req, p) => proxyOn(req, p.mesh),
+    },
+    {
+      method: "DELETE",
+      pattern: "/api/meshes/:mesh/proxy",
+      handler: (_req, p) => proxyOff(p.mesh),
+    },
+    {
+      method: "GET",
       pattern: "/api/meshes/:mesh/endpoints",
       handler: async (req, p) => json(await runtimeOf(p.mesh).endpoints(pageQuery(req))),
     },
@@ -221,6 +239,59 @@ export function createAgentApp(opts: AgentAppOptions): App {
 
   function userOf(mesh: string): string {
     return commonNameOf(parseCertificate(meshOf(mesh).certificate)) ?? "";
+  }
+
+  function proxiesOf(mesh: string): MeshProxies {
+    meshOf(mesh);
+    if (!opts.proxies) throw new NotFound("no_proxy", "This agent runs no proxies");
+    return opts.proxies;
+  }
+
+  /** `PUT /api/meshes/{mesh}/proxy` `{listen?}`: binds first, then stores (a taken port stores nothing). */
+  async function proxyOn(req: Request, mesh: string): Promise<Response> {
+    const proxies = proxiesOf(mesh);
+    const config = checkProxyBody(await readJsonObject(req, MAX_BODY_BYTES));
+    return await serialized(mesh, async () => {
+      meshOf(mesh);
+      await proxies.start(mesh, config);
+      try {
+        store.setProxy(mesh, config);
+      } catch (err) {
+        await proxies.stop(mesh);
+        throw err;
+      }
+      store.addAudit(mesh, {
+        user: userOf(mesh),
+        via: "local",
+        method: "PUT",
+        path: "proxy",
+        status: 200,
+        outcome: "ok",
+        detail: `proxy on ${config.listen}`,
+      });
+      return json(proxies.status(mesh, config));
+    });
+  }
+
+  /** `DELETE /api/meshes/{mesh}/proxy`: off (stored off first, then the listener closes). */
+  function proxyOff(mesh: string): Promise<Response> {
+    const proxies = proxiesOf(mesh);
+    return serialized(mesh, async () => {
+      meshOf(mesh);
+      const was = store.removeProxy(mesh);
+      await proxies.stop(mesh);
+      if (was) {
+        store.addAudit(mesh, {
+          user: userOf(mesh),
+          via: "local",
+          method: "DELETE",
+          path: "proxy",
+          status: 200,
+          outcome: "ok",
+        });
+      }
+      return json(proxies.status(mesh, null));
+    });
   }
 
   function runtimeOf(name: string): MeshRuntime {
@@ -369,6 +440,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       const record = meshOf(mesh);
       const runtime = runtimes.get(mesh);
       runtimes.delete(mesh);
+      await opts.proxies?.stop(mesh);
       if (runtime) {
         try {
           await runtime.close();

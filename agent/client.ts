@@ -20,6 +20,7 @@ import { errorFromResponse, GatewayTimeout, ServiceUnavailable } from "@ztm/shar
 import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
 import type { MeshSummary } from "./api.ts";
 import type { Policy } from "./policy.ts";
+import type { ProxyStatus } from "./proxy/proxies.ts";
 import type { LocalService, PortMapping } from "./runtime.ts";
 import type { UnverifiedRefusals } from "./endpoint_ops.ts";
 import type { AuditEntry } from "./store.ts";
@@ -27,6 +28,7 @@ import type { TunnelHealth, TunnelState } from "./tunnel_state.ts";
 
 export type { AuditEntry, EndpointRecord, LocalService, MeshService, MeshSummary, Page, Policy };
 export type { PortMapping, ServiceProto, TunnelHealth, TunnelState, UnverifiedRefusals };
+export type { ProxyStatus };
 
 /** A port mapping as listed: with its live state (absent while the mesh is not running). */
 export type PortMappingState = PortMapping & { state?: TunnelState };
@@ -230,6 +232,25 @@ export class AgentClient {
   /** `PUT /api/meshes/{mesh}/policy`: fields not given keep their value. */
   setPolicy(mesh: string, policy: Partial<Policy>): Promise<Policy> {
     return this.request("PUT", `/api/meshes/${enc(mesh)}/policy`, policy);
+  }
+
+  /** `GET /api/meshes/{mesh}/proxy`: this agent's proxy for the mesh (off, or where it listens). */
+  proxy(mesh: string): Promise<ProxyStatus> {
+    return this.request("GET", `/api/meshes/${enc(mesh)}/proxy`);
+  }
+
+  /**
+   * `PUT /api/meshes/{mesh}/proxy`: turns the proxy on (or moves it) at
+   * `listen`, a loopback `host:port` (default `127.0.0.1:1080`). Throws
+   * `Conflict` (`port_in_use`) or `BadRequest` (`listen_not_loopback`).
+   */
+  proxyOn(mesh: string, listen?: string): Promise<ProxyStatus> {
+    return this.request("PUT", `/api/meshes/${enc(mesh)}/proxy`, listen ? { listen } : {});
+  }
+
+  /** `DELETE /api/meshes/{mesh}/proxy`: turns the proxy off and closes its connections. */
+  proxyOff(mesh: string): Promise<ProxyStatus> {
+    return this.request("DELETE", `/api/meshes/${enc(mesh)}/proxy`);
   }
 
   /** `GET /api/meshes/{mesh}/endpoints`: the mesh's endpoints with their online state. */

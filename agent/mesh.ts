@@ -13,13 +13,15 @@ import {
   type Page,
   type PublishedService,
 } from "@ztm/shared/protocol";
+import type { PairTicket } from "@ztm/shared/peer_protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
 import { type HubFailure, HubLink, userOf } from "./hub_link.ts";
 import { type DataAddress, PairDialer } from "./peer/dialer.ts";
 import { Signer } from "./peer/identity.ts";
 import { PairListener } from "./peer/listener.ts";
-import { PortMap } from "./port_map.ts";
+import { PortMap, retryable } from "./port_map.ts";
+import type { ProxyTunnels } from "./proxy/mesh_dialer.ts";
 import { Provider } from "./provider.ts";
 import { TunnelStates } from "./tunnel_state.ts";
 import type {
@@ -281,6 +283,35 @@ export class Mesh implements MeshRuntime {
 
   tunnelStates(): TunnelStates {
     return this.#states;
+  }
+
+  /**
+   * The data path as the proxy uses it (`agent/proxy`): the hub's service
+   * listing, and one tunnel to one provider, end to end through the pair
+   * dialer as a port mapping opens it (the provider checks the caller).
+   */
+  proxyTunnels(): ProxyTunnels {
+    return {
+      services: async (name) => (await this.services({ offset: 0, limit: 500, q: name })).items,
+      openTunnel: async (t) => {
+        const open = () =>
+          this.#dialer.open(
+            { endpoint: t.endpoint, user: t.user },
+            { proto: t.proto, name: t.service },
+            () =>
+              this.#link.request<PairTicket>(
+                "POST",
+                HUB_PATHS.tunnel(t.endpoint, t.proto, t.service),
+              ),
+          );
+        // As a port mapping does: a fresh pair that broke on its way is tried once more.
+        const opened = await open().catch((err) => {
+          if (!retryable(err)) throw err;
+          return open();
+        });
+        return { leg: opened.leg, release: (clean) => opened.release(clean) };
+      },
+    };
   }
 
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {

@@ -21,6 +21,7 @@ import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
 import { HubCertificateWatch, Renewal } from "./renew.ts";
 import { AgentMetrics } from "./metrics.ts";
+import { MeshProxies } from "./proxy/proxies.ts";
 import type { MeshRuntime } from "./runtime.ts";
 import { AgentStore } from "./store.ts";
 
@@ -36,6 +37,7 @@ export {
   type ServiceSpec,
 } from "./client.ts";
 export type { MeshSummary } from "./api.ts";
+export type { ProxyStatus } from "./proxy/proxies.ts";
 
 /** How to run an agent. */
 export interface AgentConfig {
@@ -122,7 +124,13 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       log.error("mesh not resumed", { mesh: mesh.name, err: errText(err) });
     }
   }
+  const proxies = new MeshProxies({ log, runtimeOf: (mesh) => runtimes.get(mesh) });
+  for (const mesh of store.listMeshes()) {
+    const proxy = store.proxy(mesh.name);
+    if (proxy) await proxies.resume(mesh.name, proxy);
+  }
   const app = createAgentApp({
+    proxies,
     store,
     startMesh: start,
     runtimes,
@@ -140,6 +148,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     loginUrl: () => `${httpUrl(server.addr)}/login?code=${access.newLoginCode()}`,
     async close() {
       await server.shutdown();
+      await proxies.close();
       await Promise.all([...runtimes.values()].map((r) => r.close()));
       store.close();
     },

@@ -29,7 +29,8 @@ import type { Tally } from "./tunnel_state.ts";
 /** Pair failures on the way (no answer from the provider itself): worth one more try. */
 const RETRYABLE_CODES = new Set(["pair_failed", "peer_closed", "data_port_unreachable"]);
 
-function retryable(err: unknown): boolean {
+/** Whether a failed open is worth one more try at the same provider (the proxy asks too). */
+export function retryable(err: unknown): boolean {
   return err instanceof ZtmError ? RETRYABLE_CODES.has(err.code) : true;
 }
 

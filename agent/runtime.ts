@@ -10,6 +10,7 @@
  */
 import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
+import type { ProxyTunnels } from "./proxy/mesh_dialer.ts";
 import type { TunnelStates } from "./tunnel_state.ts";
 
 /** A joined mesh as stored. */
@@ -97,6 +98,8 @@ export interface MeshRuntime {
   closePort(mapping: PortMapping): Promise<void>;
   /** Live counts and last outcomes of the mappings' and services' tunnels. */
   tunnelStates(): TunnelStates;
+  /** The data path for the mesh's proxy (`agent/proxy`); absent in runtimes without one. */
+  proxyTunnels?(): ProxyTunnels;
   /** Sends a signed management request to another endpoint; resolves with its status and body. */
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }>;
   /** Serials on the newest CA-signed CRL seen from the hub (verified). */

@@ -26,6 +26,7 @@ import {
   newEndpointSeed,
 } from "@ztm/shared/endpoint_id";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
+import type { ProxyConfig } from "./proxy/proxies.ts";
 import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
 
 /** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`; the length is the version this code writes. */
@@ -88,6 +89,11 @@ const MIGRATIONS: string[] = [
   `ALTER TABLE meshes ADD COLUMN endpoint_seed TEXT NOT NULL DEFAULT '';`,
   // 5 → 6: what an audit entry acted on, in words (a service's target, a mapping's service)
   `ALTER TABLE audit ADD COLUMN detail TEXT NOT NULL DEFAULT '';`,
+  // 6 → 7: the mesh's proxy (agent/proxy), when it is on: its config as JSON (`{listen}`)
+  `CREATE TABLE proxies (
+     mesh TEXT PRIMARY KEY REFERENCES meshes (name) ON DELETE CASCADE,
+     config TEXT NOT NULL
+   );`,
 ];
 
 /** Audit entries kept per mesh; older ones are dropped. */
@@ -419,6 +425,32 @@ export class AgentStore {
          ON CONFLICT (mesh) DO UPDATE SET policy = excluded.policy`,
       ).run(mesh, JSON.stringify(policy));
     });
+  }
+
+  /** The mesh's proxy config; null while its proxy is off. */
+  proxy(mesh: string): ProxyConfig | null {
+    const row = this.#db.prepare("SELECT config FROM proxies WHERE mesh = ?").get(mesh) as
+      | Row
+      | undefined;
+    return row ? JSON.parse(row.config as string) as ProxyConfig : null;
+  }
+
+  /** Stores the mesh's proxy config (on). Throws `NotFound` for an unknown mesh. */
+  setProxy(mesh: string, config: ProxyConfig): void {
+    this.#transaction(() => {
+      this.#requireMesh(mesh);
+      this.#db.prepare(
+        `INSERT INTO proxies (mesh, config) VALUES (?, ?)
+         ON CONFLICT (mesh) DO UPDATE SET config = excluded.config`,
+      ).run(mesh, JSON.stringify({ listen: config.listen }));
+    });
+  }
+
+  /** Forgets the mesh's proxy config (off); true if there was one. */
+  removeProxy(mesh: string): boolean {
+    return this.#transaction(() =>
+      Number(this.#db.prepare("DELETE FROM proxies WHERE mesh = ?").run(mesh).changes) > 0
+    );
   }
 
   /** Appends an audit entry, dropping the oldest beyond `MAX_AUDIT_ENTRIES`. */

@@ -103,7 +103,7 @@ Deno.test("store keeps its file in WAL mode at the current schema version", () =
   const db = new DatabaseSync(t.path);
   try {
     assertEquals(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
-    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 6);
+    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 7);
   } finally {
     db.close();
   }
@@ -293,6 +293,34 @@ Deno.test("store keeps a mapping's pool user fixed at first use, and never rewri
     assertEquals(again.fixPortUser("home", open, "bob"), false);
     assertEquals(again.port("home", "127.0.0.1", "tcp", 3333)?.target, { service: "web" });
     assertEquals(again.fixPortUser("home", { ...open, port: 4444 }, "bob"), false);
+  } finally {
+    again.close();
+  }
+});
+
+Deno.test("store keeps a mesh's proxy across reopening and forgets it with the mesh", () => {
+  using t = openTemp();
+  t.store.addMesh(meshConfig("work"));
+  assertEquals(t.store.proxy("work"), null);
+  t.store.setProxy("work", { listen: "127.0.0.1:1080" });
+  t.store.setProxy("work", { listen: "127.0.0.1:1081" });
+  t.store.close();
+  const again = AgentStore.open(t.path);
+  try {
+    assertEquals(again.proxy("work"), { listen: "127.0.0.1:1081" });
+    assert(again.removeProxy("work"));
+    assert(!again.removeProxy("work"));
+    assertEquals(again.proxy("work"), null);
+    again.setProxy("work", { listen: "127.0.0.1:1080" });
+    again.removeMesh("work");
+    assertEquals(again.proxy("work"), null);
+    let threw: unknown;
+    try {
+      again.setProxy("gone", { listen: "127.0.0.1:1080" });
+    } catch (err) {
+      threw = err;
+    }
+    assert(threw instanceof NotFound);
   } finally {
     again.close();
   }

@@ -34,6 +34,7 @@ import { explainAgentError } from "./connect.ts";
 import { GET, LOG } from "./get_command.ts";
 import { INVITE, INVITES_LIST, INVITES_REVOKE } from "./invite_commands.ts";
 import { DASHBOARD, JOIN, LEAVE, SET_HUBS, STATUS } from "./mesh_commands.ts";
+import { PROXY_OFF, PROXY_ON, PROXY_STATUS } from "./proxy_commands.ts";
 import { SERVICE_INSTALL } from "./service_commands.ts";
 
 /** Commands of one word, and commands with a second word (`create service`). */
@@ -50,6 +51,7 @@ const COMMANDS: Record<string, Command | Record<string, Command>> = {
   cert: { new: CERT_NEW, revoke: CERT_REVOKE, list: CERT_LIST },
   invite: INVITE,
   invites: { list: INVITES_LIST, revoke: INVITES_REVOKE },
+  proxy: { on: PROXY_ON, off: PROXY_OFF, status: PROXY_STATUS },
   service: { install: SERVICE_INSTALL },
   config: { check: CONFIG_CHECK },
 };

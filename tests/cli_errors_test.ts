@@ -29,6 +29,9 @@ const COMMANDS = [
   "cert new",
   "cert revoke",
   "cert list",
+  "proxy on",
+  "proxy off",
+  "proxy status",
 ];
 
 Deno.test("every ztm command answers --help with its usage and an example, exit 0", async () => {

@@ -100,6 +100,7 @@ Deno.test("an agent database from before key-bound ids migrates its id on start,
   const db = new DatabaseSync(alice.proc.database);
   db.exec(`ALTER TABLE meshes DROP COLUMN endpoint_seed;
            ALTER TABLE audit DROP COLUMN detail;
+           DROP TABLE proxies;
            UPDATE meshes SET endpoint_id = '${old}';
            PRAGMA user_version = 4;`);
   db.close();

@@ -198,6 +198,23 @@ export function fuzzRoutes(m: FuzzMesh): FuzzRoute<MeshRequest>[] {
       path: `${meshPath(rng)}/policy`,
       body: jsonBody(rng, { remoteManagement: true, targets: ["*"], listen: ["*"] }, 0.8),
     })),
+    agentRoute("GET /api/meshes/:mesh/proxy", (rng) => ({
+      method: method(rng, "GET"),
+      path: `${meshPath(rng)}/proxy`,
+    })),
+    agentRoute("PUT /api/meshes/:mesh/proxy", (rng) => ({
+      method: method(rng, "PUT"),
+      path: `${meshPath(rng)}/proxy`,
+      body: jsonBody(
+        rng,
+        { listen: rng.pick(["127.0.0.1:0", "[::1]:0", "0.0.0.0:0", "x:y"]) },
+        0.8,
+      ),
+    })),
+    agentRoute("DELETE /api/meshes/:mesh/proxy", (rng) => ({
+      method: method(rng, "DELETE"),
+      path: `${meshPath(rng)}/proxy`,
+    })),
     agentRoute("GET /api/meshes/:mesh/endpoints", (rng) => ({
       method: method(rng, "GET"),
       path: `${meshPath(rng)}/endpoints` + query(rng, { limit: "10", offset: "0", q: "a" }),

@@ -100,3 +100,15 @@ export interface DashboardProps {
   defaultEndpointName: string;
   version: string;
 }
+
+/** `GET /api/meshes/{mesh}/proxy`: this agent's proxy for the mesh. */
+export interface ProxyStatus {
+  enabled: boolean;
+  listen: string | null;
+  listening: boolean;
+  address: string | null;
+  error: string | null;
+  connections: number;
+  /** While it listens: its counts and last refusal. */
+  state?: TunnelState;
+}

@@ -7,7 +7,7 @@
 import { useState } from "preact/hooks";
 import { meshPath, query } from "../api_client.ts";
 import type { MeshService, Page } from "../api_types.ts";
-import { ErrorBox, Notice, OnlineBadge, Pager, WarningBox } from "../components.tsx";
+import { CopyButton, ErrorBox, Notice, OnlineBadge, Pager, WarningBox } from "../components.tsx";
 import { usePoll } from "../poll.ts";
 import { hrefOf, navigate } from "../route.ts";
 import {
@@ -77,6 +77,9 @@ export function ServicesView(
                 s={s}
                 self={props.self}
                 myUser={props.myUser}
+                shared={data.items.some((o) =>
+                  o !== s && o.proto === s.proto && o.name.toLowerCase() === s.name.toLowerCase()
+                )}
               />
             ))}
           </ul>
@@ -96,8 +99,23 @@ export function ServicesView(
   );
 }
 
-function ServiceRow(props: { mesh: string; s: MeshService; self: string; myUser: string }) {
+/**
+ * The service's name through the agent's proxy (README "Reach everything by
+ * name"): `NAME.mesh`, or `NAME.USER.user.mesh` when another user offers the
+ * same name; null for a name the grammar cannot carry (a dot in it).
+ */
+export function proxyName(s: MeshService, shared: boolean): string | null {
+  const label = /^[A-Za-z0-9_-]{1,63}$/;
+  if (s.proto !== "tcp" || !label.test(s.name)) return null;
+  if (!shared) return `${s.name}.mesh`;
+  return label.test(s.user) ? `${s.name}.${s.user}.user.mesh` : null;
+}
+
+function ServiceRow(
+  props: { mesh: string; s: MeshService; self: string; myUser: string; shared: boolean },
+) {
   const { mesh, s } = props;
+  const byName = proxyName(s, props.shared);
   const usable = mayUse(s, props.myUser);
   const [warning, setWarning] = useState<string>();
   const [open, setOpen] = useState(false);
@@ -146,6 +164,12 @@ function ServiceRow(props: { mesh: string; s: MeshService; self: string; myUser:
       {!usable && (
         <p class="muted not-usable">
           Only {s.user}, root{openTo(s)} may use it; ask {s.user} to add {props.myUser}.
+        </p>
+      )}
+      {usable && byName && (
+        <p class="muted proxy-name">
+          By name through this agent's proxy: <code>{byName}</code>{" "}
+          <CopyButton text={byName} what="name" />
         </p>
       )}
       {usable && !open && (

@@ -1,8 +1,8 @@
 /** @jsxImportSource preact */
 /**
  * Status: each joined mesh with its hub link (connected or not, to which hub,
- * since when, and the last error), this endpoint's identity in it, and
- * "Leave" behind a confirmation. With no mesh yet it shows the join form.
+ * since when, and the last error), this endpoint's identity in it, its
+ * proxy (on or off), and "Leave" behind a confirmation. With no mesh yet it shows the join form.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
@@ -12,6 +12,7 @@ import { meshes, refreshMeshes } from "../meshes.ts";
 import { hrefOf } from "../route.ts";
 import { JoinForm } from "./join.tsx";
 import { InviteJoinForm } from "./join_invite.tsx";
+import { ProxyControl } from "./proxy.tsx";
 
 /** The status screen. */
 export function StatusView(props: { defaultEndpointName: string }) {
@@ -119,6 +120,7 @@ function MeshCard(props: { mesh: MeshSummary }) {
           </>
         )}
       </dl>
+      {s && <ProxyControl mesh={m.name} />}
       <div class="actions">
         <a class="button" href={hrefOf({ view: "endpoints", mesh: m.name, q: "", page: 1 })}>
           Endpoints
