@@ -602,10 +602,12 @@ export class HubLink {
         fail(`hub did not answer PING within ${timeout / 1000} s`);
       }, timeout);
       try {
-        session.ping((err, ms) => {
+        // Timed here: the callback's own duration is always 0 in Deno 2.9.3.
+        const sent = performance.now();
+        session.ping((err) => {
           clearTimeout(dead);
           if (err && !session.destroyed) session.destroy(err);
-          else if (!err) hubPingAnswered(this.#opts.config, this.#hub, ms);
+          else if (!err) hubPingAnswered(this.#opts.config, this.#hub, performance.now() - sent);
         });
       } catch {
         clearTimeout(dead);

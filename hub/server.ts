@@ -303,6 +303,7 @@ export class HubServer {
     this.#server.on("session", (session) => this.#onSession(session));
     this.#server.on("stream", (stream, headers) => this.#onStream(stream, headers));
     this.#server.on("tlsClientError", (err, socket) => {
+      this.#opts.metrics?.refused("handshake");
       this.#quiet.info("handshake refused", { peer: socket.remoteAddress, err: errText(err) });
     });
     this.#server.on(
@@ -596,6 +597,7 @@ export class HubServer {
       throw new Conflict("session_has_endpoint", "This session already controls another endpoint");
     }
     if (state.controls >= this.#limits.maxControlStreamsPerSession) {
+      this.#opts.metrics?.refused("too_many_control_streams");
       this.#quiet.warn("control stream refused: session limit", { user: state.peer.user });
       throw new TooManyRequests(
         "too_many_control_streams",
@@ -625,6 +627,7 @@ export class HubServer {
     }, 10_000);
     const fail = (err: unknown) => {
       if (err instanceof TooManyRequests) {
+        this.#opts.metrics?.refused(err.code);
         this.#quiet.warn("endpoint refused: limit", { user: peer.user, code: err.code });
       }
       if (!registered) {

@@ -159,11 +159,10 @@ Deno.test("Prometheus scrapes the hub and an agent during a mesh test, promtool 
   await eventually(
     async () => {
       const text = await (await fetch(`http://127.0.0.1:${agentMetricsPort}/metrics`)).text();
-      return (sample(
-        text,
-        'ztm_agent_hub_ping_rtt_seconds_count{mesh="test",hub="localhost:' +
-          hub.port + '"}',
-      ) ?? 0) >= 1;
+      const labels = `{mesh="test",hub="localhost:${hub.port}"}`;
+      // A real round trip takes time: a sum of 0 would be an untimed PING.
+      return (sample(text, `ztm_agent_hub_ping_rtt_seconds_count${labels}`) ?? 0) >= 1 &&
+        (sample(text, `ztm_agent_hub_ping_rtt_seconds_sum${labels}`) ?? 0) > 0;
     },
     30_000,
     "a PING round trip observed",
