@@ -40,6 +40,7 @@ import {
 } from "@ztm/shared/peer_protocol";
 import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { ClaimedTicket, Tickets } from "../tickets.ts";
+import { readFdLimit } from "../connection_gate.ts";
 
 /** Limits of the data port. */
 export interface DataPortLimits {
@@ -84,17 +85,6 @@ const REFUSAL_LOG_MS = 10_000;
 /** How long a connection may wait for its preamble before a newcomer may evict it. */
 export const GRACE_MS = 500;
 const LIMIT_CHECK_MS = 2_000;
-
-/** The soft limit on open descriptors of this process, or undefined where unknown. */
-export function descriptorLimit(): number | undefined {
-  try {
-    const text = Deno.readTextFileSync("/proc/self/limits");
-    const m = /^Max open files\s+(\d+)/m.exec(text);
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
 
 /** The data port. `start()` once, `close()` to stop. Single-threaded. */
 export class DataPort {
@@ -283,7 +273,7 @@ export class DataPort {
     const now = performance.now();
     if (now - this.#totalCheckedAt >= LIMIT_CHECK_MS) {
       this.#totalCheckedAt = now;
-      const fds = descriptorLimit();
+      const fds = readFdLimit();
       this.#total = fds ? Math.min(this.#limits.total, Math.floor(fds / 4)) : this.#limits.total;
     }
     return this.#total;
