@@ -11,11 +11,7 @@
  * PINGs the hub and reconnects — at once after a GOAWAY, otherwise with
  * exponential backoff and jitter — cycling through the bootstrap addresses.
  */
-import http2, {
-  type ClientHttp2Session,
-  type ClientHttp2Stream,
-  type IncomingHttpHeaders,
-} from "node:http2";
+import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
 import { isIP } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
 import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shared/certs";
@@ -61,6 +57,8 @@ export interface HubLinkOptions {
   hello: () => Extract<AgentMessage, { type: "hello" }>;
   /** Called for each (checked) tunnel request from the hub; a rejection is logged, never left unhandled. */
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void | Promise<void>;
+  /** Told the revoked serials each time a newer verified CRL is adopted. */
+  onCrl?: (revoked: Set<string>) => void;
   /** Told on every welcome (once connected) where the hub is and whether it has a data port. */
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Told when an established link is lost (the session, and what was bound to it, is gone). */
@@ -73,12 +71,6 @@ export interface HubLinkOptions {
   pingTimeoutMs?: number;
   /** Where the newest verified CRL of this mesh is kept (`0600`); none: memory only. */
   crlFile?: string;
-}
-
-/** A stream the hub answered 200, with the response headers. */
-export interface OpenedStream {
-  stream: ClientHttp2Stream;
-  headers: IncomingHttpHeaders;
 }
 
 /** One failed dial: the hub address and why (the TLS or socket error as Node words it). */
@@ -265,45 +257,6 @@ export class HubLink {
     return await readResponse(stream);
   }
 
-  /**
-   * Opens a full-duplex stream (tunnel or session) and resolves once the hub
-   * answers 200; rejects with the hub's status and error otherwise.
-   */
-  openStream(path: string, extraHeaders: Record<string, string> = {}): Promise<OpenedStream> {
-    const session = this.#usableSession();
-    const stream = session.request({
-      ":method": "POST",
-      ":path": path,
-      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
-      ...extraHeaders,
-    }, {
-      endStream: false,
-    });
-    return new Promise((resolve, reject) => {
-      const onClose = () =>
-        reject(
-          new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"),
-        );
-      stream.once("close", onClose);
-      stream.once("error", () => {});
-      stream.once("response", (headers) => {
-        stream.off("close", onClose);
-        const status = Number(headers[":status"]);
-        if (status === 200) {
-          resolve({ stream, headers });
-          return;
-        }
-        readBody(stream, 64 * 1024).then((body) => {
-          let value: unknown;
-          try {
-            value = JSON.parse(body);
-          } catch { /* not JSON */ }
-          reject(hubError(status, value));
-        }, reject);
-      });
-    });
-  }
-
   /** Closes the session and stops reconnecting. */
   close(): Promise<void> {
     this.#closed = true;
@@ -427,7 +380,7 @@ export class HubLink {
     const stream = session.request({
       ":method": "GET",
       ":path": held === undefined ? HUB_PATHS.crl : `${HUB_PATHS.crl}?after=${held}`,
-      [PROTOCOL_HEADER]: "1",
+      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
     }, {
       endStream: true,
     });
@@ -495,6 +448,7 @@ export class HubLink {
       count: crl.serials.size,
       crl: crl.number,
     });
+    this.#opts.onCrl?.(crl.serials);
   }
 
   /** The hub announced CRL `number`: fetch it if it is newer than ours (one fetch at a time). */

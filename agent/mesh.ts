@@ -3,19 +3,22 @@
  * the port mappings' listeners. Implements `MeshRuntime` for the local API,
  * which hands it plain data after committing each change.
  */
-import { NotFound } from "@ztm/shared/errors";
+import { errorBody, NotFound } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
 import {
   type EndpointRecord,
   HUB_PATHS,
+  type HubMessage,
   type MeshService,
   type Page,
   type PublishedService,
 } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
-import { DataPool } from "./data_pool.ts";
 import { type HubFailure, HubLink, userOf } from "./hub_link.ts";
+import { type DataAddress, PairDialer } from "./peer/dialer.ts";
+import { Signer } from "./peer/identity.ts";
+import { PairListener } from "./peer/listener.ts";
 import { PortMap } from "./port_map.ts";
 import { Provider } from "./provider.ts";
 import { TunnelStates } from "./tunnel_state.ts";
@@ -87,9 +90,12 @@ export class Mesh implements MeshRuntime {
   #ports = new Map<string, PortMap>();
   #log: Logger;
   #manageHandler: ManageHandler | undefined;
-  #pool: DataPool;
   #poolUserFixed: ((mapping: PortMapping, user: string) => void) | undefined;
   #states = new TunnelStates();
+  #signer: Signer;
+  #dialer: PairDialer;
+  #pairs: PairListener;
+  #data: DataAddress | undefined;
 
   constructor(config: MeshConfig, log: Logger, opts: MeshOptions = {}) {
     this.name = config.name;
@@ -97,6 +103,13 @@ export class Mesh implements MeshRuntime {
     this.#config = config;
     this.#log = log;
     this.#user = userOf(config.certificate);
+    this.#signer = new Signer({
+      caPem: config.ca,
+      certPem: config.certificate,
+      keyPem: config.privateKey,
+      user: this.#user,
+      endpoint: config.endpointId,
+    });
     this.#link = new HubLink({
       config,
       log,
@@ -108,18 +121,25 @@ export class Mesh implements MeshRuntime {
         version: VERSION,
         services: published(this.#services),
       }),
-      onOpen: (msg) => this.#provider.open(msg),
+      onOpen: (msg) => this.#onPairRequest(msg),
+      onCrl: (revoked) => {
+        this.#dialer.revoke(revoked);
+        this.#pairs.revoke(revoked);
+      },
       onWelcome: (hub) => {
-        this.#pool.setTarget(
-          hub.dataPort
-            ? { hostname: hub.hostname, port: hub.dataPort, caPem: config.ca }
-            : undefined,
-        );
+        this.#data = hub.dataPort ? { hostname: hub.hostname, port: hub.dataPort } : undefined;
+        this.#dialer.setDataAddress(this.#data);
+        if (!this.#data) {
+          log.warn("hub has no data port: tunnels are unavailable", { mesh: config.name });
+        }
         // Services changed between our hello and the hub's welcome would otherwise be lost.
         this.#link.send({ type: "services", services: published(this.#services) });
       },
-      // Data links are bound to the lost session: tunnels on them end now, not when TCP gives up.
-      onLost: () => this.#pool.sessionLost(),
+      // Splices are bound to the lost session: tunnels on them end now, not when TCP gives up.
+      onLost: () => {
+        this.#dialer.dropAll();
+        this.#pairs.dropAll();
+      },
       onManage: (msg) => {
         if (!this.#manageHandler) {
           return Promise.resolve({
@@ -132,20 +152,55 @@ export class Mesh implements MeshRuntime {
         return this.#manageHandler(msg.request, msg.from);
       },
     });
-    this.#pool = new DataPool({ log, mesh: config.name });
-    this.#provider = new Provider({
-      owner: this.#user,
-      link: this.#link,
-      pool: this.#pool,
+    this.#provider = new Provider({ owner: this.#user, log, mesh: config.name });
+    const revoked = () => this.#link.revoked();
+    this.#dialer = new PairDialer({ signer: this.#signer, log, mesh: config.name, revoked });
+    this.#pairs = new PairListener({
+      signer: this.#signer,
       log,
       mesh: config.name,
+      revoked,
+      serve: (open, caller) => this.#provider.serve(open, caller),
     });
     this.#provider.states = this.#states;
-    this.#pool.serveIncoming((msg, link) => this.#provider.incoming(msg, link));
   }
 
   start(): void {
+    this.#pairs.start();
     this.#link.start();
+  }
+
+  /**
+   * A pair request from the hub: the cheap pre-check on what it claims, and
+   * only then an `accept` and the data-port dial (the caller's certificate is
+   * checked inside the pair before any byte reaches a target).
+   */
+  #onPairRequest(msg: Extract<HubMessage, { type: "open" }>): void {
+    const sid = String(msg.sid);
+    const refuse = (status: number, code: string, message: string) =>
+      this.#link.send({ type: "refuse", sid, status, code, message });
+    const data = this.#data;
+    if (!data || typeof msg.ticket !== "string") {
+      return void refuse(503, "no_data_port", "The provider has no data port to reach the hub on");
+    }
+    if (!this.#signer.canServe()) {
+      this.#log.warn("tunnel refused: certificate predates end-to-end tunnels", {
+        mesh: this.name,
+      });
+      return void refuse(
+        503,
+        "certificate_outdated",
+        "The provider's certificate predates protocol 2 (no serverAuth peer name); reissue it",
+      );
+    }
+    try {
+      this.#provider.precheck(msg.service, msg.from);
+    } catch (err) {
+      const { status, body } = errorBody(err);
+      return void refuse(status, body.error.code, body.error.message);
+    }
+    this.#link.send({ type: "accept", sid });
+    this.#pairs.attach(data, msg.ticket, sid);
   }
 
   /** Resolves once the hub link is up. */
@@ -197,7 +252,7 @@ export class Mesh implements MeshRuntime {
     const port = new PortMap({
       mapping,
       link: this.#link,
-      pool: this.#pool,
+      dialer: this.#dialer,
       log: this.#log,
       mesh: this.name,
       userFixed: this.#poolUserFixed,
@@ -234,6 +289,12 @@ export class Mesh implements MeshRuntime {
     this.#manageHandler = handler;
   }
 
+  /** Puts a renewed certificate (same key, `renew.ts`) to use for pairs: hellos and listener. */
+  certificateRenewed(certPem: string): void {
+    this.#signer.own.certPem = certPem;
+    this.#pairs.reload();
+  }
+
   /** A request to the hub on the current session (certificate renewal, `renew.ts`). */
   hubRequest(
     method: string,
@@ -257,7 +318,8 @@ export class Mesh implements MeshRuntime {
     await Promise.all([...this.#ports.values()].map((p) => p.close()));
     this.#ports.clear();
     this.#provider.close();
-    this.#pool.close();
+    this.#dialer.close();
+    this.#pairs.close();
     await this.#link.close();
   }
 }

@@ -11,37 +11,43 @@
  * or fails to open is skipped for the next, while no byte has flowed (the
  * client connection is not read until a tunnel is open).
  *
- * The data leg is a data link kept from an earlier tunnel when there is one,
- * else a warm TLS connection to the hub's data port (the hub answers with a
- * ticket for it), else the tunnel's HTTP/2 stream.
+ * Each tunnel runs end to end to the provider (`peer/dialer.ts`): on a pooled
+ * pair connection when one is idle, else on a fresh one for which the hub
+ * hands out a ticket. The provider must hold the certificate of the pool's
+ * user, so a hub cannot splice a client to anyone else.
  */
-import type { DataLink } from "@ztm/shared/data_link";
 import { Conflict, NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
-import {
-  checkLinkMessage,
-  HUB_PATHS,
-  LEG_HEADER,
-  type LinkMessage,
-  type MeshService,
-  type Page,
-  TICKET_HEADER,
-} from "@ztm/shared/protocol";
-import { connLeg, type Leg, splice } from "@ztm/shared/splice";
-import type { DataPool } from "./data_pool.ts";
+import type { PairTicket } from "@ztm/shared/peer_protocol";
+import { HUB_PATHS, type MeshService, type Page } from "@ztm/shared/protocol";
+import { connLeg, splice } from "@ztm/shared/splice";
 import type { HubLink } from "./hub_link.ts";
+import type { OpenTunnel, PairDialer } from "./peer/dialer.ts";
 import type { PortMapping } from "./runtime.ts";
 import type { Tally } from "./tunnel_state.ts";
-import { h2Leg, ticketLink } from "./tunnel_legs.ts";
+
+/** Pair failures on the way (no answer from the provider itself): worth one more try. */
+const RETRYABLE_CODES = new Set(["pair_failed", "peer_closed", "data_port_unreachable"]);
+
+function retryable(err: unknown): boolean {
+  return err instanceof ZtmError ? RETRYABLE_CODES.has(err.code) : true;
+}
 
 /** How long a mapping reuses the hub's list of providers. */
 const PROVIDERS_TTL_MS = 2_000;
+
+/** A provider of the mapped service, and the user whose certificate it must hold. */
+interface Provider {
+  endpoint: string;
+  name: string;
+  user: string;
+}
 
 /** Options for `PortMap`. */
 export interface PortMapOptions {
   mapping: PortMapping;
   link: HubLink;
-  pool: DataPool;
+  dialer: PairDialer;
   log: Logger;
   mesh: string;
   /** Told the pool user a mapping without one fixed at its first use, to persist it. */
@@ -59,7 +65,7 @@ export class PortMap {
   #turn = 0;
   /** The pool's user, when the mapping was made without one (fixed at first use). */
   #user: string | undefined;
-  #providers: { list: { endpoint: string; name: string }[]; until: number } | undefined;
+  #providers: { list: Provider[]; until: number } | undefined;
 
   constructor(opts: PortMapOptions) {
     this.#opts = opts;
@@ -74,7 +80,6 @@ export class PortMap {
       addr: `${mapping.ip}:${mapping.port}`,
       service: mapping.target.service,
     });
-    this.#opts.pool.touch();
     this.#accepting = this.#acceptLoop(this.#listener);
     return Promise.resolve();
   }
@@ -115,7 +120,7 @@ export class PortMap {
   async #accept(client: Deno.TcpConn): Promise<void> {
     const { mapping, log, mesh } = this.#opts;
     const service = `${mapping.proto}/${mapping.target.service}`;
-    let providers: { endpoint: string; name: string }[];
+    let providers: Provider[];
     try {
       providers = await this.#cachedPool();
     } catch (err) {
@@ -128,10 +133,15 @@ export class PortMap {
     for (let i = 0; i < providers.length; i++) {
       const p = providers[(start + i) % providers.length];
       if (!this.#live.has(client)) return;
-      let leg: Leg;
-      let link: DataLink | undefined;
+      let tunnel: OpenTunnel;
       try {
-        ({ leg, link } = await this.#open(p.endpoint));
+        tunnel = await this.#open(p).catch((err) => {
+          // A fresh pair that broke on its way (a loaded peer past the handshake deadline, a
+          // data connection the hub shed) is tried once more before the next provider.
+          if (!retryable(err) || !this.#live.has(client)) throw err;
+          log.info("tunnel retried", { mesh, service, endpoint: p.endpoint, err: errText(err) });
+          return this.#open(p);
+        });
       } catch (err) {
         this.#providers = undefined; // the list may be stale: ask the hub next time
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });
@@ -139,13 +149,13 @@ export class PortMap {
         continue;
       }
       if (!this.#live.has(client)) {
-        leg.abort();
-        if (link) this.#opts.pool.release(link, "out", false);
+        tunnel.leg.abort();
+        tunnel.release(false);
         return;
       }
       const local = connLeg(client);
-      const { clean } = await splice(this.#opts.state?.track(local, "up") ?? local, leg);
-      if (link) this.#opts.pool.release(link, "out", clean);
+      const { clean } = await splice(this.#opts.state?.track(local, "up") ?? local, tunnel.leg);
+      tunnel.release(clean);
       return;
     }
     try {
@@ -153,77 +163,22 @@ export class PortMap {
     } catch { /* already closed */ }
   }
 
-  /**
-   * Opens a tunnel to `endpoint` and returns its data leg: an idle data link
-   * kept from an earlier tunnel (asked with `open`), else a TLS connection to
-   * the data port (warm, or dialled while the tunnel is set up) presenting
-   * the hub's ticket, or the tunnel's HTTP/2 stream when the data port is
-   * unavailable. `link` is the data link under the leg, if any.
-   */
-  async #open(endpoint: string): Promise<{ leg: Leg; link?: DataLink }> {
-    const { mapping, link: hub, pool, log } = this.#opts;
-    const kept = pool.takeLink();
-    if (kept) {
-      const opened = await this.#openOnLink(kept, endpoint);
-      if (opened) return { leg: kept.framed(), link: kept };
-    }
-    const path = HUB_PATHS.tunnel(endpoint, mapping.proto, mapping.target.service);
-    const data = pool.connection();
-    if (!data) return { leg: h2Leg((await hub.openStream(path)).stream) };
-    data.catch(() => {}); // a failed dial is handled where it is awaited
-    let opened;
-    try {
-      opened = await hub.openStream(path, { [LEG_HEADER]: "tls" });
-    } catch (err) {
-      data.then((c) => c.close(), () => {});
-      throw err;
-    }
-    const ticket = opened.headers[TICKET_HEADER];
-    if (typeof ticket !== "string") {
-      // The hub chose the HTTP/2 stream after all (it has no data port now).
-      data.then((c) => c.close(), () => {});
-      return { leg: h2Leg(opened.stream) };
-    }
-    // End our side of the signalling stream (never reset it: resets count against nghttp2's budget).
-    opened.stream.end();
-    opened.stream.resume();
-    const link = await ticketLink(pool, data, ticket, log);
-    return { leg: link.framed(), link };
-  }
-
-  /**
-   * Asks for the tunnel on a kept link: true once the hub answered `opened`;
-   * false when the link turned out dead (then another way is tried). A
-   * refusal is thrown as the hub's error, and the link is kept.
-   */
-  async #openOnLink(link: DataLink, endpoint: string): Promise<boolean> {
-    const { mapping, pool } = this.#opts;
-    let answer: LinkMessage | null;
-    try {
-      await link.writeMessage({
-        type: "open",
-        endpoint,
-        proto: mapping.proto,
-        name: mapping.target.service,
-      });
-      answer = await link.readMessage(checkLinkMessage);
-    } catch {
-      answer = null;
-    }
-    if (answer?.type === "opened") return true;
-    if (answer?.type === "error") {
-      pool.release(link, "out", true);
-      throw new ZtmError(answer.status, answer.code, answer.message);
-    }
-    pool.release(link, "out", false);
-    return false;
+  /** Opens a tunnel to provider `p`, end to end (a pooled pair, or a fresh one ticketed by the hub). */
+  #open(p: Provider): Promise<OpenTunnel> {
+    const { mapping, link, dialer } = this.#opts;
+    const service = mapping.target.service;
+    return dialer.open(
+      { endpoint: p.endpoint, user: p.user },
+      { proto: mapping.proto, name: service },
+      () => link.request<PairTicket>("POST", HUB_PATHS.tunnel(p.endpoint, mapping.proto, service)),
+    );
   }
 
   /**
    * The providers, from a list at most `PROVIDERS_TTL_MS` old: a new
    * connection need not ask the hub first (a failed open drops the list).
    */
-  async #cachedPool(): Promise<{ endpoint: string; name: string }[]> {
+  async #cachedPool(): Promise<Provider[]> {
     const now = Date.now();
     if (this.#providers && this.#providers.until > now) return this.#providers.list;
     const list = await this.#pool();
@@ -253,7 +208,7 @@ export class PortMap {
   }
 
   /** The online providers this mapping may use, in a stable order. */
-  async #pool(): Promise<{ endpoint: string; name: string }[]> {
+  async #pool(): Promise<Provider[]> {
     const { mapping, link } = this.#opts;
     const target = mapping.target;
     const page = await link.request<Page<MeshService>>(
@@ -277,7 +232,8 @@ export class PortMap {
     }
     // A mapping made before anyone offered the service keeps the first user it found.
     if (!user) this.#fixUser(groups[0].user);
-    let providers = groups[0].providers.filter((p) => p.online);
+    const owner = groups[0].user;
+    let providers = groups[0].providers.filter((p) => p.online).map((p) => ({ ...p, user: owner }));
     if (target.endpoint) {
       const pin = target.endpoint;
       providers = providers.filter((p) => p.endpoint === pin || p.name === pin);

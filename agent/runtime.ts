@@ -103,6 +103,8 @@ export interface MeshRuntime {
   setManageHandler(handler: ManageHandler): void;
   /** Leaves the hub, closes every listener. */
   close(): Promise<void>;
+  /** Puts a renewed certificate (same key) to use for end-to-end pairs. */
+  certificateRenewed?(certPem: string): void;
   /** A request to the hub on the current session, answered with its raw status and body. */
   hubRequest?(
     method: string,

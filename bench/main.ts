@@ -430,6 +430,18 @@ console.log(
     ]),
   ),
 );
+// Hub CPU per GiB relayed (bulk): CPU share × seconds per GiB at the measured rate.
+for (const m of ["bulk", "iperf3", "parallel"] as const) {
+  if (!measurements.includes(m)) continue;
+  const cpu = results.spread(`${m}.cpuPct.hub`, "ztm");
+  const rate = results.spread(`${m}.MBps`, "ztm");
+  if (!cpu || !rate) continue;
+  const perGiB = (pct: number, mbps: number) => round((pct / 100) * (1073.741824 / mbps));
+  console.log(
+    `Hub CPU per GiB relayed, ${LABELS[m]}: ${perGiB(cpu.median, rate.median)} CPU-s ` +
+      `(min–max ${perGiB(cpu.min, rate.max)}–${perGiB(cpu.max, rate.min)})`,
+  );
+}
 const loadMax = (paths: PathName[]) =>
   Math.max(
     0,

@@ -15,6 +15,7 @@ import {
 } from "@ztm/shared/certs";
 import { isEndpointName } from "@ztm/shared/endpoint_id";
 import { BadRequest, Conflict, Forbidden } from "@ztm/shared/errors";
+import { peerName } from "@ztm/shared/peer_protocol";
 import type { Logger } from "@ztm/shared/log";
 import type { SigningKey } from "./signing_key.ts";
 import type { CaStore, CertificateKind, CertificateRecord } from "./store.ts";
@@ -173,6 +174,10 @@ export class Issuer {
       if (!isIpAddress(n) && !HOST_PATTERN.test(n)) {
         throw new BadRequest("bad_csr", `CSR names a bad host "${n.slice(0, 80)}"`);
       }
+      if (/(^|\.)invalid$/i.test(n)) {
+        // Endpoints' names live there (`peerName`): a hub must never be able to claim one.
+        throw new BadRequest("bad_csr", `CSR names a reserved host "${n.slice(0, 80)}"`);
+      }
       names.add(n);
     }
     return await this.#sign("hub", csr.commonName, csr.publicKey, [...names]);
@@ -201,8 +206,9 @@ export class Issuer {
     const cert = await issueLeafCertificate(signingKey, {
       commonName: name,
       publicKey,
-      role: kind === "user" ? "client" : "server",
-      altNames,
+      // A user's endpoints are TLS servers to each other (end-to-end tunnels), named `peerName`.
+      role: kind === "user" ? "peer" : "server",
+      altNames: kind === "user" ? [peerName(name)] : altNames,
       days: kind === "user" ? this.#opts.userDays : this.#opts.hubDays,
       lifetimeMs: kind === "user" ? this.#opts.userLifetimeMs : this.#opts.hubLifetimeMs,
     });

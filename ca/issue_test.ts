@@ -4,14 +4,17 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import {
+  altNamesOf,
   certificateRole,
   commonNameOf,
+  extendedKeyUsagesOf,
   generateKeyPair,
   importPrivateKeyPem,
   parseCertificate,
   x509,
 } from "@ztm/shared/certs";
 import { Logger } from "@ztm/shared/log";
+import { peerName } from "@ztm/shared/peer_protocol";
 import { checkName, Issuer } from "./issue.ts";
 import { loadOrCreateSigningKey } from "./signing_key.ts";
 import { CaStore } from "./store.ts";
@@ -88,6 +91,22 @@ Deno.test("issueUser returns the only copy of a key that matches its client cert
   assert.ok(ca.lines.every((l) => !l.includes("PRIVATE KEY")));
 });
 
+Deno.test("a user certificate carries clientAuth, serverAuth and its peer name, and nothing else", async () => {
+  await using ca = await openIssuer();
+  const { record } = await ca.issuer.issueUser("alice");
+  const cert = parseCertificate(record.certificate);
+  assert.deepEqual(
+    extendedKeyUsagesOf(cert).sort(),
+    [
+      x509.ExtendedKeyUsage.clientAuth,
+      x509.ExtendedKeyUsage.serverAuth,
+    ].sort(),
+  );
+  assert.deepEqual(altNamesOf(cert), [peerName("alice")]);
+  assert.match(peerName("alice"), /\.user\.ztm\.invalid$/);
+  assert.equal(certificateRole(cert), "client");
+});
+
 Deno.test("issueUser refuses a bad name and a taken name in any case", async () => {
   await using ca = await openIssuer();
   await assert.rejects(ca.issuer.issueUser("-x"), { code: "bad_name" });
@@ -156,7 +175,17 @@ Deno.test("signHubCsr makes a server certificate with the CSR's names plus local
 
 Deno.test("signHubCsr refuses bad host names and bad common names", async () => {
   await using ca = await openIssuer();
-  for (const host of ["-bad.example", "bad_host.example", "a..b", "x".repeat(64) + ".example"]) {
+  for (
+    const host of [
+      "-bad.example",
+      "bad_host.example",
+      "a..b",
+      "x".repeat(64) + ".example",
+      // Endpoints' peer names live under .invalid: a hub must never be able to claim one.
+      peerName("bob"),
+      "x.invalid",
+    ]
+  ) {
     const { pem } = await csrFor("hub1", [{ type: "dns", value: host }]);
     await assert.rejects(ca.issuer.signHubCsr(pem), { code: "bad_csr" }, host);
   }

@@ -28,7 +28,13 @@ export const HUB_COMMAND: CommandSpec = {
       name: "data-listen",
       kind: "string",
       default: "0.0.0.0:8889",
-      help: "address of the native TLS data port for fast tunnels, or off",
+      help: "address of the plain TCP data port that splices tunnels, or off",
+    },
+    {
+      name: "data-advertise",
+      kind: "integer",
+      default: "0",
+      help: "data port agents are told to dial, when a port forward changes it (0: the bound port)",
     },
     {
       name: "enroll-listen",
@@ -144,6 +150,7 @@ export async function main(args: string[]): Promise<void> {
       caUrl: httpUrl(flags.address("ca")),
       listen: flags.address("listen"),
       dataListen: flags.string("data-listen") === "off" ? undefined : flags.address("data-listen"),
+      dataAdvertise: flags.integer("data-advertise") || undefined,
       hosts: flags.addresses("names").map((a) => a.hostname),
       advertise: flags.addresses("names"),
       enrollListen,

@@ -29,8 +29,10 @@ export interface HubConfig {
   /** `http://host:port` of the CA. */
   caUrl: string;
   listen: HostPort;
-  /** Where the native TLS data port listens; undefined: tunnels use HTTP/2 streams only. */
+  /** Where the plain TCP data port listens; undefined: no tunnels (agents are told so). */
   dataListen?: HostPort;
+  /** The data port agents are told to dial (a port forward in front); default the bound one. */
+  dataAdvertise?: number;
   /** Names and addresses agents dial; they go into the certificate's SANs. */
   hosts: string[];
   dataDir: string;
@@ -85,6 +87,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     log,
     limits: config.limits,
     dataListen: config.dataListen,
+    dataAdvertise: config.dataAdvertise,
     renewals: relay,
   });
   await revocations.start();
@@ -137,7 +140,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     onRenewed: async (next) => {
       for (
         const [what, apply] of [
-          ["control and data ports", () => server.setIdentity(next)],
+          ["control port", () => server.setIdentity(next)],
           ["enrollment port", () => enrollment?.setIdentity(next.certPem, next.keyPem)],
         ] as const
       ) {

@@ -31,7 +31,6 @@ import {
   type AgentMessage,
   checkPublishedServices,
   ENDPOINT_ID_PATTERN,
-  LEG_HEADER,
   LineDecoder,
   OPEN_TIMEOUT_MS,
   parseMessage,
@@ -44,11 +43,10 @@ import {
 import { VERSION } from "@ztm/shared/version";
 import { AdmissionCache, admit, type Peer } from "./admit.ts";
 import { type ControlChannel, Registry } from "./registry.ts";
-import { DataPort } from "./data_port.ts";
+import { DataPort } from "./relay/data_port.ts";
 import { ManagementRelay } from "./management.ts";
 import { Tickets } from "./tickets.ts";
 import { Tunnels } from "./tunnels.ts";
-import { DataLinks } from "./data_links.ts";
 import { respondError, respondJson } from "./respond.ts";
 import { ConnectionGate } from "./connection_gate.ts";
 import { LogThrottle } from "./log_throttle.ts";
@@ -131,8 +129,10 @@ export interface HubServerOptions {
   certPem: string;
   revocations: RevocationView;
   log: Logger;
-  /** Where the native TLS data port listens; none: tunnels use HTTP/2 streams only. */
+  /** Where the plain TCP data port listens; none: no tunnels (status says so). */
   dataListen?: HostPort;
+  /** The data port agents are told to dial, when a port forward changes it. */
+  dataAdvertise?: number;
   limits?: Partial<HubLimits>;
   /** Carries members' certificate renewals to the CA (`enrollment.ts`); none: refused. */
   renewals?: CaRelay;
@@ -172,10 +172,10 @@ export interface HubStatus {
   sessions: number;
   tunnels: number;
   dataPort: number | null;
-  /** Data links kept between tunnels. */
-  dataLinks: number;
   /** Connections the data port accepted since the start. */
   dataConnections: number;
+  /** Data connections refused since the start (no valid ticket, over a limit). */
+  dataRefused: number;
   endpoints: number;
   online: number;
   /** Control-port connections held now, and refused by the per-address or descriptor cap since the start. */
@@ -198,7 +198,6 @@ export class HubServer {
   #pingSweep: ReturnType<typeof setInterval> | undefined;
   #management: ManagementRelay;
   #tickets: Tickets;
-  #links: DataLinks;
   #tunnels: Tunnels;
   #dataPort: DataPort | undefined;
   #dataAddr: HostPort | undefined;
@@ -221,25 +220,17 @@ export class HubServer {
     });
     this.#management = new ManagementRelay(this.registry);
     this.#tickets = new Tickets(this.#limits.openTimeoutMs);
-    this.#links = new DataLinks({
-      log: this.#log,
-      onOpen: (bound, request) => this.#tunnels.openFromLink(bound, request),
-    });
     this.#tunnels = new Tunnels({
       registry: this.registry,
       tickets: this.#tickets,
-      links: this.#links,
       log: this.#log,
       openTimeoutMs: this.#limits.openTimeoutMs,
     });
     if (opts.dataListen) {
       this.#dataPort = new DataPort({
         listen: opts.dataListen,
-        certPem: opts.certPem,
-        keyPem: opts.keyPem,
         tickets: this.#tickets,
         log: this.#log,
-        onAttach: (grant, conn, rest) => this.#tunnels.attachData(grant, conn, rest),
       });
     }
     this.#routes = [
@@ -251,12 +242,7 @@ export class HubServer {
       {
         method: "POST",
         pattern: "/api/endpoints/:id/services/:proto/:name",
-        handler: (s, p, st, _u, h) => this.#openTunnel(s, p, st, h),
-      },
-      {
-        method: "POST",
-        pattern: "/api/sessions/:sid",
-        handler: (s, p, st) => this.#acceptTunnel(s, p, st),
+        handler: (s, p, st) => this.#openTunnel(s, p, st),
       },
       {
         method: "POST",
@@ -352,24 +338,26 @@ export class HubServer {
       protocol: PROTOCOL_VERSION,
       uptimeSeconds: Math.round((Date.now() - this.#started) / 1000),
       sessions: this.#sessions.size,
-      tunnels: this.#tunnels.active,
+      tunnels: this.#dataPort?.splices ?? 0,
       dataPort: this.#dataAddr?.port ?? null,
-      dataLinks: this.#links.count,
       dataConnections: this.#dataPort?.accepted ?? 0,
+      dataRefused: this.#dataPort?.refused ?? 0,
       ...this.registry.counts(),
       controlConnections: { held: this.#gate.total, refused: this.#gate.refused },
       revocations: this.#opts.revocations.status(),
     };
   }
 
-  /** Serves a renewed hub certificate to new connections; sessions open now keep theirs. */
-  async setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): Promise<void> {
+  /**
+   * Serves a renewed hub certificate to new connections; sessions open now keep theirs (the
+   * data port is plain TCP and holds no certificate).
+   */
+  setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): void {
     this.#server.setSecureContext({
       key: identity.keyPem,
       cert: identity.certPem,
       ca: identity.caPem,
     });
-    await this.#dataPort?.setIdentity(identity.certPem, identity.keyPem);
   }
 
   /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */
@@ -380,6 +368,8 @@ export class HubServer {
       }
     }
     this.#tunnels.revoke(revoked);
+    this.#tickets.voidSerials(revoked);
+    this.#dataPort?.revoke(revoked);
     for (const [session, state] of this.#sessions) {
       if (!revoked.has(state.peer.serial)) continue;
       this.#log.warn("session closed: certificate revoked", {
@@ -400,7 +390,6 @@ export class HubServer {
   close(): Promise<void> {
     clearInterval(this.#pingSweep);
     this.#tunnels.close();
-    this.#links.close();
     this.#dataPort?.close();
     this.#management.close();
     this.registry.close();
@@ -458,6 +447,8 @@ export class HubServer {
     let refusedTimer: ReturnType<typeof setTimeout> | undefined;
     if (state.refusal) refusedTimer = setTimeout(() => session.destroy(), REFUSED_SESSION_MS);
     else this.#gate.admitted(session.socket?.remoteAddress, session.socket?.remotePort);
+    const memberAddress = state.refusal ? undefined : session.socket?.remoteAddress;
+    if (memberAddress) this.#dataPort?.memberOnline(memberAddress);
     if (!session.destroyed) {
       session.setLocalWindowSize(WINDOW_BYTES);
       try {
@@ -473,7 +464,8 @@ export class HubServer {
       clearTimeout(refusedTimer);
       this.#tickets.voidOwner(state);
       this.#tunnels.sessionClosed(state);
-      this.#links.sessionClosed(state);
+      this.#dataPort?.sessionClosed(state);
+      if (memberAddress) this.#dataPort?.memberOffline(memberAddress);
       this.#sessions.delete(session);
       if (state.counted) {
         const left = (this.#userSessions.get(peer.user) ?? 1) - 1;
@@ -702,7 +694,10 @@ export class HubServer {
             channel.send({
               type: "welcome",
               endpoint: this.registry.get(id),
-              hub: { version: VERSION, dataPort: this.#dataAddr?.port },
+              hub: {
+                version: VERSION,
+                dataPort: this.#dataAddr && (this.#opts.dataAdvertise ?? this.#dataAddr.port),
+              },
             });
             this.#log.info("endpoint online", {
               endpoint: id,
@@ -711,6 +706,8 @@ export class HubServer {
             });
           } else if (msg.type === "services") {
             this.registry.setServices(id, services(msg.services));
+          } else if (msg.type === "accept") {
+            this.#tunnels.accept(id, String(msg.sid));
           } else if (msg.type === "refuse") {
             this.#tunnels.refuse(
               id,
@@ -739,21 +736,18 @@ export class HubServer {
     });
   }
 
-  #openTunnel(
-    stream: ServerHttp2Stream,
-    params: Params,
-    state: SessionState,
-    headers: IncomingHttpHeaders,
-  ): void {
+  #openTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
     if (!state.endpointId) {
       throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
     }
     if (params.proto !== "tcp") {
       throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
     }
-    const wantTls = headers[LEG_HEADER] === "tls" && this.#dataPort !== undefined;
+    if (!this.#dataPort) {
+      throw new ServiceUnavailable("no_data_port", "This hub has no data port (--data-listen=off)");
+    }
     this.#tunnels.open(
-      { h2: stream, wantTls },
+      stream,
       {
         endpoint: state.endpointId,
         user: state.peer.user,
@@ -764,10 +758,6 @@ export class HubServer {
       params.proto,
       params.name,
     );
-  }
-
-  #acceptTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
-    this.#tunnels.acceptStream(stream, params.sid, state.endpointId);
   }
 
   async #manage(stream: ServerHttp2Stream, params: Params, state: SessionState): Promise<void> {

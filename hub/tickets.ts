@@ -1,24 +1,24 @@
 /**
- * Tickets for the native data path. A ticket lets one TLS connection to the
- * hub's data port (which cannot ask for client certificates) attach to one
- * side of one tunnel. It is minted only over a mutual-TLS control session,
- * is 256 random bits, works once, expires within seconds, and dies with the
- * session that asked for it — so it is a bearer secret with a tiny window.
+ * Tickets for the data port. A ticket lets one plain TCP connection to the
+ * hub's data port (where nobody presents a certificate) become one side of
+ * one pair splice. It is minted only over a mutual-TLS control session, is
+ * 256 random bits, works once, expires within seconds, and dies with the
+ * session that asked for it and with that session's certificate — so it is
+ * a bearer secret with a tiny window. It grants a splice, never plaintext:
+ * what flows through is the agents' own end-to-end TLS.
  */
+import { TICKET_LIFETIME_MS } from "@ztm/shared/peer_protocol";
 
-/** How long a minted ticket stays claimable. */
-export const TICKET_LIFETIME_MS = 10_000;
-
-/** Which side of a tunnel a ticket attaches. */
-export type TunnelSide = "caller" | "provider";
+/** Which side of a pair a ticket attaches. */
+export type PairSide = "caller" | "provider";
 
 /** What a claimed ticket grants. */
 export interface TicketGrant {
+  /** The pair (one splice) it attaches to. */
   sid: string;
-  side: TunnelSide;
-  /** The endpoint whose side this is, and its user (the connection stays bound to them). */
+  side: PairSide;
+  /** The endpoint whose side this is. */
   endpoint: string;
-  user: string;
   /** The certificate serial of the control session that asked for it (for revocation). */
   serial: string;
 }
@@ -34,10 +34,7 @@ interface Entry extends ClaimedTicket {
 
 function randomTicket(): string {
   const bytes = crypto.getRandomValues(new Uint8Array(32));
-  return btoa(String.fromCharCode(...bytes)).replace(/\+/g, "-").replace(/\//g, "_").replace(
-    /=+$/,
-    "",
-  );
+  return [...bytes].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 /** The hub's live tickets. Single-threaded; every method is synchronous. */
@@ -49,7 +46,7 @@ export class Tickets {
     this.#lifetime = lifetimeMs;
   }
 
-  /** Mints a ticket for `side` of tunnel `sid`, owned by the session object `owner`. */
+  /** Mints a ticket for `side` of pair `sid`, owned by the session object `owner`. */
   mint(grant: TicketGrant, owner: object, now = Date.now()): string {
     if (this.#live.size > 10_000) this.#sweep(now);
     const ticket = randomTicket();
@@ -67,14 +64,19 @@ export class Tickets {
     return claimed;
   }
 
-  /** Voids every ticket of tunnel `sid` (the tunnel went another way, or failed). */
-  voidTunnel(sid: string): void {
+  /** Voids every ticket of pair `sid` (it failed or was refused). */
+  voidPair(sid: string): void {
     for (const [t, e] of this.#live) if (e.sid === sid) this.#live.delete(t);
   }
 
   /** Voids every ticket minted for `owner` (its session closed). */
   voidOwner(owner: object): void {
     for (const [t, e] of this.#live) if (e.owner === owner) this.#live.delete(t);
+  }
+
+  /** Voids every ticket minted for a session of a revoked certificate. */
+  voidSerials(revoked: Set<string>): void {
+    for (const [t, e] of this.#live) if (revoked.has(e.serial)) this.#live.delete(t);
   }
 
   /** Number of live tickets (for status). */

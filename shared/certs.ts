@@ -138,8 +138,12 @@ export async function createCaCertificate(
 export interface LeafRequest {
   commonName: string;
   publicKey: CryptoKey | x509.PublicKey;
-  role: "client" | "server";
-  /** Subject alternative names of a server certificate: DNS names and IP addresses. */
+  /**
+   * `client`: clientAuth only; `server`: serverAuth only (hubs); `peer`: both
+   * (users since protocol 2: endpoints are TLS servers to each other).
+   */
+  role: "client" | "server" | "peer";
+  /** Subject alternative names: DNS names and IP addresses. */
   altNames?: string[];
   days?: number;
   /** Lifetime in ms from `now`; overrides `days` (short-lived certificates, tests). */
@@ -148,7 +152,7 @@ export interface LeafRequest {
   serial?: Serial;
 }
 
-/** Signs a leaf certificate with the CA key; `CA:false` and exactly one extended key usage. */
+/** Signs a leaf certificate with the CA key; `CA:false` and the extended key usages of its role. */
 export async function issueLeafCertificate(
   ca: { certificate: x509.X509Certificate; privateKey: CryptoKey },
   req: LeafRequest,
@@ -158,7 +162,11 @@ export async function issueLeafCertificate(
     new x509.BasicConstraintsExtension(false, undefined, true),
     new x509.KeyUsagesExtension(x509.KeyUsageFlags.digitalSignature, true),
     new x509.ExtendedKeyUsageExtension(
-      [req.role === "client" ? x509.ExtendedKeyUsage.clientAuth : x509.ExtendedKeyUsage.serverAuth],
+      req.role === "client"
+        ? [x509.ExtendedKeyUsage.clientAuth]
+        : req.role === "server"
+        ? [x509.ExtendedKeyUsage.serverAuth]
+        : [x509.ExtendedKeyUsage.clientAuth, x509.ExtendedKeyUsage.serverAuth],
       false,
     ),
     await x509.AuthorityKeyIdentifierExtension.create(ca.certificate, false),
@@ -193,16 +201,29 @@ export function isIpAddress(text: string): boolean {
     (text.includes(":") && /^[0-9A-Fa-f:.]+$/.test(text));
 }
 
-/** The role a certificate was issued for, from basicConstraints and extended key usage. */
+/**
+ * The role a certificate was issued for, from basicConstraints and extended
+ * key usage: a user (`client`) carries clientAuth, alone or (since protocol
+ * 2, for end-to-end tunnels) with serverAuth; a hub (`server`) carries
+ * serverAuth alone. A hub certificate never carries clientAuth, and a user's
+ * only name is under `user.ztm.invalid`, which the CA never gives a hub.
+ */
 export function certificateRole(cert: x509.X509Certificate): CertificateRole {
   const bc = cert.getExtension(x509.BasicConstraintsExtension);
   if (bc?.ca) return "ca";
-  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
-  const usages = (eku?.usages ?? []).map(String);
-  if (usages.length !== 1) return "unknown";
-  if (usages[0] === x509.ExtendedKeyUsage.clientAuth) return "client";
-  if (usages[0] === x509.ExtendedKeyUsage.serverAuth) return "server";
+  const usages = extendedKeyUsagesOf(cert);
+  const client = x509.ExtendedKeyUsage.clientAuth as string;
+  const server = x509.ExtendedKeyUsage.serverAuth as string;
+  if (usages.length === 1 && usages[0] === client) return "client";
+  if (usages.length === 2 && usages.includes(client) && usages.includes(server)) return "client";
+  if (usages.length === 1 && usages[0] === server) return "server";
   return "unknown";
+}
+
+/** The extended key usage OIDs of a certificate (empty when it has none). */
+export function extendedKeyUsagesOf(cert: x509.X509Certificate): string[] {
+  const eku = cert.getExtension(x509.ExtendedKeyUsageExtension);
+  return Array.from(eku?.usages ?? [], String);
 }
 
 /** Subject alternative names of a certificate or CSR, as plain strings. */

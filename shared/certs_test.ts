@@ -192,7 +192,7 @@ Deno.test("leaf certificates are CA:false with exactly one extended key usage fo
   assert.match(refused.stdout + refused.stderr, /invalid CA certificate/);
 });
 
-Deno.test("certificateRole calls a certificate with both or no extended key usages unknown", async () => {
+Deno.test("certificateRole calls clientAuth with serverAuth a user, and no or other extended key usages unknown", async () => {
   const ca = await makeCa();
   const keys = await generateKeyPair();
   const make = (extensions: x509.Extension[]) =>
@@ -217,7 +217,15 @@ Deno.test("certificateRole calls a certificate with both or no extended key usag
   const codeSigning = await make([
     new x509.ExtendedKeyUsageExtension([x509.ExtendedKeyUsage.codeSigning]),
   ]);
-  assert.equal(certificateRole(both), "unknown");
+  // Users carry both since protocol 2 (endpoints are TLS servers to each other); hubs only serverAuth.
+  assert.equal(certificateRole(both), "client");
+  const serverAndSigning = await make([
+    new x509.ExtendedKeyUsageExtension([
+      x509.ExtendedKeyUsage.serverAuth,
+      x509.ExtendedKeyUsage.codeSigning,
+    ]),
+  ]);
+  assert.equal(certificateRole(serverAndSigning), "unknown");
   assert.equal(certificateRole(none), "unknown");
   assert.equal(certificateRole(codeSigning), "unknown");
 });

@@ -1,9 +1,11 @@
 /**
- * The wire contract between agents and hubs (protocol version 1).
+ * The wire contract between agents and hubs (protocol version 2; the data
+ * plane's half — data port, end-to-end TLS, pair framing — is in
+ * `peer_protocol.ts`, with the version history).
  *
  * Transport: HTTP/2 over mutual TLS (TLS 1.2+). The agent is always the
  * client; the hub never dials an endpoint. Every request carries
- * `ztm-protocol: 1`; a hub that speaks another version answers 400
+ * `ztm-protocol: 2`; a hub that speaks another version answers 400
  * `protocol_mismatch` naming both versions.
  *
  * Message flow
@@ -19,16 +21,15 @@
  *    endpoint; each user has a cap on sessions, endpoints and services.
  *    Later `services` lines replace the endpoint's published services.
  *
- * 2. Tunnel. Agent A opens `POST /api/endpoints/{B}/services/{proto}/{name}`
- *    and holds it open. The hub sends B `{type:"open", sid, service, from}`
- *    on B's control stream. B checks the service's access rule for `from.user`,
- *    connects to the service's target, and then opens
- *    `POST /api/sessions/{sid}`; or it answers `{type:"refuse", sid, status,
- *    code, message}`. Only then does the hub send response headers to A: 200
- *    and the two streams are piped both ways with backpressure, or the
- *    refusal's status and JSON error. So A learns of a refusal before any byte
- *    flows. Streams are closed with `end()` (END_STREAM), never reset, except
- *    on error: nghttp2 counts resets against a rapid-reset budget.
+ * 2. Tunnel pairing. Agent A sends `POST /api/endpoints/{B}/services/{proto}/{name}`.
+ *    The hub sends B `{type:"open", sid, service, from, ticket}` on B's
+ *    control stream. B pre-checks the service's access rule for the claimed
+ *    `from.user` and answers `{type:"accept", sid}` (then presents `ticket` on
+ *    the hub's data port) or `{type:"refuse", sid, status, code, message}`.
+ *    Only then does the hub answer A: 200 `{sid, ticket}` (A presents its
+ *    ticket on the data port; the hub splices the two connections, and A and
+ *    B run TLS end to end inside, see `peer_protocol.ts`), or the refusal's
+ *    status and JSON error. The hub never carries a tunnel's bytes here.
  *
  * 3. Management. Agent A asks endpoint B to change (or show) its services,
  *    port mappings or audit log with `POST /api/endpoints/{B}/manage`, whose
@@ -45,26 +46,15 @@
  *    control line); agents holding an older one fetch `GET /api/crl`,
  *    verify it against the mesh CA, and keep the newest they have verified.
  *
- * 5. Data port and data links. When the hub has a TLS data port
- *    (`welcome.hub.dataPort`), a caller may ask for a tunnel with
- *    `ztm-leg: tls`; the 200 then carries a one-time ticket
- *    (`ztm-ticket`), which it presents as the first line `ZTM1 <ticket>`
- *    of a TLS connection to the data port. `open` carries the provider's
- *    ticket likewise. Such a connection carries the tunnel as frames (a
- *    4-byte length, then bytes; length 0 ends a direction). After a clean
- *    end both ways it stays a data link, bound to the control session that
- *    minted its ticket, and carries the next tunnel on a JSON line
- *    ({@link LinkRequest} up, {@link LinkMessage} down): a caller's link
- *    sends `open` and gets `opened` or `error`; a provider's link is parked
- *    at the hub, which sends `incoming` and gets `accept` or `refuse`. A link
- *    dies with its session, its certificate, or any protocol error.
+ * 5. Data port. `welcome.hub.dataPort` is the hub's plain TCP data port
+ *    (see `peer_protocol.ts`); absent: the hub carries no tunnels.
  *
  * 6. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
  *    `GET /api/services?offset&limit&q`, `GET /api/status`, and
  *    `GET /api/crl` (the CA-signed CRL, which agents verify themselves).
  *
  * An agent checks every line a hub sends against these types
- * ({@link checkHubMessage}, {@link checkLinkMessage}) before using any field,
+ * ({@link checkHubMessage}) before using any field,
  * and refuses (and counts) a line that does not match; a `welcome` comes once
  * per control stream, and only an `error` may come before it.
  *
@@ -74,13 +64,10 @@
 
 import { BadRequest, ZtmError } from "./errors.ts";
 import type { SignedRequest } from "./signed_request.ts";
+import { TICKET_PATTERN } from "./peer_protocol.ts";
 
 /** Protocol version spoken by this build. */
-export const PROTOCOL_VERSION = 1;
-/** Request header of a tunnel whose caller brings a warm TLS data connection (`tls`). */
-export const LEG_HEADER = "ztm-leg";
-/** Response header carrying the caller's data-port ticket. */
-export const TICKET_HEADER = "ztm-ticket";
+export const PROTOCOL_VERSION = 2;
 
 /** Header carrying the protocol version on every request. */
 export const PROTOCOL_HEADER = "ztm-protocol";
@@ -97,7 +84,7 @@ export const MAX_CONTROL_LINE_BYTES = 256 * 1024;
 export const MANAGE_TIMEOUT_MS = 15_000;
 /** Largest management request body the hub accepts. */
 export const MAX_MANAGE_BYTES = 128 * 1024;
-/** How long the hub waits for a provider to accept or refuse a tunnel. */
+/** How long the hub waits for a provider to accept or refuse a pair. */
 export const OPEN_TIMEOUT_MS = 10_000;
 
 /** Hub routes. */
@@ -107,7 +94,6 @@ export const HUB_PATHS = {
     `/api/endpoints/${encodeURIComponent(endpointId)}/services/${proto}/${
       encodeURIComponent(name)
     }`,
-  session: (sid: string) => `/api/sessions/${encodeURIComponent(sid)}`,
   manage: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}/manage`,
   endpoints: "/api/endpoints",
   endpoint: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}`,
@@ -175,6 +161,7 @@ export type AgentMessage =
     seed: string;
   }
   | { type: "services"; services: PublishedService[] }
+  | { type: "accept"; sid: string }
   | { type: "refuse"; sid: string; status: number; code: string; message: string }
   | { type: "managed"; rid: string; status: number; body: string };
 
@@ -183,7 +170,7 @@ export type HubMessage =
   | {
     type: "welcome";
     endpoint: EndpointRecord;
-    /** `dataPort`: the hub's native TLS data port, if it has one. */
+    /** `dataPort`: the hub's plain TCP data port, if it has one. */
     hub: { version: string; dataPort?: number };
   }
   | {
@@ -191,29 +178,12 @@ export type HubMessage =
     sid: string;
     service: { proto: ServiceProto; name: string };
     from: TunnelCaller;
-    /** Ticket for attaching the provider's leg on the data port instead of `POST /api/sessions/{sid}`. */
-    ticket?: string;
+    /** The provider's one-time ticket for the data port (`ZTM2 <ticket>`). */
+    ticket: string;
   }
   | { type: "manage"; rid: string; request: SignedRequest; from: TunnelCaller }
   | { type: "crl"; number: number }
   | { type: "error"; code: string; message: string };
-
-/** What an agent writes on an idle data link (see `data_link.ts`). */
-export type LinkRequest =
-  | { type: "open"; endpoint: string; proto: ServiceProto; name: string }
-  | { type: "accept"; sid: string }
-  | { type: "refuse"; sid: string; status: number; code: string; message: string };
-
-/** What the hub writes on an idle data link. */
-export type LinkMessage =
-  | { type: "opened" }
-  | { type: "error"; status: number; code: string; message: string }
-  | {
-    type: "incoming";
-    sid: string;
-    service: { proto: ServiceProto; name: string };
-    from: TunnelCaller;
-  };
 
 /**
  * Endpoint ids: `ep-` and 32 lower-case hex digits, derived from the
@@ -357,13 +327,6 @@ function idField(v: unknown, where: string, name: string): string {
   return s;
 }
 
-function statusField(v: unknown, where: string): number {
-  if (typeof v !== "number" || !Number.isInteger(v) || v < 100 || v > 599) {
-    throw field(where, "status");
-  }
-  return v;
-}
-
 function checkCaller(v: unknown, where: string): TunnelCaller {
   const o = objectField(v, where, "from");
   return {
@@ -403,15 +366,15 @@ export function checkHubMessage(value: { type: string } & Record<string, unknown
       };
     }
     case "open": {
-      const ticket = value.ticket === undefined
-        ? undefined
-        : idField(value.ticket, where, "ticket");
+      if (typeof value.ticket !== "string" || !TICKET_PATTERN.test(value.ticket)) {
+        throw field(where, "ticket");
+      }
       return {
         type: "open",
         sid: idField(value.sid, where, "sid"),
         service: checkServiceRef(value.service, where),
         from: checkCaller(value.from, where),
-        ...(ticket === undefined ? {} : { ticket }),
+        ticket: value.ticket,
       };
     }
     case "manage":
@@ -437,30 +400,5 @@ export function checkHubMessage(value: { type: string } & Record<string, unknown
       };
     default:
       throw new BadRequest("unknown_message", "Hub message of an unknown type");
-  }
-}
-
-/** Checks a parsed line a hub wrote on a data link against {@link LinkMessage}; throws `BadRequest`. */
-export function checkLinkMessage(value: { type: string } & Record<string, unknown>): LinkMessage {
-  const where = `Data link message "${value.type.slice(0, 32)}"`;
-  switch (value.type) {
-    case "opened":
-      return { type: "opened" };
-    case "error":
-      return {
-        type: "error",
-        status: statusField(value.status, where),
-        code: stringField(value.code, where, "code"),
-        message: stringField(value.message, where, "message", 4096),
-      };
-    case "incoming":
-      return {
-        type: "incoming",
-        sid: idField(value.sid, where, "sid"),
-        service: checkServiceRef(value.service, where),
-        from: checkCaller(value.from, where),
-      };
-    default:
-      throw new BadRequest("unknown_message", "Data link message of an unknown type");
   }
 }

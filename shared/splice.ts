@@ -1,19 +1,17 @@
 /**
  * The data plane's one primitive: a `Leg` is one side of a relayed byte
- * stream (a native Deno TCP or TLS connection, or a Node stream such as an
- * HTTP/2 tunnel stream), and `splice` copies two legs into each other.
+ * stream (a native Deno TCP or TLS connection, or one tunnel's frames on a
+ * pair connection), and `splice` copies two legs into each other.
  *
  * Backpressure is plain: each direction reads one chunk and awaits its write
  * before reading the next, so no leg ever holds more than one chunk in
- * flight. A clean end is passed on as a half-close (FIN, TLS close_notify,
- * END_STREAM), so a side that shuts its write half can still be answered. An
- * error on either side tears down both, and only then is an HTTP/2 stream
- * reset (nghttp2 counts resets against a rapid-reset budget).
+ * flight. A clean end is passed on as a half-close (FIN, or an end frame),
+ * so a side that shuts its write half can still be answered. An error on
+ * either side tears down both.
  *
  * Native connections are read into a 256 KiB buffer: a Deno read/write loop
  * moves bytes about 1.5x faster than `pipeTo` or Node's `pipe` here.
  */
-import type { Duplex } from "node:stream";
 
 /** One side of a relayed byte stream. */
 export interface Leg {
@@ -69,83 +67,6 @@ export function connLeg(conn: Deno.Conn): Leg {
     },
     abort: shut,
     close: shut,
-  };
-}
-
-/**
- * A leg over a Node duplex stream (an HTTP/2 stream or a `net.Socket`).
- * `abort` calls `onAbort` (for example an HTTP/2 stream's `close(CANCEL)`),
- * else `destroy()`.
- */
-export function streamLeg(stream: Duplex, onAbort?: () => void): Leg {
-  const queue: Uint8Array[] = [];
-  let ended = false;
-  let failed: Error | undefined;
-  let wake: (() => void) | undefined;
-  const notify = () => {
-    const w = wake;
-    wake = undefined;
-    w?.();
-  };
-  stream.on("data", (chunk: Uint8Array) => {
-    queue.push(chunk);
-    stream.pause(); // one chunk in hand at a time: read() resumes
-    notify();
-  });
-  stream.on("end", () => {
-    ended = true;
-    notify();
-  });
-  stream.on("error", (err: Error) => {
-    failed ??= err;
-    notify();
-  });
-  stream.on("close", () => {
-    if (!ended) failed ??= new Error("stream closed before its end");
-    notify();
-  });
-  let aborted = false;
-  return {
-    async read() {
-      while (true) {
-        const chunk = queue.shift();
-        if (chunk) return chunk;
-        if (ended) return null;
-        if (failed) throw failed;
-        stream.resume();
-        await new Promise<void>((resolve) => (wake = resolve));
-      }
-    },
-    async write(chunk) {
-      if (failed) throw failed;
-      // Node keeps a reference to what it queues, and a conn leg reuses its read buffer: copy.
-      if (stream.write(chunk.slice())) return;
-      await new Promise<void>((resolve, reject) => {
-        const done = () => {
-          stream.off("drain", done);
-          stream.off("close", done);
-          if (failed || stream.destroyed) {
-            reject(failed ?? new Error("stream closed while writing"));
-          } else resolve();
-        };
-        stream.on("drain", done);
-        stream.on("close", done);
-      });
-    },
-    closeWrite() {
-      if (!stream.writableEnded) stream.end();
-      return Promise.resolve();
-    },
-    abort() {
-      if (aborted) return;
-      aborted = true;
-      if (onAbort) onAbort();
-      else stream.destroy();
-    },
-    close() {
-      // Both directions ended; a stream whose end travelled in-band (framed) is ended here.
-      if (!stream.writableEnded) stream.end();
-    },
   };
 }
 
@@ -274,40 +195,4 @@ export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
       base.close();
     },
   };
-}
-
-/**
- * Follows a stream of frames without copying it, to find where its end
- * frame is. The hub uses it to relay two framed connections byte for byte
- * and still know when a tunnel is over.
- */
-export class FrameScanner {
-  #left = 0;
-  #headerBytes = 0;
-  #len = 0;
-
-  /**
-   * Feeds the next chunk; returns the offset just past the end frame when it
-   * is in `chunk`, else -1. Throws on a frame over `MAX_FRAME_BYTES`.
-   */
-  feed(chunk: Uint8Array): number {
-    let i = 0;
-    while (i < chunk.byteLength) {
-      if (this.#left > 0) {
-        const n = Math.min(this.#left, chunk.byteLength - i);
-        i += n;
-        this.#left -= n;
-        continue;
-      }
-      this.#len = this.#len * 256 + chunk[i++];
-      if (++this.#headerBytes < 4) continue;
-      const len = this.#len;
-      this.#headerBytes = 0;
-      this.#len = 0;
-      if (len === 0) return i;
-      if (len > MAX_FRAME_BYTES) throw new Error(`frame of ${len} bytes is over the limit`);
-      this.#left = len;
-    }
-    return -1;
-  }
 }

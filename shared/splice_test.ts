@@ -1,5 +1,5 @@
 import { assertEquals } from "../tests/assert.ts";
-import { framedLeg, FrameScanner, type Leg, MAX_FRAME_BYTES } from "./splice.ts";
+import { framedLeg, type Leg } from "./splice.ts";
 
 /** A leg that hands out `chunks` through one reused buffer, as a native connection does. */
 function reusingLeg(chunks: Uint8Array[]): Leg & { written: Uint8Array[] } {
@@ -59,32 +59,6 @@ Deno.test("framed legs read frames split anywhere, through a reused buffer", asy
     assertEquals(rest, expected, `rest, cuts ${cuts}`);
     assertEquals(await leg.read(), null);
   }
-});
-
-Deno.test("a frame scanner finds the end frame wherever the chunks are cut", () => {
-  for (const cuts of CUTS) {
-    const scanner = new FrameScanner();
-    let at = 0;
-    let end = -1;
-    for (const part of partsOf(cuts)) {
-      const found = scanner.feed(part);
-      if (found >= 0) {
-        end = at + found;
-        break;
-      }
-      at += part.byteLength;
-    }
-    assertEquals(end, END_AT, `cuts ${cuts}`);
-  }
-  const big = new Uint8Array(4);
-  new DataView(big.buffer).setUint32(0, MAX_FRAME_BYTES + 1);
-  let threw = false;
-  try {
-    new FrameScanner().feed(big);
-  } catch {
-    threw = true;
-  }
-  assertEquals(threw, true, "an oversized frame is refused");
 });
 
 Deno.test("framed legs write a length before each chunk and an empty frame at the end", async () => {

@@ -3,6 +3,7 @@
  * `openssl req`, the CSRs the CA must refuse, and the token-guarded hub route.
  */
 import assert from "node:assert/strict";
+import { peerName } from "@ztm/shared/peer_protocol";
 import { Harness } from "./harness.ts";
 import {
   assertError,
@@ -38,7 +39,12 @@ Deno.test("CA signs a P-256 CSR made by openssl req and the certificate carries 
   assert.equal(await publicKeyOfCertificate(reply.text), await publicKeyOfKeyFile(keyPath));
   const text = await certificateText(reply.text);
   assert.match(text, /Subject: CN = alice\n/);
-  assert.deepEqual(extendedKeyUsages(text), ["TLS Web Client Authentication"]);
+  // Endpoints are TLS servers to each other (end-to-end tunnels), under their peer name only.
+  assert.deepEqual(extendedKeyUsages(text), [
+    "TLS Web Client Authentication",
+    "TLS Web Server Authentication",
+  ]);
+  assert.match(text, new RegExp(`DNS:${peerName("alice").replaceAll(".", "\\.")}\n`));
 
   const stored = await call(`${ca.url}/api/certificates/alice`);
   assert.equal(stored.status, 200);
@@ -187,14 +193,20 @@ Deno.test("hub certificate route refuses a CSR naming a bad host", async () => {
   assert.deepEqual(await listCertificates(ca.url), []);
 });
 
-Deno.test("user certificates are clientAuth only with CA:FALSE and only the CA certificate has CA:TRUE", async () => {
+Deno.test("user certificates are client and peer-name server certificates with CA:FALSE; only the CA certificate has CA:TRUE", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
 
   const key = await call(`${ca.url}/api/certificates/root`, { method: "POST" });
   assert.equal(key.status, 201, key.text);
   const user = await certificateText((await call(`${ca.url}/api/certificates/root`)).text);
-  assert.deepEqual(extendedKeyUsages(user), ["TLS Web Client Authentication"]);
+  assert.deepEqual(extendedKeyUsages(user), [
+    "TLS Web Client Authentication",
+    "TLS Web Server Authentication",
+  ]);
+  // The only name is the peer name under `.invalid`: no host name a hub or a public site uses.
+  const sans = /X509v3 Subject Alternative Name:\s*\n\s*(.*)\n/.exec(user)?.[1];
+  assert.equal(sans, `DNS:${peerName("root")}`);
   assert.match(user, /X509v3 Basic Constraints: critical\n\s*CA:FALSE/);
   assert.doesNotMatch(user, /CA:TRUE/);
 

@@ -1,13 +1,21 @@
 /**
- * The data port spoken by hand (tests of tickets and data links): a mesh with
+ * The data port spoken by hand (tests of tickets and pairs): a mesh with
  * bob's real agent offering `tcp/echo` to alice, alice as a hand-built hub
- * client, and the frame helpers an agent's data connection uses.
+ * client and end-to-end caller, and the frame helpers a pair connection uses.
  */
 import assert from "node:assert/strict";
-import { HUB_PATHS, LEG_HEADER, TICKET_HEADER } from "@ztm/shared/protocol";
+import { HUB_PATHS } from "@ztm/shared/protocol";
+import {
+  encodePreamble,
+  type PeerAnswer,
+  peerName,
+  TICKET_PATTERN,
+} from "@ztm/shared/peer_protocol";
+import { checkHello, Signer } from "../agent/peer/identity.ts";
+import { PairLink } from "../agent/peer/pair_link.ts";
 import { errText } from "@ztm/shared/log";
 import { withDeadline } from "./ca_helpers.ts";
-import { type ApiBody, eventually, Harness, issueUser } from "./harness.ts";
+import { type ApiBody, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
 import { HubClient, userTls } from "./hub_client.ts";
 import {
   addPortMapping,
@@ -34,6 +42,7 @@ export interface DataFixture extends AsyncDisposable {
   bob: MeshAgent;
   /** Alice's session, with her endpoint registered over a control stream. */
   alice: HubClient;
+  aliceFiles: UserFiles;
   caPem: string;
   dataPort: number;
 }
@@ -74,6 +83,7 @@ export async function startDataFixture(
     mesh,
     bob,
     alice,
+    aliceFiles: files,
     caPem: files.ca,
     dataPort,
     [Symbol.asyncDispose]: () => alice.close(),
@@ -87,43 +97,33 @@ export async function hubStatus(client: HubClient): Promise<ApiBody> {
   return JSON.parse(reply.text);
 }
 
+/** What the hub answers a pair request: the pair id and the caller's ticket. */
+export interface Granted {
+  sid: string;
+  ticket: string;
+}
+
 /**
- * Asks for a tunnel to bob's echo with `ztm-leg: tls` and returns the hub's
- * caller ticket, once the echo server has counted bob's connection to it (the
- * provider connects to the target before it attaches, and the caller gets its
- * ticket only after that).
+ * Asks the hub for a pair to bob's echo over `client`'s session and returns
+ * the caller's ticket (the provider pre-checked and accepted; it dials the
+ * target only on an `open` inside the end-to-end TLS).
  */
-export async function askTicket(
-  f: DataFixture,
-  echo: EchoServer,
-  client = f.alice,
-): Promise<string> {
-  const before = echo.accepted;
-  const opened = await client.openStream(
-    HUB_PATHS.tunnel(f.bob.endpointId, "tcp", SERVICE),
-    undefined,
-    undefined,
-    { [LEG_HEADER]: "tls" },
-  );
-  assert.equal(opened.status, 200, opened.text || opened.refused);
-  opened.stream.on("error", () => {});
-  opened.stream.resume();
-  opened.stream.end();
-  const ticket = opened.headers?.[TICKET_HEADER];
-  assert.ok(typeof ticket === "string" && ticket.length > 0, `no ${TICKET_HEADER} header`);
-  await eventually(() => echo.accepted === before + 1, 10_000, "bob's connection to the target");
-  return ticket;
+export async function askTicket(f: DataFixture, client = f.alice): Promise<Granted> {
+  const reply = await client.request("POST", HUB_PATHS.tunnel(f.bob.endpointId, "tcp", SERVICE));
+  assert.equal(reply.status, 200, reply.text || reply.refused);
+  const granted = JSON.parse(reply.text);
+  assert.match(granted.ticket, TICKET_PATTERN);
+  return granted;
 }
 
-/** `ZTM1 <ticket>\n`, the first line of a data connection. */
+/** `ZTM2 <ticket>\n`, the preamble of a data connection. */
 export function hello(ticket: string): Uint8Array {
-  return encoder.encode(`ZTM1 ${ticket}\n`);
+  return encodePreamble(ticket);
 }
 
-/** A string shaped like a real ticket: 256 random bits, base64url without padding. */
+/** A string shaped like a real ticket: 256 random bits in hex. */
 export function randomTicket(): string {
-  return btoa(String.fromCharCode(...randomBytes(32))).replace(/\+/g, "-").replace(/\//g, "_")
-    .replace(/=+$/, "");
+  return [...randomBytes(32)].map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
 export function concat(...parts: Uint8Array[]): Uint8Array {
@@ -147,13 +147,15 @@ export function closeQuietly(conn: Deno.Conn): void {
   } catch { /* already closed */ }
 }
 
-/** A TLS connection to the data port, trusting the mesh CA, as an agent dials it. */
-export function dialData(f: DataFixture): Promise<Deno.TlsConn> {
-  return Deno.connectTls({ hostname: "localhost", port: f.dataPort, caCerts: [f.caPem] });
+/** A plain TCP connection to the data port, as an agent dials it. */
+export async function dialData(f: DataFixture): Promise<Deno.TcpConn> {
+  const conn = await Deno.connect({ hostname: "127.0.0.1", port: f.dataPort });
+  conn.setNoDelay(true);
+  return conn;
 }
 
-/** Dials the data port and presents `ticket`; the connection is then the tunnel's caller leg. */
-export async function presentTicket(f: DataFixture, ticket: string): Promise<Deno.TlsConn> {
+/** Dials the data port and presents `ticket`; the connection is then spliced to its pair. */
+export async function presentTicket(f: DataFixture, ticket: string): Promise<Deno.TcpConn> {
   const conn = await dialData(f);
   try {
     await writeAll(conn, hello(ticket));
@@ -162,6 +164,57 @@ export async function presentTicket(f: DataFixture, ticket: string): Promise<Den
     throw err;
   }
   return conn;
+}
+
+/** Alice's signer for hand-built pairs (her certificate, endpoint `alice-hand`). */
+export function aliceSigner(f: DataFixture): Signer {
+  return new Signer({
+    caPem: f.caPem,
+    certPem: f.aliceFiles.certificate,
+    keyPem: f.aliceFiles.privateKey,
+    user: "alice",
+    endpoint: "alice-hand",
+  });
+}
+
+/**
+ * A hand-built caller: presents the ticket, runs TLS end to end to bob
+ * (checking his name under the mesh CA), sends the signer's hello and `open`,
+ * and checks bob's hello. Resolves with the TLS connection, ready for frames.
+ */
+export async function openE2e(
+  f: DataFixture,
+  granted: Granted,
+  signer = aliceSigner(f),
+): Promise<Deno.TlsConn> {
+  const tcp = await presentTicket(f, granted.ticket);
+  const serverName = peerName("bob");
+  const tls = await Deno.startTls(tcp, { hostname: serverName, caCerts: [f.caPem] });
+  try {
+    const link = new PairLink(tls);
+    await link.writeMessages(
+      await signer.hello(signer.name, signer.own.endpoint, serverName, granted.sid),
+      { type: "open", proto: "tcp", name: SERVICE },
+    );
+    const first = await withDeadline(link.readMessage<PeerAnswer>(), IO_TIMEOUT_MS, "bob's hello");
+    if (first?.type === "error") throw new Error(`${first.code}: ${first.message}`);
+    await checkHello(first, {
+      caPem: f.caPem,
+      revoked: new Set(),
+      role: "provider",
+      user: "bob",
+      serverName,
+      callerName: signer.name,
+      callerEndpoint: signer.own.endpoint,
+      sid: granted.sid,
+    });
+    const opened = await withDeadline(link.readMessage<PeerAnswer>(), IO_TIMEOUT_MS, "opened");
+    assert.equal(opened?.type, "opened", JSON.stringify(opened));
+    return tls;
+  } catch (err) {
+    closeQuietly(tls);
+    throw err;
+  }
 }
 
 /** `data` as one frame of the data connection: a 4-byte big-endian length, then the bytes. */
@@ -232,8 +285,8 @@ export async function readToEnd(conn: Deno.Conn): Promise<{ bytes: number; error
 }
 
 /**
- * Sends `first` on a fresh TLS connection to the data port and asserts the
- * hub closes it without sending a byte back (a refused ticket).
+ * Sends `first` on a fresh connection to the data port and asserts the hub
+ * closes it without sending a byte back (a refused ticket).
  */
 export async function assertRefused(
   f: DataFixture,

@@ -29,14 +29,21 @@ import {
 import { withDeadline } from "./ca_helpers.ts";
 import { meshCaOf, newCa, newLeaf } from "./test_pki.ts";
 import { curlHub } from "./tls_clients.ts";
+import { exchangeConn, finish, hubStatus } from "./data_fixture.ts";
+import { openE2eTunnel } from "./e2e_caller.ts";
+import { PROTOCOL_VERSION } from "@ztm/shared/protocol";
 import {
   equalBytes,
-  exchange,
   freePort,
   openConnection,
   randomBytes,
   startEchoServer,
 } from "./net_helpers.ts";
+
+/** The hub's data port, as its status names it. */
+async function dataPortOf(client: HubClient): Promise<number> {
+  return (await hubStatus(client)).dataPort;
+}
 
 /** `GET /api/status` on a fresh session with `tls`; closes the session. */
 async function statusWith(port: number, tls: ClientTls, protocol?: string) {
@@ -113,7 +120,7 @@ Deno.test("hub refuses certificates from another CA, expired, hub-role or missin
   // Positive control through the same two clients.
   const ok = await statusWith(hub.port, userTls(alice));
   assert.equal(ok.status, 200, ok.text);
-  assert.equal(JSON.parse(ok.text).protocol, 1);
+  assert.equal(JSON.parse(ok.text).protocol, PROTOCOL_VERSION);
   const curlOk = await curlHub(dir, hub.port, userTls(alice));
   assert.equal(curlOk.httpCode, 200, curlOk.stderr);
   assert.equal(curlOk.code, 0);
@@ -204,13 +211,18 @@ Deno.test("the provider decides access: a member not listed gets 403 and never r
 
   // Positive control: once bob lists alice, the same client gets through and bytes echo.
   await addService(bob, "echo", target.port, ["alice"]);
-  const allowed = await client.openTunnel(bob.endpointId, "echo");
-  assert.equal(allowed.status, 200, allowed.text);
-  allowed.stream.on("error", () => {});
+  const allowed = await openE2eTunnel({
+    client,
+    files: m.agents.alice.files,
+    endpoint: "alice-by-hand",
+    target: bob.endpointId,
+    targetUser: "bob",
+    service: "echo",
+  }, await dataPortOf(client));
   const data = randomBytes(32 * 1024);
-  assert.ok(equalBytes(await exchange(allowed.stream, data), data));
+  assert.ok(equalBytes(await exchangeConn(allowed, data), data));
   assert.equal(target.accepted, 1);
-  allowed.stream.end();
+  await finish(allowed);
 });
 
 Deno.test("hub closes live sessions of a revoked certificate and keeps it out", async () => {
@@ -287,12 +299,17 @@ Deno.test("hub closes live sessions of a revoked certificate and keeps it out", 
   const root = await issueUser(m.ca.url, "root");
   await using rootClient = HubClient.connect(m.hub.port, userTls(root));
   assert.equal((await rootClient.openControl("root-by-hand", "root-hand")).status, 200);
-  const tunnel = await rootClient.openTunnel(bob.endpointId, "echo");
-  assert.equal(tunnel.status, 200, tunnel.text);
-  tunnel.stream.on("error", () => {});
+  const tunnel = await openE2eTunnel({
+    client: rootClient,
+    files: root,
+    endpoint: "root-by-hand",
+    target: bob.endpointId,
+    targetUser: "bob",
+    service: "echo",
+  }, await dataPortOf(rootClient));
   const data = randomBytes(16 * 1024);
-  assert.ok(equalBytes(await exchange(tunnel.stream, data), data));
-  tunnel.stream.end();
+  assert.ok(equalBytes(await exchangeConn(tunnel, data), data));
+  await finish(tunnel);
   const endpoints = await api(bob.url, "GET", `/api/meshes/${MESH}/endpoints`);
   assert.equal(endpoints.status, 200);
 });

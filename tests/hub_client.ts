@@ -88,7 +88,7 @@ export class HubClient implements AsyncDisposable {
   }
 
   /**
-   * Sends one request with `ztm-protocol: 1` (or `protocol`) and reads the
+   * Sends one request with `ztm-protocol: 2` (or `protocol`) and reads the
    * whole answer. Resolves `{ status: undefined, refused }` when the stream
    * closes without response headers; rejects only after `timeoutMs`.
    */

@@ -26,12 +26,19 @@ const caller = { endpoint: "e-1", user: "alice" };
 /** Well-formed control lines of every kind a hub sends. */
 export function controlBases(service: string): Json[] {
   return [
-    { type: "open", sid: "s-1", service: { proto: "tcp", name: "nosuch" }, from: caller },
+    {
+      type: "open",
+      sid: "s-1",
+      service: { proto: "tcp", name: "nosuch" },
+      from: caller,
+      ticket: "1".repeat(64),
+    },
     {
       type: "open",
       sid: "s-2",
       service: { proto: "tcp", name: service },
       from: { endpoint: "e-1", user: "nobody" },
+      ticket: "2".repeat(64),
     },
     {
       type: "manage",
@@ -52,15 +59,6 @@ export function controlBases(service: string): Json[] {
     { type: "crl", pem: "-----BEGIN X509 CRL-----\nAAAA\n-----END X509 CRL-----\n" },
     { type: "error", code: "oops", message: "Something" },
     { type: "welcome", endpoint: { id: "x" }, hub: { version: "1", dataPort: 1 } },
-  ];
-}
-
-/** Well-formed lines a hub writes on a parked data link. */
-export function linkBases(service: string): Json[] {
-  return [
-    { type: "incoming", sid: "s-9", service: { proto: "tcp", name: service }, from: caller },
-    { type: "opened" },
-    { type: "error", status: 503, code: "x", message: "y" },
   ];
 }
 

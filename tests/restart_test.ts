@@ -9,6 +9,8 @@
 import assert from "node:assert/strict";
 import { api, eventually, Harness, issueUser } from "./harness.ts";
 import { type ClientTls, HubClient, userTls } from "./hub_client.ts";
+import { exchangeConn, finish, hubStatus } from "./data_fixture.ts";
+import { openE2eTunnel } from "./e2e_caller.ts";
 import {
   addPortMapping,
   addService,
@@ -24,7 +26,6 @@ import {
 import {
   echoRoundTrip,
   equalBytes,
-  exchange,
   freePort,
   randomBytes,
   startEchoServer,
@@ -212,16 +213,19 @@ Deno.test("hub still answers after a session that carried hundreds of streams is
   // gracefully, then the session is torn down without a goodbye.
   const tunnels = HubClient.connect(m.hub.port, userTls(alice.files));
   assert.equal((await tunnels.openControl("alice-many-streams", "many")).status, 200);
+  const dataPort = (await hubStatus(tunnels)).dataPort;
   await inBatches(STREAMS, 20, async () => {
-    const t = await tunnels.openTunnel(bob.endpointId, "echo");
-    assert.equal(t.status, 200, t.text ?? t.refused);
-    t.stream.on("error", () => {});
+    const t = await openE2eTunnel({
+      client: tunnels,
+      files: alice.files,
+      endpoint: "alice-many-streams",
+      target: bob.endpointId,
+      targetUser: "bob",
+      service: "echo",
+    }, dataPort);
     const data = randomBytes(1024);
-    assert.ok(equalBytes(await exchange(t.stream, data), data));
-    const closed = new Promise((r) => t.stream.once("close", r));
-    t.stream.end();
-    t.stream.resume();
-    await closed;
+    assert.ok(equalBytes(await exchangeConn(t, data), data));
+    await finish(t);
   });
   tunnels.session.destroy();
 

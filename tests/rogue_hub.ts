@@ -2,10 +2,11 @@
  * A hand-built rogue hub for tests: it holds a real hub certificate of its
  * own mesh CA (made with `test_pki.ts`), so an agent that joins that mesh
  * accepts it, and then it says whatever the test wants — on the control
- * stream, on data links, and in answers to the agent's requests. It speaks
+ * stream, on its data port, and in answers to the agent's requests. It speaks
  * just enough of `shared/protocol.ts` to get there: `GET /api/crl` (503: no
  * CRL yet), the control stream (it answers `hello` with `welcome`), and a TLS
- * data port that reads a ticket line; every other request goes to `onRequest`.
+ * plain TCP data port that reads a `ZTM2 <ticket>` preamble (`peer_protocol.ts`);
+ * every other request goes to `onRequest`.
  *
  * @example
  * ```ts
@@ -19,6 +20,7 @@ import http2, {
   type IncomingHttpHeaders,
   type ServerHttp2Stream,
 } from "node:http2";
+import { parsePreamble, peerName, PREAMBLE_BYTES } from "@ztm/shared/peer_protocol";
 import { HUB_PATHS } from "@ztm/shared/protocol";
 import { newCa, newLeaf, type TestCa } from "./test_pki.ts";
 
@@ -38,12 +40,10 @@ export interface RogueControl {
   ): Promise<Record<string, unknown>>;
 }
 
-/** A data connection the agent opened to the rogue data port, after its ticket line. */
+/** A data connection the agent opened to the rogue data port, after its preamble. */
 export interface RogueDataConn {
-  conn: Deno.TlsConn;
+  conn: Deno.TcpConn;
   ticket: string;
-  /** Bytes read after the ticket line. */
-  rest: Uint8Array;
 }
 
 /** Answers any request the rogue hub does not handle itself. */
@@ -65,14 +65,14 @@ export class RogueHub implements AsyncDisposable {
     stream.respond({ ":status": 404, "content-type": "application/json" });
     stream.end(JSON.stringify({ error: { code: "not_found", message: "Not here" } }));
   };
-  /** Data connections, each once its ticket line arrived. */
+  /** Data connections, each once its preamble arrived. */
   onData: (conn: RogueDataConn) => void = ({ conn }) => conn.close();
   #server: Http2SecureServer;
-  #data: Deno.TlsListener;
+  #data: Deno.TcpListener;
   #controls: RogueControl[] = [];
   #controlWaiters: ((c: RogueControl) => void)[] = [];
 
-  private constructor(ca: TestCa, server: Http2SecureServer, port: number, data: Deno.TlsListener) {
+  private constructor(ca: TestCa, server: Http2SecureServer, port: number, data: Deno.TcpListener) {
     this.ca = ca;
     this.#server = server;
     this.port = port;
@@ -102,12 +102,7 @@ export class RogueHub implements AsyncDisposable {
     const port = await new Promise<number>((resolve) => {
       server.listen(0, "127.0.0.1", () => resolve((server.address() as { port: number }).port));
     });
-    const data = Deno.listenTls({
-      hostname: "127.0.0.1",
-      port: 0,
-      cert: leaf.certificate,
-      key: leaf.privateKey,
-    });
+    const data = Deno.listen({ hostname: "127.0.0.1", port: 0 });
     return new RogueHub(ca, server, port, data);
   }
 
@@ -116,9 +111,9 @@ export class RogueHub implements AsyncDisposable {
     return `127.0.0.1:${this.port}`;
   }
 
-  /** A user certificate of this hub's CA, for an agent to join with. */
+  /** A user certificate of this hub's CA (able to call and provide), for an agent to join with. */
   user(name: string): Promise<{ certificate: string; privateKey: string }> {
-    return newLeaf(this.ca, { name, role: "client" });
+    return newLeaf(this.ca, { name, role: "peer", altNames: [peerName(name)] });
   }
 
   /** Resolves with the next control stream an agent opens (after its hello was welcomed). */
@@ -227,14 +222,14 @@ export class RogueHub implements AsyncDisposable {
 
   async #acceptData(): Promise<void> {
     while (true) {
-      let conn: Deno.TlsConn;
+      let conn: Deno.TcpConn;
       try {
         conn = await this.#data.accept();
       } catch {
         return; // closed
       }
-      this.#ticketLine(conn).then((got) => {
-        if (got) this.onData(got);
+      readPreamble(conn).then((ticket) => {
+        if (ticket) this.onData({ conn, ticket });
         else conn.close();
       }, () => {
         try {
@@ -243,24 +238,18 @@ export class RogueHub implements AsyncDisposable {
       });
     }
   }
+}
 
-  /** Reads `ZTM1 <ticket>\n`; undefined when the agent closes first (an unused warm connection). */
-  async #ticketLine(conn: Deno.TlsConn): Promise<RogueDataConn | undefined> {
-    let buf: Uint8Array = new Uint8Array(0);
-    const chunk = new Uint8Array(4096);
-    while (true) {
-      const nl = buf.indexOf(10);
-      if (nl >= 0) {
-        const line = new TextDecoder().decode(buf.subarray(0, nl));
-        if (!line.startsWith("ZTM1 ")) return undefined;
-        return { conn, ticket: line.slice(5), rest: buf.slice(nl + 1) };
-      }
-      const n = await conn.read(chunk);
-      if (n === null) return undefined;
-      buf = concat([buf, chunk.subarray(0, n)]);
-      if (buf.byteLength > 4096) return undefined;
-    }
+/** Reads the `ZTM2 <ticket>\n` preamble; undefined when it is anything else or the agent closes first. */
+async function readPreamble(conn: Deno.Conn): Promise<string | undefined> {
+  const buf = new Uint8Array(PREAMBLE_BYTES);
+  let got = 0;
+  while (got < buf.byteLength) {
+    const n = await conn.read(buf.subarray(got));
+    if (n === null) return undefined;
+    got += n;
   }
+  return parsePreamble(buf);
 }
 
 /** Reads from `conn` until `want` bytes have arrived past `have` (or the connection ends). */

@@ -7,8 +7,9 @@
  * yet valid, the CA's own, a hub's, revoked, or one whose key does not match —
  * gets no answer, and the same clients with a member's certificate do. TLS
  * below 1.2 is refused by the server (its alert is read from s_client's
- * trace) on the HTTP/2 port and on the native data port, and neither port
- * speaks plaintext.
+ * trace) on the HTTP/2 port; the plain data port never answers a TLS hello
+ * (agents' TLS runs end to end through it), and neither port answers
+ * plaintext.
  */
 import assert from "node:assert/strict";
 import { eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
@@ -143,7 +144,7 @@ Deno.test("hub refuses at the handshake every certificate that is not a live mem
   assert.equal(hub.exited, false);
 });
 
-Deno.test("hub refuses TLS below 1.2 with its own alert on both ports, and plaintext", async () => {
+Deno.test("hub refuses TLS below 1.2 with its own alert, the data port terminates no TLS, and neither answers plaintext", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
@@ -152,7 +153,13 @@ Deno.test("hub refuses TLS below 1.2 with its own alert on both ports, and plain
   );
   const weak = ["-cipher", "DEFAULT:@SECLEVEL=0"];
 
-  for (const [port, name] of [[hub.port, "HTTP/2 port"], [dataPort, "data port"]] as const) {
+  // The data port is no TLS server at all: every version gets no ServerHello (the hub
+  // holds no key there; tunnels' TLS runs between the agents).
+  for (const flag of ["-tls1", "-tls1_1", "-tls1_2", "-tls1_3"]) {
+    const { trace } = await opensslHandshake(dataPort, [flag, ...weak]);
+    assert.doesNotMatch(trace, /^<<< [^\n]*ServerHello/m, `data port ${flag}: server said hello`);
+  }
+  for (const [port, name] of [[hub.port, "HTTP/2 port"]] as const) {
     for (const [flag, label] of [["-tls1_1", "TLS 1.1"], ["-tls1", "TLS 1.0"]]) {
       const { trace } = await opensslHandshake(port, [flag, ...weak]);
       // The client really offered the old version...
@@ -175,7 +182,13 @@ Deno.test("hub refuses TLS below 1.2 with its own alert on both ports, and plain
 
   // Plaintext gets no plaintext answer: an HTTP request, h2c, and a data hello.
   for (const port of [hub.port, dataPort]) {
-    for (const hello of ["GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n", "ZTM1 ticket\n"]) {
+    for (
+      const hello of [
+        "GET /api/status HTTP/1.1\r\nHost: localhost\r\n\r\n",
+        "ZTM1 ticket\n",
+        `ZTM2 ${"0".repeat(64)}\n`,
+      ]
+    ) {
       const answer = await plaintextExchange(port, hello);
       assert.ok(
         answer.length === 0 || answer[0] === 0x15, // nothing, or a TLS alert record

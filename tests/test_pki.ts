@@ -59,7 +59,7 @@ export async function newLeaf(
   ca: Pick<TestCa, "certificate" | "privateKey">,
   opts: {
     name?: string;
-    role?: "client" | "server";
+    role?: "client" | "server" | "peer";
     now?: Date;
     days?: number;
     altNames?: string[];

@@ -30,7 +30,7 @@ export async function writeTlsFiles(
 }
 
 /**
- * `curl --http2 GET path` on the hub with `ztm-protocol: 1`; returns curl's
+ * `curl --http2 GET path` on the hub with `ztm-protocol: 2`; returns curl's
  * exit code and the HTTP status it saw (0 when no response came).
  */
 export async function curlHub(
@@ -43,7 +43,7 @@ export async function curlHub(
   const args = ["--http2", "-sS", "-o", "/dev/null", "-w", "%{http_code}", "--max-time", "10"];
   args.push("--cacert", files.ca);
   if (files.cert && files.key) args.push("--cert", files.cert, "--key", files.key);
-  args.push("-H", "ztm-protocol: 1", `https://localhost:${port}${path}`);
+  args.push("-H", "ztm-protocol: 2", `https://localhost:${port}${path}`);
   const out = await run("curl", args, { allowFail: true });
   return { code: out.code, httpCode: Number(out.stdout.trim() || "0"), stderr: out.stderr };
 }
@@ -73,9 +73,9 @@ function http2StatusRequest(): Uint8Array {
     ...literal("/api/status"),
     0x01, // :authority (1)
     ...literal("localhost"),
-    0x00, // ztm-protocol: 1, literal name and value
+    0x00, // ztm-protocol: 2, literal name and value
     ...literal("ztm-protocol"),
-    ...literal("1"),
+    ...literal("2"),
   ];
   const settings = [0, 0, 0, 0x04, 0, 0, 0, 0, 0];
   // HEADERS on stream 1 with END_STREAM | END_HEADERS.

@@ -1,46 +1,30 @@
 /**
- * A data link: a TLS connection between an agent and the hub's data port
- * that outlives one tunnel. A connection attaches to its first tunnel with a
- * ticket (`ZTM1 <ticket>`); once that tunnel ended cleanly in both
- * directions (an end frame each way, see `framedLeg`), the connection stays
- * bound to the control session whose ticket it presented and carries the
- * next tunnel without a new handshake, ticket or HTTP/2 request:
- *
- * - a caller's link (`out`): the agent writes `{"type":"open",…}`; the hub
- *   answers `{"type":"opened"}` and the link carries frames, or
- *   `{"type":"error",…}` and the link stays idle;
- * - a provider's link (`in`): parked at the hub, which writes
- *   `{"type":"incoming",…}` when a tunnel to this endpoint opens; the agent
- *   answers `{"type":"accept"}` (then frames) or `{"type":"refuse",…}`.
- *
- * Between tunnels a link carries only these JSON lines; during one, only
- * frames. Bytes that arrive right after a tunnel's end frame belong to the
- * next exchange and are kept (`unread`). A link is never shared between two
- * tunnels at once, and any protocol error closes it.
+ * A pair connection's byte stream, read through one buffer that lines and
+ * frames share: between tunnels it carries JSON lines (hellos, `open`,
+ * `opened`, `error`), during one only frames (see `shared/peer_protocol.ts`).
+ * Bytes read past a tunnel's end frame belong to the next exchange and are
+ * kept (`unread`). A link is never shared by two tunnels at once, and any
+ * protocol error closes it. Single reader at a time.
  */
-import { framedLeg, type Leg, READ_BUFFER_BYTES } from "./splice.ts";
-import { BadRequest } from "./errors.ts";
-import { type LinkMessage, type LinkRequest, parseMessage } from "./protocol.ts";
-
-/** Longest JSON line on an idle link. */
-export const MAX_LINK_LINE_BYTES = 16 * 1024;
+import { BadRequest } from "@ztm/shared/errors";
+import { parseMessage } from "@ztm/shared/protocol";
+import { MAX_PEER_LINE_BYTES, type PeerAnswer, type PeerRequest } from "@ztm/shared/peer_protocol";
+import { framedLeg, type Leg, READ_BUFFER_BYTES } from "@ztm/shared/splice";
 
 const EMPTY = new Uint8Array(0);
 const FIRST_BUFFER_BYTES = 16 * 1024;
 
-/** A connection read through a buffer that lines and frames share. Single reader at a time. */
-export class DataLink {
+/** A pair connection (the end-to-end TLS stream) with its read buffer. */
+export class PairLink {
   readonly conn: Deno.Conn;
   #buf = new Uint8Array(FIRST_BUFFER_BYTES);
   /** Bytes read but not yet consumed (a copy owned by the link). */
-  #pending: Uint8Array;
+  #pending: Uint8Array = EMPTY;
   #closed = false;
   #encoder = new TextEncoder();
 
-  /** `rest`: bytes already read from `conn` after its ticket line. */
-  constructor(conn: Deno.Conn, rest: Uint8Array = EMPTY) {
+  constructor(conn: Deno.Conn) {
     this.conn = conn;
-    this.#pending = rest.byteLength ? rest.slice() : EMPTY;
   }
 
   get closed(): boolean {
@@ -63,21 +47,22 @@ export class DataLink {
         const value = parseMessage<{ type: string } & Record<string, unknown>>(line);
         return check ? check(value) : value as unknown as T;
       }
-      if (this.#pending.byteLength > MAX_LINK_LINE_BYTES) {
-        throw new BadRequest("link_line_too_large", "Data link line is too long");
+      if (this.#pending.byteLength > MAX_PEER_LINE_BYTES) {
+        throw new BadRequest("peer_line_too_large", "Pair connection line is too long");
       }
       const chunk = await this.#read();
       if (chunk === null) {
-        if (this.#pending.byteLength) throw new BadRequest("bad_link_line", "Truncated line");
+        if (this.#pending.byteLength) throw new BadRequest("bad_peer_line", "Truncated line");
         return null;
       }
       this.#pending = join(this.#pending, chunk);
     }
   }
 
-  /** Writes one JSON line. */
-  async writeMessage(msg: LinkRequest | LinkMessage): Promise<void> {
-    await writeAll(this.conn, this.#encoder.encode(JSON.stringify(msg) + "\n"));
+  /** Writes JSON lines in one write (so two small messages never meet Nagle apart). */
+  async writeMessages(...msgs: (PeerRequest | PeerAnswer)[]): Promise<void> {
+    const text = msgs.map((m) => JSON.stringify(m) + "\n").join("");
+    await writeAll(this.conn, this.#encoder.encode(text));
   }
 
   /** Puts back bytes that belong to the next exchange (read past a tunnel's end frame). */
@@ -86,12 +71,12 @@ export class DataLink {
   }
 
   /**
-   * The link's byte stream as a `Leg` (buffered bytes first) for one tunnel.
-   * `close()` keeps the connection (the link may carry another tunnel);
-   * `abort()` closes it; half-closes travel as frames, so `closeWrite` is a no-op.
+   * One tunnel's frames over this link as a `Leg`; bytes past the end frame
+   * stay for the next exchange. `close()` keeps the connection (it may carry
+   * another tunnel); `abort()` closes it.
    */
-  leg(): Leg {
-    return {
+  framed(): Leg {
+    const base: Leg = {
       read: () => {
         if (this.#pending.byteLength) {
           const chunk = this.#pending;
@@ -105,11 +90,7 @@ export class DataLink {
       abort: () => this.close(),
       close: () => {},
     };
-  }
-
-  /** The link's byte stream carrying one tunnel's frames; bytes past the end frame stay for the next exchange. */
-  framed(): Leg {
-    return framedLeg(this.leg(), (rest) => this.unread(rest));
+    return framedLeg(base, (rest) => this.unread(rest));
   }
 
   /** Closes the connection. Idempotent. */

@@ -1,0 +1,308 @@
+/**
+ * The provider's side of pair connections. Deno cannot run a TLS server on a
+ * connection it dialled, so this runs a native TLS listener on its own
+ * loopback address with the endpoint's user certificate, and for each pair
+ * splices its data-port connection (after the preamble) into a loopback
+ * connection to that listener. The listener keeps only connections whose
+ * source port is one of its own pending dials; anything else is closed.
+ *
+ * On the TLS connection, the caller's hello is checked (`identity.ts`) before
+ * anything else: a caller that fails any check gets an `error` line and the
+ * connection closes, with no target dialled. Each `open` then goes to
+ * `serve`, which checks access for the certificate's user and relays.
+ */
+import { ZtmError } from "@ztm/shared/errors";
+import { errorBody } from "@ztm/shared/errors";
+import { errText, type Logger } from "@ztm/shared/log";
+import {
+  encodePreamble,
+  PAIR_HANDSHAKE_MS,
+  type PeerAnswer,
+  type PeerRequest,
+} from "@ztm/shared/peer_protocol";
+import { connLeg, type Leg, splice } from "@ztm/shared/splice";
+import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
+import type { DataAddress } from "./dialer.ts";
+import { PairLink, writeAll } from "./pair_link.ts";
+
+/**
+ * Serves one `open` from `caller`: resolves with a function that relays the
+ * tunnel over `leg` once `opened` is written, or throws a `ZtmError` (the
+ * answer). Must not touch the target before access is decided.
+ */
+export type OpenHandler = (
+  open: { proto: string; name: string },
+  caller: CheckedPeer,
+) => Promise<(leg: Leg) => Promise<boolean>>;
+
+/** Options for `PairListener`. */
+export interface PairListenerOptions {
+  signer: Signer;
+  log: Logger;
+  mesh: string;
+  revoked: () => Set<string>;
+  serve: OpenHandler;
+}
+
+interface Pair {
+  link: PairLink;
+  hubConn: Deno.Conn;
+  caller?: CheckedPeer;
+}
+
+/** Accepts pairs for one mesh. `start()` once; none after `close()`. */
+export class PairListener {
+  #opts: PairListenerOptions;
+  #listener: Deno.TlsListener | undefined;
+  #port = 0;
+  /** Pending loopback dials by their source port. */
+  #expected = new Map<number, (conn: Deno.TlsConn) => void>();
+  /** Loopback connections accepted before their dial registered (a race), by source port. */
+  #early = new Map<number, Deno.TlsConn>();
+  #pairs = new Set<Pair>();
+  #closed = false;
+
+  constructor(opts: PairListenerOptions) {
+    this.#opts = opts;
+  }
+
+  /** Binds the loopback TLS listener. */
+  start(): void {
+    const { signer } = this.#opts;
+    this.#listener = Deno.listenTls({
+      hostname: "127.0.0.1",
+      port: 0,
+      cert: signer.own.certPem,
+      key: signer.own.keyPem,
+    });
+    this.#port = (this.#listener.addr as Deno.NetAddr).port;
+    this.#accept(this.#listener);
+  }
+
+  /**
+   * Serves a renewed certificate (same key, `renew.ts`): a new loopback listener is bound
+   * with it and the old one closed; pairs open now keep theirs.
+   */
+  reload(): void {
+    if (this.#closed || !this.#listener) return;
+    const old = this.#listener;
+    this.start();
+    try {
+      old.close();
+    } catch { /* already closed */ }
+  }
+
+  /** Pairs open now. */
+  get pairs(): number {
+    return this.#pairs.size;
+  }
+
+  /**
+   * Attaches pair `sid`: dials the hub's data port, presents `ticket`, and
+   * serves the caller that arrives through it. Resolves when the pair closes;
+   * never throws.
+   */
+  async attach(data: DataAddress, ticket: string, sid: string): Promise<void> {
+    let hubConn: Deno.TcpConn | undefined;
+    let local: Deno.TcpConn | undefined;
+    try {
+      if (!this.#listener) throw new Error("pair listener not started");
+      hubConn = await Deno.connect({ hostname: data.hostname, port: data.port });
+      hubConn.setNoDelay(true);
+      await writeAll(hubConn, encodePreamble(ticket));
+      local = await Deno.connect({ hostname: "127.0.0.1", port: this.#port });
+      local.setNoDelay(true);
+      const port = (local.localAddr as Deno.NetAddr).port;
+      const early = this.#early.get(port);
+      this.#early.delete(port);
+      const accepted = early
+        ? Promise.resolve(early)
+        : new Promise<Deno.TlsConn>((resolve, reject) => {
+          const timer = setTimeout(() => {
+            this.#expected.delete(port);
+            reject(new Error("loopback TLS connection never arrived"));
+          }, PAIR_HANDSHAKE_MS);
+          this.#expected.set(port, (conn) => {
+            clearTimeout(timer);
+            resolve(conn);
+          });
+        });
+      const hop = splice(connLeg(hubConn), connLeg(local));
+      const tls = await accepted;
+      const pair: Pair = { link: new PairLink(tls), hubConn };
+      this.#pairs.add(pair);
+      try {
+        await this.#serve(pair, sid);
+      } finally {
+        this.#pairs.delete(pair);
+        pair.link.close();
+        // Let the loopback hop flush our last words (an `error` line) before cutting it.
+        let timer: ReturnType<typeof setTimeout> | undefined;
+        await Promise.race([hop, new Promise((r) => (timer = setTimeout(r, 1_000)))]);
+        clearTimeout(timer);
+        closeQuietly(hubConn);
+        closeQuietly(local);
+        await hop;
+      }
+    } catch (err) {
+      this.#opts.log.info("pair failed", { mesh: this.#opts.mesh, err: errText(err) });
+      for (const c of [hubConn, local]) {
+        try {
+          c?.close();
+        } catch { /* already closed */ }
+      }
+    }
+  }
+
+  /** Closes pairs whose caller's certificate is on `revoked`. */
+  revoke(revoked: Set<string>): void {
+    for (const pair of this.#pairs) {
+      if (!pair.caller || !revoked.has(pair.caller.serial)) continue;
+      this.#opts.log.info("pair closed: peer certificate revoked", {
+        mesh: this.#opts.mesh,
+        serial: pair.caller.serial,
+        user: pair.caller.user,
+      });
+      this.#closePair(pair);
+    }
+  }
+
+  /** Closes every pair. */
+  dropAll(): void {
+    for (const pair of this.#pairs) this.#closePair(pair);
+  }
+
+  close(): void {
+    this.#closed = true;
+    try {
+      this.#listener?.close();
+    } catch { /* already closed */ }
+    this.dropAll();
+  }
+
+  #closePair(pair: Pair): void {
+    pair.link.close();
+    try {
+      pair.hubConn.close();
+    } catch { /* already closed */ }
+  }
+
+  async #accept(listener: Deno.TlsListener): Promise<void> {
+    while (!this.#closed) {
+      let conn: Deno.TlsConn;
+      try {
+        conn = await listener.accept();
+      } catch (err) {
+        if (this.#closed || err instanceof Deno.errors.BadResource) return;
+        await new Promise((r) => setTimeout(r, 50));
+        continue;
+      }
+      const from = conn.remoteAddr as Deno.NetAddr;
+      if (from.hostname !== "127.0.0.1") {
+        closeQuietly(conn);
+        continue;
+      }
+      const take = this.#expected.get(from.port);
+      if (!take) {
+        // Our own dial may not have registered yet: hold it briefly, then close it.
+        this.#early.set(from.port, conn);
+        setTimeout(() => {
+          if (this.#early.get(from.port) !== conn) return;
+          this.#early.delete(from.port);
+          closeQuietly(conn);
+        }, 1_000);
+        continue;
+      }
+      this.#expected.delete(from.port);
+      take(conn);
+    }
+  }
+
+  /** The pair's life: the caller's hello, then its `open`s one after another. */
+  async #serve(pair: Pair, sid: string): Promise<void> {
+    const { signer, log, mesh } = this.#opts;
+    const { link } = pair;
+    const timer = setTimeout(() => link.close(), PAIR_HANDSHAKE_MS);
+    let caller: CheckedPeer;
+    try {
+      const hello = await link.readMessage<PeerRequest>();
+      caller = await checkHello(hello, {
+        caPem: signer.own.caPem,
+        revoked: this.#opts.revoked(),
+        role: "caller",
+        serverName: signer.name,
+        sid,
+      });
+    } catch (err) {
+      clearTimeout(timer);
+      if (!(err instanceof ZtmError)) {
+        log.info("pair failed", { mesh, err: errText(err) }); // closed, cut or timed out
+        return;
+      }
+      const { status, body } = errorBody(err);
+      log.warn("pair refused", { mesh, status, err: body.error.message });
+      await link.writeMessages({ type: "error", status, ...body.error }).catch(() => {});
+      return;
+    }
+    clearTimeout(timer);
+    pair.caller = caller;
+    // Our hello goes out with the answer to the first open, in one write.
+    let prefix: PeerAnswer[] = [
+      await signer.hello(caller.name, caller.endpoint, signer.name, sid),
+    ];
+    while (!link.closed) {
+      let msg: PeerRequest | null;
+      try {
+        msg = await link.readMessage<PeerRequest>();
+      } catch (err) {
+        log.info("pair closed: bad line", { mesh, err: errText(err) });
+        return;
+      }
+      if (msg === null) return;
+      if (caller.notAfter.getTime() <= Date.now()) {
+        log.info("pair closed: peer certificate expired", { mesh, user: caller.user });
+        return;
+      }
+      if (msg.type !== "open" || typeof msg.name !== "string") {
+        log.info("pair closed: unexpected message", { mesh, user: caller.user });
+        return;
+      }
+      let relay: (leg: Leg) => Promise<boolean>;
+      try {
+        relay = await this.#opts.serve({ proto: String(msg.proto), name: msg.name }, caller);
+      } catch (err) {
+        const { status, body } = errorBody(err);
+        const answer: PeerAnswer = { type: "error", status, ...body.error };
+        if (!(err instanceof ZtmError)) log.error("open failed", { mesh, err: errText(err) });
+        try {
+          await link.writeMessages(...prefix, answer);
+        } catch {
+          return;
+        }
+        prefix = [];
+        continue;
+      }
+      try {
+        await link.writeMessages(...prefix, { type: "opened" });
+      } catch {
+        await relay(abortedLeg());
+        return;
+      }
+      prefix = [];
+      const clean = await relay(link.framed());
+      if (!clean) return;
+    }
+  }
+}
+
+function closeQuietly(conn: Deno.Conn): void {
+  try {
+    conn.close();
+  } catch { /* already closed */ }
+}
+
+/** A leg that fails at once (the pair died between `opened` and the relay). */
+function abortedLeg(): Leg {
+  const fail = () => Promise.reject(new Error("pair connection lost"));
+  return { read: fail, write: fail, closeWrite: fail, abort: () => {}, close: () => {} };
+}
