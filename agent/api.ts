@@ -368,6 +368,8 @@ export function createAgentApp(opts: AgentAppOptions): App {
     return serialized(mesh, async () => {
       const record = meshOf(mesh);
       const runtime = runtimes.get(mesh);
+      // The answer shows the mesh as it was, its certificate's renewal state included.
+      const renewal = runtime?.renewal?.();
       runtimes.delete(mesh);
       if (runtime) {
         try {
@@ -379,7 +381,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       }
       store.removeMesh(mesh);
       log.info("mesh left", { mesh, endpoint: record.endpointId });
-      return json(meshSummary(record, undefined));
+      return json(meshSummary(record, undefined, renewal));
     });
   }
 
@@ -462,7 +464,11 @@ export interface MeshSummary {
     | null;
 }
 
-function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSummary {
+function meshSummary(
+  mesh: MeshRecord,
+  runtime: MeshRuntime | undefined,
+  renewalBefore?: RenewalState,
+): MeshSummary {
   const cert = parseCertificate(mesh.certificate);
   const status = runtime?.status();
   return {
@@ -474,7 +480,11 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
     certificate: {
       serial: serialOf(cert),
       notAfter: cert.notAfter.toISOString(),
-      ...(runtime?.renewal ? { renewal: runtime.renewal() } : {}),
+      ...(runtime?.renewal
+        ? { renewal: runtime.renewal() }
+        : renewalBefore
+        ? { renewal: renewalBefore }
+        : {}),
     },
     status: status
       ? {
