@@ -119,6 +119,9 @@ export function parsePreamble(bytes: Uint8Array): string | undefined {
  * What a hello's signature covers: both peer names, the caller's endpoint id
  * and the pair id. It names the server, so a proof given to one member is
  * useless at another; only its intended server ever sees it in plaintext.
+ * The fields are a JSON array, never joined by a separator: the hub picks the
+ * sid and the caller its endpoint, so with a separator a member given a proof
+ * could shift another server's name out of the sid into the endpoint.
  */
 export function proofText(
   callerName: string,
@@ -126,7 +129,13 @@ export function proofText(
   serverName: string,
   sid: string,
 ): string {
-  return `ztm-e2e-v${PEER_PROTOCOL_VERSION}|${callerName}|${callerEndpoint}|${serverName}|${sid}`;
+  return JSON.stringify([
+    `ztm-e2e-v${PEER_PROTOCOL_VERSION}`,
+    callerName,
+    callerEndpoint,
+    serverName,
+    sid,
+  ]);
 }
 
 /** Each side's first line: its certificate (PEM) and an ECDSA-SHA256 signature (base64) over `proofText`. */

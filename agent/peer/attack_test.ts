@@ -1,0 +1,265 @@
+/**
+ * Attacks on the pair protocol by someone who did not write it, on real
+ * loopback sockets and real TLS: a compromised hub (it splices anyone to
+ * anyone and picks every sid), a malicious member with a valid certificate,
+ * and a local process on the provider. Each test performs the attack and
+ * checks that the provider reaches no target for it.
+ */
+import assert from "node:assert/strict";
+import { Logger } from "@ztm/shared/log";
+import {
+  encodePreamble,
+  type PeerAnswer,
+  type PeerHello,
+  peerName,
+  PREAMBLE_BYTES,
+} from "@ztm/shared/peer_protocol";
+import { connLeg, splice } from "@ztm/shared/splice";
+import { newCa, newLeaf, type TestCa } from "../../tests/test_pki.ts";
+import { Provider } from "../provider.ts";
+import { PairDialer } from "./dialer.ts";
+import { Signer } from "./identity.ts";
+import { PairListener, type PairListenerOptions } from "./listener.ts";
+import { PairLink, writeAll } from "./pair_link.ts";
+
+const quiet = new Logger("agent", { sink: () => {} });
+const IO_MS = 5_000;
+
+/** Rejects after `ms` (every wait here is bounded). */
+function within<T>(p: Promise<T>, what: string, ms = IO_MS): Promise<T> {
+  let timer: ReturnType<typeof setTimeout>;
+  return Promise.race([
+    p,
+    new Promise<never>((_, reject) => {
+      timer = setTimeout(() => reject(new Error(`${what}: no answer in ${ms} ms`)), ms);
+    }),
+  ]).finally(() => clearTimeout(timer));
+}
+
+function newTicket(): string {
+  return [...crypto.getRandomValues(new Uint8Array(32))]
+    .map((b) => b.toString(16).padStart(2, "0")).join("");
+}
+
+async function signerOf(ca: TestCa, user: string, endpoint = `ep-${user}`) {
+  const leaf = await newLeaf(ca, { name: user, role: "peer", altNames: [peerName(user)] });
+  return new Signer({
+    caPem: ca.pem,
+    certPem: leaf.certificate,
+    keyPem: leaf.privateKey,
+    user,
+    endpoint,
+  });
+}
+
+/** A hub's splicer under the attacker's control: pairs two connections that present the same ticket. */
+function rogueHub() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  const waiting = new Map<string, Deno.Conn>();
+  const conns = new Set<Deno.Conn>();
+  (async () => {
+    for await (const conn of listener) {
+      conns.add(conn);
+      (async () => {
+        const buf = new Uint8Array(PREAMBLE_BYTES);
+        let got = 0;
+        while (got < buf.length) {
+          const n = await conn.read(buf.subarray(got));
+          if (n === null) return conn.close();
+          got += n;
+        }
+        const ticket = new TextDecoder().decode(buf).slice(5, 69);
+        const other = waiting.get(ticket);
+        if (!other) return void waiting.set(ticket, conn);
+        waiting.delete(ticket);
+        await splice(connLeg(other), connLeg(conn));
+      })().catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    data: { hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port },
+    close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
+}
+
+function echoServer() {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  let accepted = 0;
+  const conns = new Set<Deno.Conn>();
+  (async () => {
+    for await (const c of listener) {
+      accepted++;
+      conns.add(c);
+      splice(connLeg(c), connLeg(c)).catch(() => {});
+    }
+  })().catch(() => {});
+  return {
+    port: (listener.addr as Deno.NetAddr).port,
+    get accepted() {
+      return accepted;
+    },
+    close() {
+      listener.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    },
+  };
+}
+
+/** Bob provides `echo` to alice only; the hub is the attacker's. */
+async function world(listenerOpts: Partial<PairListenerOptions> = {}) {
+  const ca = await newCa();
+  const alice = await signerOf(ca, "alice");
+  const bob = await signerOf(ca, "bob");
+  const mallory = await signerOf(ca, "mallory");
+  const echo = echoServer();
+  const hub = rogueHub();
+  const provider = new Provider({ owner: "bob", log: quiet, mesh: "m" });
+  provider.setServices([
+    {
+      proto: "tcp",
+      name: "echo",
+      host: "127.0.0.1",
+      port: echo.port,
+      users: ["alice"],
+      strict: false,
+    },
+  ]);
+  const bobPairs = new PairListener({
+    signer: bob,
+    log: quiet,
+    mesh: "m",
+    revoked: () => new Set(),
+    serve: (open, caller) => provider.serve(open, caller),
+    ...listenerOpts,
+  });
+  bobPairs.start();
+  const closers: (() => void)[] = [];
+  return {
+    ca,
+    alice,
+    bob,
+    mallory,
+    echo,
+    hub,
+    bobPairs,
+    provider,
+    /** Attaches bob to pair `sid` (the hub's `open`); returns the caller's ticket. */
+    attachBob(sid: string): string {
+      const ticket = newTicket();
+      bobPairs.attach(hub.data, ticket, sid);
+      return ticket;
+    },
+    defer(f: () => void) {
+      closers.push(f);
+    },
+    close() {
+      for (const f of closers) f();
+      bobPairs.close();
+      provider.close();
+      hub.close();
+      echo.close();
+    },
+  };
+}
+
+/** A hand-made caller: TLS to `serverUser`'s peer name through the hub with `ticket`. */
+async function rawCaller(w: Awaited<ReturnType<typeof world>>, ticket: string, serverUser = "bob") {
+  const tcp = await Deno.connect(w.hub.data);
+  await writeAll(tcp, encodePreamble(ticket));
+  const tls = await Deno.startTls(tcp, { hostname: peerName(serverUser), caCerts: [w.ca.pem] });
+  const link = new PairLink(tls);
+  w.defer(() => link.close());
+  return link;
+}
+
+/** Reads answers until an error line, the close, or `opened`. */
+async function outcome(link: PairLink): Promise<string> {
+  try {
+    while (true) {
+      const m = await within(link.readMessage<PeerAnswer>(), "answer");
+      if (m === null) return "closed";
+      if (m.type === "error") return `error ${m.code}: ${m.message}`;
+      if (m.type === "opened") return "opened";
+    }
+  } catch (err) {
+    return `broken: ${(err as Error).message}`;
+  }
+}
+
+/**
+ * Mallory's provider side, as a compromised hub splices alice to it: a TLS
+ * server with mallory's own certificate that keeps alice's first line.
+ */
+async function captureHello(
+  w: Awaited<ReturnType<typeof world>>,
+  ticket: string,
+): Promise<PeerHello> {
+  const tlsListener = Deno.listenTls({
+    hostname: "127.0.0.1",
+    port: 0,
+    cert: w.mallory.own.certPem,
+    key: w.mallory.own.keyPem,
+  });
+  w.defer(() => tlsListener.close());
+  const hubConn = await Deno.connect(w.hub.data);
+  await writeAll(hubConn, encodePreamble(ticket));
+  const local = await Deno.connect({
+    hostname: "127.0.0.1",
+    port: (tlsListener.addr as Deno.NetAddr).port,
+  });
+  splice(connLeg(hubConn), connLeg(local)).catch(() => {});
+  const inner = await tlsListener.accept();
+  const link = new PairLink(inner);
+  try {
+    return await within(link.readMessage<PeerHello>(), "alice's hello") as PeerHello;
+  } finally {
+    link.close(); // alice hears nothing more from "mallory"
+  }
+}
+
+Deno.test("a hub and a member cannot turn a hello given to the member into one for another provider by shifting fields", async () => {
+  const w = await world();
+  try {
+    // Alice calls mallory's service; the compromised hub names the pair `<bob's peer name>|x`.
+    const x = crypto.randomUUID();
+    const aliceTicket = newTicket();
+    const dialer = new PairDialer({
+      signer: w.alice,
+      log: quiet,
+      mesh: "m",
+      revoked: () => new Set(),
+    });
+    w.defer(() => dialer.close());
+    dialer.setDataAddress(w.hub.data);
+    const calling = dialer.open(
+      { endpoint: "ep-mallory", user: "mallory" },
+      { proto: "tcp", name: "chat" },
+      () => Promise.resolve({ sid: `${w.bob.name}|${x}`, ticket: aliceTicket }),
+    ).catch((err) => err);
+    const stolen = await captureHello(w, aliceTicket);
+    // Mallory replays it to bob on pair `x`, moving mallory's name into the endpoint field.
+    const link = await rawCaller(w, w.attachBob(x));
+    await link.writeMessages(
+      { ...stolen, endpoint: `${stolen.endpoint}|${w.mallory.name}` },
+      { type: "open", proto: "tcp", name: "echo" },
+    );
+    const got = await outcome(link);
+    assert.match(got, /^error peer_refused/, got);
+    assert.equal(w.echo.accepted, 0, "mallory reached alice's service as alice");
+    link.close();
+    await within(calling, "alice's call");
+  } finally {
+    w.close();
+  }
+});
