@@ -29,8 +29,9 @@
  *    channel: its first line is a {@link PeerHello} whose signature covers
  *    {@link proofText}. B answers with its own hello (its certificate, so A can
  *    check it against the CRL, and a signature over the same text). Both check
- *    chain, validity, role, the newest verified CRL and the name; a failed
- *    check closes the connection before any byte reaches a target.
+ *    chain, validity, role, the newest verified CRL and the name, and A that
+ *    B's hello names the endpoint A asked for; a failed check closes the
+ *    connection before any byte reaches a target.
  *
  * 4. Tunnels on a pair connection, one after another. Idle, the connection
  *    carries JSON lines: A writes {@link PeerOpen}; B checks the service's
@@ -116,9 +117,11 @@ export function parsePreamble(bytes: Uint8Array): string | undefined {
 }
 
 /**
- * What a hello's signature covers: both peer names, the caller's endpoint id
- * and the pair id. It names the server, so a proof given to one member is
- * useless at another; only its intended server ever sees it in plaintext.
+ * What a hello's signature covers: both peer names, both endpoint ids and
+ * the pair id. It names the server's user and endpoint, so a proof given to
+ * one member, or to one endpoint of a user, is useless at another, and a
+ * caller spliced to another endpoint of the user it asked for notices;
+ * only its intended server ever sees it in plaintext.
  * The fields are a JSON array, never joined by a separator: the hub picks the
  * sid and the caller its endpoint, so with a separator a member given a proof
  * could shift another server's name out of the sid into the endpoint.
@@ -127,6 +130,7 @@ export function proofText(
   callerName: string,
   callerEndpoint: string,
   serverName: string,
+  serverEndpoint: string,
   sid: string,
 ): string {
   return JSON.stringify([
@@ -134,6 +138,7 @@ export function proofText(
     callerName,
     callerEndpoint,
     serverName,
+    serverEndpoint,
     sid,
   ]);
 }

@@ -263,3 +263,91 @@ Deno.test("a hub and a member cannot turn a hello given to the member into one f
     w.close();
   }
 });
+
+/** Another endpoint of bob's (the same user certificate) with its own `echo`. */
+function secondBobEndpoint(w: Awaited<ReturnType<typeof world>>) {
+  const bob2 = new Signer({ ...w.bob.own, endpoint: "ep-bob2" });
+  const echo2 = echoServer();
+  const provider2 = new Provider({ owner: "bob", log: quiet, mesh: "m" });
+  provider2.setServices([
+    {
+      proto: "tcp",
+      name: "echo",
+      host: "127.0.0.1",
+      port: echo2.port,
+      users: ["alice"],
+      strict: false,
+    },
+  ]);
+  const pairs2 = new PairListener({
+    signer: bob2,
+    log: quiet,
+    mesh: "m",
+    revoked: () => new Set(),
+    serve: (open, caller) => provider2.serve(open, caller),
+  });
+  pairs2.start();
+  w.defer(() => {
+    pairs2.close();
+    provider2.close();
+    echo2.close();
+  });
+  return { echo2, pairs2 };
+}
+
+Deno.test("a hub that splices the caller to another endpoint of the same user is refused, and no target is reached", async () => {
+  const w = await world();
+  try {
+    const { echo2, pairs2 } = secondBobEndpoint(w);
+    const dialer = new PairDialer({
+      signer: w.alice,
+      log: quiet,
+      mesh: "m",
+      revoked: () => new Set(),
+    });
+    w.defer(() => dialer.close());
+    dialer.setDataAddress(w.hub.data);
+    const sid = crypto.randomUUID();
+    const ticket = newTicket();
+    // Alice asks for bob's endpoint ep-bob; the hub hands the pair to ep-bob2.
+    const err = await within(
+      dialer.open(
+        { endpoint: "ep-bob", user: "bob" },
+        { proto: "tcp", name: "echo" },
+        () => {
+          pairs2.attach(w.hub.data, ticket, sid);
+          return Promise.resolve({ sid, ticket });
+        },
+      ).then((t) => {
+        t.leg.abort();
+        t.release(false);
+        return undefined;
+      }, (e) => e),
+      "alice's call",
+    );
+    assert.match(String(err), /peer_refused|Peer refused/, String(err));
+    assert.equal(echo2.accepted, 0, "the wrong endpoint's target was reached");
+  } finally {
+    w.close();
+  }
+});
+
+Deno.test("a hello given to one endpoint of a user is refused at another endpoint of that user", async () => {
+  const w = await world();
+  try {
+    const { echo2, pairs2 } = secondBobEndpoint(w);
+    const sid = crypto.randomUUID();
+    // What alice sent ep-bob on pair `sid` (ep-bob's holder, or the hub with its key, keeps it) …
+    const toBob1 = await w.alice.hello(w.alice.name, "ep-alice", w.bob.name, "ep-bob", sid);
+    // … replayed at ep-bob2 on a pair the hub names the same.
+    const ticket = newTicket();
+    pairs2.attach(w.hub.data, ticket, sid);
+    const link = await rawCaller(w, ticket);
+    await link.writeMessages(toBob1, { type: "open", proto: "tcp", name: "echo" });
+    const got = await outcome(link);
+    assert.match(got, /^error peer_refused/, got);
+    assert.equal(echo2.accepted, 0);
+  } finally {
+    w.close();
+  }
+});

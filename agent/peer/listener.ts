@@ -218,6 +218,7 @@ export class PairListener {
         revoked: this.#opts.revoked(),
         role: "caller",
         serverName: signer.name,
+        serverEndpoint: signer.own.endpoint,
         sid,
       });
     } catch (err) {
@@ -235,7 +236,7 @@ export class PairListener {
     pair.caller = caller;
     // Our hello goes out with the answer to the first open, in one write.
     let prefix: PeerAnswer[] = [
-      await signer.hello(caller.name, caller.endpoint, signer.name, sid),
+      await signer.hello(caller.name, caller.endpoint, signer.name, signer.own.endpoint, sid),
     ];
     while (!link.closed) {
       let msg: PeerRequest | null;
