@@ -77,6 +77,16 @@ export const MAX_IDLE_PAIRS_PER_PEER = 32;
 export const MAX_PAIRS_PER_PEER = 256;
 /** An idle pair connection closes after this long. */
 export const PAIR_IDLE_MS = 30_000;
+/**
+ * A provider closes a pair idle between tunnels this long (twice the caller's
+ * idle time, so a caller never picks a pair its provider is closing; a
+ * caller that keeps pairs forever cannot pin the provider's descriptors).
+ */
+export const PROVIDER_IDLE_MS = 2 * PAIR_IDLE_MS;
+/** Pairs (idle or busy) a provider serves to one caller user, all its endpoints together. */
+export const MAX_PAIRS_PER_CALLER = MAX_PAIRS_PER_PEER;
+/** Pairs a provider serves or sets up at once, for all callers (each holds three descriptors). */
+export const MAX_PROVIDER_PAIRS = 4 * MAX_PAIRS_PER_PEER;
 /** Longest JSON line inside a pair connection. */
 export const MAX_PEER_LINE_BYTES = 16 * 1024;
 /** Refusals a provider answers per caller endpoint and window before it answers 429 without work. */

@@ -351,3 +351,69 @@ Deno.test("a hello given to one endpoint of a user is refused at another endpoin
     w.close();
   }
 });
+
+/** A member's pair to bob, its hello checked: answers what `open` gets (alice may use `echo`). */
+async function helloPair(w: Awaited<ReturnType<typeof world>>, who: Signer, open = "nope") {
+  const sid = crypto.randomUUID();
+  const link = await rawCaller(w, w.attachBob(sid));
+  await link.writeMessages(
+    await who.hello(who.name, who.own.endpoint, w.bob.name, w.bob.own.endpoint, sid),
+    { type: "open", proto: "tcp", name: open },
+  );
+  return { link, answer: await outcome(link) };
+}
+
+async function until(what: string, ok: () => boolean, ms = IO_MS): Promise<void> {
+  const end = Date.now() + ms;
+  while (!ok()) {
+    if (Date.now() > end) throw new Error(`${what}: not within ${ms} ms`);
+    await new Promise((r) => setTimeout(r, 20));
+  }
+}
+
+Deno.test("a caller that keeps its pairs idle forever has them closed by the provider", async () => {
+  const w = await world({ idleMs: 300 });
+  try {
+    const { link, answer } = await helloPair(w, w.alice);
+    assert.match(answer, /^error unknown_service/, answer);
+    assert.equal(w.bobPairs.pairs, 1);
+    // Alice says nothing more: the provider ends the pair by itself.
+    const next = await within(link.readMessage().catch(() => null), "the provider's close");
+    assert.equal(next, null);
+    await until("the pair released", () => w.bobPairs.pairs === 0);
+  } finally {
+    w.close();
+  }
+});
+
+Deno.test("a member opening many pairs to one provider is held to its share; other users still get in", async () => {
+  const w = await world({ maxPairsPerCaller: 3 });
+  try {
+    const held = [];
+    for (let i = 0; i < 3; i++) {
+      const p = await helloPair(w, w.mallory);
+      assert.match(p.answer, /^error unknown_service/, p.answer);
+      held.push(p.link);
+    }
+    const over = await helloPair(w, w.mallory);
+    assert.match(over.answer, /^error too_many_pairs/, over.answer);
+    assert.equal(w.bobPairs.pairs, 3);
+    const alice = await helloPair(w, w.alice, "echo");
+    assert.equal(alice.answer, "opened");
+  } finally {
+    w.close();
+  }
+});
+
+Deno.test("a hub that sends the provider a flood of pair requests gets no more than the provider's limit of dials", async () => {
+  const w = await world({ maxPairs: 4 });
+  try {
+    // Twenty pairs nobody will call: each costs the provider a data-port dial and a loopback hop.
+    for (let i = 0; i < 20; i++) w.attachBob(crypto.randomUUID());
+    await new Promise((r) => setTimeout(r, 300));
+    assert.ok(w.bobPairs.pairs <= 4, `${w.bobPairs.pairs} pairs held`);
+    assert.ok(w.bobPairs.attaching <= 4, `${w.bobPairs.attaching} pairs attaching`);
+  } finally {
+    w.close();
+  }
+});
