@@ -15,6 +15,8 @@ import {
   PREAMBLE_BYTES,
 } from "@ztm/shared/peer_protocol";
 import { connLeg, splice } from "@ztm/shared/splice";
+import { exportPrivateKeyPem, parseCertificate } from "@ztm/shared/certs";
+import { normalizeSerial } from "@ztm/shared/crl";
 import { newCa, newLeaf, type TestCa } from "../../tests/test_pki.ts";
 import { Provider } from "../provider.ts";
 import { PairDialer } from "./dialer.ts";
@@ -413,6 +415,161 @@ Deno.test("a hub that sends the provider a flood of pair requests gets no more t
     await new Promise((r) => setTimeout(r, 300));
     assert.ok(w.bobPairs.pairs <= 4, `${w.bobPairs.pairs} pairs held`);
     assert.ok(w.bobPairs.attaching <= 4, `${w.bobPairs.attaching} pairs attaching`);
+  } finally {
+    w.close();
+  }
+});
+
+/** Sends `bytes` as a caller's first words on a fresh pair to bob; what bob answers. */
+async function firstWords(w: Awaited<ReturnType<typeof world>>, bytes: Uint8Array | string) {
+  const link = await rawCaller(w, w.attachBob(crypto.randomUUID()));
+  try {
+    await writeAll(link.conn, typeof bytes === "string" ? new TextEncoder().encode(bytes) : bytes);
+  } catch { /* bob may close before all of it went */ }
+  const got = await outcome(link);
+  link.close();
+  return got;
+}
+
+/** A hello from `signer` on a fresh pair, then `open echo`; what bob answers. */
+async function helloFrom(w: Awaited<ReturnType<typeof world>>, signer: Signer) {
+  const sid = crypto.randomUUID();
+  const link = await rawCaller(w, w.attachBob(sid));
+  await link.writeMessages(
+    await signer.hello(signer.name, signer.own.endpoint, w.bob.name, w.bob.own.endpoint, sid),
+    { type: "open", proto: "tcp", name: "echo" },
+  );
+  const got = await outcome(link);
+  link.close();
+  return got;
+}
+
+Deno.test("a member's garbage, out-of-turn messages and bombs get no target, and the provider goes on", async () => {
+  const w = await world();
+  try {
+    const open = JSON.stringify({ type: "open", proto: "tcp", name: "echo" }) + "\n";
+    const cases: [string, string | Uint8Array, RegExp][] = [
+      ["an open before any hello", open, /^error peer_refused: .*no hello/],
+      ["a 200 KiB line", "x".repeat(200 * 1024), /^(closed|broken|error peer_line_too_large)/],
+      ["nested arrays", "[".repeat(8000) + "]".repeat(8000) + "\n", /^error bad_message/],
+      [
+        "a hello nested deep",
+        `{"type":"hello","version":2,"cert":${"[".repeat(7000)}${"]".repeat(7000)}}\n`,
+        /^error peer_refused: .*malformed hello/,
+      ],
+      [
+        "binary",
+        new Uint8Array([
+          ...crypto.getRandomValues(new Uint8Array(4000)).map((b) => b === 10 ? 0 : b),
+          10,
+        ]),
+        /^error bad_message/,
+      ],
+      [
+        "a frame header",
+        new Uint8Array([0, 0, 0, 16, ...new TextEncoder().encode(open)]),
+        /^error bad_message/,
+      ],
+      [
+        "a hello with a garbage certificate",
+        JSON.stringify({
+          type: "hello",
+          version: 2,
+          endpoint: "e",
+          cert: "x".repeat(9000),
+          sig: "AA",
+        }) + "\n",
+        /^error peer_refused: .*does not parse/,
+      ],
+      [
+        "a hello of protocol 1",
+        JSON.stringify({ type: "hello", version: 1, endpoint: "e", cert: "", sig: "" }) + "\n",
+        /^error protocol_mismatch: .*protocol 2; the peer said 1/,
+      ],
+    ];
+    for (const [what, bytes, want] of cases) {
+      const got = await firstWords(w, bytes);
+      assert.match(got, want, `${what}: ${got}`);
+    }
+    // A good hello, then a second hello: the pair closes.
+    const sid = crypto.randomUUID();
+    const link = await rawCaller(w, w.attachBob(sid));
+    const hello = await w.alice.hello(w.alice.name, "ep-alice", w.bob.name, "ep-bob", sid);
+    await link.writeMessages(hello, { type: "open", proto: "tcp", name: "nope" });
+    assert.match(await outcome(link), /^error unknown_service/);
+    await link.writeMessages(hello);
+    assert.equal(await outcome(link), "closed");
+    assert.equal(w.echo.accepted, 0, "a target was reached");
+    await until("bob's pairs all closed", () => w.bobPairs.pairs === 0);
+    assert.equal(await helloFrom(w, w.alice), "opened", "bob stopped serving");
+  } finally {
+    w.close();
+  }
+});
+
+Deno.test("hellos from a hub, CA, foreign, expired, revoked or misnamed certificate are refused; a client-only user certificate may call", async () => {
+  const revoked = new Set<string>();
+  const w = await world({ revoked: () => revoked });
+  try {
+    const as = async (
+      leaf: { certificate: string; privateKey: string },
+      user: string,
+      ca: TestCa = w.ca,
+    ) =>
+      new Signer({
+        caPem: ca.pem,
+        certPem: leaf.certificate,
+        keyPem: leaf.privateKey,
+        user,
+        endpoint: "ep-x",
+      });
+    const hub = await as(
+      await newLeaf(w.ca, { name: "alice", role: "server", altNames: ["localhost"] }),
+      "alice",
+    );
+    const caItself = await as(
+      { certificate: w.ca.pem, privateKey: await exportPrivateKeyPem(w.ca.privateKey) },
+      "ztm mesh CA",
+    );
+    const rogueCa = await newCa();
+    const foreign = await as(
+      await newLeaf(rogueCa, { name: "alice", role: "peer", altNames: [peerName("alice")] }),
+      "alice",
+      rogueCa,
+    );
+    const expired = await as(
+      await newLeaf(w.ca, {
+        name: "alice",
+        role: "peer",
+        now: new Date(Date.now() - 10 * 86_400_000),
+        days: 1,
+      }),
+      "alice",
+    );
+    const old = await as(await newLeaf(w.ca, { name: "alice", role: "peer" }), "alice");
+    revoked.add(normalizeSerial(parseCertificate(old.own.certPem).serialNumber));
+    // Mallory's own certificate with alice's peer name, claiming to be alice.
+    const misnamed = await as(
+      await newLeaf(w.ca, { name: "mallory", role: "peer", altNames: [peerName("alice")] }),
+      "alice",
+    );
+    const cases: [string, Signer, RegExp][] = [
+      ["a hub certificate named alice", hub, /not a user certificate/],
+      ["the CA's own certificate", caItself, /not a user certificate/],
+      ["another CA's alice", foreign, /not issued by the mesh CA/],
+      ["an expired alice", expired, /expired/],
+      ["a revoked alice", old, /revoked/],
+      ["mallory's certificate with alice's peer name", misnamed, /signature does not verify/],
+    ];
+    for (const [what, signer, want] of cases) {
+      const got = await helloFrom(w, signer);
+      assert.match(got, /^error peer_refused/, `${what}: ${got}`);
+      assert.match(got, want, `${what}: ${got}`);
+    }
+    assert.equal(w.echo.accepted, 0, "a target was reached");
+    const clientOnly = await as(await newLeaf(w.ca, { name: "alice", role: "client" }), "alice");
+    assert.equal(await helloFrom(w, clientOnly), "opened");
+    assert.equal(w.echo.accepted, 1);
   } finally {
     w.close();
   }
