@@ -14,7 +14,7 @@ import {
   peerName,
   PREAMBLE_BYTES,
 } from "@ztm/shared/peer_protocol";
-import { connLeg, splice } from "@ztm/shared/splice";
+import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import { exportPrivateKeyPem, parseCertificate } from "@ztm/shared/certs";
 import { normalizeSerial } from "@ztm/shared/crl";
 import { newCa, newLeaf, type TestCa } from "../../tests/test_pki.ts";
@@ -570,6 +570,146 @@ Deno.test("hellos from a hub, CA, foreign, expired, revoked or misnamed certific
     const clientOnly = await as(await newLeaf(w.ca, { name: "alice", role: "client" }), "alice");
     assert.equal(await helloFrom(w, clientOnly), "opened");
     assert.equal(w.echo.accepted, 1);
+  } finally {
+    w.close();
+  }
+});
+
+/** A tunnel from alice's dialer to bob's `echo` and back, through `data`. */
+async function echoOnce(
+  w: Awaited<ReturnType<typeof world>>,
+  data: { hostname: string; port: number },
+) {
+  const dialer = new PairDialer({
+    signer: w.alice,
+    log: quiet,
+    mesh: "m",
+    revoked: () => new Set(),
+  });
+  dialer.setDataAddress(data);
+  try {
+    const sid = crypto.randomUUID();
+    const t = await within(
+      dialer.open({ endpoint: "ep-bob", user: "bob" }, { proto: "tcp", name: "echo" }, () => {
+        const ticket = w.attachBob(sid);
+        return Promise.resolve({ sid, ticket });
+      }),
+      "alice's tunnel",
+    );
+    const sent = new TextEncoder().encode("marker-" + crypto.randomUUID());
+    await t.leg.write(sent);
+    await t.leg.closeWrite();
+    let got = "";
+    while (true) {
+      const chunk = await within(t.leg.read(), "echo");
+      if (chunk === null) break;
+      got += new TextDecoder().decode(chunk);
+    }
+    t.release(true);
+    assert.equal(got, new TextDecoder().decode(sent));
+    return sid;
+  } finally {
+    dialer.close();
+  }
+}
+
+Deno.test("a hub that replays a recorded pair's bytes to the provider gets no TLS and no target", async () => {
+  const w = await world();
+  try {
+    // A recorder in front of the hub keeps what alice's side sent.
+    const recorder = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const recorded: Uint8Array[] = [];
+    const conns = new Set<Deno.Conn>();
+    w.defer(() => {
+      recorder.close();
+      for (const c of conns) {
+        try {
+          c.close();
+        } catch { /* closed */ }
+      }
+    });
+    (async () => {
+      for await (const conn of recorder) {
+        const hub = await Deno.connect(w.hub.data);
+        conns.add(conn).add(hub);
+        const tap: Leg = connLeg(conn);
+        const read = tap.read.bind(tap);
+        tap.read = async () => {
+          const chunk = await read();
+          if (chunk) recorded.push(chunk.slice());
+          return chunk;
+        };
+        splice(tap, connLeg(hub)).catch(() => {});
+      }
+    })().catch(() => {});
+    const sid = await echoOnce(w, {
+      hostname: "127.0.0.1",
+      port: (recorder.addr as Deno.NetAddr).port,
+    });
+    assert.equal(w.echo.accepted, 1);
+    const all = new Uint8Array(recorded.reduce((n, c) => n + c.byteLength, 0));
+    let at = 0;
+    for (const c of recorded) {
+      all.set(c, at);
+      at += c.byteLength;
+    }
+    // The same pair id, a fresh ticket for bob, and alice's recorded bytes after the preamble.
+    const tcp = await Deno.connect(w.hub.data);
+    conns.add(tcp);
+    await writeAll(tcp, encodePreamble(w.attachBob(sid)));
+    await writeAll(tcp, all.subarray(PREAMBLE_BYTES)).catch(() => {});
+    const buf = new Uint8Array(64 * 1024);
+    while (true) {
+      const n = await within(tcp.read(buf).catch(() => null), "bob's close");
+      if (n === null) break;
+    }
+    assert.equal(w.echo.accepted, 1, "the replay reached the target");
+  } finally {
+    w.close();
+  }
+});
+
+/** Ports listening on 127.0.0.1 now (from /proc/net/tcp). */
+function loopbackListeners(): Set<number> {
+  const ports = new Set<number>();
+  for (const line of Deno.readTextFileSync("/proc/net/tcp").split("\n").slice(1)) {
+    const f = line.trim().split(/\s+/);
+    if (f.length < 4 || f[3] !== "0A") continue;
+    const [ip, port] = f[1].split(":");
+    if (ip === "0100007F") ports.add(parseInt(port, 16));
+  }
+  return ports;
+}
+
+Deno.test("a local process that connects to the provider's loopback TLS listener is never served, and pairs go on", async () => {
+  const before = loopbackListeners();
+  const w = await world();
+  try {
+    const mine = [...loopbackListeners()].filter((p) =>
+      !before.has(p) && p !== w.echo.port && p !== w.hub.data.port
+    );
+    assert.equal(mine.length, 1, `candidate listener ports: ${mine}`);
+    const port = mine[0];
+    // Forty local connections race alice's tunnels, each trying the TLS and a member's hello.
+    const sid = crypto.randomUUID();
+    const hello = await w.mallory.hello(w.mallory.name, "ep-mallory", w.bob.name, "ep-bob", sid);
+    const attack = async () => {
+      const tcp = await Deno.connect({ hostname: "127.0.0.1", port });
+      const tls = await Deno.startTls(tcp, { hostname: w.bob.name, caCerts: [w.ca.pem] });
+      const link = new PairLink(tls);
+      try {
+        await link.writeMessages(hello, { type: "open", proto: "tcp", name: "echo" });
+        return await within(link.readMessage().then((m) => m ? "answered" : "closed"), "attack");
+      } catch (err) {
+        return `refused: ${(err as Error).message.slice(0, 60)}`;
+      } finally {
+        link.close();
+      }
+    };
+    const attacks = Promise.all(Array.from({ length: 40 }, attack));
+    for (let i = 0; i < 3; i++) await echoOnce(w, w.hub.data);
+    for (const got of await attacks) assert.match(got, /^(closed|refused)/, got);
+    assert.equal(w.echo.accepted, 3);
   } finally {
     w.close();
   }
