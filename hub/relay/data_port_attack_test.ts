@@ -76,3 +76,58 @@ Deno.test("a member holding idle data connections from its address does not lock
     port.close();
   }
 });
+
+Deno.test("preamble tricks are refused without a byte and spend no ticket; a preamble in pieces or glued to TLS works", async () => {
+  const tickets = new Tickets();
+  const port = new DataPort({
+    listen: { hostname: "127.0.0.1", port: 0 },
+    tickets,
+    log: quiet,
+    limits: { ticketMs: 1_000, pairWaitMs: 2_000 },
+  });
+  const addr = port.start();
+  const conns: Deno.Conn[] = [];
+  const dial = async (bytes: Uint8Array, pieces = 1) => {
+    const c = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
+    conns.push(c);
+    const step = Math.ceil(bytes.byteLength / pieces);
+    for (let at = 0; at < bytes.byteLength; at += step) {
+      await writeAll(c, bytes.subarray(at, at + step)).catch(() => {});
+      if (pieces > 1) await new Promise((r) => setTimeout(r, 5));
+    }
+    return c;
+  };
+  const text = (s: string) => new TextEncoder().encode(s);
+  try {
+    const sid = "p";
+    const ta = tickets.mint({ sid, side: "caller", endpoint: "A", serial: "1" }, {});
+    const tb = tickets.mint({ sid, side: "provider", endpoint: "B", serial: "2" }, {});
+    const tricks = [
+      `ZTM2 ${ta.toUpperCase()}\n`,
+      `ZTM2 ${ta}\r\n`,
+      ` ZTM2 ${ta}\n`,
+      `ZTM1 ${ta}\n`,
+      `ZTM2  ${ta.slice(1)}\n`,
+      `ZTM2 ${ta.slice(0, 63)}\n\n`,
+      `ztm2 ${ta}\n`,
+    ];
+    for (const t of tricks) {
+      const c = await dial(text(t));
+      assert.equal(await readN(c, 1), undefined, `answered ${JSON.stringify(t)}`);
+    }
+    assert.equal(tickets.size, 2, "a trick spent a ticket");
+    // The real thing, in nine pieces, and the other side glued to its first bytes.
+    const a = await dial(encodePreamble(ta), 9);
+    const first = new Uint8Array([0x16, 3, 1, 0, 5, 1, 2, 3, 4, 5]);
+    const glued = new Uint8Array([...encodePreamble(tb), ...first]);
+    await dial(glued);
+    assert.deepEqual(await readN(a, first.byteLength), first, "bytes after the preamble lost");
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    port.close();
+  }
+});
