@@ -34,6 +34,7 @@
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
+  MAX_PAIRS_PER_PEER,
   PAIR_WAIT_MS,
   parsePreamble,
   PREAMBLE_BYTES,
@@ -50,6 +51,12 @@ export interface DataPortLimits {
   pairWaitMs: number;
   /** Connections without a valid ticket yet, in all. */
   total: number;
+  /**
+   * Splices one caller certificate may hold at once (two descriptors each): a
+   * member calling its own second endpoint, which never closes a pair, must
+   * not take every descriptor of the hub.
+   */
+  splicesPerCaller: number;
 }
 
 /** Defaults for `DataPortLimits`. */
@@ -57,6 +64,7 @@ export const DEFAULT_DATA_LIMITS: DataPortLimits = {
   ticketMs: TICKET_READ_MS,
   pairWaitMs: PAIR_WAIT_MS,
   total: 4_096,
+  splicesPerCaller: 4 * MAX_PAIRS_PER_PEER,
 };
 
 /** What the data port needs. */
@@ -111,6 +119,8 @@ export class DataPort {
   #memberPendingByAddress = new Map<string, Set<Deno.TcpConn>>();
   #waiting = new Map<string, Waiting>();
   #splices = new Set<Splice>();
+  /** Splices per caller certificate serial. */
+  #callerSplices = new Map<string, number>();
   #accepted = 0;
   #refused = 0;
   #refusedLogged = 0;
@@ -292,6 +302,12 @@ export class DataPort {
     }
     clearTimeout(other.timer);
     this.#waiting.delete(grant.sid);
+    const caller = grant.side === "caller" ? grant : other.grant;
+    if ((this.#callerSplices.get(caller.serial) ?? 0) >= this.#limits.splicesPerCaller) {
+      this.#refuse(other.conn);
+      this.#refuse(conn);
+      return;
+    }
     this.#splice(other, { conn, grant });
   }
 
@@ -307,9 +323,14 @@ export class DataPort {
       },
     };
     this.#splices.add(s);
+    const caller = a.grant.side === "caller" ? a.grant.serial : b.grant.serial;
+    this.#callerSplices.set(caller, (this.#callerSplices.get(caller) ?? 0) + 1);
     const started = performance.now();
     splice(legA, legB).then((r) => {
       this.#splices.delete(s);
+      const left = (this.#callerSplices.get(caller) ?? 1) - 1;
+      if (left > 0) this.#callerSplices.set(caller, left);
+      else this.#callerSplices.delete(caller);
       this.#opts.log.debug("pair closed", {
         bytes: r.ab + r.ba,
         ms: Math.round(performance.now() - started),

@@ -131,3 +131,45 @@ Deno.test("preamble tricks are refused without a byte and spend no ticket; a pre
     port.close();
   }
 });
+
+Deno.test("a member holding pairs with its own second endpoint is held to its share of splices; others still pair", async () => {
+  const tickets = new Tickets();
+  const port = new DataPort({
+    listen: { hostname: "127.0.0.1", port: 0 },
+    tickets,
+    log: quiet,
+    limits: { splicesPerCaller: 3 },
+  });
+  const addr = port.start();
+  const conns: Deno.Conn[] = [];
+  const pair = async (sid: string, callerSerial: string) => {
+    const legs = [];
+    for (const side of ["caller", "provider"] as const) {
+      const t = tickets.mint({
+        sid,
+        side,
+        endpoint: side,
+        serial: side === "caller" ? callerSerial : "p",
+      }, {});
+      const c = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
+      conns.push(c);
+      await writeAll(c, encodePreamble(t));
+      legs.push(c);
+    }
+    await writeAll(legs[0], new Uint8Array([1])).catch(() => {});
+    return (await readN(legs[1], 1)) !== undefined;
+  };
+  try {
+    for (let i = 0; i < 3; i++) assert.ok(await pair(`m${i}`, "mallory"), `pair ${i}`);
+    assert.equal(await pair("m3", "mallory"), false, "a fourth splice for mallory");
+    assert.equal(port.splices, 3);
+    assert.ok(await pair("a0", "alice"), "alice could not pair");
+  } finally {
+    for (const c of conns) {
+      try {
+        c.close();
+      } catch { /* closed */ }
+    }
+    port.close();
+  }
+});
