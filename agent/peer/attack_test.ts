@@ -511,7 +511,7 @@ Deno.test("hellos from a hub, CA, foreign, expired, revoked or misnamed certific
   const revoked = new Set<string>();
   const w = await world({ revoked: () => revoked });
   try {
-    const as = async (
+    const as = (
       leaf: { certificate: string; privateKey: string },
       user: string,
       ca: TestCa = w.ca,
