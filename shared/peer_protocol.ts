@@ -50,7 +50,11 @@
  *   data port, hub-side data links with a frame scanner.
  * - 2: this document. A version-1 agent is refused on the control port
  *   (`protocol_mismatch` naming both versions); a pair hello of another
- *   version is answered `error` `protocol_mismatch` naming both.
+ *   version is answered `error` `protocol_mismatch` naming both. Before
+ *   its first release the proof text became a JSON array naming both
+ *   endpoints (an attack review: a separator let fields shift, and a hello
+ *   was good at any endpoint of the server's user); providers close pairs
+ *   idle {@link PROVIDER_IDLE_MS} and cap pairs per caller user and in all.
  */
 
 /** Version of the pair protocol (the same number as the control protocol). */
