@@ -255,7 +255,13 @@ export class PairDialer {
           );
         }
         await link.writeMessages(
-          await signer.hello(signer.name, signer.own.endpoint, serverName, granted.sid),
+          await signer.hello(
+            signer.name,
+            signer.own.endpoint,
+            serverName,
+            target.endpoint,
+            granted.sid,
+          ),
           { type: "open", proto: service.proto, name: service.name },
         );
         const hello = await link.readMessage<PeerAnswer>();
@@ -268,6 +274,7 @@ export class PairDialer {
           role: "provider",
           user: target.user,
           serverName,
+          serverEndpoint: target.endpoint,
           callerName: signer.name,
           callerEndpoint: signer.own.endpoint,
           sid: granted.sid,
