@@ -26,10 +26,27 @@ import {
   type PairTicket,
   type PeerAnswer,
   peerName,
+  type PeerOpen,
 } from "@ztm/shared/peer_protocol";
 import type { Leg } from "@ztm/shared/splice";
 import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
 import { PairLink, writeAll } from "./pair_link.ts";
+
+/** The service a tunnel goes to; `to` only for an exit (`EXIT_SERVICE`). */
+export interface TunnelService {
+  proto: "tcp";
+  name: string;
+  to?: { host: string; port: number };
+}
+
+function openMessage(service: TunnelService): PeerOpen {
+  const { proto, name, to } = service;
+  return to ? { type: "open", proto, name, to: { host: to.host, port: to.port } } : {
+    type: "open",
+    proto,
+    name,
+  };
+}
 
 /** Where the hub's data port is. */
 export interface DataAddress {
@@ -105,7 +122,7 @@ export class PairDialer {
    */
   async open(
     target: PeerTarget,
-    service: { proto: "tcp"; name: string },
+    service: TunnelService,
     ticket: () => Promise<PairTicket>,
   ): Promise<OpenTunnel> {
     const key = `${target.endpoint}\n${target.user}`;
@@ -186,15 +203,15 @@ export class PairDialer {
     };
   }
 
-  async #ask(pair: Pair, service: { proto: "tcp"; name: string }): Promise<PeerAnswer | null> {
-    await pair.link.writeMessages({ type: "open", proto: service.proto, name: service.name });
+  async #ask(pair: Pair, service: TunnelService): Promise<PeerAnswer | null> {
+    await pair.link.writeMessages(openMessage(service));
     return await pair.link.readMessage<PeerAnswer>();
   }
 
   async #fresh(
     key: string,
     target: PeerTarget,
-    service: { proto: "tcp"; name: string },
+    service: TunnelService,
     ticket: () => Promise<PairTicket>,
   ): Promise<{ pair: Pair; answer: PeerAnswer }> {
     const data = this.#data;
@@ -262,7 +279,7 @@ export class PairDialer {
             target.endpoint,
             granted.sid,
           ),
-          { type: "open", proto: service.proto, name: service.name },
+          openMessage(service),
         );
         const hello = await link.readMessage<PeerAnswer>();
         if (hello?.type === "error") {

@@ -34,7 +34,7 @@ import { PairLink, writeAll } from "./pair_link.ts";
  * answer). Must not touch the target before access is decided.
  */
 export type OpenHandler = (
-  open: { proto: string; name: string },
+  open: { proto: string; name: string; to?: { host: string; port: number } },
   caller: CheckedPeer,
 ) => Promise<(leg: Leg) => Promise<boolean>>;
 
@@ -325,7 +325,11 @@ export class PairListener {
       }
       let relay: (leg: Leg) => Promise<boolean>;
       try {
-        relay = await this.#opts.serve({ proto: String(msg.proto), name: msg.name }, caller);
+        const to = exitDestination(msg.to);
+        relay = await this.#opts.serve(
+          { proto: String(msg.proto), name: msg.name, ...(to ? { to } : {}) },
+          caller,
+        );
       } catch (err) {
         const { status, body } = errorBody(err);
         const answer: PeerAnswer = { type: "error", status, ...body.error };
@@ -361,4 +365,15 @@ function closeQuietly(conn: Deno.Conn): void {
 function abortedLeg(): Leg {
   const fail = () => Promise.reject(new Error("pair connection lost"));
   return { read: fail, write: fail, closeWrite: fail, abort: () => {}, close: () => {} };
+}
+
+/** An `open`'s exit destination when it is well-formed (`{host, port}`), else undefined. */
+function exitDestination(value: unknown): { host: string; port: number } | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { host, port } = value as Record<string, unknown>;
+  if (typeof host !== "string" || host.length === 0 || host.length > 255) return undefined;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    return undefined;
+  }
+  return { host, port };
 }
