@@ -26,6 +26,7 @@ import {
   type PairTicket,
   type PeerAnswer,
   peerName,
+  type PeerRequest,
 } from "@ztm/shared/peer_protocol";
 import type { Leg } from "@ztm/shared/splice";
 import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
@@ -48,6 +49,14 @@ interface Pair {
   peer: CheckedPeer;
   key: string;
   idleSince: number;
+}
+
+/** What a tunnel opens: a TCP service, or a UDP session (with its idle timeout) on a UDP one. */
+export interface TunnelService {
+  proto: "tcp" | "udp";
+  name: string;
+  /** UDP: the session's idle timeout the provider should keep (it may cap it). */
+  idleMs?: number;
 }
 
 /** An open tunnel on a pair: its framed leg, and `release` once the splice ended. */
@@ -105,7 +114,7 @@ export class PairDialer {
    */
   async open(
     target: PeerTarget,
-    service: { proto: "tcp"; name: string },
+    service: TunnelService,
     ticket: () => Promise<PairTicket>,
   ): Promise<OpenTunnel> {
     const key = `${target.endpoint}\n${target.user}`;
@@ -113,7 +122,7 @@ export class PairDialer {
       const pair = this.#takeIdle(key);
       if (!pair) break;
       const answer = await this.#ask(pair, service).catch(() => null);
-      if (answer) return this.#opened(pair, answer);
+      if (answer) return this.#opened(pair, answer, service);
       this.#drop(pair); // dead or confused: try the next, then a fresh one
     }
     if ((this.#count.get(key) ?? 0) >= this.#opts.maxPerPeer) {
@@ -123,7 +132,7 @@ export class PairDialer {
       );
     }
     const { pair, answer } = await this.#fresh(key, target, service, ticket);
-    return this.#opened(pair, answer);
+    return this.#opened(pair, answer, service);
   }
 
   /** Closes pairs whose peer's certificate is on `revoked`. */
@@ -161,7 +170,7 @@ export class PairDialer {
     return pair;
   }
 
-  #opened(pair: Pair, answer: PeerAnswer): OpenTunnel {
+  #opened(pair: Pair, answer: PeerAnswer, service: TunnelService): OpenTunnel {
     if (answer.type === "error") {
       this.#release(pair, true);
       throw new ZtmError(
@@ -176,7 +185,7 @@ export class PairDialer {
     }
     let released = false;
     return {
-      leg: pair.link.framed(),
+      leg: service.proto === "udp" ? pair.link.datagrams() : pair.link.framed(),
       peer: pair.peer,
       release: (clean) => {
         if (released) return;
@@ -186,15 +195,15 @@ export class PairDialer {
     };
   }
 
-  async #ask(pair: Pair, service: { proto: "tcp"; name: string }): Promise<PeerAnswer | null> {
-    await pair.link.writeMessages({ type: "open", proto: service.proto, name: service.name });
+  async #ask(pair: Pair, service: TunnelService): Promise<PeerAnswer | null> {
+    await pair.link.writeMessages(openMessage(service));
     return await pair.link.readMessage<PeerAnswer>();
   }
 
   async #fresh(
     key: string,
     target: PeerTarget,
-    service: { proto: "tcp"; name: string },
+    service: TunnelService,
     ticket: () => Promise<PairTicket>,
   ): Promise<{ pair: Pair; answer: PeerAnswer }> {
     const data = this.#data;
@@ -256,7 +265,7 @@ export class PairDialer {
         }
         await link.writeMessages(
           await signer.hello(signer.name, signer.own.endpoint, serverName, granted.sid),
-          { type: "open", proto: service.proto, name: service.name },
+          openMessage(service),
         );
         const hello = await link.readMessage<PeerAnswer>();
         if (hello?.type === "error") {
@@ -329,4 +338,10 @@ export class PairDialer {
       this.#timer = undefined;
     }
   }
+}
+
+function openMessage(service: TunnelService): PeerRequest {
+  return service.proto === "udp"
+    ? { type: "open", proto: "udp", name: service.name, idleMs: service.idleMs }
+    : { type: "open", proto: service.proto, name: service.name };
 }

@@ -31,7 +31,7 @@ import { PairLink, writeAll } from "./pair_link.ts";
  * answer). Must not touch the target before access is decided.
  */
 export type OpenHandler = (
-  open: { proto: string; name: string },
+  open: { proto: string; name: string; idleMs?: number },
   caller: CheckedPeer,
 ) => Promise<(leg: Leg) => Promise<boolean>>;
 
@@ -272,7 +272,11 @@ export class PairListener {
       }
       let relay: (leg: Leg) => Promise<boolean>;
       try {
-        relay = await this.#opts.serve({ proto: String(msg.proto), name: msg.name }, caller);
+        const idleMs = typeof msg.idleMs === "number" ? msg.idleMs : undefined;
+        relay = await this.#opts.serve(
+          { proto: String(msg.proto), name: msg.name, idleMs },
+          caller,
+        );
       } catch (err) {
         const { status, body } = errorBody(err);
         const answer: PeerAnswer = { type: "error", status, ...body.error };
@@ -292,7 +296,7 @@ export class PairListener {
         return;
       }
       prefix = [];
-      const clean = await relay(link.framed());
+      const clean = await relay(msg.proto === "udp" ? link.datagrams() : link.framed());
       if (!clean) return;
     }
   }
