@@ -20,10 +20,10 @@ import {
   UDP_IDLE_MS,
 } from "@ztm/shared/peer_protocol";
 import type { TunnelCaller } from "@ztm/shared/protocol";
-import { connLeg, type Leg, splice } from "@ztm/shared/splice";
+import { connLeg, type DatagramLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { LocalService } from "./runtime.ts";
 import type { TunnelStates } from "./tunnel_state.ts";
-import { RECEIVE_BUFFER_BYTES } from "./udp_map.ts";
+import { RECEIVE_BUFFER_BYTES, SESSION_QUEUE_BYTES, SESSION_QUEUE_DATAGRAMS } from "./udp_map.ts";
 
 function closeQuietly(conn: { close(): void }): void {
   try {
@@ -347,9 +347,15 @@ export class Provider {
       }
       closeSock();
     })();
-    const down = (async () => {
+    // Replies are queued (bounded; the excess is the target's loss) while a write is on its
+    // way, and the queue goes out in one write.
+    let queue: Uint8Array[] = [];
+    let queued = 0;
+    let wake: (() => void) | undefined;
+    const batches = "writeBatch" in leg ? leg as DatagramLeg : undefined;
+    const receiving = (async () => {
       const want = target.addr;
-      const buf = new Uint8Array(RECEIVE_BUFFER_BYTES); // reused: `write` copies into its frame
+      const buf = new Uint8Array(RECEIVE_BUFFER_BYTES);
       try {
         while (true) {
           const [d, from] = await sock.receive(buf);
@@ -359,20 +365,54 @@ export class Provider {
             continue;
           }
           last = Date.now();
-          if (d.byteLength > MAX_DATAGRAM_BYTES) {
+          if (
+            d.byteLength > MAX_DATAGRAM_BYTES || queue.length >= SESSION_QUEUE_DATAGRAMS ||
+            queued + d.byteLength > SESSION_QUEUE_BYTES
+          ) {
             tally?.drop();
             continue;
           }
-          await tunnel.write(d);
+          queue.push(d.slice());
+          queued += d.byteLength;
+          wake?.();
         }
       } catch {
-        // The socket closed (idle, the caller ended, access withdrawn) or the pair failed.
+        // The socket closed (idle, the caller ended, access withdrawn).
       }
       closeSock();
+      wake?.();
+    })();
+    const down = (async () => {
       try {
-        await tunnel.closeWrite();
+        while (true) {
+          if (queue.length) {
+            const batch = queue;
+            const bytes = queued;
+            queue = [];
+            queued = 0;
+            if (batches) {
+              await batches.writeBatch(batch);
+              if (tally) tally.bytesDown += bytes;
+            } else {
+              for (const d of batch) await tunnel.write(d);
+            }
+            continue;
+          }
+          if (closed) break;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
       } catch {
-        clean = false;
+        clean = false; // the pair failed
+        closeSock();
+      }
+      await receiving;
+      if (clean) {
+        try {
+          await tunnel.closeWrite();
+        } catch {
+          clean = false;
+        }
       }
     })();
     await down;

@@ -200,11 +200,20 @@ export class UdpMap {
     let clean = true;
     const writer = (async () => {
       try {
+        const batches = tunnel.datagrams;
         while (true) {
-          const d = s.queue.shift();
-          if (d) {
-            s.queuedBytes -= d.byteLength;
-            await leg.write(d);
+          if (s.queue.length) {
+            // Everything queued goes in one write (one TLS record, one syscall).
+            const batch = s.queue;
+            const bytes = s.queuedBytes;
+            s.queue = [];
+            s.queuedBytes = 0;
+            if (batches) {
+              await batches.writeBatch(batch);
+              if (state) state.bytesUp += bytes;
+            } else {
+              for (const d of batch) await leg.write(d);
+            }
             continue;
           }
           if (s.phase !== "open") break;

@@ -28,7 +28,7 @@ import {
   peerName,
   type PeerRequest,
 } from "@ztm/shared/peer_protocol";
-import type { Leg } from "@ztm/shared/splice";
+import type { DatagramLeg, Leg } from "@ztm/shared/splice";
 import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
 import { PairLink, writeAll } from "./pair_link.ts";
 
@@ -62,6 +62,8 @@ export interface TunnelService {
 /** An open tunnel on a pair: its framed leg, and `release` once the splice ended. */
 export interface OpenTunnel {
   leg: Leg;
+  /** UDP sessions: the same leg, with batched writes. */
+  datagrams?: DatagramLeg;
   release(clean: boolean): void;
   peer: CheckedPeer;
 }
@@ -185,7 +187,12 @@ export class PairDialer {
     }
     let released = false;
     return {
-      leg: service.proto === "udp" ? pair.link.datagrams() : pair.link.framed(),
+      ...(service.proto === "udp"
+        ? (() => {
+          const d = pair.link.datagrams();
+          return { leg: d, datagrams: d };
+        })()
+        : { leg: pair.link.framed() }),
       peer: pair.peer,
       release: (clean) => {
         if (released) return;

@@ -9,7 +9,7 @@
 import { BadRequest } from "@ztm/shared/errors";
 import { parseMessage } from "@ztm/shared/protocol";
 import { MAX_PEER_LINE_BYTES, type PeerAnswer, type PeerRequest } from "@ztm/shared/peer_protocol";
-import { datagramLeg, framedLeg, type Leg, READ_BUFFER_BYTES } from "@ztm/shared/splice";
+import { type DatagramLeg, datagramLeg, framedLeg, type Leg, READ_BUFFER_BYTES } from "@ztm/shared/splice";
 
 const EMPTY = new Uint8Array(0);
 const FIRST_BUFFER_BYTES = 16 * 1024;
@@ -80,7 +80,7 @@ export class PairLink {
   }
 
   /** One UDP session's datagram frames over this link (protocol 2.1); otherwise as `framed()`. */
-  datagrams(): Leg {
+  datagrams(): DatagramLeg {
     return datagramLeg(this.#base(), (rest) => this.unread(rest));
   }
 
