@@ -139,11 +139,11 @@ Deno.test("udp services and port mappings carry datagrams end to end", async (t)
   await t.step(
     "100 clients × 1,000 numbered datagrams of random sizes come back intact to their sender",
     async () => {
-      // Two datagrams in flight per client (200 in all): what loopback socket buffers (208 KiB
-      // by default, at the clients, the mapping and the target alike) hold without overrun.
+      // Two datagrams in flight per client, 200 in all.
       const CLIENTS = 100, EACH = 1000, WINDOW = 2;
       let lost = 0;
       const started = Date.now();
+      const overflowsBefore = await udpReceiveBufferErrors();
       const results = await Promise.all(Array.from({ length: CLIENTS }, async (_, client) => {
         const c = new UdpClient();
         const sizes = Array.from(
@@ -201,8 +201,17 @@ Deno.test("udp services and port mappings carry datagrams end to end", async (t)
         } ms, lost ${lost}, bad ${bad}`,
       );
       assertEquals(bad, 0, "datagrams that came back changed or to the wrong client");
-      assertEquals(lost, 0, "datagrams lost on loopback");
-      assertEquals(back, CLIENTS * EACH);
+      // Loss on loopback can only be a full socket receive buffer (208 KiB by default; Deno
+      // cannot enlarge one): the mapping's socket and the echo target each take 100 clients'
+      // datagrams. The kernel counts every such drop; ztm itself must lose none.
+      const overflows = (await udpReceiveBufferErrors()) - overflowsBefore;
+      console.log(`kernel UDP receive-buffer overflows meanwhile: ${overflows}`);
+      assertEquals(back + lost, CLIENTS * EACH);
+      assert(
+        lost <= overflows,
+        `${lost} lost but only ${overflows} dropped by full socket buffers`,
+      );
+      assert(lost <= CLIENTS * EACH / 50, `loss over 2 %: ${lost}`);
     },
   );
 
@@ -307,4 +316,14 @@ function equal(a: Uint8Array, b: Uint8Array): boolean {
   if (a.byteLength !== b.byteLength) return false;
   for (let i = 0; i < a.byteLength; i++) if (a[i] !== b[i]) return false;
   return true;
+}
+
+/** The kernel's count of UDP datagrams dropped because a socket's receive buffer was full. */
+async function udpReceiveBufferErrors(): Promise<number> {
+  const lines = (await Deno.readTextFile("/proc/net/snmp")).split("\n").filter((l) =>
+    l.startsWith("Udp:")
+  );
+  const names = lines[0].split(/\s+/);
+  const values = lines[1].split(/\s+/);
+  return Number(values[names.indexOf("RcvbufErrors")]);
 }
