@@ -9,7 +9,13 @@
 import { BadRequest } from "@ztm/shared/errors";
 import { parseMessage } from "@ztm/shared/protocol";
 import { MAX_PEER_LINE_BYTES, type PeerAnswer, type PeerRequest } from "@ztm/shared/peer_protocol";
-import { type DatagramLeg, datagramLeg, framedLeg, type Leg, READ_BUFFER_BYTES } from "@ztm/shared/splice";
+import {
+  type DatagramLeg,
+  datagramLeg,
+  framedLeg,
+  type Leg,
+  READ_BUFFER_BYTES,
+} from "@ztm/shared/splice";
 
 const EMPTY = new Uint8Array(0);
 const FIRST_BUFFER_BYTES = 16 * 1024;
