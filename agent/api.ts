@@ -439,6 +439,8 @@ export function createAgentApp(opts: AgentAppOptions): App {
     return serialized(mesh, async () => {
       const record = meshOf(mesh);
       const runtime = runtimes.get(mesh);
+      // The answer shows the mesh as it was, its certificate's renewal state included.
+      const renewal = runtime?.renewal?.();
       runtimes.delete(mesh);
       await opts.proxies?.stop(mesh);
       if (runtime) {
@@ -451,7 +453,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       }
       store.removeMesh(mesh);
       log.info("mesh left", { mesh, endpoint: record.endpointId });
-      return json(meshSummary(record, undefined));
+      return json(meshSummary(record, undefined, renewal));
     });
   }
 
@@ -534,7 +536,11 @@ export interface MeshSummary {
     | null;
 }
 
-function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSummary {
+function meshSummary(
+  mesh: MeshRecord,
+  runtime: MeshRuntime | undefined,
+  renewalBefore?: RenewalState,
+): MeshSummary {
   const cert = parseCertificate(mesh.certificate);
   const status = runtime?.status();
   return {
@@ -546,7 +552,11 @@ function meshSummary(mesh: MeshRecord, runtime: MeshRuntime | undefined): MeshSu
     certificate: {
       serial: serialOf(cert),
       notAfter: cert.notAfter.toISOString(),
-      ...(runtime?.renewal ? { renewal: runtime.renewal() } : {}),
+      ...(runtime?.renewal
+        ? { renewal: runtime.renewal() }
+        : renewalBefore
+        ? { renewal: renewalBefore }
+        : {}),
     },
     status: status
       ? {

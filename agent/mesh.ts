@@ -175,8 +175,9 @@ export class Mesh implements MeshRuntime {
     this.#provider.states = this.#states;
   }
 
-  certificateRenewed(): void {
-    this.#signer.setCertificate(this.#config.certificate);
+  /** Puts a renewed certificate (same key, `renew.ts`) to use for pairs: hellos and listener. */
+  certificateRenewed(certPem: string): void {
+    this.#signer.setCertificate(certPem);
     this.#pairs.reload();
     this.#log.info("end-to-end certificate reloaded", { mesh: this.name });
   }

@@ -140,7 +140,7 @@ export class Renewal {
       if (this.#closed) return;
       this.#opts.save(pem);
       config.certificate = pem;
-      this.#opts.runtime.certificateRenewed?.();
+      this.#opts.runtime.certificateRenewed?.(pem);
       this.#failures = 0;
       this.#renewals++;
       this.#lastRenewedAt = new Date().toISOString();

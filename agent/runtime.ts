@@ -79,8 +79,6 @@ export interface PageQuery {
 export interface MeshRuntime {
   readonly name: string;
   status(): MeshStatus;
-  /** The mesh's config now holds a renewed certificate of the same key: present it from now on. */
-  certificateRenewed?(): void;
   /**
    * Waits for the first hub session: null once connected, else each failed
    * dial's hub and reason once every hub address failed (or `timeoutMs` passed).
@@ -108,6 +106,8 @@ export interface MeshRuntime {
   setManageHandler(handler: ManageHandler): void;
   /** Leaves the hub, closes every listener. */
   close(): Promise<void>;
+  /** Puts a renewed certificate (same key) to use for end-to-end pairs. */
+  certificateRenewed?(certPem: string): void;
   /** A request to the hub on the current session, answered with its raw status and body. */
   hubRequest?(
     method: string,

@@ -356,16 +356,15 @@ export class HubServer {
   }
 
   /**
-   * Serves a renewed hub certificate to new connections; sessions open now keep theirs. (The
-   * data port holds no key: tunnels are the agents' own TLS.)
+   * Serves a renewed hub certificate to new connections; sessions open now keep theirs (the
+   * data port is plain TCP and holds no certificate).
    */
-  setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): Promise<void> {
+  setIdentity(identity: { caPem: string; certPem: string; keyPem: string }): void {
     this.#server.setSecureContext({
       key: identity.keyPem,
       cert: identity.certPem,
       ca: identity.caPem,
     });
-    return Promise.resolve();
   }
 
   /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */

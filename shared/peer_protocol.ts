@@ -29,8 +29,9 @@
  *    channel: its first line is a {@link PeerHello} whose signature covers
  *    {@link proofText}. B answers with its own hello (its certificate, so A can
  *    check it against the CRL, and a signature over the same text). Both check
- *    chain, validity, role, the newest verified CRL and the name; a failed
- *    check closes the connection before any byte reaches a target.
+ *    chain, validity, role, the newest verified CRL and the name, and A that
+ *    B's hello names the endpoint A asked for; a failed check closes the
+ *    connection before any byte reaches a target.
  *
  * 4. Tunnels on a pair connection, one after another. Idle, the connection
  *    carries JSON lines: A writes {@link PeerOpen}; B checks the service's
@@ -65,7 +66,11 @@
  *   data port, hub-side data links with a frame scanner.
  * - 2: this document. A version-1 agent is refused on the control port
  *   (`protocol_mismatch` naming both versions); a pair hello of another
- *   version is answered `error` `protocol_mismatch` naming both.
+ *   version is answered `error` `protocol_mismatch` naming both. Before
+ *   its first release the proof text became a JSON array naming both
+ *   endpoints (an attack review: a separator let fields shift, and a hello
+ *   was good at any endpoint of the server's user); providers close pairs
+ *   idle {@link PROVIDER_IDLE_MS} and cap pairs per caller user and in all.
  * - 2.1: `udp/NAME` services and UDP sessions (step 5): `open` gains
  *   `proto:"udp"` and `idleMs`; datagram frames. Additive: hellos, TCP
  *   tunnels and the version number are unchanged.
@@ -109,6 +114,16 @@ export const MAX_IDLE_PAIRS_PER_PEER = 32;
 export const MAX_PAIRS_PER_PEER = 256;
 /** An idle pair connection closes after this long. */
 export const PAIR_IDLE_MS = 30_000;
+/**
+ * A provider closes a pair idle between tunnels this long (twice the caller's
+ * idle time, so a caller never picks a pair its provider is closing; a
+ * caller that keeps pairs forever cannot pin the provider's descriptors).
+ */
+export const PROVIDER_IDLE_MS = 2 * PAIR_IDLE_MS;
+/** Pairs (idle or busy) a provider serves to one caller user, all its endpoints together. */
+export const MAX_PAIRS_PER_CALLER = MAX_PAIRS_PER_PEER;
+/** Pairs a provider serves or sets up at once, for all callers (each holds three descriptors). */
+export const MAX_PROVIDER_PAIRS = 4 * MAX_PAIRS_PER_PEER;
 /** Longest JSON line inside a pair connection. */
 export const MAX_PEER_LINE_BYTES = 16 * 1024;
 /** Refusals a provider answers per caller endpoint and window before it answers 429 without work. */
@@ -149,17 +164,30 @@ export function parsePreamble(bytes: Uint8Array): string | undefined {
 }
 
 /**
- * What a hello's signature covers: both peer names, the caller's endpoint id
- * and the pair id. It names the server, so a proof given to one member is
- * useless at another; only its intended server ever sees it in plaintext.
+ * What a hello's signature covers: both peer names, both endpoint ids and
+ * the pair id. It names the server's user and endpoint, so a proof given to
+ * one member, or to one endpoint of a user, is useless at another, and a
+ * caller spliced to another endpoint of the user it asked for notices;
+ * only its intended server ever sees it in plaintext.
+ * The fields are a JSON array, never joined by a separator: the hub picks the
+ * sid and the caller its endpoint, so with a separator a member given a proof
+ * could shift another server's name out of the sid into the endpoint.
  */
 export function proofText(
   callerName: string,
   callerEndpoint: string,
   serverName: string,
+  serverEndpoint: string,
   sid: string,
 ): string {
-  return `ztm-e2e-v${PEER_PROTOCOL_VERSION}|${callerName}|${callerEndpoint}|${serverName}|${sid}`;
+  return JSON.stringify([
+    `ztm-e2e-v${PEER_PROTOCOL_VERSION}`,
+    callerName,
+    callerEndpoint,
+    serverName,
+    serverEndpoint,
+    sid,
+  ]);
 }
 
 /** Each side's first line: its certificate (PEM) and an ECDSA-SHA256 signature (base64) over `proofText`. */

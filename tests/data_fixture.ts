@@ -193,7 +193,13 @@ export async function openE2e(
   try {
     const link = new PairLink(tls);
     await link.writeMessages(
-      await signer.hello(signer.name, signer.own.endpoint, serverName, granted.sid),
+      await signer.hello(
+        signer.name,
+        signer.own.endpoint,
+        serverName,
+        f.bob.endpointId,
+        granted.sid,
+      ),
       { type: "open", proto: "tcp", name: SERVICE },
     );
     const first = await withDeadline(link.readMessage<PeerAnswer>(), IO_TIMEOUT_MS, "bob's hello");
@@ -204,6 +210,7 @@ export async function openE2e(
       role: "provider",
       user: "bob",
       serverName,
+      serverEndpoint: f.bob.endpointId,
       callerName: signer.name,
       callerEndpoint: signer.own.endpoint,
       sid: granted.sid,

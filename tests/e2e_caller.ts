@@ -58,7 +58,7 @@ export async function openE2eTunnel(call: E2eCall, dataPort: number): Promise<De
   try {
     const link = new PairLink(tls);
     await link.writeMessages(
-      await signer.hello(signer.name, call.endpoint, serverName, granted.sid!),
+      await signer.hello(signer.name, call.endpoint, serverName, call.target, granted.sid!),
       { type: "open", proto: "tcp", name: call.service },
     );
     const first = await withDeadline(link.readMessage<PeerAnswer>(), IO_TIMEOUT_MS, "the hello");
@@ -69,6 +69,7 @@ export async function openE2eTunnel(call: E2eCall, dataPort: number): Promise<De
       role: "provider",
       user: call.targetUser,
       serverName,
+      serverEndpoint: call.target,
       callerName: signer.name,
       callerEndpoint: call.endpoint,
       sid: granted.sid!,

@@ -17,13 +17,16 @@ import {
   startEchoServer,
 } from "./net_helpers.ts";
 import { awaitEnding, openFds, rssKiB, spread } from "./fault_helpers.ts";
+import { PAIR_IDLE_MS } from "@ztm/shared/peer_protocol";
 
 /**
- * Descriptors a busy agent may hold beyond its idle count: up to 8 warm data
- * connections and 16 parked data links (the `DataPool` defaults), and a few
- * more. A leak grows with the attempts (100 here), so this bound tells it apart.
+ * Descriptors an agent may hold beyond its idle count once its pair
+ * connections went idle and closed ({@link PAIR_IDLE_MS}): a few. A leak grows
+ * with the attempts (100 here), so this bound tells it apart.
  */
-const FD_SLACK = 28;
+const FD_SLACK = 12;
+/** How long the idle pairs of a burst take to close (the sweep runs every 5 s at most). */
+const SETTLE_MS = PAIR_IDLE_MS + 20_000;
 
 /** A server that accepts and never writes; it closes only when its client does. */
 function startSilentServer(): Promise<net.Server & { accepted: number; open: Set<net.Socket> }> {
@@ -86,7 +89,7 @@ async function settledFds(agent: MeshAgent, before: number): Promise<number> {
   const pid = agent.proc.child.pid;
   return await eventually(
     () => (openFds(pid) <= before + FD_SLACK ? openFds(pid) : 0),
-    20_000,
+    SETTLE_MS,
     `${agent.endpointName} back to ${before} (+${FD_SLACK}) descriptors`,
   );
 }

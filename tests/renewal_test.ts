@@ -214,7 +214,7 @@ Deno.test(`agents and the hub renew ${LIFETIME} certificates for ${SOAK_S} s wit
   const laptopCerts = certs.filter((c: { endpoint: string }) => c.endpoint === "laptop");
   assert.ok(laptopCerts.length >= 4);
   assert.equal(laptopCerts.filter((c: { superseded: boolean }) => !c.superseded).length, 1);
-  // A new connection after the hub's renewals works (its data port serves the new certificate).
+  // A new connection after the renewals works (the agents serve their renewed certificates).
   const fresh = await openConnection(mapped);
   const back = await fresh.exchange(enc.encode("after\n"));
   assert.equal(new TextDecoder().decode(back), "after\n");

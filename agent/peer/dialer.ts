@@ -271,7 +271,13 @@ export class PairDialer {
           );
         }
         await link.writeMessages(
-          await signer.hello(signer.name, signer.own.endpoint, serverName, granted.sid),
+          await signer.hello(
+            signer.name,
+            signer.own.endpoint,
+            serverName,
+            target.endpoint,
+            granted.sid,
+          ),
           openMessage(service),
         );
         const hello = await link.readMessage<PeerAnswer>();
@@ -284,6 +290,7 @@ export class PairDialer {
           role: "provider",
           user: target.user,
           serverName,
+          serverEndpoint: target.endpoint,
           callerName: signer.name,
           callerEndpoint: signer.own.endpoint,
           sid: granted.sid,

@@ -98,14 +98,15 @@ export class Signer {
     return servesTunnels(this.#own.certPem, this.#own.user);
   }
 
-  /** This side's hello for pair `sid` between `callerName`/`callerEndpoint` and `serverName`. */
+  /** This side's hello for pair `sid` between `callerName`/`callerEndpoint` and `serverName`/`serverEndpoint`. */
   async hello(
     callerName: string,
     callerEndpoint: string,
     serverName: string,
+    serverEndpoint: string,
     sid: string,
   ): Promise<PeerHello> {
-    const text = proofText(callerName, callerEndpoint, serverName, sid);
+    const text = proofText(callerName, callerEndpoint, serverName, serverEndpoint, sid);
     const sig = await crypto.subtle.sign(SIGN, await this.#key, encoder.encode(text));
     return {
       type: "hello",
@@ -127,6 +128,8 @@ export interface Expectation {
   user?: string;
   /** The server's peer name (ours when checking a caller). */
   serverName: string;
+  /** The server's endpoint id: ours when checking a caller, the one we asked for when checking a provider. */
+  serverEndpoint: string;
   /** The caller's endpoint (ours when checking a provider). */
   callerEndpoint?: string;
   callerName?: string;
@@ -184,12 +187,21 @@ export async function checkHello(hello: unknown, want: Expectation): Promise<Che
     if (!altNamesOf(cert).includes(want.serverName)) {
       throw refuse("certificate lacks the peer name");
     }
+    if (h.endpoint !== want.serverEndpoint) {
+      throw refuse(`endpoint ${h.endpoint.slice(0, 80)} answered, not ${want.serverEndpoint}`);
+    }
     callerName = want.callerName!;
     callerEndpoint = want.callerEndpoint!;
   }
   const key = await cert.publicKey.export().catch(() => undefined);
   if (!key) throw refuse("certificate key is not ECDSA");
-  const text = proofText(callerName, callerEndpoint, want.serverName, want.sid);
+  const text = proofText(
+    callerName,
+    callerEndpoint,
+    want.serverName,
+    want.serverEndpoint,
+    want.sid,
+  );
   let sig: Uint8Array<ArrayBuffer>;
   try {
     sig = unb64(h.sig);

@@ -29,23 +29,25 @@ Deno.test("hellos check out both ways and name the peer from its certificate", a
   const alice = await signerOf(ca, "alice");
   const bob = await signerOf(ca, "bob");
   assert.ok(bob.canServe());
-  const fromAlice = await alice.hello(alice.name, "alice-ep", bob.name, "sid-1");
+  const fromAlice = await alice.hello(alice.name, "alice-ep", bob.name, "bob-ep", "sid-1");
   const caller = await checkHello(fromAlice, {
     caPem: ca.pem,
     revoked: new Set(),
     role: "caller",
     serverName: bob.name,
+    serverEndpoint: "bob-ep",
     sid: "sid-1",
   });
   assert.equal(caller.user, "alice");
   assert.equal(caller.endpoint, "alice-ep");
-  const fromBob = await bob.hello(alice.name, "alice-ep", bob.name, "sid-1");
+  const fromBob = await bob.hello(alice.name, "alice-ep", bob.name, "bob-ep", "sid-1");
   const provider = await checkHello(fromBob, {
     caPem: ca.pem,
     revoked: new Set(),
     role: "provider",
     user: "bob",
     serverName: bob.name,
+    serverEndpoint: "bob-ep",
     callerName: alice.name,
     callerEndpoint: "alice-ep",
     sid: "sid-1",
@@ -59,12 +61,13 @@ Deno.test("a hello is refused for another pair, another server, a revoked or for
   const alice = await signerOf(ca, "alice");
   const bob = await signerOf(ca, "bob");
   const rogue = await signerOf(rogueCa, "alice");
-  const hello = await alice.hello(alice.name, "alice-ep", bob.name, "sid-1");
+  const hello = await alice.hello(alice.name, "alice-ep", bob.name, "bob-ep", "sid-1");
   const want = {
     caPem: ca.pem,
     revoked: new Set<string>(),
     role: "caller" as const,
     serverName: bob.name,
+    serverEndpoint: "bob-ep",
     sid: "sid-1",
   };
   await assert.rejects(checkHello(hello, { ...want, sid: "sid-2" }), /signature does not verify/);
@@ -75,12 +78,12 @@ Deno.test("a hello is refused for another pair, another server, a revoked or for
   const serial = normalizeSerial(parseCertificate(alice.own.certPem).serialNumber);
   await assert.rejects(checkHello(hello, { ...want, revoked: new Set([serial]) }), /revoked/);
   await assert.rejects(
-    checkHello(await rogue.hello(rogue.name, "alice-ep", bob.name, "sid-1"), want),
+    checkHello(await rogue.hello(rogue.name, "alice-ep", bob.name, "bob-ep", "sid-1"), want),
     /not issued by the mesh CA/,
   );
   await assert.rejects(checkHello({ ...hello, version: 1 }, want), /protocol 2; the peer said 1/);
   await assert.rejects(checkHello(null, want), /no hello/);
-  const fromBob = await bob.hello(alice.name, "alice-ep", bob.name, "sid-1");
+  const fromBob = await bob.hello(alice.name, "alice-ep", bob.name, "bob-ep", "sid-1");
   await assert.rejects(
     checkHello(fromBob, {
       ...want,
@@ -98,7 +101,7 @@ Deno.test("a certificate without the peer name cannot serve, and a provider hell
   const alice = await signerOf(ca, "alice");
   const old = await signerOf(ca, "bob", "client");
   assert.equal(old.canServe(), false);
-  const fromOld = await old.hello(alice.name, "alice-ep", old.name, "s");
+  const fromOld = await old.hello(alice.name, "alice-ep", old.name, "bob-ep", "s");
   await assert.rejects(
     checkHello(fromOld, {
       caPem: ca.pem,
@@ -106,6 +109,7 @@ Deno.test("a certificate without the peer name cannot serve, and a provider hell
       role: "provider",
       user: "bob",
       serverName: old.name,
+      serverEndpoint: "bob-ep",
       callerName: alice.name,
       callerEndpoint: "alice-ep",
       sid: "s",

@@ -11,14 +11,17 @@
  * connection closes, with no target dialled. Each `open` then goes to
  * `serve`, which checks access for the certificate's user and relays.
  */
-import { ZtmError } from "@ztm/shared/errors";
+import { TooManyRequests, ZtmError } from "@ztm/shared/errors";
 import { errorBody } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
   encodePreamble,
+  MAX_PAIRS_PER_CALLER,
+  MAX_PROVIDER_PAIRS,
   PAIR_HANDSHAKE_MS,
   type PeerAnswer,
   type PeerRequest,
+  PROVIDER_IDLE_MS,
 } from "@ztm/shared/peer_protocol";
 import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
@@ -42,6 +45,12 @@ export interface PairListenerOptions {
   mesh: string;
   revoked: () => Set<string>;
   serve: OpenHandler;
+  /** A pair idle between tunnels closes after this long. */
+  idleMs?: number;
+  /** Pairs served or set up at once; further pair requests are dropped without a dial. */
+  maxPairs?: number;
+  /** Pairs served to one caller user at once; more are refused after its hello. */
+  maxPairsPerCaller?: number;
 }
 
 interface Pair {
@@ -52,7 +61,7 @@ interface Pair {
 
 /** Accepts pairs for one mesh. `start()` once; none after `close()`. */
 export class PairListener {
-  #opts: PairListenerOptions;
+  #opts: Required<PairListenerOptions>;
   #listener: Deno.TlsListener | undefined;
   #port = 0;
   /** Pending loopback dials by their source port. */
@@ -60,10 +69,19 @@ export class PairListener {
   /** Loopback connections accepted before their dial registered (a race), by source port. */
   #early = new Map<number, Deno.TlsConn>();
   #pairs = new Set<Pair>();
+  /** Pairs attached and not yet ended (dialling, handshaking or served). */
+  #attaching = 0;
+  #dropped = 0;
+  #droppedLogged = -Infinity;
   #closed = false;
 
   constructor(opts: PairListenerOptions) {
-    this.#opts = opts;
+    this.#opts = {
+      idleMs: PROVIDER_IDLE_MS,
+      maxPairs: MAX_PROVIDER_PAIRS,
+      maxPairsPerCaller: MAX_PAIRS_PER_CALLER,
+      ...opts,
+    };
   }
 
   /** Binds the loopback TLS listener. */
@@ -100,12 +118,29 @@ export class PairListener {
     return this.#pairs.size;
   }
 
+  /** Pairs attached and not yet ended (dialling, handshaking or served). */
+  get attaching(): number {
+    return this.#attaching;
+  }
+
   /**
    * Attaches pair `sid`: dials the hub's data port, presents `ticket`, and
    * serves the caller that arrives through it. Resolves when the pair closes;
    * never throws.
    */
   async attach(data: DataAddress, ticket: string, sid: string): Promise<void> {
+    if (this.#attaching >= this.#opts.maxPairs) {
+      this.#dropped++;
+      if (Date.now() - this.#droppedLogged >= 10_000) { // one line per burst
+        this.#droppedLogged = Date.now();
+        this.#opts.log.warn("pairs dropped: too many pairs", {
+          mesh: this.#opts.mesh,
+          count: this.#dropped,
+        });
+      }
+      return;
+    }
+    this.#attaching++;
     let hubConn: Deno.TcpConn | undefined;
     let local: Deno.TcpConn | undefined;
     try {
@@ -154,6 +189,8 @@ export class PairListener {
           c?.close();
         } catch { /* already closed */ }
       }
+    } finally {
+      this.#attaching--;
     }
   }
 
@@ -234,8 +271,17 @@ export class PairListener {
         revoked: this.#opts.revoked(),
         role: "caller",
         serverName: signer.name,
+        serverEndpoint: signer.own.endpoint,
         sid,
       });
+      let mine = 0;
+      for (const p of this.#pairs) if (p.caller?.user === caller.user) mine++;
+      if (mine >= this.#opts.maxPairsPerCaller) {
+        throw new TooManyRequests(
+          "too_many_pairs",
+          `User "${caller.user}" already holds ${this.#opts.maxPairsPerCaller} pairs to this endpoint`,
+        );
+      }
     } catch (err) {
       clearTimeout(timer);
       if (!(err instanceof ZtmError)) {
@@ -251,15 +297,22 @@ export class PairListener {
     pair.caller = caller;
     // Our hello goes out with the answer to the first open, in one write.
     let prefix: PeerAnswer[] = [
-      await signer.hello(caller.name, caller.endpoint, signer.name, sid),
+      await signer.hello(caller.name, caller.endpoint, signer.name, signer.own.endpoint, sid),
     ];
     while (!link.closed) {
       let msg: PeerRequest | null;
+      // Between tunnels a pair is idle: it closes after `idleMs` (the caller's pool closes sooner).
+      const idle = setTimeout(() => {
+        log.info("pair closed: idle", { mesh, user: caller.user });
+        link.close();
+      }, this.#opts.idleMs);
       try {
         msg = await link.readMessage<PeerRequest>();
       } catch (err) {
         log.info("pair closed: bad line", { mesh, err: errText(err) });
         return;
+      } finally {
+        clearTimeout(idle);
       }
       if (msg === null) return;
       if (caller.notAfter.getTime() <= Date.now()) {

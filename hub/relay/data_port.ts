@@ -14,16 +14,17 @@
  * `/proc/self/limits`, so a lowered limit takes effect within seconds), so
  * strangers can never take the descriptors members need to join.
  *
- * Members come first: an address with a live member session (the control
- * code says which, `memberOnline`/`memberOffline`) has its own allowance
+ * Members come first: addresses with a live member session (the control
+ * code says which, `memberOnline`/`memberOffline`) share their own allowance
  * of `total` waiting connections that strangers elsewhere cannot touch, and
- * its connections are never evicted. Among strangers, at the cap a newcomer
+ * strangers never evict them. Within each allowance, at the cap a newcomer
  * evicts the oldest waiting connection of the address that holds the most,
  * if that connection has waited {@link GRACE_MS} and that address holds
  * more than the newcomer's would after admitting it; else the newcomer is
  * refused. So strangers, on however many addresses, only push each other
  * out, and hold at most `total` descriptors (members' addresses `total`
- * more).
+ * more); and a member's address hoarding idle connections (a malicious
+ * member, or strangers behind its NAT) only pushes out its own.
  * Refusals are counted, not logged one by one, and accept errors (EMFILE)
  * back off instead of spinning.
  *
@@ -33,6 +34,7 @@
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
+  MAX_PAIRS_PER_PEER,
   PAIR_WAIT_MS,
   parsePreamble,
   PREAMBLE_BYTES,
@@ -40,6 +42,7 @@ import {
 } from "@ztm/shared/peer_protocol";
 import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { ClaimedTicket, Tickets } from "../tickets.ts";
+import { readFdLimit } from "../connection_gate.ts";
 
 /** Limits of the data port. */
 export interface DataPortLimits {
@@ -49,6 +52,12 @@ export interface DataPortLimits {
   pairWaitMs: number;
   /** Connections without a valid ticket yet, in all. */
   total: number;
+  /**
+   * Splices one caller certificate may hold at once (two descriptors each): a
+   * member calling its own second endpoint, which never closes a pair, must
+   * not take every descriptor of the hub.
+   */
+  splicesPerCaller: number;
 }
 
 /** Defaults for `DataPortLimits`. */
@@ -56,6 +65,7 @@ export const DEFAULT_DATA_LIMITS: DataPortLimits = {
   ticketMs: TICKET_READ_MS,
   pairWaitMs: PAIR_WAIT_MS,
   total: 4_096,
+  splicesPerCaller: 4 * MAX_PAIRS_PER_PEER,
 };
 
 /** What the data port needs. */
@@ -85,17 +95,6 @@ const REFUSAL_LOG_MS = 10_000;
 export const GRACE_MS = 500;
 const LIMIT_CHECK_MS = 2_000;
 
-/** The soft limit on open descriptors of this process, or undefined where unknown. */
-export function descriptorLimit(): number | undefined {
-  try {
-    const text = Deno.readTextFileSync("/proc/self/limits");
-    const m = /^Max open files\s+(\d+)/m.exec(text);
-    return m ? Number(m[1]) : undefined;
-  } catch {
-    return undefined;
-  }
-}
-
 /** The data port. `start()` once, `close()` to stop. Single-threaded. */
 export class DataPort {
   #opts: DataPortOptions;
@@ -109,8 +108,11 @@ export class DataPort {
   /** Unticketed connections not yet evicted, with when they came: all, and per address (oldest first). */
   #pending = new Map<Deno.TcpConn, number>();
   #pendingByAddress = new Map<string, Set<Deno.TcpConn>>();
+  #memberPendingByAddress = new Map<string, Set<Deno.TcpConn>>();
   #waiting = new Map<string, Waiting>();
   #splices = new Set<Splice>();
+  /** Splices per caller certificate serial. */
+  #callerSplices = new Map<string, number>();
   #accepted = 0;
   #refused = 0;
   #refusedLogged = 0;
@@ -216,11 +218,10 @@ export class DataPort {
     const member = this.#members.has(address);
     const now = performance.now();
     const total = this.#totalCap();
-    if (member) {
-      if (this.#membersHeld >= total) return this.#refuse(conn);
-    } else if (this.#strangersHeld >= total) {
-      const mine = this.#pendingByAddress.get(address)?.size ?? 0;
-      const biggest = this.#biggestHolder();
+    const byAddresses = member ? this.#memberPendingByAddress : this.#pendingByAddress;
+    if ((member ? this.#membersHeld : this.#strangersHeld) >= total) {
+      const mine = byAddresses.get(address)?.size ?? 0;
+      const biggest = biggestHolder(byAddresses);
       const oldest: Deno.TcpConn | undefined = biggest?.values().next().value;
       if (!biggest || !oldest || biggest.size <= mine + 1) return this.#refuse(conn);
       if (now - (this.#pending.get(oldest) ?? now) < GRACE_MS) return this.#refuse(conn);
@@ -229,11 +230,9 @@ export class DataPort {
     if (member) this.#membersHeld++;
     else this.#strangersHeld++;
     this.#pending.set(conn, now);
-    if (!member) {
-      let byAddress = this.#pendingByAddress.get(address);
-      if (!byAddress) this.#pendingByAddress.set(address, byAddress = new Set());
-      byAddress.add(conn);
-    }
+    let byAddress = byAddresses.get(address);
+    if (!byAddress) byAddresses.set(address, byAddress = new Set());
+    byAddress.add(conn);
     const timer = setTimeout(() => closeQuietly(conn), this.#limits.ticketMs);
     let ticket: string | undefined;
     try {
@@ -256,26 +255,19 @@ export class DataPort {
     this.#pair(conn, grant);
   }
 
-  /** The waiting connections of the address that holds the most. */
-  #biggestHolder(): Set<Deno.TcpConn> | undefined {
-    let biggest: Set<Deno.TcpConn> | undefined;
-    for (const set of this.#pendingByAddress.values()) {
-      if (!biggest || set.size > biggest.size) biggest = set;
-    }
-    return biggest;
-  }
-
   /** Closes a waiting connection to make room; it stops counting once its read has ended. */
   #evict(conn: Deno.TcpConn): void {
-    this.#forget(conn, (conn.remoteAddr as Deno.NetAddr).hostname);
+    this.#forget(conn, plainAddress((conn.remoteAddr as Deno.NetAddr).hostname));
     this.#refuse(conn);
   }
 
   #forget(conn: Deno.TcpConn, address: string): void {
     this.#pending.delete(conn);
-    const set = this.#pendingByAddress.get(address);
-    set?.delete(conn);
-    if (set?.size === 0) this.#pendingByAddress.delete(address);
+    for (const byAddresses of [this.#pendingByAddress, this.#memberPendingByAddress]) {
+      const set = byAddresses.get(address);
+      if (!set?.delete(conn)) continue;
+      if (set.size === 0) byAddresses.delete(address);
+    }
   }
 
   /** `total`, held under a quarter of the descriptor limit (re-read every few seconds). */
@@ -283,7 +275,7 @@ export class DataPort {
     const now = performance.now();
     if (now - this.#totalCheckedAt >= LIMIT_CHECK_MS) {
       this.#totalCheckedAt = now;
-      const fds = descriptorLimit();
+      const fds = readFdLimit();
       this.#total = fds ? Math.min(this.#limits.total, Math.floor(fds / 4)) : this.#limits.total;
     }
     return this.#total;
@@ -302,6 +294,12 @@ export class DataPort {
     }
     clearTimeout(other.timer);
     this.#waiting.delete(grant.sid);
+    const caller = grant.side === "caller" ? grant : other.grant;
+    if ((this.#callerSplices.get(caller.serial) ?? 0) >= this.#limits.splicesPerCaller) {
+      this.#refuse(other.conn);
+      this.#refuse(conn);
+      return;
+    }
     this.#splice(other, { conn, grant });
   }
 
@@ -317,9 +315,14 @@ export class DataPort {
       },
     };
     this.#splices.add(s);
+    const caller = a.grant.side === "caller" ? a.grant.serial : b.grant.serial;
+    this.#callerSplices.set(caller, (this.#callerSplices.get(caller) ?? 0) + 1);
     const started = performance.now();
     splice(legA, legB).then((r) => {
       this.#splices.delete(s);
+      const left = (this.#callerSplices.get(caller) ?? 1) - 1;
+      if (left > 0) this.#callerSplices.set(caller, left);
+      else this.#callerSplices.delete(caller);
       this.#opts.log.debug("pair closed", {
         bytes: r.ab + r.ba,
         ms: Math.round(performance.now() - started),
@@ -359,6 +362,17 @@ export class DataPort {
       this.#opts.log.info("data connections refused", { count: this.#refused });
     }
   }
+}
+
+/** The waiting connections of the address that holds the most. */
+function biggestHolder(
+  byAddresses: Map<string, Set<Deno.TcpConn>>,
+): Set<Deno.TcpConn> | undefined {
+  let biggest: Set<Deno.TcpConn> | undefined;
+  for (const set of byAddresses.values()) {
+    if (!biggest || set.size > biggest.size) biggest = set;
+  }
+  return biggest;
 }
 
 /** Reads exactly the preamble's length (never a byte more: TLS follows). */

@@ -43,7 +43,7 @@ async function readToEnd(conn: Deno.Conn): Promise<number> {
   }
 }
 
-async function setup(limits: Partial<ConstructorParameters<typeof DataPort>[0]["limits"]> = {}) {
+function setup(limits: Partial<ConstructorParameters<typeof DataPort>[0]["limits"]> = {}) {
   const tickets = new Tickets();
   const port = new DataPort({
     listen: { hostname: "127.0.0.1", port: 0 },
