@@ -39,6 +39,7 @@ import { enrollWithInvite } from "./enroll.ts";
 import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
 import { checkProxyBody, type MeshProxies } from "./proxy/proxies.ts";
+import { ExitPolicy, type ExitRule } from "./proxy/exit_policy.ts";
 import { RemoteManagement } from "./remote.ts";
 import type { MeshRuntime, PageQuery, RenewalState, StartMesh } from "./runtime.ts";
 import type { AgentStore, MeshRecord } from "./store.ts";
@@ -177,6 +178,24 @@ export function createAgentApp(opts: AgentAppOptions): App {
     },
     {
       method: "GET",
+      pattern: "/api/meshes/:mesh/exit",
+      handler: (_req, p) => {
+        meshOf(p.mesh);
+        return json({ rules: store.exit(p.mesh) });
+      },
+    },
+    {
+      method: "PUT",
+      pattern: "/api/meshes/:mesh/exit",
+      handler: (req, p) => exitOn(req, p.mesh),
+    },
+    {
+      method: "DELETE",
+      pattern: "/api/meshes/:mesh/exit",
+      handler: (_req, p) => exitOff(p.mesh),
+    },
+    {
+      method: "GET",
       pattern: "/api/meshes/:mesh/endpoints",
       handler: async (req, p) => json(await runtimeOf(p.mesh).endpoints(pageQuery(req))),
     },
@@ -294,6 +313,60 @@ export function createAgentApp(opts: AgentAppOptions): App {
     });
   }
 
+  /**
+   * `PUT /api/meshes/{mesh}/exit` `{rules}`: this endpoint offers an exit
+   * (`tcp/exit`) to the destinations and users its rules list; checked
+   * before it is stored (`proxy/exit_policy.ts`).
+   */
+  async function exitOn(req: Request, mesh: string): Promise<Response> {
+    const body = await readJsonObject(req, MAX_BODY_BYTES);
+    for (const key of Object.keys(body)) {
+      if (key !== "rules") {
+        throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: rules`);
+      }
+    }
+    if (!Array.isArray(body.rules)) {
+      throw new BadRequest("bad_exit_rules", "rules: a list of {destinations, ports?, users?}");
+    }
+    const rules = body.rules as ExitRule[];
+    new ExitPolicy(rules); // throws BadRequest naming the bad rule
+    return await serialized(mesh, () => {
+      meshOf(mesh);
+      store.setExit(mesh, rules);
+      runtimes.get(mesh)?.setExit?.(rules);
+      store.addAudit(mesh, {
+        user: userOf(mesh),
+        via: "local",
+        method: "PUT",
+        path: "exit",
+        status: 200,
+        outcome: "ok",
+        detail: `exit with ${rules.length} rule(s)`,
+      });
+      return Promise.resolve(json({ rules }));
+    });
+  }
+
+  /** `DELETE /api/meshes/{mesh}/exit`: no exit any more. */
+  function exitOff(mesh: string): Promise<Response> {
+    return serialized(mesh, () => {
+      meshOf(mesh);
+      const was = store.removeExit(mesh);
+      runtimes.get(mesh)?.setExit?.(null);
+      if (was) {
+        store.addAudit(mesh, {
+          user: userOf(mesh),
+          via: "local",
+          method: "DELETE",
+          path: "exit",
+          status: 200,
+          outcome: "ok",
+        });
+      }
+      return Promise.resolve(json({ rules: null }));
+    });
+  }
+
   function runtimeOf(name: string): MeshRuntime {
     meshOf(name);
     const runtime = runtimes.get(name);
@@ -399,6 +472,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         );
         const runtime = await opts.startMesh(record, {
           services: store.services(mesh),
+          exit: store.exit(mesh),
           ports: store.ports(mesh),
         });
         runtimes.set(mesh, runtime);

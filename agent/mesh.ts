@@ -13,13 +13,14 @@ import {
   type Page,
   type PublishedService,
 } from "@ztm/shared/protocol";
-import type { PairTicket } from "@ztm/shared/peer_protocol";
+import { EXIT_SERVICE, type PairTicket } from "@ztm/shared/peer_protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
 import { type HubFailure, HubLink, userOf } from "./hub_link.ts";
 import { type DataAddress, PairDialer } from "./peer/dialer.ts";
 import { Signer } from "./peer/identity.ts";
 import { PairListener } from "./peer/listener.ts";
+import { ExitPolicy, type ExitRule } from "./proxy/exit_policy.ts";
 import { PortMap, retryable } from "./port_map.ts";
 import type { ProxyTunnels } from "./proxy/mesh_dialer.ts";
 import { Provider } from "./provider.ts";
@@ -63,11 +64,18 @@ export interface MeshOptions {
 /** Starts a mesh runtime; the hub link connects in the background. */
 export async function startMesh(
   config: MeshConfig,
-  state: { services: LocalService[]; ports: PortMapping[] },
+  state: { services: LocalService[]; ports: PortMapping[]; exit?: ExitRule[] | null },
   log: Logger,
   opts: MeshOptions = {},
 ): Promise<MeshRuntime> {
   const mesh = new Mesh(config, log, opts);
+  if (state.exit) {
+    try {
+      mesh.setExit(state.exit);
+    } catch (err) {
+      log.warn("exit not offered", { mesh: config.name, err: String(err) });
+    }
+  }
   mesh.setServices(state.services);
   for (const port of state.ports) {
     try {
@@ -91,6 +99,7 @@ export class Mesh implements MeshRuntime {
   #config: MeshConfig;
   #user: string;
   #services: LocalService[] = [];
+  #exitRules: ExitRule[] | null = null;
   #link: HubLink;
   #provider: Provider;
   #ports = new Map<string, PortMap>();
@@ -129,7 +138,7 @@ export class Mesh implements MeshRuntime {
         name: config.endpointName,
         seed: config.endpointSeed,
         version: VERSION,
-        services: published(this.#services),
+        services: published(this.#offered()),
       }),
       onOpen: (msg) => this.#onPairRequest(msg),
       onCrl: (revoked) => {
@@ -143,7 +152,7 @@ export class Mesh implements MeshRuntime {
           log.warn("hub has no data port: tunnels are unavailable", { mesh: config.name });
         }
         // Services changed between our hello and the hub's welcome would otherwise be lost.
-        this.#link.send({ type: "services", services: published(this.#services) });
+        this.#link.send({ type: "services", services: published(this.#offered()) });
       },
       // Splices are bound to the lost session: tunnels on them end now, not when TCP gives up.
       onLost: () => {
@@ -258,9 +267,38 @@ export class Mesh implements MeshRuntime {
 
   setServices(services: LocalService[]): void {
     this.#services = services;
-    this.#provider.setServices(services);
-    this.#states.keepServices(services);
-    this.#link.send({ type: "services", services: published(services) });
+    const offered = this.#offered();
+    this.#provider.setServices(offered);
+    this.#states.keepServices(offered);
+    this.#link.send({ type: "services", services: published(offered) });
+  }
+
+  /**
+   * Sets (or, with null, removes) this endpoint's exit: `rules` say which
+   * users may reach which destinations through it (`proxy/exit_policy.ts`).
+   * It is offered as the service `tcp/exit`, in place of a service of that
+   * name. Throws `BadRequest` for a rule that does not parse.
+   */
+  setExit(rules: ExitRule[] | null): void {
+    this.#exitRules = rules;
+    this.#provider.setExit(rules ? new ExitPolicy(rules) : undefined);
+    this.setServices(this.#services);
+  }
+
+  /** The services offered: the stored ones, and the exit when there is one. */
+  #offered(): LocalService[] {
+    const rules = this.#exitRules;
+    if (!rules) return this.#services;
+    const users = new Set(rules.flatMap((r) => r.users ?? []));
+    const exit: LocalService = {
+      proto: "tcp",
+      name: EXIT_SERVICE,
+      host: "",
+      port: 0,
+      users: users.has("*") ? ["*"] : [...users],
+      strict: false,
+    };
+    return [...this.#services.filter((x) => !(x.proto === "tcp" && x.name === EXIT_SERVICE)), exit];
   }
 
   async openPort(mapping: PortMapping): Promise<void> {
@@ -308,7 +346,7 @@ export class Mesh implements MeshRuntime {
         const open = () =>
           this.#dialer.open(
             { endpoint: t.endpoint, user: t.user },
-            { proto: t.proto, name: t.service },
+            { proto: t.proto, name: t.service, ...(t.to ? { to: t.to } : {}) },
             () =>
               this.#link.request<PairTicket>(
                 "POST",

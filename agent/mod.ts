@@ -123,7 +123,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     try {
       runtimes.set(
         mesh.name,
-        await start(mesh, { services: store.services(mesh.name), ports: store.ports(mesh.name) }),
+        await start(mesh, {
+          services: store.services(mesh.name),
+          ports: store.ports(mesh.name),
+          exit: store.exit(mesh.name),
+        }),
       );
       log.info("mesh resumed", { mesh: mesh.name, endpoint: mesh.endpointId });
     } catch (err) {

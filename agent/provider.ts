@@ -8,10 +8,11 @@
  * a check or a log line each (one counted line when the limit trips). A
  * refused caller never reaches the target.
  */
-import { TooManyRequests, ZtmError } from "@ztm/shared/errors";
+import { BadRequest, TooManyRequests, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import { lookup } from "node:dns/promises";
 import {
+  EXIT_SERVICE,
   MAX_DATAGRAM_BYTES,
   MAX_REFUSALS_PER_WINDOW,
   MAX_UDP_IDLE_MS,
@@ -19,6 +20,8 @@ import {
   REFUSAL_WINDOW_MS,
   UDP_IDLE_MS,
 } from "@ztm/shared/peer_protocol";
+import { dialExit } from "./proxy/exit_dial.ts";
+import type { ExitPolicy } from "./proxy/exit_policy.ts";
 import type { TunnelCaller } from "@ztm/shared/protocol";
 import { connLeg, type DatagramLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { LocalService } from "./runtime.ts";
@@ -127,6 +130,7 @@ export class Provider {
   /** Live target connections, with the service and the caller's user they serve. */
   #live = new Map<{ close(): void }, { proto: string; name: string; user: string }>();
   #refusals = new RefusalLimiter();
+  #exit: ExitPolicy | undefined;
 
   /** Where accepted and refused tunnels are counted, per service (see `tunnel_state.ts`). */
   states: TunnelStates | undefined;
@@ -183,11 +187,14 @@ export class Provider {
    * relay for the tunnel's leg, or throws the refusal as a `ZtmError`.
    */
   async serve(
-    service: { proto: string; name: string; idleMs?: number },
+    service: { proto: string; name: string; to?: { host: string; port: number }; idleMs?: number },
     caller: { user: string; endpoint: string },
   ): Promise<(leg: Leg) => Promise<boolean>> {
     const s = this.#decide(service, caller.user);
     const label = `${s.proto}/${s.name}`;
+    if (s.proto === "tcp" && s.name === EXIT_SERVICE && this.#exit) {
+      return await this.#serveExit(s, service, caller);
+    }
     if (s.proto === "udp") {
       let session: UdpTarget;
       try {
@@ -225,6 +232,43 @@ export class Provider {
       });
       this.states?.service(service).refused("target_unreachable", message);
       throw new ZtmError(502, "target_unreachable", message);
+    }
+    return (leg) => this.#relay(s, caller, target, leg);
+  }
+
+  /**
+   * Sets (or clears) this endpoint's exit: its list decides where callers may
+   * go through it (`proxy/exit_policy.ts`); the mesh publishes it as `tcp/exit`.
+   */
+  setExit(policy: ExitPolicy | undefined): void {
+    this.#exit = policy;
+  }
+
+  /** An exit tunnel: the caller and `to` are checked against the list, then the checked address dialled. */
+  async #serveExit(
+    s: LocalService,
+    open: { to?: { host: string; port: number } },
+    caller: { user: string; endpoint: string },
+  ): Promise<(leg: Leg) => Promise<boolean>> {
+    const label = `${s.proto}/${s.name}`;
+    let target: Deno.TcpConn;
+    try {
+      if (!open.to) {
+        throw new BadRequest("bad_exit_destination", "An exit tunnel names its destination");
+      }
+      target = await dialExit(this.#exit!, { user: caller.user, owner: this.#owner }, open.to);
+    } catch (err) {
+      const e = err instanceof ZtmError ? err : new ZtmError(502, "exit_failed", errText(err));
+      if (e.status === 403) this.#refusals.count(caller.user);
+      this.#log.info("tunnel refused", {
+        mesh: this.#mesh,
+        service: label,
+        user: caller.user,
+        status: e.status,
+        err: e.message,
+      });
+      this.states?.service(s).refused(e.code, e.message);
+      throw e;
     }
     return (leg) => this.#relay(s, caller, target, leg);
   }

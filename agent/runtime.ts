@@ -8,6 +8,7 @@
  * it only reports a port mapping's pool user fixed at first use through the
  * callback it was started with, which the agent stores.
  */
+import type { ExitRule } from "./proxy/exit_policy.ts";
 import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import type { ProxyTunnels } from "./proxy/mesh_dialer.ts";
@@ -106,6 +107,8 @@ export interface MeshRuntime {
   setManageHandler(handler: ManageHandler): void;
   /** Leaves the hub, closes every listener. */
   close(): Promise<void>;
+  /** Sets (or, with null, removes) this endpoint's exit; throws `BadRequest` for bad rules. */
+  setExit?(rules: ExitRule[] | null): void;
   /** Puts a renewed certificate (same key) to use for end-to-end pairs. */
   certificateRenewed?(certPem: string): void;
   /** A request to the hub on the current session, answered with its raw status and body. */
@@ -144,5 +147,5 @@ export type ManageHandler = (
 /** Starts the runtime of a mesh with its stored services and mappings. */
 export type StartMesh = (
   config: MeshConfig,
-  state: { services: LocalService[]; ports: PortMapping[] },
+  state: { services: LocalService[]; ports: PortMapping[]; exit?: ExitRule[] | null },
 ) => Promise<MeshRuntime>;

@@ -27,6 +27,7 @@ import {
 } from "@ztm/shared/endpoint_id";
 import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import type { ProxyConfig } from "./proxy/proxies.ts";
+import type { ExitRule } from "./proxy/exit_policy.ts";
 import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
 
 /** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`; the length is the version this code writes. */
@@ -93,6 +94,11 @@ const MIGRATIONS: string[] = [
   `CREATE TABLE proxies (
      mesh TEXT PRIMARY KEY REFERENCES meshes (name) ON DELETE CASCADE,
      config TEXT NOT NULL
+   );`,
+  // 7 → 8: the endpoint's exit (agent/proxy/exit_policy.ts), when it offers one: its rules as JSON
+  `CREATE TABLE exits (
+     mesh TEXT PRIMARY KEY REFERENCES meshes (name) ON DELETE CASCADE,
+     rules TEXT NOT NULL
    );`,
 ];
 
@@ -442,7 +448,10 @@ export class AgentStore {
       this.#db.prepare(
         `INSERT INTO proxies (mesh, config) VALUES (?, ?)
          ON CONFLICT (mesh) DO UPDATE SET config = excluded.config`,
-      ).run(mesh, JSON.stringify({ listen: config.listen }));
+      ).run(
+        mesh,
+        JSON.stringify({ listen: config.listen, ...(config.exit ? { exit: config.exit } : {}) }),
+      );
     });
   }
 
@@ -450,6 +459,32 @@ export class AgentStore {
   removeProxy(mesh: string): boolean {
     return this.#transaction(() =>
       Number(this.#db.prepare("DELETE FROM proxies WHERE mesh = ?").run(mesh).changes) > 0
+    );
+  }
+
+  /** The endpoint's exit rules in the mesh; null while it offers no exit. */
+  exit(mesh: string): ExitRule[] | null {
+    const row = this.#db.prepare("SELECT rules FROM exits WHERE mesh = ?").get(mesh) as
+      | Row
+      | undefined;
+    return row ? JSON.parse(row.rules as string) as ExitRule[] : null;
+  }
+
+  /** Stores the endpoint's exit rules. Throws `NotFound` for an unknown mesh. */
+  setExit(mesh: string, rules: ExitRule[]): void {
+    this.#transaction(() => {
+      this.#requireMesh(mesh);
+      this.#db.prepare(
+        `INSERT INTO exits (mesh, rules) VALUES (?, ?)
+         ON CONFLICT (mesh) DO UPDATE SET rules = excluded.rules`,
+      ).run(mesh, JSON.stringify(rules));
+    });
+  }
+
+  /** Forgets the endpoint's exit; true if there was one. */
+  removeExit(mesh: string): boolean {
+    return this.#transaction(() =>
+      Number(this.#db.prepare("DELETE FROM exits WHERE mesh = ?").run(mesh).changes) > 0
     );
   }
 

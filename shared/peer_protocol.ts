@@ -200,9 +200,25 @@ export interface PeerHello {
 }
 
 /** What the caller writes on an idle pair connection. */
-export type PeerRequest =
-  | PeerHello
-  | { type: "open"; proto: "tcp" | "udp"; name: string; idleMs?: number };
+export type PeerRequest = PeerHello | PeerOpen;
+
+/**
+ * Opens a tunnel to service `proto/name` (a UDP session for `udp`, step 5).
+ * `to` only with {@link EXIT_SERVICE}:
+ * where the exit should connect (checked against the exit's list by the
+ * provider, never trusted).
+ */
+export interface PeerOpen {
+  type: "open";
+  proto: "tcp" | "udp";
+  name: string;
+  to?: { host: string; port: number };
+  /** `udp` only (revision 2.1): the caller's idle timeout for the session, ms. */
+  idleMs?: number;
+}
+
+/** The service name under which an endpoint offers its exit (issue "Reach services by name"). */
+export const EXIT_SERVICE = "exit";
 
 /** What the provider answers. */
 export type PeerAnswer =

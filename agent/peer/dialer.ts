@@ -26,11 +26,33 @@ import {
   type PairTicket,
   type PeerAnswer,
   peerName,
-  type PeerRequest,
+  type PeerOpen,
 } from "@ztm/shared/peer_protocol";
 import type { DatagramLeg, Leg } from "@ztm/shared/splice";
 import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
 import { PairLink, writeAll } from "./pair_link.ts";
+
+/**
+ * The service a tunnel goes to: a TCP service (`to` only for an exit,
+ * `EXIT_SERVICE`), or a UDP session on a UDP one, with the idle timeout the
+ * provider should keep (it may cap it).
+ */
+export interface TunnelService {
+  proto: "tcp" | "udp";
+  name: string;
+  to?: { host: string; port: number };
+  idleMs?: number;
+}
+
+function openMessage(service: TunnelService): PeerOpen {
+  const { proto, name, to } = service;
+  if (proto === "udp") return { type: "open", proto, name, idleMs: service.idleMs };
+  return to ? { type: "open", proto, name, to: { host: to.host, port: to.port } } : {
+    type: "open",
+    proto,
+    name,
+  };
+}
 
 /** Where the hub's data port is. */
 export interface DataAddress {
@@ -49,14 +71,6 @@ interface Pair {
   peer: CheckedPeer;
   key: string;
   idleSince: number;
-}
-
-/** What a tunnel opens: a TCP service, or a UDP session (with its idle timeout) on a UDP one. */
-export interface TunnelService {
-  proto: "tcp" | "udp";
-  name: string;
-  /** UDP: the session's idle timeout the provider should keep (it may cap it). */
-  idleMs?: number;
 }
 
 /** An open tunnel on a pair: its framed leg, and `release` once the splice ended. */
@@ -352,10 +366,4 @@ export class PairDialer {
       this.#timer = undefined;
     }
   }
-}
-
-function openMessage(service: TunnelService): PeerRequest {
-  return service.proto === "udp"
-    ? { type: "open", proto: "udp", name: service.name, idleMs: service.idleMs }
-    : { type: "open", proto: service.proto, name: service.name };
 }

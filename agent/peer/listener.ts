@@ -34,7 +34,7 @@ import { PairLink, writeAll } from "./pair_link.ts";
  * answer). Must not touch the target before access is decided.
  */
 export type OpenHandler = (
-  open: { proto: string; name: string; idleMs?: number },
+  open: { proto: string; name: string; to?: { host: string; port: number }; idleMs?: number },
   caller: CheckedPeer,
 ) => Promise<(leg: Leg) => Promise<boolean>>;
 
@@ -325,9 +325,10 @@ export class PairListener {
       }
       let relay: (leg: Leg) => Promise<boolean>;
       try {
+        const to = exitDestination(msg.to);
         const idleMs = typeof msg.idleMs === "number" ? msg.idleMs : undefined;
         relay = await this.#opts.serve(
-          { proto: String(msg.proto), name: msg.name, idleMs },
+          { proto: String(msg.proto), name: msg.name, ...(to ? { to } : {}), idleMs },
           caller,
         );
       } catch (err) {
@@ -365,4 +366,15 @@ function closeQuietly(conn: Deno.Conn): void {
 function abortedLeg(): Leg {
   const fail = () => Promise.reject(new Error("pair connection lost"));
   return { read: fail, write: fail, closeWrite: fail, abort: () => {}, close: () => {} };
+}
+
+/** An `open`'s exit destination when it is well-formed (`{host, port}`), else undefined. */
+function exitDestination(value: unknown): { host: string; port: number } | undefined {
+  if (typeof value !== "object" || value === null) return undefined;
+  const { host, port } = value as Record<string, unknown>;
+  if (typeof host !== "string" || host.length === 0 || host.length > 255) return undefined;
+  if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
+    return undefined;
+  }
+  return { host, port };
 }

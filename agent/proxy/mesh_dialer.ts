@@ -10,7 +10,8 @@
  * pools) and `openTunnel` to one provider. Every tunnel gets the provider's
  * own access check, so a name the caller may not use fails there.
  */
-import { NotFound, ZtmError } from "@ztm/shared/errors";
+import { BadRequest, NotFound, ZtmError } from "@ztm/shared/errors";
+import { EXIT_SERVICE } from "@ztm/shared/peer_protocol";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { MeshService } from "@ztm/shared/protocol";
 import type { Leg } from "@ztm/shared/splice";
@@ -33,6 +34,8 @@ export interface TunnelTarget {
   service: string;
   endpoint: string;
   user: string;
+  /** For an exit (`tcp/exit`): where the exit connects. */
+  to?: { host: string; port: number };
 }
 
 /** An open tunnel: its data leg, and `release` once the splice ended (clean or not). */
@@ -57,6 +60,8 @@ export interface MeshDialerOptions {
   /** The current data path; null while the mesh is not running. */
   tunnels: () => ProxyTunnels | null;
   log: Logger;
+  /** The endpoint (name or id) whose exit names outside the mesh go through; none: refused. */
+  exit?: () => string | undefined;
 }
 
 /** Opens tunnels by name. Methods may be called concurrently. */
@@ -77,9 +82,10 @@ export class MeshDialer {
    * online, or the last provider's refusal (`Forbidden` when the caller may
    * not use it).
    */
-  async dial(host: string): Promise<DialedTunnel> {
+  async dial(host: string, port = 0): Promise<DialedTunnel> {
     const name = parseMeshName(host);
-    if (!name) {
+    const exit = name ? undefined : this.#opts.exit?.();
+    if (!name && !exit) {
       throw new NotFound(
         "not_a_mesh_name",
         `"${host.slice(0, 100)}" is not a mesh name (SERVICE.mesh) and this proxy has no exit`,
@@ -89,6 +95,7 @@ export class MeshDialer {
     if (!tunnels) {
       throw new ZtmError(503, "mesh_not_running", `Mesh "${this.#opts.mesh}" is not running`);
     }
+    if (!name) return await this.#dialExit(tunnels, exit!, host, port);
     const resolved = resolveMeshName(name, await this.#listing(tunnels, name));
     const providers = resolved.providers;
     const start = this.#turn++ % providers.length;
@@ -117,6 +124,37 @@ export class MeshDialer {
       }
     }
     throw last;
+  }
+
+  /** A tunnel through the exit of endpoint `exit` (name or id) to `host:port`; the exit checks it. */
+  async #dialExit(
+    tunnels: ProxyTunnels,
+    exit: string,
+    host: string,
+    port: number,
+  ): Promise<DialedTunnel> {
+    if (!Number.isInteger(port) || port < 1 || port > 65535) {
+      throw new BadRequest("bad_exit_destination", `Port ${port} cannot go through an exit`);
+    }
+    const offers = (await tunnels.services(EXIT_SERVICE)).filter((s) =>
+      s.proto === "tcp" && s.name === EXIT_SERVICE
+    );
+    const provider = offers.flatMap((s) => s.providers.map((p) => ({ ...p, user: s.user })))
+      .find((p) => p.endpoint === exit || p.name === exit);
+    if (!provider) {
+      throw new NotFound("no_exit", `Endpoint "${exit.slice(0, 64)}" offers no exit in this mesh`);
+    }
+    if (!provider.online) {
+      throw new ZtmError(503, "exit_offline", `The exit on "${exit.slice(0, 64)}" is offline`);
+    }
+    const target: TunnelTarget = {
+      proto: "tcp",
+      service: EXIT_SERVICE,
+      endpoint: provider.endpoint,
+      user: provider.user,
+      to: { host, port },
+    };
+    return { ...(await tunnels.openTunnel(target)), target };
   }
 
   async #listing(tunnels: ProxyTunnels, name: MeshName): Promise<MeshService[]> {

@@ -11,6 +11,7 @@
 import { BadRequest, Conflict, Forbidden } from "@ztm/shared/errors";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
+import { NAME_PATTERN } from "@ztm/shared/protocol";
 import type { MeshRuntime } from "../runtime.ts";
 import type { TunnelState } from "../tunnel_state.ts";
 import { MeshDialer } from "./mesh_dialer.ts";
@@ -23,6 +24,8 @@ export const DEFAULT_PROXY_LISTEN = "127.0.0.1:1080";
 export interface ProxyConfig {
   /** `host:port` on a loopback address. */
   listen: string;
+  /** The endpoint (name or id) whose exit carries names outside the mesh; none: they are refused. */
+  exit?: string;
 }
 
 /** A mesh's proxy, as the API shows it. */
@@ -49,9 +52,15 @@ export interface ProxyStatus {
  */
 export function checkProxyBody(body: Record<string, unknown>): ProxyConfig {
   for (const key of Object.keys(body)) {
-    if (key !== "listen") {
-      throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: listen`);
+    if (key !== "listen" && key !== "exit") {
+      throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: listen, exit`);
     }
+  }
+  const exit = body.exit;
+  if (
+    exit !== undefined && exit !== null && (typeof exit !== "string" || !NAME_PATTERN.test(exit))
+  ) {
+    throw new BadRequest("bad_exit", "Bad exit: the name or id of the endpoint that offers it");
   }
   const listen = body.listen ?? DEFAULT_PROXY_LISTEN;
   if (typeof listen !== "string" || listen.length > 100) {
@@ -72,7 +81,7 @@ export function checkProxyBody(body: Record<string, unknown>): ProxyConfig {
       `The proxy has no authentication, so it listens on loopback only (127.0.0.1, ::1), not "${addr.hostname}"`,
     );
   }
-  return { listen: formatHostPort(addr) };
+  return { listen: formatHostPort(addr), ...(typeof exit === "string" ? { exit } : {}) };
 }
 
 /** Options for `MeshProxies`. */
@@ -99,19 +108,23 @@ export class MeshProxies {
    */
   async start(mesh: string, config: ProxyConfig): Promise<void> {
     const old = this.#running.get(mesh);
-    if (old && old.config.listen === config.listen) return;
+    if (old && old.config.listen === config.listen) {
+      old.config = config; // the exit may have changed; the dialer reads it per connection
+      return;
+    }
     const addr = parseHostPort(config.listen);
     const { log, runtimeOf } = this.#opts;
     const dialer = new MeshDialer({
       mesh,
       log,
       tunnels: () => runtimeOf(mesh)?.proxyTunnels?.() ?? null,
+      exit: () => this.#running.get(mesh)?.config.exit,
     });
     const server = new ProxyServer({
       listen: addr,
       mesh,
       log,
-      dial: (host) => dialer.dial(host),
+      dial: (host, port) => dialer.dial(host, port),
     });
     // The same address: free it first (a failed bind then leaves the proxy off; the caller says so).
     if (old && sameAddress(old.config.listen, config.listen)) await this.stop(mesh);
