@@ -23,7 +23,9 @@ export function checkFields(obj: Record<string, unknown>, allowed: string[], wha
 }
 
 export function checkProto(text: string): ServiceProto {
-  if (text !== "tcp") throw new BadRequest("bad_proto", `Unknown protocol "${text}"; use tcp`);
+  if (text !== "tcp" && text !== "udp") {
+    throw new BadRequest("bad_proto", `Unknown protocol "${text}"; use tcp or udp`);
+  }
   return text;
 }
 

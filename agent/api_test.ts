@@ -651,7 +651,7 @@ Deno.test("bad service input answers 400 and changes neither store nor runtime",
   const published = runtime.published.length;
   const ok = { host: "localhost", port: 22 };
   const cases: [string, string, unknown, string][] = [
-    ["udp protocol", "udp/ssh", ok, "bad_proto"],
+    ["sctp protocol", "sctp/ssh", ok, "bad_proto"],
     ["name starting with a dot", "tcp/.ssh", ok, "bad_service_name"],
     ["name with a space", "tcp/my%20ssh", ok, "bad_service_name"],
     ["name over 64 characters", `tcp/${"s".repeat(65)}`, ok, "bad_service_name"],
@@ -686,7 +686,7 @@ Deno.test("bad service input answers 400 and changes neither store nor runtime",
     });
   }
   await t.step("delete with a bad protocol or name", async () => {
-    assertError(await agent.call("DELETE", `${SERVICES}/udp/keep`), 400, "bad_proto");
+    assertError(await agent.call("DELETE", `${SERVICES}/sctp/keep`), 400, "bad_proto");
     assertError(await agent.call("DELETE", `${SERVICES}/tcp/-keep`), 400, "bad_service_name");
     assertEquals(agent.snapshot(), before);
   });
@@ -866,7 +866,7 @@ Deno.test("bad port mapping input answers 400 and changes neither store nor list
     ["IPv4 with a leading zero", "127.0.0.01/tcp/2222", ok, "bad_ip"],
     ["host name instead of an address", "example.com/tcp/2222", ok, "bad_ip"],
     ["malformed IPv6", "1::2::3/tcp/2222", ok, "bad_ip"],
-    ["udp protocol", "127.0.0.1/udp/2222", ok, "bad_proto"],
+    ["sctp protocol", "127.0.0.1/sctp/2222", ok, "bad_proto"],
     ["port 0", "127.0.0.1/tcp/0", ok, "bad_port"],
     ["port 65536", "127.0.0.1/tcp/65536", ok, "bad_port"],
     ["port that is not a number", "127.0.0.1/tcp/ssh", ok, "bad_port"],

@@ -11,7 +11,7 @@
  * key = "web-1.key"
  *
  * [[agent.meshes.work.services]]
- * service = "tcp/ssh"        # or "ssh"
+ * service = "tcp/ssh"        # or "ssh"; "udp/dns" for a UDP service
  * target = "127.0.0.1:22"
  * users = ["alice"]
  *
@@ -66,11 +66,11 @@ function isTable(v: unknown): v is Table {
   return typeof v === "object" && v !== null && !Array.isArray(v);
 }
 
-/** `tcp/NAME` or `NAME` → proto and name; null when it is neither. */
+/** `tcp/NAME`, `udp/NAME` or `NAME` (tcp) → proto and name; null when it is none. */
 function serviceName(text: unknown): { proto: ServiceProto; name: string } | null {
   if (typeof text !== "string") return null;
   const [proto, name] = text.includes("/") ? text.split("/", 2) : ["tcp", text];
-  if (proto !== "tcp" || !NAME_PATTERN.test(name)) return null;
+  if ((proto !== "tcp" && proto !== "udp") || !NAME_PATTERN.test(name)) return null;
   return { proto, name };
 }
 
@@ -141,7 +141,7 @@ export function readDeclarations(file: ConfigFile): {
       const l = at(`${where}.services.${i}`);
       const named = isTable(s) ? serviceName(s.service) : null;
       if (!isTable(s) || !named) {
-        return problem(`${where}.services: service must be "tcp/NAME" or "NAME"`, l);
+        return problem(`${where}.services: service must be "tcp/NAME", "udp/NAME" or "NAME"`, l);
       }
       let target;
       try {
@@ -170,7 +170,7 @@ export function readDeclarations(file: ConfigFile): {
       const l = at(`${where}.ports.${i}`);
       const named = isTable(p) ? serviceName(p.service) : null;
       if (!isTable(p) || !named) {
-        return problem(`${where}.ports: service must be "tcp/NAME" or "NAME"`, l);
+        return problem(`${where}.ports: service must be "tcp/NAME", "udp/NAME" or "NAME"`, l);
       }
       let listen;
       try {

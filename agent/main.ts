@@ -51,6 +51,18 @@ export const AGENT_COMMAND: CommandSpec = {
       optional: true,
       help: "file holding the API token (default: <database>.token, made 0600 on first start)",
     },
+    {
+      name: "udp-idle",
+      kind: "integer",
+      default: "60",
+      help: "seconds a udp mapping's session (one per client address) lives without a datagram",
+    },
+    {
+      name: "udp-sessions",
+      kind: "integer",
+      default: "256",
+      help: "most sessions (client addresses) one udp mapping keeps; datagrams past it are dropped",
+    },
     ...LOG_FLAGS,
   ],
   configTables: ["meshes"],
@@ -95,6 +107,8 @@ export async function main(args: string[]): Promise<void> {
       database: flags.path("database")!,
       endpointName: flags.string("name"),
       apiTokenFile: flags.path("api-token-file"),
+      udpIdleMs: positive(flags.integer("udp-idle"), "--udp-idle") * 1000,
+      udpSessions: positive(flags.integer("udp-sessions"), "--udp-sessions"),
       log,
       metrics,
     });
@@ -118,3 +132,12 @@ export async function main(args: string[]): Promise<void> {
 }
 
 if (import.meta.main) await main(Deno.args);
+
+/** `n`, or exit 2 naming the flag when it is not at least 1. */
+function positive(n: number | undefined, flag: string): number {
+  if (n === undefined || n < 1) {
+    console.error(`ztm agent: ${flag} must be at least 1`);
+    Deno.exit(2);
+  }
+  return n;
+}

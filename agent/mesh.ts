@@ -55,6 +55,10 @@ export interface MeshOptions {
   crlFile?: string;
   /** Told the pool user a port mapping without one fixed at first use (to store it). */
   poolUserFixed?: (mapping: PortMapping, user: string) => void;
+  /** UDP mappings: a session's idle timeout in ms (`--udp-idle`). */
+  udpIdleMs?: number;
+  /** UDP mappings: most sessions per mapping (`--udp-sessions`). */
+  udpSessions?: number;
 }
 
 /** Starts a mesh runtime; the hub link connects in the background. */
@@ -102,6 +106,8 @@ export class Mesh implements MeshRuntime {
   #log: Logger;
   #manageHandler: ManageHandler | undefined;
   #poolUserFixed: ((mapping: PortMapping, user: string) => void) | undefined;
+  #udpIdleMs: number | undefined;
+  #udpSessions: number | undefined;
   #states = new TunnelStates();
   #signer: Signer;
   #dialer: PairDialer;
@@ -111,6 +117,8 @@ export class Mesh implements MeshRuntime {
   constructor(config: MeshConfig, log: Logger, opts: MeshOptions = {}) {
     this.name = config.name;
     this.#poolUserFixed = opts.poolUserFixed;
+    this.#udpIdleMs = opts.udpIdleMs;
+    this.#udpSessions = opts.udpSessions;
     this.#config = config;
     this.#log = log;
     this.#user = userOf(config.certificate);
@@ -304,6 +312,8 @@ export class Mesh implements MeshRuntime {
       mesh: this.name,
       userFixed: this.#poolUserFixed,
       state: this.#states.port(mapping),
+      udpIdleMs: this.#udpIdleMs,
+      udpSessions: this.#udpSessions,
     });
     await port.listen();
     this.#ports.set(key, port);

@@ -51,6 +51,10 @@ export interface AgentConfig {
   log?: Logger;
   /** Metrics for `GET /api/metrics` (and `--metrics-listen`); made here when absent. */
   metrics?: AgentMetrics;
+  /** UDP mappings: a session's idle timeout in ms (default 60 s). */
+  udpIdleMs?: number;
+  /** UDP mappings: most sessions per mapping (default 256). */
+  udpSessions?: number;
 }
 
 /** A running agent. */
@@ -91,6 +95,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       // The newest verified CRL of each mesh, kept so a restart does not forget a revocation.
       crlFile: join(`${config.database}-crl`, `${encodeURIComponent(cfg.name)}.pem`),
       poolUserFixed: (mapping, user) => store.fixPortUser(cfg.name, mapping, user),
+      udpIdleMs: config.udpIdleMs,
+      udpSessions: config.udpSessions,
     });
     // The certificate is renewed in the background, before it expires (`renew.ts`).
     const renewal = new Renewal({

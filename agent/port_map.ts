@@ -1,6 +1,8 @@
 /**
  * A port mapping: a local TCP listener whose every accepted connection is
- * tunneled through the hub to a provider of the mapped service.
+ * tunneled through the hub to a provider of the mapped service, or for a
+ * `udp` mapping a local UDP socket whose client addresses each get a
+ * session, tunneled the same way (`udp_map.ts`).
  *
  * Providers come from the hub's service list: the mapping's `user` (fixed
  * when the mapping was made, or at its first use if nobody offered the name
@@ -25,6 +27,7 @@ import type { HubLink } from "./hub_link.ts";
 import type { OpenTunnel, PairDialer } from "./peer/dialer.ts";
 import type { PortMapping } from "./runtime.ts";
 import type { Tally } from "./tunnel_state.ts";
+import { DEFAULT_UDP_IDLE_MS, DEFAULT_UDP_SESSIONS, UdpMap } from "./udp_map.ts";
 
 /** Pair failures on the way (no answer from the provider itself): worth one more try. */
 const RETRYABLE_CODES = new Set(["pair_failed", "peer_closed", "data_port_unreachable"]);
@@ -55,6 +58,10 @@ export interface PortMapOptions {
   userFixed?: (mapping: PortMapping, user: string) => void;
   /** Where the mapping's tunnel outcomes and bytes are counted. */
   state?: Tally;
+  /** UDP mappings: a session's idle timeout (default `DEFAULT_UDP_IDLE_MS`). */
+  udpIdleMs?: number;
+  /** UDP mappings: most sessions at once (default `DEFAULT_UDP_SESSIONS`). */
+  udpSessions?: number;
 }
 
 /** One listening port mapping. */
@@ -67,6 +74,7 @@ export class PortMap {
   /** The pool's user, when the mapping was made without one (fixed at first use). */
   #user: string | undefined;
   #providers: { list: Provider[]; until: number } | undefined;
+  #udp: UdpMap | undefined;
 
   constructor(opts: PortMapOptions) {
     this.#opts = opts;
@@ -75,6 +83,27 @@ export class PortMap {
   /** Binds the listener. Throws Deno's `AddrInUse`, `AddrNotAvailable` or `PermissionDenied`. */
   listen(): Promise<void> {
     const { mapping, log, mesh } = this.#opts;
+    if (mapping.proto === "udp") {
+      const idleMs = this.#opts.udpIdleMs ?? DEFAULT_UDP_IDLE_MS;
+      this.#udp = new UdpMap({
+        ip: mapping.ip,
+        port: mapping.port,
+        idleMs,
+        maxSessions: this.#opts.udpSessions ?? DEFAULT_UDP_SESSIONS,
+        log,
+        mesh,
+        label: `udp/${mapping.target.service}`,
+        open: (alive) => this.#openAny(alive, idleMs),
+        state: this.#opts.state,
+      });
+      this.#udp.listen();
+      log.info("port mapping listening", {
+        mesh,
+        addr: `udp ${mapping.ip}:${mapping.port}`,
+        service: mapping.target.service,
+      });
+      return Promise.resolve();
+    }
     this.#listener = Deno.listen({ hostname: mapping.ip, port: mapping.port });
     log.info("port mapping listening", {
       mesh,
@@ -87,6 +116,7 @@ export class PortMap {
 
   /** Closes the listener and every connection it accepted. */
   async close(): Promise<void> {
+    await this.#udp?.close();
     try {
       this.#listener?.close();
     } catch { /* already closed */ }
@@ -119,6 +149,32 @@ export class PortMap {
   }
 
   async #accept(client: Deno.TcpConn): Promise<void> {
+    let tunnel: OpenTunnel;
+    try {
+      tunnel = await this.#openAny(() => this.#live.has(client));
+    } catch {
+      try {
+        client.close();
+      } catch { /* already closed */ }
+      return;
+    }
+    if (!this.#live.has(client)) {
+      tunnel.leg.abort();
+      tunnel.release(false);
+      return;
+    }
+    const local = connLeg(client);
+    const { clean } = await splice(this.#opts.state?.track(local, "up") ?? local, tunnel.leg);
+    tunnel.release(clean);
+  }
+
+  /**
+   * Opens a tunnel (a UDP session when `idleMs` is given) to the pool's next
+   * provider, skipping to the next one that refuses or fails while `alive()`
+   * (the client still wants it); throws the last failure, or `Gone` when the
+   * client left. Each failure is logged and counted.
+   */
+  async #openAny(alive: () => boolean, idleMs?: number): Promise<OpenTunnel> {
     const { mapping, log, mesh } = this.#opts;
     const service = `${mapping.proto}/${mapping.target.service}`;
     let providers: Provider[];
@@ -127,50 +183,40 @@ export class PortMap {
     } catch (err) {
       log.warn("tunnel failed", { mesh, service, err: errText(err) });
       this.#opts.state?.failed(err);
-      client.close();
-      return;
+      throw err;
     }
     const start = this.#turn++ % providers.length;
+    let last: unknown = new ServiceUnavailable("client_gone", "The client left");
     for (let i = 0; i < providers.length; i++) {
       const p = providers[(start + i) % providers.length];
-      if (!this.#live.has(client)) return;
-      let tunnel: OpenTunnel;
+      if (!alive()) break;
       try {
-        tunnel = await this.#open(p).catch((err) => {
+        return await this.#open(p, idleMs).catch((err) => {
           // A fresh pair that broke on its way (a loaded peer past the handshake deadline, a
           // data connection the hub shed) is tried once more before the next provider.
-          if (!retryable(err) || !this.#live.has(client)) throw err;
+          if (!retryable(err) || !alive()) throw err;
           log.info("tunnel retried", { mesh, service, endpoint: p.endpoint, err: errText(err) });
-          return this.#open(p);
+          return this.#open(p, idleMs);
         });
       } catch (err) {
+        last = err;
         this.#providers = undefined; // the list may be stale: ask the hub next time
         log.warn("tunnel failed", { mesh, service, endpoint: p.endpoint, err: errText(err) });
         this.#opts.state?.failed(err);
-        continue;
       }
-      if (!this.#live.has(client)) {
-        tunnel.leg.abort();
-        tunnel.release(false);
-        return;
-      }
-      const local = connLeg(client);
-      const { clean } = await splice(this.#opts.state?.track(local, "up") ?? local, tunnel.leg);
-      tunnel.release(clean);
-      return;
     }
-    try {
-      client.close();
-    } catch { /* already closed */ }
+    throw last;
   }
 
   /** Opens a tunnel to provider `p`, end to end (a pooled pair, or a fresh one ticketed by the hub). */
-  #open(p: Provider): Promise<OpenTunnel> {
+  #open(p: Provider, idleMs?: number): Promise<OpenTunnel> {
     const { mapping, link, dialer } = this.#opts;
     const service = mapping.target.service;
     return dialer.open(
       { endpoint: p.endpoint, user: p.user },
-      { proto: mapping.proto, name: service },
+      mapping.proto === "udp"
+        ? { proto: "udp", name: service, idleMs }
+        : { proto: mapping.proto, name: service },
       () => link.request<PairTicket>("POST", HUB_PATHS.tunnel(p.endpoint, mapping.proto, service)),
     );
   }

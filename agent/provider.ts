@@ -10,25 +10,57 @@
  */
 import { BadRequest, TooManyRequests, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
+import { lookup } from "node:dns/promises";
 import {
   EXIT_SERVICE,
+  MAX_DATAGRAM_BYTES,
   MAX_REFUSALS_PER_WINDOW,
+  MAX_UDP_IDLE_MS,
+  MIN_UDP_IDLE_MS,
   REFUSAL_WINDOW_MS,
+  UDP_IDLE_MS,
 } from "@ztm/shared/peer_protocol";
 import { dialExit } from "./proxy/exit_dial.ts";
 import type { ExitPolicy } from "./proxy/exit_policy.ts";
 import type { TunnelCaller } from "@ztm/shared/protocol";
-import { connLeg, type Leg, splice } from "@ztm/shared/splice";
+import { connLeg, type DatagramLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { LocalService } from "./runtime.ts";
 import type { TunnelStates } from "./tunnel_state.ts";
+import { RECEIVE_BUFFER_BYTES, SESSION_QUEUE_BYTES, SESSION_QUEUE_DATAGRAMS } from "./udp_map.ts";
 
-function closeQuietly(conn: Deno.Conn): void {
+function closeQuietly(conn: { close(): void }): void {
   try {
     conn.close();
   } catch { /* already closed */ }
 }
 
 const CONNECT_TIMEOUT_MS = 5_000;
+/** How long a UDP session that sent its end frame waits for the caller's. */
+const UDP_END_WAIT_MS = 5_000;
+
+/** A UDP session's socket toward its target, and the target's resolved address. */
+interface UdpTarget {
+  sock: Deno.DatagramConn;
+  addr: Deno.NetAddr;
+}
+
+/**
+ * Resolves `host` (once per session) and binds the session's own socket: on
+ * loopback for a loopback target, else on any address of the target's family.
+ */
+async function openUdpTarget(host: string, port: number): Promise<UdpTarget> {
+  let ip = host;
+  let family = host.includes(":") ? 6 : 4;
+  if (!/^[\d.]+$/.test(host) && !host.includes(":")) {
+    const found = await lookup(host);
+    ip = found.address;
+    family = found.family;
+  }
+  const loopback = family === 4 ? ip.startsWith("127.") : ip === "::1";
+  const bind = loopback ? (family === 4 ? "127.0.0.1" : "::1") : family === 4 ? "0.0.0.0" : "::";
+  const sock = Deno.listenDatagram({ transport: "udp", hostname: bind, port: 0 });
+  return { sock, addr: { transport: "udp", hostname: ip, port } };
+}
 
 /** Refusals (unknown service, access denied) one caller user may cause per window. */
 export const REFUSAL_LIMIT = MAX_REFUSALS_PER_WINDOW;
@@ -96,7 +128,7 @@ export class Provider {
   #log: Logger;
   #mesh: string;
   /** Live target connections, with the service and the caller's user they serve. */
-  #live = new Map<Deno.TcpConn, { proto: string; name: string; user: string }>();
+  #live = new Map<{ close(): void }, { proto: string; name: string; user: string }>();
   #refusals = new RefusalLimiter();
   #exit: ExitPolicy | undefined;
 
@@ -119,7 +151,7 @@ export class Provider {
     this.#services = services;
     const find = (list: LocalService[], c: { proto: string; name: string }) =>
       list.find((s) => s.proto === c.proto && s.name === c.name);
-    for (const [conn, c] of this.#live) {
+    for (const [conn, c] of [...this.#live]) {
       const now = find(services, c);
       const cut = now
         ? now.strict && !mayUse(now, this.#owner, c.user)
@@ -155,12 +187,36 @@ export class Provider {
    * relay for the tunnel's leg, or throws the refusal as a `ZtmError`.
    */
   async serve(
-    service: { proto: string; name: string; to?: { host: string; port: number } },
+    service: { proto: string; name: string; to?: { host: string; port: number }; idleMs?: number },
     caller: { user: string; endpoint: string },
   ): Promise<(leg: Leg) => Promise<boolean>> {
     const s = this.#decide(service, caller.user);
     const label = `${s.proto}/${s.name}`;
-    if (s.name === EXIT_SERVICE && this.#exit) return await this.#serveExit(s, service, caller);
+    if (s.proto === "tcp" && s.name === EXIT_SERVICE && this.#exit) {
+      return await this.#serveExit(s, service, caller);
+    }
+    if (s.proto === "udp") {
+      let session: UdpTarget;
+      try {
+        session = await openUdpTarget(s.host, s.port);
+      } catch (err) {
+        const message = `Service ${label} target ${s.host}:${s.port} is unusable: ${errText(err)}`;
+        this.#log.info("tunnel refused", {
+          mesh: this.#mesh,
+          service: label,
+          user: caller.user,
+          status: 502,
+          err: message,
+        });
+        this.states?.service(service).refused("target_unreachable", message);
+        throw new ZtmError(502, "target_unreachable", message);
+      }
+      const idleMs = Math.min(
+        MAX_UDP_IDLE_MS,
+        Math.max(MIN_UDP_IDLE_MS, service.idleMs ?? UDP_IDLE_MS),
+      );
+      return (leg) => this.#relayUdp(s, caller, session, idleMs, leg);
+    }
     let target: Deno.TcpConn;
     try {
       target = await connectTarget(s.host, s.port);
@@ -272,6 +328,154 @@ export class Provider {
     } finally {
       this.#live.delete(target);
     }
+  }
+
+  /**
+   * Relays one UDP session: datagrams from the leg go to the target from the
+   * session's own socket, datagrams from the target (only from its address)
+   * come back one frame each. After `idleMs` without a datagram either way
+   * the socket closes and the end frame goes out; the session is clean once
+   * the caller's end frame arrived too.
+   */
+  async #relayUdp(
+    service: LocalService,
+    caller: { user: string; endpoint: string },
+    target: UdpTarget,
+    idleMs: number,
+    leg: Leg,
+  ): Promise<boolean> {
+    const label = `${service.proto}/${service.name}`;
+    this.#log.info("udp session accepted", {
+      mesh: this.#mesh,
+      service: label,
+      user: caller.user,
+      endpoint: caller.endpoint,
+    });
+    const tally = this.states?.service(service);
+    if (tally) tally.datagrams = true;
+    const tunnel = tally?.track(leg, "up") ?? leg;
+    const sock = target.sock;
+    let closed = false;
+    const closeSock = () => {
+      if (closed) return;
+      closed = true;
+      try {
+        sock.close();
+      } catch { /* already closed */ }
+    };
+    const handle = { close: closeSock };
+    this.#live.set(handle, { proto: service.proto, name: service.name, user: caller.user });
+    let last = Date.now();
+    let clean = true;
+    const idle = setInterval(() => {
+      if (Date.now() - last >= idleMs) closeSock();
+    }, Math.max(25, Math.min(1_000, idleMs / 4)));
+    const up = (async () => {
+      try {
+        while (true) {
+          const d = await tunnel.read();
+          if (d === null) break;
+          last = Date.now();
+          if (closed) {
+            tally?.drop(); // the session is ending: too late for the target
+            continue;
+          }
+          try {
+            await sock.send(d, target.addr);
+          } catch {
+            tally?.drop();
+          }
+        }
+      } catch {
+        clean = false;
+      }
+      closeSock();
+    })();
+    // Replies are queued (bounded; the excess is the target's loss) while a write is on its
+    // way, and the queue goes out in one write.
+    let queue: Uint8Array[] = [];
+    let queued = 0;
+    let wake: (() => void) | undefined;
+    const batches = "writeBatch" in leg ? leg as DatagramLeg : undefined;
+    const receiving = (async () => {
+      const want = target.addr;
+      const buf = new Uint8Array(RECEIVE_BUFFER_BYTES);
+      try {
+        while (true) {
+          const [d, from] = await sock.receive(buf);
+          const f = from as Deno.NetAddr;
+          if (f.port !== want.port || f.hostname !== want.hostname) {
+            tally?.drop(); // not from the target: never passed on
+            continue;
+          }
+          last = Date.now();
+          if (
+            d.byteLength > MAX_DATAGRAM_BYTES || queue.length >= SESSION_QUEUE_DATAGRAMS ||
+            queued + d.byteLength > SESSION_QUEUE_BYTES
+          ) {
+            tally?.drop();
+            continue;
+          }
+          queue.push(d.slice());
+          queued += d.byteLength;
+          wake?.();
+        }
+      } catch {
+        // The socket closed (idle, the caller ended, access withdrawn).
+      }
+      closeSock();
+      wake?.();
+    })();
+    const down = (async () => {
+      try {
+        while (true) {
+          if (queue.length) {
+            const batch = queue;
+            const bytes = queued;
+            queue = [];
+            queued = 0;
+            if (batches) {
+              await batches.writeBatch(batch);
+              if (tally) tally.bytesDown += bytes;
+            } else {
+              for (const d of batch) await tunnel.write(d);
+            }
+            continue;
+          }
+          if (closed) break;
+          await new Promise<void>((r) => (wake = r));
+          wake = undefined;
+        }
+      } catch {
+        clean = false; // the pair failed
+        closeSock();
+      }
+      await receiving;
+      if (clean) {
+        try {
+          await tunnel.closeWrite();
+        } catch {
+          clean = false;
+        }
+      }
+    })();
+    await down;
+    // The caller answers our end frame with its own; a caller that does not costs the pair.
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const late = await Promise.race([
+      up.then(() => false),
+      new Promise<boolean>((r) => (timer = setTimeout(() => r(true), UDP_END_WAIT_MS))),
+    ]);
+    clearTimeout(timer);
+    clearInterval(idle);
+    this.#live.delete(handle);
+    if (late || !clean) {
+      tunnel.abort();
+      await up;
+      return false;
+    }
+    tunnel.close();
+    return true;
   }
 
   /** Closes every live target connection. */

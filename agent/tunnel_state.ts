@@ -49,6 +49,12 @@ export interface TunnelState {
   bytesUp: number;
   /** Bytes back toward the client. */
   bytesDown: number;
+  /**
+   * UDP only: datagrams dropped on purpose (over the size limit, for a
+   * session that is closing, over a session's queue or the session cap, or
+   * not from the target). `open` and `connections` count sessions.
+   */
+  dropped?: number;
 }
 
 /** Counts and last outcome of one mapping or service. Single-threaded; calls never throw. */
@@ -59,6 +65,10 @@ export class Tally {
   bytesDown = 0;
   lastOk: string | null = null;
   lastError: TunnelError | null = null;
+  /** Datagrams dropped on purpose (UDP); shown once `datagrams` is set. */
+  dropped = 0;
+  /** A UDP mapping or service: its state shows `dropped`. */
+  datagrams = false;
   /**
    * Tunnels that failed or were refused, by the health word their error means
    * (a bounded set, fit for a metric label; tunnels that opened are `connections`).
@@ -69,6 +79,12 @@ export class Tally {
   failed(err: unknown): void {
     const code = err instanceof ZtmError ? err.code : "tunnel_failed";
     this.refused(code, errText(err));
+  }
+
+  /** Counts datagrams dropped on purpose. */
+  drop(n = 1): void {
+    this.datagrams = true;
+    this.dropped += n;
   }
 
   /** Records a refusal given (or received) as status fields. */
@@ -137,6 +153,7 @@ export class Tally {
       connections: this.connections,
       bytesUp: this.bytesUp,
       bytesDown: this.bytesDown,
+      ...(this.datagrams ? { dropped: this.dropped } : {}),
     };
   }
 }

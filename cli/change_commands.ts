@@ -32,7 +32,9 @@ export function parseServiceName(
   const proto = slash < 0 ? "tcp" : text.slice(0, slash);
   const name = text.slice(slash + 1);
   if (!SERVICE_PROTOS.includes(proto as ServiceProto)) {
-    throw new UsageError(`${what}: unknown protocol "${proto}" in "${text}"; use tcp/NAME`);
+    throw new UsageError(
+      `${what}: unknown protocol "${proto}" in "${text}"; use tcp/NAME or udp/NAME`,
+    );
   }
   if (name === "") throw new UsageError(`${what}: "${text}" names no service; use tcp/NAME`);
   return { proto: proto as ServiceProto, name };
@@ -50,7 +52,7 @@ export function parseListen(text: string, proto: ServiceProto): PortAddress {
 }
 
 function listenText(a: PortAddress): string {
-  return formatHostPort({ hostname: a.ip, port: a.port });
+  return (a.proto === "udp" ? "udp " : "") + formatHostPort({ hostname: a.ip, port: a.port });
 }
 
 /** `ztm create service`. */
@@ -59,7 +61,7 @@ export const CREATE_SERVICE: Command = {
     name: "ztm create service",
     summary:
       "Offers HOST:PORT, as reached from the endpoint, to the mesh as a service (replaces one of the same name).",
-    args: [{ name: "PROTO/NAME", help: "the service: tcp/ssh, or just ssh" }],
+    args: [{ name: "PROTO/NAME", help: "the service: tcp/ssh (or just ssh), udp/dns" }],
     flags: [
       { name: "host", kind: "string", help: "host of the target, as the endpoint reaches it" },
       { name: "port", kind: "integer", help: "port of the target" },
@@ -79,6 +81,7 @@ export const CREATE_SERVICE: Command = {
     examples: [
       "ztm create service tcp/ssh --host=10.0.0.5 --port=22 --users=alice --strict",
       "ztm create service tcp/web --host=127.0.0.1 --port=8080 --users='*' --endpoint=office",
+      "ztm create service udp/dns --host=10.0.0.53 --port=53 --users='*'   # DNS through the mesh",
     ],
   },
   async run(flags) {
@@ -111,9 +114,9 @@ export const DELETE_SERVICE: Command = {
   spec: {
     name: "ztm delete service",
     summary: "Stops offering a service.",
-    args: [{ name: "PROTO/NAME", help: "the service: tcp/ssh, or just ssh" }],
+    args: [{ name: "PROTO/NAME", help: "the service: tcp/ssh (or just ssh), udp/dns" }],
     flags: WHERE_FLAGS,
-    examples: ["ztm delete service tcp/ssh", "ztm delete service tcp/web --endpoint=office"],
+    examples: ["ztm delete service tcp/ssh", "ztm delete service udp/dns --endpoint=office"],
   },
   async run(flags) {
     const service = parseServiceName(flags.arg("PROTO/NAME")!, "PROTO/NAME");
@@ -137,7 +140,11 @@ export const CREATE_PORT: Command = {
       "Maps a local port of the endpoint to a mesh service: each connection to it is tunnelled to a provider.",
     args: [{ name: "[IP:]PORT", help: `where to listen (IP default: ${DEFAULT_LISTEN_IP})` }],
     flags: [
-      { name: "service", kind: "string", help: "the mesh service: tcp/ssh, or just ssh" },
+      {
+        name: "service",
+        kind: "string",
+        help: "the mesh service: tcp/ssh (or just ssh); udp/dns maps a UDP port",
+      },
       {
         name: "via",
         kind: "string",
@@ -155,6 +162,7 @@ export const CREATE_PORT: Command = {
     examples: [
       "ztm create port 2222 --service=tcp/ssh",
       "ztm create port 127.0.0.1:8080 --service=tcp/web --via=office --endpoint=laptop",
+      "ztm create port 5353 --service=udp/dns   # then: dig @127.0.0.1 -p 5353 example.internal",
     ],
   },
   async run(flags) {
@@ -190,11 +198,18 @@ export const DELETE_PORT: Command = {
       name: "[IP:]PORT",
       help: `the mapping's listen address (IP default: ${DEFAULT_LISTEN_IP})`,
     }],
-    flags: WHERE_FLAGS,
-    examples: ["ztm delete port 2222", "ztm delete port 127.0.0.1:8080 --endpoint=laptop"],
+    flags: [
+      { name: "udp", kind: "boolean", help: "the UDP mapping on that address (default: TCP)" },
+      ...WHERE_FLAGS,
+    ],
+    examples: [
+      "ztm delete port 2222",
+      "ztm delete port 127.0.0.1:8080 --endpoint=laptop",
+      "ztm delete port 5353 --udp",
+    ],
   },
   async run(flags) {
-    const address = parseListen(flags.arg("[IP:]PORT")!, "tcp");
+    const address = parseListen(flags.arg("[IP:]PORT")!, flags.boolean("udp") ? "udp" : "tcp");
     const client = connect(flags);
     const { mesh, endpoint } = await chooseEndpoint(client, flags);
     const closed = await client.closePort(mesh.name, endpoint, address);

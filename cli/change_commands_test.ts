@@ -6,9 +6,13 @@ import { parseListen, parseServiceName } from "./change_commands.ts";
 Deno.test("parseServiceName reads PROTO/NAME, and a bare NAME as tcp", () => {
   assert.deepEqual(parseServiceName("tcp/ssh", "x"), { proto: "tcp", name: "ssh" });
   assert.deepEqual(parseServiceName("web", "x"), { proto: "tcp", name: "web" });
-  assert.throws(() => parseServiceName("udp/dns", "--service"), (err: Error) => {
+  assert.deepEqual(parseServiceName("udp/dns", "x"), { proto: "udp", name: "dns" });
+  assert.throws(() => parseServiceName("sctp/dns", "--service"), (err: Error) => {
     assert.ok(err instanceof UsageError);
-    assert.equal(err.message, '--service: unknown protocol "udp" in "udp/dns"; use tcp/NAME');
+    assert.equal(
+      err.message,
+      '--service: unknown protocol "sctp" in "sctp/dns"; use tcp/NAME or udp/NAME',
+    );
     return true;
   });
   assert.throws(() => parseServiceName("tcp/", "x"), /names no service/);

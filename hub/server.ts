@@ -752,7 +752,7 @@ export class HubServer {
     if (!state.endpointId) {
       throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
     }
-    if (params.proto !== "tcp") {
+    if (params.proto !== "tcp" && params.proto !== "udp") {
       throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
     }
     if (!this.#dataPort) {

@@ -102,9 +102,9 @@ export const HUB_PATHS = {
   crl: "/api/crl",
 } as const;
 
-/** Service protocols. Only TCP today. */
-export type ServiceProto = "tcp";
-export const SERVICE_PROTOS: readonly ServiceProto[] = ["tcp"];
+/** Service protocols: TCP streams and UDP datagrams (protocol 2.1). */
+export type ServiceProto = "tcp" | "udp";
+export const SERVICE_PROTOS: readonly ServiceProto[] = ["tcp", "udp"];
 
 /** A service as published to the mesh (its target stays on the provider). */
 export interface PublishedService {

@@ -22,7 +22,7 @@ Deno.test("hub lines are checked against the protocol's types before use", () =>
     [{ type: "open", sid: "s", service, from: { endpoint: "e" }, ticket }, /"from.user"/],
     [{ type: "open", sid: "", service, from, ticket }, /"sid"/],
     [
-      { type: "open", sid: "s", service: { proto: "udp", name: "x" }, from, ticket },
+      { type: "open", sid: "s", service: { proto: "sctp", name: "x" }, from, ticket },
       /service.proto/,
     ],
     [{ type: "open", sid: "s", service, from, ticket: 7 }, /"ticket"/],

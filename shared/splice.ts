@@ -13,6 +13,8 @@
  * moves bytes about 1.5x faster than `pipeTo` or Node's `pipe` here.
  */
 
+import { DATAGRAM_KIND, MAX_DATAGRAM_BYTES } from "./peer_protocol.ts";
+
 /** One side of a relayed byte stream. */
 export interface Leg {
   /** The next chunk, or null once the peer has half-closed. The chunk is valid until the next read. */
@@ -184,6 +186,124 @@ export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
         frame.set(part, 4);
         await base.write(frame.subarray(0, 4 + part.byteLength));
       }
+    },
+    async closeWrite() {
+      await base.write(new Uint8Array(4));
+    },
+    abort() {
+      base.abort();
+    },
+    close() {
+      base.close();
+    },
+  };
+}
+
+/**
+ * A leg that carries datagrams over `base` (a UDP session, protocol 2.1):
+ * each `write` is one frame (4-byte length, kind byte 0, the datagram) and
+ * each `read` returns one whole datagram (valid until the next read), so
+ * boundaries are kept and an empty datagram is a 1-byte frame. Length 0 ends
+ * the direction as in {@link framedLeg}, and `onEnd` gets the bytes read past
+ * it. A frame over `MAX_DATAGRAM_BYTES` + 1 or of another kind throws (the
+ * pair is then closed); `write` of a datagram over the limit throws
+ * `RangeError` before anything is sent (callers drop and count it first).
+ */
+/** A datagram leg that can also write several datagrams in one write of the connection below. */
+export interface DatagramLeg extends Leg {
+  /**
+   * Writes `datagrams` (each at most `MAX_DATAGRAM_BYTES`, else `RangeError`
+   * before anything is sent) as consecutive frames in one write: a busy
+   * session costs one TLS record and one syscall per batch, not per datagram.
+   */
+  writeBatch(datagrams: Uint8Array[]): Promise<void>;
+}
+
+export function datagramLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): DatagramLeg {
+  let pending: Uint8Array = new Uint8Array(0);
+  let eof = false;
+  let frame = new Uint8Array(5 + 2048);
+  /** Bytes of a frame split over reads, assembled here. */
+  let assembled = new Uint8Array(0);
+  const more = async (): Promise<void> => {
+    // Copy what is left before reading on: `base` may reuse the buffer it sits in.
+    if (pending.byteLength > 0) pending = pending.slice();
+    const chunk = await base.read();
+    if (chunk === null) throw new Error("data connection ended without its end frame");
+    if (pending.byteLength === 0) {
+      pending = chunk;
+    } else {
+      const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
+      joined.set(pending);
+      joined.set(chunk, pending.byteLength);
+      pending = joined;
+    }
+  };
+  return {
+    async read() {
+      if (eof) return null;
+      while (pending.byteLength < 4) await more();
+      const len = new DataView(pending.buffer, pending.byteOffset, 4).getUint32(0);
+      if (len === 0) {
+        eof = true;
+        onEnd?.(pending.subarray(4));
+        pending = new Uint8Array(0);
+        return null;
+      }
+      if (len > MAX_DATAGRAM_BYTES + 1) throw new Error(`datagram frame of ${len} bytes`);
+      if (pending.byteLength >= 4 + len) {
+        if (pending[4] !== DATAGRAM_KIND) throw new Error(`frame of unknown kind ${pending[4]}`);
+        const out = pending.subarray(5, 4 + len);
+        pending = pending.subarray(4 + len);
+        return out;
+      }
+      // The frame spans reads: gather it in its own buffer (reused; the result is valid until
+      // the next read).
+      if (assembled.byteLength < len) assembled = new Uint8Array(Math.max(len, 2048));
+      let have = pending.byteLength - 4;
+      assembled.set(pending.subarray(4));
+      pending = new Uint8Array(0);
+      while (have < len) {
+        const chunk = await base.read();
+        if (chunk === null) throw new Error("data connection ended inside a datagram frame");
+        const take = Math.min(len - have, chunk.byteLength);
+        assembled.set(chunk.subarray(0, take), have);
+        have += take;
+        if (take < chunk.byteLength) pending = chunk.subarray(take).slice();
+      }
+      if (assembled[0] !== DATAGRAM_KIND) throw new Error(`frame of unknown kind ${assembled[0]}`);
+      return assembled.subarray(1, len);
+    },
+    async write(datagram) {
+      if (datagram.byteLength > MAX_DATAGRAM_BYTES) {
+        throw new RangeError(`datagram of ${datagram.byteLength} bytes is over the limit`);
+      }
+      const n = 5 + datagram.byteLength;
+      // One reused frame buffer: `base.write` is awaited before the next frame is built.
+      if (frame.byteLength < n) frame = new Uint8Array(n);
+      new DataView(frame.buffer).setUint32(0, 1 + datagram.byteLength);
+      frame[4] = DATAGRAM_KIND;
+      frame.set(datagram, 5);
+      await base.write(frame.subarray(0, n));
+    },
+    async writeBatch(datagrams: Uint8Array[]) {
+      let n = 0;
+      for (const d of datagrams) {
+        if (d.byteLength > MAX_DATAGRAM_BYTES) {
+          throw new RangeError(`datagram of ${d.byteLength} bytes is over the limit`);
+        }
+        n += 5 + d.byteLength;
+      }
+      if (frame.byteLength < n) frame = new Uint8Array(n);
+      const view = new DataView(frame.buffer);
+      let at = 0;
+      for (const d of datagrams) {
+        view.setUint32(at, 1 + d.byteLength);
+        frame[at + 4] = DATAGRAM_KIND;
+        frame.set(d, at + 5);
+        at += 5 + d.byteLength;
+      }
+      await base.write(frame.subarray(0, n));
     },
     async closeWrite() {
       await base.write(new Uint8Array(4));

@@ -1,5 +1,5 @@
 import { assertEquals } from "../tests/assert.ts";
-import { framedLeg, type Leg } from "./splice.ts";
+import { datagramLeg, framedLeg, type Leg } from "./splice.ts";
 
 /** A leg that hands out `chunks` through one reused buffer, as a native connection does. */
 function reusingLeg(chunks: Uint8Array[]): Leg & { written: Uint8Array[] } {
@@ -73,4 +73,77 @@ Deno.test("framed legs write a length before each chunk and an empty frame at th
     0,
     0,
   ]]);
+});
+
+/** A leg that hands out `wire` in chunks of `size` through one reused buffer. */
+function chunkedLeg(wire: Uint8Array, size: number): Leg {
+  const buf = new Uint8Array(size);
+  let at = 0;
+  return {
+    read() {
+      if (at >= wire.byteLength) return Promise.resolve(null);
+      const n = Math.min(size, wire.byteLength - at);
+      buf.set(wire.subarray(at, at + n));
+      at += n;
+      return Promise.resolve(buf.subarray(0, n));
+    },
+    write: () => Promise.resolve(),
+    closeWrite: () => Promise.resolve(),
+    abort() {},
+    close() {},
+  };
+}
+
+function concat(parts: Uint8Array[]): Uint8Array {
+  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
+  let at = 0;
+  for (const p of parts) {
+    out.set(p, at);
+    at += p.byteLength;
+  }
+  return out;
+}
+
+Deno.test("datagram legs keep each datagram whole, empty ones included, however the bytes arrive", async () => {
+  const datagrams = [0, 1, 100, 3000, 0, 65_507].map((n) =>
+    Uint8Array.from({ length: n }, (_, i) => (i * 7 + n) & 255)
+  );
+  const out = reusingLeg([]);
+  const writer = datagramLeg(out);
+  await writer.write(datagrams[0]);
+  await writer.write(datagrams[1]);
+  await writer.writeBatch(datagrams.slice(2));
+  await writer.closeWrite();
+  // An empty datagram is a 1-byte frame, never the end frame.
+  assertEquals([...out.written[0]], [0, 0, 0, 1, 0]);
+  const wire = concat([...out.written, new Uint8Array([104, 105])]);
+  for (const size of [1, 3, 7, 64, 1000, 70_000]) {
+    let rest = "";
+    const reader = datagramLeg(chunkedLeg(wire, size), (r) => (rest = new TextDecoder().decode(r)));
+    const got: Uint8Array[] = [];
+    while (true) {
+      const d = await reader.read();
+      if (d === null) break;
+      got.push(d.slice());
+    }
+    assertEquals(got.length, datagrams.length, `chunks of ${size}`);
+    for (let i = 0; i < got.length; i++) assertEquals(got[i], datagrams[i], `datagram ${i}`);
+    // Bytes read past the end frame stay for the next exchange (when they came in its chunk).
+    if (size >= wire.byteLength) assertEquals(rest, "hi");
+  }
+});
+
+Deno.test("datagram legs refuse datagrams over 65,507 bytes and frames of another kind", async () => {
+  const writer = datagramLeg(reusingLeg([]));
+  let refused = false;
+  await writer.write(new Uint8Array(65_508)).catch((err) => (refused = err instanceof RangeError));
+  assertEquals(refused, true);
+  const tooLong = new Uint8Array([0, 1, 0, 0, 0]); // 65,536-byte frame
+  let failed = false;
+  await datagramLeg(chunkedLeg(tooLong, 64)).read().catch(() => (failed = true));
+  assertEquals(failed, true);
+  const otherKind = new Uint8Array([0, 0, 0, 2, 1, 42]);
+  failed = false;
+  await datagramLeg(chunkedLeg(otherKind, 64)).read().catch(() => (failed = true));
+  assertEquals(failed, true);
 });

@@ -59,8 +59,8 @@ Deno.test("ztm exits 2 with one line and the usage for a command line it cannot 
     [["delete", "widget"], 'ztm: unknown delete "widget"', "Usage: ztm delete service"],
     [["join", "work", "--hub=h:1"], "ztm join: --ca is required", "Usage: ztm join MESH"],
     [
-      ["create", "service", "udp/dns", "--host=h", "--port=53"],
-      'ztm create service: PROTO/NAME: unknown protocol "udp"',
+      ["create", "service", "sctp/dns", "--host=h", "--port=53"],
+      'ztm create service: PROTO/NAME: unknown protocol "sctp"',
       "Usage: ztm create service PROTO/NAME",
     ],
     [

@@ -254,7 +254,7 @@ Deno.test("a mesh of three agents tunnels TCP through the hub", async (t) => {
         ["GET", "/api/meshes/nope/endpoints", undefined, 404],
         ["GET", `/api/meshes/${MESH}/endpoints/no-such-endpoint`, undefined, 404],
         ["POST", `${base}/services/tcp/bad%20name`, { host: "127.0.0.1", port: 80 }, 400],
-        ["POST", `${base}/services/udp/x`, { host: "127.0.0.1", port: 80 }, 400],
+        ["POST", `${base}/services/sctp/x`, { host: "127.0.0.1", port: 80 }, 400],
         ["POST", `${base}/services/tcp/x`, { host: "127.0.0.1", port: 70000 }, 400],
         ["POST", `${base}/services/tcp/x`, { host: "127.0.0.1" }, 400],
         ["POST", `${base}/services/tcp/x`, "[1,2]", 400],

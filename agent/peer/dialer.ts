@@ -28,19 +28,25 @@ import {
   peerName,
   type PeerOpen,
 } from "@ztm/shared/peer_protocol";
-import type { Leg } from "@ztm/shared/splice";
+import type { DatagramLeg, Leg } from "@ztm/shared/splice";
 import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
 import { PairLink, writeAll } from "./pair_link.ts";
 
-/** The service a tunnel goes to; `to` only for an exit (`EXIT_SERVICE`). */
+/**
+ * The service a tunnel goes to: a TCP service (`to` only for an exit,
+ * `EXIT_SERVICE`), or a UDP session on a UDP one, with the idle timeout the
+ * provider should keep (it may cap it).
+ */
 export interface TunnelService {
-  proto: "tcp";
+  proto: "tcp" | "udp";
   name: string;
   to?: { host: string; port: number };
+  idleMs?: number;
 }
 
 function openMessage(service: TunnelService): PeerOpen {
   const { proto, name, to } = service;
+  if (proto === "udp") return { type: "open", proto, name, idleMs: service.idleMs };
   return to ? { type: "open", proto, name, to: { host: to.host, port: to.port } } : {
     type: "open",
     proto,
@@ -70,6 +76,8 @@ interface Pair {
 /** An open tunnel on a pair: its framed leg, and `release` once the splice ended. */
 export interface OpenTunnel {
   leg: Leg;
+  /** UDP sessions: the same leg, with batched writes. */
+  datagrams?: DatagramLeg;
   release(clean: boolean): void;
   peer: CheckedPeer;
 }
@@ -130,7 +138,7 @@ export class PairDialer {
       const pair = this.#takeIdle(key);
       if (!pair) break;
       const answer = await this.#ask(pair, service).catch(() => null);
-      if (answer) return this.#opened(pair, answer);
+      if (answer) return this.#opened(pair, answer, service);
       this.#drop(pair); // dead or confused: try the next, then a fresh one
     }
     if ((this.#count.get(key) ?? 0) >= this.#opts.maxPerPeer) {
@@ -140,7 +148,7 @@ export class PairDialer {
       );
     }
     const { pair, answer } = await this.#fresh(key, target, service, ticket);
-    return this.#opened(pair, answer);
+    return this.#opened(pair, answer, service);
   }
 
   /** Closes pairs whose peer's certificate is on `revoked`. */
@@ -178,7 +186,7 @@ export class PairDialer {
     return pair;
   }
 
-  #opened(pair: Pair, answer: PeerAnswer): OpenTunnel {
+  #opened(pair: Pair, answer: PeerAnswer, service: TunnelService): OpenTunnel {
     if (answer.type === "error") {
       this.#release(pair, true);
       throw new ZtmError(
@@ -193,7 +201,12 @@ export class PairDialer {
     }
     let released = false;
     return {
-      leg: pair.link.framed(),
+      ...(service.proto === "udp"
+        ? (() => {
+          const d = pair.link.datagrams();
+          return { leg: d, datagrams: d };
+        })()
+        : { leg: pair.link.framed() }),
       peer: pair.peer,
       release: (clean) => {
         if (released) return;

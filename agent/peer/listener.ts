@@ -34,7 +34,7 @@ import { PairLink, writeAll } from "./pair_link.ts";
  * answer). Must not touch the target before access is decided.
  */
 export type OpenHandler = (
-  open: { proto: string; name: string; to?: { host: string; port: number } },
+  open: { proto: string; name: string; to?: { host: string; port: number }; idleMs?: number },
   caller: CheckedPeer,
 ) => Promise<(leg: Leg) => Promise<boolean>>;
 
@@ -326,8 +326,9 @@ export class PairListener {
       let relay: (leg: Leg) => Promise<boolean>;
       try {
         const to = exitDestination(msg.to);
+        const idleMs = typeof msg.idleMs === "number" ? msg.idleMs : undefined;
         relay = await this.#opts.serve(
-          { proto: String(msg.proto), name: msg.name, ...(to ? { to } : {}) },
+          { proto: String(msg.proto), name: msg.name, ...(to ? { to } : {}), idleMs },
           caller,
         );
       } catch (err) {
@@ -349,7 +350,7 @@ export class PairListener {
         return;
       }
       prefix = [];
-      const clean = await relay(link.framed());
+      const clean = await relay(msg.proto === "udp" ? link.datagrams() : link.framed());
       if (!clean) return;
     }
   }

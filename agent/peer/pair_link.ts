@@ -9,7 +9,13 @@
 import { BadRequest } from "@ztm/shared/errors";
 import { parseMessage } from "@ztm/shared/protocol";
 import { MAX_PEER_LINE_BYTES, type PeerAnswer, type PeerRequest } from "@ztm/shared/peer_protocol";
-import { framedLeg, type Leg, READ_BUFFER_BYTES } from "@ztm/shared/splice";
+import {
+  type DatagramLeg,
+  datagramLeg,
+  framedLeg,
+  type Leg,
+  READ_BUFFER_BYTES,
+} from "@ztm/shared/splice";
 
 const EMPTY = new Uint8Array(0);
 const FIRST_BUFFER_BYTES = 16 * 1024;
@@ -76,7 +82,16 @@ export class PairLink {
    * another tunnel); `abort()` closes it.
    */
   framed(): Leg {
-    const base: Leg = {
+    return framedLeg(this.#base(), (rest) => this.unread(rest));
+  }
+
+  /** One UDP session's datagram frames over this link (protocol 2.1); otherwise as `framed()`. */
+  datagrams(): DatagramLeg {
+    return datagramLeg(this.#base(), (rest) => this.unread(rest));
+  }
+
+  #base(): Leg {
+    return {
       read: () => {
         if (this.#pending.byteLength) {
           const chunk = this.#pending;
@@ -90,7 +105,6 @@ export class PairLink {
       abort: () => this.close(),
       close: () => {},
     };
-    return framedLeg(base, (rest) => this.unread(rest));
   }
 
   /** Closes the connection. Idempotent. */

@@ -360,9 +360,14 @@ function formatAddr(host: string, port: number): string {
   return `${host.includes(":") ? `[${host}]` : host}:${port}`;
 }
 
-/** `tcp/ssh` or `ssh` → `ssh` (tcp is the only protocol); other text unchanged. */
+/** `tcp/ssh`, `udp/dns` or `ssh` → `ssh`, `dns`; other text unchanged. */
 export function serviceName(text: string): string {
-  return text.trim().replace(/^tcp\//i, "");
+  return text.trim().replace(/^(tcp|udp)\//i, "");
+}
+
+/** The protocol a typed service name asks for: `udp/…` is udp, anything else tcp. */
+export function serviceProto(text: string): "tcp" | "udp" {
+  return /^udp\//i.test(text.trim()) ? "udp" : "tcp";
 }
 
 /** Why a port field cannot be sent, or undefined when it is a port number. */
@@ -376,7 +381,7 @@ export function portProblem(text: string, what = "Port"): string | undefined {
 }
 
 const SERVICE_FIELDS: FieldSpec[] = [
-  { key: "name", label: "Name", placeholder: "tcp/ssh", hint: "tcp/ssh, or just ssh" },
+  { key: "name", label: "Name", placeholder: "tcp/ssh", hint: "tcp/ssh (or just ssh), udp/dns" },
   { key: "host", label: "Target host", hint: "reachable from that endpoint" },
   { key: "port", label: "Target port", placeholder: "22", numeric: true },
   { key: "users", label: "Also open to", hint: "users, comma-separated; * for all" },
@@ -388,13 +393,14 @@ function ServiceForm(props: { mesh: string; ep: string; onChange: () => void }) 
     e.preventDefault();
     const { host, port, users } = form.values;
     const name = serviceName(form.values.name);
+    const proto = serviceProto(form.values.name);
     form.start();
     if (!name) return form.fail("Give the service a name, e.g. tcp/ssh");
     const bad = portProblem(port, "Target port");
     if (bad) return form.fail(bad);
     const res = await callApi(
       "POST",
-      meshPath(props.mesh, "endpoints", props.ep, "services", "tcp", name),
+      meshPath(props.mesh, "endpoints", props.ep, "services", proto, name),
       {
         host: host.trim(),
         port: Number(port.trim()),
@@ -402,7 +408,7 @@ function ServiceForm(props: { mesh: string; ep: string; onChange: () => void }) 
       },
     );
     if (!res.ok) return form.fail(refusal(res));
-    form.succeed(`Service tcp/${name} now points at ${host.trim()}:${port.trim()}`, {
+    form.succeed(`Service ${proto}/${name} now points at ${host.trim()}:${port.trim()}`, {
       name: "",
       port: "",
     });
@@ -520,12 +526,13 @@ function PortForm(
     const bad = portProblem(port);
     if (bad) return form.fail(bad);
     let service = "", user = "";
+    const proto = pick === OTHER ? serviceProto(other) : "tcp";
     if (pick === OTHER) service = serviceName(other);
     else if (pick) [user, service] = pick.split("/", 2);
     if (!service) return form.fail("Choose a service, or type the name of one");
-    const res = await mapPort(props.mesh, props.ep, ip, port, service, user);
+    const res = await mapPort(props.mesh, props.ep, ip, port, service, user, proto);
     if (!res.ok) return form.fail(refusal(res));
-    form.succeed(`${ip.trim()}:${port.trim()} now leads to tcp/${service}`, { port: "" });
+    form.succeed(`${ip.trim()}:${port.trim()} now leads to ${proto}/${service}`, { port: "" });
     if (res.data.warning) setWarning(`It cannot work yet: ${res.data.warning}.`);
     props.onChange();
   };
@@ -578,7 +585,7 @@ function PortForm(
             id="port-other"
             label="Service name"
             placeholder="tcp/ssh"
-            hint="tcp/ssh, or just ssh"
+            hint="tcp/ssh (or just ssh); udp/dns maps a UDP port"
             value={other}
             autocomplete="off"
             onInput={(e) => form.set("other", e.currentTarget.value)}
@@ -593,7 +600,7 @@ function PortForm(
   );
 }
 
-/** Maps `ip:port` on endpoint `ep` to the mesh service `tcp/service` (of `user`, if given). */
+/** Maps `ip:port` on endpoint `ep` to the mesh service `proto/service` (of `user`, if given). */
 export function mapPort(
   mesh: string,
   ep: string,
@@ -601,12 +608,13 @@ export function mapPort(
   port: string,
   service: string,
   user: string,
+  proto: "tcp" | "udp" = "tcp",
 ) {
   const target: { service: string; user?: string } = { service: serviceName(service) };
   if (user.trim()) target.user = user.trim();
   return callApi<PortMapping>(
     "POST",
-    meshPath(mesh, "endpoints", ep, "ports", ip.trim() || "127.0.0.1", "tcp", port.trim()),
+    meshPath(mesh, "endpoints", ep, "ports", ip.trim() || "127.0.0.1", proto, port.trim()),
     { target },
   );
 }
