@@ -74,6 +74,12 @@ const SPEC: CommandSpec = {
     { name: "concurrency", kind: "integer", default: "32", help: "parallel connection workers" },
     { name: "paths", kind: "string", default: "direct,ssh,ztm", help: "paths to measure" },
     {
+      name: "udp",
+      kind: "string",
+      default: "on",
+      help: "also run the UDP bench (bench/udp.ts) after the TCP figures: on or off",
+    },
+    {
       name: "quiet-wait",
       kind: "integer",
       default: "120",
@@ -107,6 +113,7 @@ const config = {
   concurrency: flags.integer("concurrency"),
   quietWait: flags.integer("quiet-wait"),
   paths: (flags.string("paths") ?? "").split(",").map((p) => p.trim()).filter(Boolean),
+  udp: flags.string("udp") !== "off",
 };
 for (const f of SPEC.flags) {
   if (f.kind === "integer" && f.name !== "quiet-wait" && flags.integer(f.name) < 1) {
@@ -475,6 +482,16 @@ if (otherMax >= QUIET_PCT) {
     `other processes used up to ${round(otherMax)} % of a core during a measurement ` +
       `(figures "*.cpuPct.other"): the machine was not idle, so figures are disturbed`,
   );
+}
+if (config.udp) {
+  // Its own mesh and targets; its figures print here, before the notes and the JSON line.
+  console.log("\nUDP (bench/udp.ts):");
+  const udp = await new Deno.Command(Deno.execPath(), {
+    args: ["run", "--allow-all", new URL("./udp.ts", import.meta.url).pathname],
+    stdout: "inherit",
+    stderr: "inherit",
+  }).output();
+  if (!udp.success) results.notes.push(`the UDP bench failed (exit ${udp.code})`);
 }
 const notes = [
   ...results.notes,
