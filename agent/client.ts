@@ -244,8 +244,11 @@ export class AgentClient {
    * `listen`, a loopback `host:port` (default `127.0.0.1:1080`). Throws
    * `Conflict` (`port_in_use`) or `BadRequest` (`listen_not_loopback`).
    */
-  proxyOn(mesh: string, listen?: string): Promise<ProxyStatus> {
-    return this.request("PUT", `/api/meshes/${enc(mesh)}/proxy`, listen ? { listen } : {});
+  proxyOn(mesh: string, listen?: string, exit?: string): Promise<ProxyStatus> {
+    return this.request("PUT", `/api/meshes/${enc(mesh)}/proxy`, {
+      ...(listen ? { listen } : {}),
+      ...(exit ? { exit } : {}),
+    });
   }
 
   /** `DELETE /api/meshes/{mesh}/proxy`: turns the proxy off and closes its connections. */

@@ -49,15 +49,28 @@ export const PROXY_ON: Command = {
         default: "127.0.0.1:1080",
         help: "HOST:PORT to listen on (loopback only: the proxy has no authentication)",
       },
+      {
+        name: "exit",
+        kind: "string",
+        help: "endpoint whose exit carries names outside the mesh (it must offer one)",
+      },
       MESH_FLAG,
       ...AGENT_FLAGS,
     ],
-    examples: ["ztm proxy on", "ztm proxy on --listen=127.0.0.1:8118 --mesh=work"],
+    examples: [
+      "ztm proxy on",
+      "ztm proxy on --listen=127.0.0.1:8118 --mesh=work",
+      "ztm proxy on --exit=office-gw",
+    ],
   },
   async run(flags) {
     const client = connect(flags);
     const mesh = await chooseMesh(client, flags);
-    const status = await client.proxyOn(mesh.name, flags.string("listen"));
+    const status = await client.proxyOn(
+      mesh.name,
+      flags.string("listen"),
+      flags.string("exit") || undefined,
+    );
     if (flags.boolean("json")) return printJson(status);
     printProxy(mesh.name, status);
   },

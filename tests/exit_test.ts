@@ -10,6 +10,7 @@
  */
 import assert from "node:assert/strict";
 import { curl } from "../agent/proxy/_fixture.ts";
+import { agentFlags, ztmOk } from "./cli_helpers.ts";
 import { api, eventually, Harness } from "./harness.ts";
 import { MESH, type MeshAgent, restartJoinedAgent, startMeshOf } from "./mesh_fixture.ts";
 import { freePort } from "./net_helpers.ts";
@@ -74,13 +75,19 @@ Deno.test("an exit carries names outside the mesh to the destinations its list a
       rules: [{ destinations: ["127.0.0.2/32"], ports: [String(port)], users: ["alice"] }],
     });
     assert.equal(set.status, 200, JSON.stringify(set.body));
-    for (const agent of [alice, carol]) {
-      const on = await api(agent.url, "PUT", `/api/meshes/${MESH}/proxy`, {
-        listen: "127.0.0.1:0",
-        exit: "bob-ep",
-      });
-      assert.equal(on.status, 200, JSON.stringify(on.body));
-    }
+    const on = await api(alice.url, "PUT", `/api/meshes/${MESH}/proxy`, {
+      listen: "127.0.0.1:0",
+      exit: "bob-ep",
+    });
+    assert.equal(on.status, 200, JSON.stringify(on.body));
+    // carol's proxy goes on from the command line.
+    await ztmOk([
+      "proxy",
+      "on",
+      "--listen=127.0.0.1:0",
+      "--exit=bob-ep",
+      ...agentFlags(carol.proc),
+    ]);
     const alicePort = await proxyPort(alice);
 
     // Allowed: the office host answers through bob's exit.
