@@ -103,7 +103,7 @@ Deno.test("store keeps its file in WAL mode at the current schema version", () =
   const db = new DatabaseSync(t.path);
   try {
     assertEquals(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
-    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 7);
+    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 8);
   } finally {
     db.close();
   }
@@ -317,6 +317,35 @@ Deno.test("store keeps a mesh's proxy across reopening and forgets it with the m
     let threw: unknown;
     try {
       again.setProxy("gone", { listen: "127.0.0.1:1080" });
+    } catch (err) {
+      threw = err;
+    }
+    assert(threw instanceof NotFound);
+  } finally {
+    again.close();
+  }
+});
+
+Deno.test("store keeps a mesh's exit rules across reopening and forgets them with the mesh", () => {
+  using t = openTemp();
+  t.store.addMesh(meshConfig("work"));
+  assertEquals(t.store.exit("work"), null);
+  const rules = [{ destinations: ["10.1.0.0/16"], ports: ["443"], users: ["alice"] }];
+  t.store.setExit("work", [{ destinations: ["10.0.0.0/8"] }]);
+  t.store.setExit("work", rules);
+  t.store.close();
+  const again = AgentStore.open(t.path);
+  try {
+    assertEquals(again.exit("work"), rules);
+    assert(again.removeExit("work"));
+    assert(!again.removeExit("work"));
+    assertEquals(again.exit("work"), null);
+    again.setExit("work", rules);
+    again.removeMesh("work");
+    assertEquals(again.exit("work"), null);
+    let threw: unknown;
+    try {
+      again.setExit("gone", rules);
     } catch (err) {
       threw = err;
     }

@@ -101,6 +101,7 @@ Deno.test("an agent database from before key-bound ids migrates its id on start,
   db.exec(`ALTER TABLE meshes DROP COLUMN endpoint_seed;
            ALTER TABLE audit DROP COLUMN detail;
            DROP TABLE proxies;
+           DROP TABLE exits;
            UPDATE meshes SET endpoint_id = '${old}';
            PRAGMA user_version = 4;`);
   db.close();
