@@ -52,7 +52,9 @@ export const PROXY_ON: Command = {
       {
         name: "exit",
         kind: "string",
-        help: "endpoint whose exit carries names outside the mesh (it must offer one)",
+        optional: true,
+        help:
+          "endpoint whose exit carries names outside the mesh (default: none, they are refused)",
       },
       MESH_FLAG,
       ...AGENT_FLAGS,
