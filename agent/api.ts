@@ -606,6 +606,14 @@ export interface MeshSummary {
       since: string;
       /** Why the last CRL seen was refused; absent while all is well. */
       crlAlarm?: string;
+      /** Each hub's session (one per bootstrap address); `connected` is any of them. */
+      hubs?: {
+        address: string;
+        connected: boolean;
+        lastError: string | null;
+        rttMs: number | null;
+        since: string;
+      }[];
     }
     | null;
 }
@@ -638,6 +646,7 @@ function meshSummary(
         hub: status.hub,
         lastError: status.lastError,
         since: status.since,
+        ...(status.hubs ? { hubs: status.hubs } : {}),
         ...(status.crlAlarm ? { crlAlarm: status.crlAlarm } : {}),
       }
       : null,

@@ -58,8 +58,10 @@ export interface HubLinkOptions {
   hello: () => Extract<AgentMessage, { type: "hello" }>;
   /** Called for each (checked) tunnel request from the hub; a rejection is logged, never left unhandled. */
   onOpen: (msg: Extract<HubMessage, { type: "open" }>) => void | Promise<void>;
-  /** Told the revoked serials each time a newer verified CRL is adopted. */
-  onCrl?: (revoked: Set<string>) => void;
+  /** Told the revoked serials (and the CRL) each time a newer verified CRL is adopted. */
+  onCrl?: (revoked: Set<string>, crl: VerifiedCrl) => void;
+  /** Asked before writing an adopted CRL to `crlFile` (several links share one file). */
+  shouldSaveCrl?: (number: number) => boolean;
   /** Told on every welcome (once connected) where the hub is and whether it has a data port. */
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Told when an established link is lost (the session, and what was bound to it, is gone). */
@@ -123,6 +125,8 @@ export class HubLink {
   #hubRaw: Uint8Array | undefined;
   /** The newest CRL number the hub announced. */
   #announced = 0;
+  /** The last answered PING's round trip (ms), for choosing among hubs; undefined until one. */
+  #rttMs: number | undefined;
 
   constructor(opts: HubLinkOptions) {
     this.#opts = opts;
@@ -427,6 +431,22 @@ export class HubLink {
     this.#crlAlarm = why;
   }
 
+  /** The last answered PING's round trip in ms (undefined before the first, or when not connected). */
+  rttMs(): number | undefined {
+    return this.#connected ? this.#rttMs : undefined;
+  }
+
+  /** Adopts a CRL another link of this mesh verified, if it is newer than this link's. */
+  offerCrl(crl: VerifiedCrl): void {
+    this.#adoptCrl(crl, false);
+    if (this.#hubSerial && this.#crl?.serials.has(this.#hubSerial)) this.#session?.destroy();
+  }
+
+  /** The number of the newest CRL this link has verified (-1: none). */
+  crlNumber(): number {
+    return this.#crl?.number ?? -1;
+  }
+
   /** Serials on the newest CA-signed CRL this link has verified. */
   revoked(): Set<string> {
     return this.#crl?.serials ?? new Set();
@@ -443,13 +463,15 @@ export class HubLink {
     }
     this.#crl = crl;
     this.#crlAlarm = null;
-    if (save && this.#opts.crlFile) writeSecretFile(this.#opts.crlFile, crl.pem);
+    if (save && this.#opts.crlFile && (this.#opts.shouldSaveCrl?.(crl.number) ?? true)) {
+      writeSecretFile(this.#opts.crlFile, crl.pem);
+    }
     this.#log.info("crl adopted", {
       mesh: this.#opts.config.name,
       count: crl.serials.size,
       crl: crl.number,
     });
-    this.#opts.onCrl?.(crl.serials);
+    this.#opts.onCrl?.(crl.serials, crl);
   }
 
   /** The hub announced CRL `number`: fetch it if it is newer than ours (one fetch at a time). */
@@ -607,7 +629,10 @@ export class HubLink {
         session.ping((err) => {
           clearTimeout(dead);
           if (err && !session.destroyed) session.destroy(err);
-          else if (!err) hubPingAnswered(this.#opts.config, this.#hub, performance.now() - sent);
+          else if (!err) {
+            this.#rttMs = performance.now() - sent;
+            hubPingAnswered(this.#opts.config, this.#hub, this.#rttMs);
+          }
         });
       } catch {
         clearTimeout(dead);
@@ -620,6 +645,7 @@ export class HubLink {
     if (this.#connected) this.#since = new Date().toISOString();
     this.#connected = false;
     this.#control = undefined;
+    this.#rttMs = undefined;
     if (why) this.#lastError = why;
   }
 

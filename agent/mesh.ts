@@ -3,7 +3,7 @@
  * the port mappings' listeners. Implements `MeshRuntime` for the local API,
  * which hands it plain data after committing each change.
  */
-import { errorBody, NotFound } from "@ztm/shared/errors";
+import { errorBody, NotFound, ServiceUnavailable } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
 import {
   type EndpointRecord,
@@ -13,11 +13,12 @@ import {
   type Page,
   type PublishedService,
 } from "@ztm/shared/protocol";
-import { EXIT_SERVICE, type PairTicket } from "@ztm/shared/peer_protocol";
+import { EXIT_SERVICE } from "@ztm/shared/peer_protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { VERSION } from "@ztm/shared/version";
-import { type HubFailure, HubLink, userOf } from "./hub_link.ts";
-import { type DataAddress, PairDialer } from "./peer/dialer.ts";
+import { type HubFailure, type HubLink, userOf } from "./hub_link.ts";
+import { HubSet } from "./hubs.ts";
+import { PairDialer } from "./peer/dialer.ts";
 import { Signer } from "./peer/identity.ts";
 import { PairListener } from "./peer/listener.ts";
 import { ExitPolicy, type ExitRule } from "./proxy/exit_policy.ts";
@@ -100,7 +101,7 @@ export class Mesh implements MeshRuntime {
   #user: string;
   #services: LocalService[] = [];
   #exitRules: ExitRule[] | null = null;
-  #link: HubLink;
+  #link: HubSet;
   #provider: Provider;
   #ports = new Map<string, PortMap>();
   #log: Logger;
@@ -112,7 +113,6 @@ export class Mesh implements MeshRuntime {
   #signer: Signer;
   #dialer: PairDialer;
   #pairs: PairListener;
-  #data: DataAddress | undefined;
 
   constructor(config: MeshConfig, log: Logger, opts: MeshOptions = {}) {
     this.name = config.name;
@@ -129,7 +129,7 @@ export class Mesh implements MeshRuntime {
       user: this.#user,
       endpoint: config.endpointId,
     });
-    this.#link = new HubLink({
+    this.#link = new HubSet({
       config,
       log,
       crlFile: opts.crlFile,
@@ -140,24 +140,27 @@ export class Mesh implements MeshRuntime {
         version: VERSION,
         services: published(this.#offered()),
       }),
-      onOpen: (msg) => this.#onPairRequest(msg),
+      onOpen: (link, msg) => this.#onPairRequest(link, msg),
       onCrl: (revoked) => {
         this.#dialer.revoke(revoked);
         this.#pairs.revoke(revoked);
       },
-      onWelcome: (hub) => {
-        this.#data = hub.dataPort ? { hostname: hub.hostname, port: hub.dataPort } : undefined;
-        this.#dialer.setDataAddress(this.#data);
-        if (!this.#data) {
-          log.warn("hub has no data port: tunnels are unavailable", { mesh: config.name });
+      onWelcome: (link, hub) => {
+        if (!hub.dataPort) {
+          log.warn("hub has no data port: no tunnels through it", {
+            mesh: config.name,
+            peer: link.state().hub ?? undefined,
+          });
         }
         // Services changed between our hello and the hub's welcome would otherwise be lost.
-        this.#link.send({ type: "services", services: published(this.#offered()) });
+        link.send({ type: "services", services: published(this.#offered()) });
       },
-      // Splices are bound to the lost session: tunnels on them end now, not when TCP gives up.
-      onLost: () => {
-        this.#dialer.dropAll();
-        this.#pairs.dropAll();
+      // Splices are bound to the lost session: tunnels on that hub's pairs end now.
+      onLost: (link) => {
+        const data = this.#link.data(link);
+        if (!data) return;
+        this.#dialer.dropHub(data);
+        this.#pairs.dropHub(data);
       },
       onManage: (msg) => {
         if (!this.#manageHandler) {
@@ -201,11 +204,11 @@ export class Mesh implements MeshRuntime {
    * only then an `accept` and the data-port dial (the caller's certificate is
    * checked inside the pair before any byte reaches a target).
    */
-  #onPairRequest(msg: Extract<HubMessage, { type: "open" }>): void {
+  #onPairRequest(link: HubLink, msg: Extract<HubMessage, { type: "open" }>): void {
     const sid = String(msg.sid);
     const refuse = (status: number, code: string, message: string) =>
-      this.#link.send({ type: "refuse", sid, status, code, message });
-    const data = this.#data;
+      link.send({ type: "refuse", sid, status, code, message });
+    const data = this.#link.data(link);
     if (!data || typeof msg.ticket !== "string") {
       return void refuse(503, "no_data_port", "The provider has no data port to reach the hub on");
     }
@@ -225,7 +228,7 @@ export class Mesh implements MeshRuntime {
       const { status, body } = errorBody(err);
       return void refuse(status, body.error.code, body.error.message);
     }
-    this.#link.send({ type: "accept", sid });
+    link.send({ type: "accept", sid });
     this.#pairs.attach(data, msg.ticket, sid);
   }
 
@@ -250,19 +253,20 @@ export class Mesh implements MeshRuntime {
       lastError: s.lastError,
       since: s.since,
       crlAlarm: s.crlAlarm,
+      hubs: this.#link.hubs(),
     };
   }
 
   endpoints(query: PageQuery): Promise<Page<EndpointRecord>> {
-    return this.#link.request("GET", pageQuery(HUB_PATHS.endpoints, query));
+    return this.#link.endpoints(pageQuery(HUB_PATHS.endpoints, query));
   }
 
   endpoint(idOrName: string): Promise<EndpointRecord> {
-    return this.#link.request("GET", HUB_PATHS.endpoint(idOrName));
+    return this.#link.endpoint(HUB_PATHS.endpoint(idOrName));
   }
 
   services(query: PageQuery): Promise<Page<MeshService>> {
-    return this.#link.request("GET", pageQuery(HUB_PATHS.services, query));
+    return this.#link.services(pageQuery(HUB_PATHS.services, query));
   }
 
   setServices(services: LocalService[]): void {
@@ -344,13 +348,14 @@ export class Mesh implements MeshRuntime {
       services: async (name) => (await this.services({ offset: 0, limit: 500, q: name })).items,
       openTunnel: async (t) => {
         const open = () =>
-          this.#dialer.open(
-            { endpoint: t.endpoint, user: t.user },
-            { proto: t.proto, name: t.service, ...(t.to ? { to: t.to } : {}) },
-            () =>
-              this.#link.request<PairTicket>(
-                "POST",
-                HUB_PATHS.tunnel(t.endpoint, t.proto, t.service),
+          this.#link.tunnel(
+            HUB_PATHS.tunnel(t.endpoint, t.proto, t.service),
+            (ticket, data) =>
+              this.#dialer.open(
+                { endpoint: t.endpoint, user: t.user },
+                { proto: t.proto, name: t.service, ...(t.to ? { to: t.to } : {}) },
+                ticket,
+                data,
               ),
           );
         // As a port mapping does: a fresh pair that broke on its way is tried once more.
@@ -381,17 +386,19 @@ export class Mesh implements MeshRuntime {
     path: string,
     body?: string,
   ): Promise<{ status: number; body: string }> {
-    return this.#link.requestRaw(method, path, body);
+    const link = this.#link.preferred();
+    if (!link) throw new ServiceUnavailable("hub_unreachable", "Not connected to any hub");
+    return link.requestRaw(method, path, body);
   }
 
-  /** The hub certificate the current session checked (`renew.ts`). */
+  /** The hub certificate the preferred session checked (`renew.ts`). */
   hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined {
-    return this.#link.hubCertificate();
+    return this.#link.preferred()?.hubCertificate();
   }
 
-  /** Adopts the hub's renewed certificate on the current session (`renew.ts`). */
+  /** Adopts the hub's renewed certificate on the session whose hub holds `serial`'s key (`renew.ts`). */
   adoptHubRenewal(serial: string, notAfter: number): void {
-    this.#link.adoptHubRenewal(serial, notAfter);
+    this.#link.preferred()?.adoptHubRenewal(serial, notAfter);
   }
 
   async close(): Promise<void> {

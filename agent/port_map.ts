@@ -20,10 +20,9 @@
  */
 import { Conflict, NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
-import type { PairTicket } from "@ztm/shared/peer_protocol";
-import { HUB_PATHS, type MeshService, type Page } from "@ztm/shared/protocol";
+import { HUB_PATHS } from "@ztm/shared/protocol";
 import { connLeg, splice } from "@ztm/shared/splice";
-import type { HubLink } from "./hub_link.ts";
+import type { HubSet } from "./hubs.ts";
 import type { OpenTunnel, PairDialer } from "./peer/dialer.ts";
 import type { PortMapping } from "./runtime.ts";
 import type { Tally } from "./tunnel_state.ts";
@@ -50,7 +49,7 @@ interface Provider {
 /** Options for `PortMap`. */
 export interface PortMapOptions {
   mapping: PortMapping;
-  link: HubLink;
+  link: HubSet;
   dialer: PairDialer;
   log: Logger;
   mesh: string;
@@ -212,12 +211,17 @@ export class PortMap {
   #open(p: Provider, idleMs?: number): Promise<OpenTunnel> {
     const { mapping, link, dialer } = this.#opts;
     const service = mapping.target.service;
-    return dialer.open(
-      { endpoint: p.endpoint, user: p.user },
-      mapping.proto === "udp"
-        ? { proto: "udp", name: service, idleMs }
-        : { proto: mapping.proto, name: service },
-      () => link.request<PairTicket>("POST", HUB_PATHS.tunnel(p.endpoint, mapping.proto, service)),
+    return link.tunnel(
+      HUB_PATHS.tunnel(p.endpoint, mapping.proto, service),
+      (ticket, data) =>
+        dialer.open(
+          { endpoint: p.endpoint, user: p.user },
+          mapping.proto === "udp"
+            ? { proto: "udp", name: service, idleMs }
+            : { proto: mapping.proto, name: service },
+          ticket,
+          data,
+        ),
     );
   }
 
@@ -258,8 +262,7 @@ export class PortMap {
   async #pool(): Promise<Provider[]> {
     const { mapping, link } = this.#opts;
     const target = mapping.target;
-    const page = await link.request<Page<MeshService>>(
-      "GET",
+    const page = await link.services(
       `${HUB_PATHS.services}?q=${encodeURIComponent(target.service)}&limit=500`,
     );
     let groups = page.items.filter((s) => s.proto === mapping.proto && s.name === target.service);

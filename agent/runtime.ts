@@ -63,6 +63,14 @@ export interface MeshStatus {
   since: string;
   /** Why the last CRL seen was refused (it did not verify); null while all is well. */
   crlAlarm?: string | null;
+  /** Each hub of the mesh (one session per bootstrap address); `connected` above is any of them. */
+  hubs?: {
+    address: string;
+    connected: boolean;
+    lastError: string | null;
+    rttMs: number | null;
+    since: string;
+  }[];
 }
 
 /** Paging and search for hub queries. */

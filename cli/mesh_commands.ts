@@ -320,6 +320,16 @@ export const STATUS: Command = {
       ),
     ];
     for (const m of meshes) {
+      const hubs = m.status?.hubs ?? [];
+      if (hubs.length > 1) {
+        for (const hub of hubs) {
+          const rtt = hub.rttMs === null ? "" : `, ${hub.rttMs} ms`;
+          const err = !hub.connected && hub.lastError ? `: ${safeText(hub.lastError)}` : "";
+          lines.push(
+            `${m.name}: hub ${safeText(hub.address)}: ${hub.connected ? "up" : "down"}${rtt}${err}`,
+          );
+        }
+      }
       if (m.status?.lastError) {
         lines.push(`${m.name}: last hub error: ${safeText(m.status.lastError)}`);
       }

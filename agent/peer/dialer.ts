@@ -60,6 +60,11 @@ export interface DataAddress {
   port: number;
 }
 
+/** A data address as one string (`host:port`), to tell which hub carries a pair. */
+export function dataKey(data: DataAddress): string {
+  return `${data.hostname}:${data.port}`;
+}
+
 /** The provider a tunnel goes to: its endpoint id and the user whose certificate it must hold. */
 export interface PeerTarget {
   endpoint: string;
@@ -71,6 +76,8 @@ interface Pair {
   peer: CheckedPeer;
   key: string;
   idleSince: number;
+  /** The data address (`host:port`) of the hub whose data port carries this pair. */
+  hub: string;
 }
 
 /** An open tunnel on a pair: its framed leg, and `release` once the splice ended. */
@@ -132,6 +139,7 @@ export class PairDialer {
     target: PeerTarget,
     service: TunnelService,
     ticket: () => Promise<PairTicket>,
+    data?: DataAddress,
   ): Promise<OpenTunnel> {
     const key = `${target.endpoint}\n${target.user}`;
     while (true) {
@@ -147,7 +155,7 @@ export class PairDialer {
         `Already ${this.#opts.maxPerPeer} pair connections to endpoint ${target.endpoint}`,
       );
     }
-    const { pair, answer } = await this.#fresh(key, target, service, ticket);
+    const { pair, answer } = await this.#fresh(key, target, service, ticket, data ?? this.#data);
     return this.#opened(pair, answer, service);
   }
 
@@ -162,6 +170,12 @@ export class PairDialer {
       });
       this.#drop(pair);
     }
+  }
+
+  /** Closes the pairs carried by the data port at `data` (that hub's link is gone). */
+  dropHub(data: DataAddress): void {
+    const hub = dataKey(data);
+    for (const pair of [...this.#all]) if (pair.hub === hub) this.#drop(pair);
   }
 
   /** Closes every pair (the hub link is gone, and with it every splice). */
@@ -226,8 +240,8 @@ export class PairDialer {
     target: PeerTarget,
     service: TunnelService,
     ticket: () => Promise<PairTicket>,
+    data: DataAddress | undefined,
   ): Promise<{ pair: Pair; answer: PeerAnswer }> {
-    const data = this.#data;
     if (!data) {
       throw new ServiceUnavailable("no_data_port", "The hub has no data port: no tunnels for now");
     }
@@ -311,7 +325,7 @@ export class PairDialer {
         });
         const answer = await link.readMessage<PeerAnswer>();
         if (!answer) throw new ServiceUnavailable("peer_closed", "The provider closed the pair");
-        const pair: Pair = { link, peer, key, idleSince: 0 };
+        const pair: Pair = { link, peer, key, idleSince: 0, hub: dataKey(data) };
         this.#all.add(pair);
         return { pair, answer };
       } finally {

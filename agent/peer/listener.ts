@@ -25,7 +25,7 @@ import {
 } from "@ztm/shared/peer_protocol";
 import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import { type CheckedPeer, checkHello, type Signer } from "./identity.ts";
-import type { DataAddress } from "./dialer.ts";
+import { type DataAddress, dataKey } from "./dialer.ts";
 import { PairLink, writeAll } from "./pair_link.ts";
 
 /**
@@ -57,6 +57,8 @@ interface Pair {
   link: PairLink;
   hubConn: Deno.Conn;
   caller?: CheckedPeer;
+  /** The data address (`host:port`) of the hub whose data port carries this pair. */
+  hub: string;
 }
 
 /** Accepts pairs for one mesh. `start()` once; none after `close()`. */
@@ -167,7 +169,7 @@ export class PairListener {
         });
       const hop = splice(connLeg(hubConn), connLeg(local));
       const tls = await accepted;
-      const pair: Pair = { link: new PairLink(tls), hubConn };
+      const pair: Pair = { link: new PairLink(tls), hubConn, hub: dataKey(data) };
       this.#pairs.add(pair);
       try {
         await this.#serve(pair, sid);
@@ -205,6 +207,12 @@ export class PairListener {
       });
       this.#closePair(pair);
     }
+  }
+
+  /** Closes the pairs carried by the data port at `data` (that hub's link is gone). */
+  dropHub(data: DataAddress): void {
+    const hub = dataKey(data);
+    for (const pair of this.#pairs) if (pair.hub === hub) this.#closePair(pair);
   }
 
   /** Closes every pair. */
