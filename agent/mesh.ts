@@ -147,7 +147,7 @@ export class Mesh implements MeshRuntime {
       },
       onWelcome: (link, hub) => {
         if (!hub.dataPort) {
-          log.warn("hub has no data port: no tunnels through it", {
+          log.warn("hub has no data port: tunnels are unavailable", {
             mesh: config.name,
             peer: link.state().hub ?? undefined,
           });
