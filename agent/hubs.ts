@@ -245,6 +245,7 @@ export class HubSet {
     return new Promise((resolve) => {
       let left = this.links.length;
       const failures: HubFailure[] = [];
+      if (left === 0) return resolve(failures);
       for (const link of this.links) {
         link.firstSession(timeoutMs).then((f) => {
           if (f === null) return resolve(null);
