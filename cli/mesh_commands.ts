@@ -28,7 +28,8 @@ const DAY_MS = 24 * 60 * 60 * 1000;
 const HUB_FLAG: FlagSpec = {
   name: "hub",
   kind: "string",
-  help: `HOST:PORT[,…] of the mesh's hubs, tried in order (port default: ${DEFAULT_HUB_PORT})`,
+  help:
+    `HOST:PORT[,…] of the mesh's hubs; the agent holds a session with each (port default: ${DEFAULT_HUB_PORT})`,
 };
 
 /** `--timeout` and `--no-wait`: whether and how long to wait for the first hub session. */
