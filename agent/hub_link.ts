@@ -74,6 +74,11 @@ export interface HubLinkOptions {
   pingTimeoutMs?: number;
   /** Where the newest verified CRL of this mesh is kept (`0600`); none: memory only. */
   crlFile?: string;
+  /**
+   * The hub addresses this link dials (default: the config's `bootstraps`). The config itself
+   * stays shared, so a renewed certificate put in it is presented at the next dial.
+   */
+  addresses?: string[];
 }
 
 /** One failed dial: the hub address and why (the TLS or socket error as Node words it). */
@@ -185,7 +190,7 @@ export class HubLink {
    * join can tell its user at once that the hub is not reachable and why.
    */
   firstSession(timeoutMs: number): Promise<HubFailure[] | null> {
-    const round = this.#opts.config.bootstraps.length;
+    const round = this.#addresses().length;
     return new Promise((resolve) => {
       const check = () => {
         if (!this.#connected && this.#failures.length < round) return false;
@@ -262,6 +267,10 @@ export class HubLink {
     return await readResponse(stream);
   }
 
+  #addresses(): string[] {
+    return this.#opts.addresses ?? this.#opts.config.bootstraps;
+  }
+
   /** Closes the session and stops reconnecting. */
   close(): Promise<void> {
     this.#closed = true;
@@ -294,7 +303,8 @@ export class HubLink {
   #connect(): void {
     if (this.#closed) return;
     const { config } = this.#opts;
-    const address = config.bootstraps[this.#next % config.bootstraps.length];
+    const addresses = this.#addresses();
+    const address = addresses[this.#next % addresses.length];
     this.#next++;
     this.#hub = address;
     const { hostname, port } = parseHostPort(address);
@@ -669,7 +679,7 @@ export class HubLink {
     if (wasConnected) this.#opts.onLost?.(why);
     else {
       this.#failures.push({ hub: this.#hub ?? "", why });
-      if (this.#failures.length > this.#opts.config.bootstraps.length) this.#failures.shift();
+      if (this.#failures.length > this.#addresses().length) this.#failures.shift();
       for (const w of this.#waiters) w();
     }
     clearTimeout(this.#retry);

@@ -56,7 +56,8 @@ export class HubSet {
     this.links = addresses.map((address) => {
       const link: HubLink = new HubLink({
         ...opts,
-        config: { ...opts.config, bootstraps: [address] },
+        config: opts.config,
+        addresses: [address],
         onOpen: (msg) => opts.onOpen(link, msg),
         onWelcome: (hub) => {
           if (hub.dataPort) this.#data.set(link, { hostname: hub.hostname, port: hub.dataPort });
