@@ -337,7 +337,13 @@ export class HubLink {
       if (!session.destroyed) session.destroy();
       this.#scheduleReconnect(why);
     };
-    session.on("error", (err) => fail(errText(err)));
+    session.on("error", (err) => {
+      // Past a verified hub certificate and before admission, a connection cut under our write is
+      // the hub refusing our certificate (TLS 1.3 checks the client's after its Finished; under load
+      // the refusal shows as EPIPE or a reset instead of the alert).
+      const cut = /EPIPE|ECONNRESET/.test(errText(err));
+      fail(cut && hubCert && !this.#connected ? REFUSED_BY_HUB : errText(err));
+    });
     session.on("goaway", () => {
       // A session the hub never admitted ends in GOAWAY too: that is a refusal, and backs off.
       const admitted = this.#connected;

@@ -115,6 +115,11 @@ export class PairListener {
     }, PAIR_HANDSHAKE_MS);
   }
 
+  /** The port of the loopback TLS listener (where pairs are served; any other dial is refused). */
+  get loopbackPort(): number {
+    return this.#port;
+  }
+
   /** Pairs open now. */
   get pairs(): number {
     return this.#pairs.size;
