@@ -12,10 +12,13 @@ export async function runUntilSignal(
   log: Logger,
   start: () => Promise<{ close(): Promise<void> }>,
 ): Promise<void> {
-  // Listening for signals before the start: a component may answer on its port before its start
-  // has finished (a hub announces itself to the CA after it listens), and a SIGTERM then must
-  // still stop it cleanly instead of killing it.
-  let starting: Promise<{ close(): Promise<void> } | undefined> | undefined;
+  // Listening for signals from the start's first await on (no signal is delivered before it): a
+  // component may answer on its port before its start has finished (a hub announces itself to
+  // the CA after it listens), and a SIGTERM then must still stop it cleanly instead of killing it.
+  const starting: Promise<{ close(): Promise<void> } | undefined> = start().catch((err) => {
+    log.error("start failed", { err: errText(err) });
+    Deno.exit(1);
+  });
   let stopping = false;
   const stop = async () => {
     if (stopping) return;
@@ -35,9 +38,5 @@ export async function runUntilSignal(
   };
   Deno.addSignalListener("SIGINT", stop);
   Deno.addSignalListener("SIGTERM", stop);
-  starting = start().catch((err) => {
-    log.error("start failed", { err: errText(err) });
-    Deno.exit(1);
-  });
   await starting;
 }
