@@ -200,16 +200,11 @@ export class Provider {
       try {
         session = await openUdpTarget(s.host, s.port);
       } catch (err) {
-        const message = `Service ${label} target ${s.host}:${s.port} is unusable: ${errText(err)}`;
-        this.#log.info("tunnel refused", {
-          mesh: this.#mesh,
-          service: label,
-          user: caller.user,
-          status: 502,
-          err: message,
-        });
-        this.states?.service(service).refused("target_unreachable", message);
-        throw new ZtmError(502, "target_unreachable", message);
+        throw this.#targetRefused(
+          service,
+          caller.user,
+          `Service ${label} target ${s.host}:${s.port} is unusable: ${errText(err)}`,
+        );
       }
       const idleMs = Math.min(
         MAX_UDP_IDLE_MS,
@@ -222,18 +217,30 @@ export class Provider {
       target = await connectTarget(s.host, s.port);
       target.setNoDelay(true);
     } catch (err) {
-      const message = `Service ${label} target ${s.host}:${s.port} is unreachable: ${errText(err)}`;
-      this.#log.info("tunnel refused", {
-        mesh: this.#mesh,
-        service: label,
-        user: caller.user,
-        status: 502,
-        err: message,
-      });
-      this.states?.service(service).refused("target_unreachable", message);
-      throw new ZtmError(502, "target_unreachable", message);
+      throw this.#targetRefused(
+        service,
+        caller.user,
+        `Service ${label} target ${s.host}:${s.port} is unreachable: ${errText(err)}`,
+      );
     }
     return (leg) => this.#relay(s, caller, target, leg);
+  }
+
+  /** Logs and counts a target that cannot be reached; returns the 502 to throw. */
+  #targetRefused(
+    service: { proto: string; name: string },
+    user: string,
+    message: string,
+  ): ZtmError {
+    this.#log.info("tunnel refused", {
+      mesh: this.#mesh,
+      service: `${service.proto}/${service.name}`,
+      user,
+      status: 502,
+      err: message,
+    });
+    this.states?.service(service).refused("target_unreachable", message);
+    return new ZtmError(502, "target_unreachable", message);
   }
 
   /**
