@@ -28,6 +28,7 @@ import {
   readText,
   type Route,
 } from "@ztm/shared/http";
+import { type CaExpiry, caExpiry } from "@ztm/shared/ca_expiry";
 import { commonNameOf, parseCertificate, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { Metrics } from "@ztm/shared/metrics";
@@ -597,6 +598,8 @@ export interface MeshSummary {
   joinedAt: string;
   /** This agent's certificate: serial, ISO expiry, and where its renewal stands. */
   certificate: { serial: string; notAfter: string; renewal?: RenewalState };
+  /** The mesh CA certificate's end, with a warning in words when under a year is left. */
+  ca: CaExpiry;
   /** The hub link; null when the mesh is not running. */
   status:
     | {
@@ -640,6 +643,7 @@ function meshSummary(
         ? { renewal: renewalBefore }
         : {}),
     },
+    ca: caExpiry(parseCertificate(mesh.ca).notAfter, Date.now()),
     status: status
       ? {
         connected: status.connected,
