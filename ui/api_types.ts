@@ -24,13 +24,28 @@ export interface MeshSummary {
       warning: string | null;
     };
   };
+  /** The mesh CA certificate's end; `warning` in words when under a year is left. */
+  ca?: { notAfter: string; daysLeft: number; warning: string | null };
   /** Null while the mesh is joined but not running. */
   status: {
     connected: boolean;
     hub: string | null;
     lastError: string | null;
     since: string;
+    /** Each hub's session (one per hub address); `connected` above is any of them. */
+    hubs?: HubSession[];
   } | null;
+}
+
+/** One hub session of a mesh (`status.hubs[]`). */
+export interface HubSession {
+  address: string;
+  connected: boolean;
+  lastError: string | null;
+  /** Round trip of the last PING, ms; null before the first. */
+  rttMs: number | null;
+  /** ISO time the session last went up or down. */
+  since: string;
 }
 
 /** How a port mapping or service is doing (`state.health`). */
