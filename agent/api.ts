@@ -616,6 +616,8 @@ export interface MeshSummary {
         lastError: string | null;
         rttMs: number | null;
         since: string;
+        /** While down with an error: what it almost always means, in words (`hub_errors.ts`). */
+        problem?: string;
       }[];
     }
     | null;
@@ -650,7 +652,15 @@ function meshSummary(
         hub: status.hub,
         lastError: status.lastError,
         since: status.since,
-        ...(status.hubs ? { hubs: status.hubs } : {}),
+        ...(status.hubs
+          ? {
+            hubs: status.hubs.map((hub) =>
+              !hub.connected && hub.lastError
+                ? { ...hub, problem: explainHubFailure(hub.address, hub.lastError, "CA") }
+                : hub
+            ),
+          }
+          : {}),
         ...(status.crlAlarm ? { crlAlarm: status.crlAlarm } : {}),
       }
       : null,
