@@ -46,6 +46,8 @@ export interface HubSession {
   rttMs: number | null;
   /** ISO time the session last went up or down. */
   since: string;
+  /** While down with an error: what it almost always means, in words. */
+  problem?: string;
 }
 
 /** How a port mapping or service is doing (`state.health`). */
