@@ -364,7 +364,11 @@ export function hubLine(
       ? `${head}, round trip not measured yet`
       : `${head}, round trip ${hub.rttMs} ms`;
   }
-  return `${head}: ${hub.lastError ? safeText(hub.lastError) : "not reached yet"}`;
+  if (!hub.lastError) return `${head}: not reached yet`;
+  const words = hub.problem && hub.problem !== hub.lastError
+    ? `${hub.problem} (${hub.lastError})`
+    : hub.lastError;
+  return `${head}: ${safeText(words)}`;
 }
 
 /** How many endpoints the mesh's hub knows, or "-" while the agent cannot ask it. */

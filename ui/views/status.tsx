@@ -178,9 +178,12 @@ function HubList(props: { hubs: HubSession[] }) {
             {hub.connected
               ? hub.rttMs === null ? " round trip not measured yet" : ` round trip ${hub.rttMs} ms`
               : hub.lastError
-              ? ` ${hub.lastError}`
+              ? ` ${hub.problem ?? hub.lastError}`
               : " trying to reach it"}
           </span>
+          {!hub.connected && hub.lastError && hub.problem && hub.problem !== hub.lastError && (
+            <small class="muted">&nbsp;({hub.lastError})</small>
+          )}
           <span class="muted">
             &nbsp;· {hub.connected ? "up" : "down"} since <Time iso={hub.since} />
           </span>
