@@ -37,6 +37,12 @@ import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
 import { describeCa, explainHubFailure } from "./hub_errors.ts";
 import { enrollWithInvite } from "./enroll.ts";
+import {
+  checkInviteRequest,
+  type InviteMaker,
+  makesInvitesFor,
+  noInvitesHere,
+} from "./invite_maker.ts";
 import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
 import { checkProxyBody, type MeshProxies } from "./proxy/proxies.ts";
@@ -72,6 +78,11 @@ export interface AgentAppOptions {
   tokenFile?: string;
   /** The meshes' proxies (`…/proxy` routes); without it those routes answer 404. */
   proxies?: MeshProxies;
+  /**
+   * The mesh CA this agent runs beside (`ztm start` only, see `invite_maker.ts`):
+   * `POST /api/meshes/{mesh}/invites` for its mesh; without it that route answers 404.
+   */
+  invites?: InviteMaker;
 }
 
 /**
@@ -86,6 +97,10 @@ export interface AgentAppOptions {
  */
 export function createAgentApp(opts: AgentAppOptions): App {
   const { store, runtimes, log, access } = opts;
+  const summaryOf = (...args: Parameters<typeof meshSummary>): MeshSummary => ({
+    ...meshSummary(...args),
+    canInvite: makesInvitesFor(opts.invites, args[0].ca),
+  });
   const serialized = createSerializer();
   const ops = new EndpointOps({
     store,
@@ -103,7 +118,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     runtime.setManageHandler(remote.handler(() => meshOf(name), () => runtimeOf(name)));
   for (const [name, runtime] of runtimes) attach(name, runtime);
   const dashboard = new DashboardPages({
-    meshes: () => store.listMeshes().map((m) => meshSummary(m, runtimes.get(m.name))),
+    meshes: () => store.listMeshes().map((m) => summaryOf(m, runtimes.get(m.name))),
     endpointName: opts.endpointName,
     tokenFile: opts.tokenFile,
   });
@@ -122,16 +137,30 @@ export function createAgentApp(opts: AgentAppOptions): App {
     {
       method: "GET",
       pattern: "/api/meshes",
-      handler: () => json(store.listMeshes().map((m) => meshSummary(m, runtimes.get(m.name)))),
+      handler: () => json(store.listMeshes().map((m) => summaryOf(m, runtimes.get(m.name)))),
     },
     {
       method: "GET",
       pattern: "/api/meshes/:mesh",
-      handler: (_req, p) => json(meshSummary(meshOf(p.mesh), runtimes.get(p.mesh))),
+      handler: (_req, p) => json(summaryOf(meshOf(p.mesh), runtimes.get(p.mesh))),
     },
     { method: "POST", pattern: "/api/meshes/:mesh", handler: (req, p) => join(req, p.mesh) },
     { method: "PATCH", pattern: "/api/meshes/:mesh", handler: (req, p) => setHubs(req, p.mesh) },
     { method: "DELETE", pattern: "/api/meshes/:mesh", handler: (_req, p) => leave(p.mesh) },
+    {
+      // Only beside the mesh's own CA (`invite_maker.ts`); the answer holds the invite's secret.
+      method: "POST",
+      pattern: "/api/meshes/:mesh/invites",
+      handler: async (req, p) => {
+        const mesh = meshOf(p.mesh);
+        if (!opts.invites || !makesInvitesFor(opts.invites, mesh.ca)) throw noInvitesHere(p.mesh);
+        const made = await opts.invites.create(
+          checkInviteRequest(await readJsonObject(req, MAX_BODY_BYTES)),
+        );
+        log.info("invite made", { mesh: p.mesh, user: made.user, invite: made.id });
+        return json(made, 201);
+      },
+    },
     {
       method: "GET",
       pattern: "/api/meshes/:mesh/policy",
@@ -444,7 +473,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         );
       }
       log.info("mesh joined", { mesh, user, endpoint: config.endpointId });
-      return json(meshSummary(record, runtime), 201);
+      return json(summaryOf(record, runtime), 201);
     });
   }
 
@@ -492,7 +521,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         );
       }
       log.info("mesh hubs changed", { mesh, addr: bootstraps.join(",") });
-      return json(meshSummary(record, runtime));
+      return json(summaryOf(record, runtime));
     });
   }
 
@@ -528,7 +557,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       }
       store.removeMesh(mesh);
       log.info("mesh left", { mesh, endpoint: record.endpointId });
-      return json(meshSummary(record, undefined, renewal));
+      return json(summaryOf(record, undefined, renewal));
     });
   }
 
@@ -600,6 +629,8 @@ export interface MeshSummary {
   certificate: { serial: string; notAfter: string; renewal?: RenewalState };
   /** The mesh CA certificate's end, with a warning in words when under a year is left. */
   ca: CaExpiry;
+  /** True when this agent runs the mesh's CA (`ztm start`) and so can make invites for it. */
+  canInvite?: boolean;
   /** The hub link; null when the mesh is not running. */
   status:
     | {
