@@ -24,6 +24,8 @@ export interface MeshSummary {
       warning: string | null;
     };
   };
+  /** True when this agent runs the mesh's CA (`ztm start`) and can make invites. */
+  canInvite?: boolean;
   /** The mesh CA certificate's end; `warning` in words when under a year is left. */
   ca?: { notAfter: string; daysLeft: number; warning: string | null };
   /** Null while the mesh is joined but not running. */
@@ -35,6 +37,16 @@ export interface MeshSummary {
     /** Each hub's session (one per hub address); `connected` above is any of them. */
     hubs?: HubSession[];
   } | null;
+}
+
+/** `POST /api/meshes/{mesh}/invites`: an invite the mesh's CA made (shown once). */
+export interface MadeInvite {
+  invite: string;
+  id: string;
+  user: string;
+  expiresAt: string;
+  usesLeft: number;
+  hubs: { control: string[]; enroll: string[] };
 }
 
 /** One hub session of a mesh (`status.hubs[]`). */
