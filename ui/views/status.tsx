@@ -157,6 +157,11 @@ function MeshCard(props: { mesh: MeshSummary }) {
         >
           This endpoint
         </a>
+        {m.canInvite && (
+          <a class="button" href={hrefOf({ view: "invite", mesh: m.name })}>
+            Invite a device
+          </a>
+        )}
         <LeaveButton mesh={m.name} />
       </div>
     </section>
