@@ -15,8 +15,6 @@ import { startJoinedAgent } from "./mesh_fixture.ts";
 import { rememberPrivateKeyDer } from "./secret_scan.ts";
 import { goTo, layoutProblems, NARROW, openBrowser, screenshot, WIDE } from "./ui_browser.ts";
 
-const DAY_MS = 86_400_000;
-
 /** A CA database in `dir` whose CA certificate ends `days` from now. */
 async function seedCa(dir: string, days: number): Promise<void> {
   const keys = await generateKeyPair();
