@@ -628,7 +628,7 @@ export interface MeshSummary {
   /** This agent's certificate: serial, ISO expiry, and where its renewal stands. */
   certificate: { serial: string; notAfter: string; renewal?: RenewalState };
   /** The mesh CA certificate's end, with a warning in words when under a year is left. */
-  ca: CaExpiry;
+  caCertificate: CaExpiry;
   /** True when this agent runs the mesh's CA (`ztm start`) and so can make invites for it. */
   canInvite?: boolean;
   /** The hub link; null when the mesh is not running. */
@@ -676,7 +676,7 @@ function meshSummary(
         ? { renewal: renewalBefore }
         : {}),
     },
-    ca: caExpiry(parseCertificate(mesh.ca).notAfter, Date.now()),
+    caCertificate: caExpiry(parseCertificate(mesh.ca).notAfter, Date.now()),
     status: status
       ? {
         connected: status.connected,
