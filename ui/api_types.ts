@@ -27,7 +27,7 @@ export interface MeshSummary {
   /** True when this agent runs the mesh's CA (`ztm start`) and can make invites. */
   canInvite?: boolean;
   /** The mesh CA certificate's end; `warning` in words when under a year is left. */
-  ca?: { notAfter: string; daysLeft: number; warning: string | null };
+  caCertificate?: { notAfter: string; daysLeft: number; warning: string | null };
   /** Null while the mesh is joined but not running. */
   status: {
     connected: boolean;
