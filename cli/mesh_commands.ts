@@ -325,7 +325,9 @@ export const STATUS: Command = {
       if (hubs.length > 1) {
         for (const hub of hubs) lines.push(`${m.name}: ${hubLine(hub)}`);
       }
-      if (m.ca?.warning) lines.push(`${m.name}: MESH CA EXPIRING: ${safeText(m.ca.warning)}`);
+      if (m.caCertificate?.warning) {
+        lines.push(`${m.name}: MESH CA EXPIRING: ${safeText(m.caCertificate.warning)}`);
+      }
       if (m.status?.lastError) {
         lines.push(`${m.name}: last hub error: ${safeText(m.status.lastError)}`);
       }

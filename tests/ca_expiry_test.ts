@@ -49,8 +49,8 @@ Deno.test("a CA certificate ending within a year is flagged by the CA, ztm cert 
   const hub = await h.startHub(ca);
   const alice = await startJoinedAgent(h, hub.address, await issueUser(ca.url, "alice"));
   const mesh = (await api(alice.url, "GET", "/api/meshes/test")).body;
-  assert.equal(mesh.ca.notAfter, status.ca.notAfter);
-  assert.equal(mesh.ca.warning, status.ca.warning);
+  assert.equal(mesh.caCertificate.notAfter, status.ca.notAfter);
+  assert.equal(mesh.caCertificate.warning, status.ca.warning);
   const out = await ztmOk(["status", ...agentFlags(alice.proc)]);
   assert.match(
     out,
@@ -86,7 +86,7 @@ Deno.test("a CA with ten years left warns nowhere", async () => {
   const hub = await h.startHub(ca);
   const alice = await startJoinedAgent(h, hub.address, await issueUser(ca.url, "alice"));
   const mesh = (await api(alice.url, "GET", "/api/meshes/test")).body;
-  assert.equal(mesh.ca.warning, null);
+  assert.equal(mesh.caCertificate.warning, null);
   assert.doesNotMatch(await ztmOk(["status", ...agentFlags(alice.proc)]), /CA EXPIRING/);
   await using b = await openBrowser();
   const page = await b.signIn(alice.url, WIDE);

@@ -122,5 +122,5 @@ Deno.test("a mesh moves to a new CA one device at a time: the service answers th
   for (let i = 0; i < 5; i++) await echoRoundTrip(port);
   const meshes: ApiBody[] = (await api(alice.url, "GET", "/api/meshes")).body;
   assert.deepEqual(meshes.map((m) => m.name), ["work2"]);
-  assert.equal(meshes[0].ca.warning, null);
+  assert.equal(meshes[0].caCertificate.warning, null);
 });

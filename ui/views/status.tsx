@@ -60,9 +60,9 @@ function MeshCard(props: { mesh: MeshSummary }) {
           offText={s ? "hub not connected" : "not running"}
         />
       </div>
-      {m.ca?.warning && (
+      {m.caCertificate?.warning && (
         <div class="warning" role="alert" data-testid="ca-expiry">
-          <strong>The mesh's CA needs rotating.</strong> {m.ca.warning}.
+          <strong>The mesh's CA needs rotating.</strong> {m.caCertificate.warning}.
         </div>
       )}
       <dl class="facts">
@@ -109,11 +109,11 @@ function MeshCard(props: { mesh: MeshSummary }) {
         <dd>
           <Time iso={m.certificate.notAfter} />
         </dd>
-        {m.ca && (
+        {m.caCertificate && (
           <>
             <dt>Mesh CA valid until</dt>
             <dd data-testid="ca-not-after">
-              <Time iso={m.ca.notAfter} />
+              <Time iso={m.caCertificate.notAfter} />
             </dd>
           </>
         )}
