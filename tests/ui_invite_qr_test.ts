@@ -3,14 +3,15 @@
  * the mesh CA), in a real Chromium: the invite is shown as a string and as a
  * QR code, and the QR code, read back from the rendered pixels with a QR
  * decoder (jsQR), is exactly that string; a second machine joins with it.
- * Only an agent beside its mesh's CA makes invites: a plain agent, and an
- * agent of the same mesh that does not run the CA, answer 404; no token, 401.
+ * Only an agent beside its mesh's CA makes invites: an agent of the same mesh
+ * that does not run the CA, and the agent beside the CA for a mesh of another
+ * CA, answer 404; no token, 401.
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import jsQRModule from "jsqr";
 import type { Page } from "playwright-core";
-import { api, eventually, Harness, rememberAgentToken } from "./harness.ts";
+import { api, eventually, Harness, issueUser, joinMesh, rememberAgentToken } from "./harness.ts";
 import { goTo, layoutProblems, NARROW, openBrowser, screenshot, WIDE } from "./ui_browser.ts";
 
 /** jsQR's function: a CommonJS module whose types say it is the default export's. */
@@ -129,5 +130,20 @@ Deno.test("the dashboard of ztm start makes an invite shown as a QR code that de
   const bad = await api(startUrl, "POST", "/api/meshes/local/invites", { user: "-eve" });
   assert.equal(bad.status, 400);
   assert.equal(bad.body.error.code, "bad_user");
+  // The agent beside the CA, joined to another mesh (another CA): no invites for that one.
+  const otherCa = await h.startCa();
+  const otherHub = await h.startHub(otherCa);
+  const other = await joinMesh(
+    startUrl,
+    "other",
+    await issueUser(otherCa.url, "carol"),
+    otherHub.address,
+    "carol-ep",
+  );
+  assert.equal(other.canInvite, false);
+  const foreign = await api(startUrl, "POST", "/api/meshes/other/invites", { user: "eve" });
+  assert.equal(foreign.status, 404, JSON.stringify(foreign.body));
+  assert.equal(foreign.body.error.code, "invites_unavailable");
+  assert.equal((await api(startUrl, "GET", "/api/meshes/local")).body.canInvite, true);
   assert.deepEqual(b.unexpectedErrors(), []);
 });
