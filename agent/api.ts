@@ -29,7 +29,7 @@ import {
   type Route,
 } from "@ztm/shared/http";
 import { type CaExpiry, caExpiry } from "@ztm/shared/ca_expiry";
-import { commonNameOf, parseCertificate, serialOf } from "@ztm/shared/certs";
+import { commonNameOf, parseCertificate, parseCertificates, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { Metrics } from "@ztm/shared/metrics";
 import { ApiAccess, SESSION_HEADER } from "./access.ts";
@@ -676,7 +676,11 @@ function meshSummary(
         ? { renewal: renewalBefore }
         : {}),
     },
-    caCertificate: caExpiry(parseCertificate(mesh.ca).notAfter, Date.now()),
+    // With a bundle (a CA rotation), the certificate that ends first.
+    caCertificate: caExpiry(
+      new Date(Math.min(...parseCertificates(mesh.ca).map((c) => c.notAfter.getTime()))),
+      Date.now(),
+    ),
     status: status
       ? {
         connected: status.connected,
