@@ -293,7 +293,7 @@ export const STATUS: Command = {
   spec: {
     name: "ztm status",
     summary:
-      "Shows every mesh of the agent: hub link state, the hub, endpoints the hub knows, certificate expiry.",
+      "Shows every mesh of the agent: hub link state, the hub, endpoints the hub knows, certificate expiry; a line per hub, and the mesh CA's end from a year before.",
     flags: AGENT_FLAGS,
     examples: ["ztm status", "ztm status --agent=127.0.0.1:7000 --json"],
   },
