@@ -35,13 +35,13 @@ export function caExpiry(notAfter: Date, now: number): CaExpiry {
   let warning: string | null = null;
   if (left <= 0) {
     warning = `The mesh CA's certificate expired on ${date}: no certificate it issued is ` +
-      "accepted any more; rotate the CA (SECURITY.md, Rotating the CA)";
+      "accepted any more; rotate the CA (SECURITY.md, How to rotate the CA)";
   } else if (left < CA_EXPIRY_WARNING_MS) {
     warning =
       `The mesh CA's certificate expires on ${date} (in ${daysLeft} day${
         daysLeft === 1 ? "" : "s"
       }): every certificate of the mesh stops working then unless the CA is rotated before ` +
-      "(SECURITY.md, Rotating the CA)";
+      "(SECURITY.md, How to rotate the CA)";
   }
   return { notAfter: notAfter.toISOString(), daysLeft, warning };
 }
