@@ -2,7 +2,7 @@
  * When a mesh CA's own certificate is close to its end: the CA, the agent
  * (which holds its mesh's CA certificate) and the dashboard all say so a year
  * ahead, in the same words, so an operator has a year to rotate it (SECURITY.md,
- * "Rotating the CA"). Deciding and rendering only; the rotation itself is the
+ * "How to rotate the CA"). Deciding and rendering only; the rotation itself is the
  * operator's.
  *
  * @example
