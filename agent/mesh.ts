@@ -60,6 +60,10 @@ export interface MeshOptions {
   udpIdleMs?: number;
   /** UDP mappings: most sessions per mapping (`--udp-sessions`). */
   udpSessions?: number;
+  /** Hubs learnt from hub lists before (`hubs.ts`), dialled besides the bootstraps. */
+  listedHubs?: string[][];
+  /** Told the hubs learnt from hub lists each time they change (to store them). */
+  onListedHubs?: (listed: string[][]) => void;
 }
 
 /** Starts a mesh runtime; the hub link connects in the background. */
@@ -133,6 +137,8 @@ export class Mesh implements MeshRuntime {
       config,
       log,
       crlFile: opts.crlFile,
+      listed: opts.listedHubs,
+      onListed: opts.onListedHubs,
       hello: () => ({
         type: "hello",
         name: config.endpointName,
@@ -369,7 +375,7 @@ export class Mesh implements MeshRuntime {
   }
 
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {
-    return this.#link.requestRaw("POST", HUB_PATHS.manage(targetId), JSON.stringify(request));
+    return this.#link.manage(HUB_PATHS.manage(targetId), JSON.stringify(request));
   }
 
   revoked(): Set<string> {

@@ -97,6 +97,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       poolUserFixed: (mapping, user) => store.fixPortUser(cfg.name, mapping, user),
       udpIdleMs: config.udpIdleMs,
       udpSessions: config.udpSessions,
+      listedHubs: store.mesh(cfg.name)?.listedHubs ?? [],
+      onListedHubs: (listed) => store.setListedHubs(cfg.name, listed),
     });
     // The certificate is renewed in the background, before it expires (`renew.ts`).
     const renewal = new Renewal({

@@ -1,0 +1,207 @@
+/**
+ * The mesh's hub list, with real processes: hubs tell agents every hub of the
+ * mesh (from the CA's live hub certificates), so an agent joined with one hub
+ * holds them all, a hub added later is joined with no re-join, a restart keeps
+ * what was learnt, and a revoked hub certificate is left while the others
+ * carry on. A rogue hub's list gets nothing dialled but hubs the mesh CA
+ * vouches for, on names their certificates carry, and every refusal is logged.
+ */
+import assert from "node:assert/strict";
+import { join } from "node:path";
+import { parseCertificate, serialOf } from "@ztm/shared/certs";
+import { api, type ApiBody, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
+import {
+  addPortMapping,
+  addService,
+  MESH,
+  type MeshAgent,
+  meshStatus,
+  restartJoinedAgent,
+  waitConnected,
+} from "./mesh_fixture.ts";
+import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";
+import { RogueHub } from "./rogue_hub.ts";
+import { newCa, newLeaf } from "./test_pki.ts";
+
+/** Hubs ask the CA for the list every second here (10 s by default). */
+const FAST_LIST = ["--hub-list-every=1"];
+
+async function joinedOn(h: Harness, bootstraps: string[], files: UserFiles): Promise<MeshAgent> {
+  const endpointName = `${files.user}-ep`;
+  const proc = await h.startAgent({ name: `agent-${endpointName}` });
+  const res = await api(proc.url, "POST", `/api/meshes/${MESH}`, {
+    ca: files.ca,
+    agent: { name: endpointName, certificate: files.certificate, privateKey: files.privateKey },
+    bootstraps,
+  });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  const agent = { proc, url: proc.url, files, endpointId: res.body.endpoint.id, endpointName };
+  await waitConnected(agent);
+  return agent;
+}
+
+async function hubStates(agent: MeshAgent): Promise<Record<string, ApiBody>> {
+  const hubs: ApiBody[] = (await meshStatus(agent)).status?.hubs ?? [];
+  return Object.fromEntries(hubs.map((x) => [x.address, x]));
+}
+
+async function waitHubs(agent: MeshAgent, up: string[], what: string, absent: string[] = []) {
+  await eventually(
+    async () => {
+      const s = await hubStates(agent);
+      return up.every((a) => s[a]?.connected === true) && absent.every((a) => !(a in s));
+    },
+    30_000,
+    what,
+  );
+}
+
+async function hubSerial(dir: string): Promise<string> {
+  return serialOf(parseCertificate(await Deno.readTextFile(join(dir, "hub.crt"))));
+}
+
+Deno.test("agents learn every hub from the hub list: a new hub needs no re-join, a revoked one is left", async () => {
+  await using h = new Harness();
+  await using echo = await startEchoServer();
+  const ca = await h.startCa();
+  const hubA = await h.startHub(ca, { args: FAST_LIST });
+  const hubB = await h.startHub(ca, { args: FAST_LIST });
+  const [aliceFiles, bobFiles] = await Promise.all(
+    ["alice", "bob"].map((u) => issueUser(ca.url, u)),
+  );
+  // Each joins with one hub only.
+  const alice = await joinedOn(h, [hubA.address], aliceFiles);
+  const bob = await joinedOn(h, [hubB.address], bobFiles);
+  await waitHubs(alice, [hubA.address, hubB.address], "alice learns hub B");
+  await waitHubs(bob, [hubA.address, hubB.address], "bob learns hub A");
+  const learnt = (await hubStates(alice))[hubB.address];
+  assert.equal(learnt.origin, "listed");
+  assert.equal((await hubStates(alice))[hubA.address].origin, "bootstrap");
+
+  await addService(bob, "echo", echo.port, ["alice"]);
+  const port = await freePort();
+  await addPortMapping(alice, port, "echo");
+  await eventually(() => echoRoundTrip(port).then(() => true), 15_000, "mapping works");
+
+  // A third hub started later: both agents hold it, nobody re-joins.
+  const hubC = await h.startHub(ca, { args: FAST_LIST });
+  const all = [hubA.address, hubB.address, hubC.address];
+  await waitHubs(alice, all, "alice joins hub C by herself");
+  await waitHubs(bob, all, "bob joins hub C by himself");
+  await alice.proc.waitForLog((l) => l.msg === "hub learnt from the hub list", 1_000);
+
+  // A restart keeps what was learnt (hub C is dialled at once, not after a list arrives).
+  await restartJoinedAgent(h, alice);
+  await waitHubs(alice, all, "alice back on all three hubs after a restart");
+  assert.equal((await hubStates(alice))[hubC.address].origin, "listed");
+
+  // Hub C's certificate revoked at the CA: the agents leave it and keep working.
+  const token = (await Deno.readTextFile(`${ca.database}.token`)).trim();
+  const del = await fetch(`${ca.url}/api/hub-certificates/${await hubSerial(hubC.dir)}`, {
+    method: "DELETE",
+    headers: { authorization: `Bearer ${token}` },
+  });
+  assert.equal(del.status, 200, await del.text());
+  await waitHubs(alice, [hubA.address, hubB.address], "alice leaves hub C", [hubC.address]);
+  await waitHubs(bob, [hubA.address, hubB.address], "bob leaves hub C", [hubC.address]);
+  // And the CA lists it no more, so no hub tells anyone of it again.
+  const listed = await (await fetch(`${ca.url}/api/hubs`)).json();
+  assert.ok(!listed.some((x: ApiBody) => x.control.includes(hubC.address)), JSON.stringify(listed));
+  for (let i = 0; i < 5; i++) await echoRoundTrip(port);
+
+  // A restart does not bring it back.
+  await restartJoinedAgent(h, bob);
+  await waitHubs(bob, [hubB.address, hubA.address], "bob back", [hubC.address]);
+});
+
+Deno.test("a rogue hub's list gets only the mesh CA's hubs dialled, on their own names; the rest is logged", async () => {
+  await using h = new Harness();
+  await using rogue = await RogueHub.start();
+  // Listeners standing in for the addresses the rogue names: any connection to them is a dial.
+  const dialled = new Map<number, number>();
+  const listeners = await Promise.all([0, 1, 2, 3].map(() => {
+    const l = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    const port = (l.addr as Deno.NetAddr).port;
+    dialled.set(port, 0);
+    (async () => {
+      for await (const c of l) {
+        dialled.set(port, dialled.get(port)! + 1);
+        c.close();
+      }
+    })().catch(() => {});
+    return { l, port };
+  }));
+  try {
+    const [userAuth, foreign, unnamed, vouched] = listeners.map((x) => x.port);
+    const files = await rogue.user("alice");
+    const otherCa = await newCa();
+    const realHub = () =>
+      newLeaf(rogue.ca, { name: "hub2", role: "server", altNames: ["127.0.0.1"] });
+    const entries = [
+      // A member's certificate (it carries serverAuth for end-to-end tunnels), not a hub's.
+      { addresses: [`127.0.0.1:${userAuth}`], certificate: files.certificate },
+      // A hub certificate of another CA.
+      {
+        addresses: [`127.0.0.1:${foreign}`],
+        certificate: (await newLeaf(otherCa, {
+          name: "hub",
+          role: "server",
+          altNames: ["127.0.0.1"],
+        })).certificate,
+      },
+      // A real hub certificate, but for an address it does not name.
+      {
+        addresses: [`localhost:${unnamed}`],
+        certificate: (await newLeaf(rogue.ca, {
+          name: "hub3",
+          role: "server",
+          altNames: ["hub3.example.net"],
+        })).certificate,
+      },
+      // The only one the mesh CA vouches for on this address.
+      { addresses: [`127.0.0.1:${vouched}`], certificate: (await realHub()).certificate },
+    ];
+    const agent = await h.startAgent({ name: "agent-rogue" });
+    const res = await api(agent.url, "POST", `/api/meshes/${MESH}`, {
+      ca: rogue.ca.pem,
+      agent: { name: "alice-ep", ...files },
+      bootstraps: [rogue.address],
+    });
+    assert.equal(res.status, 201, JSON.stringify(res.body));
+    const control = await rogue.nextControl();
+    control.write(JSON.stringify({ type: "hubs", hubs: entries }));
+    // The same list again, and a flood of lists: checked one at a time, logged once each.
+    for (let i = 0; i < 50; i++) control.write(JSON.stringify({ type: "hubs", hubs: entries }));
+    // Malformed lists are refused whole.
+    control.write(JSON.stringify({ type: "hubs", hubs: "all of them" }));
+    control.write(
+      JSON.stringify({ type: "hubs", hubs: Array(65).fill(entries[3]) }),
+    );
+
+    await eventually(() => dialled.get(vouched)! > 0, 15_000, "the vouched hub is dialled");
+    const refusals = () =>
+      agent.logs.filter((l) => l.msg === "hub list entry refused: not a hub of this mesh");
+    await eventually(() => refusals().length === 3, 15_000, "three entries refused");
+    const why = refusals().map((l) => String(l.err)).sort();
+    assert.match(why.join("\n"), /not a hub certificate/);
+    assert.match(why.join("\n"), /not signed by this mesh's CA/);
+    assert.match(why.join("\n"), /names none of its addresses/);
+    assert.ok(
+      agent.logs.some((l) => l.msg === "bad message from hub"),
+      "malformed lists are refused",
+    );
+    // Give a wrong dial time to happen, then check none did.
+    await new Promise((r) => setTimeout(r, 1_000));
+    assert.equal(dialled.get(userAuth), 0);
+    assert.equal(dialled.get(foreign), 0);
+    assert.equal(dialled.get(unnamed), 0);
+    assert.equal(refusals().length, 3, "a repeated list is not logged again");
+    // The agent is still on the rogue's hub (its mesh) and lists the vouched hub, down.
+    const s = await api(agent.url, "GET", `/api/meshes/${MESH}`);
+    const hubs: ApiBody[] = s.body.status.hubs;
+    assert.deepEqual(hubs.map((x) => x.origin).sort(), ["bootstrap", "listed"]);
+    assert.ok(hubs.some((x) => x.address === `127.0.0.1:${vouched}` && !x.connected));
+  } finally {
+    for (const { l } of listeners) l.close();
+  }
+});
