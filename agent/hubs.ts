@@ -8,13 +8,19 @@
  */
 import { ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import type { VerifiedCrl } from "@ztm/shared/crl";
-import type { AgentMessage, EndpointRecord, MeshService, Page } from "@ztm/shared/protocol";
+import { errText } from "@ztm/shared/log";
+import type {
+  AgentMessage,
+  EndpointRecord,
+  HubListEntry,
+  MeshService,
+  Page,
+} from "@ztm/shared/protocol";
 import type { PairTicket } from "@ztm/shared/peer_protocol";
 import type { DataAddress } from "./peer/dialer.ts";
-import { errText } from "@ztm/shared/log";
-import type { HubListEntry } from "@ztm/shared/protocol";
 import { type HubFailure, HubLink, type HubLinkOptions, type LinkState } from "./hub_link.ts";
 import { type CheckedHub, checkHubEntry } from "./hub_list.ts";
+import { HubCertificateWatch } from "./renew.ts";
 
 /** Most hubs one mesh links to at once (bootstraps and hubs learnt from hub lists). */
 export const MAX_HUBS = 16;
@@ -139,10 +145,22 @@ export class HubSet {
     this.#info.set(link, info);
     if (listed) this.#listedLinks.add(link);
     this.links.push(link);
-    if (this.#started) link.start();
+    // The session outlives the hub certificate it began with when the hub renews it.
+    const watch = new HubCertificateWatch(opts.config, {
+      hubCertificate: () => link.hubCertificate(),
+      address: () => (link.state().connected ? link.state().hub : null),
+      revoked: () => this.revoked(),
+      adoptHubRenewal: (serial, notAfter) => link.adoptHubRenewal(serial, notAfter),
+    }, opts.log);
+    this.#watches.set(link, watch);
+    if (this.#started) {
+      link.start();
+      watch.start();
+    }
     return link;
   }
 
+  #watches = new Map<HubLink, HubCertificateWatch>();
   /** Links whose hub came from a hub list (not a bootstrap). */
   #listedLinks = new Set<HubLink>();
 
@@ -254,6 +272,8 @@ export class HubSet {
     this.#listedLinks.delete(link);
     this.#info.delete(link);
     this.#data.delete(link);
+    this.#watches.get(link)?.close();
+    this.#watches.delete(link);
     this.links = this.links.filter((l) => l !== link);
     void link.close();
     this.#saveListed();
@@ -268,6 +288,7 @@ export class HubSet {
   start(): void {
     this.#started = true;
     for (const link of this.links) link.start();
+    for (const watch of this.#watches.values()) watch.start();
   }
 
   /** The live links, preferred first: lowest PING round trip, then bootstrap order. */
@@ -472,6 +493,7 @@ export class HubSet {
 
   async close(): Promise<void> {
     this.#closed = true;
+    for (const watch of this.#watches.values()) watch.close();
     await Promise.all(this.links.map((l) => l.close()));
   }
 }

@@ -397,16 +397,6 @@ export class Mesh implements MeshRuntime {
     return link.requestRaw(method, path, body);
   }
 
-  /** The hub certificate the preferred session checked (`renew.ts`). */
-  hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined {
-    return this.#link.preferred()?.hubCertificate();
-  }
-
-  /** Adopts the hub's renewed certificate on the session whose hub holds `serial`'s key (`renew.ts`). */
-  adoptHubRenewal(serial: string, notAfter: number): void {
-    this.#link.preferred()?.adoptHubRenewal(serial, notAfter);
-  }
-
   async close(): Promise<void> {
     await Promise.all([...this.#ports.values()].map((p) => p.close()));
     this.#ports.clear();

@@ -19,7 +19,7 @@ import { ApiAccess } from "./access.ts";
 import { createAgentApp } from "./api.ts";
 import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
-import { HubCertificateWatch, Renewal } from "./renew.ts";
+import { Renewal } from "./renew.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { MeshProxies } from "./proxy/proxies.ts";
 import type { MeshRuntime } from "./runtime.ts";
@@ -108,15 +108,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       log,
     });
     renewal.start();
-    // And the session outlives the hub certificate it began with when the hub renews it.
-    const hubWatch = new HubCertificateWatch(cfg, runtime, log);
-    hubWatch.start();
     const close = runtime.close.bind(runtime);
     return Object.assign(runtime, {
       renewal: () => renewal.state(),
       close: () => {
         renewal.close();
-        hubWatch.close();
         return close();
       },
     });

@@ -13,6 +13,7 @@ import { api, type ApiBody, eventually, Harness, issueUser, type UserFiles } fro
 import {
   addPortMapping,
   addService,
+  endpointPath,
   MESH,
   type MeshAgent,
   meshStatus,
@@ -203,5 +204,58 @@ Deno.test("a rogue hub's list gets only the mesh CA's hubs dialled, on their own
     assert.ok(hubs.some((x) => x.address === `127.0.0.1:${vouched}` && !x.connected));
   } finally {
     for (const { l } of listeners) l.close();
+  }
+});
+
+Deno.test("management reaches an endpoint that only another hub sees", async () => {
+  await using h = new Harness();
+  const ca = await h.startCa();
+  // Each hub announces a name no agent here can resolve, so the hub list adds no session:
+  // bob stays on hub A only, carol on hub B only; root holds both.
+  const hubA = await h.startHub(ca, { args: ["--names=hub-a.example.net,localhost"] });
+  const hubB = await h.startHub(ca, { args: ["--names=hub-b.example.net,localhost"] });
+  const [rootFiles, bobFiles, carolFiles] = await Promise.all(
+    ["root", "bob", "carol"].map((u) => issueUser(ca.url, u)),
+  );
+  const root = await joinedOn(h, [hubA.address, hubB.address], rootFiles);
+  const bob = await joinedOn(h, [hubA.address], bobFiles);
+  const carol = await joinedOn(h, [hubB.address], carolFiles);
+  await waitHubs(root, [hubA.address, hubB.address], "root on both hubs");
+  // Whichever hub root prefers, one of the two targets is not on it.
+  for (const target of [bob, carol]) {
+    const res = await api(root.url, "GET", endpointPath(target.endpointId, "services"));
+    assert.equal(res.status, 200, `${target.endpointName}: ${JSON.stringify(res.body)}`);
+  }
+  const s = await hubStates(bob);
+  assert.equal(s[hubA.address].connected, true);
+  assert.ok(!Object.values(s).some((x) => x.address !== hubA.address && x.connected));
+});
+
+Deno.test("every hub session adopts its hub's renewed certificate, not only the preferred one", async () => {
+  await using h = new Harness();
+  // Hub certificates of 60 s (they start a minute back): each hub renews 20 s after issue.
+  const ca = await h.startCa({ args: ["--hub-cert-lifetime=60s"] });
+  const hubA = await h.startHub(ca);
+  const hubB = await h.startHub(ca);
+  const both = [hubA.address, hubB.address];
+  const alice = await joinedOn(h, both, await issueUser(ca.url, "alice"));
+  await waitHubs(alice, both, "alice on both hubs");
+  const since = Object.fromEntries(
+    Object.entries(await hubStates(alice)).map(([a, s]) => [a, s.since]),
+  );
+  const adopted = (address: string) =>
+    alice.proc.logs.some((l) => l.msg === "hub certificate renewal adopted" && l.peer === address);
+  await eventually(() => both.every(adopted), 90_000, "both hub sessions adopt a renewal");
+  // Past the first certificates' notAfter: no session was dropped.
+  await eventually(
+    () => hubA.logs.filter((l) => l.msg === "hub certificate renewed").length >= 2,
+    60_000,
+    "hub A renewed twice",
+  );
+  assert.ok(!alice.proc.logs.some((l) => l.msg === "hub certificate expired; disconnecting"));
+  const now = await hubStates(alice);
+  for (const a of both) {
+    assert.equal(now[a].connected, true, a);
+    assert.equal(now[a].since, since[a], `${a}: the session was not dropped`);
   }
 });
