@@ -61,20 +61,22 @@ async function hubSerial(dir: string): Promise<string> {
   return serialOf(parseCertificate(await Deno.readTextFile(join(dir, "hub.crt"))));
 }
 
-Deno.test("agents learn every hub from the hub list: a new hub needs no re-join, a revoked one is left", async () => {
+Deno.test("agents learn every hub from the hub list: a fourth hub needs no re-join, a revoked one is left", async () => {
   await using h = new Harness();
   await using echo = await startEchoServer();
   const ca = await h.startCa();
   const hubA = await h.startHub(ca, { args: FAST_LIST });
   const hubB = await h.startHub(ca, { args: FAST_LIST });
+  const hubC = await h.startHub(ca, { args: FAST_LIST });
   const [aliceFiles, bobFiles] = await Promise.all(
     ["alice", "bob"].map((u) => issueUser(ca.url, u)),
   );
   // Each joins with one hub only.
   const alice = await joinedOn(h, [hubA.address], aliceFiles);
   const bob = await joinedOn(h, [hubB.address], bobFiles);
-  await waitHubs(alice, [hubA.address, hubB.address], "alice learns hub B");
-  await waitHubs(bob, [hubA.address, hubB.address], "bob learns hub A");
+  const three = [hubA.address, hubB.address, hubC.address];
+  await waitHubs(alice, three, "alice learns hubs B and C");
+  await waitHubs(bob, three, "bob learns hubs A and C");
   const learnt = (await hubStates(alice))[hubB.address];
   assert.equal(learnt.origin, "listed");
   assert.equal((await hubStates(alice))[hubA.address].origin, "bootstrap");
@@ -84,35 +86,35 @@ Deno.test("agents learn every hub from the hub list: a new hub needs no re-join,
   await addPortMapping(alice, port, "echo");
   await eventually(() => echoRoundTrip(port).then(() => true), 15_000, "mapping works");
 
-  // A third hub started later: both agents hold it, nobody re-joins.
-  const hubC = await h.startHub(ca, { args: FAST_LIST });
-  const all = [hubA.address, hubB.address, hubC.address];
-  await waitHubs(alice, all, "alice joins hub C by herself");
-  await waitHubs(bob, all, "bob joins hub C by himself");
+  // A fourth hub started later: both agents hold it, nobody re-joins.
+  const hubD = await h.startHub(ca, { args: FAST_LIST });
+  const all = [...three, hubD.address];
+  await waitHubs(alice, all, "alice joins hub D by herself");
+  await waitHubs(bob, all, "bob joins hub D by himself");
   await alice.proc.waitForLog((l) => l.msg === "hub learnt from the hub list", 1_000);
 
-  // A restart keeps what was learnt (hub C is dialled at once, not after a list arrives).
+  // A restart keeps what was learnt (hub D is dialled at once, not after a list arrives).
   await restartJoinedAgent(h, alice);
-  await waitHubs(alice, all, "alice back on all three hubs after a restart");
-  assert.equal((await hubStates(alice))[hubC.address].origin, "listed");
+  await waitHubs(alice, all, "alice back on all four hubs after a restart");
+  assert.equal((await hubStates(alice))[hubD.address].origin, "listed");
 
-  // Hub C's certificate revoked at the CA: the agents leave it and keep working.
+  // Hub D's certificate revoked at the CA: the agents leave it and keep working.
   const token = (await Deno.readTextFile(`${ca.database}.token`)).trim();
-  const del = await fetch(`${ca.url}/api/hub-certificates/${await hubSerial(hubC.dir)}`, {
+  const del = await fetch(`${ca.url}/api/hub-certificates/${await hubSerial(hubD.dir)}`, {
     method: "DELETE",
     headers: { authorization: `Bearer ${token}` },
   });
   assert.equal(del.status, 200, await del.text());
-  await waitHubs(alice, [hubA.address, hubB.address], "alice leaves hub C", [hubC.address]);
-  await waitHubs(bob, [hubA.address, hubB.address], "bob leaves hub C", [hubC.address]);
+  await waitHubs(alice, three, "alice leaves hub D", [hubD.address]);
+  await waitHubs(bob, three, "bob leaves hub D", [hubD.address]);
   // And the CA lists it no more, so no hub tells anyone of it again.
   const listed = await (await fetch(`${ca.url}/api/hubs`)).json();
-  assert.ok(!listed.some((x: ApiBody) => x.control.includes(hubC.address)), JSON.stringify(listed));
+  assert.ok(!listed.some((x: ApiBody) => x.control.includes(hubD.address)), JSON.stringify(listed));
   for (let i = 0; i < 5; i++) await echoRoundTrip(port);
 
   // A restart does not bring it back.
   await restartJoinedAgent(h, bob);
-  await waitHubs(bob, [hubB.address, hubA.address], "bob back", [hubC.address]);
+  await waitHubs(bob, three, "bob back", [hubD.address]);
 });
 
 Deno.test("a rogue hub's list gets only the mesh CA's hubs dialled, on their own names; the rest is logged", async () => {
