@@ -14,7 +14,13 @@
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
 import { isIP } from "node:net";
 import tls, { type PeerCertificate } from "node:tls";
-import { certificateRole, commonNameOf, parseCertificate, x509 } from "@ztm/shared/certs";
+import {
+  certificateRole,
+  commonNameOf,
+  parseCertificate,
+  publicKeyHex,
+  x509,
+} from "@ztm/shared/certs";
 import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
 import { hubPingAnswered } from "./metrics.ts";
 import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
@@ -27,6 +33,7 @@ import {
   type AgentMessage,
   checkHubMessage,
   HUB_PATHS,
+  type HubListEntry,
   type HubMessage,
   onControlMessages,
   PING_INTERVAL_MS,
@@ -66,6 +73,17 @@ export interface HubLinkOptions {
   onWelcome?: (hub: { hostname: string; dataPort: number | undefined }) => void;
   /** Told when an established link is lost (the session, and what was bound to it, is gone). */
   onLost?: (why: string) => void;
+  /**
+   * Told each hub list the hub sends (checked for shape only: `hubs.ts` checks each
+   * certificate before anything is dialled).
+   */
+  onHubs?: (hubs: HubListEntry[]) => void;
+  /**
+   * Asked, once the hub's certificate is verified and before the hello, whether this link may
+   * use that hub (its key, SPKI DER in hex): a reason to stand down (another link of the set
+   * already holds that hub under another address), or undefined.
+   */
+  claimHub?: (hubKey: string) => string | undefined;
   /** Answers a management request the hub passed on (the handler verifies it). */
   onManage: (
     msg: Extract<HubMessage, { type: "manage" }>,
@@ -128,6 +146,8 @@ export class HubLink {
   #hubNotAfter = Infinity;
   /** The hub certificate (DER) as checked at the handshake. */
   #hubRaw: Uint8Array | undefined;
+  /** The hub certificate's key (SPKI DER, hex), as last verified. */
+  #hubKey: string | undefined;
   /** The newest CRL number the hub announced. */
   #announced = 0;
   /** The last answered PING's round trip (ms), for choosing among hubs; undefined until one. */
@@ -222,6 +242,17 @@ export class HubLink {
   adoptHubRenewal(serial: string, notAfter: number): void {
     this.#hubSerial = serial;
     this.#hubNotAfter = notAfter;
+  }
+
+  /** The key (SPKI DER, hex) of the hub certificate this link last verified, connected or not. */
+  hubKey(): string | undefined {
+    return this.#hubKey;
+  }
+
+  /** Whether a session is set up or being set up (past the dial, not yet failed). */
+  sessionAlive(): boolean {
+    const s = this.#session;
+    return !!s && !s.destroyed && !s.closed;
   }
 
   /** Sends a control message if connected; returns whether it was sent. */
@@ -373,6 +404,8 @@ export class HubLink {
       // The link may have been closed (the mesh left) while the CRL was checked: the
       // session is destroyed then, and a request on it would throw out of this handler.
       if (failed || this.#closed || session.destroyed || session.closed) return;
+      const taken = this.#hubKey ? this.#opts.claimHub?.(this.#hubKey) : undefined;
+      if (taken) return fail(taken);
       this.#openControl(session, address, fail);
     });
   }
@@ -386,6 +419,9 @@ export class HubLink {
     this.#hubSerial = normalizeSerial(hubCert.serialNumber);
     this.#hubNotAfter = Date.parse(hubCert.valid_to);
     this.#hubRaw = hubCert.raw?.length ? new Uint8Array(hubCert.raw) : undefined;
+    this.#hubKey = this.#hubRaw
+      ? publicKeyHex(new x509.X509Certificate(this.#hubRaw as Uint8Array<ArrayBuffer>))
+      : undefined;
     await this.#fetchCrl(session);
     // The newest CRL this agent knows decides, not what this hub served (it may be
     // revoked and serve an older CRL, or none).
@@ -609,6 +645,8 @@ export class HubLink {
             this.#announced = Math.max(this.#announced, msg.number);
             this.#onCrl(msg.number);
           });
+        } else if (msg.type === "hubs") {
+          this.#handle("hubs", () => this.#opts.onHubs?.(msg.hubs));
         } else if (msg.type === "error") {
           this.#hubErrors.refused(msg.code.slice(0, 64), msg.message.slice(0, 500));
         }

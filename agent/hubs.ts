@@ -8,14 +8,28 @@
  */
 import { ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import type { VerifiedCrl } from "@ztm/shared/crl";
-import type { AgentMessage, EndpointRecord, MeshService, Page } from "@ztm/shared/protocol";
+import { errText } from "@ztm/shared/log";
+import type {
+  AgentMessage,
+  EndpointRecord,
+  HubListEntry,
+  MeshService,
+  Page,
+} from "@ztm/shared/protocol";
 import type { PairTicket } from "@ztm/shared/peer_protocol";
 import type { DataAddress } from "./peer/dialer.ts";
 import { type HubFailure, HubLink, type HubLinkOptions, type LinkState } from "./hub_link.ts";
+import { type CheckedHub, checkHubEntry } from "./hub_list.ts";
+import { HubCertificateWatch } from "./renew.ts";
+
+/** Most hubs one mesh links to at once (bootstraps and hubs learnt from hub lists). */
+export const MAX_HUBS = 16;
 
 /** One hub's state for the API. */
 export interface HubState {
   address: string;
+  /** `bootstrap`: given at join; `listed`: learnt from a hub list (`hub_list.ts`). */
+  origin: "bootstrap" | "listed";
   connected: boolean;
   lastError: string | null;
   rttMs: number | null;
@@ -26,12 +40,16 @@ export interface HubState {
 export interface HubSetOptions extends
   Omit<
     HubLinkOptions,
-    "onOpen" | "onWelcome" | "onLost" | "onCrl" | "shouldSaveCrl"
+    "onOpen" | "onWelcome" | "onLost" | "onCrl" | "shouldSaveCrl" | "onHubs" | "claimHub"
   > {
   onOpen: (link: HubLink, msg: Parameters<HubLinkOptions["onOpen"]>[0]) => void | Promise<void>;
   onWelcome?: (link: HubLink, hub: { hostname: string; dataPort: number | undefined }) => void;
   onLost?: (link: HubLink, why: string) => void;
   onCrl?: (revoked: Set<string>) => void;
+  /** Hubs learnt from hub lists before (their addresses, one list per hub), dialled at start. */
+  listed?: string[][];
+  /** Told the learnt hubs (addresses, one list per hub) each time they change, to keep them. */
+  onListed?: (listed: string[][]) => void;
 }
 
 /**
@@ -43,46 +61,234 @@ export function tryNextHub(err: unknown): boolean {
   return err.status === 404 || err.status >= 500;
 }
 
+/** Codes of a hub's own answer that say it does not see the target (another hub may). */
+const NOT_HERE = new Set(["unknown_endpoint", "endpoint_offline"]);
+
+interface LinkInfo {
+  /** What the state shows: the bootstrap address, or a listed hub's first address. */
+  address: string;
+  addresses: string[];
+  /** Set for a hub learnt from a hub list: what its certificate said when it was checked. */
+  listed?: CheckedHub;
+}
+
 /** The hub links of one mesh. Methods may be called concurrently; none after `close()`. */
 export class HubSet {
-  readonly links: HubLink[];
-  #addresses: string[];
+  links: HubLink[] = [];
+  #opts: HubSetOptions;
+  #info = new Map<HubLink, LinkInfo>();
   #saved = -1;
   #data = new Map<HubLink, DataAddress>();
+  /** Which link holds which hub (by its key), so one hub is never held twice. */
+  #claims = new Map<string, HubLink>();
+  #started = false;
+  #closed = false;
+  /** Per link: a hub list is being checked, and the newest one sent meanwhile. */
+  #checking = new Map<HubLink, HubListEntry[] | null>();
+  /** Entries refused already (certificate and address), so a repeated list is not logged again. */
+  #refused = new Set<string>();
 
   constructor(opts: HubSetOptions) {
-    const addresses = [...new Set(opts.config.bootstraps)];
-    this.#addresses = addresses;
-    this.links = addresses.map((address) => {
-      const link: HubLink = new HubLink({
-        ...opts,
-        config: opts.config,
-        addresses: [address],
-        onOpen: (msg) => opts.onOpen(link, msg),
-        onWelcome: (hub) => {
-          if (hub.dataPort) this.#data.set(link, { hostname: hub.hostname, port: hub.dataPort });
-          else this.#data.delete(link);
-          opts.onWelcome?.(link, hub);
-        },
-        onLost: (why) => opts.onLost?.(link, why),
-        onCrl: (_revoked, crl) => this.#onCrl(link, crl, opts),
-        shouldSaveCrl: (n) => {
-          if (n <= this.#saved) return false;
-          this.#saved = n;
-          return true;
-        },
-      });
-      return link;
+    this.#opts = opts;
+    for (const address of new Set(opts.config.bootstraps)) {
+      this.#add({ address, addresses: [address] });
+    }
+    for (const addresses of opts.listed ?? []) {
+      if (this.links.length >= MAX_HUBS) break;
+      if (!addresses.length || addresses.some((a) => this.#holds(a))) continue;
+      // Checked again when a hub lists it; until then only its addresses are known.
+      this.#add({ address: addresses[0], addresses, listed: undefined }, true);
+    }
+  }
+
+  /** Whether some link already dials `address`. */
+  #holds(address: string): boolean {
+    for (const info of this.#info.values()) if (info.addresses.includes(address)) return true;
+    return false;
+  }
+
+  #add(info: LinkInfo, listed = false): HubLink {
+    const opts = this.#opts;
+    const link: HubLink = new HubLink({
+      ...opts,
+      config: opts.config,
+      addresses: info.addresses,
+      onOpen: (msg) => opts.onOpen(link, msg),
+      onWelcome: (hub) => {
+        if (hub.dataPort) this.#data.set(link, { hostname: hub.hostname, port: hub.dataPort });
+        else this.#data.delete(link);
+        opts.onWelcome?.(link, hub);
+      },
+      onLost: (why) => opts.onLost?.(link, why),
+      onCrl: (_revoked, crl) => this.#onCrl(link, crl, opts),
+      shouldSaveCrl: (n) => {
+        if (n <= this.#saved) return false;
+        this.#saved = n;
+        return true;
+      },
+      onHubs: (hubs) => this.#onHubs(link, hubs),
+      claimHub: (key) => {
+        const holder = this.#claims.get(key);
+        if (holder && holder !== link && holder.sessionAlive() && this.#info.has(holder)) {
+          // One hub under two addresses: a bootstrap keeps it, a listed duplicate goes.
+          if (this.#listedLinks.has(holder) && !this.#listedLinks.has(link)) {
+            this.#drop(holder, "same hub as a bootstrap");
+          } else {
+            if (this.#listedLinks.has(link)) queueMicrotask(() => this.#drop(link, "same hub"));
+            return `same hub as ${this.#info.get(holder)!.address}`;
+          }
+        }
+        this.#claims.set(key, link);
+        return undefined;
+      },
     });
+    this.#info.set(link, info);
+    if (listed) this.#listedLinks.add(link);
+    this.links.push(link);
+    // The session outlives the hub certificate it began with when the hub renews it.
+    const watch = new HubCertificateWatch(opts.config, {
+      hubCertificate: () => link.hubCertificate(),
+      address: () => (link.state().connected ? link.state().hub : null),
+      revoked: () => this.revoked(),
+      adoptHubRenewal: (serial, notAfter) => link.adoptHubRenewal(serial, notAfter),
+    }, opts.log);
+    this.#watches.set(link, watch);
+    if (this.#started) {
+      link.start();
+      watch.start();
+    }
+    return link;
+  }
+
+  #watches = new Map<HubLink, HubCertificateWatch>();
+  /** Links whose hub came from a hub list (not a bootstrap). */
+  #listedLinks = new Set<HubLink>();
+
+  /** A hub list from `from`'s hub: checks each entry and links to the new hubs (`hub_list.ts`). */
+  #onHubs(from: HubLink, hubs: HubListEntry[]): void {
+    if (this.#checking.has(from)) {
+      // One list at a time per hub: a hub that sends many gets only its newest checked next.
+      this.#checking.set(from, hubs);
+      return;
+    }
+    this.#checking.set(from, null);
+    this.#checkList(from, hubs).catch((err) => {
+      this.#opts.log.warn("hub list not used", {
+        mesh: this.#opts.config.name,
+        err: errText(err),
+      });
+    }).finally(() => {
+      const next = this.#checking.get(from);
+      this.#checking.delete(from);
+      if (next && !this.#closed) this.#onHubs(from, next);
+    });
+  }
+
+  async #checkList(from: HubLink, hubs: HubListEntry[]): Promise<void> {
+    const revoked = this.revoked();
+    const fromAddress = this.#info.get(from)?.address;
+    let added = false;
+    for (const entry of hubs) {
+      if (this.#closed) return;
+      let hub: CheckedHub;
+      try {
+        hub = await checkHubEntry(entry, this.#opts.config.ca, revoked);
+      } catch (err) {
+        const key = `${entry.certificate}\n${entry.addresses.join(",")}`;
+        if (!this.#refused.has(key)) {
+          if (this.#refused.size >= 1024) this.#refused.clear();
+          this.#refused.add(key);
+          this.#opts.log.warn("hub list entry refused: not a hub of this mesh", {
+            mesh: this.#opts.config.name,
+            peer: fromAddress,
+            addr: entry.addresses.join(",").slice(0, 300),
+            err: errText(err),
+          });
+        }
+        continue;
+      }
+      // Already held: by key (this hub under another name, or renewed), or by address.
+      const holder = [...this.#info.entries()].find(([l, info]) =>
+        l.hubKey() === hub.key || info.listed?.key === hub.key ||
+        hub.addresses.some((a) => info.addresses.includes(a))
+      );
+      if (holder) {
+        const [link, info] = holder;
+        if (this.#listedLinks.has(link)) info.listed = hub;
+        continue;
+      }
+      if (this.links.length >= MAX_HUBS) {
+        this.#opts.log.warn("hub list names more hubs than a mesh links to", {
+          mesh: this.#opts.config.name,
+          count: MAX_HUBS,
+        });
+        break;
+      }
+      this.#opts.log.info("hub learnt from the hub list", {
+        mesh: this.#opts.config.name,
+        peer: fromAddress,
+        addr: hub.addresses.join(","),
+        serial: hub.serial,
+      });
+      this.#add({ address: hub.addresses[0], addresses: hub.addresses, listed: hub }, true);
+      added = true;
+    }
+    if (added) this.#saveListed();
+  }
+
+  #saveListed(): void {
+    this.#opts.onListed?.(
+      [...this.#listedLinks].map((l) => this.#info.get(l)!.addresses),
+    );
+  }
+
+  /** Closes and forgets the listed hubs whose certificate is revoked or has expired. */
+  #dropListed(revoked: Set<string>): void {
+    const now = Date.now();
+    let dropped = false;
+    for (const link of [...this.#listedLinks]) {
+      const info = this.#info.get(link)!;
+      const seen = link.hubCertificate()?.serial;
+      // The certificate the hub showed last, else the one its listing carried.
+      const serial = seen ?? info.listed?.serial;
+      const gone = serial !== undefined && revoked.has(serial);
+      const expired = info.listed && now >= info.listed.notAfter && !link.state().connected;
+      if (!gone && !expired) continue;
+      this.#drop(link, "its certificate is revoked or has expired");
+      dropped = true;
+    }
+    if (dropped) this.#saveListed();
+  }
+
+  /** Closes and forgets a listed hub's link (`why` goes to the log). */
+  #drop(link: HubLink, why: string): void {
+    const info = this.#info.get(link);
+    if (!info || !this.#listedLinks.has(link)) return;
+    this.#opts.log.warn("listed hub left", {
+      mesh: this.#opts.config.name,
+      addr: info.address,
+      err: why,
+    });
+    this.#listedLinks.delete(link);
+    this.#info.delete(link);
+    this.#data.delete(link);
+    this.#watches.get(link)?.close();
+    this.#watches.delete(link);
+    this.links = this.links.filter((l) => l !== link);
+    void link.close();
+    this.#saveListed();
   }
 
   #onCrl(from: HubLink, crl: VerifiedCrl, opts: HubSetOptions): void {
     for (const other of this.links) if (other !== from) other.offerCrl(crl);
+    this.#dropListed(crl.serials);
     opts.onCrl?.(this.revoked());
   }
 
   start(): void {
+    this.#started = true;
     for (const link of this.links) link.start();
+    for (const watch of this.#watches.values()) watch.start();
   }
 
   /** The live links, preferred first: lowest PING round trip, then bootstrap order. */
@@ -95,13 +301,14 @@ export class HubSet {
       .map(({ l }) => l);
   }
 
-  /** Each hub's state, in bootstrap order. */
+  /** Each hub's state: bootstraps in their order, then listed hubs as learnt. */
   hubs(): HubState[] {
-    return this.links.map((l, i) => {
+    return this.links.map((l) => {
       const s = l.state();
       const rtt = l.rttMs();
       return {
-        address: this.#addresses[i],
+        address: this.#info.get(l)!.address,
+        origin: this.#listedLinks.has(l) ? "listed" : "bootstrap",
         connected: s.connected,
         lastError: s.lastError,
         rttMs: rtt === undefined ? null : Math.round(rtt * 10) / 10,
@@ -208,6 +415,28 @@ export class HubSet {
     return this.first((l) => l.request<T>(method, path, body));
   }
 
+  /**
+   * A management request (`HUB_PATHS.manage`): to the preferred live hub, then the next while
+   * the hub itself answers that it does not see the target (the target's own answers, signed,
+   * are returned whatever they say).
+   */
+  async manage(path: string, body: string): Promise<{ status: number; body: string }> {
+    let last: { status: number; body: string } | undefined;
+    try {
+      return await this.first(async (l) => {
+        const answer = await l.requestRaw("POST", path, body);
+        if ((answer.status === 404 || answer.status === 503) && NOT_HERE.has(codeOf(answer.body))) {
+          last = answer;
+          throw new ServiceUnavailable("not_here", "This hub does not see the endpoint");
+        }
+        return answer;
+      });
+    } catch (err) {
+      if (last) return last;
+      throw err;
+    }
+  }
+
   /** A raw request to the preferred live hub (next on a broken session, not on an answer). */
   requestRaw(
     method: string,
@@ -218,9 +447,9 @@ export class HubSet {
   }
 
   #unreachableMessage(): string {
-    const why = this.links.map((l, i) => {
+    const why = this.links.map((l) => {
       const e = l.state().lastError;
-      return `${this.#addresses[i]}${e ? `: ${e}` : ""}`;
+      return `${this.#info.get(l)!.address}${e ? `: ${e}` : ""}`;
     });
     return `Not connected to any hub (${why.join("; ")})`;
   }
@@ -263,7 +492,19 @@ export class HubSet {
   }
 
   async close(): Promise<void> {
+    this.#closed = true;
+    for (const watch of this.#watches.values()) watch.close();
     await Promise.all(this.links.map((l) => l.close()));
+  }
+}
+
+/** The `error.code` of a JSON error body, or "". */
+function codeOf(body: string): string {
+  try {
+    const code = JSON.parse(body)?.error?.code;
+    return typeof code === "string" ? code : "";
+  } catch {
+    return "";
   }
 }
 

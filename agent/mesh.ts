@@ -60,6 +60,10 @@ export interface MeshOptions {
   udpIdleMs?: number;
   /** UDP mappings: most sessions per mapping (`--udp-sessions`). */
   udpSessions?: number;
+  /** Hubs learnt from hub lists before (`hubs.ts`), dialled besides the bootstraps. */
+  listedHubs?: string[][];
+  /** Told the hubs learnt from hub lists each time they change (to store them). */
+  onListedHubs?: (listed: string[][]) => void;
 }
 
 /** Starts a mesh runtime; the hub link connects in the background. */
@@ -133,6 +137,8 @@ export class Mesh implements MeshRuntime {
       config,
       log,
       crlFile: opts.crlFile,
+      listed: opts.listedHubs,
+      onListed: opts.onListedHubs,
       hello: () => ({
         type: "hello",
         name: config.endpointName,
@@ -369,7 +375,7 @@ export class Mesh implements MeshRuntime {
   }
 
   manage(targetId: string, request: SignedRequest): Promise<{ status: number; body: string }> {
-    return this.#link.requestRaw("POST", HUB_PATHS.manage(targetId), JSON.stringify(request));
+    return this.#link.manage(HUB_PATHS.manage(targetId), JSON.stringify(request));
   }
 
   revoked(): Set<string> {
@@ -389,16 +395,6 @@ export class Mesh implements MeshRuntime {
     const link = this.#link.preferred();
     if (!link) throw new ServiceUnavailable("hub_unreachable", "Not connected to any hub");
     return link.requestRaw(method, path, body);
-  }
-
-  /** The hub certificate the preferred session checked (`renew.ts`). */
-  hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined {
-    return this.#link.preferred()?.hubCertificate();
-  }
-
-  /** Adopts the hub's renewed certificate on the session whose hub holds `serial`'s key (`renew.ts`). */
-  adoptHubRenewal(serial: string, notAfter: number): void {
-    this.#link.preferred()?.adoptHubRenewal(serial, notAfter);
   }
 
   async close(): Promise<void> {

@@ -20,7 +20,7 @@ import { createAgentApp } from "./api.ts";
 import type { InviteMaker } from "./invite_maker.ts";
 import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
-import { HubCertificateWatch, Renewal } from "./renew.ts";
+import { Renewal } from "./renew.ts";
 import { AgentMetrics } from "./metrics.ts";
 import { MeshProxies } from "./proxy/proxies.ts";
 import type { MeshRuntime } from "./runtime.ts";
@@ -101,6 +101,8 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       poolUserFixed: (mapping, user) => store.fixPortUser(cfg.name, mapping, user),
       udpIdleMs: config.udpIdleMs,
       udpSessions: config.udpSessions,
+      listedHubs: store.mesh(cfg.name)?.listedHubs ?? [],
+      onListedHubs: (listed) => store.setListedHubs(cfg.name, listed),
     });
     // The certificate is renewed in the background, before it expires (`renew.ts`).
     const renewal = new Renewal({
@@ -110,15 +112,11 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       log,
     });
     renewal.start();
-    // And the session outlives the hub certificate it began with when the hub renews it.
-    const hubWatch = new HubCertificateWatch(cfg, runtime, log);
-    hubWatch.start();
     const close = runtime.close.bind(runtime);
     return Object.assign(runtime, {
       renewal: () => renewal.state(),
       close: () => {
         renewal.close();
-        hubWatch.close();
         return close();
       },
     });

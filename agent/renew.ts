@@ -220,7 +220,8 @@ export class Renewal {
 }
 
 /**
- * Keeps the hub session past the hub certificate it was opened with: when the hub renews its
+ * Keeps a hub session past the hub certificate it was opened with (one watch per hub
+ * of the mesh, `hubs.ts`): when the hub renews its
  * certificate (same key, `hub/renew.ts`), a fresh TLS handshake with the hub (the agent's
  * certificate, the mesh CA, the hub's name checked as at connect) shows the new one; if it
  * has the same key as the certificate this session checked, chains to the CA, is not
@@ -228,18 +229,27 @@ export class Renewal {
  * half of what is left of the old certificate has passed, then halve their wait (at least
  * 1 s, at most a day).
  */
+/** The one hub session a `HubCertificateWatch` keeps (a `HubLink` and the mesh's CRL). */
+export interface WatchedHub {
+  hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined;
+  /** The address the session dialled, null when not connected. */
+  address(): string | null;
+  revoked(): Set<string>;
+  adoptHubRenewal(serial: string, notAfter: number): void;
+}
+
 export class HubCertificateWatch {
   #config: MeshConfig;
-  #runtime: MeshRuntime;
+  #runtime: WatchedHub;
   #log: Logger;
   #timer: ReturnType<typeof setTimeout> | undefined;
   #closed = false;
   /** Hub certificates adopted since the start. */
   adopted = 0;
 
-  constructor(config: MeshConfig, runtime: MeshRuntime, log: Logger) {
+  constructor(config: MeshConfig, hub: WatchedHub, log: Logger) {
     this.#config = config;
-    this.#runtime = runtime;
+    this.#runtime = hub;
     this.#log = log;
   }
 
@@ -258,8 +268,8 @@ export class HubCertificateWatch {
   }
 
   async #tick(): Promise<void> {
-    const current = this.#runtime.hubCertificate?.();
-    const hub = this.#runtime.status().hub;
+    const current = this.#runtime.hubCertificate();
+    const hub = this.#runtime.address();
     if (!current || !hub) return this.#schedule(5_000);
     const left = current.notAfter - Date.now();
     // Probes begin once half of what was left at first sight has passed (the hub renews at
@@ -279,10 +289,11 @@ export class HubCertificateWatch {
         sameKey && signed && serial !== current.serial &&
         next.notAfter.getTime() > current.notAfter && !this.#runtime.revoked().has(serial)
       ) {
-        this.#runtime.adoptHubRenewal?.(serial, next.notAfter.getTime());
+        this.#runtime.adoptHubRenewal(serial, next.notAfter.getTime());
         this.adopted++;
         this.#log.info("hub certificate renewal adopted", {
           mesh: this.#config.name,
+          peer: hub,
           serial,
           previous: current.serial,
         });

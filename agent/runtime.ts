@@ -125,10 +125,6 @@ export interface MeshRuntime {
     path: string,
     body?: string,
   ): Promise<{ status: number; body: string }>;
-  /** The hub certificate the current session checked (DER), serial and notAfter (ms). */
-  hubCertificate?(): { serial: string; notAfter: number; raw: Uint8Array } | undefined;
-  /** Adopts the hub's renewed certificate on the current session (`renew.ts` checked it). */
-  adoptHubRenewal?(serial: string, notAfter: number): void;
   /** Where the certificate's renewal stands (`renew.ts`). */
   renewal?(): RenewalState;
 }

@@ -100,6 +100,8 @@ const MIGRATIONS: string[] = [
      mesh TEXT PRIMARY KEY REFERENCES meshes (name) ON DELETE CASCADE,
      rules TEXT NOT NULL
    );`,
+  // 8 → 9: hubs learnt from hub lists (agent/hubs.ts), one address list per hub, as JSON
+  `ALTER TABLE meshes ADD COLUMN listed_hubs TEXT NOT NULL DEFAULT '[]';`,
 ];
 
 /** Audit entries kept per mesh; older ones are dropped. */
@@ -127,6 +129,8 @@ export interface AuditEntry {
 export interface MeshRecord extends MeshConfig {
   /** ISO time of the join. */
   joinedAt: string;
+  /** Hubs learnt from hub lists (one address list per hub), dialled besides the bootstraps. */
+  listedHubs: string[][];
 }
 
 type Row = Record<string, unknown>;
@@ -138,6 +142,7 @@ function toMesh(row: Row): MeshRecord {
     certificate: row.certificate as string,
     privateKey: row.private_key as string,
     bootstraps: JSON.parse(row.bootstraps as string) as string[],
+    listedHubs: JSON.parse((row.listed_hubs as string | undefined) ?? "[]") as string[][],
     endpointId: row.endpoint_id as string,
     endpointSeed: row.endpoint_seed as string,
     endpointName: row.endpoint_name as string,
@@ -234,8 +239,19 @@ export class AgentStore {
         joinedAt.toISOString(),
         config.endpointSeed,
       );
-      return { ...config, bootstraps: [...config.bootstraps], joinedAt: joinedAt.toISOString() };
+      return {
+        ...config,
+        bootstraps: [...config.bootstraps],
+        joinedAt: joinedAt.toISOString(),
+        listedHubs: [],
+      };
     });
+  }
+
+  /** Keeps the hubs mesh `name` learnt from hub lists (one address list per hub). */
+  setListedHubs(name: string, listed: string[][]): void {
+    this.#db.prepare("UPDATE meshes SET listed_hubs = ? WHERE name = ?")
+      .run(JSON.stringify(listed), name);
   }
 
   /** Replaces the hub addresses of `name`. Throws `NotFound` (`unknown_mesh`). */

@@ -103,7 +103,7 @@ Deno.test("store keeps its file in WAL mode at the current schema version", () =
   const db = new DatabaseSync(t.path);
   try {
     assertEquals(db.prepare("PRAGMA journal_mode").get()?.journal_mode, "wal");
-    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 8);
+    assertEquals(db.prepare("PRAGMA user_version").get()?.user_version, 9);
   } finally {
     db.close();
   }
@@ -115,8 +115,15 @@ Deno.test("store adds, reads, lists and removes meshes", () => {
   const home = meshConfig("home");
   const added = t.store.addMesh(work, new Date("2030-01-02T03:04:05.000Z"));
   t.store.addMesh(home);
-  assertEquals(added, { ...work, joinedAt: "2030-01-02T03:04:05.000Z" });
+  assertEquals(added, { ...work, joinedAt: "2030-01-02T03:04:05.000Z", listedHubs: [] });
   assertEquals(t.store.mesh("work"), added);
+  // Hubs learnt from hub lists are kept with the mesh.
+  t.store.setListedHubs("work", [["hub2.example.net:8888"], ["hub3.example.net:8888"]]);
+  assertEquals(t.store.mesh("work")?.listedHubs, [
+    ["hub2.example.net:8888"],
+    ["hub3.example.net:8888"],
+  ]);
+  assertEquals(t.store.mesh("home")?.listedHubs, []);
   assertEquals(t.store.mesh("nowhere"), undefined);
   assertEquals(t.store.listMeshes().map((m) => m.name), ["home", "work"]);
   t.store.removeMesh("work");

@@ -61,6 +61,11 @@ export interface HubRecord {
   control: string[];
   enroll: string[];
   seenAt: string;
+  /**
+   * The hub's certificate (PEM): agents that are told this hub by another hub check it
+   * themselves (mesh CA, hub role, not revoked, the address's host among its names).
+   */
+  certificate: string;
 }
 
 type Row = Record<string, unknown>;
@@ -169,16 +174,23 @@ export class InviteService {
     this.#failures = new Bucket(rate, rate * 5);
   }
 
-  /** Hubs recorded by `announceHub`, newest first. */
+  /**
+   * Hubs recorded by `announceHub` whose certificate is live (a hub certificate of this CA,
+   * not revoked, not expired), newest first.
+   */
   hubs(): HubRecord[] {
-    return (this.#db.prepare("SELECT * FROM hubs ORDER BY seen_at DESC").all() as Row[]).map(
-      (r) => ({
-        serial: r.serial as string,
-        control: JSON.parse(r.control as string),
-        enroll: JSON.parse(r.enroll as string),
-        seenAt: r.seen_at as string,
-      }),
-    );
+    const rows = this.#db.prepare(
+      `SELECT h.*, c.certificate FROM hubs h JOIN certificates c ON c.serial = h.serial
+       WHERE c.role = 'hub' AND c.revoked_at IS NULL AND c.not_after > ?
+       ORDER BY h.seen_at DESC`,
+    ).all(new Date().toISOString()) as Row[];
+    return rows.map((r) => ({
+      serial: r.serial as string,
+      control: JSON.parse(r.control as string),
+      enroll: JSON.parse(r.enroll as string),
+      seenAt: r.seen_at as string,
+      certificate: r.certificate as string,
+    }));
   }
 
   /** Records the addresses a hub (by its certificate serial) is reached on. */

@@ -13,6 +13,7 @@ import {
 import { Logger } from "@ztm/shared/log";
 import { serveMetrics } from "@ztm/shared/metrics";
 import { runUntilSignal } from "@ztm/shared/run";
+import { HUB_LIST_EVERY_MS } from "./hub_list.ts";
 import { HubMetrics } from "./metrics.ts";
 import { DEFAULT_LIMITS, startHub } from "./mod.ts";
 
@@ -66,6 +67,12 @@ export const HUB_COMMAND: CommandSpec = {
       kind: "path",
       default: "~/ztm-ca.db.token",
       help: "the CA's token file",
+    },
+    {
+      name: "hub-list-every",
+      kind: "integer",
+      default: String(HUB_LIST_EVERY_MS / 1000),
+      help: "seconds between asking the CA for the mesh's hub list, which agents are told",
     },
     {
       name: "max-sessions",
@@ -156,6 +163,7 @@ export async function main(args: string[]): Promise<void> {
       enrollListen,
       dataDir: flags.path("data-dir")!,
       caTokenFile: flags.path("ca-token-file")!,
+      hubListEveryMs: Math.max(1, flags.integer("hub-list-every")) * 1000,
       limits: {
         maxSessions: flags.integer("max-sessions"),
         maxStreamsPerSession: flags.integer("max-streams"),

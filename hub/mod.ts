@@ -19,6 +19,7 @@ import { errText, Logger } from "@ztm/shared/log";
 import { enroll, identityFiles } from "./enroll.ts";
 import type { HubMetrics } from "./metrics.ts";
 import { CaRelay, EnrollmentPort } from "./enrollment.ts";
+import { HubList } from "./hub_list.ts";
 import { HubRenewal } from "./renew.ts";
 import { RevocationFollower } from "./revocations.ts";
 import { type HubLimits, HubServer, type RevocationView } from "./server.ts";
@@ -54,6 +55,8 @@ export interface HubConfig {
    * hub announces them to the CA, which puts them in invites.
    */
   advertise?: HostPort[];
+  /** How often the hub asks the CA for the mesh's hub list (`--hub-list-every`). */
+  hubListEveryMs?: number;
 }
 
 /** A running hub. */
@@ -84,6 +87,8 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     onUpdate: (revoked, crlNumber) => {
       if (metrics) metrics.revoked(sessionsOf(server, revoked, closedOwners));
       server.applyRevocations(revoked, crlNumber);
+      // A revoked hub certificate leaves the CA's hub list.
+      hubList?.refresh();
     },
   });
   const metrics = config.metrics;
@@ -114,6 +119,13 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     renewals: relay,
   });
   metrics?.watch(() => server.status());
+  const hubList: HubList | undefined = new HubList({
+    caUrl: config.caUrl,
+    token,
+    log,
+    everyMs: config.hubListEveryMs,
+    onChange: (hubs) => server.setHubList(hubs),
+  });
   await revocations.start();
   const addr = await server.listen(config.listen);
   let enrollment: EnrollmentPort | undefined;
@@ -148,6 +160,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     try {
       await relay.announce(serialOf(parseCertificate(certPem)), control, enroll);
       log.info("hub announced to the ca", { addr: [...control, ...enroll].join(",") });
+      hubList.refresh();
     } catch (err) {
       log.warn("could not announce this hub to the CA", { err: errText(err) });
     }
@@ -178,11 +191,13 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     },
   });
   renewal.start();
+  hubList.start();
   return {
     addr,
     server,
     async close() {
       renewal.close();
+      await hubList.close();
       await enrollment?.close();
       await revocations.close();
       await server.close();

@@ -31,6 +31,7 @@ import {
   type AgentMessage,
   checkPublishedServices,
   ENDPOINT_ID_PATTERN,
+  type HubListEntry,
   LineDecoder,
   OPEN_TIMEOUT_MS,
   parseMessage,
@@ -205,6 +206,8 @@ export class HubServer {
   #dataPort: DataPort | undefined;
   #dataAddr: HostPort | undefined;
   #started = Date.now();
+  /** The mesh's hub list as the CA last gave it (`setHubList`). */
+  #hubList: HubListEntry[] = [];
   readonly registry: Registry;
   #routes: { method: string; pattern: string; handler: StreamHandler }[];
 
@@ -365,6 +368,12 @@ export class HubServer {
       cert: identity.certPem,
       ca: identity.caPem,
     });
+  }
+
+  /** Tells every agent, and each one that comes later, the mesh's hub list (`hub_list.ts`). */
+  setHubList(hubs: HubListEntry[]): void {
+    this.#hubList = hubs;
+    for (const control of this.registry.controls()) control.send({ type: "hubs", hubs });
   }
 
   /** Destroys every session whose certificate serial is in `revoked`; tells agents of CRL `crlNumber`. */
@@ -711,6 +720,7 @@ export class HubServer {
                 dataPort: this.#dataAddr && (this.#opts.dataAdvertise ?? this.#dataAddr.port),
               },
             });
+            if (this.#hubList.length) channel.send({ type: "hubs", hubs: this.#hubList });
             this.#log.info("endpoint online", {
               endpoint: id,
               user: peer.user,

@@ -132,6 +132,12 @@ export async function fingerprintOf(cert: x509.X509Certificate): Promise<string>
   return Array.from(digest, (b) => b.toString(16).padStart(2, "0")).join("");
 }
 
+/** The certificate's public key (SPKI DER) in hex: what a renewal of the certificate keeps. */
+export function publicKeyHex(cert: x509.X509Certificate): string {
+  return Array.from(new Uint8Array(cert.publicKey.rawData), (b) => b.toString(16).padStart(2, "0"))
+    .join("");
+}
+
 /** The subject common name, or undefined. */
 export function commonNameOf(
   cert: x509.X509Certificate | x509.Pkcs10CertificateRequest,

@@ -46,10 +46,20 @@
  *    control line); agents holding an older one fetch `GET /api/crl`,
  *    verify it against the mesh CA, and keep the newest they have verified.
  *
- * 5. Data port. `welcome.hub.dataPort` is the hub's plain TCP data port
+ * 5. Hub list. After `welcome`, and whenever it changes, the hub sends
+ *    `{type:"hubs", hubs:[{addresses, certificate}]}`: every hub of the mesh
+ *    as the CA knows it (hubs announce their addresses to the CA; the CA
+ *    lists those whose hub certificate is live). An agent dials a listed
+ *    address only after checking the certificate itself: signed by the mesh
+ *    CA, the hub role, not expired, not on its CRL, and the address's host
+ *    among the certificate's names. A list only adds hubs: an agent leaves a
+ *    hub when its certificate is revoked or expires, never because a hub
+ *    left it out (so a rogue hub cannot talk agents off the others).
+ *
+ * 6. Data port. `welcome.hub.dataPort` is the hub's plain TCP data port
  *    (see `peer_protocol.ts`); absent: the hub carries no tunnels.
  *
- * 6. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
+ * 7. Queries. `GET /api/endpoints?offset&limit&q`, `GET /api/endpoints/{id}`,
  *    `GET /api/services?offset&limit&q`, `GET /api/status`, and
  *    `GET /api/crl` (the CA-signed CRL, which agents verify themselves).
  *
@@ -86,6 +96,13 @@ export const MANAGE_TIMEOUT_MS = 15_000;
 export const MAX_MANAGE_BYTES = 128 * 1024;
 /** How long the hub waits for a provider to accept or refuse a pair. */
 export const OPEN_TIMEOUT_MS = 10_000;
+
+/** Most hubs one `hubs` message may list (a mesh has a handful; more is refused whole). */
+export const MAX_HUB_LIST = 64;
+/** Most addresses one hub of a `hubs` message may name. */
+export const MAX_HUB_ADDRESSES = 8;
+/** Longest hub certificate (PEM) a `hubs` message may carry. */
+export const MAX_HUB_CERTIFICATE_CHARS = 16 * 1024;
 
 /** Hub routes. */
 export const HUB_PATHS = {
@@ -150,6 +167,14 @@ export interface TunnelCaller {
   user: string;
 }
 
+/** One hub of the mesh as a `hubs` message lists it (see "Hub list" above). */
+export interface HubListEntry {
+  /** `host:port` agents dial; each host must be among the certificate's names. */
+  addresses: string[];
+  /** The hub's certificate (PEM), which the agent checks before dialling. */
+  certificate: string;
+}
+
 /** Lines the agent sends on its control stream. */
 export type AgentMessage =
   | {
@@ -183,6 +208,7 @@ export type HubMessage =
   }
   | { type: "manage"; rid: string; request: SignedRequest; from: TunnelCaller }
   | { type: "crl"; number: number }
+  | { type: "hubs"; hubs: HubListEntry[] }
   | { type: "error"; code: string; message: string };
 
 /**
@@ -391,6 +417,32 @@ export function checkHubMessage(value: { type: string } & Record<string, unknown
       const n = value.number;
       if (typeof n !== "number" || !Number.isSafeInteger(n) || n < 0) throw field(where, "number");
       return { type: "crl", number: n };
+    }
+    case "hubs": {
+      const list = value.hubs;
+      if (!Array.isArray(list) || list.length > MAX_HUB_LIST) throw field(where, "hubs");
+      return {
+        type: "hubs",
+        hubs: list.map((entry, i) => {
+          const e = objectField(entry, where, `hubs[${i}]`);
+          const addresses = e.addresses;
+          if (
+            !Array.isArray(addresses) || addresses.length > MAX_HUB_ADDRESSES ||
+            addresses.some((a) => typeof a !== "string" || a.length > 261)
+          ) {
+            throw field(where, `hubs[${i}].addresses`);
+          }
+          return {
+            addresses: addresses as string[],
+            certificate: stringField(
+              e.certificate,
+              where,
+              `hubs[${i}].certificate`,
+              MAX_HUB_CERTIFICATE_CHARS,
+            ),
+          };
+        }),
+      };
     }
     case "error":
       return {

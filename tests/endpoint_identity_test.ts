@@ -102,6 +102,7 @@ Deno.test("an agent database from before key-bound ids migrates its id on start,
            ALTER TABLE audit DROP COLUMN detail;
            DROP TABLE proxies;
            DROP TABLE exits;
+           ALTER TABLE meshes DROP COLUMN listed_hubs;
            UPDATE meshes SET endpoint_id = '${old}';
            PRAGMA user_version = 4;`);
   db.close();
