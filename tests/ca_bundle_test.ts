@@ -57,6 +57,13 @@ Deno.test("agents given the mesh CA in a bundle with another CA join, tunnel, ma
   await revoked.body?.cancel();
   await root.proc.waitForLog((l) => l.msg === "crl adopted" && Number(l.count) >= 1, 20_000, from);
   assert.equal(root.proc.logs.filter((l) => l.msg === "crl refused").length, 0);
+  // The hubs' list of hubs was checked against the bundle too, and its hub kept.
+  for (const agent of [root, bob]) {
+    assert.deepEqual(
+      agent.proc.logs.filter((l) => l.msg === "hub list entry refused: not a hub of this mesh"),
+      [],
+    );
+  }
   const status = (await api(root.url, "GET", `/api/meshes/${MESH}`)).body.status;
   assert.equal(status.connected, true);
   assert.equal(status.crlAlarm, undefined);
