@@ -135,11 +135,12 @@ export function hubPath(route: HubRoute, params: Record<string, string> = {}): s
 
 /** Paths of the hub routes, as clients build them (from {@link HUB_ROUTES}). */
 export const HUB_PATHS = {
-  control: (id: string) => hubPath("control", { id }),
-  tunnel: (id: string, proto: string, name: string) => hubPath("tunnel", { id, proto, name }),
-  manage: (id: string) => hubPath("manage", { id }),
+  control: (id: string): string => hubPath("control", { id }),
+  tunnel: (id: string, proto: string, name: string): string =>
+    hubPath("tunnel", { id, proto, name }),
+  manage: (id: string): string => hubPath("manage", { id }),
   endpoints: HUB_ROUTES.endpoints.pattern,
-  endpoint: (id: string) => hubPath("endpoint", { id }),
+  endpoint: (id: string): string => hubPath("endpoint", { id }),
   services: HUB_ROUTES.services.pattern,
   status: HUB_ROUTES.status.pattern,
   crl: HUB_ROUTES.crl.pattern,
