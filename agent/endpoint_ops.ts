@@ -37,6 +37,16 @@ import { allowedTarget, allowsListen } from "./policy.ts";
 import type { MeshRuntime, PortMapping } from "./runtime.ts";
 import type { AgentStore, AuditEntry } from "./store.ts";
 import { auditDetail, type TunnelState, withPortStates } from "./tunnel_state.ts";
+import {
+  DEFAULT_PAGE_LIMIT,
+  ENDPOINT_ROUTES,
+  type EndpointOpName,
+  type EndpointRoute,
+  MAX_PAGE_LIMIT,
+  type UnverifiedRefusals,
+} from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { UnverifiedRefusals };
 
 /** Who asks. */
 export interface Caller {
@@ -71,60 +81,25 @@ type Op = (
 /** Most recent refusals of unverified remote requests kept per mesh (in memory). */
 export const UNVERIFIED_SAMPLES = 20;
 
-/**
- * Refused remote requests whose signature did not verify, kept apart from the
- * audit log so a flood of them cannot push real entries out: a count since
- * the agent started, and the most recent few.
- */
-export interface UnverifiedRefusals {
-  count: number;
-  since: string;
-  recent: Omit<AuditEntry, "id">[];
-}
-
 /** The operations on this endpoint. Methods may be called concurrently. */
 export class EndpointOps {
   #o: EndpointOpsOptions;
   #unverified = new Map<string, UnverifiedRefusals>();
   #started = new Date().toISOString();
-  #routes: { method: string; pattern: string; op: Op; write: boolean }[];
+  #routes: (EndpointRoute & { op: Op })[];
 
   constructor(opts: EndpointOpsOptions) {
     this.#o = opts;
-    this.#routes = [
-      { method: "GET", pattern: "services", op: (m) => this.#listServices(m), write: false },
-      {
-        method: "POST",
-        pattern: "services/:proto/:name",
-        op: (m, c, p, b) => this.#putService(m, c, p, b),
-        write: true,
-      },
-      {
-        method: "DELETE",
-        pattern: "services/:proto/:name",
-        op: (m, _c, p) => this.#deleteService(m, p),
-        write: true,
-      },
-      { method: "GET", pattern: "ports", op: (m) => this.#listPorts(m), write: false },
-      {
-        method: "POST",
-        pattern: "ports/:ip/:proto/:port",
-        op: (m, c, p, b) => this.#openPort(m, c, p, b),
-        write: true,
-      },
-      {
-        method: "DELETE",
-        pattern: "ports/:ip/:proto/:port",
-        op: (m, _c, p) => this.#closePort(m, p),
-        write: true,
-      },
-      {
-        method: "GET",
-        pattern: "log",
-        op: (m, _c, _p, _b, q) => this.#readLog(m, q),
-        write: false,
-      },
-    ];
+    const ops: Record<EndpointOpName, Op> = {
+      listServices: (m) => this.#listServices(m),
+      putService: (m, c, p, b) => this.#putService(m, c, p, b),
+      deleteService: (m, _c, p) => this.#deleteService(m, p),
+      listPorts: (m) => this.#listPorts(m),
+      openPort: (m, c, p, b) => this.#openPort(m, c, p, b),
+      closePort: (m, _c, p) => this.#closePort(m, p),
+      readLog: (m, _c, _p, _b, q) => this.#readLog(m, q),
+    };
+    this.#routes = ENDPOINT_ROUTES.map((route) => ({ ...route, op: ops[route.name] }));
   }
 
   /**
@@ -279,7 +254,7 @@ export class EndpointOps {
   }
 
   #readLog(mesh: string, query: URLSearchParams): Promise<Response> {
-    const { offset, limit } = parsePageParams(query, 100, 500);
+    const { offset, limit } = parsePageParams(query, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
     const unverified = this.#unverified.get(mesh) ?? { count: 0, since: this.#started, recent: [] };
     return Promise.resolve(
       json({ ...this.#o.store.audit(mesh, offset, limit), offset, limit, unverified }),

@@ -7,16 +7,9 @@
  */
 import { BadRequest } from "@ztm/shared/errors";
 import { checkFields } from "./api_checks.ts";
-
-/** The policy of one mesh on this endpoint. */
-export interface Policy {
-  /** False: every remote request is refused. */
-  remoteManagement: boolean;
-  /** `host:port` patterns remote callers may point services at; `*` matches any part. */
-  targets: string[];
-  /** Listen addresses remote callers may open port mappings on; `*` is any. */
-  listen: string[];
-}
+import type { Policy } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { Policy };
 
 /** Remote callers may point services anywhere, but listen on loopback only. */
 export const DEFAULT_POLICY: Policy = {

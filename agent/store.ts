@@ -29,6 +29,9 @@ import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import type { ProxyConfig } from "./proxy/proxies.ts";
 import type { ExitRule } from "./proxy/exit_policy.ts";
 import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
+import type { AuditEntry } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { AuditEntry };
 
 /** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`; the length is the version this code writes. */
 const MIGRATIONS: string[] = [
@@ -104,24 +107,6 @@ const MIGRATIONS: string[] = [
 
 /** Audit entries kept per mesh; older ones are dropped. */
 export const MAX_AUDIT_ENTRIES = 10_000;
-
-/** One audit log entry: who did what, when, and how it ended. */
-export interface AuditEntry {
-  id: number;
-  time: string;
-  /** The acting user (the signer for remote requests). */
-  user: string;
-  /** `local`, or the endpoint id a remote request came from. */
-  via: string;
-  method: string;
-  /** What was acted on, e.g. `services/tcp/web`. */
-  path: string;
-  status: number;
-  /** `ok`, or the refusal's message. */
-  outcome: string;
-  /** What it acted on, in words (`10.0.0.5:22, open to alice`, `tcp/ssh of bob`); may be empty. */
-  detail: string;
-}
 
 /** A joined mesh as stored: its config plus when it was joined. */
 export interface MeshRecord extends MeshConfig {

@@ -3,7 +3,8 @@
  * drive and how to show results, finding the API token, and the default mesh
  * and endpoint (the agent's only mesh, its own endpoint).
  */
-import { AgentClient, type MeshSummary } from "@ztm/agent/client";
+import { AgentClient } from "@ztm/agent/client";
+import type { MeshSummary } from "@ztm/shared/agent_api";
 import { NotFound, safeJson, ZtmError } from "@ztm/shared/errors";
 import {
   expandHome,

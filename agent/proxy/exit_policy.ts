@@ -18,16 +18,9 @@
  * Everything is refused before any packet leaves the exit.
  */
 import { BadRequest, Forbidden } from "@ztm/shared/errors";
-
-/** One rule of an exit's list, as configured. */
-export interface ExitRule {
-  /** CIDRs, addresses or domain globs. */
-  destinations: string[];
-  /** Ports: `80`, `8000-8100`, or `*` (the default). */
-  ports?: string[];
-  /** Users besides the exit's own user and `root`; `*` is every member. */
-  users?: string[];
-}
+import type { ExitRule } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { ExitRule };
 
 /** Resolves a host name to addresses (A and AAAA). */
 export type Resolver = (host: string) => Promise<string[]>;

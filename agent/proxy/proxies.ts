@@ -13,9 +13,11 @@ import { formatHostPort, isLoopbackHost, parseHostPort } from "@ztm/shared/flags
 import { errText, type Logger } from "@ztm/shared/log";
 import { NAME_PATTERN } from "@ztm/shared/protocol";
 import type { MeshRuntime } from "../runtime.ts";
-import type { TunnelState } from "../tunnel_state.ts";
 import { MeshDialer } from "./mesh_dialer.ts";
 import { ProxyServer } from "./server.ts";
+import type { ProxyStatus } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { ProxyStatus };
 
 /** The proxy's listen address when none is given. */
 export const DEFAULT_PROXY_LISTEN = "127.0.0.1:1080";
@@ -26,24 +28,6 @@ export interface ProxyConfig {
   listen: string;
   /** The endpoint (name or id) whose exit carries names outside the mesh; none: they are refused. */
   exit?: string;
-}
-
-/** A mesh's proxy, as the API shows it. */
-export interface ProxyStatus {
-  /** Whether a proxy is configured (stored). */
-  enabled: boolean;
-  /** The stored listen address; null when off. */
-  listen: string | null;
-  /** Whether it listens now. */
-  listening: boolean;
-  /** The address it is bound to (its real port when `listen` asked for 0); null when not listening. */
-  address: string | null;
-  /** Why it does not listen although enabled (the port was taken at start); null otherwise. */
-  error: string | null;
-  /** Connections open through it now. */
-  connections: number;
-  /** While it listens: connections and bytes since it started, and the last refusal. */
-  state?: TunnelState;
 }
 
 /**

@@ -1,0 +1,34 @@
+import { deepStrictEqual as assertEquals, throws } from "node:assert/strict";
+import { AGENT_PATHS, agentPath, ENDPOINT_PATHS, ENDPOINT_ROUTES } from "./agent_api.ts";
+
+Deno.test("agentPath fills each parameter percent-encoded, so a name cannot add a segment", () => {
+  assertEquals(agentPath(AGENT_PATHS.meshes), "/api/meshes");
+  assertEquals(
+    agentPath(AGENT_PATHS.endpoint, { mesh: "home/x", ep: "laptop 2" }),
+    "/api/meshes/home%2Fx/endpoints/laptop%202",
+  );
+  assertEquals(
+    agentPath(`${AGENT_PATHS.endpoint}/${ENDPOINT_PATHS.port}`, {
+      mesh: "home",
+      ep: "me",
+      ip: "::1",
+      proto: "tcp",
+      port: 8080,
+    }),
+    "/api/meshes/home/endpoints/me/ports/%3A%3A1/tcp/8080",
+  );
+});
+
+Deno.test("agentPath throws naming a parameter it was not given", () => {
+  throws(
+    () => agentPath(AGENT_PATHS.policy, {}),
+    /No value for :mesh in \/api\/meshes\/:mesh\/policy/,
+  );
+});
+
+Deno.test("each endpoint operation has one name, and one method per path", () => {
+  const names = ENDPOINT_ROUTES.map((r) => r.name);
+  assertEquals(new Set(names).size, names.length);
+  const keys = ENDPOINT_ROUTES.map((r) => `${r.method} ${r.pattern}`);
+  assertEquals(new Set(keys).size, keys.length);
+});
