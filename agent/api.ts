@@ -12,13 +12,7 @@
  * target's status. Private keys are stored and handed to the runtime, never
  * returned.
  */
-import {
-  BadRequest,
-  Conflict,
-  NotFound,
-  ServiceUnavailable,
-  Unauthorized,
-} from "@ztm/shared/errors";
+import { sharedError, Unauthorized } from "@ztm/shared/errors";
 import {
   type App,
   checkHostAndOrigin,
@@ -31,6 +25,7 @@ import {
 } from "@ztm/shared/http";
 import {
   AGENT_PATHS as P,
+  agentError,
   agentPath,
   DEFAULT_PAGE_LIMIT,
   ENDPOINT_ROUTES,
@@ -234,7 +229,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
   const handlers: AgentHandlers = {
     asset: async (req) => {
       const asset = await dashboard.asset(req);
-      if (!asset) throw new NotFound("unknown_route", `No route for ${new URL(req.url).pathname}`);
+      if (!asset) throw sharedError("unknown_route", `No route for ${new URL(req.url).pathname}`);
       return asset;
     },
     login: (req) => login(req, new URL(req.url)),
@@ -271,7 +266,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     meshServices: async (req, mesh) => json(await runtimeOf(mesh).services(pageQuery(req))),
     forEndpoint: (req, p, pattern) => forEndpoint(req, p.mesh, p.ep, agentPath(pattern, p)),
     metrics: () => {
-      if (!opts.metrics) throw new NotFound("no_metrics", "This agent keeps no metrics");
+      if (!opts.metrics) throw agentError("no_metrics", "This agent keeps no metrics");
       return Promise.resolve(opts.metrics.response());
     },
     loginCode: (req) => {
@@ -301,7 +296,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
 
   function meshOf(name: string): MeshRecord {
     const mesh = store.mesh(name);
-    if (!mesh) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+    if (!mesh) throw agentError("unknown_mesh", `Unknown mesh "${name}"`);
     return mesh;
   }
 
@@ -311,7 +306,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
 
   function proxiesOf(mesh: string): MeshProxies {
     meshOf(mesh);
-    if (!opts.proxies) throw new NotFound("no_proxy", "This agent runs no proxies");
+    if (!opts.proxies) throw agentError("no_proxy", "This agent runs no proxies");
     return opts.proxies;
   }
 
@@ -371,11 +366,11 @@ export function createAgentApp(opts: AgentAppOptions): App {
     const body = await readJsonObject(req, MAX_BODY_BYTES);
     for (const key of Object.keys(body)) {
       if (key !== "rules") {
-        throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: rules`);
+        throw agentError("bad_request", `Unknown field "${key}"; allowed: rules`);
       }
     }
     if (!Array.isArray(body.rules)) {
-      throw new BadRequest("bad_exit_rules", "rules: a list of {destinations, ports?, users?}");
+      throw agentError("bad_exit_rules", "rules: a list of {destinations, ports?, users?}");
     }
     const rules = body.rules as ExitRule[];
     new ExitPolicy(rules); // throws BadRequest naming the bad rule
@@ -420,7 +415,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     meshOf(name);
     const runtime = runtimes.get(name);
     if (!runtime) {
-      throw new ServiceUnavailable(
+      throw agentError(
         "mesh_not_running",
         `Mesh "${name}" is joined but not running; see the agent log`,
       );
@@ -461,7 +456,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     // With an invite, the agent makes the key and gets the certificate itself (`enroll.ts`).
     if ("invite" in body) {
       if (store.mesh(mesh)) {
-        throw new Conflict("mesh_exists", `Mesh "${mesh}" is joined already; leave it first`);
+        throw agentError("mesh_exists", `Mesh "${mesh}" is joined already; leave it first`);
       }
       body = await enrollWithInvite(body, { endpointName: opts.endpointName, log });
     }
@@ -486,7 +481,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         await runtime.close().catch(() => {});
         store.removeMesh(mesh);
         log.warn("join undone: hub not reached", { mesh, err: unreachable });
-        throw new ServiceUnavailable(
+        throw agentError(
           "hub_unreachable",
           `Could not reach the hub of mesh "${mesh}", so it was not joined: ${unreachable}`,
         );
@@ -506,7 +501,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     const body = await readJsonObject(req, MAX_BODY_BYTES);
     for (const key of Object.keys(body)) {
       if (key !== "bootstraps") {
-        throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: bootstraps`);
+        throw agentError("bad_request", `Unknown field "${key}"; allowed: bootstraps`);
       }
     }
     const bootstraps = checkBootstraps(body.bootstraps);
@@ -532,7 +527,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       const unreachable = await firstSession(runtime, record.ca, wait);
       if (unreachable) {
         await restart(before.bootstraps);
-        throw new ServiceUnavailable(
+        throw agentError(
           "hub_unreachable",
           `Could not reach the new hubs of mesh "${mesh}", so it keeps ${
             before.bootstraps.join(", ")
@@ -596,7 +591,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
 
   function tokenRequired(req: Request): Unauthorized {
     // The file's path (not its content) tells a caller with the wrong token where to look.
-    return new Unauthorized(
+    return agentError(
       "token_required",
       access.hasSessionCookie(req)
         ? `A dashboard session needs its secret in ${SESSION_HEADER} besides the cookie`
@@ -674,7 +669,7 @@ function waitSeconds(req: Request): number {
   if (text === null) return 0;
   const n = Number(text);
   if (!/^\d+$/.test(text) || n > MAX_JOIN_WAIT_S) {
-    throw new BadRequest(
+    throw agentError(
       "bad_wait",
       `Bad wait "${text.slice(0, 20)}": seconds from 0 to ${MAX_JOIN_WAIT_S}`,
     );

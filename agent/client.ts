@@ -18,6 +18,7 @@
  */
 import {
   AGENT_PATHS as P,
+  agentError,
   agentPath,
   type AuditEntry,
   type AuditPage,
@@ -44,7 +45,7 @@ import {
   type TunnelState,
   type UnverifiedRefusals,
 } from "@ztm/shared/agent_api";
-import { errorFromResponse, GatewayTimeout, ServiceUnavailable } from "@ztm/shared/errors";
+import { errorFromResponse } from "@ztm/shared/errors";
 
 // The contract's types, so a script needs only this module.
 export type { AuditEntry, AuditPage, EndpointRecord, ExitRule, InviteJoinBody, JoinBody };
@@ -116,13 +117,13 @@ export class AgentClient {
       text = await res.text();
     } catch (err) {
       if (signal.aborted) {
-        throw new GatewayTimeout(
+        throw agentError(
           "agent_timeout",
           `The agent at ${this.url} did not answer ${method} ${path} within ${this.#timeoutMs} ms`,
           { cause: err },
         );
       }
-      throw new ServiceUnavailable(
+      throw agentError(
         "agent_unreachable",
         `Cannot reach the agent at ${this.url}: ${(err as Error).message}`,
         { cause: err },

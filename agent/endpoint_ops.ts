@@ -13,14 +13,7 @@
  * A change is committed to the store, then handed to the runtime; if the
  * runtime cannot apply it, the store change is undone.
  */
-import {
-  Conflict,
-  errorBody,
-  Forbidden,
-  NotFound,
-  ServiceUnavailable,
-  ZtmError,
-} from "@ztm/shared/errors";
+import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { findRoute, json, type Params, parseJsonObject, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
@@ -38,6 +31,7 @@ import type { MeshRuntime, PortMapping } from "./runtime.ts";
 import type { AgentStore, AuditEntry } from "./store.ts";
 import { auditDetail, type TunnelState, withPortStates } from "./tunnel_state.ts";
 import {
+  agentError,
   DEFAULT_PAGE_LIMIT,
   ENDPOINT_ROUTES,
   type EndpointOpName,
@@ -199,7 +193,7 @@ export class EndpointOps {
   #checkRemote(mesh: string, caller: Caller): void {
     const policy = this.#o.store.policy(mesh);
     if (!policy.remoteManagement) {
-      throw new Forbidden(
+      throw agentError(
         "remote_management_off",
         "Remote management is switched off on this endpoint",
       );
@@ -207,7 +201,7 @@ export class EndpointOps {
     const owner = this.#o.userOf(mesh);
     if (caller.user !== owner && caller.user !== "root") {
       const endpoint = this.#o.store.mesh(mesh)?.endpointName ?? "?";
-      throw new Forbidden(
+      throw agentError(
         "not_allowed",
         `User "${caller.user}" may not manage endpoint "${endpoint}"; only its user "${owner}" and root may`,
       );
@@ -268,7 +262,7 @@ export class EndpointOps {
     if (caller.remote) {
       const policy = this.#o.store.policy(mesh);
       if (!allowedTarget(policy, svc.host, svc.port)) {
-        throw new Forbidden(
+        throw agentError(
           "target_not_allowed",
           `Remote callers may not point services at ${
             formatAddr(svc.host, svc.port)
@@ -312,7 +306,7 @@ export class EndpointOps {
     if (caller.remote) {
       const policy = this.#o.store.policy(mesh);
       if (!allowsListen(policy, ip)) {
-        throw new Forbidden(
+        throw agentError(
           "listen_not_allowed",
           `Remote callers may not listen on ${ip} (policy listen: ${
             policy.listen.join(", ") || "none"
@@ -362,7 +356,7 @@ export class EndpointOps {
       const runtime = this.#o.runtimeOf(mesh);
       const mapping = store.port(mesh, ip, proto, port);
       if (!mapping) {
-        throw new NotFound(
+        throw agentError(
           "unknown_port",
           `Unknown port mapping "${ip}/${proto}/${port}" in mesh "${mesh}"`,
         );
@@ -403,7 +397,7 @@ async function fixPoolUser(
       .map((s) => s.user),
   );
   if (users.size > 1) {
-    throw new Conflict(
+    throw agentError(
       "ambiguous_service",
       `Several users offer ${proto}/${target.service} (${
         [...users].sort().join(", ")

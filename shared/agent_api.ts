@@ -24,7 +24,7 @@
  *    route under its own policy and answers with its own status.
  *
  * Errors are `{"error":{"code","message"}}` with the status of their class
- * (`shared/errors.ts`).
+ * (`shared/errors.ts`); `AGENT_ERRORS` lists the agent's codes and statuses.
  *
  * @example
  * ```ts
@@ -34,6 +34,7 @@
  *
  * @module
  */
+import { type CodeCatalogue, type ErrorMaker, errorMaker } from "./errors.ts";
 import type { ServiceProto } from "./protocol.ts";
 
 export type { EndpointRecord, MeshService, Page, ServiceProto } from "./protocol.ts";
@@ -132,6 +133,109 @@ export const MAX_JOIN_WAIT_S = 300;
 export const DEFAULT_PAGE_LIMIT = 100;
 /** Largest page a listing may ask for. */
 export const MAX_PAGE_LIMIT = 500;
+
+/**
+ * Every code the agent raises, with its status: in its API's answers, in the
+ * answers of the endpoints it manages for others, in the refusals of tunnels
+ * it dials or serves (a tunnel's `state.lastError.code`), and in the typed
+ * client. The codes of `shared/` (`SHARED_ERRORS`: routing, bodies, signed
+ * requests) come on top.
+ */
+export const AGENT_ERRORS = {
+  // Access to the API (`agent/api.ts`)
+  token_required: 401,
+  // Meshes (`agent/api.ts`, `agent/store.ts`)
+  unknown_mesh: 404,
+  mesh_exists: 409,
+  mesh_not_running: 503,
+  bad_wait: 400,
+  no_metrics: 404,
+  // Any unknown field in a body
+  bad_request: 400,
+  // Joining (`agent/join.ts`, `agent/enroll.ts`)
+  bad_mesh_name: 400,
+  bad_endpoint_name: 400,
+  bad_bootstraps: 400,
+  bad_ca: 400,
+  bad_certificate: 400,
+  bad_private_key: 400,
+  key_mismatch: 400,
+  wrong_role: 400,
+  certificate_expired: 400,
+  certificate_not_yet_valid: 400,
+  certificate_not_from_ca: 400,
+  bad_invite: 400,
+  ca_mismatch: 400,
+  bad_answer: 503,
+  // Hubs (`agent/hub_link.ts`, `agent/hubs.ts`, `agent/mesh.ts`, `agent/remote.ts`)
+  hub_unreachable: 503,
+  hub_timeout: 503,
+  bad_hub_response: 503,
+  stream_closed: 503,
+  not_ready: 503,
+  // Policy (`agent/policy.ts`) and remote management (`agent/endpoint_ops.ts`, `agent/remote.ts`)
+  bad_policy: 400,
+  remote_management_off: 403,
+  not_allowed: 403,
+  target_not_allowed: 403,
+  listen_not_allowed: 403,
+  too_many_refusals: 429,
+  // Services and port mappings (`agent/api_checks.ts`, `agent/store.ts`, `agent/endpoint_ops.ts`)
+  bad_proto: 400,
+  bad_service_name: 400,
+  bad_host: 400,
+  bad_port: 400,
+  bad_ip: 400,
+  bad_target: 400,
+  bad_users: 400,
+  bad_strict: 400,
+  address_unavailable: 400,
+  port_not_permitted: 403,
+  port_in_use: 409,
+  port_mapped: 409,
+  unknown_port: 404,
+  unknown_service: 404,
+  ambiguous_service: 409,
+  // Tunnels: the caller's side (`agent/port_map.ts`, `agent/peer/dialer.ts`)
+  no_provider_online: 503,
+  client_gone: 503,
+  no_data_port: 503,
+  data_port_unreachable: 503,
+  pair_failed: 503,
+  peer_closed: 503,
+  peer_protocol: 503,
+  /** 403 when this agent refuses the peer's hello, 503 when the dialled peer is not who it should be. */
+  peer_refused: [403, 503],
+  protocol_mismatch: 403,
+  too_many_pairs: 429,
+  bad_peer_line: 400,
+  peer_line_too_large: 400,
+  // Tunnels: the provider's side (`agent/provider.ts`)
+  access_denied: 403,
+  target_unreachable: 502,
+  // The proxy and exits (`agent/proxy/`)
+  no_proxy: 404,
+  bad_listen: 400,
+  listen_not_loopback: 400,
+  bad_exit: 400,
+  bad_exit_rules: 400,
+  bad_exit_destination: 400,
+  exit_denied: 403,
+  no_exit: 404,
+  exit_offline: 503,
+  exit_failed: 502,
+  not_a_mesh_name: 404,
+  tunnel_failed: 502,
+  // The typed client (`agent/client.ts`), for an agent it cannot talk to
+  agent_unreachable: 503,
+  agent_timeout: 504,
+} as const satisfies CodeCatalogue;
+
+/** A code of the agent's own (see `SHARED_ERRORS` for the rest). */
+export type AgentErrorCode = keyof typeof AGENT_ERRORS;
+
+/** Makes the errors of `AGENT_ERRORS`. */
+export const agentError: ErrorMaker<typeof AGENT_ERRORS> = errorMaker(AGENT_ERRORS);
 
 /** A service this endpoint offers: `proto/name` → `host:port` reachable from here. */
 export interface LocalService {

@@ -8,14 +8,13 @@
  * The proxy has no authentication (any local process may use it, as it may
  * use a port mapping), so it listens on loopback addresses only.
  */
-import { BadRequest, Conflict, Forbidden } from "@ztm/shared/errors";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import { NAME_PATTERN } from "@ztm/shared/protocol";
 import type { MeshRuntime } from "../runtime.ts";
 import { MeshDialer } from "./mesh_dialer.ts";
 import { ProxyServer } from "./server.ts";
-import type { ProxyStatus } from "@ztm/shared/agent_api";
+import { agentError, type ProxyStatus } from "@ztm/shared/agent_api";
 // Defined by the API contract; re-exported for this package's modules.
 export type { ProxyStatus };
 
@@ -37,30 +36,30 @@ export interface ProxyConfig {
 export function checkProxyBody(body: Record<string, unknown>): ProxyConfig {
   for (const key of Object.keys(body)) {
     if (key !== "listen" && key !== "exit") {
-      throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: listen, exit`);
+      throw agentError("bad_request", `Unknown field "${key}"; allowed: listen, exit`);
     }
   }
   const exit = body.exit;
   if (
     exit !== undefined && exit !== null && (typeof exit !== "string" || !NAME_PATTERN.test(exit))
   ) {
-    throw new BadRequest("bad_exit", "Bad exit: the name or id of the endpoint that offers it");
+    throw agentError("bad_exit", "Bad exit: the name or id of the endpoint that offers it");
   }
   const listen = body.listen ?? DEFAULT_PROXY_LISTEN;
   if (typeof listen !== "string" || listen.length > 100) {
-    throw new BadRequest("bad_listen", `Bad listen: use host:port, as in ${DEFAULT_PROXY_LISTEN}`);
+    throw agentError("bad_listen", `Bad listen: use host:port, as in ${DEFAULT_PROXY_LISTEN}`);
   }
   let addr;
   try {
     addr = parseHostPort(listen);
   } catch (err) {
-    throw new BadRequest(
+    throw agentError(
       "bad_listen",
       `${errText(err)}; use host:port, as in ${DEFAULT_PROXY_LISTEN}`,
     );
   }
   if (!isLoopbackHost(addr.hostname)) {
-    throw new BadRequest(
+    throw agentError(
       "listen_not_loopback",
       `The proxy has no authentication, so it listens on loopback only (127.0.0.1, ::1), not "${addr.hostname}"`,
     );
@@ -170,10 +169,10 @@ function sameAddress(a: string, b: string): boolean {
 
 function listenError(err: unknown, listen: string): unknown {
   if (err instanceof Deno.errors.AddrInUse) {
-    return new Conflict("port_in_use", `Port ${listen} is already in use`, { cause: err });
+    return agentError("port_in_use", `Port ${listen} is already in use`, { cause: err });
   }
   if (err instanceof Deno.errors.AddrNotAvailable) {
-    return new BadRequest(
+    return agentError(
       "address_unavailable",
       `Address ${listen} is not an address of this computer`,
       {
@@ -182,7 +181,7 @@ function listenError(err: unknown, listen: string): unknown {
     );
   }
   if (err instanceof Deno.errors.PermissionDenied) {
-    return new Forbidden("port_not_permitted", `Not permitted to listen on ${listen}`, {
+    return agentError("port_not_permitted", `Not permitted to listen on ${listen}`, {
       cause: err,
     });
   }
