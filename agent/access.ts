@@ -1,7 +1,7 @@
 /**
- * Who may use the agent's local API (DESIGN section 4, as Syncthing and
- * Jupyter do it): a request carries the API token as `Authorization: Bearer`,
- * or a dashboard session from a one-time login URL.
+ * Who may use the agent's local API (as Syncthing and Jupyter do it): a
+ * request carries the API token as `Authorization: Bearer`, or a dashboard
+ * session from a one-time login URL.
  *
  * A dashboard session has two halves, and the API wants both: an `HttpOnly`
  * cookie, and a secret the login page hands the dashboard's script, which

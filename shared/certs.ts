@@ -2,7 +2,7 @@
  * Certificates and keys of a mesh: ECDSA P-256 keys, PEM in and out, the CA
  * certificate, role-bound leaf certificates, CSR checks and signed CRLs.
  *
- * Roles (DESIGN section 2): users hold `clientAuth` only, hubs `serverAuth`
+ * Roles: users hold `clientAuth` only, hubs `serverAuth`
  * only, and only the CA certificate has `CA:true`. Hubs and agents check the
  * role they expect with {@link certificateRole}.
  *
