@@ -62,7 +62,7 @@
  * drop the session when no answer arrives within {@link PING_TIMEOUT_MS}.
  */
 
-import { BadRequest, sharedError } from "./errors.ts";
+import { BadRequest, ZtmError } from "./errors.ts";
 import type { SignedRequest } from "./signed_request.ts";
 import { TICKET_PATTERN } from "./peer_protocol.ts";
 
@@ -209,7 +209,8 @@ export class LineDecoder {
     const lines = this.#buf.split("\n");
     this.#buf = lines.pop() ?? "";
     if (this.#buf.length > this.#max || lines.some((l) => l.length > this.#max)) {
-      throw sharedError(
+      throw new ZtmError(
+        413,
         "control_line_too_large",
         `Control line longer than ${this.#max} bytes`,
       );
@@ -260,10 +261,10 @@ export function parseMessage<T extends { type: string }>(line: string): T {
   try {
     value = JSON.parse(line);
   } catch {
-    throw sharedError("bad_message", "Control line is not JSON");
+    throw new BadRequest("bad_message", "Control line is not JSON");
   }
   if (typeof value !== "object" || value === null || typeof value.type !== "string") {
-    throw sharedError("bad_message", "Control message has no type");
+    throw new BadRequest("bad_message", "Control message has no type");
   }
   return value as T;
 }
@@ -273,7 +274,7 @@ export function checkPublishedServices(value: unknown): PublishedService[] {
   try {
     return checkServiceList(value);
   } catch (err) {
-    throw sharedError("bad_services", (err as Error).message);
+    throw new BadRequest("bad_services", (err as Error).message);
   }
 }
 
@@ -307,7 +308,7 @@ function checkServiceList(value: unknown): PublishedService[] {
 const MAX_WIRE_ID = 256;
 
 function field(where: string, name: string): BadRequest {
-  return sharedError("bad_message", `${where} has a bad field "${name}"`);
+  return new BadRequest("bad_message", `${where} has a bad field "${name}"`);
 }
 
 function objectField(v: unknown, where: string, name: string): Record<string, unknown> {
@@ -398,6 +399,6 @@ export function checkHubMessage(value: { type: string } & Record<string, unknown
         message: stringField(value.message, where, "message", 4096),
       };
     default:
-      throw sharedError("unknown_message", "Hub message of an unknown type");
+      throw new BadRequest("unknown_message", "Hub message of an unknown type");
   }
 }
