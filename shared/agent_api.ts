@@ -69,6 +69,11 @@ export const AGENT_PATHS = {
   loginCodes: "/api/login-codes",
 } as const;
 
+/** Request header carrying a dashboard session's secret, beside its cookie. */
+export const SESSION_HEADER = "x-ztm-session";
+/** Start of the dashboard's session cookie name (the API's port follows: `ztm_session_7777`). */
+export const SESSION_COOKIE = "ztm_session";
+
 /** Paths of one endpoint's operations, relative to `AGENT_PATHS.endpoint` (local or remote). */
 export const ENDPOINT_PATHS = {
   /** The services the endpoint provides (`LocalServiceState[]`). */
