@@ -171,7 +171,7 @@ export class PortMap {
   /**
    * Opens a tunnel (a UDP session when `idleMs` is given) to the pool's next
    * provider, skipping to the next one that refuses or fails while `alive()`
-   * (the client still wants it); throws the last failure, or `Gone` when the
+   * (the client still wants it); throws the last failure, or `client_gone` (503) when the
    * client left. Each failure is logged and counted.
    */
   async #openAny(alive: () => boolean, idleMs?: number): Promise<OpenTunnel> {

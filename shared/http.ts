@@ -5,7 +5,7 @@
  * table of `{ method, pattern, handler }`; `createRouter` matches them (404 for
  * unknown paths, 405 with `Allow` for wrong methods); `serveHttp` wraps the
  * app with one error renderer and an access log. Bodies are read through
- * `readText`/`readJson`, which enforce a byte limit (413).
+ * `readText`/`readJsonObject`, which enforce a byte limit (413).
  *
  * @example
  * ```ts

@@ -40,7 +40,7 @@ export class PairLink {
   /**
    * The next line, parsed as a JSON object with a string `type`; null when
    * the peer closed at a line boundary. Throws `BadRequest` on garbage or an
-   * overlong line, or whatever `check` (e.g. `checkLinkMessage`) throws.
+   * overlong line, or whatever `check` throws.
    */
   async readMessage<T extends { type: string }>(
     check?: (value: { type: string } & Record<string, unknown>) => T,
