@@ -29,6 +29,7 @@ import {
   agentPath,
   DEFAULT_PAGE_LIMIT,
   ENDPOINT_ROUTES,
+  MAX_BODY_BYTES,
   MAX_JOIN_WAIT_S,
   MAX_PAGE_LIMIT,
   type MeshSummary,
@@ -51,7 +52,7 @@ import type { MeshRuntime, PageQuery, StartMesh } from "./runtime.ts";
 import type { AgentStore, MeshRecord } from "./store.ts";
 
 export type { MeshSummary };
-export { DEFAULT_PAGE_LIMIT, MAX_JOIN_WAIT_S, MAX_PAGE_LIMIT };
+export { DEFAULT_PAGE_LIMIT, MAX_BODY_BYTES, MAX_JOIN_WAIT_S, MAX_PAGE_LIMIT };
 
 /**
  * Who may call a route: anyone on loopback (`open`: assets, the login URL), a
@@ -168,9 +169,6 @@ interface AgentHandlers {
   metrics(): Promise<Response>;
   loginCode(req: Request): Promise<Response>;
 }
-
-/** Largest request body the API reads (a join body with three PEM files is ~3 KiB). */
-export const MAX_BODY_BYTES = 64 * 1024;
 
 /** What the agent app needs. */
 export interface AgentAppOptions {

@@ -132,6 +132,8 @@ export function agentPath(pattern: string, params: object = {}): string {
   }).join("/");
 }
 
+/** Largest request body the agent reads (413 beyond; a join body with three PEM files is ~3 KiB). */
+export const MAX_BODY_BYTES = 64 * 1024;
 /** Longest `?wait=` a join or hub change may ask for, seconds. */
 export const MAX_JOIN_WAIT_S = 300;
 /** Page size of a listing when `limit` is not given. */
