@@ -72,76 +72,48 @@ interface AgentRoute {
 
 /** Every route the agent serves (unknown paths answer 401 without the token, 404 with it). */
 const ROUTES: AgentRoute[] = [
-  { method: "GET", pattern: P.asset, access: "open", handle: (a, req) => a.asset(req) },
-  { method: "HEAD", pattern: P.asset, access: "open", handle: (a, req) => a.asset(req) },
-  { method: "GET", pattern: P.login, access: "open", handle: (a, req) => a.login(req) },
-  { method: "GET", pattern: P.dashboard, access: "page", handle: (a, req) => a.dashboard(req) },
-  { method: "GET", pattern: P.meshes, access: "token", handle: (a) => a.meshes() },
-  { method: "GET", pattern: P.mesh, access: "token", handle: (a, _req, p) => a.mesh(p.mesh) },
-  { method: "POST", pattern: P.mesh, access: "token", handle: (a, req, p) => a.join(req, p.mesh) },
-  {
-    method: "PATCH",
-    pattern: P.mesh,
-    access: "token",
-    handle: (a, req, p) => a.setHubs(req, p.mesh),
-  },
-  { method: "DELETE", pattern: P.mesh, access: "token", handle: (a, _req, p) => a.leave(p.mesh) },
-  { method: "GET", pattern: P.policy, access: "token", handle: (a, _req, p) => a.policy(p.mesh) },
-  {
-    method: "PUT",
-    pattern: P.policy,
-    access: "token",
-    handle: (a, req, p) => a.setPolicy(req, p.mesh),
-  },
-  { method: "GET", pattern: P.proxy, access: "token", handle: (a, _req, p) => a.proxy(p.mesh) },
-  {
-    method: "PUT",
-    pattern: P.proxy,
-    access: "token",
-    handle: (a, req, p) => a.proxyOn(req, p.mesh),
-  },
-  {
-    method: "DELETE",
-    pattern: P.proxy,
-    access: "token",
-    handle: (a, _req, p) => a.proxyOff(p.mesh),
-  },
-  { method: "GET", pattern: P.exit, access: "token", handle: (a, _req, p) => a.exit(p.mesh) },
-  { method: "PUT", pattern: P.exit, access: "token", handle: (a, req, p) => a.exitOn(req, p.mesh) },
-  {
-    method: "DELETE",
-    pattern: P.exit,
-    access: "token",
-    handle: (a, _req, p) => a.exitOff(p.mesh),
-  },
-  {
-    method: "GET",
-    pattern: P.endpoints,
-    access: "token",
-    handle: (a, req, p) => a.endpoints(req, p.mesh),
-  },
-  {
-    method: "GET",
-    pattern: P.endpoint,
-    access: "token",
-    handle: (a, _req, p) => a.endpoint(p.mesh, p.ep),
-  },
-  {
-    method: "GET",
-    pattern: P.meshServices,
-    access: "token",
-    handle: (a, req, p) => a.meshServices(req, p.mesh),
-  },
+  route("open", "GET", P.asset, (a, req) => a.asset(req)),
+  route("open", "HEAD", P.asset, (a, req) => a.asset(req)),
+  route("open", "GET", P.login, (a, req) => a.login(req)),
+  route("page", "GET", P.dashboard, (a, req) => a.dashboard(req)),
+  route("token", "GET", P.meshes, (a) => a.meshes()),
+  route("token", "GET", P.mesh, (a, _req, p) => a.mesh(p.mesh)),
+  route("token", "POST", P.mesh, (a, req, p) => a.join(req, p.mesh)),
+  route("token", "PATCH", P.mesh, (a, req, p) => a.setHubs(req, p.mesh)),
+  route("token", "DELETE", P.mesh, (a, _req, p) => a.leave(p.mesh)),
+  route("token", "GET", P.policy, (a, _req, p) => a.policy(p.mesh)),
+  route("token", "PUT", P.policy, (a, req, p) => a.setPolicy(req, p.mesh)),
+  route("token", "GET", P.proxy, (a, _req, p) => a.proxy(p.mesh)),
+  route("token", "PUT", P.proxy, (a, req, p) => a.proxyOn(req, p.mesh)),
+  route("token", "DELETE", P.proxy, (a, _req, p) => a.proxyOff(p.mesh)),
+  route("token", "GET", P.exit, (a, _req, p) => a.exit(p.mesh)),
+  route("token", "PUT", P.exit, (a, req, p) => a.exitOn(req, p.mesh)),
+  route("token", "DELETE", P.exit, (a, _req, p) => a.exitOff(p.mesh)),
+  route("token", "GET", P.endpoints, (a, req, p) => a.endpoints(req, p.mesh)),
+  route("token", "GET", P.endpoint, (a, _req, p) => a.endpoint(p.mesh, p.ep)),
+  route("token", "GET", P.meshServices, (a, req, p) => a.meshServices(req, p.mesh)),
   // An endpoint's services, port mappings and audit log: here or through the hub.
-  ...ENDPOINT_ROUTES.map(({ method, pattern }): AgentRoute => ({
-    method,
-    pattern: `${P.endpoint}/${pattern}`,
-    access: "token",
-    handle: (a, req, p) => a.forEndpoint(req, p, pattern),
-  })),
-  { method: "GET", pattern: P.metrics, access: "token", handle: (a) => a.metrics() },
-  { method: "POST", pattern: P.loginCodes, access: "token", handle: (a, req) => a.loginCode(req) },
+  ...ENDPOINT_ROUTES.map(({ method, pattern }) =>
+    route(
+      "token",
+      method,
+      `${P.endpoint}/${pattern}`,
+      (a, req, p) => a.forEndpoint(req, p, pattern),
+    )
+  ),
+  route("token", "GET", P.metrics, (a) => a.metrics()),
+  route("token", "POST", P.loginCodes, (a, req) => a.loginCode(req)),
 ];
+
+/** One row of `ROUTES`. */
+function route(
+  access: RouteAccess,
+  method: string,
+  pattern: string,
+  handle: AgentRoute["handle"],
+): AgentRoute {
+  return { method, pattern, access, handle };
+}
 
 /** The handlers `ROUTES` calls, made by `createAgentApp` over its store and meshes. */
 interface AgentHandlers {
