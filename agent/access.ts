@@ -1,7 +1,7 @@
 /**
- * Who may use the agent's local API (DESIGN section 4, as Syncthing and
- * Jupyter do it): a request carries the API token as `Authorization: Bearer`,
- * or a dashboard session from a one-time login URL.
+ * Who may use the agent's local API (as Syncthing and Jupyter do it): a
+ * request carries the API token as `Authorization: Bearer`, or a dashboard
+ * session from a one-time login URL.
  *
  * A dashboard session has two halves, and the API wants both: an `HttpOnly`
  * cookie, and a secret the login page hands the dashboard's script, which
@@ -19,12 +19,11 @@
  * single-use and expire after ten minutes; sessions live in memory, so a
  * restarted agent asks the browser to log in again.
  */
+import { SESSION_COOKIE, SESSION_HEADER } from "@ztm/shared/agent_api";
 import { hasBearerToken } from "@ztm/shared/http";
 
-/** Start of the dashboard's session cookie name (the API's port follows: `ztm_session_7777`). */
-export const SESSION_COOKIE = "ztm_session";
-/** Request header carrying a dashboard session's secret (the UI restates it in `api_client.ts`). */
-export const SESSION_HEADER = "x-ztm-session";
+// The contract's names for a session's cookie and header, for this package's modules.
+export { SESSION_COOKIE, SESSION_HEADER };
 const CODE_LIFETIME_MS = 10 * 60_000;
 const MAX_OPEN_CODES = 100;
 const MAX_SESSIONS = 1000;

@@ -1,34 +1,41 @@
 /**
- * The agent's local REST API (DESIGN section 4): a literal route table over
- * the agent store and the running meshes.
+ * The agent's local REST API: one literal route table (`ROUTES`, paths from
+ * the contract in `@ztm/shared/agent_api`) over the agent store and the
+ * running meshes.
  *
  * Every request passes the access checks first: a loopback `Host`, no
  * foreign `Origin`, and for `/api/…` the API token (or a dashboard session
  * from a one-time login URL: its cookie and its secret, see `access.ts`).
- * Routes for one endpoint's services, port
- * mappings and audit log go to `EndpointOps` — directly for this endpoint, or
- * as a signed request through the hub for another (`RemoteManagement`), whose
- * answer comes back with the target's status. Private keys are stored and
- * handed to the runtime, never returned.
+ * Routes for one endpoint's services, port mappings and audit log go to
+ * `EndpointOps` — directly for this endpoint, or as a signed request through
+ * the hub for another (`RemoteManagement`), whose answer comes back with the
+ * target's status. Private keys are stored and handed to the runtime, never
+ * returned.
  */
-import {
-  BadRequest,
-  Conflict,
-  NotFound,
-  ServiceUnavailable,
-  Unauthorized,
-} from "@ztm/shared/errors";
+import { sharedError, Unauthorized } from "@ztm/shared/errors";
 import {
   type App,
   checkHostAndOrigin,
-  createRouter,
+  findRoute,
   json,
+  type Params,
   parsePageParams,
   readJsonObject,
   readText,
-  type Route,
 } from "@ztm/shared/http";
-import { type CaExpiry, caExpiry } from "@ztm/shared/ca_expiry";
+import {
+  AGENT_PATHS as P,
+  agentError,
+  agentPath,
+  DEFAULT_PAGE_LIMIT,
+  ENDPOINT_ROUTES,
+  MAX_BODY_BYTES,
+  MAX_JOIN_WAIT_S,
+  MAX_PAGE_LIMIT,
+  type MeshSummary,
+  type RenewalState,
+} from "@ztm/shared/agent_api";
+import { caExpiry } from "@ztm/shared/ca_expiry";
 import { commonNameOf, parseCertificate, parseCertificates, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { Metrics } from "@ztm/shared/metrics";
@@ -48,17 +55,102 @@ import { checkPolicyBody } from "./policy.ts";
 import { checkProxyBody, type MeshProxies } from "./proxy/proxies.ts";
 import { ExitPolicy, type ExitRule } from "./proxy/exit_policy.ts";
 import { RemoteManagement } from "./remote.ts";
-import type { MeshRuntime, PageQuery, RenewalState, StartMesh } from "./runtime.ts";
+import type { MeshRuntime, PageQuery, StartMesh } from "./runtime.ts";
 import type { AgentStore, MeshRecord } from "./store.ts";
 
-/** Largest request body the API reads (a join body with three PEM files is ~3 KiB). */
-export const MAX_BODY_BYTES = 64 * 1024;
-/** Longest `?wait=` a join or hub change may ask for, seconds. */
-export const MAX_JOIN_WAIT_S = 300;
-/** Page size when `limit` is not given. */
-export const DEFAULT_PAGE_LIMIT = 100;
-/** Largest page a query may ask for. */
-export const MAX_PAGE_LIMIT = 500;
+export type { MeshSummary };
+export { DEFAULT_PAGE_LIMIT, MAX_BODY_BYTES, MAX_JOIN_WAIT_S, MAX_PAGE_LIMIT };
+
+/**
+ * Who may call a route: anyone on loopback (`open`: assets, the login URL), a
+ * browser with or without a session (`page`: the dashboard or its sign-in
+ * page), or only a caller with the API token or a whole dashboard session
+ * (`token`: every `/api/…` route).
+ */
+type RouteAccess = "open" | "page" | "token";
+
+/** A route of the agent's API: its handler gets the app's handlers, the request and the path's parameters. */
+interface AgentRoute {
+  method: string;
+  pattern: string;
+  access: RouteAccess;
+  handle: (app: AgentHandlers, req: Request, p: Params) => Promise<Response>;
+}
+
+/** Every route the agent serves (unknown paths answer 401 without the token, 404 with it). */
+const ROUTES: AgentRoute[] = [
+  route("open", "GET", P.asset, (a, req) => a.asset(req)),
+  route("open", "HEAD", P.asset, (a, req) => a.asset(req)),
+  route("open", "GET", P.login, (a, req) => a.login(req)),
+  route("page", "GET", P.dashboard, (a, req) => a.dashboard(req)),
+  route("token", "GET", P.meshes, (a) => a.meshes()),
+  route("token", "GET", P.mesh, (a, _req, p) => a.mesh(p.mesh)),
+  route("token", "POST", P.mesh, (a, req, p) => a.join(req, p.mesh)),
+  route("token", "PATCH", P.mesh, (a, req, p) => a.setHubs(req, p.mesh)),
+  route("token", "DELETE", P.mesh, (a, _req, p) => a.leave(p.mesh)),
+  route("token", "POST", P.invites, (a, req, p) => a.invites(req, p.mesh)),
+  route("token", "GET", P.policy, (a, _req, p) => a.policy(p.mesh)),
+  route("token", "PUT", P.policy, (a, req, p) => a.setPolicy(req, p.mesh)),
+  route("token", "GET", P.proxy, (a, _req, p) => a.proxy(p.mesh)),
+  route("token", "PUT", P.proxy, (a, req, p) => a.proxyOn(req, p.mesh)),
+  route("token", "DELETE", P.proxy, (a, _req, p) => a.proxyOff(p.mesh)),
+  route("token", "GET", P.exit, (a, _req, p) => a.exit(p.mesh)),
+  route("token", "PUT", P.exit, (a, req, p) => a.exitOn(req, p.mesh)),
+  route("token", "DELETE", P.exit, (a, _req, p) => a.exitOff(p.mesh)),
+  route("token", "GET", P.endpoints, (a, req, p) => a.endpoints(req, p.mesh)),
+  route("token", "GET", P.endpoint, (a, _req, p) => a.endpoint(p.mesh, p.ep)),
+  route("token", "GET", P.meshServices, (a, req, p) => a.meshServices(req, p.mesh)),
+  // An endpoint's services, port mappings and audit log: here or through the hub.
+  ...ENDPOINT_ROUTES.map(({ method, pattern }) =>
+    route(
+      "token",
+      method,
+      `${P.endpoint}/${pattern}`,
+      (a, req, p) => a.forEndpoint(req, p, pattern),
+    )
+  ),
+  route("token", "GET", P.metrics, (a) => a.metrics()),
+  route("token", "POST", P.loginCodes, (a, req) => a.loginCode(req)),
+];
+
+/** One row of `ROUTES`. */
+function route(
+  access: RouteAccess,
+  method: string,
+  pattern: string,
+  handle: AgentRoute["handle"],
+): AgentRoute {
+  return { method, pattern, access, handle };
+}
+
+/** The handlers `ROUTES` calls, made by `createAgentApp` over its store and meshes. */
+interface AgentHandlers {
+  asset(req: Request): Promise<Response>;
+  login(req: Request): Promise<Response>;
+  dashboard(req: Request): Promise<Response>;
+  meshes(): Promise<Response>;
+  mesh(mesh: string): Promise<Response>;
+  join(req: Request, mesh: string): Promise<Response>;
+  setHubs(req: Request, mesh: string): Promise<Response>;
+  leave(mesh: string): Promise<Response>;
+  /** An invite from the mesh's CA, when this agent runs beside it (`invite_maker.ts`). */
+  invites(req: Request, mesh: string): Promise<Response>;
+  policy(mesh: string): Promise<Response>;
+  setPolicy(req: Request, mesh: string): Promise<Response>;
+  proxy(mesh: string): Promise<Response>;
+  proxyOn(req: Request, mesh: string): Promise<Response>;
+  proxyOff(mesh: string): Promise<Response>;
+  exit(mesh: string): Promise<Response>;
+  exitOn(req: Request, mesh: string): Promise<Response>;
+  exitOff(mesh: string): Promise<Response>;
+  endpoints(req: Request, mesh: string): Promise<Response>;
+  endpoint(mesh: string, ep: string): Promise<Response>;
+  meshServices(req: Request, mesh: string): Promise<Response>;
+  /** `pattern` is the endpoint route's (`ENDPOINT_ROUTES`), filled from `p` for `EndpointOps`. */
+  forEndpoint(req: Request, p: Params, pattern: string): Promise<Response>;
+  metrics(): Promise<Response>;
+  loginCode(req: Request): Promise<Response>;
+}
 
 /** What the agent app needs. */
 export interface AgentAppOptions {
@@ -123,166 +215,87 @@ export function createAgentApp(opts: AgentAppOptions): App {
     tokenFile: opts.tokenFile,
   });
 
-  const endpointRoute = (
-    method: string,
-    pattern: string,
-    op: (p: Record<string, string>) => string,
-  ): Route => ({
-    method,
-    pattern: `/api/meshes/:mesh/endpoints/:ep/${pattern}`,
-    handler: (req, p) => forEndpoint(req, p.mesh, p.ep, op(p)),
-  });
-  const enc = encodeURIComponent;
-  const routes: Route[] = [
-    {
-      method: "GET",
-      pattern: "/api/meshes",
-      handler: () => json(store.listMeshes().map((m) => summaryOf(m, runtimes.get(m.name)))),
+  const handlers: AgentHandlers = {
+    asset: async (req) => {
+      const asset = await dashboard.asset(req);
+      if (!asset) throw sharedError("unknown_route", `No route for ${new URL(req.url).pathname}`);
+      return asset;
     },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh",
-      handler: (_req, p) => json(summaryOf(meshOf(p.mesh), runtimes.get(p.mesh))),
+    login: (req) => login(req, new URL(req.url)),
+    dashboard: async (req) => {
+      const authorized = access.authorized(req);
+      // The cookie alone gets the page without data; its script sends the secret for the rest.
+      if (authorized || access.hasSessionCookie(req)) return await dashboard.app(authorized);
+      return await dashboard.signedOut(req, false);
     },
-    { method: "POST", pattern: "/api/meshes/:mesh", handler: (req, p) => join(req, p.mesh) },
-    { method: "PATCH", pattern: "/api/meshes/:mesh", handler: (req, p) => setHubs(req, p.mesh) },
-    { method: "DELETE", pattern: "/api/meshes/:mesh", handler: (_req, p) => leave(p.mesh) },
-    {
-      // Only beside the mesh's own CA (`invite_maker.ts`); the answer holds the invite's secret.
-      method: "POST",
-      pattern: "/api/meshes/:mesh/invites",
-      handler: async (req, p) => {
-        const mesh = meshOf(p.mesh);
-        if (!opts.invites || !makesInvitesFor(opts.invites, mesh.ca)) throw noInvitesHere(p.mesh);
-        const made = await opts.invites.create(
-          checkInviteRequest(await readJsonObject(req, MAX_BODY_BYTES)),
-        );
-        log.info("invite made", { mesh: p.mesh, user: made.user, invite: made.id });
-        return json(made, 201);
-      },
+    meshes: () =>
+      Promise.resolve(
+        json(store.listMeshes().map((m) => summaryOf(m, runtimes.get(m.name)))),
+      ),
+    mesh: (mesh) => Promise.resolve(json(summaryOf(meshOf(mesh), runtimes.get(mesh)))),
+    join,
+    setHubs,
+    leave,
+    invites: async (req, mesh) => {
+      // Only beside the mesh's own CA; the answer holds the invite's secret.
+      const record = meshOf(mesh);
+      if (!opts.invites || !makesInvitesFor(opts.invites, record.ca)) throw noInvitesHere(mesh);
+      const made = await opts.invites.create(
+        checkInviteRequest(await readJsonObject(req, MAX_BODY_BYTES)),
+      );
+      log.info("invite made", { mesh, user: made.user, invite: made.id });
+      return json(made, 201);
     },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/policy",
-      handler: (_req, p) => {
-        meshOf(p.mesh);
-        return json(store.policy(p.mesh));
-      },
+    policy: (mesh) => {
+      meshOf(mesh);
+      return Promise.resolve(json(store.policy(mesh)));
     },
-    {
+    setPolicy,
+    proxy: (mesh) => Promise.resolve(json(proxiesOf(mesh).status(mesh, store.proxy(mesh)))),
+    proxyOn,
+    proxyOff,
+    exit: (mesh) => {
+      meshOf(mesh);
+      return Promise.resolve(json({ rules: store.exit(mesh) }));
+    },
+    exitOn,
+    exitOff,
+    endpoints: async (req, mesh) => json(await runtimeOf(mesh).endpoints(pageQuery(req))),
+    endpoint: async (mesh, ep) => json(await runtimeOf(mesh).endpoint(ep)),
+    meshServices: async (req, mesh) => json(await runtimeOf(mesh).services(pageQuery(req))),
+    forEndpoint: (req, p, pattern) => forEndpoint(req, p.mesh, p.ep, agentPath(pattern, p)),
+    metrics: () => {
+      if (!opts.metrics) throw agentError("no_metrics", "This agent keeps no metrics");
+      return Promise.resolve(opts.metrics.response());
+    },
+    loginCode: (req) => {
+      const host = req.headers.get("host") ?? "127.0.0.1";
+      return Promise.resolve(
+        json({ url: `http://${host}${P.login}?code=${access.newLoginCode()}` }, 201),
+      );
+    },
+  };
+
+  /** `PUT /api/meshes/{mesh}/policy`: fields not given keep their value. */
+  async function setPolicy(req: Request, mesh: string): Promise<Response> {
+    meshOf(mesh);
+    const policy = checkPolicyBody(await readJsonObject(req, MAX_BODY_BYTES), store.policy(mesh));
+    store.setPolicy(mesh, policy);
+    store.addAudit(mesh, {
+      user: userOf(mesh),
+      via: "local",
       method: "PUT",
-      pattern: "/api/meshes/:mesh/policy",
-      handler: async (req, p) => {
-        meshOf(p.mesh);
-        const policy = checkPolicyBody(
-          await readJsonObject(req, MAX_BODY_BYTES),
-          store.policy(p.mesh),
-        );
-        store.setPolicy(p.mesh, policy);
-        store.addAudit(p.mesh, {
-          user: userOf(p.mesh),
-          via: "local",
-          method: "PUT",
-          path: "policy",
-          status: 200,
-          outcome: "ok",
-        });
-        log.info("policy changed", { mesh: p.mesh });
-        return json(policy);
-      },
-    },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/proxy",
-      handler: (_req, p) => json(proxiesOf(p.mesh).status(p.mesh, store.proxy(p.mesh))),
-    },
-    {
-      method: "PUT",
-      pattern: "/api/meshes/:mesh/proxy",
-      handler: (req, p) => proxyOn(req, p.mesh),
-    },
-    {
-      method: "DELETE",
-      pattern: "/api/meshes/:mesh/proxy",
-      handler: (_req, p) => proxyOff(p.mesh),
-    },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/exit",
-      handler: (_req, p) => {
-        meshOf(p.mesh);
-        return json({ rules: store.exit(p.mesh) });
-      },
-    },
-    {
-      method: "PUT",
-      pattern: "/api/meshes/:mesh/exit",
-      handler: (req, p) => exitOn(req, p.mesh),
-    },
-    {
-      method: "DELETE",
-      pattern: "/api/meshes/:mesh/exit",
-      handler: (_req, p) => exitOff(p.mesh),
-    },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/endpoints",
-      handler: async (req, p) => json(await runtimeOf(p.mesh).endpoints(pageQuery(req))),
-    },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/endpoints/:ep",
-      handler: async (_req, p) => json(await runtimeOf(p.mesh).endpoint(p.ep)),
-    },
-    {
-      method: "GET",
-      pattern: "/api/meshes/:mesh/services",
-      handler: async (req, p) => json(await runtimeOf(p.mesh).services(pageQuery(req))),
-    },
-    endpointRoute("GET", "services", () => "services"),
-    endpointRoute(
-      "POST",
-      "services/:proto/:name",
-      (p) => `services/${enc(p.proto)}/${enc(p.name)}`,
-    ),
-    endpointRoute(
-      "DELETE",
-      "services/:proto/:name",
-      (p) => `services/${enc(p.proto)}/${enc(p.name)}`,
-    ),
-    endpointRoute("GET", "ports", () => "ports"),
-    endpointRoute(
-      "POST",
-      "ports/:ip/:proto/:port",
-      (p) => `ports/${enc(p.ip)}/${enc(p.proto)}/${enc(p.port)}`,
-    ),
-    endpointRoute(
-      "DELETE",
-      "ports/:ip/:proto/:port",
-      (p) => `ports/${enc(p.ip)}/${enc(p.proto)}/${enc(p.port)}`,
-    ),
-    endpointRoute("GET", "log", () => "log"),
-    {
-      method: "GET",
-      pattern: "/api/metrics",
-      handler: () => {
-        if (!opts.metrics) throw new NotFound("no_metrics", "This agent keeps no metrics");
-        return opts.metrics.response();
-      },
-    },
-    {
-      method: "POST",
-      pattern: "/api/login-codes",
-      handler: (req) => {
-        const host = req.headers.get("host") ?? "127.0.0.1";
-        return json({ url: `http://${host}/login?code=${access.newLoginCode()}` }, 201);
-      },
-    },
-  ];
+      path: "policy",
+      status: 200,
+      outcome: "ok",
+    });
+    log.info("policy changed", { mesh });
+    return json(policy);
+  }
 
   function meshOf(name: string): MeshRecord {
     const mesh = store.mesh(name);
-    if (!mesh) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+    if (!mesh) throw agentError("unknown_mesh", `Unknown mesh "${name}"`);
     return mesh;
   }
 
@@ -292,7 +305,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
 
   function proxiesOf(mesh: string): MeshProxies {
     meshOf(mesh);
-    if (!opts.proxies) throw new NotFound("no_proxy", "This agent runs no proxies");
+    if (!opts.proxies) throw agentError("no_proxy", "This agent runs no proxies");
     return opts.proxies;
   }
 
@@ -352,11 +365,11 @@ export function createAgentApp(opts: AgentAppOptions): App {
     const body = await readJsonObject(req, MAX_BODY_BYTES);
     for (const key of Object.keys(body)) {
       if (key !== "rules") {
-        throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: rules`);
+        throw agentError("bad_request", `Unknown field "${key}"; allowed: rules`);
       }
     }
     if (!Array.isArray(body.rules)) {
-      throw new BadRequest("bad_exit_rules", "rules: a list of {destinations, ports?, users?}");
+      throw agentError("bad_exit_rules", "rules: a list of {destinations, ports?, users?}");
     }
     const rules = body.rules as ExitRule[];
     new ExitPolicy(rules); // throws BadRequest naming the bad rule
@@ -401,7 +414,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     meshOf(name);
     const runtime = runtimes.get(name);
     if (!runtime) {
-      throw new ServiceUnavailable(
+      throw agentError(
         "mesh_not_running",
         `Mesh "${name}" is joined but not running; see the agent log`,
       );
@@ -442,7 +455,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     // With an invite, the agent makes the key and gets the certificate itself (`enroll.ts`).
     if ("invite" in body) {
       if (store.mesh(mesh)) {
-        throw new Conflict("mesh_exists", `Mesh "${mesh}" is joined already; leave it first`);
+        throw agentError("mesh_exists", `Mesh "${mesh}" is joined already; leave it first`);
       }
       body = await enrollWithInvite(body, { endpointName: opts.endpointName, log });
     }
@@ -467,7 +480,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         await runtime.close().catch(() => {});
         store.removeMesh(mesh);
         log.warn("join undone: hub not reached", { mesh, err: unreachable });
-        throw new ServiceUnavailable(
+        throw agentError(
           "hub_unreachable",
           `Could not reach the hub of mesh "${mesh}", so it was not joined: ${unreachable}`,
         );
@@ -487,7 +500,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     const body = await readJsonObject(req, MAX_BODY_BYTES);
     for (const key of Object.keys(body)) {
       if (key !== "bootstraps") {
-        throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: bootstraps`);
+        throw agentError("bad_request", `Unknown field "${key}"; allowed: bootstraps`);
       }
     }
     const bootstraps = checkBootstraps(body.bootstraps);
@@ -513,7 +526,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       const unreachable = await firstSession(runtime, record.ca, wait);
       if (unreachable) {
         await restart(before.bootstraps);
-        throw new ServiceUnavailable(
+        throw agentError(
           "hub_unreachable",
           `Could not reach the new hubs of mesh "${mesh}", so it keeps ${
             before.bootstraps.join(", ")
@@ -561,31 +574,30 @@ export function createAgentApp(opts: AgentAppOptions): App {
     });
   }
 
-  const router = createRouter(routes);
   return async (req) => {
     checkHostAndOrigin(req, true);
-    const url = new URL(req.url);
-    const asset = await dashboard.asset(req);
-    if (asset) return asset;
-    if (url.pathname === "/login" && req.method === "GET") return await login(req, url);
     const authorized = access.authorized(req);
-    if (url.pathname === "/" && req.method === "GET") {
-      // The cookie alone gets the page without data; its script sends the secret for the rest.
-      if (authorized || access.hasSessionCookie(req)) return await dashboard.app(authorized);
-      return await dashboard.signedOut(req, false);
+    let found;
+    try {
+      found = findRoute(ROUTES, req.method, new URL(req.url).pathname);
+    } catch (err) {
+      if (!authorized) throw tokenRequired(req); // an unknown path tells nothing without the token
+      throw err;
     }
-    if (!authorized) {
-      // The file's path (not its content) tells a caller with the wrong token where to look.
-      throw new Unauthorized(
-        "token_required",
-        access.hasSessionCookie(req)
-          ? `A dashboard session needs its secret in ${SESSION_HEADER} besides the cookie`
-          : "Send the agent's API token as Authorization: Bearer <token>" +
-            (opts.tokenFile ? `; this agent's token is in ${opts.tokenFile}` : ""),
-      );
-    }
-    return await router(req);
+    if (found.route.access === "token" && !authorized) throw tokenRequired(req);
+    return await found.route.handle(handlers, req, found.params);
   };
+
+  function tokenRequired(req: Request): Unauthorized {
+    // The file's path (not its content) tells a caller with the wrong token where to look.
+    return agentError(
+      "token_required",
+      access.hasSessionCookie(req)
+        ? `A dashboard session needs its secret in ${SESSION_HEADER} besides the cookie`
+        : "Send the agent's API token as Authorization: Bearer <token>" +
+          (opts.tokenFile ? `; this agent's token is in ${opts.tokenFile}` : ""),
+    );
+  }
 
   async function login(req: Request, url: URL): Promise<Response> {
     const session = access.redeem(url.searchParams.get("code") ?? "");
@@ -613,45 +625,6 @@ function createSerializer(): <T>(key: string, task: () => Promise<T>) => Promise
     });
     return run;
   };
-}
-
-/** A joined mesh as the API shows it (`GET /api/meshes/{mesh}`): no PEM, never the private key. */
-export interface MeshSummary {
-  name: string;
-  /** This agent's endpoint in the mesh. */
-  endpoint: { id: string; name: string };
-  /** The user this agent acts as (its certificate's CN). */
-  user: string;
-  bootstraps: string[];
-  /** ISO time of the join. */
-  joinedAt: string;
-  /** This agent's certificate: serial, ISO expiry, and where its renewal stands. */
-  certificate: { serial: string; notAfter: string; renewal?: RenewalState };
-  /** The mesh CA certificate's end, with a warning in words when under a year is left. */
-  caCertificate: CaExpiry;
-  /** True when this agent runs the mesh's CA (`ztm start`) and so can make invites for it. */
-  canInvite?: boolean;
-  /** The hub link; null when the mesh is not running. */
-  status:
-    | {
-      connected: boolean;
-      hub: string | null;
-      lastError: string | null;
-      since: string;
-      /** Why the last CRL seen was refused; absent while all is well. */
-      crlAlarm?: string;
-      /** Each hub's session (one per bootstrap address); `connected` is any of them. */
-      hubs?: {
-        address: string;
-        connected: boolean;
-        lastError: string | null;
-        rttMs: number | null;
-        since: string;
-        /** While down with an error: what it almost always means, in words (`hub_errors.ts`). */
-        problem?: string;
-      }[];
-    }
-    | null;
 }
 
 function meshSummary(
@@ -708,7 +681,7 @@ function waitSeconds(req: Request): number {
   if (text === null) return 0;
   const n = Number(text);
   if (!/^\d+$/.test(text) || n > MAX_JOIN_WAIT_S) {
-    throw new BadRequest(
+    throw agentError(
       "bad_wait",
       `Bad wait "${text.slice(0, 20)}": seconds from 0 to ${MAX_JOIN_WAIT_S}`,
     );

@@ -3,7 +3,8 @@
  * addresses, bodies), each throwing `BadRequest` with a message that names the
  * bad value and the rule; and the mapping of raw listen failures to API errors.
  */
-import { BadRequest, Conflict, Forbidden, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import { formatHostPort } from "@ztm/shared/flags";
 import { ENDPOINT_ID_PATTERN, NAME_PATTERN, type ServiceProto } from "@ztm/shared/protocol";
 import type { LocalService, PortMapping } from "./runtime.ts";
@@ -14,7 +15,7 @@ export const MAX_SERVICE_USERS = 1000;
 export function checkFields(obj: Record<string, unknown>, allowed: string[], what: string): void {
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) {
-      throw new BadRequest(
+      throw agentError(
         "bad_request",
         `${what} has an unknown field "${key}"; allowed: ${allowed.join(", ")}`,
       );
@@ -24,7 +25,7 @@ export function checkFields(obj: Record<string, unknown>, allowed: string[], wha
 
 export function checkProto(text: string): ServiceProto {
   if (text !== "tcp" && text !== "udp") {
-    throw new BadRequest("bad_proto", `Unknown protocol "${text}"; use tcp or udp`);
+    throw agentError("bad_proto", `Unknown protocol "${text}"; use tcp or udp`);
   }
   return text;
 }
@@ -33,7 +34,7 @@ export const NAME_RULE = "1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -
 
 export function checkServiceName(name: string): void {
   if (!NAME_PATTERN.test(name)) {
-    throw new BadRequest("bad_service_name", `Bad service name "${name}": use ${NAME_RULE}`);
+    throw agentError("bad_service_name", `Bad service name "${name}": use ${NAME_RULE}`);
   }
 }
 
@@ -46,10 +47,10 @@ export function checkServiceBody(
   const host = checkHost(body.host);
   const port = body.port;
   if (typeof port !== "number" || !Number.isInteger(port) || port < 1 || port > 65535) {
-    throw new BadRequest("bad_port", `Bad port ${JSON.stringify(port)}: use a number 1 to 65535`);
+    throw agentError("bad_port", `Bad port ${JSON.stringify(port)}: use a number 1 to 65535`);
   }
   if (body.strict !== undefined && typeof body.strict !== "boolean") {
-    throw new BadRequest("bad_strict", "strict must be true or false");
+    throw agentError("bad_strict", "strict must be true or false");
   }
   return { proto, name, host, port, users: checkUsers(body.users), strict: body.strict === true };
 }
@@ -71,7 +72,7 @@ export function canonicalIpv6(text: string): string | undefined {
 /** A service target host: an IP literal or a DNS name of at most 253 characters. */
 export function checkHost(value: unknown): string {
   if (typeof value !== "string" || value === "" || value.length > 253) {
-    throw new BadRequest(
+    throw agentError(
       "bad_host",
       "host must be a host name or IP address of 1 to 253 characters",
     );
@@ -80,7 +81,7 @@ export function checkHost(value: unknown): string {
   const v6 = canonicalIpv6(value);
   if (v6 !== undefined) return v6;
   if (!value.replace(/\.$/, "").split(".").every((label) => HOST_LABEL.test(label))) {
-    throw new BadRequest(
+    throw agentError(
       "bad_host",
       `Bad host ${JSON.stringify(value)}: use a host name or IP address`,
     );
@@ -94,7 +95,7 @@ export function checkUsers(value: unknown): string[] {
     !Array.isArray(value) || value.length > MAX_SERVICE_USERS ||
     value.some((u) => typeof u !== "string")
   ) {
-    throw new BadRequest(
+    throw agentError(
       "bad_users",
       `users must be a list of at most ${MAX_SERVICE_USERS} user names, or ["*"]`,
     );
@@ -102,13 +103,13 @@ export function checkUsers(value: unknown): string[] {
   const users = [...new Set(value as string[])];
   if (users.includes("*")) {
     if (users.length !== 1) {
-      throw new BadRequest("bad_users", `users is either ["*"] (every member) or a list of names`);
+      throw agentError("bad_users", `users is either ["*"] (every member) or a list of names`);
     }
     return users;
   }
   const bad = users.find((u) => !NAME_PATTERN.test(u));
   if (bad !== undefined) {
-    throw new BadRequest("bad_users", `Bad user name "${bad}" in users: use ${NAME_RULE}`);
+    throw agentError("bad_users", `Bad user name "${bad}" in users: use ${NAME_RULE}`);
   }
   return users;
 }
@@ -119,7 +120,7 @@ export function checkListenIp(text: string): string {
   if (IPV4.test(text)) return text;
   const v6 = canonicalIpv6(text);
   if (v6 !== undefined) return v6;
-  throw new BadRequest(
+  throw agentError(
     "bad_ip",
     `Bad listen address "${text}": use an IPv4 or IPv6 address or localhost`,
   );
@@ -128,7 +129,7 @@ export function checkListenIp(text: string): string {
 export function checkPortText(text: string): number {
   const port = Number(text);
   if (!/^\d{1,5}$/.test(text) || port < 1 || port > 65535) {
-    throw new BadRequest("bad_port", `Bad port "${text}": use 1 to 65535`);
+    throw agentError("bad_port", `Bad port "${text}": use 1 to 65535`);
   }
   return port;
 }
@@ -137,7 +138,7 @@ export function checkPortBody(body: Record<string, unknown>): PortMapping["targe
   checkFields(body, ["target"], "Port mapping");
   const t = body.target;
   if (typeof t !== "object" || t === null || Array.isArray(t)) {
-    throw new BadRequest("bad_target", "target must be an object {service, user?, endpoint?}");
+    throw agentError("bad_target", "target must be an object {service, user?, endpoint?}");
   }
   const fields = t as Record<string, unknown>;
   checkFields(fields, ["service", "user", "endpoint"], "target");
@@ -147,7 +148,7 @@ export function checkPortBody(body: Record<string, unknown>): PortMapping["targe
     ? fields.service.replace(/^tcp\//i, "")
     : fields.service;
   if (typeof service !== "string" || !NAME_PATTERN.test(service)) {
-    throw new BadRequest(
+    throw agentError(
       "bad_target",
       `Bad target service ${
         JSON.stringify(fields.service)
@@ -157,7 +158,7 @@ export function checkPortBody(body: Record<string, unknown>): PortMapping["targe
   const target: PortMapping["target"] = { service };
   if (user !== undefined) {
     if (typeof user !== "string" || !NAME_PATTERN.test(user)) {
-      throw new BadRequest(
+      throw agentError(
         "bad_target",
         `Bad target user ${JSON.stringify(user)}: use ${NAME_RULE}`,
       );
@@ -169,7 +170,7 @@ export function checkPortBody(body: Record<string, unknown>): PortMapping["targe
       typeof endpoint !== "string" ||
       !(NAME_PATTERN.test(endpoint) || ENDPOINT_ID_PATTERN.test(endpoint))
     ) {
-      throw new BadRequest(
+      throw agentError(
         "bad_target",
         `Bad target endpoint ${JSON.stringify(endpoint)}: use an endpoint id or name`,
       );
@@ -184,17 +185,17 @@ export function listenError(err: unknown, m: PortMapping): unknown {
   if (err instanceof ZtmError) return err;
   const addr = `${m.ip}/${m.proto}/${m.port}`;
   if (err instanceof Deno.errors.AddrInUse) {
-    return new Conflict("port_in_use", `Port ${addr} is already in use`, { cause: err });
+    return agentError("port_in_use", `Port ${addr} is already in use`, { cause: err });
   }
   if (err instanceof Deno.errors.AddrNotAvailable) {
-    return new BadRequest(
+    return agentError(
       "address_unavailable",
       `Address ${m.ip} is not an address of this computer`,
       { cause: err },
     );
   }
   if (err instanceof Deno.errors.PermissionDenied) {
-    return new Forbidden("port_not_permitted", `Not permitted to listen on ${addr}`, {
+    return agentError("port_not_permitted", `Not permitted to listen on ${addr}`, {
       cause: err,
     });
   }

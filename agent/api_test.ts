@@ -16,6 +16,7 @@ import {
   type MeshService,
   type Page,
 } from "@ztm/shared/protocol";
+import { AGENT_PATHS, agentPath, ENDPOINT_ROUTES } from "@ztm/shared/agent_api";
 import { ApiAccess } from "./access.ts";
 import { createAgentApp, MAX_BODY_BYTES } from "./api.ts";
 import type { SignedRequest } from "@ztm/shared/signed_request";
@@ -964,6 +965,26 @@ Deno.test("a non-loopback Host or a foreign Origin answers 403 and changes nothi
     origin: "http://127.0.0.1:7777",
   });
   assertEquals(sameSite.status, 201);
+});
+
+Deno.test("every route of the agent API contract is routed: an unknown mesh is named, not the route", async () => {
+  await using agent = new TestAgent();
+  const mesh = "nomesh";
+  for (const pattern of [AGENT_PATHS.mesh, AGENT_PATHS.policy, AGENT_PATHS.exit]) {
+    assertError(await agent.call("GET", agentPath(pattern, { mesh })), 404, "unknown_mesh");
+  }
+  for (const route of ENDPOINT_ROUTES) {
+    const path = agentPath(`${AGENT_PATHS.endpoint}/${route.pattern}`, {
+      mesh,
+      ep: "me",
+      proto: "tcp",
+      name: "web",
+      ip: "127.0.0.1",
+      port: 8080,
+    });
+    const body = route.method === "POST" ? {} : undefined;
+    assertError(await agent.call(route.method, path, body), 404, "unknown_mesh");
+  }
 });
 
 Deno.test("a wrong method answers 405 with Allow, and an unknown path 404", async () => {

@@ -16,84 +16,42 @@
  *
  * @module
  */
-import { errorFromResponse, GatewayTimeout, ServiceUnavailable } from "@ztm/shared/errors";
-import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
-import type { MeshSummary } from "./api.ts";
-import type { Policy } from "./policy.ts";
-import type { ProxyStatus } from "./proxy/proxies.ts";
-import type { LocalService, PortMapping } from "./runtime.ts";
-import type { UnverifiedRefusals } from "./endpoint_ops.ts";
-import type { AuditEntry } from "./store.ts";
-import type { TunnelHealth, TunnelState } from "./tunnel_state.ts";
+import {
+  AGENT_PATHS as P,
+  agentError,
+  agentPath,
+  type AuditEntry,
+  type AuditPage,
+  ENDPOINT_PATHS as E,
+  type EndpointRecord,
+  type ExitRule,
+  type InviteJoinBody,
+  type JoinBody,
+  type ListQuery,
+  type LocalService,
+  type LocalServiceState,
+  type MeshService,
+  type MeshSummary,
+  type OpenedPort,
+  type Page,
+  type Policy,
+  type PortAddress,
+  type PortMapping,
+  type PortMappingState,
+  type ProxyStatus,
+  type ServiceProto,
+  type ServiceSpec,
+  type TunnelHealth,
+  type TunnelState,
+  type UnverifiedRefusals,
+} from "@ztm/shared/agent_api";
+import { errorFromResponse } from "@ztm/shared/errors";
 
-export type { AuditEntry, EndpointRecord, LocalService, MeshService, MeshSummary, Page, Policy };
-export type { PortMapping, ServiceProto, TunnelHealth, TunnelState, UnverifiedRefusals };
-export type { ProxyStatus };
-
-/** A port mapping as listed: with its live state (absent while the mesh is not running). */
-export type PortMappingState = PortMapping & { state?: TunnelState };
-/** A new port mapping: its state, and a warning when it cannot work yet (nobody offers the service…). */
-export type OpenedPort = PortMappingState & { warning?: string };
-/** A service as listed: with its live state (absent while the mesh is not running). */
-export type LocalServiceState = LocalService & { state?: TunnelState };
-
-/** The body of a join: the mesh CA, this endpoint's certificate and key (PEM), and hub addresses. */
-export interface JoinBody {
-  ca: string;
-  agent: { name?: string; certificate: string; privateKey: string };
-  /** `host:port` of the mesh's hubs, tried in order. */
-  bootstraps: string[];
-}
-
-/** What `POST /api/meshes/{mesh}` takes to join with an invite (the agent makes the key). */
-export interface InviteJoinBody {
-  invite: string;
-  agent?: { name?: string };
-  /** Overrides the invite's hub addresses. */
-  bootstraps?: string[];
-}
-
-/** Paging and search of a list. */
-export interface ListQuery {
-  offset?: number;
-  /** At most 500; the agent's default is 100. */
-  limit?: number;
-  /** Search text. */
-  q?: string;
-}
-
-/** A service to offer: `proto/name` → `host:port` reachable from the providing endpoint. */
-export interface ServiceSpec {
-  proto: ServiceProto;
-  name: string;
-  host: string;
-  port: number;
-  /** Users allowed besides the service's user and `root`; `["*"]` is every member. */
-  users?: string[];
-  /** Narrowing `users` also closes the live connections of users no longer allowed. */
-  strict?: boolean;
-}
-
-/** A local listener address of a port mapping. */
-export interface PortAddress {
-  /** Listen address: an IPv4 or IPv6 literal, or `localhost`. */
-  ip: string;
-  proto: ServiceProto;
-  port: number;
-}
-
-/** A page of an endpoint's audit log, newest first. */
-export interface AuditPage {
-  items: AuditEntry[];
-  total: number;
-  offset: number;
-  limit: number;
-  /**
-   * Refused remote requests whose signature did not verify: counted since the
-   * agent started and the latest few, kept apart so they never push `items` out.
-   */
-  unverified: UnverifiedRefusals;
-}
+// The contract's types, so a script needs only this module.
+export type { AuditEntry, AuditPage, EndpointRecord, ExitRule, InviteJoinBody, JoinBody };
+export type { ListQuery, LocalService, LocalServiceState, MeshService, MeshSummary, OpenedPort };
+export type { Page, Policy, PortAddress, PortMapping, PortMappingState, ProxyStatus };
+export type { ServiceProto, ServiceSpec, TunnelHealth, TunnelState, UnverifiedRefusals };
 
 /** How to reach an agent. */
 export interface AgentClientOptions {
@@ -104,8 +62,6 @@ export interface AgentClientOptions {
   /** How long one request may take, ms (default 60 s; remote management takes up to 15 s). */
   timeoutMs?: number;
 }
-
-const enc = encodeURIComponent;
 
 function waitQuery(wait: number | undefined): string {
   return wait ? `?wait=${wait}` : "";
@@ -161,13 +117,13 @@ export class AgentClient {
       text = await res.text();
     } catch (err) {
       if (signal.aborted) {
-        throw new GatewayTimeout(
+        throw agentError(
           "agent_timeout",
           `The agent at ${this.url} did not answer ${method} ${path} within ${this.#timeoutMs} ms`,
           { cause: err },
         );
       }
-      throw new ServiceUnavailable(
+      throw agentError(
         "agent_unreachable",
         `Cannot reach the agent at ${this.url}: ${(err as Error).message}`,
         { cause: err },
@@ -179,12 +135,12 @@ export class AgentClient {
 
   /** `GET /api/meshes`: every joined mesh with its hub link. */
   meshes(): Promise<MeshSummary[]> {
-    return this.request("GET", "/api/meshes");
+    return this.request("GET", P.meshes);
   }
 
   /** `GET /api/meshes/{mesh}`. */
   mesh(mesh: string): Promise<MeshSummary> {
-    return this.request("GET", `/api/meshes/${enc(mesh)}`);
+    return this.request("GET", agentPath(P.mesh, { mesh }));
   }
 
   /**
@@ -193,7 +149,7 @@ export class AgentClient {
    * reach undoes the join (`ServiceUnavailable`, `hub_unreachable`, the reason in words).
    */
   join(mesh: string, body: JoinBody, options: { wait?: number } = {}): Promise<MeshSummary> {
-    return this.request("POST", `/api/meshes/${enc(mesh)}${waitQuery(options.wait)}`, body);
+    return this.request("POST", agentPath(P.mesh, { mesh }) + waitQuery(options.wait), body);
   }
 
   /**
@@ -205,7 +161,7 @@ export class AgentClient {
     body: InviteJoinBody,
     options: { wait?: number } = {},
   ): Promise<MeshSummary> {
-    return this.request("POST", `/api/meshes/${enc(mesh)}${waitQuery(options.wait)}`, body);
+    return this.request("POST", agentPath(P.mesh, { mesh }) + waitQuery(options.wait), body);
   }
 
   /** `PATCH /api/meshes/{mesh}`: new hub addresses, used at once; `wait` as in {@link join}. */
@@ -214,29 +170,29 @@ export class AgentClient {
     bootstraps: string[],
     options: { wait?: number } = {},
   ): Promise<MeshSummary> {
-    return this.request("PATCH", `/api/meshes/${enc(mesh)}${waitQuery(options.wait)}`, {
+    return this.request("PATCH", agentPath(P.mesh, { mesh }) + waitQuery(options.wait), {
       bootstraps,
     });
   }
 
   /** `DELETE /api/meshes/{mesh}`: leaves and forgets the mesh. */
   leave(mesh: string): Promise<MeshSummary> {
-    return this.request("DELETE", `/api/meshes/${enc(mesh)}`);
+    return this.request("DELETE", agentPath(P.mesh, { mesh }));
   }
 
   /** `GET /api/meshes/{mesh}/policy`: this endpoint's policy for remote management. */
   policy(mesh: string): Promise<Policy> {
-    return this.request("GET", `/api/meshes/${enc(mesh)}/policy`);
+    return this.request("GET", agentPath(P.policy, { mesh }));
   }
 
   /** `PUT /api/meshes/{mesh}/policy`: fields not given keep their value. */
   setPolicy(mesh: string, policy: Partial<Policy>): Promise<Policy> {
-    return this.request("PUT", `/api/meshes/${enc(mesh)}/policy`, policy);
+    return this.request("PUT", agentPath(P.policy, { mesh }), policy);
   }
 
   /** `GET /api/meshes/{mesh}/proxy`: this agent's proxy for the mesh (off, or where it listens). */
   proxy(mesh: string): Promise<ProxyStatus> {
-    return this.request("GET", `/api/meshes/${enc(mesh)}/proxy`);
+    return this.request("GET", agentPath(P.proxy, { mesh }));
   }
 
   /**
@@ -245,7 +201,7 @@ export class AgentClient {
    * `Conflict` (`port_in_use`) or `BadRequest` (`listen_not_loopback`).
    */
   proxyOn(mesh: string, listen?: string, exit?: string): Promise<ProxyStatus> {
-    return this.request("PUT", `/api/meshes/${enc(mesh)}/proxy`, {
+    return this.request("PUT", agentPath(P.proxy, { mesh }), {
       ...(listen ? { listen } : {}),
       ...(exit ? { exit } : {}),
     });
@@ -253,27 +209,27 @@ export class AgentClient {
 
   /** `DELETE /api/meshes/{mesh}/proxy`: turns the proxy off and closes its connections. */
   proxyOff(mesh: string): Promise<ProxyStatus> {
-    return this.request("DELETE", `/api/meshes/${enc(mesh)}/proxy`);
+    return this.request("DELETE", agentPath(P.proxy, { mesh }));
   }
 
   /** `GET /api/meshes/{mesh}/endpoints`: the mesh's endpoints with their online state. */
   endpoints(mesh: string, query: ListQuery = {}): Promise<Page<EndpointRecord>> {
-    return this.request("GET", `/api/meshes/${enc(mesh)}/endpoints${search(query)}`);
+    return this.request("GET", agentPath(P.endpoints, { mesh }) + search(query));
   }
 
   /** `GET /api/meshes/{mesh}/endpoints/{ep}`: one endpoint by id or unique name. */
   endpoint(mesh: string, ep: string): Promise<EndpointRecord> {
-    return this.request("GET", `/api/meshes/${enc(mesh)}/endpoints/${enc(ep)}`);
+    return this.request("GET", agentPath(P.endpoint, { mesh, ep }));
   }
 
   /** `GET /api/meshes/{mesh}/services`: mesh-wide services with their providers. */
   meshServices(mesh: string, query: ListQuery = {}): Promise<Page<MeshService>> {
-    return this.request("GET", `/api/meshes/${enc(mesh)}/services${search(query)}`);
+    return this.request("GET", agentPath(P.meshServices, { mesh }) + search(query));
   }
 
   /** `GET …/endpoints/{ep}/services`: the services an endpoint provides (any endpoint). */
   services(mesh: string, ep: string): Promise<LocalServiceState[]> {
-    return this.request("GET", endpointPath(mesh, ep, "services"));
+    return this.request("GET", endpointPath(mesh, ep, E.services));
   }
 
   /** `POST …/endpoints/{ep}/services/{proto}/{name}`: offers (or replaces) a service. */
@@ -281,7 +237,7 @@ export class AgentClient {
     const { proto, name, ...body } = service;
     return this.request(
       "POST",
-      endpointPath(mesh, ep, `services/${enc(proto)}/${enc(name)}`),
+      endpointPath(mesh, ep, E.service, { proto, name }),
       body,
     );
   }
@@ -294,13 +250,13 @@ export class AgentClient {
   ): Promise<LocalService> {
     return this.request(
       "DELETE",
-      endpointPath(mesh, ep, `services/${enc(service.proto)}/${enc(service.name)}`),
+      endpointPath(mesh, ep, E.service, service),
     );
   }
 
   /** `GET …/endpoints/{ep}/ports`: an endpoint's port mappings with their live state. */
   ports(mesh: string, ep: string): Promise<PortMappingState[]> {
-    return this.request("GET", endpointPath(mesh, ep, "ports"));
+    return this.request("GET", endpointPath(mesh, ep, E.ports));
   }
 
   /** `POST …/endpoints/{ep}/ports/{ip}/{proto}/{port}`: opens a port mapping to a service. */
@@ -310,31 +266,33 @@ export class AgentClient {
     address: PortAddress,
     target: PortMapping["target"],
   ): Promise<OpenedPort> {
-    return this.request("POST", endpointPath(mesh, ep, portPath(address)), { target });
+    return this.request("POST", endpointPath(mesh, ep, E.port, address), { target });
   }
 
   /** `DELETE …/endpoints/{ep}/ports/{ip}/{proto}/{port}`: closes a port mapping. */
   closePort(mesh: string, ep: string, address: PortAddress): Promise<PortMapping> {
-    return this.request("DELETE", endpointPath(mesh, ep, portPath(address)));
+    return this.request("DELETE", endpointPath(mesh, ep, E.port, address));
   }
 
   /** `GET …/endpoints/{ep}/log`: the endpoint's audit log, newest first. */
   auditLog(mesh: string, ep: string, query: ListQuery = {}): Promise<AuditPage> {
-    return this.request("GET", endpointPath(mesh, ep, `log${search(query)}`));
+    return this.request("GET", endpointPath(mesh, ep, E.log) + search(query));
   }
 
   /** `POST /api/login-codes`: a fresh one-time dashboard login URL. */
   async loginUrl(): Promise<string> {
-    return (await this.request<{ url: string }>("POST", "/api/login-codes")).url;
+    return (await this.request<{ url: string }>("POST", P.loginCodes)).url;
   }
 }
 
-function endpointPath(mesh: string, ep: string, rest: string): string {
-  return `/api/meshes/${enc(mesh)}/endpoints/${enc(ep)}/${rest}`;
-}
-
-function portPath(a: PortAddress): string {
-  return `ports/${enc(a.ip)}/${enc(a.proto)}/${a.port}`;
+/** `…/endpoints/{ep}/` followed by one of `ENDPOINT_PATHS`, its parameters filled from `params`. */
+function endpointPath(
+  mesh: string,
+  ep: string,
+  pattern: string,
+  params: object = {},
+): string {
+  return agentPath(`${P.endpoint}/${pattern}`, { ...params, mesh, ep });
 }
 
 function search(query: ListQuery): string {

@@ -13,14 +13,7 @@
  * A change is committed to the store, then handed to the runtime; if the
  * runtime cannot apply it, the store change is undone.
  */
-import {
-  Conflict,
-  errorBody,
-  Forbidden,
-  NotFound,
-  ServiceUnavailable,
-  ZtmError,
-} from "@ztm/shared/errors";
+import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { findRoute, json, type Params, parseJsonObject, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
@@ -37,6 +30,17 @@ import { allowedTarget, allowsListen } from "./policy.ts";
 import type { MeshRuntime, PortMapping } from "./runtime.ts";
 import type { AgentStore, AuditEntry } from "./store.ts";
 import { auditDetail, type TunnelState, withPortStates } from "./tunnel_state.ts";
+import {
+  agentError,
+  DEFAULT_PAGE_LIMIT,
+  ENDPOINT_ROUTES,
+  type EndpointOpName,
+  type EndpointRoute,
+  MAX_PAGE_LIMIT,
+  type UnverifiedRefusals,
+} from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { UnverifiedRefusals };
 
 /** Who asks. */
 export interface Caller {
@@ -71,60 +75,25 @@ type Op = (
 /** Most recent refusals of unverified remote requests kept per mesh (in memory). */
 export const UNVERIFIED_SAMPLES = 20;
 
-/**
- * Refused remote requests whose signature did not verify, kept apart from the
- * audit log so a flood of them cannot push real entries out: a count since
- * the agent started, and the most recent few.
- */
-export interface UnverifiedRefusals {
-  count: number;
-  since: string;
-  recent: Omit<AuditEntry, "id">[];
-}
-
 /** The operations on this endpoint. Methods may be called concurrently. */
 export class EndpointOps {
   #o: EndpointOpsOptions;
   #unverified = new Map<string, UnverifiedRefusals>();
   #started = new Date().toISOString();
-  #routes: { method: string; pattern: string; op: Op; write: boolean }[];
+  #routes: (EndpointRoute & { op: Op })[];
 
   constructor(opts: EndpointOpsOptions) {
     this.#o = opts;
-    this.#routes = [
-      { method: "GET", pattern: "services", op: (m) => this.#listServices(m), write: false },
-      {
-        method: "POST",
-        pattern: "services/:proto/:name",
-        op: (m, c, p, b) => this.#putService(m, c, p, b),
-        write: true,
-      },
-      {
-        method: "DELETE",
-        pattern: "services/:proto/:name",
-        op: (m, _c, p) => this.#deleteService(m, p),
-        write: true,
-      },
-      { method: "GET", pattern: "ports", op: (m) => this.#listPorts(m), write: false },
-      {
-        method: "POST",
-        pattern: "ports/:ip/:proto/:port",
-        op: (m, c, p, b) => this.#openPort(m, c, p, b),
-        write: true,
-      },
-      {
-        method: "DELETE",
-        pattern: "ports/:ip/:proto/:port",
-        op: (m, _c, p) => this.#closePort(m, p),
-        write: true,
-      },
-      {
-        method: "GET",
-        pattern: "log",
-        op: (m, _c, _p, _b, q) => this.#readLog(m, q),
-        write: false,
-      },
-    ];
+    const ops: Record<EndpointOpName, Op> = {
+      listServices: (m) => this.#listServices(m),
+      putService: (m, c, p, b) => this.#putService(m, c, p, b),
+      deleteService: (m, _c, p) => this.#deleteService(m, p),
+      listPorts: (m) => this.#listPorts(m),
+      openPort: (m, c, p, b) => this.#openPort(m, c, p, b),
+      closePort: (m, _c, p) => this.#closePort(m, p),
+      readLog: (m, _c, _p, _b, q) => this.#readLog(m, q),
+    };
+    this.#routes = ENDPOINT_ROUTES.map((route) => ({ ...route, op: ops[route.name] }));
   }
 
   /**
@@ -224,7 +193,7 @@ export class EndpointOps {
   #checkRemote(mesh: string, caller: Caller): void {
     const policy = this.#o.store.policy(mesh);
     if (!policy.remoteManagement) {
-      throw new Forbidden(
+      throw agentError(
         "remote_management_off",
         "Remote management is switched off on this endpoint",
       );
@@ -232,7 +201,7 @@ export class EndpointOps {
     const owner = this.#o.userOf(mesh);
     if (caller.user !== owner && caller.user !== "root") {
       const endpoint = this.#o.store.mesh(mesh)?.endpointName ?? "?";
-      throw new Forbidden(
+      throw agentError(
         "not_allowed",
         `User "${caller.user}" may not manage endpoint "${endpoint}"; only its user "${owner}" and root may`,
       );
@@ -279,7 +248,7 @@ export class EndpointOps {
   }
 
   #readLog(mesh: string, query: URLSearchParams): Promise<Response> {
-    const { offset, limit } = parsePageParams(query, 100, 500);
+    const { offset, limit } = parsePageParams(query, DEFAULT_PAGE_LIMIT, MAX_PAGE_LIMIT);
     const unverified = this.#unverified.get(mesh) ?? { count: 0, since: this.#started, recent: [] };
     return Promise.resolve(
       json({ ...this.#o.store.audit(mesh, offset, limit), offset, limit, unverified }),
@@ -293,7 +262,7 @@ export class EndpointOps {
     if (caller.remote) {
       const policy = this.#o.store.policy(mesh);
       if (!allowedTarget(policy, svc.host, svc.port)) {
-        throw new Forbidden(
+        throw agentError(
           "target_not_allowed",
           `Remote callers may not point services at ${
             formatAddr(svc.host, svc.port)
@@ -337,7 +306,7 @@ export class EndpointOps {
     if (caller.remote) {
       const policy = this.#o.store.policy(mesh);
       if (!allowsListen(policy, ip)) {
-        throw new Forbidden(
+        throw agentError(
           "listen_not_allowed",
           `Remote callers may not listen on ${ip} (policy listen: ${
             policy.listen.join(", ") || "none"
@@ -387,7 +356,7 @@ export class EndpointOps {
       const runtime = this.#o.runtimeOf(mesh);
       const mapping = store.port(mesh, ip, proto, port);
       if (!mapping) {
-        throw new NotFound(
+        throw agentError(
           "unknown_port",
           `Unknown port mapping "${ip}/${proto}/${port}" in mesh "${mesh}"`,
         );
@@ -428,7 +397,7 @@ async function fixPoolUser(
       .map((s) => s.user),
   );
   if (users.size > 1) {
-    throw new Conflict(
+    throw agentError(
       "ambiguous_service",
       `Several users offer ${proto}/${target.service} (${
         [...users].sort().join(", ")

@@ -9,6 +9,7 @@
  * the pinned CA, name the invite's user and carry this key; the result is an
  * ordinary join body (`join.ts` checks it again).
  */
+import { agentError } from "@ztm/shared/agent_api";
 import https from "node:https";
 import {
   certificateRole,
@@ -20,7 +21,7 @@ import {
   x509,
 } from "@ztm/shared/certs";
 import { isEndpointName } from "@ztm/shared/endpoint_id";
-import { BadRequest, errorFromResponse, ServiceUnavailable } from "@ztm/shared/errors";
+import { errorFromResponse } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
 import { decodeInvite, enrollmentProof, inviteProofKey } from "@ztm/shared/invite";
 import { errText, type Logger } from "@ztm/shared/log";
@@ -107,24 +108,24 @@ export async function enrollWithInvite(
 ): Promise<Record<string, unknown>> {
   for (const key of Object.keys(body)) {
     if (!["invite", "agent", "bootstraps"].includes(key)) {
-      throw new BadRequest(
+      throw agentError(
         "bad_request",
         `A join with an invite takes invite, agent.name and bootstraps, not "${key.slice(0, 40)}"`,
       );
     }
   }
   if (typeof body.invite !== "string") {
-    throw new BadRequest("bad_invite", "invite must be the invite string");
+    throw agentError("bad_invite", "invite must be the invite string");
   }
   const invite = decodeInvite(body.invite);
-  if (!NAME_PATTERN.test(invite.user)) throw new BadRequest("bad_invite", "Bad user in invite");
+  if (!NAME_PATTERN.test(invite.user)) throw agentError("bad_invite", "Bad user in invite");
   const agent = (body.agent ?? {}) as Record<string, unknown>;
   if (typeof agent !== "object" || Array.isArray(agent)) {
-    throw new BadRequest("bad_request", "agent must be an object");
+    throw agentError("bad_request", "agent must be an object");
   }
   for (const key of Object.keys(agent)) {
     if (key !== "name") {
-      throw new BadRequest(
+      throw agentError(
         "bad_request",
         "With an invite the agent makes its own key and certificate",
       );
@@ -132,7 +133,7 @@ export async function enrollWithInvite(
   }
   const name = agent.name === undefined ? (opts.endpointName ?? defaultEndpointName()) : agent.name;
   if (typeof name !== "string" || !isEndpointName(name)) {
-    throw new BadRequest("bad_endpoint_name", `Bad endpoint name "${String(name).slice(0, 80)}"`);
+    throw agentError("bad_endpoint_name", `Bad endpoint name "${String(name).slice(0, 80)}"`);
   }
 
   const keys = await generateKeyPair();
@@ -169,7 +170,7 @@ export async function enrollWithInvite(
     if ((await fingerprintOf(ca)) !== invite.caFingerprint || certificateRole(ca) !== "ca") {
       // Another CA, or a man in the middle: this address is not the mesh's hub.
       opts.log.warn("enrollment: the hub's CA does not match the invite", { peer: address });
-      throw new BadRequest(
+      throw agentError(
         "ca_mismatch",
         `The hub at ${address} serves a CA certificate whose fingerprint is not the one in the ` +
           "invite: nothing was sent to it",
@@ -199,7 +200,7 @@ export async function enrollWithInvite(
     }
     const answer = JSON.parse(text) as { certificate?: unknown };
     if (typeof answer.certificate !== "string") {
-      throw new ServiceUnavailable("bad_answer", "The CA's answer carries no certificate");
+      throw agentError("bad_answer", "The CA's answer carries no certificate");
     }
     await checkIssued(answer.certificate, ca, keys.publicKey, invite.user);
     opts.log.info("enrolled with an invite", { user: invite.user, endpoint: name, peer: address });
@@ -213,7 +214,7 @@ export async function enrollWithInvite(
       bootstraps: body.bootstraps ?? invite.hubs,
     };
   }
-  throw new ServiceUnavailable(
+  throw agentError(
     "hub_unreachable",
     `No enrollment port of the invite answered: ${failures.join("; ")}`,
   );
@@ -232,7 +233,7 @@ async function checkIssued(
   const signed = await cert.verify({ publicKey: ca.publicKey, signatureOnly: true })
     .catch(() => false);
   if (!signed || !sameKey || commonNameOf(cert) !== user || certificateRole(cert) !== "client") {
-    throw new ServiceUnavailable(
+    throw agentError(
       "bad_answer",
       "The certificate that came back is not the one asked for (CA, key, user or role differ)",
     );

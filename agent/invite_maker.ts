@@ -11,29 +11,12 @@
  *
  * What an invite is and how the CA makes it: `ca/invites.ts`, `shared/invite.ts`.
  */
-import { BadRequest, NotFound } from "@ztm/shared/errors";
+import { agentError, type InviteRequest, type MadeInvite } from "@ztm/shared/agent_api";
+import type { ZtmError } from "@ztm/shared/errors";
 import { parseCertificate } from "@ztm/shared/certs";
 import { NAME_PATTERN } from "@ztm/shared/protocol";
 
-/** What the CA answers for a new invite (`POST /api/invites` on the CA). */
-export interface MadeInvite {
-  /** The printable invite string: a secret until it is used. */
-  invite: string;
-  id: string;
-  user: string;
-  expiresAt: string;
-  usesLeft: number;
-  hubs: { control: string[]; enroll: string[] };
-}
-
-/** An invite request as the agent passes it on (checked by {@link checkInviteRequest}). */
-export interface InviteRequest {
-  user: string;
-  /** `90s`, `15m`, `1h`, `7d`; the CA's default (1 h) when absent. */
-  expires?: string;
-  /** 1 to 100; the CA's default (1) when absent. */
-  uses?: number;
-}
+export type { InviteRequest, MadeInvite };
 
 /** The CA an agent runs beside: its certificate, and a way to make invites with it. */
 export interface InviteMaker {
@@ -46,11 +29,14 @@ export interface InviteMaker {
 export function checkInviteRequest(body: Record<string, unknown>): InviteRequest {
   for (const key of Object.keys(body)) {
     if (!["user", "expires", "uses"].includes(key)) {
-      throw new BadRequest("bad_field", `Unknown field "${key.slice(0, 40)}": user, expires, uses`);
+      throw agentError(
+        "bad_request",
+        `Unknown field "${key.slice(0, 40)}": user, expires, uses`,
+      );
     }
   }
   if (typeof body.user !== "string" || !NAME_PATTERN.test(body.user)) {
-    throw new BadRequest(
+    throw agentError(
       "bad_user",
       "user is 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -",
     );
@@ -59,14 +45,14 @@ export function checkInviteRequest(body: Record<string, unknown>): InviteRequest
     body.expires !== undefined &&
     (typeof body.expires !== "string" || !/^\d{1,7}[smhd]$/.test(body.expires))
   ) {
-    throw new BadRequest("bad_expiry", 'expires is a duration such as "15m", "1h", "7d"');
+    throw agentError("bad_expiry", 'expires is a duration such as "15m", "1h", "7d"');
   }
   if (
     body.uses !== undefined &&
     (typeof body.uses !== "number" || !Number.isInteger(body.uses) || body.uses < 1 ||
       body.uses > 100)
   ) {
-    throw new BadRequest("bad_uses", "uses is a whole number from 1 to 100");
+    throw agentError("bad_uses", "uses is a whole number from 1 to 100");
   }
   return {
     user: body.user,
@@ -91,8 +77,8 @@ export function makesInvitesFor(maker: InviteMaker | undefined, meshCaPem: strin
 }
 
 /** The refusal for a mesh this agent cannot make invites for. */
-export function noInvitesHere(mesh: string): NotFound {
-  return new NotFound(
+export function noInvitesHere(mesh: string): ZtmError {
+  return agentError(
     "invites_unavailable",
     `This agent does not run the CA of mesh "${mesh}": make invites with ztm invite on the CA's machine`,
   );

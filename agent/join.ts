@@ -13,7 +13,7 @@
  * store.addMesh(config);
  * ```
  */
-import { BadRequest } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
 import { formatHostPort, parseHostPort, UsageError } from "@ztm/shared/flags";
 import {
   certificateRole,
@@ -62,7 +62,7 @@ export async function checkJoinRequest(
   options: JoinCheckOptions = {},
 ): Promise<JoinRequest> {
   if (!NAME_PATTERN.test(mesh)) {
-    throw new BadRequest(
+    throw agentError(
       "bad_mesh_name",
       `Bad mesh name "${mesh}": use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -`,
     );
@@ -70,7 +70,7 @@ export async function checkJoinRequest(
   checkKeys(body, ["ca", "agent", "bootstraps"], "Join request");
   const agent = body.agent;
   if (typeof agent !== "object" || agent === null || Array.isArray(agent)) {
-    throw new BadRequest(
+    throw agentError(
       "bad_request",
       "agent must be an object with certificate and privateKey",
     );
@@ -82,16 +82,16 @@ export async function checkJoinRequest(
   const now = options.now ?? new Date();
 
   if (typeof body.ca !== "string") {
-    throw new BadRequest("bad_ca", "ca must be the mesh CA certificate as PEM text");
+    throw agentError("bad_ca", "ca must be the mesh CA certificate as PEM text");
   }
   const ca = parseCa(body.ca, now);
   if (typeof fields.certificate !== "string") {
-    throw new BadRequest("bad_certificate", "agent.certificate must be a PEM certificate");
+    throw agentError("bad_certificate", "agent.certificate must be a PEM certificate");
   }
   const certificate = parseCertificate(fields.certificate);
   const user = await checkUserCertificate(certificate, ca, now);
   if (typeof fields.privateKey !== "string") {
-    throw new BadRequest("bad_private_key", "agent.privateKey must be a PKCS#8 PEM private key");
+    throw agentError("bad_private_key", "agent.privateKey must be a PKCS#8 PEM private key");
   }
   await checkKeyMatches(fields.privateKey, certificate);
   const endpointSeed = newEndpointSeed();
@@ -132,7 +132,7 @@ export function defaultEndpointName(hostname?: string): string {
 function checkKeys(obj: Record<string, unknown>, allowed: string[], what: string): void {
   for (const key of Object.keys(obj)) {
     if (!allowed.includes(key)) {
-      throw new BadRequest(
+      throw agentError(
         "bad_request",
         `${what} has an unknown field "${key}"; allowed: ${allowed.join(", ")}`,
       );
@@ -145,7 +145,7 @@ function checkEndpointName(value: unknown, fallback: string | undefined): string
     return fallback ?? defaultEndpointName();
   }
   if (typeof value !== "string" || !isEndpointName(value)) {
-    throw new BadRequest(
+    throw agentError(
       "bad_endpoint_name",
       `Bad endpoint name ${JSON.stringify(value)}: use 1 to 64 of A-Z a-z 0-9 . _ -, ` +
         "not starting with . or -, and not in the endpoint id form ep-<32 hex digits>",
@@ -160,7 +160,7 @@ function checkEndpointName(value: unknown, fallback: string | undefined): string
  */
 export function checkBootstraps(value: unknown): string[] {
   if (!Array.isArray(value) || value.length === 0 || value.length > MAX_BOOTSTRAPS) {
-    throw new BadRequest(
+    throw agentError(
       "bad_bootstraps",
       `bootstraps must be a list of 1 to ${MAX_BOOTSTRAPS} hub addresses "host:port"`,
     );
@@ -168,7 +168,7 @@ export function checkBootstraps(value: unknown): string[] {
   const out: string[] = [];
   for (const item of value) {
     if (typeof item !== "string" || item.startsWith(":")) {
-      throw new BadRequest(
+      throw agentError(
         "bad_bootstraps",
         `Bad hub address ${JSON.stringify(item)}: write host:port`,
       );
@@ -183,7 +183,7 @@ export function checkBootstraps(value: unknown): string[] {
       if (!URL.canParse(`https://${text}/`)) throw new UsageError(`Bad host in address "${item}"`);
     } catch (err) {
       if (!(err instanceof UsageError)) throw err;
-      throw new BadRequest("bad_bootstraps", `Bad hub address: ${err.message}`, { cause: err });
+      throw agentError("bad_bootstraps", `Bad hub address: ${err.message}`, { cause: err });
     }
     if (!out.includes(text)) out.push(text);
   }
@@ -199,17 +199,17 @@ function parseCa(pem: string, now: Date): x509.X509Certificate[] {
   try {
     cas = parseCertificates(pem);
   } catch (err) {
-    throw new BadRequest("bad_ca", "ca is not a PEM X.509 certificate", { cause: err });
+    throw agentError("bad_ca", "ca is not a PEM X.509 certificate", { cause: err });
   }
   for (const ca of cas) {
     if (certificateRole(ca) !== "ca") {
-      throw new BadRequest(
+      throw agentError(
         "bad_ca",
         `ca "${ca.subject}" is not a CA certificate (no basicConstraints CA:true)`,
       );
     }
     if (now < ca.notBefore || now > ca.notAfter) {
-      throw new BadRequest(
+      throw agentError(
         "bad_ca",
         `CA certificate "${ca.subject}" is valid only from ${ca.notBefore.toISOString()} ` +
           `to ${ca.notAfter.toISOString()}`,
@@ -230,34 +230,34 @@ async function checkUserCertificate(
   if (!signed) {
     const ca = cas[0];
     const fingerprint = (await fingerprintOf(ca)).slice(0, 16);
-    throw new BadRequest(
+    throw agentError(
       "certificate_not_from_ca",
       `Certificate "${cert.subject}" was not issued by the CA "${ca.subject}" ` +
         `(SHA-256 fingerprint ${fingerprint}…, the CA certificate given) but by "${cert.issuer}"`,
     );
   }
   if (now > cert.notAfter) {
-    throw new BadRequest(
+    throw agentError(
       "certificate_expired",
       `Certificate "${cert.subject}" expired at ${cert.notAfter.toISOString()}`,
     );
   }
   if (now < cert.notBefore) {
-    throw new BadRequest(
+    throw agentError(
       "certificate_not_yet_valid",
       `Certificate "${cert.subject}" is valid only from ${cert.notBefore.toISOString()}`,
     );
   }
   const role = certificateRole(cert);
   if (role !== "client") {
-    throw new BadRequest(
+    throw agentError(
       "wrong_role",
       `Certificate "${cert.subject}" has role "${role}"; an agent needs a user (clientAuth) certificate`,
     );
   }
   const user = commonNameOf(cert);
   if (!user || !NAME_PATTERN.test(user)) {
-    throw new BadRequest(
+    throw agentError(
       "bad_certificate",
       `Certificate "${cert.subject}" names no valid user in its common name`,
     );
@@ -276,7 +276,7 @@ async function checkKeyMatches(pem: string, cert: x509.X509Certificate): Promise
     theirs = undefined; // not an EC key WebCrypto can read: it cannot match a P-256 private key
   }
   if (!theirs || theirs.crv !== mine.crv || theirs.x !== mine.x || theirs.y !== mine.y) {
-    throw new BadRequest(
+    throw agentError(
       "key_mismatch",
       `Private key does not belong to certificate "${cert.subject}"`,
     );

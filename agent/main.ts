@@ -1,5 +1,6 @@
 /**
- * `ztm agent`: runs an endpoint's agent from the command line.
+ * `ztm agent`: runs an endpoint's agent from the command line; published as
+ * `@ztm/agent/main`, so `deno run -A jsr:@ztm/agent/main` runs it too.
  *
  * @module
  */

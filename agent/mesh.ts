@@ -3,7 +3,8 @@
  * the port mappings' listeners. Implements `MeshRuntime` for the local API,
  * which hands it plain data after committing each change.
  */
-import { errorBody, NotFound, ServiceUnavailable } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { errorBody } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
 import {
   type EndpointRecord,
@@ -170,12 +171,8 @@ export class Mesh implements MeshRuntime {
       },
       onManage: (msg) => {
         if (!this.#manageHandler) {
-          return Promise.resolve({
-            status: 503,
-            body: JSON.stringify({
-              error: { code: "not_ready", message: "The endpoint is starting" },
-            }),
-          });
+          const { status, body } = errorBody(agentError("not_ready", "The endpoint is starting"));
+          return Promise.resolve({ status, body: JSON.stringify(body) });
         }
         return this.#manageHandler(msg.request, msg.from);
       },
@@ -333,7 +330,7 @@ export class Mesh implements MeshRuntime {
     const key = portKey(mapping);
     const port = this.#ports.get(key);
     if (!port) {
-      throw new NotFound("unknown_port", `No port mapping on ${mapping.ip}:${mapping.port}`);
+      throw agentError("unknown_port", `No port mapping on ${mapping.ip}:${mapping.port}`);
     }
     this.#ports.delete(key);
     this.#states.dropPort(mapping);
@@ -393,7 +390,7 @@ export class Mesh implements MeshRuntime {
     body?: string,
   ): Promise<{ status: number; body: string }> {
     const link = this.#link.preferred();
-    if (!link) throw new ServiceUnavailable("hub_unreachable", "Not connected to any hub");
+    if (!link) throw agentError("hub_unreachable", "Not connected to any hub");
     return link.requestRaw(method, path, body);
   }
 

@@ -167,7 +167,3 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     },
   };
 }
-
-// `deno run -A jsr:@ztm/agent` runs the component, as `ztm agent` does. Not awaited here: main.ts
-// imports this module, which must finish loading first.
-if (import.meta.main) import("./main.ts").then((entry) => entry.main(Deno.args));

@@ -5,18 +5,10 @@
  * (through the token-protected local API) changes it; it never applies to
  * local requests.
  */
-import { BadRequest } from "@ztm/shared/errors";
 import { checkFields } from "./api_checks.ts";
-
-/** The policy of one mesh on this endpoint. */
-export interface Policy {
-  /** False: every remote request is refused. */
-  remoteManagement: boolean;
-  /** `host:port` patterns remote callers may point services at; `*` matches any part. */
-  targets: string[];
-  /** Listen addresses remote callers may open port mappings on; `*` is any. */
-  listen: string[];
-}
+import { agentError, type Policy } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { Policy };
 
 /** Remote callers may point services anywhere, but listen on loopback only. */
 export const DEFAULT_POLICY: Policy = {
@@ -37,7 +29,7 @@ export function checkPolicyBody(body: Record<string, unknown>, current: Policy):
       !Array.isArray(v) || v.length > 100 ||
       v.some((p) => typeof p !== "string" || !PATTERN.test(p))
     ) {
-      throw new BadRequest(
+      throw agentError(
         "bad_policy",
         `${name} must be a list of at most 100 patterns like "10.0.0.*:22" or "*"`,
       );
@@ -46,7 +38,7 @@ export function checkPolicyBody(body: Record<string, unknown>, current: Policy):
   };
   const rm = body.remoteManagement;
   if (rm !== undefined && typeof rm !== "boolean") {
-    throw new BadRequest("bad_policy", "remoteManagement must be true or false");
+    throw agentError("bad_policy", "remoteManagement must be true or false");
   }
   return {
     remoteManagement: rm ?? current.remoteManagement,

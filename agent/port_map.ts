@@ -18,7 +18,8 @@
  * hands out a ticket. The provider must hold the certificate of the pool's
  * user, so a hub cannot splice a client to anyone else.
  */
-import { Conflict, NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import { HUB_PATHS } from "@ztm/shared/protocol";
 import { connLeg, splice } from "@ztm/shared/splice";
@@ -170,7 +171,7 @@ export class PortMap {
   /**
    * Opens a tunnel (a UDP session when `idleMs` is given) to the pool's next
    * provider, skipping to the next one that refuses or fails while `alive()`
-   * (the client still wants it); throws the last failure, or `Gone` when the
+   * (the client still wants it); throws the last failure, or `client_gone` (503) when the
    * client left. Each failure is logged and counted.
    */
   async #openAny(alive: () => boolean, idleMs?: number): Promise<OpenTunnel> {
@@ -185,7 +186,7 @@ export class PortMap {
       throw err;
     }
     const start = this.#turn++ % providers.length;
-    let last: unknown = new ServiceUnavailable("client_gone", "The client left");
+    let last: unknown = agentError("client_gone", "The client left");
     for (let i = 0; i < providers.length; i++) {
       const p = providers[(start + i) % providers.length];
       if (!alive()) break;
@@ -269,13 +270,13 @@ export class PortMap {
     const user = target.user ?? this.#user;
     if (user) groups = groups.filter((g) => g.user === user);
     if (groups.length === 0) {
-      throw new NotFound(
+      throw agentError(
         "unknown_service",
         `No endpoint offers ${mapping.proto}/${target.service}`,
       );
     }
     if (groups.length > 1) {
-      throw new Conflict(
+      throw agentError(
         "ambiguous_service",
         `Several users offer ${mapping.proto}/${target.service}; name one`,
       );
@@ -289,7 +290,7 @@ export class PortMap {
       providers = providers.filter((p) => p.endpoint === pin || p.name === pin);
     }
     if (providers.length === 0) {
-      throw new ServiceUnavailable(
+      throw agentError(
         "no_provider_online",
         `No provider of ${mapping.proto}/${target.service} is online`,
       );

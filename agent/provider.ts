@@ -8,7 +8,8 @@
  * a check or a log line each (one counted line when the limit trips). A
  * refused caller never reaches the target.
  */
-import { BadRequest, TooManyRequests, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import { lookup } from "node:dns/promises";
 import {
@@ -232,15 +233,16 @@ export class Provider {
     user: string,
     message: string,
   ): ZtmError {
+    const refusal = agentError("target_unreachable", message);
     this.#log.info("tunnel refused", {
       mesh: this.#mesh,
       service: `${service.proto}/${service.name}`,
       user,
-      status: 502,
+      status: refusal.status,
       err: message,
     });
-    this.states?.service(service).refused("target_unreachable", message);
-    return new ZtmError(502, "target_unreachable", message);
+    this.states?.service(service).refused(refusal.code, message);
+    return refusal;
   }
 
   /**
@@ -261,11 +263,11 @@ export class Provider {
     let target: Deno.TcpConn;
     try {
       if (!open.to) {
-        throw new BadRequest("bad_exit_destination", "An exit tunnel names its destination");
+        throw agentError("bad_exit_destination", "An exit tunnel names its destination");
       }
       target = await dialExit(this.#exit!, { user: caller.user, owner: this.#owner }, open.to);
     } catch (err) {
-      const e = err instanceof ZtmError ? err : new ZtmError(502, "exit_failed", errText(err));
+      const e = err instanceof ZtmError ? err : agentError("exit_failed", errText(err));
       if (e.status === 403) this.#refusals.count(caller.user);
       this.#log.info("tunnel refused", {
         mesh: this.#mesh,
@@ -283,20 +285,21 @@ export class Provider {
   /** Finds the service and checks `user`'s access; throws (and counts) refusals. */
   #decide(want: { proto: string; name: string }, user: string): LocalService {
     if (this.#refusals.muted(user)) {
-      throw new TooManyRequests(
+      throw agentError(
         "too_many_refusals",
         `User "${user}" was refused too often; try again in ${REFUSAL_WINDOW_MS / 1000} s`,
       );
     }
     const label = `${want.proto}/${want.name}`;
-    const deny = (status: number, code: string, message: string) => {
+    const deny = (code: "unknown_service" | "access_denied", message: string) => {
+      const refusal = agentError(code, message);
       const count = this.#refusals.count(user);
       if (count <= REFUSAL_LIMIT) {
         this.#log.info("tunnel refused", {
           mesh: this.#mesh,
           service: label,
           user,
-          status,
+          status: refusal.status,
           err: message,
         });
       }
@@ -304,13 +307,13 @@ export class Provider {
         this.#log.warn("tunnel refusals limited", { mesh: this.#mesh, user, count });
       }
       // Only for services this endpoint has: callers must not grow the table with made-up names.
-      if (status !== 404) this.states?.service(want).refused(code, message);
-      return new ZtmError(status, code, message);
+      if (code !== "unknown_service") this.states?.service(want).refused(code, message);
+      return refusal;
     };
     const service = this.#services.find((s) => s.proto === want.proto && s.name === want.name);
-    if (!service) throw deny(404, "unknown_service", `This endpoint has no service ${label}`);
+    if (!service) throw deny("unknown_service", `This endpoint has no service ${label}`);
     if (!mayUse(service, this.#owner, user)) {
-      throw deny(403, "access_denied", `User "${user}" may not use service ${label}`);
+      throw deny("access_denied", `User "${user}" may not use service ${label}`);
     }
     return service;
   }

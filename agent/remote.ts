@@ -12,7 +12,8 @@
  * apart (`EndpointOps.noteUnverified`), logged once per kind, and each caller
  * may have only a few of them before it is answered 429 `too_many_refusals`.
  */
-import { errorBody, safeText, ServiceUnavailable, TooManyRequests } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { errorBody, safeText } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { EndpointRecord } from "@ztm/shared/protocol";
 import { RefusalLog } from "@ztm/shared/refusal_log";
@@ -111,7 +112,7 @@ export class RemoteManagement {
     body: string,
   ): Promise<Response> {
     if (typeof target?.id !== "string" || typeof target.user !== "string") {
-      throw new ServiceUnavailable("bad_hub_response", "The hub's endpoint record is malformed");
+      throw agentError("bad_hub_response", "The hub's endpoint record is malformed");
     }
     const signed = await signRequest({
       method,
@@ -168,7 +169,7 @@ export class RemoteManagement {
       try {
         const wait = this.#budget.wait(caller);
         if (wait > 0) {
-          throw new TooManyRequests(
+          throw agentError(
             "too_many_refusals",
             `User "${from.user}" (endpoint "${from.endpoint}") sent too many management requests that did not verify; try again in ${
               Math.ceil(wait / 1000)

@@ -28,6 +28,7 @@ import {
 import { isIP } from "node:net";
 import tls from "node:tls";
 import { parseHostPort } from "@ztm/shared/flags";
+import { HUB_PATHS } from "@ztm/shared/protocol";
 import { errText, type Logger } from "@ztm/shared/log";
 import { checkHubIdentity } from "./hub_link.ts";
 import { servesTunnels } from "./peer/identity.ts";
@@ -193,7 +194,7 @@ export class Renewal {
     );
     const answer = await runtime.hubRequest(
       "POST",
-      "/api/renewals",
+      HUB_PATHS.renewals,
       JSON.stringify({ serial, csr: csrPem, time, signature: signature.toBase64() }),
     );
     let body: { certificate?: unknown; error?: { message?: string } } = {};

@@ -9,10 +9,13 @@
  * callback it was started with, which the agent stores.
  */
 import type { ExitRule } from "./proxy/exit_policy.ts";
-import type { EndpointRecord, MeshService, Page, ServiceProto } from "@ztm/shared/protocol";
+import type { EndpointRecord, MeshService, Page } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import type { ProxyTunnels } from "./proxy/mesh_dialer.ts";
 import type { TunnelStates } from "./tunnel_state.ts";
+import type { LocalService, PortMapping, RenewalState } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { LocalService, PortMapping, RenewalState };
 
 /** A joined mesh as stored. */
 export interface MeshConfig {
@@ -28,26 +31,6 @@ export interface MeshConfig {
   /** What `endpointId` is derived from with the certificate's key (`@ztm/shared/endpoint_id`). */
   endpointSeed: string;
   endpointName: string;
-}
-
-/** A service this endpoint provides: `proto/name` → `host:port` reachable from here. */
-export interface LocalService {
-  proto: ServiceProto;
-  name: string;
-  host: string;
-  port: number;
-  /** Users allowed besides the service's user and `root`; `["*"]` is every member. */
-  users: string[];
-  /** When the rule narrows, live connections of users no longer allowed are closed too. */
-  strict: boolean;
-}
-
-/** A local listener that tunnels each accepted connection to a service. */
-export interface PortMapping {
-  ip: string;
-  proto: ServiceProto;
-  port: number;
-  target: { service: string; user?: string; endpoint?: string };
 }
 
 /** What the API shows about a mesh's hub link. */
@@ -127,19 +110,6 @@ export interface MeshRuntime {
   ): Promise<{ status: number; body: string }>;
   /** Where the certificate's renewal stands (`renew.ts`). */
   renewal?(): RenewalState;
-}
-
-/** Where an agent's certificate renewal stands, for the API, `ztm status` and the dashboard. */
-export interface RenewalState {
-  /** ISO time the certificate is (or was) due for renewal: two thirds of its lifetime. */
-  renewAt: string;
-  /** Renewals done since the agent started. */
-  renewals: number;
-  lastRenewedAt: string | null;
-  /** Why the last attempt failed; null when it did not. */
-  lastError: string | null;
-  /** In plain words when renewal keeps failing and expiry is near; null while all is well. */
-  warning: string | null;
 }
 
 /** Answers a management request another endpoint sent through the hub (it verifies the signature). */

@@ -17,7 +17,6 @@
  * ```
  */
 import type { DatabaseSync } from "node:sqlite";
-import { Conflict, NotFound } from "@ztm/shared/errors";
 import { openDatabase, transaction } from "@ztm/shared/sqlite";
 import type { ServiceProto } from "@ztm/shared/protocol";
 import {
@@ -29,6 +28,9 @@ import { DEFAULT_POLICY, type Policy } from "./policy.ts";
 import type { ProxyConfig } from "./proxy/proxies.ts";
 import type { ExitRule } from "./proxy/exit_policy.ts";
 import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
+import { agentError, type AuditEntry } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { AuditEntry };
 
 /** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`; the length is the version this code writes. */
 const MIGRATIONS: string[] = [
@@ -107,24 +109,6 @@ const MIGRATIONS: string[] = [
 /** Audit entries kept per mesh; older ones are dropped. */
 export const MAX_AUDIT_ENTRIES = 10_000;
 
-/** One audit log entry: who did what, when, and how it ended. */
-export interface AuditEntry {
-  id: number;
-  time: string;
-  /** The acting user (the signer for remote requests). */
-  user: string;
-  /** `local`, or the endpoint id a remote request came from. */
-  via: string;
-  method: string;
-  /** What was acted on, e.g. `services/tcp/web`. */
-  path: string;
-  status: number;
-  /** `ok`, or the refusal's message. */
-  outcome: string;
-  /** What it acted on, in words (`10.0.0.5:22, open to alice`, `tcp/ssh of bob`); may be empty. */
-  detail: string;
-}
-
 /** A joined mesh as stored: its config plus when it was joined. */
 export interface MeshRecord extends MeshConfig {
   /** ISO time of the join. */
@@ -200,7 +184,7 @@ export class AgentStore {
 
   #requireMesh(name: string): void {
     if (!this.#db.prepare("SELECT 1 FROM meshes WHERE name = ?").get(name)) {
-      throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+      throw agentError("unknown_mesh", `Unknown mesh "${name}"`);
     }
   }
 
@@ -221,7 +205,7 @@ export class AgentStore {
   addMesh(config: MeshConfig, joinedAt: Date = new Date()): MeshRecord {
     return this.#transaction(() => {
       if (this.mesh(config.name)) {
-        throw new Conflict("mesh_exists", `Mesh "${config.name}" is already joined`);
+        throw agentError("mesh_exists", `Mesh "${config.name}" is already joined`);
       }
       this.#db.prepare(
         `INSERT INTO meshes
@@ -258,7 +242,7 @@ export class AgentStore {
   setBootstraps(name: string, bootstraps: string[]): MeshRecord {
     const { changes } = this.#db.prepare("UPDATE meshes SET bootstraps = ? WHERE name = ?")
       .run(JSON.stringify(bootstraps), name);
-    if (changes === 0) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+    if (changes === 0) throw agentError("unknown_mesh", `Unknown mesh "${name}"`);
     return this.mesh(name)!;
   }
 
@@ -269,7 +253,7 @@ export class AgentStore {
   setCertificate(name: string, certificate: string): void {
     const { changes } = this.#db.prepare("UPDATE meshes SET certificate = ? WHERE name = ?")
       .run(certificate, name);
-    if (changes === 0) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+    if (changes === 0) throw agentError("unknown_mesh", `Unknown mesh "${name}"`);
   }
 
   /**
@@ -295,7 +279,7 @@ export class AgentStore {
   removeMesh(name: string): void {
     this.#transaction(() => {
       const { changes } = this.#db.prepare("DELETE FROM meshes WHERE name = ?").run(name);
-      if (changes === 0) throw new NotFound("unknown_mesh", `Unknown mesh "${name}"`);
+      if (changes === 0) throw agentError("unknown_mesh", `Unknown mesh "${name}"`);
     });
   }
 
@@ -341,7 +325,7 @@ export class AgentStore {
         "DELETE FROM services WHERE mesh = ? AND proto = ? AND name = ? RETURNING *",
       ).get(mesh, proto, name) as Row | undefined;
       if (!row) {
-        throw new NotFound(
+        throw agentError(
           "unknown_service",
           `Unknown service "${proto}/${name}" in mesh "${mesh}"`,
         );
@@ -376,7 +360,7 @@ export class AgentStore {
       ).get(mapping.ip, mapping.proto, mapping.port) as Row | undefined;
       if (holder) {
         const where = holder.mesh === mesh ? "" : ` by mesh "${holder.mesh}"`;
-        throw new Conflict(
+        throw agentError(
           "port_mapped",
           `Port ${portKey(mapping.ip, mapping.proto, mapping.port)} is already mapped${where}`,
         );
@@ -420,7 +404,7 @@ export class AgentStore {
         "DELETE FROM ports WHERE mesh = ? AND ip = ? AND proto = ? AND port = ? RETURNING *",
       ).get(mesh, ip, proto, port) as Row | undefined;
       if (!row) {
-        throw new NotFound(
+        throw agentError(
           "unknown_port",
           `Unknown port mapping "${portKey(ip, proto, port)}" in mesh "${mesh}"`,
         );

@@ -15,47 +15,9 @@ import type { MeshService } from "@ztm/shared/protocol";
 import type { Leg } from "@ztm/shared/splice";
 import type { PortMapping } from "./runtime.ts";
 import { safeText } from "@ztm/shared/errors";
-
-/** How a mapping or service is doing, as one word the UI and CLI show. */
-export type TunnelHealth =
-  | "ok"
-  | "unknown_service"
-  | "no_provider_online"
-  | "not_allowed"
-  | "target_refusing"
-  | "failing";
-
-/** A failure as the API shows it. */
-export interface TunnelError {
-  code: string;
-  message: string;
-  /** ISO time. */
-  time: string;
-}
-
-/** The live state of one mapping or service (the `state` field of its API row). */
-export interface TunnelState {
-  health: TunnelHealth;
-  /** The health in words, naming the service and what is wrong. */
-  message: string;
-  lastError: TunnelError | null;
-  /** ISO time of the last tunnel that opened. */
-  lastOk: string | null;
-  /** Connections open now. */
-  open: number;
-  /** Connections since the agent started. */
-  connections: number;
-  /** Bytes toward the service's target. */
-  bytesUp: number;
-  /** Bytes back toward the client. */
-  bytesDown: number;
-  /**
-   * UDP only: datagrams dropped on purpose (over the size limit, for a
-   * session that is closing, over a session's queue or the session cap, or
-   * not from the target). `open` and `connections` count sessions.
-   */
-  dropped?: number;
-}
+import type { TunnelError, TunnelHealth, TunnelState } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { TunnelError, TunnelHealth, TunnelState };
 
 /** Counts and last outcome of one mapping or service. Single-threaded; calls never throw. */
 export class Tally {

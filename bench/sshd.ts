@@ -8,8 +8,9 @@
  * only to 127.0.0.1, no PAM, `StrictModes no` (the temp dir's owner checks do
  * not matter here), and root may log in with a key since the benchmark may
  * run as root. The client uses aes128-gcm (what ssh picks on AES-NI machines,
- * and the figure DESIGN.md compares against) and trusts the host key blindly
- * (`StrictHostKeyChecking=no`, `UserKnownHostsFile=/dev/null`): it is ours.
+ * and the baseline the README's Performance section compares against) and
+ * trusts the host key blindly (`StrictHostKeyChecking=no`,
+ * `UserKnownHostsFile=/dev/null`): it is ours.
  *
  * As root, OpenSSH needs its privilege-separation directory `/run/sshd`, which
  * Debian's service creates at start; when it is missing, this creates it

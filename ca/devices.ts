@@ -9,8 +9,8 @@
  * the current key over the request, so the hub that carries them gains
  * nothing from them.
  */
+import { caError } from "./errors.ts";
 import { parseCertificate } from "@ztm/shared/certs";
-import { BadRequest, Forbidden, NotFound } from "@ztm/shared/errors";
 import { json, readText, type Route, text } from "@ztm/shared/http";
 import { checkEndpointName, checkName, type Issuer } from "./issue.ts";
 import type { Revoker } from "./revoke.ts";
@@ -58,7 +58,7 @@ export interface DeviceRouteOptions {
 
 function checkSerial(serial: string): void {
   if (!/^[0-9a-fA-F]{1,64}$/.test(serial)) {
-    throw new BadRequest("bad_serial", "The serial is the certificate's hex serial number");
+    throw caError("bad_serial", "The serial is the certificate's hex serial number");
   }
 }
 
@@ -77,7 +77,7 @@ export async function renew(
     typeof signature !== "string" || csr.length > 8192 || signature.length > 200 ||
     time.length > 40
   ) {
-    throw new BadRequest("bad_renewal", "A renewal is {serial, csr, time, signature}");
+    throw caError("bad_renewal", "A renewal is {serial, csr, time, signature}");
   }
   checkSerial(serial);
   const previous = opts.store.bySerial(serial);
@@ -85,11 +85,11 @@ export async function renew(
     !previous || previous.role !== "user" || previous.revokedAt !== null ||
     Date.parse(previous.notAfter) <= Date.now()
   ) {
-    throw new NotFound("unknown_certificate", `No live user certificate with serial ${serial}`);
+    throw caError("unknown_certificate", `No live user certificate with serial ${serial}`);
   }
   const at = Date.parse(time);
   if (!Number.isFinite(at) || Math.abs(at - Date.now()) > RENEWAL_SKEW_MS) {
-    throw new Forbidden("stale_renewal", "The renewal's signed time is not within 5 minutes");
+    throw caError("stale_renewal", "The renewal's signed time is not within 5 minutes");
   }
   let valid = false;
   try {
@@ -107,7 +107,7 @@ export async function renew(
     valid = false;
   }
   if (!valid) {
-    throw new Forbidden("bad_proof", "The renewal is not signed by that certificate's key");
+    throw caError("bad_proof", "The renewal is not signed by that certificate's key");
   }
   return await opts.issuer.renewUser(previous, csr);
 }
@@ -138,7 +138,7 @@ export function deviceRoutes(opts: DeviceRouteOptions): Route[] {
           return text(privateKeyPem, 201, PEM);
         }
         if (!body.includes("CERTIFICATE REQUEST")) {
-          throw new BadRequest(
+          throw caError(
             "bad_csr",
             "Body must be empty (new key) or a PEM certificate signing request",
           );
@@ -155,7 +155,7 @@ export function deviceRoutes(opts: DeviceRouteOptions): Route[] {
         checkEndpointName(p.endpoint);
         const record = store.liveUserCertificate(p.name, p.endpoint);
         if (!record) {
-          throw new NotFound(
+          throw caError(
             "unknown_certificate",
             `No live certificate of "${p.name}" for endpoint "${p.endpoint}"`,
           );
@@ -192,7 +192,7 @@ export function deviceRoutes(opts: DeviceRouteOptions): Route[] {
           body = undefined;
         }
         if (!body || typeof body !== "object" || Array.isArray(body)) {
-          throw new BadRequest("bad_renewal", "A renewal is {serial, csr, time, signature}");
+          throw caError("bad_renewal", "A renewal is {serial, csr, time, signature}");
         }
         const record = await renew(opts, body as Record<string, unknown>);
         return json({ certificate: record.certificate, ...certificateSummary(record) }, 201);

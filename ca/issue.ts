@@ -3,6 +3,7 @@
  * once and forgotten), a user's own CSR, and a hub's server certificate from
  * its CSR. Every issue is committed to the store before it is returned.
  */
+import { caError } from "./errors.ts";
 import {
   checkCsr,
   exportPrivateKeyPem,
@@ -14,7 +15,6 @@ import {
   x509,
 } from "@ztm/shared/certs";
 import { isEndpointName } from "@ztm/shared/endpoint_id";
-import { BadRequest, Conflict, Forbidden } from "@ztm/shared/errors";
 import { peerName } from "@ztm/shared/peer_protocol";
 import type { Logger } from "@ztm/shared/log";
 import type { SigningKey } from "./signing_key.ts";
@@ -31,20 +31,20 @@ const HOST_PATTERN =
  */
 export function checkName(name: string): void {
   if (!NAME_PATTERN.test(name)) {
-    throw new BadRequest(
+    throw caError(
       "bad_name",
       `Bad name "${name.slice(0, 80)}": use 1 to 64 of A-Z a-z 0-9 . _ -, not starting with . or -`,
     );
   }
   if (RESERVED_NAMES.has(name.toLowerCase())) {
-    throw new BadRequest("bad_name", `Name "${name}" is reserved`);
+    throw caError("bad_name", `Name "${name}" is reserved`);
   }
 }
 
 /** Checks an endpoint name (a device certificate's). Throws `BadRequest` (`bad_endpoint`). */
 export function checkEndpointName(endpoint: string): void {
   if (!isEndpointName(endpoint)) {
-    throw new BadRequest(
+    throw caError(
       "bad_endpoint",
       `Bad endpoint name "${
         endpoint.slice(0, 80)
@@ -94,8 +94,9 @@ export class Issuer {
     checkName(name);
     const csr = await checkCsr(csrPem);
     if (csr.commonName !== name) {
-      throw new BadRequest(
+      throw caError(
         "csr_name_mismatch",
+        400,
         `CSR common name "${csr.commonName}" is not "${name}"`,
       );
     }
@@ -129,8 +130,9 @@ export class Issuer {
     checkEndpointName(endpoint);
     const csr = await checkCsr(csrPem);
     if (csr.commonName !== name) {
-      throw new BadRequest(
+      throw caError(
         "csr_name_mismatch",
+        400,
         `CSR common name "${csr.commonName}" is not "${name}"`,
       );
     }
@@ -148,11 +150,12 @@ export class Issuer {
     const csr = await checkCsr(csrPem);
     const old = new x509.X509Certificate(previous.certificate);
     if (!equalBytes(new Uint8Array(csr.publicKey.rawData), new Uint8Array(old.publicKey.rawData))) {
-      throw new Forbidden("key_mismatch", "A renewal keeps the certificate's key");
+      throw caError("key_mismatch", "A renewal keeps the certificate's key");
     }
     if (csr.commonName !== previous.name) {
-      throw new Forbidden(
+      throw caError(
         "csr_name_mismatch",
+        403,
         `A renewal keeps the user: the CSR names "${csr.commonName.slice(0, 80)}"`,
       );
     }
@@ -172,11 +175,11 @@ export class Issuer {
     const names = new Set(["localhost", "127.0.0.1"]);
     for (const n of csr.altNames) {
       if (!isIpAddress(n) && !HOST_PATTERN.test(n)) {
-        throw new BadRequest("bad_csr", `CSR names a bad host "${n.slice(0, 80)}"`);
+        throw caError("bad_csr", `CSR names a bad host "${n.slice(0, 80)}"`);
       }
       if (/(^|\.)invalid$/i.test(n)) {
         // Endpoints' names live there (`peerName`): a hub must never be able to claim one.
-        throw new BadRequest("bad_csr", `CSR names a reserved host "${n.slice(0, 80)}"`);
+        throw caError("bad_csr", `CSR names a reserved host "${n.slice(0, 80)}"`);
       }
       names.add(n);
     }
@@ -186,7 +189,7 @@ export class Issuer {
   #refuseTaken(name: string, endpoint = ""): void {
     // An early answer for the common case; the store's unique index decides races.
     if (this.#opts.store.liveUserCertificate(name, endpoint)) {
-      throw new Conflict(
+      throw caError(
         "name_taken",
         endpoint
           ? `Certificate "${name}" for endpoint "${endpoint}" already exists`

@@ -1,5 +1,6 @@
 /**
- * `ztm ca`: runs the certificate authority from the command line.
+ * `ztm ca`: runs the certificate authority from the command line; published as
+ * `@ztm/ca/main`, so `deno run -A jsr:@ztm/ca/main` runs it too.
  *
  * @module
  */

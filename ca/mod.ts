@@ -112,7 +112,3 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
     },
   };
 }
-
-// `deno run -A jsr:@ztm/ca` runs the component, as `ztm ca` does. Not awaited here: main.ts
-// imports this module, which must finish loading first.
-if (import.meta.main) import("./main.ts").then((entry) => entry.main(Deno.args));

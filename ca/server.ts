@@ -9,7 +9,7 @@
  */
 import { caExpiry } from "@ztm/shared/ca_expiry";
 import { fingerprintOf, parseCertificate } from "@ztm/shared/certs";
-import { BadRequest, NotFound, Unauthorized } from "@ztm/shared/errors";
+import { caError } from "./errors.ts";
 import {
   type App,
   checkHostAndOrigin,
@@ -52,7 +52,7 @@ function summary(r: CertificateRecord) {
 
 function requireToken(req: Request, token: string): void {
   if (!hasBearerToken(req, token)) {
-    throw new Unauthorized(
+    throw caError(
       "token_required",
       "This route needs the CA token (Authorization: Bearer …)",
     );
@@ -63,7 +63,7 @@ function intParam(url: URL, name: string, fallback: number): number {
   const v = url.searchParams.get(name);
   if (v === null || v === "") return fallback;
   if (!/^\d{1,15}$/.test(v)) {
-    throw new BadRequest("bad_query", `Query "${name}" must be a whole number`);
+    throw caError("bad_query", `Query "${name}" must be a whole number`);
   }
   return Number(v);
 }
@@ -106,7 +106,7 @@ export function createCaApp(opts: CaAppOptions): App {
           return text(privateKeyPem, 201, PEM);
         }
         if (!body.includes("CERTIFICATE REQUEST")) {
-          throw new BadRequest(
+          throw caError(
             "bad_csr",
             "Body must be empty (new key) or a PEM certificate signing request",
           );
@@ -121,7 +121,7 @@ export function createCaApp(opts: CaAppOptions): App {
       handler: (_req, p) => {
         checkName(p.name);
         const record = store.liveUserCertificate(p.name);
-        if (!record) throw new NotFound("unknown_certificate", `Unknown certificate "${p.name}"`);
+        if (!record) throw caError("unknown_certificate", `Unknown certificate "${p.name}"`);
         return text(record.certificate, 200, PEM);
       },
     },
@@ -172,7 +172,7 @@ export function createCaApp(opts: CaAppOptions): App {
       handler: (req, p) => {
         requireToken(req, opts.token);
         if (!/^[0-9a-fA-F]{1,64}$/.test(p.serial)) {
-          throw new BadRequest("bad_serial", "The serial is the certificate's hex serial number");
+          throw caError("bad_serial", "The serial is the certificate's hex serial number");
         }
         return json({ revoked: summary(revoker.revokeHub(p.serial)) });
       },

@@ -8,8 +8,8 @@
  * store is synchronous; callers in one process may interleave freely because
  * every write is a single transaction.
  */
+import { caError } from "./errors.ts";
 import type { DatabaseSync } from "node:sqlite";
-import { Conflict, NotFound } from "@ztm/shared/errors";
 import { openDatabase, transaction } from "@ztm/shared/sqlite";
 
 /** Migrations: `MIGRATIONS[v]` takes schema `v` to `v + 1`. */
@@ -215,7 +215,7 @@ export class CaStore {
       );
     } catch (err) {
       if (/UNIQUE constraint failed: certificates\.name_key/.test((err as Error).message)) {
-        throw new Conflict(
+        throw caError(
           "name_taken",
           rec.endpoint
             ? `Certificate "${rec.name}" for endpoint "${rec.endpoint}" already exists`
@@ -268,7 +268,7 @@ export class CaStore {
          AND superseded_at IS NULL`,
       ).run(new Date().toISOString(), previous.serial);
       if (Number(changed.changes) !== 1) {
-        throw new Conflict("not_live", "That certificate was revoked or renewed already");
+        throw caError("not_live", "That certificate was revoked or renewed already");
       }
       this.insertCertificate(next);
     });
@@ -285,7 +285,7 @@ export class CaStore {
          AND revoked_at IS NULL AND not_after > ? ORDER BY issued_at, serial`,
       ).all(name.toLowerCase(), endpoint.toLowerCase(), new Date().toISOString()) as Row[];
       if (!rows.length) {
-        throw new NotFound(
+        throw caError(
           "unknown_certificate",
           `No live certificate of "${name}" for endpoint "${endpoint}"`,
         );
@@ -305,7 +305,7 @@ export class CaStore {
          AND (not_after > ? OR (endpoint_key = '' AND superseded_at IS NULL))
          ORDER BY issued_at, serial`,
       ).all(name.toLowerCase(), new Date().toISOString()) as Row[];
-      if (!rows.length) throw new NotFound("unknown_certificate", `Unknown certificate "${name}"`);
+      if (!rows.length) throw caError("unknown_certificate", `Unknown certificate "${name}"`);
       // The walkthrough's answer names the legacy certificate first, as before.
       rows.sort((a, b) => (a.endpoint_key === "" ? 0 : 1) - (b.endpoint_key === "" ? 0 : 1));
       return rows.map((r) => this.#markRevoked(toRecord(r), reason));
@@ -320,7 +320,7 @@ export class CaStore {
     return this.#transaction(() => {
       const rec = this.bySerial(serial);
       if (!rec || rec.role !== "user" || rec.revokedAt !== null) {
-        throw new NotFound("unknown_certificate", `No live user certificate with serial ${serial}`);
+        throw caError("unknown_certificate", `No live user certificate with serial ${serial}`);
       }
       // The device's other unexpired certificates are its renewals (same key): they go too. A
       // legacy certificate's device is the user's legacy slot.
@@ -357,7 +357,7 @@ export class CaStore {
   revokeUser(name: string, reason: string): CertificateRecord {
     return this.#transaction(() => {
       const live = this.liveUserCertificate(name);
-      if (!live) throw new NotFound("unknown_certificate", `Unknown certificate "${name}"`);
+      if (!live) throw caError("unknown_certificate", `Unknown certificate "${name}"`);
       return this.#markRevoked(live, reason);
     });
   }
@@ -369,7 +369,7 @@ export class CaStore {
         "SELECT * FROM certificates WHERE serial = ? AND role = 'hub' AND revoked_at IS NULL",
       ).get(serial.toLowerCase()) as Row | undefined;
       if (!row) {
-        throw new NotFound("unknown_certificate", `No live hub certificate with serial ${serial}`);
+        throw caError("unknown_certificate", `No live hub certificate with serial ${serial}`);
       }
       return this.#markRevoked(toRecord(row), reason);
     });

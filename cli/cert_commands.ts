@@ -3,8 +3,9 @@
  * that a user's three files (`NAME.key`, `NAME.crt`, `ca.crt`) land where
  * `ztm join` wants them. The private key is written `0600` and never printed.
  */
+import { cliError } from "./errors.ts";
 import { join } from "node:path";
-import { errorFromResponse, ServiceUnavailable } from "@ztm/shared/errors";
+import { errorFromResponse } from "@ztm/shared/errors";
 import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
 import { type Flags, type FlagSpec, UsageError } from "@ztm/shared/flags";
 import { isEndpointName } from "@ztm/shared/endpoint_id";
@@ -95,7 +96,7 @@ export async function callCa(
       body,
     });
   } catch (err) {
-    throw new ServiceUnavailable(
+    throw cliError(
       "ca_unreachable",
       `Cannot reach the CA at ${base}: ${(err as Error).message}`,
       { cause: err },

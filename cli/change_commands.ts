@@ -4,7 +4,7 @@
  * default, or on any endpoint of the mesh (`--endpoint`), which the agent
  * reaches through the hub with a signed request.
  */
-import type { PortAddress, ServiceProto } from "@ztm/agent/client";
+import type { PortAddress, ServiceProto } from "@ztm/shared/agent_api";
 import {
   type Flags,
   type FlagSpec,

@@ -3,7 +3,9 @@
  * drive and how to show results, finding the API token, and the default mesh
  * and endpoint (the agent's only mesh, its own endpoint).
  */
-import { AgentClient, type MeshSummary } from "@ztm/agent/client";
+import { cliError } from "./errors.ts";
+import { AgentClient } from "@ztm/agent/client";
+import type { MeshSummary } from "@ztm/shared/agent_api";
 import { NotFound, safeJson, ZtmError } from "@ztm/shared/errors";
 import {
   expandHome,
@@ -63,7 +65,7 @@ export function findToken(flags: Flags): string {
       return readToken(file);
     } catch (err) {
       if (!(err instanceof NotFound)) throw err;
-      throw new NotFound("no_token", `The --api-token-file "${file}" does not exist`);
+      throw cliError("no_token", `The --api-token-file "${file}" does not exist`);
     }
   }
   const env = Deno.env.get(TOKEN_ENV)?.trim();
@@ -76,7 +78,7 @@ export function findToken(flags: Flags): string {
       if (!(err instanceof NotFound)) throw err;
     }
   }
-  throw new NotFound(
+  throw cliError(
     "no_token",
     `No API token: none of ${
       DEFAULT_TOKEN_FILES.join(", ")
@@ -90,7 +92,7 @@ function readToken(path: string): string {
     text = Deno.readTextFileSync(path);
   } catch (err) {
     if (err instanceof Deno.errors.NotFound) {
-      throw new NotFound("no_token", `API token file "${path}" does not exist`);
+      throw cliError("no_token", `API token file "${path}" does not exist`);
     }
     throw new Error(
       `Cannot read the API token file "${path}" (--api-token-file): ${(err as Error).message}`,
@@ -156,7 +158,7 @@ export async function chooseMesh(client: AgentClient, flags: Flags): Promise<Mes
   const meshes = await client.meshes();
   if (meshes.length === 1) return meshes[0];
   if (meshes.length === 0) {
-    throw new NotFound("no_mesh", "This agent has joined no mesh yet; see ztm join --help");
+    throw cliError("no_mesh", "This agent has joined no mesh yet; see ztm join --help");
   }
   throw new UsageError(
     `--mesh is required: this agent has joined ${meshes.map((m) => m.name).join(", ")}`,

@@ -2,7 +2,8 @@
  * `ztm get meshes|endpoints|services|ports` and `ztm log`: what an agent
  * knows, as aligned tables or (`--json`) the API's answer as it is.
  */
-import type { AgentClient, EndpointRecord, MeshSummary, TunnelState } from "@ztm/agent/client";
+import type { AgentClient } from "@ztm/agent/client";
+import type { EndpointRecord, MeshSummary, TunnelState } from "@ztm/shared/agent_api";
 import { type Flags, type FlagSpec, formatHostPort, UsageError } from "@ztm/shared/flags";
 import type { Command } from "./command.ts";
 import {

@@ -3,7 +3,7 @@
  * which reaches mesh services by name (`ssh.mesh`, `web.office.mesh`; see
  * the README's "Reach everything by name").
  */
-import type { ProxyStatus } from "@ztm/agent/client";
+import type { ProxyStatus } from "@ztm/shared/agent_api";
 import { safeText } from "@ztm/shared/errors";
 import type { Command } from "./command.ts";
 import { AGENT_FLAGS, chooseMesh, connect, MESH_FLAG, printJson } from "./connect.ts";

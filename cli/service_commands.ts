@@ -10,9 +10,9 @@
  * command (`deno compile` needs a runtime download this project does not rely
  * on), so the checkout must stay where it is and be readable by the user.
  */
+import { cliError } from "./errors.ts";
 import { dirname, join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { ZtmError } from "@ztm/shared/errors";
 import { type Flags, parseFlags, UsageError } from "@ztm/shared/flags";
 import type { Command } from "./command.ts";
 
@@ -154,7 +154,7 @@ async function run(cmd: string, args: string[], env?: Record<string, string>): P
   const out = await new Deno.Command(cmd, { args, env, stdout: "null", stderr: "piped" }).output();
   if (!out.success) {
     const why = new TextDecoder().decode(out.stderr).trim().split("\n").slice(-3).join(" ");
-    throw new ZtmError(500, "service_install_failed", `${cmd} ${args.join(" ")} failed: ${why}`);
+    throw cliError("service_install_failed", `${cmd} ${args.join(" ")} failed: ${why}`);
   }
 }
 
@@ -243,8 +243,7 @@ export const SERVICE_INSTALL: Command = {
       args: ["-u", user, "--", "test", "-r", entry, "-a", "-x", Deno.execPath()],
     }).output();
     if (!reach.success) {
-      throw new ZtmError(
-        400,
+      throw cliError(
         "service_unreachable_code",
         `User ${user} cannot read ${entry} or run ${Deno.execPath()}: put the checkout and deno ` +
           `where it can (for example /opt/ztm and /usr/local/bin/deno), then run this again`,

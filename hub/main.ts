@@ -1,5 +1,6 @@
 /**
- * `ztm hub`: runs a hub from the command line.
+ * `ztm hub`: runs a hub from the command line; published as `@ztm/hub/main`, so
+ * `deno run -A jsr:@ztm/hub/main` runs it too.
  *
  * @module
  */

@@ -218,7 +218,3 @@ function sessionsOf(server: HubServer, revoked: Set<string>, counted: WeakSet<ob
   }
   return n;
 }
-
-// `deno run -A jsr:@ztm/hub` runs the component, as `ztm hub` does. Not awaited here: main.ts
-// imports this module, which must finish loading first.
-if (import.meta.main) import("./main.ts").then((entry) => entry.main(Deno.args));

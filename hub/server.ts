@@ -3,8 +3,10 @@
  * one control stream per endpoint, answers registry queries and pairs tunnel
  * streams (see the message flow in `shared/protocol.ts`).
  *
- * Control (admission, registry, pairing) decides; `relay()` moves the bytes
- * and never calls back. Sessions of a revoked certificate are destroyed the
+ * Routes are the wire contract's `HUB_ROUTES`, each given its handler here;
+ * an endpoint's control stream is served by `control.ts`. Control (admission,
+ * registry, pairing) decides; the data port (`relay/data_port.ts`) splices
+ * bytes it cannot read. Sessions of a revoked certificate are destroyed the
  * moment the CRL lists them, with every tunnel they carry.
  */
 import http2, {
@@ -16,9 +18,7 @@ import http2, {
 import type { TLSSocket } from "node:tls";
 import {
   BadRequest,
-  Conflict,
   Forbidden,
-  hasControlChars,
   ServiceUnavailable,
   TooManyRequests,
   ZtmError,
@@ -26,15 +26,11 @@ import {
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { findRoute, type Params, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
-import { ENDPOINT_SEED_PATTERN, endpointIdOf, isEndpointName } from "@ztm/shared/endpoint_id";
 import {
-  type AgentMessage,
-  checkPublishedServices,
-  ENDPOINT_ID_PATTERN,
+  HUB_ROUTES,
   type HubListEntry,
-  LineDecoder,
+  type HubRoute,
   OPEN_TIMEOUT_MS,
-  parseMessage,
   PING_INTERVAL_MS,
   PING_TIMEOUT_MS,
   PROTOCOL_HEADER,
@@ -43,7 +39,8 @@ import {
 } from "@ztm/shared/protocol";
 import { VERSION } from "@ztm/shared/version";
 import { AdmissionCache, admit, type Peer } from "./admit.ts";
-import { type ControlChannel, Registry } from "./registry.ts";
+import { Registry } from "./registry.ts";
+import { type ControlContext, serveControl, type SessionState } from "./control.ts";
 import { DataPort } from "./relay/data_port.ts";
 import { ManagementRelay } from "./management.ts";
 import { Tickets } from "./tickets.ts";
@@ -142,24 +139,6 @@ export interface HubServerOptions {
   renewals?: CaRelay;
 }
 
-interface SessionState {
-  peer: Peer;
-  /** The endpoint this session registered (its hello proved the id is its key's). */
-  endpointId?: string;
-  /** The endpoint id this session's first control stream named: the only one it may register. */
-  claimed?: string;
-  /** Control streams open on this session. */
-  controls: number;
-  /** Why every stream of this session is refused (hub full, user over its session limit). */
-  refusal?: TooManyRequests;
-  /** Counted in its user's sessions. */
-  counted: boolean;
-  /** When the hub next considers PINGing the peer (epoch ms). */
-  pingDueAt: number;
-  /** When the peer last sent a PING (epoch ms); 0: never. */
-  peerPingAt: number;
-}
-
 type StreamHandler = (
   stream: ServerHttp2Stream,
   params: Params,
@@ -210,6 +189,7 @@ export class HubServer {
   #hubList: HubListEntry[] = [];
   readonly registry: Registry;
   #routes: { method: string; pattern: string; handler: StreamHandler }[];
+  #controlContext: ControlContext;
 
   constructor(opts: HubServerOptions) {
     this.#opts = opts;
@@ -242,47 +222,38 @@ export class HubServer {
         onRelayed: (bytes) => opts.metrics?.relayed(bytes),
       });
     }
-    this.#routes = [
-      {
-        method: "POST",
-        pattern: "/api/endpoints/:id/control",
-        handler: (s, p, st) => this.#control(s, p, st),
-      },
-      {
-        method: "POST",
-        pattern: "/api/endpoints/:id/services/:proto/:name",
-        handler: (s, p, st) => this.#openTunnel(s, p, st),
-      },
-      {
-        method: "POST",
-        pattern: "/api/endpoints/:id/manage",
-        handler: (s, p, st) => this.#manage(s, p, st),
-      },
-      {
-        method: "GET",
-        pattern: "/api/endpoints",
-        handler: (s, _p, _st, url) =>
-          respondJson(s, 200, this.registry.page(parsePageParams(url.searchParams))),
-      },
-      {
-        method: "GET",
-        pattern: "/api/endpoints/:id",
-        handler: (s, p) => respondJson(s, 200, this.registry.get(p.id)),
-      },
-      {
-        method: "GET",
-        pattern: "/api/services",
-        handler: (s, _p, _st, url) =>
-          respondJson(s, 200, this.registry.services(parsePageParams(url.searchParams))),
-      },
-      { method: "GET", pattern: "/api/status", handler: (s) => respondJson(s, 200, this.status()) },
-      { method: "GET", pattern: "/api/crl", handler: (s, _p, _st, url) => this.#crl(s, url) },
-      {
-        method: "POST",
-        pattern: "/api/renewals",
-        handler: (s, _p, st) => handleRenewal(s, st.peer, opts.renewals, this.#log),
-      },
-    ];
+    // Every route of the wire contract (`HUB_ROUTES`), each with its handler here.
+    const handlers: Record<HubRoute, StreamHandler> = {
+      control: (s, p, st) => this.#control(s, p, st),
+      tunnel: (s, p, st) => this.#openTunnel(s, p, st),
+      manage: (s, p, st) => this.#manage(s, p, st),
+      endpoints: (s, _p, _st, url) =>
+        respondJson(s, 200, this.registry.page(parsePageParams(url.searchParams))),
+      endpoint: (s, p) => respondJson(s, 200, this.registry.get(p.id)),
+      services: (s, _p, _st, url) =>
+        respondJson(s, 200, this.registry.services(parsePageParams(url.searchParams))),
+      status: (s) => respondJson(s, 200, this.status()),
+      crl: (s, _p, _st, url) => this.#crl(s, url),
+      renewals: (s, _p, st) => handleRenewal(s, st.peer, opts.renewals, this.#log),
+    };
+    this.#routes = (Object.keys(HUB_ROUTES) as HubRoute[]).map((name) => ({
+      ...HUB_ROUTES[name],
+      handler: handlers[name],
+    }));
+    this.#controlContext = {
+      registry: this.registry,
+      limits: this.#limits,
+      log: this.#log,
+      quiet: this.#quiet,
+      metrics: opts.metrics,
+      tunnels: this.#tunnels,
+      management: this.#management,
+      welcomeHub: () => ({
+        version: VERSION,
+        dataPort: this.#dataAddr && (this.#opts.dataAdvertise ?? this.#dataAddr.port),
+      }),
+      hubList: () => this.#hubList,
+    };
     this.#server = http2.createSecureServer({
       key: opts.keyPem,
       cert: opts.certPem,
@@ -591,171 +562,7 @@ export class HubServer {
   }
 
   #control(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
-    const id = params.id;
-    if (!ENDPOINT_ID_PATTERN.test(id)) {
-      throw new BadRequest(
-        "bad_endpoint_id",
-        `Bad endpoint id "${id.slice(0, 80)}": ids are ep- and 32 hex digits, derived from ` +
-          "the certificate's key (an agent from before key-bound ids must be upgraded)",
-      );
-    }
-    // One endpoint per session, bound before the hello so that a session cannot open many
-    // control streams for different ids at once.
-    if (state.claimed !== undefined && state.claimed !== id) {
-      throw new Conflict("session_has_endpoint", "This session already controls another endpoint");
-    }
-    if (state.controls >= this.#limits.maxControlStreamsPerSession) {
-      this.#opts.metrics?.refused("too_many_control_streams");
-      this.#quiet.warn("control stream refused: session limit", { user: state.peer.user });
-      throw new TooManyRequests(
-        "too_many_control_streams",
-        `A session may hold ${this.#limits.maxControlStreamsPerSession} control streams`,
-      );
-    }
-    this.registry.checkOwner(id, state.peer.user);
-    state.claimed = id;
-    state.controls++;
-    const peer = state.peer;
-    const channel: ControlChannel = {
-      send: (msg) => {
-        if (!stream.destroyed && !stream.closed) stream.write(JSON.stringify(msg) + "\n");
-      },
-      // Reset, not ended: an agent whose endpoint another session took over must see its
-      // control stream close (a half-closed one looked connected to it while offline here).
-      close: () => {
-        if (!stream.destroyed && !stream.closed) stream.close(http2.constants.NGHTTP2_CANCEL);
-      },
-      owner: state,
-      serial: state.peer.serial,
-    };
-    const decoder = new LineDecoder();
-    let registered = false;
-    const hello = setTimeout(() => {
-      if (!registered) respondError(stream, new BadRequest("no_hello", "No hello within 10 s"));
-    }, 10_000);
-    const fail = (err: unknown) => {
-      if (err instanceof TooManyRequests) {
-        this.#opts.metrics?.refused(err.code);
-        this.#quiet.warn("endpoint refused: limit", { user: peer.user, code: err.code });
-      }
-      if (!registered) {
-        respondError(stream, err);
-        stream.pause(); // `data` listeners keep it flowing: drop what else comes
-        stream.removeAllListeners("data");
-        stream.resume();
-      } else {
-        channel.send({ type: "error", code: "bad_message", message: errText(err) });
-        stream.end();
-      }
-    };
-    const services = (value: unknown) => {
-      const list = checkPublishedServices(value);
-      if (list.length > this.#limits.maxServicesPerEndpoint) {
-        throw new TooManyRequests(
-          "too_many_services",
-          `An endpoint may publish ${this.#limits.maxServicesPerEndpoint} services on this hub; ` +
-            `this one sent ${list.length}`,
-        );
-      }
-      const bytes = JSON.stringify(list).length;
-      if (bytes > this.#limits.maxServiceBytesPerEndpoint) {
-        throw new TooManyRequests(
-          "too_many_services",
-          `An endpoint's services may take ${this.#limits.maxServiceBytesPerEndpoint} bytes ` +
-            `with their user lists on this hub; these take ${bytes}`,
-        );
-      }
-      return list;
-    };
-    stream.on("data", (chunk: Uint8Array) => {
-      let lines: string[];
-      try {
-        lines = decoder.push(chunk);
-      } catch (err) {
-        fail(err);
-        return;
-      }
-      for (const line of lines) {
-        try {
-          const msg = parseMessage<AgentMessage>(line);
-          if (!registered) {
-            if (msg.type !== "hello") {
-              throw new BadRequest("no_hello", "The first control message must be hello");
-            }
-            if (typeof msg.name !== "string" || !isEndpointName(msg.name)) {
-              throw new BadRequest(
-                "bad_name",
-                "hello.name is not a valid endpoint name (names never take the id form ep-…)",
-              );
-            }
-            const seed = typeof msg.seed === "string" ? msg.seed : "";
-            if (!ENDPOINT_SEED_PATTERN.test(seed) || endpointIdOf(peer.spki, seed) !== id) {
-              throw new Forbidden(
-                "endpoint_not_yours",
-                `Endpoint id ${id} is not derived from this certificate's key and the hello's seed`,
-              );
-            }
-            const version = String(msg.version ?? "?").slice(0, 40);
-            if (hasControlChars(version)) {
-              throw new BadRequest("bad_version", "hello.version holds control characters");
-            }
-            const previous = this.registry.connect(id, {
-              name: msg.name,
-              user: peer.user,
-              version,
-              address: peer.address,
-              services: services(msg.services),
-              serial: peer.serial,
-            }, channel);
-            previous?.close();
-            registered = true;
-            clearTimeout(hello);
-            state.endpointId = id;
-            stream.respond({ ":status": 200, "content-type": "application/x-ndjson" });
-            channel.send({
-              type: "welcome",
-              endpoint: this.registry.get(id),
-              hub: {
-                version: VERSION,
-                dataPort: this.#dataAddr && (this.#opts.dataAdvertise ?? this.#dataAddr.port),
-              },
-            });
-            if (this.#hubList.length) channel.send({ type: "hubs", hubs: this.#hubList });
-            this.#log.info("endpoint online", {
-              endpoint: id,
-              user: peer.user,
-              peer: peer.address,
-            });
-          } else if (msg.type === "services") {
-            this.registry.setServices(id, services(msg.services));
-          } else if (msg.type === "accept") {
-            this.#tunnels.accept(id, String(msg.sid));
-          } else if (msg.type === "refuse") {
-            this.#tunnels.refuse(
-              id,
-              String(msg.sid),
-              Number(msg.status),
-              String(msg.code ?? ""),
-              String(msg.message ?? ""),
-            );
-          } else if (msg.type === "managed") {
-            this.#management.answered(id, msg);
-          }
-        } catch (err) {
-          fail(err);
-          return;
-        }
-      }
-    });
-    stream.on("close", () => {
-      clearTimeout(hello);
-      state.controls--;
-      if (registered && this.registry.disconnect(id, channel)) {
-        this.#log.info("endpoint offline", { endpoint: id, user: peer.user });
-        this.#management.endpointOffline(id);
-        this.#tunnels.endpointOffline(id);
-      }
-    });
+    serveControl(this.#controlContext, stream, params.id, state);
   }
 
   #openTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {

@@ -2,7 +2,7 @@
  * Certificates and keys of a mesh: ECDSA P-256 keys, PEM in and out, the CA
  * certificate, role-bound leaf certificates, CSR checks and signed CRLs.
  *
- * Roles (DESIGN section 2): users hold `clientAuth` only, hubs `serverAuth`
+ * Roles: users hold `clientAuth` only, hubs `serverAuth`
  * only, and only the CA certificate has `CA:true`. Hubs and agents check the
  * role they expect with {@link certificateRole}.
  *
@@ -16,7 +16,7 @@
  */
 import "reflect-metadata";
 import * as x509 from "@peculiar/x509";
-import { BadRequest } from "./errors.ts";
+import { sharedError } from "./errors.ts";
 import {
   certificateSubjectDer,
   der,
@@ -60,12 +60,12 @@ export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
     if (!block) throw new Error("no PRIVATE KEY block");
     der = block.rawData;
   } catch (err) {
-    throw new BadRequest("bad_private_key", "Private key is not a PKCS#8 PEM", { cause: err });
+    throw sharedError("bad_private_key", "Private key is not a PKCS#8 PEM", { cause: err });
   }
   try {
     return await crypto.subtle.importKey("pkcs8", der, KEY_ALGORITHM, true, ["sign"]);
   } catch (err) {
-    throw new BadRequest("bad_private_key", "Private key is not an ECDSA P-256 key", {
+    throw sharedError("bad_private_key", "Private key is not an ECDSA P-256 key", {
       cause: err,
     });
   }
@@ -76,7 +76,7 @@ export function parseCertificate(pem: string): x509.X509Certificate {
   try {
     return new x509.X509Certificate(pem);
   } catch (err) {
-    throw new BadRequest("bad_certificate", "Not a PEM X.509 certificate", { cause: err });
+    throw sharedError("bad_certificate", "Not a PEM X.509 certificate", { cause: err });
   }
 }
 
@@ -87,7 +87,7 @@ export function parseCertificate(pem: string): x509.X509Certificate {
  */
 export function parseCertificates(pem: string): x509.X509Certificate[] {
   const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
-  if (!blocks) throw new BadRequest("bad_certificate", "Not a PEM X.509 certificate");
+  if (!blocks) throw sharedError("bad_certificate", "Not a PEM X.509 certificate");
   return blocks.map(parseCertificate);
 }
 
@@ -284,13 +284,13 @@ export async function checkCsr(pem: string): Promise<CheckedCsr> {
   try {
     csr = new x509.Pkcs10CertificateRequest(pem);
   } catch (err) {
-    throw new BadRequest("bad_csr", "Body is not a PEM certificate signing request", {
+    throw sharedError("bad_csr", "Body is not a PEM certificate signing request", {
       cause: err,
     });
   }
   const alg = csr.publicKey.algorithm as EcKeyAlgorithm;
   if (alg.name !== "ECDSA" || alg.namedCurve !== "P-256") {
-    throw new BadRequest("bad_csr", "CSR key must be ECDSA P-256");
+    throw sharedError("bad_csr", "CSR key must be ECDSA P-256");
   }
   let valid = false;
   try {
@@ -298,9 +298,9 @@ export async function checkCsr(pem: string): Promise<CheckedCsr> {
   } catch {
     valid = false;
   }
-  if (!valid) throw new BadRequest("bad_csr", "CSR signature does not verify");
+  if (!valid) throw sharedError("bad_csr", "CSR signature does not verify");
   const commonName = commonNameOf(csr);
-  if (!commonName) throw new BadRequest("bad_csr", "CSR has no subject common name");
+  if (!commonName) throw sharedError("bad_csr", "CSR has no subject common name");
   return { commonName, publicKey: csr.publicKey, altNames: altNamesOf(csr) };
 }
 

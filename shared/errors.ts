@@ -5,9 +5,16 @@
  * `{"error":{"code","message"}}` with its status. Anything that is not a
  * `ZtmError` becomes a 500 whose details go to the log only.
  *
+ * Each component lists the codes it raises, with their statuses, in one
+ * catalogue (`SHARED_ERRORS` here, `AGENT_ERRORS` in `agent_api.ts`,
+ * `CA_ERRORS` in `ca/errors.ts`, `CLI_ERRORS` in `cli/errors.ts`) and makes
+ * its errors from it with `errorMaker`, so a code has one status and one
+ * place to look it up.
+ *
  * @example
  * ```ts
- * throw new NotFound("unknown_certificate", `Unknown certificate "${name}"`);
+ * const caError = errorMaker({ unknown_certificate: 404 });
+ * throw caError("unknown_certificate", `Unknown certificate "${name}"`); // a NotFound
  * ```
  */
 
@@ -193,7 +200,10 @@ export function errorBody(err: unknown): { status: number; body: ErrorBody } {
   };
 }
 
-const ERRORS_BY_STATUS: Record<number, new (code: string, message: string) => ZtmError> = {
+const ERRORS_BY_STATUS: Record<
+  number,
+  new (code: string, message: string, options?: ErrorOptions) => ZtmError
+> = {
   400: BadRequest,
   401: Unauthorized,
   403: Forbidden,
@@ -204,6 +214,96 @@ const ERRORS_BY_STATUS: Record<number, new (code: string, message: string) => Zt
   503: ServiceUnavailable,
   504: GatewayTimeout,
 };
+
+/**
+ * A component's error codes, each with the status it is answered with. A code
+ * that means the same failure seen from two sides may carry two statuses (its
+ * maker is then given the status at the call).
+ */
+export type CodeCatalogue = Readonly<Record<string, number | readonly number[]>>;
+
+type SingleCode<C extends CodeCatalogue> = {
+  [K in keyof C & string]: C[K] extends number ? K : never;
+}[keyof C & string];
+type MultiCode<C extends CodeCatalogue> = {
+  [K in keyof C & string]: C[K] extends readonly number[] ? K : never;
+}[keyof C & string];
+
+/** Makes the error of a catalogue's code: the class of its status, with `message`. */
+export interface ErrorMaker<C extends CodeCatalogue> {
+  (code: SingleCode<C>, message: string, options?: ErrorOptions): ZtmError;
+  <K extends MultiCode<C>>(
+    code: K,
+    status: C[K] extends readonly number[] ? C[K][number] : never,
+    message: string,
+    options?: ErrorOptions,
+  ): ZtmError;
+}
+
+/**
+ * The maker of `catalogue`'s errors. The error is the class of the code's
+ * status (`NotFound` for 404, …; `ZtmError` itself for statuses without a
+ * class, such as 413 or 502), so `instanceof` checks keep working.
+ *
+ * @example
+ * ```ts
+ * const agentError = errorMaker({ unknown_mesh: 404 });
+ * throw agentError("unknown_mesh", `Unknown mesh "${name}"`);
+ * ```
+ */
+export function errorMaker<C extends CodeCatalogue>(catalogue: C): ErrorMaker<C> {
+  return ((code: string, ...rest: unknown[]) => {
+    const listed = catalogue[code];
+    const status = typeof listed === "number" ? listed : rest.shift() as number;
+    const [message, options] = rest as [string, ErrorOptions | undefined];
+    const Class = ERRORS_BY_STATUS[status];
+    return Class ? new Class(code, message, options) : new ZtmError(status, code, message, options);
+  }) as ErrorMaker<C>;
+}
+
+/** The codes `shared/` raises itself (routing, bodies, certificates, control lines, signed requests). */
+export const SHARED_ERRORS = {
+  // Rendering (`errorBody`) and clients (`errorFromResponse`)
+  internal: 500,
+  /** A client's code for an error answer that is not a ztm error body; it keeps the answer's status. */
+  http_error: 500,
+  // Routing and bodies (`http.ts`)
+  unknown_route: 404,
+  method_not_allowed: 405,
+  bad_path: 400,
+  bad_query: 400,
+  bad_json: 400,
+  bad_encoding: 400,
+  body_too_large: 413,
+  foreign_host: 403,
+  foreign_origin: 403,
+  // Certificates and invites (`certs.ts`, `invite.ts`)
+  bad_certificate: 400,
+  bad_csr: 400,
+  bad_private_key: 400,
+  bad_invite: 400,
+  // Control messages (`protocol.ts`). TODO(#23): protocol.ts still writes these inline.
+  bad_message: 400,
+  unknown_message: 400,
+  bad_services: 400,
+  control_line_too_large: 413,
+  // Signed requests and answers (`signed_request.ts`)
+  bad_signed_request: 400,
+  bad_signature: 401,
+  expired_request: 401,
+  replayed_request: 401,
+  revoked_certificate: 401,
+  untrusted_certificate: 401,
+  wrong_target: 403,
+  too_many_requests: 429,
+  unsigned_answer: 502,
+  forged_answer: 502,
+  // One process per state database (`state_lock.ts`)
+  state_in_use: 409,
+} as const satisfies CodeCatalogue;
+
+/** Makes the errors of `SHARED_ERRORS`. */
+export const sharedError: ErrorMaker<typeof SHARED_ERRORS> = errorMaker(SHARED_ERRORS);
 
 /**
  * The error a client raises for an error answer: the class of `status`

@@ -8,11 +8,13 @@ import {
   Conflict,
   errorBody,
   errorFromResponse,
+  errorMaker,
   Forbidden,
   MethodNotAllowed,
   NotFound,
   PayloadTooLarge,
   ServiceUnavailable,
+  SHARED_ERRORS,
   TooManyRequests,
   Unauthorized,
   withoutKeyMaterial,
@@ -122,4 +124,28 @@ Deno.test("control characters in a message, or in text for a terminal, come out 
   const { body } = errorBody(new BadRequest("bad_name", `Bad name "${hostile}"`));
   assert.equal(hasControlChars(body.error.message), false);
   assert.match(body.error.message, /db\\x1b\[2J/);
+});
+
+Deno.test("errorMaker makes the class of each code's status from its catalogue", () => {
+  const make = errorMaker({ unknown_mesh: 404, hub_down: 503, bad_answer: 502, two: [400, 403] });
+  const notFound = make("unknown_mesh", 'Unknown mesh "x"');
+  assert(notFound instanceof NotFound);
+  assert.deepStrictEqual([notFound.status, notFound.code, notFound.message], [
+    404,
+    "unknown_mesh",
+    'Unknown mesh "x"',
+  ]);
+  assert(make("hub_down", "down") instanceof ServiceUnavailable);
+  const bad = make("bad_answer", "forged", { cause: "why" });
+  assert.deepStrictEqual([bad.constructor, bad.status, bad.cause], [ZtmError, 502, "why"]);
+  const two = make("two", 403, "refused");
+  assert(two instanceof Forbidden);
+  assert.deepStrictEqual([two.status, two.code], [403, "two"]);
+});
+
+Deno.test("every code of the shared catalogue is snake_case with an HTTP error status", () => {
+  for (const [code, status] of Object.entries(SHARED_ERRORS)) {
+    assert(/^[a-z][a-z0-9_]*$/.test(code), code);
+    assert(status >= 400 && status < 600, `${code}: ${status}`);
+  }
 });

@@ -5,7 +5,7 @@
  * table of `{ method, pattern, handler }`; `createRouter` matches them (404 for
  * unknown paths, 405 with `Allow` for wrong methods); `serveHttp` wraps the
  * app with one error renderer and an access log. Bodies are read through
- * `readText`/`readJson`, which enforce a byte limit (413).
+ * `readText`/`readJsonObject`, which enforce a byte limit (413).
  *
  * @example
  * ```ts
@@ -13,14 +13,7 @@
  * const server = serveHttp({ listen: { hostname: "127.0.0.1", port: 0 }, app, log });
  * ```
  */
-import {
-  BadRequest,
-  errorBody,
-  Forbidden,
-  MethodNotAllowed,
-  NotFound,
-  PayloadTooLarge,
-} from "./errors.ts";
+import { errorBody, MethodNotAllowed, PayloadTooLarge, sharedError } from "./errors.ts";
 import { formatHostPort, type HostPort, isLoopbackHost } from "./flags.ts";
 import { errText, type Logger } from "./log.ts";
 
@@ -73,7 +66,7 @@ export function findRoute<R extends { method: string; pattern: string }>(
     if (!allowed.includes(route.method)) allowed.push(route.method);
   }
   if (allowed.length) throw new MethodNotAllowed(allowed);
-  throw new NotFound("unknown_route", `No route for ${path}`);
+  throw sharedError("unknown_route", `No route for ${path}`);
 }
 
 /** Builds an app from a route table. */
@@ -92,7 +85,7 @@ function matchSegments(pattern: string[], path: string[]): Params | undefined {
       try {
         params[pattern[i].slice(1)] = decodeURIComponent(path[i]);
       } catch {
-        throw new BadRequest("bad_path", "Path is not valid percent-encoding");
+        throw sharedError("bad_path", "Path is not valid percent-encoding");
       }
     } else if (pattern[i] !== path[i]) {
       return undefined;
@@ -127,7 +120,7 @@ export async function readText(req: Request, limit: number): Promise<string> {
   try {
     return new TextDecoder("utf-8", { fatal: true }).decode(await readBytes(req, limit));
   } catch (err) {
-    if (err instanceof TypeError) throw new BadRequest("bad_encoding", "Body is not UTF-8");
+    if (err instanceof TypeError) throw sharedError("bad_encoding", "Body is not UTF-8");
     throw err;
   }
 }
@@ -146,10 +139,10 @@ export function parseJsonObject(text: string): Record<string, unknown> {
   try {
     value = JSON.parse(text);
   } catch {
-    throw new BadRequest("bad_json", "Body is not valid JSON");
+    throw sharedError("bad_json", "Body is not valid JSON");
   }
   if (typeof value !== "object" || value === null || Array.isArray(value)) {
-    throw new BadRequest("bad_json", "Body must be a JSON object");
+    throw sharedError("bad_json", "Body must be a JSON object");
   }
   return value as Record<string, unknown>;
 }
@@ -170,11 +163,11 @@ export function hostOfHeader(host: string): string {
 export function checkHostAndOrigin(req: Request, loopbackOnly: boolean): void {
   const host = req.headers.get("host") ?? "";
   if (loopbackOnly && !isLoopbackHost(hostOfHeader(host))) {
-    throw new Forbidden("foreign_host", `Host "${host}" is not a loopback name`);
+    throw sharedError("foreign_host", `Host "${host}" is not a loopback name`);
   }
   const origin = req.headers.get("origin");
   if (origin !== null && origin !== `http://${host}`) {
-    throw new Forbidden("foreign_origin", `Origin "${origin}" may not use this API`);
+    throw sharedError("foreign_origin", `Origin "${origin}" may not use this API`);
   }
 }
 
@@ -267,7 +260,7 @@ export function parsePageParams(
     if (v === null || v === "") return fallback;
     const n = Number(v);
     if (!/^\d{1,9}$/.test(v) || n < min || n > max) {
-      throw new BadRequest(
+      throw sharedError(
         "bad_query",
         `Query "${name}" must be a whole number from ${min} to ${max}`,
       );
@@ -276,7 +269,7 @@ export function parsePageParams(
   };
   const q = search.get("q") ?? undefined;
   if (q !== undefined && q.length > 200) {
-    throw new BadRequest("bad_query", `Query "q" is longer than 200 characters`);
+    throw sharedError("bad_query", `Query "q" is longer than 200 characters`);
   }
   return {
     offset: int("offset", 0, 0, 1e9),

@@ -9,7 +9,7 @@
  * the endpoint name and the CSR, keyed by a key derived from the secret, so it
  * binds the request to one key pair and can be checked by the CA only.
  */
-import { BadRequest } from "./errors.ts";
+import { BadRequest, sharedError } from "./errors.ts";
 
 /** What an invite carries. */
 export interface InvitePayload {
@@ -47,7 +47,7 @@ export function encodeInvite(p: InvitePayload): string {
 }
 
 function bad(why: string): BadRequest {
-  return new BadRequest("bad_invite", `This is not a ztm invite: ${why}`);
+  return sharedError("bad_invite", `This is not a ztm invite: ${why}`);
 }
 
 /** Reads an invite string (whitespace around and inside it ignored). Throws `BadRequest`. */

@@ -104,19 +104,47 @@ export const MAX_HUB_ADDRESSES = 8;
 /** Longest hub certificate (PEM) a `hubs` message may carry. */
 export const MAX_HUB_CERTIFICATE_CHARS = 16 * 1024;
 
-/** Hub routes. */
+/**
+ * The hub's routes, by name: method and path pattern (`:param` segments). The
+ * hub routes by this table (`hub/server.ts` gives each a handler) and clients
+ * build paths from it ({@link hubPath}, {@link HUB_PATHS}).
+ */
+export const HUB_ROUTES = {
+  control: { method: "POST", pattern: "/api/endpoints/:id/control" },
+  tunnel: { method: "POST", pattern: "/api/endpoints/:id/services/:proto/:name" },
+  manage: { method: "POST", pattern: "/api/endpoints/:id/manage" },
+  endpoints: { method: "GET", pattern: "/api/endpoints" },
+  endpoint: { method: "GET", pattern: "/api/endpoints/:id" },
+  services: { method: "GET", pattern: "/api/services" },
+  status: { method: "GET", pattern: "/api/status" },
+  crl: { method: "GET", pattern: "/api/crl" },
+  renewals: { method: "POST", pattern: "/api/renewals" },
+} as const;
+
+/** The name of a hub route. */
+export type HubRoute = keyof typeof HUB_ROUTES;
+
+/** The path of hub route `route` with its `:param` segments filled in (each URI-encoded). */
+export function hubPath(route: HubRoute, params: Record<string, string> = {}): string {
+  return HUB_ROUTES[route].pattern.replace(/:([a-z]+)/g, (_, name: string) => {
+    const value = params[name];
+    if (value === undefined) throw new Error(`hub route ${route} needs ${name}`);
+    return encodeURIComponent(value);
+  });
+}
+
+/** Paths of the hub routes, as clients build them (from {@link HUB_ROUTES}). */
 export const HUB_PATHS = {
-  control: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}/control`,
-  tunnel: (endpointId: string, proto: string, name: string) =>
-    `/api/endpoints/${encodeURIComponent(endpointId)}/services/${proto}/${
-      encodeURIComponent(name)
-    }`,
-  manage: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}/manage`,
-  endpoints: "/api/endpoints",
-  endpoint: (endpointId: string) => `/api/endpoints/${encodeURIComponent(endpointId)}`,
-  services: "/api/services",
-  status: "/api/status",
-  crl: "/api/crl",
+  control: (id: string): string => hubPath("control", { id }),
+  tunnel: (id: string, proto: string, name: string): string =>
+    hubPath("tunnel", { id, proto, name }),
+  manage: (id: string): string => hubPath("manage", { id }),
+  endpoints: HUB_ROUTES.endpoints.pattern,
+  endpoint: (id: string): string => hubPath("endpoint", { id }),
+  services: HUB_ROUTES.services.pattern,
+  status: HUB_ROUTES.status.pattern,
+  crl: HUB_ROUTES.crl.pattern,
+  renewals: HUB_ROUTES.renewals.pattern,
 } as const;
 
 /** Service protocols: TCP streams and UDP datagrams (protocol 2.1). */

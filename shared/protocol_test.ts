@@ -1,6 +1,6 @@
 import assert from "node:assert/strict";
 import { BadRequest } from "./errors.ts";
-import { checkHubMessage } from "./protocol.ts";
+import { checkHubMessage, HUB_PATHS, HUB_ROUTES, hubPath } from "./protocol.ts";
 
 const from = { endpoint: "e", user: "alice" };
 const service = { proto: "tcp", name: "web" };
@@ -40,5 +40,19 @@ Deno.test("hub lines are checked against the protocol's types before use", () =>
       assert.match(err.message, why);
       return true;
     });
+  }
+});
+
+Deno.test("hub paths are built from the one route table, each parameter encoded", () => {
+  assert.equal(HUB_PATHS.control("ep-1"), "/api/endpoints/ep-1/control");
+  assert.equal(
+    HUB_PATHS.tunnel("ep-1", "udp", "dns/x"),
+    "/api/endpoints/ep-1/services/udp/dns%2Fx",
+  );
+  assert.equal(hubPath("manage", { id: "a b" }), "/api/endpoints/a%20b/manage");
+  assert.throws(() => hubPath("endpoint"), /needs id/);
+  for (const [name, route] of Object.entries(HUB_ROUTES)) {
+    assert.ok(["GET", "POST"].includes(route.method), name);
+    assert.match(route.pattern, /^\/api\//, name);
   }
 });

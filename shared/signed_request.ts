@@ -59,14 +59,7 @@ import {
   x509,
 } from "./certs.ts";
 import { normalizeSerial } from "./crl.ts";
-import {
-  BadRequest,
-  Forbidden,
-  hasControlChars,
-  TooManyRequests,
-  Unauthorized,
-  ZtmError,
-} from "./errors.ts";
+import { hasControlChars, sharedError, ZtmError } from "./errors.ts";
 
 /** How long a signed request stays valid. */
 export const SIGNED_REQUEST_LIFETIME_MS = 30_000;
@@ -160,27 +153,27 @@ export async function signRequest(
 /** Parses a signed request from untrusted JSON; throws `BadRequest` naming the bad field. */
 export function parseSignedRequest(value: unknown): SignedRequest {
   if (typeof value !== "object" || value === null) {
-    throw new BadRequest("bad_signed_request", "Not an object");
+    throw sharedError("bad_signed_request", "Not an object");
   }
   const v = value as Record<string, unknown>;
   for (
     const f of ["method", "path", "body", "target", "from", "nonce", "certificate", "signature"]
   ) {
     if (typeof v[f] !== "string") {
-      throw new BadRequest("bad_signed_request", `Field "${f}" must be a string`);
+      throw sharedError("bad_signed_request", `Field "${f}" must be a string`);
     }
   }
   // What the target's audit log records from the request must be plain text.
   for (const f of ["method", "path", "target", "from"]) {
     if (hasControlChars(v[f] as string)) {
-      throw new BadRequest("bad_signed_request", `Field "${f}" holds control characters`);
+      throw sharedError("bad_signed_request", `Field "${f}" holds control characters`);
     }
   }
   if (typeof v.expires !== "number" || !Number.isSafeInteger(v.expires)) {
-    throw new BadRequest("bad_signed_request", `Field "expires" must be a whole number`);
+    throw sharedError("bad_signed_request", `Field "expires" must be a whole number`);
   }
   if (encoder.encode(v.body as string).length > MAX_SIGNED_BODY_BYTES) {
-    throw new BadRequest("bad_signed_request", "Body is too large");
+    throw sharedError("bad_signed_request", "Body is too large");
   }
   return v as unknown as SignedRequest;
 }
@@ -205,7 +198,7 @@ export class NonceCache implements NonceStore {
     if (this.#seen.size >= this.#max) {
       for (const [n, exp] of this.#seen) if (exp < now) this.#seen.delete(n);
       if (this.#seen.size >= this.#max) {
-        throw new TooManyRequests("too_many_requests", "Too many management requests in flight");
+        throw sharedError("too_many_requests", "Too many management requests in flight");
       }
     }
     this.#seen.set(nonce, expires);
@@ -237,35 +230,35 @@ export async function verifySignedRequest(r: SignedRequest, ctx: VerifyContext):
   try {
     cert = parseCertificate(r.certificate);
   } catch {
-    throw new Unauthorized("untrusted_certificate", "The signer's certificate does not parse");
+    throw sharedError("untrusted_certificate", "The signer's certificate does not parse");
   }
   // Any certificate of the mesh's CA bundle (one CA, or two while it is rotated).
   const chained = await issuerAmong(cert, parseCertificates(ctx.caPem)) !== undefined;
   if (!chained) {
-    throw new Unauthorized(
+    throw sharedError(
       "untrusted_certificate",
       "The signer's certificate is not from this mesh's CA",
     );
   }
   if (now < cert.notBefore.getTime() || now > cert.notAfter.getTime()) {
-    throw new Unauthorized("untrusted_certificate", "The signer's certificate is not valid now");
+    throw sharedError("untrusted_certificate", "The signer's certificate is not valid now");
   }
   if (certificateRole(cert) !== "client") {
-    throw new Unauthorized(
+    throw sharedError(
       "untrusted_certificate",
       "The signer's certificate is not a user certificate",
     );
   }
   const serial = normalizeSerial(cert.serialNumber);
   if (ctx.revoked.has(serial)) {
-    throw new Unauthorized("revoked_certificate", "The signer's certificate is revoked");
+    throw sharedError("revoked_certificate", "The signer's certificate is revoked");
   }
   if (r.target !== ctx.endpointId) {
-    throw new Forbidden("wrong_target", "The request was signed for another endpoint");
+    throw sharedError("wrong_target", "The request was signed for another endpoint");
   }
-  if (r.expires < now) throw new Unauthorized("expired_request", "The signed request has expired");
+  if (r.expires < now) throw sharedError("expired_request", "The signed request has expired");
   if (r.expires - now > MAX_SIGNED_REQUEST_AHEAD_MS) {
-    throw new Unauthorized("expired_request", "The signed request expires too far ahead");
+    throw sharedError("expired_request", "The signed request expires too far ahead");
   }
   let ok = false;
   try {
@@ -288,14 +281,14 @@ export async function verifySignedRequest(r: SignedRequest, ctx: VerifyContext):
   } catch {
     ok = false;
   }
-  if (!ok) throw new Unauthorized("bad_signature", "The request's signature does not verify");
+  if (!ok) throw sharedError("bad_signature", "The request's signature does not verify");
   // The nonce is spent only by a request whose signature verified, so garbage cannot fill the cache.
   if (!ctx.nonces.add(r.nonce, r.expires, now)) {
-    throw new Unauthorized("replayed_request", "The signed request was already used");
+    throw sharedError("replayed_request", "The signed request was already used");
   }
   const user = commonNameOf(cert);
   if (!user) {
-    throw new Unauthorized("untrusted_certificate", "The signer's certificate names no user");
+    throw sharedError("untrusted_certificate", "The signer's certificate names no user");
   }
   return { user, serial };
 }
@@ -368,10 +361,13 @@ export interface AnswerContext {
 }
 
 /** A signed answer that did not verify, or an unsigned success: a 502 naming the endpoint. */
-function badAnswer(code: string, ctx: AnswerContext, why: string): ZtmError {
+function badAnswer(
+  code: "unsigned_answer" | "forged_answer",
+  ctx: AnswerContext,
+  why: string,
+): ZtmError {
   const name = ctx.endpointName ?? ctx.endpointId;
-  return new ZtmError(
-    502,
+  return sharedError(
     code,
     `The answer from endpoint "${name}" ${why}, so it cannot be trusted: the change may or may not have happened`,
   );

@@ -14,7 +14,7 @@
  * ```
  */
 import { dirname } from "node:path";
-import { Conflict } from "./errors.ts";
+import { sharedError } from "./errors.ts";
 import { ensurePrivateDir } from "./files.ts";
 
 /** A held lock. */
@@ -60,7 +60,7 @@ export function lockState(database: string, what: string, flag = "--database"): 
   if (!locked) {
     file.close();
     const pid = (Deno.readTextFileSync(path).trim().match(/^\d+$/) ?? ["?"])[0];
-    throw new Conflict(
+    throw sharedError(
       "state_in_use",
       `another ${what} (pid ${pid}) is using ${displayPath(database)}; ` +
         `stop it first, or give this one its own ${flag}`,

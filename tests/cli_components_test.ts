@@ -99,12 +99,12 @@ Deno.test("deno task ztm works in the caller's directory: files land where it wa
   ]);
 });
 
-Deno.test("the ca, hub and agent packages' entry modules run their component (deno run -A jsr:@ztm/ca)", async () => {
+Deno.test("the ca, hub and agent packages' ./main exports run their component (deno run -A jsr:@ztm/ca/main)", async () => {
   for (
     const [entry, usage] of [
-      ["ca/mod.ts", "Usage: ztm ca"],
-      ["hub/mod.ts", "Usage: ztm hub"],
-      ["agent/mod.ts", "Usage: ztm agent"],
+      ["ca/main.ts", "Usage: ztm ca"],
+      ["hub/main.ts", "Usage: ztm hub"],
+      ["agent/main.ts", "Usage: ztm agent"],
     ]
   ) {
     const out = await run(Deno.execPath(), ["run", "--allow-all", join(ROOT, entry), "--help"]);

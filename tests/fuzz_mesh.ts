@@ -149,7 +149,7 @@ async function sendToHub(client: HubClient, req: MeshRequest): Promise<Outcome> 
       if (opened.status !== undefined && opened.status !== 200) {
         return outcomeOf(opened.status, opened.text);
       }
-      // Ended, not reset: nghttp2 answers a burst of RST_STREAMs with GOAWAY (DESIGN section 8).
+      // Ended, not reset: nghttp2 answers a burst of RST_STREAMs with GOAWAY.
       if (opened.status === 200) {
         opened.stream.on("error", () => {});
         opened.stream.resume();

@@ -364,7 +364,7 @@ Deno.test("an agent whose certificate the hub refuses stays up, backs off and sa
       `${mesh}: lastError ${status.lastError}`,
     );
   }
-  // Exponential backoff with jitter (DESIGN section 4), read from the delays the agent
+  // Exponential backoff with jitter, read from the delays the agent
   // itself schedules and logs: with +-50 % jitter on a base that doubles per attempt,
   // every delay is longer than the one two attempts before (until the cap).
   for (const mesh of meshes) {

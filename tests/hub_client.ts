@@ -6,7 +6,7 @@
  * one session.
  *
  * A refusal at TLS level has no HTTP status: in TLS 1.3 the client's request
- * just ends without response headers (DESIGN section 8). {@link HubClient.request}
+ * just ends without response headers. {@link HubClient.request}
  * reports that as `{ refused }` rather than throwing, so a test can assert
  * that a certificate never got an answer.
  *

@@ -1,5 +1,5 @@
 /**
- * A compromised hub cannot forge management (DESIGN section 5). The test
+ * A compromised hub cannot forge management. The test
  * stands where the hub stands: a hand-built `HubClient` with a valid member
  * certificate registers an endpoint and then sends whatever it likes through
  * `POST /api/endpoints/{id}/manage`, which the hub hands to the target agent

@@ -1,6 +1,6 @@
 /**
- * Remote management with real processes over loopback (DESIGN section 4,
- * issue "Manage any endpoint from any endpoint"): root manages other users'
+ * Remote management with real processes over loopback (issue "Manage any
+ * endpoint from any endpoint"): root manages other users'
  * endpoints through its own agent's API and the changes carry data; a user
  * manages only their own endpoint; an endpoint's local policy limits what
  * remote callers may do; every change and refusal lands in the endpoint's

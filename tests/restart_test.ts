@@ -3,8 +3,7 @@
  * back its meshes, services and port mappings; a hub restarted on its data
  * dir and port is rejoined by every agent without user action, also while the
  * CA is down (cached identity and CRL, revocations still enforced); and the
- * hub survives a session that carried hundreds of streams being closed
- * (DESIGN section 8).
+ * hub survives a session that carried hundreds of streams being closed.
  */
 import assert from "node:assert/strict";
 import { api, eventually, Harness, issueUser } from "./harness.ts";

@@ -9,7 +9,11 @@
 
 /** Name of the `<meta>` that carries a fresh login's secret. */
 export const SESSION_META = "ztm-session";
-/** Request header with the secret (the agent's `SESSION_HEADER`). */
+/**
+ * Request header with the secret: `SESSION_HEADER` of `@ztm/shared/agent_api`,
+ * restated so the bundle carries this string and nothing more of the contract
+ * (`session_test.ts` checks they agree).
+ */
 export const SESSION_HEADER = "x-ztm-session";
 const STORAGE_KEY = "ztm-session";
 

@@ -15,7 +15,8 @@
  * Pools are bounded per peer (idle and in all) and idle pairs close after
  * `PAIR_IDLE_MS`. A pair whose peer's certificate is revoked closes at once.
  */
-import { ServiceUnavailable, TooManyRequests, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
   encodePreamble,
@@ -150,7 +151,7 @@ export class PairDialer {
       this.#drop(pair); // dead or confused: try the next, then a fresh one
     }
     if ((this.#count.get(key) ?? 0) >= this.#opts.maxPerPeer) {
-      throw new TooManyRequests(
+      throw agentError(
         "too_many_pairs",
         `Already ${this.#opts.maxPerPeer} pair connections to endpoint ${target.endpoint}`,
       );
@@ -211,7 +212,7 @@ export class PairDialer {
     }
     if (answer.type !== "opened") {
       this.#drop(pair);
-      throw new ServiceUnavailable("peer_protocol", "The provider answered out of turn");
+      throw agentError("peer_protocol", "The provider answered out of turn");
     }
     let released = false;
     return {
@@ -243,7 +244,7 @@ export class PairDialer {
     data: DataAddress | undefined,
   ): Promise<{ pair: Pair; answer: PeerAnswer }> {
     if (!data) {
-      throw new ServiceUnavailable("no_data_port", "The hub has no data port: no tunnels for now");
+      throw agentError("no_data_port", "The hub has no data port: no tunnels for now");
     }
     // Dial while the hub asks the provider: the TCP handshake overlaps the control round trip.
     const dialing = Deno.connect({ hostname: data.hostname, port: data.port });
@@ -260,7 +261,7 @@ export class PairDialer {
     let link: PairLink | undefined;
     let timedOut = false;
     const timeout = () =>
-      new ServiceUnavailable(
+      agentError(
         "pair_failed",
         `The pair with endpoint ${target.endpoint} did not finish its handshake in ${
           PAIR_HANDSHAKE_MS / 1000
@@ -270,7 +271,7 @@ export class PairDialer {
       try {
         tcp = await dialing;
       } catch (err) {
-        throw new ServiceUnavailable(
+        throw agentError(
           "data_port_unreachable",
           `The hub's data port ${data.hostname}:${data.port} is unreachable: ${errText(err)}`,
         );
@@ -293,8 +294,9 @@ export class PairDialer {
           await tls.handshake();
         } catch (err) {
           if (timedOut) throw timeout();
-          throw new ServiceUnavailable(
+          throw agentError(
             "peer_refused",
+            503,
             `Peer refused: endpoint ${target.endpoint} is not ${target.user}'s (${errText(err)})`,
           );
         }
@@ -324,7 +326,7 @@ export class PairDialer {
           sid: granted.sid,
         });
         const answer = await link.readMessage<PeerAnswer>();
-        if (!answer) throw new ServiceUnavailable("peer_closed", "The provider closed the pair");
+        if (!answer) throw agentError("peer_closed", "The provider closed the pair");
         const pair: Pair = { link, peer, key, idleSince: 0, hub: dataKey(data) };
         this.#all.add(pair);
         return { pair, answer };
@@ -337,7 +339,7 @@ export class PairDialer {
       else tcp?.close();
       if (err instanceof ZtmError) throw err;
       if (timedOut) throw timeout();
-      throw new ServiceUnavailable("pair_failed", `Pair connection failed: ${errText(err)}`);
+      throw agentError("pair_failed", `Pair connection failed: ${errText(err)}`);
     }
   }
 

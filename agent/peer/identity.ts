@@ -9,6 +9,7 @@
  * The provider learns the caller's user from this certificate, never from the
  * hub.
  */
+import { agentError } from "@ztm/shared/agent_api";
 import {
   altNamesOf,
   certificateRole,
@@ -21,7 +22,6 @@ import {
   x509,
 } from "@ztm/shared/certs";
 import { normalizeSerial } from "@ztm/shared/crl";
-import { Forbidden } from "@ztm/shared/errors";
 import {
   PEER_PROTOCOL_VERSION,
   type PeerHello,
@@ -141,11 +141,11 @@ export interface Expectation {
 
 /** Checks a peer's hello; throws `Forbidden` (`peer_refused`) naming the first failed check. */
 export async function checkHello(hello: unknown, want: Expectation): Promise<CheckedPeer> {
-  const refuse = (why: string) => new Forbidden("peer_refused", `Peer refused: ${why}`);
+  const refuse = (why: string) => agentError("peer_refused", 403, `Peer refused: ${why}`);
   const h = hello as Partial<PeerHello> | null;
   if (typeof h !== "object" || h === null || h.type !== "hello") throw refuse("no hello");
   if (h.version !== PEER_PROTOCOL_VERSION) {
-    throw new Forbidden(
+    throw agentError(
       "protocol_mismatch",
       `This agent speaks ztm protocol ${PEER_PROTOCOL_VERSION}; the peer said ${
         String(h.version).slice(0, 20)

@@ -11,7 +11,8 @@
  * connection closes, with no target dialled. Each `open` then goes to
  * `serve`, which checks access for the certificate's user and relays.
  */
-import { TooManyRequests, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import { errorBody } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import {
@@ -290,7 +291,7 @@ export class PairListener {
       let mine = 0;
       for (const p of this.#pairs) if (p.caller?.user === caller.user) mine++;
       if (mine >= this.#opts.maxPairsPerCaller) {
-        throw new TooManyRequests(
+        throw agentError(
           "too_many_pairs",
           `User "${caller.user}" already holds ${this.#opts.maxPairsPerCaller} pairs to this endpoint`,
         );

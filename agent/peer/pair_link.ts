@@ -6,7 +6,7 @@
  * kept (`unread`). A link is never shared by two tunnels at once, and any
  * protocol error closes it. Single reader at a time.
  */
-import { BadRequest } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
 import { parseMessage } from "@ztm/shared/protocol";
 import { MAX_PEER_LINE_BYTES, type PeerAnswer, type PeerRequest } from "@ztm/shared/peer_protocol";
 import {
@@ -40,7 +40,7 @@ export class PairLink {
   /**
    * The next line, parsed as a JSON object with a string `type`; null when
    * the peer closed at a line boundary. Throws `BadRequest` on garbage or an
-   * overlong line, or whatever `check` (e.g. `checkLinkMessage`) throws.
+   * overlong line, or whatever `check` throws.
    */
   async readMessage<T extends { type: string }>(
     check?: (value: { type: string } & Record<string, unknown>) => T,
@@ -54,11 +54,11 @@ export class PairLink {
         return check ? check(value) : value as unknown as T;
       }
       if (this.#pending.byteLength > MAX_PEER_LINE_BYTES) {
-        throw new BadRequest("peer_line_too_large", "Pair connection line is too long");
+        throw agentError("peer_line_too_large", "Pair connection line is too long");
       }
       const chunk = await this.#read();
       if (chunk === null) {
-        if (this.#pending.byteLength) throw new BadRequest("bad_peer_line", "Truncated line");
+        if (this.#pending.byteLength) throw agentError("bad_peer_line", "Truncated line");
         return null;
       }
       this.#pending = join(this.#pending, chunk);

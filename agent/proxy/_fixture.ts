@@ -4,7 +4,8 @@
  * are tested without a mesh), a tiny HTTP server that counts its
  * connections, and raw socket helpers with deadlines.
  */
-import { Forbidden, NotFound, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import { Logger } from "@ztm/shared/log";
 import { connLeg } from "@ztm/shared/splice";
 import type { DialedTunnel } from "./mesh_dialer.ts";
@@ -94,11 +95,11 @@ export function startTestProxy(
       const err = opts.errors?.[service];
       if (err) throw err;
       if (service === "denied") {
-        throw new Forbidden("access_denied", `User "x" may not use tcp/denied`);
+        throw agentError("access_denied", `User "x" may not use tcp/denied`);
       }
       const port = routes[service];
       if (port === undefined) {
-        throw new NotFound("unknown_service", `No endpoint offers tcp/${service}`);
+        throw agentError("unknown_service", `No endpoint offers tcp/${service}`);
       }
       const conn = await Deno.connect({ hostname: "127.0.0.1", port });
       return {

@@ -10,7 +10,7 @@
  * a service's `host:port`, an `open` for the exit (`{name: "exit", to: {host,
  * port}}`) instead does `await dialExit(policy, {user, owner}, to)`.
  */
-import { BadRequest, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
 import { errText } from "@ztm/shared/log";
 import { type ExitCaller, type ExitPolicy, type Resolver, systemResolver } from "./exit_policy.ts";
 
@@ -39,7 +39,7 @@ export async function dialExit(
     typeof to?.host !== "string" || to.host.length === 0 || to.host.length > 255 ||
     !Number.isInteger(to.port) || to.port < 1 || to.port > 65535
   ) {
-    throw new BadRequest(
+    throw agentError(
       "bad_exit_destination",
       "An exit destination is a host and a port 1-65535",
     );
@@ -51,8 +51,7 @@ export async function dialExit(
     conn.setNoDelay(true);
     return conn;
   } catch (err) {
-    throw new ZtmError(
-      502,
+    throw agentError(
       "target_unreachable",
       `Exit destination ${to.host.slice(0, 255)}:${to.port} (${address}) is unreachable: ${
         errText(err)

@@ -17,17 +17,9 @@
  * `0.0.0.0/0` does not open the exit's own loopback; `127.0.0.1/32` does).
  * Everything is refused before any packet leaves the exit.
  */
-import { BadRequest, Forbidden } from "@ztm/shared/errors";
-
-/** One rule of an exit's list, as configured. */
-export interface ExitRule {
-  /** CIDRs, addresses or domain globs. */
-  destinations: string[];
-  /** Ports: `80`, `8000-8100`, or `*` (the default). */
-  ports?: string[];
-  /** Users besides the exit's own user and `root`; `*` is every member. */
-  users?: string[];
-}
+import { agentError, type ExitRule } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { ExitRule };
 
 /** Resolves a host name to addresses (A and AAAA). */
 export type Resolver = (host: string) => Promise<string[]>;
@@ -139,7 +131,7 @@ function parsePorts(list: string[] | undefined, where: string): [number, number]
     const lo = m ? Number(m[1]) : 0;
     const hi = m?.[2] ? Number(m[2]) : lo;
     if (!m || lo < 1 || hi > 65535 || hi < lo) {
-      throw new BadRequest(
+      throw agentError(
         "bad_exit",
         `${where}: bad port "${p.slice(0, 20)}"; use 80, 8000-8100 or *`,
       );
@@ -155,7 +147,7 @@ export class ExitPolicy {
   /** Compiles `rules`. Throws `BadRequest` (`bad_exit`) naming the bad item. */
   constructor(rules: ExitRule[]) {
     if (!Array.isArray(rules) || rules.length > MAX_RULES) {
-      throw new BadRequest("bad_exit", `An exit list is an array of at most ${MAX_RULES} rules`);
+      throw agentError("bad_exit", `An exit list is an array of at most ${MAX_RULES} rules`);
     }
     this.#rules = rules.map((r, i) => {
       const where = `exit rule ${i + 1}`;
@@ -163,7 +155,7 @@ export class ExitPolicy {
         !Array.isArray(r.destinations) || r.destinations.length === 0 ||
         r.destinations.length > MAX_ITEMS
       ) {
-        throw new BadRequest(
+        throw agentError(
           "bad_exit",
           `${where}: destinations must list 1 to ${MAX_ITEMS} CIDRs or names`,
         );
@@ -172,12 +164,12 @@ export class ExitPolicy {
       const globs: string[] = [];
       for (const d of r.destinations) {
         if (typeof d !== "string") {
-          throw new BadRequest("bad_exit", `${where}: a destination is a string`);
+          throw agentError("bad_exit", `${where}: a destination is a string`);
         }
         const cidr = parseCidr(d);
         if (cidr) cidrs.push(cidr);
         else if (GLOB.test(d) && !/^[\d.]+$/.test(d)) globs.push(d.toLowerCase());
-        else {throw new BadRequest(
+        else {throw agentError(
             "bad_exit",
             `${where}: "${d.slice(0, 100)}" is neither a CIDR nor a domain glob`,
           );}
@@ -193,7 +185,7 @@ export class ExitPolicy {
    */
   async check(caller: ExitCaller, host: string, port: number, resolve: Resolver): Promise<string> {
     const shown = `${host.slice(0, 255)}:${port}`;
-    const deny = (why: string) => new Forbidden("exit_denied", `Exit refuses ${shown}: ${why}`);
+    const deny = (why: string) => agentError("exit_denied", `Exit refuses ${shown}: ${why}`);
     if (this.#rules.length === 0) throw deny("this exit lists no destination");
     const admitted = this.#rules.filter((r) =>
       caller.user === caller.owner || caller.user === "root" || r.users.includes("*") ||

@@ -10,7 +10,8 @@
  * pools) and `openTunnel` to one provider. Every tunnel gets the provider's
  * own access check, so a name the caller may not use fails there.
  */
-import { BadRequest, NotFound, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import { EXIT_SERVICE } from "@ztm/shared/peer_protocol";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { MeshService } from "@ztm/shared/protocol";
@@ -86,14 +87,14 @@ export class MeshDialer {
     const name = parseMeshName(host);
     const exit = name ? undefined : this.#opts.exit?.();
     if (!name && !exit) {
-      throw new NotFound(
+      throw agentError(
         "not_a_mesh_name",
         `"${host.slice(0, 100)}" is not a mesh name (SERVICE.mesh) and this proxy has no exit`,
       );
     }
     const tunnels = this.#opts.tunnels();
     if (!tunnels) {
-      throw new ZtmError(503, "mesh_not_running", `Mesh "${this.#opts.mesh}" is not running`);
+      throw agentError("mesh_not_running", `Mesh "${this.#opts.mesh}" is not running`);
     }
     if (!name) return await this.#dialExit(tunnels, exit!, host, port);
     const resolved = resolveMeshName(name, await this.#listing(tunnels, name));
@@ -134,7 +135,7 @@ export class MeshDialer {
     port: number,
   ): Promise<DialedTunnel> {
     if (!Number.isInteger(port) || port < 1 || port > 65535) {
-      throw new BadRequest("bad_exit_destination", `Port ${port} cannot go through an exit`);
+      throw agentError("bad_exit_destination", `Port ${port} cannot go through an exit`);
     }
     const offers = (await tunnels.services(EXIT_SERVICE)).filter((s) =>
       s.proto === "tcp" && s.name === EXIT_SERVICE
@@ -142,10 +143,10 @@ export class MeshDialer {
     const provider = offers.flatMap((s) => s.providers.map((p) => ({ ...p, user: s.user })))
       .find((p) => p.endpoint === exit || p.name === exit);
     if (!provider) {
-      throw new NotFound("no_exit", `Endpoint "${exit.slice(0, 64)}" offers no exit in this mesh`);
+      throw agentError("no_exit", `Endpoint "${exit.slice(0, 64)}" offers no exit in this mesh`);
     }
     if (!provider.online) {
-      throw new ZtmError(503, "exit_offline", `The exit on "${exit.slice(0, 64)}" is offline`);
+      throw agentError("exit_offline", `The exit on "${exit.slice(0, 64)}" is offline`);
     }
     const target: TunnelTarget = {
       proto: "tcp",

@@ -23,7 +23,7 @@
  *
  * This module only parses and resolves; opening tunnels is `mesh_dialer.ts`.
  */
-import { BadRequest, Conflict, NotFound, ServiceUnavailable } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
 import type { MeshService } from "@ztm/shared/protocol";
 
 /** The top label every mesh name ends with. */
@@ -70,7 +70,7 @@ export function parseMeshName(host: string): MeshName | null {
   const h = host.endsWith(".") ? host.slice(0, -1) : host;
   const labels = h.split(".").slice(0, -1);
   const bad = (why: string) =>
-    new BadRequest(
+    agentError(
       "bad_mesh_name",
       `Bad mesh name "${host.slice(0, 100)}": ${why}; use SERVICE[.ENDPOINT][.USER.user].mesh`,
     );
@@ -112,12 +112,12 @@ export function resolveMeshName(name: MeshName, listing: MeshService[]): Resolut
   const shown = formatMeshName(name);
   let groups = pick(listing.filter((s) => s.proto === "tcp"), (s) => s.name, name.service);
   if (groups.length === 0) {
-    throw new NotFound("unknown_service", `No endpoint offers tcp/${name.service} (${shown})`);
+    throw agentError("unknown_service", `No endpoint offers tcp/${name.service} (${shown})`);
   }
   if (name.user) {
     groups = pick(groups, (g) => g.user, name.user);
     if (groups.length === 0) {
-      throw new NotFound(
+      throw agentError(
         "unknown_service",
         `User ${name.user} offers no tcp/${name.service} (${shown})`,
       );
@@ -129,7 +129,7 @@ export function resolveMeshName(name: MeshName, listing: MeshService[]): Resolut
       p.endpoint === pin || p.name.toLowerCase() === pin.toLowerCase();
     groups = groups.filter((g) => g.providers.some(matches));
     if (groups.length === 0) {
-      throw new NotFound(
+      throw agentError(
         "unknown_service",
         `Endpoint ${pin} offers no tcp/${name.service} (${shown})`,
       );
@@ -138,7 +138,7 @@ export function resolveMeshName(name: MeshName, listing: MeshService[]): Resolut
   }
   if (groups.length > 1) {
     const users = [...new Set(groups.map((g) => g.user))].sort();
-    throw new Conflict(
+    throw agentError(
       "ambiguous_service",
       `Several users offer tcp/${name.service}: ${users.join(", ")}; name one, as in ${
         formatMeshName({ ...name, user: users[0] })
@@ -151,7 +151,7 @@ export function resolveMeshName(name: MeshName, listing: MeshService[]): Resolut
     name: p.name,
   }));
   if (providers.length === 0) {
-    throw new ServiceUnavailable(
+    throw agentError(
       "no_provider_online",
       `No provider of tcp/${group.name} of ${group.user} is online (${shown})`,
     );

@@ -8,14 +8,15 @@
  * The proxy has no authentication (any local process may use it, as it may
  * use a port mapping), so it listens on loopback addresses only.
  */
-import { BadRequest, Conflict, Forbidden } from "@ztm/shared/errors";
 import { formatHostPort, isLoopbackHost, parseHostPort } from "@ztm/shared/flags";
 import { errText, type Logger } from "@ztm/shared/log";
 import { NAME_PATTERN } from "@ztm/shared/protocol";
 import type { MeshRuntime } from "../runtime.ts";
-import type { TunnelState } from "../tunnel_state.ts";
 import { MeshDialer } from "./mesh_dialer.ts";
 import { ProxyServer } from "./server.ts";
+import { agentError, type ProxyStatus } from "@ztm/shared/agent_api";
+// Defined by the API contract; re-exported for this package's modules.
+export type { ProxyStatus };
 
 /** The proxy's listen address when none is given. */
 export const DEFAULT_PROXY_LISTEN = "127.0.0.1:1080";
@@ -28,24 +29,6 @@ export interface ProxyConfig {
   exit?: string;
 }
 
-/** A mesh's proxy, as the API shows it. */
-export interface ProxyStatus {
-  /** Whether a proxy is configured (stored). */
-  enabled: boolean;
-  /** The stored listen address; null when off. */
-  listen: string | null;
-  /** Whether it listens now. */
-  listening: boolean;
-  /** The address it is bound to (its real port when `listen` asked for 0); null when not listening. */
-  address: string | null;
-  /** Why it does not listen although enabled (the port was taken at start); null otherwise. */
-  error: string | null;
-  /** Connections open through it now. */
-  connections: number;
-  /** While it listens: connections and bytes since it started, and the last refusal. */
-  state?: TunnelState;
-}
-
 /**
  * Checks a `PUT …/proxy` body: `{listen?}`, a loopback `host:port` (default
  * `DEFAULT_PROXY_LISTEN`). Throws `BadRequest` naming the problem.
@@ -53,30 +36,30 @@ export interface ProxyStatus {
 export function checkProxyBody(body: Record<string, unknown>): ProxyConfig {
   for (const key of Object.keys(body)) {
     if (key !== "listen" && key !== "exit") {
-      throw new BadRequest("bad_request", `Unknown field "${key}"; allowed: listen, exit`);
+      throw agentError("bad_request", `Unknown field "${key}"; allowed: listen, exit`);
     }
   }
   const exit = body.exit;
   if (
     exit !== undefined && exit !== null && (typeof exit !== "string" || !NAME_PATTERN.test(exit))
   ) {
-    throw new BadRequest("bad_exit", "Bad exit: the name or id of the endpoint that offers it");
+    throw agentError("bad_exit", "Bad exit: the name or id of the endpoint that offers it");
   }
   const listen = body.listen ?? DEFAULT_PROXY_LISTEN;
   if (typeof listen !== "string" || listen.length > 100) {
-    throw new BadRequest("bad_listen", `Bad listen: use host:port, as in ${DEFAULT_PROXY_LISTEN}`);
+    throw agentError("bad_listen", `Bad listen: use host:port, as in ${DEFAULT_PROXY_LISTEN}`);
   }
   let addr;
   try {
     addr = parseHostPort(listen);
   } catch (err) {
-    throw new BadRequest(
+    throw agentError(
       "bad_listen",
       `${errText(err)}; use host:port, as in ${DEFAULT_PROXY_LISTEN}`,
     );
   }
   if (!isLoopbackHost(addr.hostname)) {
-    throw new BadRequest(
+    throw agentError(
       "listen_not_loopback",
       `The proxy has no authentication, so it listens on loopback only (127.0.0.1, ::1), not "${addr.hostname}"`,
     );
@@ -186,10 +169,10 @@ function sameAddress(a: string, b: string): boolean {
 
 function listenError(err: unknown, listen: string): unknown {
   if (err instanceof Deno.errors.AddrInUse) {
-    return new Conflict("port_in_use", `Port ${listen} is already in use`, { cause: err });
+    return agentError("port_in_use", `Port ${listen} is already in use`, { cause: err });
   }
   if (err instanceof Deno.errors.AddrNotAvailable) {
-    return new BadRequest(
+    return agentError(
       "address_unavailable",
       `Address ${listen} is not an address of this computer`,
       {
@@ -198,7 +181,7 @@ function listenError(err: unknown, listen: string): unknown {
     );
   }
   if (err instanceof Deno.errors.PermissionDenied) {
-    return new Forbidden("port_not_permitted", `Not permitted to listen on ${listen}`, {
+    return agentError("port_not_permitted", `Not permitted to listen on ${listen}`, {
       cause: err,
     });
   }

@@ -3,6 +3,7 @@
  * read: the context they dial through, one log line per refusal, and the
  * splice of the client connection with its tunnel.
  */
+import { agentError } from "@ztm/shared/agent_api";
 import { ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import { connLeg, splice } from "@ztm/shared/splice";
@@ -23,8 +24,10 @@ export interface ProxyContext {
 
 /** The refusal's status, code and message: a `ZtmError`'s own, else a generic 502. */
 export function refusalOf(err: unknown): { status: number; code: string; message: string } {
-  if (err instanceof ZtmError) return { status: err.status, code: err.code, message: err.message };
-  return { status: 502, code: "tunnel_failed", message: `The tunnel failed: ${errText(err)}` };
+  const e = err instanceof ZtmError
+    ? err
+    : agentError("tunnel_failed", `The tunnel failed: ${errText(err)}`);
+  return { status: e.status, code: e.code, message: e.message };
 }
 
 /** Logs one line for a refused proxy request (`method`: `SOCKS5`, `CONNECT`, `GET`, …). */
