@@ -347,16 +347,24 @@ export interface MeshSummary {
       since: string;
       /** Why the last CRL seen was refused; absent while all is well. */
       crlAlarm?: string;
-      /** Each hub's session (one per bootstrap address); `connected` is any of them. */
-      hubs?: {
-        address: string;
-        connected: boolean;
-        lastError: string | null;
-        rttMs: number | null;
-        since: string;
-      }[];
+      /** Each hub's session (bootstraps, then hubs learnt from hub lists); `connected` is any. */
+      hubs?: HubState[];
     }
     | null;
+}
+
+/** One hub's session of a mesh (`agent/hubs.ts`). */
+export interface HubState {
+  /** The address dialled (a listed hub's first address). */
+  address: string;
+  /** `bootstrap`: given at join; `listed`: learnt from a hub list. */
+  origin: "bootstrap" | "listed";
+  connected: boolean;
+  lastError: string | null;
+  /** The last PING round trip, ms; null before one or when not connected. */
+  rttMs: number | null;
+  /** ISO time of the last change of `connected`. */
+  since: string;
 }
 
 /** The body of a join: the mesh CA, this endpoint's certificate and key (PEM), and hub addresses. */
