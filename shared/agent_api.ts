@@ -362,24 +362,31 @@ export interface MeshSummary {
       since: string;
       /** Why the last CRL seen was refused; absent while all is well. */
       crlAlarm?: string;
-      /** Each hub's session (one per bootstrap address); `connected` is any of them. */
+      /** Each hub's session (bootstraps, then hubs learnt from hub lists); `connected` is any. */
       hubs?: HubSession[];
     }
     | null;
 }
 
-/** One hub session of a mesh (`MeshSummary.status.hubs[]`). */
-export interface HubSession {
+/** One hub's session of a mesh (`agent/hubs.ts`). */
+export interface HubState {
+  /** The address dialled (a listed hub's first address). */
   address: string;
+  /** `bootstrap`: given at join; `listed`: learnt from a hub list. */
+  origin: "bootstrap" | "listed";
   connected: boolean;
   lastError: string | null;
-  /** Round trip of the last PING, ms; null before the first. */
+  /** The last PING round trip, ms; null before one or when not connected. */
   rttMs: number | null;
-  /** ISO time the session last went up or down. */
+  /** ISO time of the last change of `connected`. */
   since: string;
-  /** While down with an error: what it almost always means, in words (`agent/hub_errors.ts`). */
-  problem?: string;
 }
+
+/** A hub session as the API shows it: its state and, while down with an error, that error in words. */
+export type HubSession = HubState & {
+  /** What `lastError` almost always means, in words (`agent/hub_errors.ts`). */
+  problem?: string;
+};
 
 /** `POST /api/meshes/{mesh}/invites`: the user a new device will belong to, and the invite's terms. */
 export interface InviteRequest {
