@@ -27,7 +27,7 @@ import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
 import { ROOT } from "../tests/harness.ts";
 import { describeMachine, sourceState } from "./machine.ts";
-import { ProcSampler, SYSTEM } from "./proc_stats.ts";
+import { descendants, ProcSampler, SYSTEM } from "./proc_stats.ts";
 import { cell, figuresJson, markdownTable, Results, round } from "./report.ts";
 import { type ScaleConfig, scaleRun } from "./scale_run.ts";
 import { type HubsConfig, hubsRun } from "./scale_hubs.ts";
@@ -116,6 +116,18 @@ for (const f of SPEC.flags) {
     console.error(`${SPEC.name}: --${f.name} must be at least 1`);
     Deno.exit(2);
   }
+}
+
+// Interrupted, the run's harness never gets to stop what it started: stop it here.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    for (const pid of descendants(Deno.pid)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+    Deno.exit(130);
+  });
 }
 
 const progress = (m: string) => console.error(`bench:scale: ${m}`);

@@ -153,7 +153,7 @@ async function storm(
   const first = procs[0];
   const others = procs.slice(1).map((p) => p.port);
   say("reconnect storm: stopping hub 0");
-  const failuresBefore = sims.totals().failures;
+  const before = sims.totals();
   const stopped = Date.now();
   await first.stop();
   const hub = await h.startHub(ca, { dir: first.dir, args: [`--listen=127.0.0.1:${first.port}`] });
@@ -191,7 +191,11 @@ async function storm(
   add("storm.hubPeakCpuPct", peakCpu);
   add("storm.hubPeakRssMiB", usage.hub0.rssPeakKiB / 1024);
   add("storm.simsCpuPct", usage.sims.cpuPct);
-  add("storm.failures", sims.totals().failures - failuresBefore);
+  const after = sims.totals();
+  add("storm.failures", after.failures - before.failures);
+  const causes = Object.entries(after.causes)
+    .map(([k, n]) => [k, n - (before.causes[k] ?? 0)] as const).filter(([, n]) => n > 0);
+  say(`failed dials and lost sessions in the storm: ${JSON.stringify(Object.fromEntries(causes))}`);
   if (others.length) {
     add("storm.otherHubsCpuPct", mean(othersCpu));
     add("storm.otherHubsLost", c.endpoints - othersMin);
