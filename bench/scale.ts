@@ -16,15 +16,21 @@
  * report median (min–max). Progress goes to stderr; stdout gets a markdown
  * table, the targets of the issue with whether each is met, and one JSON line.
  *
- *   deno task bench:scale [--endpoints=10000] [--runs=3]
+ * With `--hubs=H` (H > 1) it measures several hubs instead (`scale_hubs.ts`):
+ * per run, N simulated endpoints on one hub as the baseline, then the same N
+ * each on all H hubs; join time, each hub's RSS and CPU at rest, and the storm
+ * when one hub restarts, with the ratios of the two.
+ *
+ *   deno task bench:scale [--endpoints=10000] [--runs=3] [--hubs=3]
  */
 import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
 import { ROOT } from "../tests/harness.ts";
 import { describeMachine, sourceState } from "./machine.ts";
-import { ProcSampler, SYSTEM } from "./proc_stats.ts";
+import { descendants, ProcSampler, SYSTEM } from "./proc_stats.ts";
 import { cell, figuresJson, markdownTable, Results, round } from "./report.ts";
 import { type ScaleConfig, scaleRun } from "./scale_run.ts";
+import { type HubsConfig, hubsRun } from "./scale_hubs.ts";
 
 const SPEC: CommandSpec = {
   name: "deno task bench:scale",
@@ -32,6 +38,12 @@ const SPEC: CommandSpec = {
   flags: [
     { name: "endpoints", kind: "integer", default: "10000", help: "simulated endpoints (N)" },
     { name: "runs", kind: "integer", default: "1", help: "repeat; report median (min–max)" },
+    {
+      name: "hubs",
+      kind: "integer",
+      default: "1",
+      help: "hubs; above 1, every endpoint is on each, measured against one hub in the same run",
+    },
     { name: "processes", kind: "integer", default: "4", help: "simulator processes" },
     {
       name: "users",
@@ -79,6 +91,7 @@ const SPEC: CommandSpec = {
     "deno task bench:scale",
     "deno task bench:scale --endpoints=2000 --skip-storm",
     "deno task bench:scale --endpoints=2000 --runs=3",
+    "deno task bench:scale --hubs=3 --endpoints=3000",
   ],
 };
 
@@ -105,9 +118,22 @@ for (const f of SPEC.flags) {
   }
 }
 
+// Interrupted, the run's harness never gets to stop what it started: stop it here.
+for (const signal of ["SIGINT", "SIGTERM"] as const) {
+  Deno.addSignalListener(signal, () => {
+    for (const pid of descendants(Deno.pid)) {
+      try {
+        Deno.kill(pid, "SIGKILL");
+      } catch { /* gone */ }
+    }
+    Deno.exit(130);
+  });
+}
+
 const progress = (m: string) => console.error(`bench:scale: ${m}`);
 const results = new Results();
 const failures: string[] = [];
+const hubs = flags.integer("hubs");
 
 /** Waits up to `--quiet-wait` s until the machine's other processes use under 25 % of a core. */
 async function waitForQuiet(run: number): Promise<void> {
@@ -129,6 +155,11 @@ async function waitForQuiet(run: number): Promise<void> {
   } finally {
     sampler.stop();
   }
+}
+
+if (hubs > 1) {
+  await severalHubs();
+  Deno.exit(failures.length === runs ? 1 : 0);
 }
 
 for (let run = 1; run <= runs; run++) {
@@ -233,3 +264,94 @@ console.log(
   }),
 );
 if (failures.length === runs) Deno.exit(1);
+
+/** `--hubs=H`: per run, N on one hub, then N on each of H hubs; a table with the ratios. */
+async function severalHubs(): Promise<void> {
+  const hc: HubsConfig = {
+    endpoints: config.endpoints,
+    processes: config.processes,
+    users: config.users,
+    concurrency: config.concurrency,
+    idleSeconds: config.idleSeconds,
+    storm: config.storm,
+    timeout: config.timeout,
+  };
+  for (let run = 1; run <= runs; run++) {
+    try {
+      for (const count of [1, hubs]) {
+        await waitForQuiet(run);
+        await hubsRun(run, count, hc, results, progress);
+      }
+    } catch (err) {
+      const message = err instanceof Error ? err.message : String(err);
+      failures.push(`run ${run}: ${message}`);
+      progress(`run ${run} FAILED: ${message}`);
+    }
+  }
+  const med = (figure: string) => results.spread(figure, "ztm")?.median;
+  const row = (label: string, figure: string): string[] => {
+    const one = med(`h1.${figure}`);
+    const many = med(`h${hubs}.${figure}`);
+    const ratio = one !== undefined && many !== undefined && one !== 0 ? many / one : undefined;
+    return [
+      label,
+      cell(results.spread(`h1.${figure}`, "ztm")),
+      cell(results.spread(`h${hubs}.${figure}`, "ztm")),
+      ratio === undefined ? "–" : `${round(ratio)} ×`,
+    ];
+  };
+  const rows = [
+    row("join: all N on every hub, s", "join.seconds"),
+    row("join: failed dials", "join.failures"),
+    row("join: SYNs dropped on a full listen queue", "join.listenOverflows"),
+    row("join: CPU per hub (mean), % of a core", "join.hubCpuPct"),
+    row("join: simulators' CPU, % of a core", "join.simsCpuPct"),
+    row("RSS per hub at rest (mean), MiB", "hub.rssMiB"),
+    row("RSS per hub at rest (max), MiB", "hub.rssMiBMax"),
+    row("RSS of all hubs at rest, MiB", "hubs.rssMiB"),
+    row("RSS per hub per endpoint, KiB", "hub.rssPerEndpointKiB"),
+    row("CPU per hub at rest (mean), % of a core", "hub.idleCpuPct"),
+    row("CPU per hub at rest (max), % of a core", "hub.idleCpuPctMax"),
+    row("CPU of all hubs at rest, % of a core", "hubs.idleCpuPct"),
+    row("simulators' CPU at rest, % of a core", "sims.idleCpuPct"),
+    row("simulators' peak RSS (all), MiB", "sims.peakRssMiB"),
+    row("other processes' CPU at rest, % of a core", "other.idleCpuPct"),
+    row("storm: hub down (stop + start), s", "storm.downSeconds"),
+    row("storm: all back on the restarted hub after the stop, s", "storm.backSeconds"),
+    row("storm: restarted hub's CPU, % of a core (mean)", "storm.hubCpuPct"),
+    row("storm: restarted hub's CPU, % of a core (peak 1 s)", "storm.hubPeakCpuPct"),
+    row("storm: restarted hub's peak RSS, MiB", "storm.hubPeakRssMiB"),
+    row("storm: failed dials and lost sessions", "storm.failures"),
+    row("storm: simulators' CPU, % of a core", "storm.simsCpuPct"),
+    row("storm: other hubs' CPU (mean), % of a core", "storm.otherHubsCpuPct"),
+    row("storm: sessions the other hubs lost", "storm.otherHubsLost"),
+  ].filter((r) => r[1] !== "–" || r[2] !== "–");
+  const machine = describeMachine();
+  const source = await sourceState(ROOT);
+  console.log(
+    `\n## ztm scale, ${hubs} hubs, N = ${
+      config.endpoints.toLocaleString("en-US")
+    } endpoints each on every hub, ${runs} run${runs > 1 ? "s (median (min–max))" : ""}\n`,
+  );
+  console.log(
+    `${machine.cpus} cores, ${machine.cpu}, Linux ${machine.kernel}, Deno ${machine.deno}, ` +
+      `${source}; ${config.processes} simulator processes, ${config.users} users; baseline: ` +
+      `the same N on one hub, measured in the same run\n`,
+  );
+  console.log(markdownTable(["metric", "1 hub", `${hubs} hubs`, "ratio"], rows));
+  if (failures.length) console.log(`\nFailed:\n${failures.map((f) => `- ${f}`).join("\n")}`);
+  console.log(
+    "\n" + JSON.stringify({
+      bench: "ztm scale, several hubs",
+      version: VERSION,
+      date: new Date().toISOString(),
+      source,
+      machine,
+      config: { ...hc, hubs, runs },
+      figures: Object.fromEntries(
+        Object.entries(figuresJson(results)).map(([k, v]) => [k, v.ztm]),
+      ),
+      failures,
+    }),
+  );
+}

@@ -37,10 +37,10 @@ export interface ScaleConfig {
 const Z = "ztm";
 
 /** Mutual-TLS client material for asking the hub its status. */
-type Tls = ReturnType<typeof userTls>;
+export type Tls = ReturnType<typeof userTls>;
 
 /** The hub's `online` count, through a fresh session (the hub may have restarted). */
-async function hubOnline(port: number, tls: Tls): Promise<number | undefined> {
+export async function hubOnline(port: number, tls: Tls): Promise<number | undefined> {
   const client = HubClient.connect(port, tls);
   try {
     const reply = await client.request("GET", "/api/status", { timeoutMs: 5_000 });
@@ -53,7 +53,7 @@ async function hubOnline(port: number, tls: Tls): Promise<number | undefined> {
 }
 
 /** CPU (% of a core) the machine spent outside the bench's processes: other engineers' work. */
-function otherCpu(usage: Record<string, ProcUsage>): number {
+export function otherCpu(usage: Record<string, ProcUsage>): number {
   const known = Object.entries(usage).filter(([k]) => k !== "system")
     .reduce((n, [, u]) => n + u.cpuPct, 0);
   return Math.max(0, usage.system.cpuPct - known);
@@ -63,7 +63,7 @@ function otherCpu(usage: Record<string, ProcUsage>): number {
  * The kernel's count of connections dropped because a listen queue was full
  * (`ListenOverflows` in `/proc/net/netstat`), machine-wide; undefined off Linux.
  */
-function listenOverflows(): number | undefined {
+export function listenOverflows(): number | undefined {
   try {
     const lines = Deno.readTextFileSync("/proc/net/netstat").split("\n")
       .filter((l) => l.startsWith("TcpExt:"));
@@ -99,7 +99,11 @@ async function timeApi(
 }
 
 /** Polls every 250 ms until `check` is true; returns when, or throws naming `what`. */
-async function until(what: string, timeoutS: number, check: () => Promise<boolean> | boolean) {
+export async function until(
+  what: string,
+  timeoutS: number,
+  check: () => Promise<boolean> | boolean,
+) {
   const deadline = Date.now() + timeoutS * 1000;
   while (!(await check())) {
     if (Date.now() > deadline) throw new Error(`${what}: not reached within ${timeoutS} s`);

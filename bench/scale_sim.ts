@@ -1,7 +1,9 @@
 /**
- * One simulator process of the scale bench: `--count` endpoints, each a real
- * mutual-TLS HTTP/2 session to one hub that behaves on the wire as a real
- * agent's hub link (`agent/hub_link.ts`) does:
+ * One simulator process of the scale bench: `--count` endpoints, each with a
+ * real mutual-TLS HTTP/2 session to every hub of `--ports` (one hub by
+ * default; several as an agent with several bootstraps holds one per hub,
+ * `agent/hubs.ts`), each session behaving on the wire as a real agent's hub
+ * link (`agent/hub_link.ts`) does:
  *
  * - dial, fetch `GET /api/crl`, open the control stream with a `hello`
  *   publishing two services, and count as joined on the hub's `welcome`;
@@ -30,7 +32,7 @@
  * writes one JSON line of counters (`SimCounters`) to stdout.
  *
  *   deno run --allow-net=127.0.0.1,127.1.0.1,… --allow-read=creds.json bench/scale_sim.ts \
- *     --port=PORT --first=0 --count=2500 --credentials=creds.json
+ *     --ports=PORT[,PORT…] --first=0 --count=2500 --credentials=creds.json
  */
 import http2, { type ClientHttp2Session } from "node:http2";
 import { parseCommandLine } from "@ztm/shared/flags";
@@ -53,8 +55,10 @@ const FIRST_REDIAL_SPREAD_MS = 1_000;
 
 /** Counters one simulator process reports on each stdout line. */
 export interface SimCounters {
-  /** Endpoints whose control stream got a welcome and is still open. */
+  /** Sessions whose control stream got a welcome and is still open (endpoints × hubs). */
   connected: number;
+  /** `connected`, by the hub's port. */
+  byPort: Record<string, number>;
   /** Welcomes received so far (first joins and rejoins). */
   joins: number;
   /** Failed dials and lost sessions so far. */
@@ -101,7 +105,7 @@ export function simServices(g: number): { proto: "tcp"; name: string; users: str
 }
 
 interface Config {
-  port: number;
+  ports: number[];
   first: number;
   count: number;
   concurrency: number;
@@ -111,21 +115,30 @@ interface Config {
 /** One simulated endpoint's hub link. */
 class SimEndpoint {
   #g: number;
+  #port: number;
   #cfg: Config;
   #counters: SimCounters;
   #attempt = 0;
   #connected = false;
   #onFirstOutcome: (() => void) | undefined;
 
-  constructor(g: number, cfg: Config, counters: SimCounters, onFirstOutcome: () => void) {
+  constructor(
+    g: number,
+    port: number,
+    cfg: Config,
+    counters: SimCounters,
+    onFirstOutcome: () => void,
+  ) {
     this.#g = g;
+    this.#port = port;
     this.#cfg = cfg;
     this.#counters = counters;
     this.#onFirstOutcome = onFirstOutcome;
   }
 
   connect(): void {
-    const { creds, port } = this.#cfg;
+    const { creds } = this.#cfg;
+    const port = this.#port;
     const user = creds.users[this.#g % creds.users.length];
     const session = http2.connect(`https://127.0.0.1:${port}`, {
       ca: creds.ca,
@@ -216,6 +229,7 @@ class SimEndpoint {
           this.#attempt = 0;
           this.#connected = true;
           this.#counters.connected++;
+          this.#counters.byPort[this.#port] = (this.#counters.byPort[this.#port] ?? 0) + 1;
           this.#counters.joins++;
           this.#firstOutcome();
           onWelcome();
@@ -273,7 +287,10 @@ class SimEndpoint {
 
   #scheduleReconnect(why: string): void {
     const wasConnected = this.#connected;
-    if (wasConnected) this.#counters.connected--;
+    if (wasConnected) {
+      this.#counters.connected--;
+      this.#counters.byPort[this.#port]--;
+    }
     this.#connected = false;
     this.#counters.failures++;
     const cause = why.replace(/\d+/g, "#").slice(0, 120);
@@ -288,14 +305,25 @@ class SimEndpoint {
   }
 }
 
-/** Starts every endpoint, at most `concurrency` first dials in flight; reports counters. */
+/**
+ * Starts every endpoint's session with every hub, at most `concurrency` first
+ * dials in flight (an endpoint's hubs one after another); reports counters.
+ */
 function run(cfg: Config): void {
-  const counters: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0, causes: {} };
+  const counters: SimCounters = {
+    connected: 0,
+    byPort: {},
+    joins: 0,
+    failures: 0,
+    refused: 0,
+    causes: {},
+  };
   let next = 0;
   const startOne = () => {
-    if (next >= cfg.count) return;
-    const g = cfg.first + next++;
-    new SimEndpoint(g, cfg, counters, startOne).connect();
+    if (next >= cfg.count * cfg.ports.length) return;
+    const k = next++;
+    const g = cfg.first + Math.floor(k / cfg.ports.length);
+    new SimEndpoint(g, cfg.ports[k % cfg.ports.length], cfg, counters, startOne).connect();
   };
   for (let i = 0; i < cfg.concurrency; i++) startOne();
   let last = "";
@@ -310,9 +338,13 @@ function run(cfg: Config): void {
 if (import.meta.main) {
   const flags = parseCommandLine({
     name: "bench/scale_sim.ts",
-    summary: "Simulates endpoints joined to one hub (see the module comment).",
+    summary: "Simulates endpoints joined to one or several hubs (see the module comment).",
     flags: [
-      { name: "port", kind: "integer", help: "the hub's port on 127.0.0.1" },
+      {
+        name: "ports",
+        kind: "string",
+        help: "the hubs' ports on 127.0.0.1, comma-separated (every endpoint on each)",
+      },
       { name: "first", kind: "integer", default: "0", help: "global index of the first endpoint" },
       { name: "count", kind: "integer", default: "100", help: "endpoints to simulate" },
       { name: "concurrency", kind: "integer", default: "32", help: "first dials in flight" },
@@ -323,7 +355,7 @@ if (import.meta.main) {
   const creds = JSON.parse(Deno.readTextFileSync(flags.string("credentials")!)) as SimCredentials;
   if (!creds.users?.length) throw new Error("the credentials file lists no users");
   run({
-    port: flags.integer("port"),
+    ports: flags.string("ports")!.split(",").map(Number),
     first: flags.integer("first"),
     count: flags.integer("count"),
     concurrency: Math.max(1, flags.integer("concurrency")),

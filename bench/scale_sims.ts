@@ -65,7 +65,14 @@ export async function ensureFdLimit(name: string, pid: number, need: number): Pr
 export class SimProcess {
   readonly child: Deno.ChildProcess;
   readonly count: number;
-  counters: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0, causes: {} };
+  counters: SimCounters = {
+    connected: 0,
+    byPort: {},
+    joins: 0,
+    failures: 0,
+    refused: 0,
+    causes: {},
+  };
   /** Its stderr, for failure reports. */
   readonly errors: string[] = [];
   /** Its exit status, once it has exited. */
@@ -116,11 +123,13 @@ export class Simulators implements AsyncDisposable {
   readonly procs: SimProcess[] = [];
 
   /**
-   * Starts `processes` simulators against the hub on 127.0.0.1:`hubPort`,
+   * Starts `processes` simulators against the hub on 127.0.0.1:`hubPort`
+   * (and every hub of `morePorts`: each endpoint holds a session with each),
    * `endpoints` in all, each dialling at most `concurrency` at a time at first.
    */
   static start(opts: {
     hubPort: number;
+    morePorts?: number[];
     endpoints: number;
     processes: number;
     concurrency: number;
@@ -137,7 +146,7 @@ export class Simulators implements AsyncDisposable {
           `--allow-net=${[LOOPBACK, ...SIM_SOURCE_ADDRESSES].join(",")}`,
           `--allow-read=${opts.credentials}`,
           SIM_ENTRY,
-          `--port=${opts.hubPort}`,
+          `--ports=${[opts.hubPort, ...(opts.morePorts ?? [])].join(",")}`,
           `--first=${first}`,
           `--count=${count}`,
           `--concurrency=${opts.concurrency}`,
@@ -158,16 +167,31 @@ export class Simulators implements AsyncDisposable {
     return this.procs.map((p) => p.child.pid);
   }
 
-  /** Endpoints connected right now, summed over the processes. */
+  /** Sessions connected right now (endpoints × hubs), summed over the processes. */
   get connected(): number {
     return this.procs.reduce((n, p) => n + p.counters.connected, 0);
   }
 
+  /** Endpoints connected right now to the hub on `port`, summed over the processes. */
+  connectedTo(port: number): number {
+    return this.procs.reduce((n, p) => n + (p.counters.byPort?.[port] ?? 0), 0);
+  }
+
   /** Summed counters. */
   totals(): SimCounters {
-    const t: SimCounters = { connected: 0, joins: 0, failures: 0, refused: 0, causes: {} };
+    const t: SimCounters = {
+      connected: 0,
+      byPort: {},
+      joins: 0,
+      failures: 0,
+      refused: 0,
+      causes: {},
+    };
     for (const p of this.procs) {
       t.connected += p.counters.connected;
+      for (const [port, n] of Object.entries(p.counters.byPort ?? {})) {
+        t.byPort[port] = (t.byPort[port] ?? 0) + n;
+      }
       t.joins += p.counters.joins;
       t.failures += p.counters.failures;
       t.refused += p.counters.refused;

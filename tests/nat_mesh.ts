@@ -86,8 +86,16 @@ export async function startLabMesh(lab: NatLab): Promise<LabMesh> {
   };
 }
 
-/** Issues `user`'s certificate, starts an agent on `host` and joins it through the hub. */
-async function startLabAgent(lab: NatLab, host: Host, user: string): Promise<LabAgent> {
+/**
+ * Issues `user`'s certificate, starts an agent on `host` and joins it through
+ * `bootstraps` (the lab's hub by default); resolves once a hub session is up.
+ */
+export async function startLabAgent(
+  lab: NatLab,
+  host: Host,
+  user: string,
+  bootstraps: string[] = [`${LAB_ADDRESSES.internet}:${HUB_PORT}`],
+): Promise<LabAgent> {
   const files = await issueUser(lab, user);
   const database = join(lab.dir, host, "agent.db");
   await Deno.mkdir(join(lab.dir, host), { recursive: true });
@@ -113,7 +121,7 @@ async function startLabAgent(lab: NatLab, host: Host, user: string): Promise<Lab
   const joined = await api("POST", `/api/meshes/${LAB_MESH}`, {
     ca: files.ca,
     agent: { name: `${host}-pc`, certificate: files.certificate, privateKey: files.privateKey },
-    bootstraps: [`${LAB_ADDRESSES.internet}:${HUB_PORT}`],
+    bootstraps,
   });
   if (joined.status !== 201) {
     throw new Error(`join from ${host}: ${joined.status} ${JSON.stringify(joined.body)}`);
@@ -123,7 +131,7 @@ async function startLabAgent(lab: NatLab, host: Host, user: string): Promise<Lab
 }
 
 /** A user's key and certificate and the CA certificate, from the CA's API as the walkthrough does. */
-async function issueUser(
+export async function issueUser(
   lab: NatLab,
   user: string,
 ): Promise<{ ca: string; certificate: string; privateKey: string }> {
