@@ -11,7 +11,7 @@
  * …; a failure under `CI=true` or `ZTM_NAT_LAB=required`).
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { type ApiBody, eventually, type Proc } from "./harness.ts";
 import { LAB_ADDRESSES, labUnavailable, NatLab } from "./nat_lab.ts";
 import { HUB_DATA_PORT, HUB_PORT, LAB_MESH, type LabAgent, startLabAgent } from "./nat_mesh.ts";
