@@ -9,16 +9,16 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { parseCertificate, serialOf } from "@ztm/shared/certs";
-import { api, type ApiBody, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
+import { api, type ApiBody, eventually, Harness, issueUser } from "./harness.ts";
 import {
   addPortMapping,
   addService,
   endpointPath,
+  hubStates,
+  joinedOn,
   MESH,
   type MeshAgent,
-  meshStatus,
   restartJoinedAgent,
-  waitConnected,
 } from "./mesh_fixture.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";
 import { RogueHub } from "./rogue_hub.ts";
@@ -26,25 +26,6 @@ import { newCa, newLeaf } from "./test_pki.ts";
 
 /** Hubs ask the CA for the list every second here (10 s by default). */
 const FAST_LIST = ["--hub-list-every=1"];
-
-async function joinedOn(h: Harness, bootstraps: string[], files: UserFiles): Promise<MeshAgent> {
-  const endpointName = `${files.user}-ep`;
-  const proc = await h.startAgent({ name: `agent-${endpointName}` });
-  const res = await api(proc.url, "POST", `/api/meshes/${MESH}`, {
-    ca: files.ca,
-    agent: { name: endpointName, certificate: files.certificate, privateKey: files.privateKey },
-    bootstraps,
-  });
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  const agent = { proc, url: proc.url, files, endpointId: res.body.endpoint.id, endpointName };
-  await waitConnected(agent);
-  return agent;
-}
-
-async function hubStates(agent: MeshAgent): Promise<Record<string, ApiBody>> {
-  const hubs: ApiBody[] = (await meshStatus(agent)).status?.hubs ?? [];
-  return Object.fromEntries(hubs.map((x) => [x.address, x]));
-}
 
 async function waitHubs(agent: MeshAgent, up: string[], what: string, absent: string[] = []) {
   await eventually(

@@ -197,3 +197,32 @@ export async function restartJoinedAgent(h: Harness, agent: MeshAgent): Promise<
   agent.url = agent.proc.url;
   await waitConnected(agent);
 }
+
+/**
+ * Starts an agent joined to {@link MESH} with `bootstraps` (the hubs it should hold), as
+ * endpoint `{user}-ep`; waits until it is connected to one of them.
+ */
+export async function joinedOn(
+  h: Harness,
+  bootstraps: string[],
+  files: UserFiles,
+  timeoutMs = 30_000,
+): Promise<MeshAgent> {
+  const endpointName = `${files.user}-ep`;
+  const proc = await h.startAgent({ name: `agent-${endpointName}` });
+  const res = await api(proc.url, "POST", `/api/meshes/${MESH}`, {
+    ca: files.ca,
+    agent: { name: endpointName, certificate: files.certificate, privateKey: files.privateKey },
+    bootstraps,
+  });
+  assert.equal(res.status, 201, JSON.stringify(res.body));
+  const agent = { proc, url: proc.url, files, endpointId: res.body.endpoint.id, endpointName };
+  await waitConnected(agent, timeoutMs);
+  return agent;
+}
+
+/** The agent's per-hub session states (`status.hubs`), by hub address. */
+export async function hubStates(agent: MeshAgent): Promise<Record<string, ApiBody>> {
+  const hubs: ApiBody[] = (await meshStatus(agent)).status?.hubs ?? [];
+  return Object.fromEntries(hubs.map((x) => [x.address, x]));
+}

@@ -10,14 +10,15 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { api, type ApiBody, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
+import { api, type ApiBody, eventually, Harness, issueUser } from "./harness.ts";
 import {
   addPortMapping,
   addService,
+  hubStates,
+  joinedOn,
   MESH,
   type MeshAgent,
   meshStatus,
-  waitConnected,
 } from "./mesh_fixture.ts";
 import { echoRoundTrip, freePort, openConnection, startEchoServer } from "./net_helpers.ts";
 
@@ -75,27 +76,6 @@ async function metric(port: number, series: string): Promise<number> {
 }
 
 const RELAYED = "ztm_hub_relayed_bytes_total";
-
-/** Starts an agent joined to {@link MESH} with `bootstraps`. */
-async function joinedOn(h: Harness, bootstraps: string[], files: UserFiles): Promise<MeshAgent> {
-  const endpointName = `${files.user}-ep`;
-  const proc = await h.startAgent({ name: `agent-${endpointName}` });
-  const res = await api(proc.url, "POST", `/api/meshes/${MESH}`, {
-    ca: files.ca,
-    agent: { name: endpointName, certificate: files.certificate, privateKey: files.privateKey },
-    bootstraps,
-  });
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  const agent = { proc, url: proc.url, files, endpointId: res.body.endpoint.id, endpointName };
-  await waitConnected(agent, 30_000);
-  return agent;
-}
-
-/** The agent's per-hub states by address. */
-async function hubStates(agent: MeshAgent): Promise<Record<string, ApiBody>> {
-  const hubs: ApiBody[] = (await meshStatus(agent)).status?.hubs ?? [];
-  return Object.fromEntries(hubs.map((x) => [x.address, x]));
-}
 
 /** Endpoint ids `via` lists online (every hub's listing merged). */
 async function onlineIds(via: MeshAgent): Promise<Set<string>> {

@@ -6,42 +6,18 @@
  * back; a revoked user is cut on both hubs.
  */
 import assert from "node:assert/strict";
-import { api, type ApiBody, eventually, Harness, issueUser, type UserFiles } from "./harness.ts";
+import { api, type ApiBody, eventually, Harness, issueUser } from "./harness.ts";
 import {
   addPortMapping,
   addService,
+  hubStates,
+  joinedOn,
   MESH,
   type MeshAgent,
   meshStatus,
-  waitConnected,
 } from "./mesh_fixture.ts";
 import { ztmOk } from "./cli_helpers.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";
-
-/** Starts an agent joined to {@link MESH} with `bootstraps` (every hub it should hold). */
-async function joinedOn(
-  h: Harness,
-  bootstraps: string[],
-  files: UserFiles,
-): Promise<MeshAgent> {
-  const endpointName = `${files.user}-ep`;
-  const proc = await h.startAgent({ name: `agent-${endpointName}` });
-  const res = await api(proc.url, "POST", `/api/meshes/${MESH}`, {
-    ca: files.ca,
-    agent: { name: endpointName, certificate: files.certificate, privateKey: files.privateKey },
-    bootstraps,
-  });
-  assert.equal(res.status, 201, JSON.stringify(res.body));
-  const agent = { proc, url: proc.url, files, endpointId: res.body.endpoint.id, endpointName };
-  await waitConnected(agent);
-  return agent;
-}
-
-/** The agent's per-hub states by address. */
-async function hubStates(agent: MeshAgent): Promise<Record<string, ApiBody>> {
-  const hubs: ApiBody[] = (await meshStatus(agent)).status?.hubs ?? [];
-  return Object.fromEntries(hubs.map((x) => [x.address, x]));
-}
 
 /** Waits until every hub in `up` is connected and every hub in `down` is not, as `agent` says. */
 async function waitHubs(agent: MeshAgent, up: string[], down: string[], what: string) {
