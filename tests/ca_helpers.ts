@@ -275,3 +275,18 @@ export async function withDeadline<T>(promise: Promise<T>, ms: number, what: str
     clearTimeout(timer);
   }
 }
+
+/** A new invite for `user` from the CA at `caUrl` (`POST /api/invites`, on loopback: no token). */
+export async function inviteFor(
+  caUrl: string,
+  user: string,
+  opts: { uses?: number } = {},
+): Promise<string> {
+  const res = await fetch(`${caUrl}/api/invites`, {
+    method: "POST",
+    body: JSON.stringify({ user, ...opts }),
+  });
+  const body = await res.json();
+  assert.equal(res.status, 201, JSON.stringify(body));
+  return body.invite;
+}

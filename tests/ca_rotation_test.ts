@@ -10,17 +10,7 @@ import assert from "node:assert/strict";
 import { api, type ApiBody, eventually, Harness } from "./harness.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";
 import { issueUser, joinMesh } from "./harness.ts";
-
-/** An invite for `user` from the CA at `caUrl`. */
-async function inviteFrom(caUrl: string, user: string): Promise<string> {
-  const res = await fetch(`${caUrl}/api/invites`, {
-    method: "POST",
-    body: JSON.stringify({ user }),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 201, JSON.stringify(body));
-  return body.invite;
-}
+import { inviteFor } from "./ca_helpers.ts";
 
 async function connected(url: string, mesh: string): Promise<ApiBody> {
   return await eventually(
@@ -90,7 +80,7 @@ Deno.test("a mesh moves to a new CA one device at a time: the service answers th
 
   // 2. The provider first: bob joins the new mesh with an invite and offers echo there too.
   const bobJoined = await api(bob.url, "POST", "/api/meshes/work2?wait=20", {
-    invite: await inviteFrom(newCa.url, "bob"),
+    invite: await inviteFor(newCa.url, "bob"),
     agent: { name: "bob-ep" },
   });
   assert.equal(bobJoined.status, 201, JSON.stringify(bobJoined.body));
@@ -100,7 +90,7 @@ Deno.test("a mesh moves to a new CA one device at a time: the service answers th
 
   // 3. The client moves when it suits it: joins, and moves its mapping.
   const aliceJoined = await api(alice.url, "POST", "/api/meshes/work2?wait=20", {
-    invite: await inviteFrom(newCa.url, "alice"),
+    invite: await inviteFor(newCa.url, "alice"),
     agent: { name: "alice-ep" },
   });
   assert.equal(aliceJoined.status, 201, JSON.stringify(aliceJoined.body));

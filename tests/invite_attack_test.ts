@@ -16,6 +16,7 @@ import { DatabaseSync } from "node:sqlite";
 import { generateKeyPair, x509 } from "../shared/certs.ts";
 import { decodeInvite, enrollmentProof, inviteProofKey } from "../shared/invite.ts";
 import { Harness } from "./harness.ts";
+import { inviteFor } from "./ca_helpers.ts";
 
 interface Reply {
   status: number;
@@ -96,16 +97,6 @@ function tableDump(database: string): string {
   }
 }
 
-async function newInvite(caUrl: string, uses: number): Promise<string> {
-  const res = await fetch(`${caUrl}/api/invites`, {
-    method: "POST",
-    body: JSON.stringify({ user: "alice", uses }),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 201, JSON.stringify(body));
-  return body.invite;
-}
-
 Deno.test("a hub replaying or reusing an enrollment gets nothing; a device cannot enroll another user", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
@@ -115,7 +106,7 @@ Deno.test("a hub replaying or reusing an enrollment gets nothing; a device canno
   const port = Number(String(line.addr).split(":").pop());
   const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
 
-  const twoUses = await newInvite(ca.url, 2);
+  const twoUses = await inviteFor(ca.url, "alice", { uses: 2 });
   const csr = await makeCsr("alice");
   const body = await enrollment(twoUses, "dev1", csr);
   const first = await post(port, caPem, body);
@@ -146,7 +137,7 @@ Deno.test("a hub replaying or reusing an enrollment gets nothing; a device canno
   assert.equal((await (await fetch(`${ca.url}/api/invites`)).json())[0].usesLeft, 1);
 
   // A single-use invite replayed after its use: refused as used.
-  const once = await newInvite(ca.url, 1);
+  const once = await inviteFor(ca.url, "alice", { uses: 1 });
   const onceBody = await enrollment(once, "dev3", await makeCsr("alice"));
   assert.equal((await post(port, caPem, onceBody)).status, 201);
   const onceAgain = await post(port, caPem, { ...onceBody });
@@ -162,7 +153,7 @@ Deno.test("10,000 wrong invite secrets through the hub get 4xx, are rate-limited
   await hub.waitForLog((l) => l.msg === "hub announced to the ca");
   const port = Number(String(line.addr).split(":").pop());
   const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
-  const real = await newInvite(ca.url, 1);
+  const real = await inviteFor(ca.url, "alice", { uses: 1 });
   const id = decodeInvite(real).id;
   const csr = await makeCsr("alice");
   const before = tableDump(ca.database);

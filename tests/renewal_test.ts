@@ -19,6 +19,7 @@ import { generateKeyPair, serialOf, x509 } from "../shared/certs.ts";
 import { renewalMessage } from "../agent/renew.ts";
 import { api, eventually, Harness, type LogLine } from "./harness.ts";
 import { agentFlags, ztmOk } from "./cli_helpers.ts";
+import { inviteFor } from "./ca_helpers.ts";
 import { HubClient, userTls } from "./hub_client.ts";
 import { freePort, openConnection, startEchoServer } from "./net_helpers.ts";
 import { rememberPrivateKey } from "./secret_scan.ts";
@@ -37,16 +38,6 @@ function meshRow(database: string): { certificate: string; private_key: string }
   } finally {
     db.close();
   }
-}
-
-async function inviteFor(caUrl: string, user: string): Promise<string> {
-  const res = await fetch(`${caUrl}/api/invites`, {
-    method: "POST",
-    body: JSON.stringify({ user }),
-  });
-  const body = await res.json();
-  assert.equal(res.status, 201, JSON.stringify(body));
-  return body.invite;
 }
 
 function count(lines: LogLine[], msg: string): number {
