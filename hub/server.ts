@@ -16,13 +16,7 @@ import http2, {
   type ServerHttp2Stream,
 } from "node:http2";
 import type { TLSSocket } from "node:tls";
-import {
-  BadRequest,
-  Forbidden,
-  ServiceUnavailable,
-  TooManyRequests,
-  ZtmError,
-} from "@ztm/shared/errors";
+import { ZtmError } from "@ztm/shared/errors";
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { findRoute, type Params, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
@@ -39,6 +33,7 @@ import {
 } from "@ztm/shared/protocol";
 import { VERSION } from "@ztm/shared/version";
 import { AdmissionCache, admit, type Peer } from "./admit.ts";
+import { hubError } from "./errors.ts";
 import { Registry } from "./registry.ts";
 import { type ControlContext, serveControl, type SessionState } from "./control.ts";
 import { DataPort } from "./relay/data_port.ts";
@@ -409,14 +404,14 @@ export class HubServer {
     };
     const userSessions = this.#userSessions.get(peer.user) ?? 0;
     if (this.#sessions.size >= this.#limits.maxSessions) {
-      state.refusal = new TooManyRequests(
+      state.refusal = hubError(
         "hub_full",
         "The hub has reached its session limit; try another hub or later",
       );
       this.#opts.metrics?.refused("hub_full");
       this.#quiet.warn("session refused: hub full", { user: peer.user, peer: peer.address });
     } else if (userSessions >= this.#limits.maxSessionsPerUser) {
-      state.refusal = new TooManyRequests(
+      state.refusal = hubError(
         "too_many_sessions",
         `User "${peer.user}" already holds ${this.#limits.maxSessionsPerUser} sessions on this hub`,
       );
@@ -530,7 +525,7 @@ export class HubServer {
       }
       const version = headers[PROTOCOL_HEADER];
       if (version !== String(PROTOCOL_VERSION)) {
-        throw new BadRequest(
+        throw hubError(
           "protocol_mismatch",
           `This hub speaks ztm protocol ${PROTOCOL_VERSION}; the request said ${
             version ?? "nothing"
@@ -550,7 +545,7 @@ export class HubServer {
   /** The CRL; with `?after=N`, 204 when it is not newer than number N (agents that hold it). */
   #crl(stream: ServerHttp2Stream, url: URL): void {
     const pem = this.#opts.revocations.crlPem();
-    if (!pem) throw new ServiceUnavailable("no_crl", "The hub has no CRL from the CA yet");
+    if (!pem) throw hubError("no_crl", "The hub has no CRL from the CA yet");
     const after = Number(url.searchParams.get("after") ?? -1);
     if (Number.isSafeInteger(after) && this.#opts.revocations.crlNumber() <= after) {
       stream.respond({ ":status": 204 });
@@ -567,13 +562,13 @@ export class HubServer {
 
   #openTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
     if (!state.endpointId) {
-      throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
+      throw hubError("not_registered", "Open a control stream before opening tunnels");
     }
     if (params.proto !== "tcp" && params.proto !== "udp") {
-      throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
+      throw hubError("bad_proto", `Unknown protocol "${params.proto}"`);
     }
     if (!this.#dataPort) {
-      throw new ServiceUnavailable("no_data_port", "This hub has no data port (--data-listen=off)");
+      throw hubError("no_data_port", "This hub has no data port (--data-listen=off)");
     }
     try {
       this.#tunnels.open(
@@ -596,7 +591,7 @@ export class HubServer {
 
   async #manage(stream: ServerHttp2Stream, params: Params, state: SessionState): Promise<void> {
     if (!state.endpointId) {
-      throw new Forbidden("not_registered", "Open a control stream before managing endpoints");
+      throw hubError("not_registered", "Open a control stream before managing endpoints");
     }
     await this.#management.forward(stream, params.id, {
       endpoint: state.endpointId,
