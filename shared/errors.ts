@@ -282,7 +282,7 @@ export const SHARED_ERRORS = {
   bad_csr: 400,
   bad_private_key: 400,
   bad_invite: 400,
-  // Control messages (`protocol.ts`). TODO(#23): protocol.ts still writes these inline.
+  // Control messages (`protocol.ts`)
   bad_message: 400,
   unknown_message: 400,
   bad_services: 400,
