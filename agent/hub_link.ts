@@ -23,7 +23,8 @@ import {
 } from "@ztm/shared/certs";
 import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
 import { hubPingAnswered } from "./metrics.ts";
-import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { errorBody, ZtmError } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
 import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
@@ -198,7 +199,7 @@ export class HubLink {
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(done);
-        reject(new ServiceUnavailable("hub_unreachable", this.#unreachableMessage()));
+        reject(agentError("hub_unreachable", this.#unreachableMessage()));
       }, timeoutMs);
       this.#waiters.add(done);
     });
@@ -270,7 +271,7 @@ export class HubLink {
     try {
       value = JSON.parse(body);
     } catch {
-      throw new ServiceUnavailable(
+      throw agentError(
         "bad_hub_response",
         `The hub answered ${status} with a body that is not JSON`,
       );
@@ -322,7 +323,7 @@ export class HubLink {
   #usableSession(): ClientHttp2Session {
     const s = this.#session;
     if (!this.#connected || !s || s.destroyed || s.closed) {
-      throw new ServiceUnavailable("hub_unreachable", this.#unreachableMessage());
+      throw agentError("hub_unreachable", this.#unreachableMessage());
     }
     return s;
   }
@@ -737,9 +738,9 @@ async function readBody(stream: ClientHttp2Stream, limit: number): Promise<strin
   } catch (err) {
     if (err instanceof StreamTooLarge) {
       stream.close(http2.constants.NGHTTP2_CANCEL);
-      throw new ServiceUnavailable("bad_hub_response", "The hub's answer is too large");
+      throw agentError("bad_hub_response", "The hub's answer is too large");
     }
-    throw new ServiceUnavailable("hub_unreachable", errText(err));
+    throw agentError("hub_unreachable", errText(err));
   }
 }
 
@@ -747,14 +748,14 @@ function readResponse(stream: ClientHttp2Stream): Promise<{ status: number; body
   return new Promise((resolve, reject) => {
     const timer = setTimeout(() => {
       stream.close(http2.constants.NGHTTP2_CANCEL);
-      reject(new ServiceUnavailable("hub_timeout", "The hub did not answer in time"));
+      reject(agentError("hub_timeout", "The hub did not answer in time"));
     }, REQUEST_TIMEOUT_MS);
     stream.on("error", () => {});
     let answered = false;
     stream.once("close", () => {
       if (answered) return;
       clearTimeout(timer);
-      reject(new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"));
+      reject(agentError("stream_closed", "The hub closed the stream before answering"));
     });
     stream.once("response", (headers) => {
       answered = true;
