@@ -174,7 +174,8 @@ export const AGENT_ERRORS = {
   bad_invite: 400,
   ca_mismatch: 400,
   bad_answer: 503,
-  // Hubs (`agent/hub_link.ts`, `agent/hubs.ts`, `agent/mesh.ts`, `agent/remote.ts`)
+  // Hubs (`agent/hub_link.ts`, `agent/hub_response.ts`, `agent/hubs.ts`, `agent/mesh.ts`,
+  // `agent/remote.ts`)
   hub_unreachable: 503,
   hub_timeout: 503,
   bad_hub_response: 503,
