@@ -35,7 +35,8 @@ import {
   type MeshSummary,
   type RenewalState,
 } from "@ztm/shared/agent_api";
-import { commonNameOf, parseCertificate, serialOf } from "@ztm/shared/certs";
+import { caExpiry } from "@ztm/shared/ca_expiry";
+import { commonNameOf, parseCertificate, parseCertificates, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import type { Metrics } from "@ztm/shared/metrics";
 import { ApiAccess, SESSION_HEADER } from "./access.ts";
@@ -43,6 +44,12 @@ import { DashboardPages } from "./dashboard.ts";
 import { EndpointOps } from "./endpoint_ops.ts";
 import { describeCa, explainHubFailure } from "./hub_errors.ts";
 import { enrollWithInvite } from "./enroll.ts";
+import {
+  checkInviteRequest,
+  type InviteMaker,
+  makesInvitesFor,
+  noInvitesHere,
+} from "./invite_maker.ts";
 import { checkBootstraps, checkJoinRequest } from "./join.ts";
 import { checkPolicyBody } from "./policy.ts";
 import { checkProxyBody, type MeshProxies } from "./proxy/proxies.ts";
@@ -81,6 +88,7 @@ const ROUTES: AgentRoute[] = [
   route("token", "POST", P.mesh, (a, req, p) => a.join(req, p.mesh)),
   route("token", "PATCH", P.mesh, (a, req, p) => a.setHubs(req, p.mesh)),
   route("token", "DELETE", P.mesh, (a, _req, p) => a.leave(p.mesh)),
+  route("token", "POST", P.invites, (a, req, p) => a.invites(req, p.mesh)),
   route("token", "GET", P.policy, (a, _req, p) => a.policy(p.mesh)),
   route("token", "PUT", P.policy, (a, req, p) => a.setPolicy(req, p.mesh)),
   route("token", "GET", P.proxy, (a, _req, p) => a.proxy(p.mesh)),
@@ -125,6 +133,8 @@ interface AgentHandlers {
   join(req: Request, mesh: string): Promise<Response>;
   setHubs(req: Request, mesh: string): Promise<Response>;
   leave(mesh: string): Promise<Response>;
+  /** An invite from the mesh's CA, when this agent runs beside it (`invite_maker.ts`). */
+  invites(req: Request, mesh: string): Promise<Response>;
   policy(mesh: string): Promise<Response>;
   setPolicy(req: Request, mesh: string): Promise<Response>;
   proxy(mesh: string): Promise<Response>;
@@ -160,6 +170,11 @@ export interface AgentAppOptions {
   tokenFile?: string;
   /** The meshes' proxies (`…/proxy` routes); without it those routes answer 404. */
   proxies?: MeshProxies;
+  /**
+   * The mesh CA this agent runs beside (`ztm start` only, see `invite_maker.ts`):
+   * `POST /api/meshes/{mesh}/invites` for its mesh; without it that route answers 404.
+   */
+  invites?: InviteMaker;
 }
 
 /**
@@ -174,6 +189,10 @@ export interface AgentAppOptions {
  */
 export function createAgentApp(opts: AgentAppOptions): App {
   const { store, runtimes, log, access } = opts;
+  const summaryOf = (...args: Parameters<typeof meshSummary>): MeshSummary => ({
+    ...meshSummary(...args),
+    canInvite: makesInvitesFor(opts.invites, args[0].ca),
+  });
   const serialized = createSerializer();
   const ops = new EndpointOps({
     store,
@@ -191,7 +210,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
     runtime.setManageHandler(remote.handler(() => meshOf(name), () => runtimeOf(name)));
   for (const [name, runtime] of runtimes) attach(name, runtime);
   const dashboard = new DashboardPages({
-    meshes: () => store.listMeshes().map((m) => meshSummary(m, runtimes.get(m.name))),
+    meshes: () => store.listMeshes().map((m) => summaryOf(m, runtimes.get(m.name))),
     endpointName: opts.endpointName,
     tokenFile: opts.tokenFile,
   });
@@ -211,12 +230,22 @@ export function createAgentApp(opts: AgentAppOptions): App {
     },
     meshes: () =>
       Promise.resolve(
-        json(store.listMeshes().map((m) => meshSummary(m, runtimes.get(m.name)))),
+        json(store.listMeshes().map((m) => summaryOf(m, runtimes.get(m.name)))),
       ),
-    mesh: (mesh) => Promise.resolve(json(meshSummary(meshOf(mesh), runtimes.get(mesh)))),
+    mesh: (mesh) => Promise.resolve(json(summaryOf(meshOf(mesh), runtimes.get(mesh)))),
     join,
     setHubs,
     leave,
+    invites: async (req, mesh) => {
+      // Only beside the mesh's own CA; the answer holds the invite's secret.
+      const record = meshOf(mesh);
+      if (!opts.invites || !makesInvitesFor(opts.invites, record.ca)) throw noInvitesHere(mesh);
+      const made = await opts.invites.create(
+        checkInviteRequest(await readJsonObject(req, MAX_BODY_BYTES)),
+      );
+      log.info("invite made", { mesh, user: made.user, invite: made.id });
+      return json(made, 201);
+    },
     policy: (mesh) => {
       meshOf(mesh);
       return Promise.resolve(json(store.policy(mesh)));
@@ -457,7 +486,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         );
       }
       log.info("mesh joined", { mesh, user, endpoint: config.endpointId });
-      return json(meshSummary(record, runtime), 201);
+      return json(summaryOf(record, runtime), 201);
     });
   }
 
@@ -505,7 +534,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
         );
       }
       log.info("mesh hubs changed", { mesh, addr: bootstraps.join(",") });
-      return json(meshSummary(record, runtime));
+      return json(summaryOf(record, runtime));
     });
   }
 
@@ -541,7 +570,7 @@ export function createAgentApp(opts: AgentAppOptions): App {
       }
       store.removeMesh(mesh);
       log.info("mesh left", { mesh, endpoint: record.endpointId });
-      return json(meshSummary(record, undefined, renewal));
+      return json(summaryOf(record, undefined, renewal));
     });
   }
 
@@ -620,13 +649,26 @@ function meshSummary(
         ? { renewal: renewalBefore }
         : {}),
     },
+    // With a bundle (a CA rotation), the certificate that ends first.
+    caCertificate: caExpiry(
+      new Date(Math.min(...parseCertificates(mesh.ca).map((c) => c.notAfter.getTime()))),
+      Date.now(),
+    ),
     status: status
       ? {
         connected: status.connected,
         hub: status.hub,
         lastError: status.lastError,
         since: status.since,
-        ...(status.hubs ? { hubs: status.hubs } : {}),
+        ...(status.hubs
+          ? {
+            hubs: status.hubs.map((hub) =>
+              !hub.connected && hub.lastError
+                ? { ...hub, problem: explainHubFailure(hub.address, hub.lastError, "CA") }
+                : hub
+            ),
+          }
+          : {}),
         ...(status.crlAlarm ? { crlAlarm: status.crlAlarm } : {}),
       }
       : null,

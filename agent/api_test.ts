@@ -327,6 +327,12 @@ Deno.test("joining a mesh stores it, starts its runtime and answers 201 without 
     bootstraps: ["hub.example.com:8888"],
     joinedAt: stored.joinedAt,
     certificate: reply.body.certificate,
+    caCertificate: {
+      notAfter: ca.certificate.notAfter.toISOString(),
+      daysLeft: reply.body.caCertificate.daysLeft,
+      warning: null,
+    },
+    canInvite: false,
     status: {
       connected: true,
       hub: "hub.example.com:8888",

@@ -10,7 +10,9 @@
 import {
   altNamesOf,
   certificateRole,
+  issuerAmong,
   parseCertificate,
+  parseCertificates,
   publicKeyHex,
   serialOf,
 } from "@ztm/shared/certs";
@@ -45,9 +47,8 @@ export async function checkHubEntry(
   } catch (err) {
     throw new Error(`its certificate does not parse (${errText(err).slice(0, 120)})`);
   }
-  const ca = parseCertificate(caPem);
-  const signed = await cert.verify({ publicKey: ca.publicKey, signatureOnly: true })
-    .catch(() => false);
+  // Any certificate of the mesh's CA bundle (one CA, or two while it is rotated).
+  const signed = await issuerAmong(cert, parseCertificates(caPem)) !== undefined;
   if (!signed) throw new Error("its certificate is not signed by this mesh's CA");
   if (certificateRole(cert) !== "server") {
     throw new Error("its certificate is not a hub certificate");

@@ -9,6 +9,7 @@
 import { agentError } from "@ztm/shared/agent_api";
 import { ZtmError } from "@ztm/shared/errors";
 import type { VerifiedCrl } from "@ztm/shared/crl";
+import type { HubState } from "@ztm/shared/agent_api";
 import { errText } from "@ztm/shared/log";
 import type {
   AgentMessage,
@@ -26,16 +27,7 @@ import { HubCertificateWatch } from "./renew.ts";
 /** Most hubs one mesh links to at once (bootstraps and hubs learnt from hub lists). */
 export const MAX_HUBS = 16;
 
-/** One hub's state for the API. */
-export interface HubState {
-  address: string;
-  /** `bootstrap`: given at join; `listed`: learnt from a hub list (`hub_list.ts`). */
-  origin: "bootstrap" | "listed";
-  connected: boolean;
-  lastError: string | null;
-  rttMs: number | null;
-  since: string;
-}
+export type { HubState } from "@ztm/shared/agent_api";
 
 /** What each link is told, with the link it came from. */
 export interface HubSetOptions extends

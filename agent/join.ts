@@ -20,7 +20,9 @@ import {
   commonNameOf,
   fingerprintOf,
   importPrivateKeyPem,
+  issuerAmong,
   parseCertificate,
+  parseCertificates,
   type x509,
 } from "@ztm/shared/certs";
 import { NAME_PATTERN } from "@ztm/shared/protocol";
@@ -188,43 +190,45 @@ export function checkBootstraps(value: unknown): string[] {
   return out;
 }
 
-function parseCa(pem: string, now: Date): x509.X509Certificate {
-  let ca: x509.X509Certificate;
+/**
+ * The mesh CA certificates of `pem`: one, or a bundle of several while a CA is
+ * rotated (SECURITY.md); each must be a CA certificate valid at `now`.
+ */
+function parseCa(pem: string, now: Date): x509.X509Certificate[] {
+  let cas: x509.X509Certificate[];
   try {
-    ca = parseCertificate(pem);
+    cas = parseCertificates(pem);
   } catch (err) {
     throw agentError("bad_ca", "ca is not a PEM X.509 certificate", { cause: err });
   }
-  if (certificateRole(ca) !== "ca") {
-    throw agentError(
-      "bad_ca",
-      `ca "${ca.subject}" is not a CA certificate (no basicConstraints CA:true)`,
-    );
+  for (const ca of cas) {
+    if (certificateRole(ca) !== "ca") {
+      throw agentError(
+        "bad_ca",
+        `ca "${ca.subject}" is not a CA certificate (no basicConstraints CA:true)`,
+      );
+    }
+    if (now < ca.notBefore || now > ca.notAfter) {
+      throw agentError(
+        "bad_ca",
+        `CA certificate "${ca.subject}" is valid only from ${ca.notBefore.toISOString()} ` +
+          `to ${ca.notAfter.toISOString()}`,
+      );
+    }
   }
-  if (now < ca.notBefore || now > ca.notAfter) {
-    throw agentError(
-      "bad_ca",
-      `CA certificate "${ca.subject}" is valid only from ${ca.notBefore.toISOString()} ` +
-        `to ${ca.notAfter.toISOString()}`,
-    );
-  }
-  return ca;
+  return cas;
 }
 
 /** Checks chain, validity and role; returns the user name (CN). */
 async function checkUserCertificate(
   cert: x509.X509Certificate,
-  ca: x509.X509Certificate,
+  cas: x509.X509Certificate[],
   now: Date,
 ): Promise<string> {
-  let signed = false;
-  try {
-    signed = cert.issuer === ca.subject &&
-      await cert.verify({ publicKey: ca.publicKey, signatureOnly: true });
-  } catch {
-    signed = false; // a key or signature the verifier cannot even read is not from this CA
-  }
+  // A key or signature the verifier cannot even read is from none of them (issuerAmong).
+  const signed = await issuerAmong(cert, cas) !== undefined;
   if (!signed) {
+    const ca = cas[0];
     const fingerprint = (await fingerprintOf(ca)).slice(0, 16);
     throw agentError(
       "certificate_not_from_ca",

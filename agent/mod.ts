@@ -17,6 +17,7 @@ import { errText, Logger } from "@ztm/shared/log";
 import { loadOrCreateToken } from "@ztm/shared/files";
 import { ApiAccess } from "./access.ts";
 import { createAgentApp } from "./api.ts";
+import type { InviteMaker } from "./invite_maker.ts";
 import { join } from "node:path";
 import { startMesh } from "./mesh.ts";
 import { Renewal } from "./renew.ts";
@@ -37,6 +38,7 @@ export {
   type ServiceSpec,
 } from "./client.ts";
 export type { MeshSummary } from "./api.ts";
+export type { InviteMaker, InviteRequest, MadeInvite } from "./invite_maker.ts";
 export type { ProxyStatus } from "./proxy/proxies.ts";
 
 /** How to run an agent. */
@@ -55,6 +57,8 @@ export interface AgentConfig {
   udpIdleMs?: number;
   /** UDP mappings: most sessions per mapping (default 256). */
   udpSessions?: number;
+  /** The mesh CA running in this process (`ztm start`), for invites from the dashboard. */
+  invites?: InviteMaker;
 }
 
 /** A running agent. */
@@ -147,6 +151,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
     endpointName: config.endpointName,
     tokenFile,
     metrics: metrics.metrics,
+    invites: config.invites,
   });
   const server = serveHttp({ listen: config.listen, app, log });
   return {

@@ -18,8 +18,10 @@
 import {
   commonNameOf,
   importPrivateKeyPem,
+  issuerAmong,
   KEY_ALGORITHM,
   parseCertificate,
+  parseCertificates,
   serialOf,
   x509,
 } from "@ztm/shared/certs";
@@ -205,9 +207,7 @@ export class Renewal {
       );
     }
     const next = parseCertificate(body.certificate);
-    const ca = parseCertificate(config.ca);
-    const signed = await next.verify({ publicKey: ca.publicKey, signatureOnly: true })
-      .catch(() => false);
+    const signed = await issuerAmong(next, parseCertificates(config.ca)) !== undefined;
     const a = new Uint8Array(next.publicKey.rawData);
     const b = new Uint8Array(cert.publicKey.rawData);
     const sameKey = a.length === b.length && a.every((v, i) => v === b[i]);
@@ -285,9 +285,7 @@ export class HubCertificateWatch {
       const b = new Uint8Array(old.publicKey.rawData);
       const sameKey = a.length === b.length && a.every((v, i) => v === b[i]);
       const serial = serialOf(next);
-      const ca = parseCertificate(this.#config.ca);
-      const signed = await next.verify({ publicKey: ca.publicKey, signatureOnly: true })
-        .catch(() => false);
+      const signed = await issuerAmong(next, parseCertificates(this.#config.ca)) !== undefined;
       if (
         sameKey && signed && serial !== current.serial &&
         next.notAfter.getTime() > current.notAfter && !this.#runtime.revoked().has(serial)

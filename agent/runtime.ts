@@ -13,7 +13,7 @@ import type { EndpointRecord, MeshService, Page } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import type { ProxyTunnels } from "./proxy/mesh_dialer.ts";
 import type { TunnelStates } from "./tunnel_state.ts";
-import type { LocalService, PortMapping, RenewalState } from "@ztm/shared/agent_api";
+import type { HubState, LocalService, PortMapping, RenewalState } from "@ztm/shared/agent_api";
 // Defined by the API contract; re-exported for this package's modules.
 export type { LocalService, PortMapping, RenewalState };
 
@@ -46,14 +46,8 @@ export interface MeshStatus {
   since: string;
   /** Why the last CRL seen was refused (it did not verify); null while all is well. */
   crlAlarm?: string | null;
-  /** Each hub of the mesh (one session per bootstrap address); `connected` above is any of them. */
-  hubs?: {
-    address: string;
-    connected: boolean;
-    lastError: string | null;
-    rttMs: number | null;
-    since: string;
-  }[];
+  /** Each hub of the mesh (`hubs.ts`); `connected` above is any of them. */
+  hubs?: HubState[];
 }
 
 /** Paging and search for hub queries. */

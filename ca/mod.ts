@@ -16,6 +16,7 @@ import type { HostPort } from "@ztm/shared/flags";
 import { loadOrCreateToken } from "@ztm/shared/files";
 import { serveHttp } from "@ztm/shared/http";
 import { Logger } from "@ztm/shared/log";
+import { caExpiry } from "@ztm/shared/ca_expiry";
 import { fingerprintOf, parseCertificate } from "@ztm/shared/certs";
 import { InviteService } from "./invites.ts";
 import { Issuer } from "./issue.ts";
@@ -71,8 +72,9 @@ export async function startCa(config: CaConfig): Promise<RunningCa> {
   });
   const revoker = new Revoker({ store, signingKey, log });
   // A year ahead, say that the CA's own certificate will expire (see SECURITY.md, rotation).
+  // GET /api/status, `ztm cert status`, and every agent's mesh status say it too.
   const caNotAfter = parseCertificate(signingKey.certificatePem).notAfter;
-  if (caNotAfter.getTime() - Date.now() < 365 * 86_400_000) {
+  if (caExpiry(caNotAfter, Date.now()).warning) {
     log.warn("the ca certificate expires within a year: plan its rotation (SECURITY.md)", {
       code: "ca_expiring",
       from: caNotAfter.toISOString(),

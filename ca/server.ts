@@ -7,6 +7,8 @@
  * `Origin`s, and the hub-certificate route (and every route when listening
  * beyond loopback) needs the CA token.
  */
+import { caExpiry } from "@ztm/shared/ca_expiry";
+import { fingerprintOf, parseCertificate } from "@ztm/shared/certs";
 import { caError } from "./errors.ts";
 import {
   type App,
@@ -69,7 +71,21 @@ function intParam(url: URL, name: string, fallback: number): number {
 /** Builds the CA app. */
 export function createCaApp(opts: CaAppOptions): App {
   const { store, issuer, revoker } = opts;
+  const caCertificate = parseCertificate(opts.caCertificatePem);
   const routes: Route[] = [
+    {
+      // The CA's own certificate: whom it is, and when it ends (a warning a year ahead).
+      method: "GET",
+      pattern: "/api/status",
+      handler: async () =>
+        json({
+          ca: {
+            subject: caCertificate.subject,
+            fingerprint: await fingerprintOf(caCertificate),
+            ...caExpiry(caCertificate.notAfter, Date.now()),
+          },
+        }),
+    },
     {
       method: "GET",
       pattern: "/api/certificates/ca",

@@ -259,3 +259,39 @@ export const CERT_LIST: Command = {
     ));
   },
 };
+
+/** The CA's own certificate as `GET /api/status` shows it. */
+interface CaStatus {
+  ca: {
+    subject: string;
+    fingerprint: string;
+    notAfter: string;
+    daysLeft: number;
+    warning: string | null;
+  };
+}
+
+/** `ztm cert status`. */
+export const CERT_STATUS: Command = {
+  spec: {
+    name: "ztm cert status",
+    summary:
+      "Shows the CA's own certificate: its name, fingerprint and end (warns a year before it).",
+    flags: [...CA_FLAGS, { name: "json", kind: "boolean", help: "print the CA's JSON answer" }],
+    examples: ["ztm cert status --ca-url=127.0.0.1:9999"],
+  },
+  async run(flags) {
+    const status = JSON.parse(await callCa(flags, "GET", "/api/status")) as CaStatus;
+    if (flags.boolean("json")) return printJson(status);
+    const { ca } = status;
+    const lines = [
+      `CA ${ca.subject}`,
+      `  fingerprint  ${ca.fingerprint}`,
+      `  valid until  ${ca.notAfter} (${
+        ca.daysLeft < 0 ? "expired" : `in ${ca.daysLeft} day${ca.daysLeft === 1 ? "" : "s"}`
+      })`,
+    ];
+    if (ca.warning) lines.push(`CA EXPIRING: ${ca.warning}`);
+    console.log(lines.join("\n"));
+  },
+};

@@ -25,7 +25,7 @@ import {
 } from "@ztm/shared/flags";
 import { safeText } from "@ztm/shared/errors";
 import { VERSION } from "@ztm/shared/version";
-import { CERT_LIST, CERT_NEW, CERT_REVOKE } from "./cert_commands.ts";
+import { CERT_LIST, CERT_NEW, CERT_REVOKE, CERT_STATUS } from "./cert_commands.ts";
 import { CONFIG_CHECK } from "./config_command.ts";
 import { CREATE_PORT, CREATE_SERVICE, DELETE_PORT, DELETE_SERVICE } from "./change_commands.ts";
 import type { Command } from "./command.ts";
@@ -48,7 +48,7 @@ const COMMANDS: Record<string, Command | Record<string, Command>> = {
   status: STATUS,
   dashboard: DASHBOARD,
   log: LOG,
-  cert: { new: CERT_NEW, revoke: CERT_REVOKE, list: CERT_LIST },
+  cert: { new: CERT_NEW, revoke: CERT_REVOKE, list: CERT_LIST, status: CERT_STATUS },
   invite: INVITE,
   invites: { list: INVITES_LIST, revoke: INVITES_REVOKE },
   proxy: { on: PROXY_ON, off: PROXY_OFF, status: PROXY_STATUS },

@@ -293,7 +293,7 @@ export const STATUS: Command = {
   spec: {
     name: "ztm status",
     summary:
-      "Shows every mesh of the agent: hub link state, the hub, endpoints the hub knows, certificate expiry.",
+      "Shows every mesh of the agent: hub link state, the hub, endpoints the hub knows, certificate expiry; a line per hub, and the mesh CA's end from a year before.",
     flags: AGENT_FLAGS,
     examples: ["ztm status", "ztm status --agent=127.0.0.1:7000 --json"],
   },
@@ -323,13 +323,10 @@ export const STATUS: Command = {
     for (const m of meshes) {
       const hubs = m.status?.hubs ?? [];
       if (hubs.length > 1) {
-        for (const hub of hubs) {
-          const rtt = hub.rttMs === null ? "" : `, ${hub.rttMs} ms`;
-          const err = !hub.connected && hub.lastError ? `: ${safeText(hub.lastError)}` : "";
-          lines.push(
-            `${m.name}: hub ${safeText(hub.address)}: ${hub.connected ? "up" : "down"}${rtt}${err}`,
-          );
-        }
+        for (const hub of hubs) lines.push(`${m.name}: ${hubLine(hub)}`);
+      }
+      if (m.caCertificate?.warning) {
+        lines.push(`${m.name}: MESH CA EXPIRING: ${safeText(m.caCertificate.warning)}`);
       }
       if (m.status?.lastError) {
         lines.push(`${m.name}: last hub error: ${safeText(m.status.lastError)}`);
@@ -355,6 +352,26 @@ export const STATUS: Command = {
     console.log(lines.join("\n"));
   },
 };
+
+/**
+ * One hub session in words: `hub ADDRESS: up since TIME, round trip 3 ms`, or
+ * `hub ADDRESS: down since TIME: the last error`.
+ */
+export function hubLine(
+  hub: NonNullable<NonNullable<MeshSummary["status"]>["hubs"]>[number],
+): string {
+  const head = `hub ${safeText(hub.address)}: ${hub.connected ? "up" : "down"} since ${hub.since}`;
+  if (hub.connected) {
+    return hub.rttMs === null
+      ? `${head}, round trip not measured yet`
+      : `${head}, round trip ${hub.rttMs} ms`;
+  }
+  if (!hub.lastError) return `${head}: not reached yet`;
+  const words = hub.problem && hub.problem !== hub.lastError
+    ? `${hub.problem} (${hub.lastError})`
+    : hub.lastError;
+  return `${head}: ${safeText(words)}`;
+}
 
 /** How many endpoints the mesh's hub knows, or "-" while the agent cannot ask it. */
 async function endpointCount(client: AgentClient, mesh: MeshSummary): Promise<string> {

@@ -6,9 +6,10 @@
  * @module
  */
 import { join } from "node:path";
-import { startAgent } from "@ztm/agent";
+import { type InviteMaker, type MadeInvite, startAgent } from "@ztm/agent";
 import { startCa } from "@ztm/ca";
 import { startHub } from "@ztm/hub";
+import { errorFromResponse } from "@ztm/shared/errors";
 import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
 import {
   applyLogFlags,
@@ -112,6 +113,41 @@ async function rootCredentials(
 }
 
 /**
+ * Invites for the dashboard, made by the CA this process runs (the agent's
+ * API token and the CA's token are files of one user in one data directory,
+ * so the agent hands out no power its callers lack: `agent/invite_maker.ts`).
+ */
+function caInviteMaker(
+  ca: { url: string; caCertificatePem: string },
+  tokenFile: string,
+): InviteMaker {
+  return {
+    caCertificatePem: ca.caCertificatePem,
+    async create(req) {
+      const res = await fetch(`${ca.url}/api/invites`, {
+        method: "POST",
+        headers: {
+          "content-type": "application/json",
+          authorization: `Bearer ${Deno.readTextFileSync(tokenFile).trim()}`,
+        },
+        body: JSON.stringify(req),
+      });
+      const text = await res.text();
+      if (res.status !== 201) throw errorFromResponse(res.status, text);
+      const made = JSON.parse(text) as MadeInvite;
+      return {
+        invite: made.invite,
+        id: made.id,
+        user: made.user,
+        expiresAt: made.expiresAt,
+        usesLeft: made.usesLeft,
+        hubs: made.hubs,
+      };
+    },
+  };
+}
+
+/**
  * Runs `ztm start` with `args`: parses the flags (exiting 2 on a bad one), starts
  * it, and stops it on SIGINT or SIGTERM. Exits 1 if it cannot start.
  */
@@ -155,6 +191,7 @@ export async function main(args: string[]): Promise<void> {
       listen: flags.address("agent-listen"),
       database: join(dir, "agent.db"),
       log: new Logger("agent"),
+      invites: caInviteMaker(ca, join(dir, "ca.db.token")),
     });
     if (!agent.runtimes.has(mesh)) {
       const root = await rootCredentials(ca.url, dir);

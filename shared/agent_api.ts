@@ -35,6 +35,7 @@
  * @module
  */
 import { type CodeCatalogue, type ErrorMaker, errorMaker } from "./errors.ts";
+import type { CaExpiry } from "./ca_expiry.ts";
 import type { ServiceProto } from "./protocol.ts";
 
 export type { EndpointRecord, MeshService, Page, ServiceProto } from "./protocol.ts";
@@ -51,6 +52,8 @@ export const AGENT_PATHS = {
   meshes: "/api/meshes",
   /** One mesh: `GET` it, `POST` joins (`JoinBody` or `InviteJoinBody`), `PATCH` `{bootstraps}`, `DELETE` leaves. */
   mesh: "/api/meshes/:mesh",
+  /** `POST` `InviteRequest`: a `MadeInvite` from the mesh's CA, only on the agent beside it (`ztm start`). */
+  invites: "/api/meshes/:mesh/invites",
   /** This endpoint's remote management `Policy`. */
   policy: "/api/meshes/:mesh/policy",
   /** This agent's proxy for the mesh (`ProxyStatus`). */
@@ -174,6 +177,11 @@ export const AGENT_ERRORS = {
   bad_invite: 400,
   ca_mismatch: 400,
   bad_answer: 503,
+  // Invites through the agent beside the mesh's CA (`agent/invite_maker.ts`)
+  invites_unavailable: 404,
+  bad_user: 400,
+  bad_expiry: 400,
+  bad_uses: 400,
   // Hubs (`agent/hub_link.ts`, `agent/hub_response.ts`, `agent/hubs.ts`, `agent/mesh.ts`,
   // `agent/remote.ts`)
   hub_unreachable: 503,
@@ -340,6 +348,13 @@ export interface MeshSummary {
   joinedAt: string;
   /** This agent's certificate: serial, ISO expiry, and where its renewal stands. */
   certificate: { serial: string; notAfter: string; renewal?: RenewalState };
+  /**
+   * The mesh CA certificate's end (with a bundle, the one that ends first), with a warning
+   * in words when under a year is left.
+   */
+  caCertificate: CaExpiry;
+  /** True when this agent runs the mesh's CA (`ztm start`) and so can make invites for it. */
+  canInvite?: boolean;
   /** The hub link; null when the mesh is not running. */
   status:
     | {
@@ -349,16 +364,50 @@ export interface MeshSummary {
       since: string;
       /** Why the last CRL seen was refused; absent while all is well. */
       crlAlarm?: string;
-      /** Each hub's session (one per bootstrap address); `connected` is any of them. */
-      hubs?: {
-        address: string;
-        connected: boolean;
-        lastError: string | null;
-        rttMs: number | null;
-        since: string;
-      }[];
+      /** Each hub's session (bootstraps, then hubs learnt from hub lists); `connected` is any. */
+      hubs?: HubSession[];
     }
     | null;
+}
+
+/** One hub's session of a mesh (`agent/hubs.ts`). */
+export interface HubState {
+  /** The address dialled (a listed hub's first address). */
+  address: string;
+  /** `bootstrap`: given at join; `listed`: learnt from a hub list. */
+  origin: "bootstrap" | "listed";
+  connected: boolean;
+  lastError: string | null;
+  /** The last PING round trip, ms; null before one or when not connected. */
+  rttMs: number | null;
+  /** ISO time of the last change of `connected`. */
+  since: string;
+}
+
+/** A hub session as the API shows it: its state and, while down with an error, that error in words. */
+export type HubSession = HubState & {
+  /** What `lastError` almost always means, in words (`agent/hub_errors.ts`). */
+  problem?: string;
+};
+
+/** `POST /api/meshes/{mesh}/invites`: the user a new device will belong to, and the invite's terms. */
+export interface InviteRequest {
+  user: string;
+  /** `90s`, `15m`, `1h`, `7d`; the CA's default (1 h) when absent. */
+  expires?: string;
+  /** 1 to 100; the CA's default (1) when absent. */
+  uses?: number;
+}
+
+/** An invite the mesh's CA made, as the agent beside it answers (shown once: it is a secret). */
+export interface MadeInvite {
+  /** The printable invite string: a secret until it is used. */
+  invite: string;
+  id: string;
+  user: string;
+  expiresAt: string;
+  usesLeft: number;
+  hubs: { control: string[]; enroll: string[] };
 }
 
 /** The body of a join: the mesh CA, this endpoint's certificate and key (PEM), and hub addresses. */

@@ -80,6 +80,35 @@ export function parseCertificate(pem: string): x509.X509Certificate {
   }
 }
 
+/**
+ * Every certificate of a PEM text, in order: one, or a bundle of several
+ * (`ca.crt` holding the old and the new CA while a CA is rotated). Throws
+ * `BadRequest` when it holds none, or when one does not parse.
+ */
+export function parseCertificates(pem: string): x509.X509Certificate[] {
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]*?-----END CERTIFICATE-----/g);
+  if (!blocks) throw sharedError("bad_certificate", "Not a PEM X.509 certificate");
+  return blocks.map(parseCertificate);
+}
+
+/**
+ * The certificate of `cas` that signed `cert` (its subject is `cert`'s issuer
+ * and its key verifies `cert`'s signature), or undefined when none did. Checks
+ * the signature only: validity and role are the caller's. Never throws.
+ */
+export async function issuerAmong(
+  cert: x509.X509Certificate,
+  cas: x509.X509Certificate[],
+): Promise<x509.X509Certificate | undefined> {
+  for (const ca of cas) {
+    if (cert.issuer !== ca.subject) continue;
+    const ok = await cert.verify({ publicKey: ca.publicKey, signatureOnly: true })
+      .catch(() => false);
+    if (ok) return ca;
+  }
+  return undefined;
+}
+
 /** PEM text of a certificate, newline-terminated. */
 export function certificatePem(cert: x509.X509Certificate): string {
   return cert.toString("pem") + "\n";

@@ -19,13 +19,16 @@ import {
   importPrivateKeyPem,
   isIpAddress,
   issueLeafCertificate,
+  issuerAmong,
   parseCertificate,
+  parseCertificates,
   randomSerial,
   type Serial,
   serialOf,
   subjectAltNames,
   x509,
 } from "./certs.ts";
+import { BadRequest } from "./errors.ts";
 
 const SIGNING = { name: "ECDSA", hash: "SHA-256" };
 
@@ -354,4 +357,23 @@ Deno.test("createCrl makes a CRL that openssl verifies against the CA and that l
   await Deno.writeTextFile(crlPath, await createCrl(other, [], { number: 1 }));
   const out = await openssl(["crl", "-in", crlPath, "-noout", "-CAfile", caPath], undefined, true);
   assert.doesNotMatch(out.stdout + out.stderr, /verify OK/);
+});
+
+Deno.test("parseCertificates reads every certificate of a bundle in order, and issuerAmong finds the signer", async () => {
+  const one = await generateKeyPair();
+  const two = await generateKeyPair();
+  const caOne = await createCaCertificate(one, { name: "CA one" });
+  const caTwo = await createCaCertificate(two, { name: "CA two" });
+  const leafKeys = await generateKeyPair();
+  const leaf = await issueLeafCertificate({ certificate: caTwo, privateKey: two.privateKey }, {
+    commonName: "alice",
+    publicKey: leafKeys.publicKey,
+    role: "peer",
+  });
+  const bundle = certificatePem(caOne) + certificatePem(caTwo);
+  const cas = parseCertificates(bundle);
+  assert.deepEqual(cas.map((c) => c.subject), ["CN=CA one", "CN=CA two"]);
+  assert.equal((await issuerAmong(leaf, cas))?.subject, "CN=CA two");
+  assert.equal(await issuerAmong(leaf, [caOne]), undefined);
+  assert.throws(() => parseCertificates("no certificate here"), BadRequest);
 });

@@ -53,7 +53,9 @@ import {
   certificateRole,
   commonNameOf,
   importPrivateKeyPem,
+  issuerAmong,
   parseCertificate,
+  parseCertificates,
   x509,
 } from "./certs.ts";
 import { normalizeSerial } from "./crl.ts";
@@ -230,9 +232,8 @@ export async function verifySignedRequest(r: SignedRequest, ctx: VerifyContext):
   } catch {
     throw sharedError("untrusted_certificate", "The signer's certificate does not parse");
   }
-  const ca = parseCertificate(ctx.caPem);
-  const chained = cert.issuer === ca.subject &&
-    await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }).catch(() => false);
+  // Any certificate of the mesh's CA bundle (one CA, or two while it is rotated).
+  const chained = await issuerAmong(cert, parseCertificates(ctx.caPem)) !== undefined;
   if (!chained) {
     throw sharedError(
       "untrusted_certificate",
@@ -429,9 +430,7 @@ export async function verifyAnswer(
     throw badAnswer("forged_answer", ctx, "carries a certificate that does not parse");
   }
   const now = ctx.now ?? Date.now();
-  const ca = parseCertificate(ctx.caPem);
-  const chained = cert.issuer === ca.subject &&
-    await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }).catch(() => false);
+  const chained = await issuerAmong(cert, parseCertificates(ctx.caPem)) !== undefined;
   if (!chained) throw badAnswer("forged_answer", ctx, "is signed by a certificate from another CA");
   if (now < cert.notBefore.getTime() || now > cert.notAfter.getTime()) {
     throw badAnswer("forged_answer", ctx, "is signed by a certificate that is not valid now");

@@ -1,4 +1,4 @@
-import { assertEquals } from "../tests/assert.ts";
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { datagramLeg, framedLeg, type Leg } from "./splice.ts";
 
 /** A leg that hands out `chunks` through one reused buffer, as a native connection does. */

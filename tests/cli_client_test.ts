@@ -6,7 +6,7 @@
  * port, and meets a refusal as the shared error class.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { api, Harness, issueUser, ROOT, run } from "./harness.ts";
 import { addService, MESH, startMeshOf, withoutState } from "./mesh_fixture.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";

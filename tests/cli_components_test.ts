@@ -5,7 +5,7 @@
  * finds without any flag.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { ztm } from "./cli_helpers.ts";
 import { eventually, Harness, ROOT, run } from "./harness.ts";
 

@@ -4,7 +4,7 @@
  * own message; `--help` works on every command and shows an example.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztm } from "./cli_helpers.ts";
 import { api, Harness, issueUser } from "./harness.ts";
 import { MESH, startMeshOf } from "./mesh_fixture.ts";

@@ -3,7 +3,7 @@
  * command that reads or changes an agent, so scripts can rely on the API's
  * documented shapes.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztmJson } from "./cli_helpers.ts";
 import { api, type ApiBody, Harness } from "./harness.ts";
 import { endpointPath, MESH, startMeshOf, withoutState } from "./mesh_fixture.ts";

@@ -6,7 +6,7 @@
  * its last error, open connections and bytes each way. `tcp/NAME` and `NAME`
  * name the same service in the CLI and the API.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztm, ztmJson, ztmOk } from "./cli_helpers.ts";
 import { api, type ApiBody, eventually, Harness } from "./harness.ts";
 import { addService, endpointPath, MESH, startMeshOf } from "./mesh_fixture.ts";

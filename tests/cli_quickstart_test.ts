@@ -5,7 +5,7 @@
  * `ztm create port` on alice's laptop — and bytes through the mapping.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztm, ztmJson, ztmOk } from "./cli_helpers.ts";
 import { eventually, Harness } from "./harness.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";

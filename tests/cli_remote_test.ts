@@ -4,7 +4,7 @@
  * mapping there with `ztm`; bob's agent applies both, and the mapping carries
  * data. A change bob's policy forbids comes back as a refusal, exit 1.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztm, ztmOk } from "./cli_helpers.ts";
 import { api, eventually, Harness } from "./harness.ts";
 import { endpointPath, startMeshOf, withoutState } from "./mesh_fixture.ts";

@@ -3,7 +3,7 @@
  * `$ZTM_API_TOKEN`, else `~/ztm.db.token` (what `ztm agent` makes by default).
  */
 import { join } from "node:path";
-import { assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { ztm } from "./cli_helpers.ts";
 import { Harness } from "./harness.ts";
 

@@ -4,7 +4,7 @@
  * same file changes nothing.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { ztm } from "./cli_helpers.ts";
 import { api, eventually, Harness, issueUser, rememberAgentToken } from "./harness.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "./net_helpers.ts";

@@ -3,7 +3,7 @@
  * it, and `ztm config check` naming the lines of what is wrong.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { ztm } from "./cli_helpers.ts";
 import { Harness } from "./harness.ts";
 import { freePort } from "./net_helpers.ts";

@@ -5,7 +5,7 @@
  * from the checkout (as the README says) works from any folder.
  */
 import { dirname, join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztm } from "./cli_helpers.ts";
 import { Harness, issueUser, ROOT, run } from "./harness.ts";
 

@@ -5,7 +5,7 @@
  * behaviour; `ztm mesh set-hubs` (PATCH on the mesh) changes the hubs in place.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztm, ztmOk } from "./cli_helpers.ts";
 import { api, Harness, issueUser } from "./harness.ts";
 import { freePort } from "./net_helpers.ts";

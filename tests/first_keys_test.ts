@@ -4,7 +4,7 @@
  * checkout are ignored by git (while no tracked file is).
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { Harness, ROOT, run } from "./harness.ts";
 
 /** The README's `sh` blocks, in order. */

@@ -5,7 +5,7 @@
  * lines elsewhere.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { api, eventually, Harness, issueUser, joinMesh, ROOT, startProc } from "./harness.ts";
 
 Deno.test("a second agent on the same database refuses to start and names the first one's pid", async () => {

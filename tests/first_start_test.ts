@@ -6,7 +6,7 @@
  */
 import { join } from "node:path";
 import { defaultHubNames } from "../cli/start.ts";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { agentFlags, ztm } from "./cli_helpers.ts";
 import { eventually, Harness, rememberAgentToken, ROOT, startProc } from "./harness.ts";
 import { freePort } from "./net_helpers.ts";

@@ -8,7 +8,7 @@
  */
 import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 import { HUB_PATHS, PROTOCOL_HEADER, PROTOCOL_VERSION } from "@ztm/shared/protocol";
-import { assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { eventually, Harness, issueUser } from "./harness.ts";
 import { errorCode, HubClient, userTls } from "./hub_client.ts";
 

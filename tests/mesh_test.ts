@@ -4,7 +4,7 @@
  * (crossed-stream and large-payload checks), deleting mappings and services,
  * and bad input against the agent's API.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import net from "node:net";
 import { api, type ApiBody, eventually, Harness, issueUser, joinMesh, run } from "./harness.ts";
 import { freePort, randomBytes, startEchoServer } from "./net_helpers.ts";

@@ -17,7 +17,7 @@
  * a visible skip naming what is missing — except under `CI=true` or
  * `ZTM_NAT_LAB=required` (`deno task test:nat`), where that is a failure.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { eventually, type Proc } from "./harness.ts";
 import { PING_INTERVAL_MS, PING_TIMEOUT_MS } from "@ztm/shared/protocol";
 import {

@@ -4,7 +4,7 @@
  * real agent lists every one of them with its user and services, and they
  * come back on their own after the hub restarts.
  */
-import { assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { api, eventually, Harness } from "./harness.ts";
 import { MESH, startMeshOf } from "./mesh_fixture.ts";
 import { issueSimUsers, Simulators } from "../bench/scale_sims.ts";

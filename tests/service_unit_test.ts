@@ -4,7 +4,7 @@
  * for real as root, run the component as its own user from the cached modules.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { ztm } from "./cli_helpers.ts";
 import { ROOT } from "./harness.ts";
 import { freePort } from "./net_helpers.ts";

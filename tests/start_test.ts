@@ -3,7 +3,7 @@
  * joined to a local mesh as root; a second run reuses the same state.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { api, eventually, Harness, rememberAgentToken } from "./harness.ts";
 import { freePort } from "./net_helpers.ts";
 

@@ -3,7 +3,7 @@
  * agent processes; real UDP clients (`dig`, sockets) on one side, real UDP
  * targets (a DNS server, an echo server) on the other.
  */
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { api, type ApiBody, eventually, Harness, issueUser } from "./harness.ts";
 import {
   endpointPath,

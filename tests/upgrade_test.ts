@@ -6,7 +6,7 @@
  * the service and the port mapping, which carries traffic again.
  */
 import { join } from "node:path";
-import { assert, assertEquals } from "./assert.ts";
+import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { api, eventually, Harness, rememberAgentToken, ROOT } from "./harness.ts";
 import { echoRoundTrip, startEchoServer } from "./net_helpers.ts";
 

@@ -14,6 +14,8 @@ import type {
 export type {
   AuditEntry,
   EndpointRecord,
+  HubSession,
+  MadeInvite,
   MeshService,
   MeshSummary,
   Page,

@@ -13,6 +13,7 @@ import { POLL_MS } from "./poll.ts";
 import { hrefOf, navigate, type Route, route } from "./route.ts";
 import { EndpointView } from "./views/endpoint.tsx";
 import { EndpointsView } from "./views/endpoints.tsx";
+import { InviteView } from "./views/invite.tsx";
 import { JoinView } from "./views/join.tsx";
 import { ServicesView } from "./views/services.tsx";
 import { StatusView } from "./views/status.tsx";
@@ -75,6 +76,8 @@ function Nav(props: { r: Route; mesh?: MeshSummary; all: MeshSummary[] }) {
           "Services",
           r.view === "services",
         )}
+      {mesh?.canInvite &&
+        link({ view: "invite", mesh: mesh.name }, "Invite", r.view === "invite")}
       {link({ view: "join" }, "Join", r.view === "join")}
       {all.length > 1 && mesh && (
         <span class="mesh-pick">
@@ -84,6 +87,7 @@ function Nav(props: { r: Route; mesh?: MeshSummary; all: MeshSummary[] }) {
             value={mesh.name}
             onChange={(e) => {
               const name = e.currentTarget.value;
+              if (r.view === "invite") return navigate({ view: "invite", mesh: name });
               const view = r.view === "services" ? "services" : "endpoints";
               navigate({ view, mesh: name, q: "", page: 1 });
             }}
@@ -123,6 +127,8 @@ function Screen(props: { r: Route; props: DashboardProps; current?: MeshSummary 
   const self = current.endpoint.id;
   const connected = current.status?.connected === true;
   switch (r.view) {
+    case "invite":
+      return <InviteView mesh={current} />;
     case "endpoints":
       return (
         <EndpointsView

@@ -12,7 +12,8 @@ export type Route =
   | { view: "join" }
   | { view: "endpoints"; mesh: string; q: string; page: number }
   | { view: "endpoint"; mesh: string; ep: string; page: number }
-  | { view: "services"; mesh: string; q: string; page: number };
+  | { view: "services"; mesh: string; q: string; page: number }
+  | { view: "invite"; mesh: string };
 
 /** The current screen. */
 export const route = signal<Route>({ view: "status" });
@@ -36,6 +37,7 @@ export function parseHash(hash: string): Route {
     if (parts[2] === "endpoints" && parts[3]) return { view: "endpoint", mesh, ep: parts[3], page };
     if (parts[2] === "endpoints") return { view: "endpoints", mesh, q, page };
     if (parts[2] === "services") return { view: "services", mesh, q, page };
+    if (parts[2] === "invite") return { view: "invite", mesh };
   }
   return { view: "status" };
 }
@@ -61,6 +63,8 @@ export function hrefOf(r: Route): string {
       return `#/m/${enc(r.mesh)}/endpoints/${enc(r.ep)}${search("", r.page)}`;
     case "services":
       return `#/m/${enc(r.mesh)}/services${search(r.q, r.page)}`;
+    case "invite":
+      return `#/m/${enc(r.mesh)}/invite`;
   }
 }
 

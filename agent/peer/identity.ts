@@ -16,7 +16,9 @@ import {
   commonNameOf,
   extendedKeyUsagesOf,
   importPrivateKeyPem,
+  issuerAmong,
   parseCertificate,
+  parseCertificates,
   x509,
 } from "@ztm/shared/certs";
 import { normalizeSerial } from "@ztm/shared/crl";
@@ -159,11 +161,8 @@ export async function checkHello(hello: unknown, want: Expectation): Promise<Che
   } catch {
     throw refuse("certificate does not parse");
   }
-  const ca = parseCertificate(want.caPem);
-  if (cert.issuer !== ca.subject) throw refuse("certificate not issued by the mesh CA");
-  const signedByCa = await cert.verify({ publicKey: ca.publicKey, signatureOnly: true }).catch(
-    () => false,
-  );
+  // Any certificate of the mesh's CA bundle (one CA, or two while it is rotated).
+  const signedByCa = await issuerAmong(cert, parseCertificates(want.caPem)) !== undefined;
   if (!signedByCa) throw refuse("certificate not issued by the mesh CA");
   const now = want.now ?? new Date();
   if (now < cert.notBefore || now > cert.notAfter) {

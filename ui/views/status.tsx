@@ -1,12 +1,14 @@
 /** @jsxImportSource preact */
 /**
  * Status: each joined mesh with its hub link (connected or not, to which hub,
- * since when, and the last error), this endpoint's identity in it, its
- * proxy (on or off), and "Leave" behind a confirmation. With no mesh yet it shows the join form.
+ * since when, and the last error) and each of its hubs' sessions, a banner
+ * when the mesh CA's own certificate ends within a year, this endpoint's
+ * identity in it, its proxy (on or off), and "Leave" behind a confirmation.
+ * With no mesh yet it shows the join form.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
-import type { MeshSummary } from "../api_types.ts";
+import type { HubSession, MeshSummary } from "../api_types.ts";
 import { CopyButton, ErrorBox, OnlineBadge, Time } from "../components.tsx";
 import { meshes, refreshMeshes } from "../meshes.ts";
 import { hrefOf } from "../route.ts";
@@ -58,6 +60,11 @@ function MeshCard(props: { mesh: MeshSummary }) {
           offText={s ? "hub not connected" : "not running"}
         />
       </div>
+      {m.caCertificate?.warning && (
+        <div class="warning" role="alert" data-testid="ca-expiry">
+          <strong>The mesh's CA needs rotating.</strong> {m.caCertificate.warning}.
+        </div>
+      )}
       <dl class="facts">
         <dt>Hub</dt>
         <dd>
@@ -69,6 +76,14 @@ function MeshCard(props: { mesh: MeshSummary }) {
             </span>
           )}
         </dd>
+        {s?.hubs && s.hubs.length > 0 && (
+          <>
+            <dt>Hubs</dt>
+            <dd>
+              <HubList hubs={s.hubs} />
+            </dd>
+          </>
+        )}
         {s?.lastError && (
           <>
             <dt>Last error</dt>
@@ -94,6 +109,14 @@ function MeshCard(props: { mesh: MeshSummary }) {
         <dd>
           <Time iso={m.certificate.notAfter} />
         </dd>
+        {m.caCertificate && (
+          <>
+            <dt>Mesh CA valid until</dt>
+            <dd data-testid="ca-not-after">
+              <Time iso={m.caCertificate.notAfter} />
+            </dd>
+          </>
+        )}
         {m.certificate.renewal && (
           <>
             <dt>Renewal</dt>
@@ -134,9 +157,44 @@ function MeshCard(props: { mesh: MeshSummary }) {
         >
           This endpoint
         </a>
+        {m.canInvite && (
+          <a class="button" href={hrefOf({ view: "invite", mesh: m.name })}>
+            Invite a device
+          </a>
+        )}
         <LeaveButton mesh={m.name} />
       </div>
     </section>
+  );
+}
+
+/**
+ * Every hub session of the mesh: its address, up or down in words (with the
+ * last error when down), the last PING's round trip, and since when.
+ */
+function HubList(props: { hubs: HubSession[] }) {
+  return (
+    <ul class="hubs">
+      {props.hubs.map((hub) => (
+        <li key={hub.address} data-testid="hub" data-address={hub.address}>
+          <code>{hub.address}</code>{" "}
+          <OnlineBadge online={hub.connected} onText="connected" offText="not connected" />
+          <span class="hub-state">
+            {hub.connected
+              ? hub.rttMs === null ? " round trip not measured yet" : ` round trip ${hub.rttMs} ms`
+              : hub.lastError
+              ? ` ${hub.problem ?? hub.lastError}`
+              : " trying to reach it"}
+          </span>
+          {!hub.connected && hub.lastError && hub.problem && hub.problem !== hub.lastError && (
+            <small class="muted">&nbsp;({hub.lastError})</small>
+          )}
+          <span class="muted">
+            &nbsp;· {hub.connected ? "up" : "down"} since <Time iso={hub.since} />
+          </span>
+        </li>
+      ))}
+    </ul>
   );
 }
 
