@@ -35,6 +35,7 @@ import { VERSION } from "@ztm/shared/version";
 import { AdmissionCache, admit, type Peer } from "./admit.ts";
 import { hubError } from "./errors.ts";
 import { Registry } from "./registry.ts";
+import { pingDueSessions } from "./session_ping.ts";
 import { type ControlContext, serveControl, type SessionState } from "./control.ts";
 import { DataPort } from "./relay/data_port.ts";
 import { ManagementRelay } from "./management.ts";
@@ -293,7 +294,7 @@ export class HubServer {
         // One timer walks the sessions rather than one timer per session: 10,000
         // endpoints would otherwise fire 1,000 timers a second.
         this.#pingSweep = setInterval(
-          () => this.#pingDue(),
+          () => pingDueSessions(this.#sessions, this.#limits, this.#log),
           Math.min(1_000, this.#limits.pingIntervalMs),
         );
         try {
@@ -463,52 +464,6 @@ export class HubServer {
         peer: peer.address,
       });
     });
-  }
-
-  /** Ends sessions whose certificate has expired; PINGs (see `#ping`) each whose interval has passed. */
-  #pingDue(): void {
-    const now = Date.now();
-    for (const [session, state] of this.#sessions) {
-      if (state.peer.notAfter <= now) {
-        this.#log.warn("session closed: certificate expired", {
-          user: state.peer.user,
-          serial: state.peer.serial,
-          endpoint: state.endpointId,
-        });
-        session.destroy();
-        continue;
-      }
-      if (state.pingDueAt > now) continue;
-      state.pingDueAt = now + this.#limits.pingIntervalMs;
-      this.#ping(session, state);
-    }
-  }
-
-  /**
-   * PINGs the peer unless it PINGed the hub within the last interval: a peer
-   * whose PING arrived is alive, and agents PING every interval, so the hub's
-   * own PINGs only go to peers that fell silent (measured at 10,000 endpoints:
-   * this halves the PING traffic the hub handles at rest).
-   */
-  #ping(session: ServerHttp2Session, state: SessionState): void {
-    if (session.destroyed) return;
-    if (Date.now() - state.peerPingAt < this.#limits.pingIntervalMs) return;
-    const timer = setTimeout(() => {
-      this.#log.warn("peer unresponsive; session dropped", {
-        user: state.peer.user,
-        endpoint: state.endpointId,
-      });
-      session.destroy();
-    }, this.#limits.pingTimeoutMs);
-    try {
-      session.ping((err) => {
-        clearTimeout(timer);
-        if (err && !session.destroyed) session.destroy();
-      });
-    } catch {
-      clearTimeout(timer);
-      session.destroy();
-    }
   }
 
   async #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
