@@ -2,31 +2,22 @@
  * The agent's link to a hub: one HTTP/2 session over mutual TLS, its control
  * stream, and requests and tunnel streams on that session.
  *
- * The hub's certificate must chain to the mesh CA, name the dialled host,
- * carry the serverAuth role, and not be on the CA-signed CRL (fetched from
- * the hub and verified here, so the hub cannot vouch for itself). The link
- * keeps the newest CRL it has verified (by CRL number, in `crlFile`, so a
- * restart does not forget it) and checks the hub against that one, whatever
- * the hub serves: an older CRL or a 503 cannot unrevoke a hub. The
- * PINGs the hub and reconnects — at once after a GOAWAY, otherwise with
- * exponential backoff and jitter — cycling through the bootstrap addresses.
+ * The hub's certificate must chain to the mesh CA, name the dialled host and
+ * carry the serverAuth role (`hub_identity.ts`), and not be on the newest
+ * CA-signed CRL the link has verified (`link_crl.ts`), whatever the hub
+ * serves. The link PINGs the hub (`hub_ping.ts`) and reconnects — at once
+ * after a GOAWAY, otherwise with exponential backoff and jitter — cycling
+ * through the bootstrap addresses.
  */
 import http2, { type ClientHttp2Session, type ClientHttp2Stream } from "node:http2";
 import { isIP } from "node:net";
-import tls, { type PeerCertificate } from "node:tls";
-import {
-  certificateRole,
-  commonNameOf,
-  parseCertificate,
-  publicKeyHex,
-  x509,
-} from "@ztm/shared/certs";
-import { normalizeSerial, type VerifiedCrl, verifyCrl } from "@ztm/shared/crl";
+import type { PeerCertificate } from "node:tls";
+import { commonNameOf, parseCertificate } from "@ztm/shared/certs";
+import type { VerifiedCrl } from "@ztm/shared/crl";
 import { hubPingAnswered } from "./metrics.ts";
-import { errorBody, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { errorBody, ZtmError } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
-import { readTextIfExists, writeSecretFile } from "@ztm/shared/files";
-import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import { errText, type Logger } from "@ztm/shared/log";
 import { RefusalLog } from "@ztm/shared/refusal_log";
 import {
@@ -43,12 +34,13 @@ import {
   WINDOW_BYTES,
 } from "@ztm/shared/protocol";
 import type { MeshConfig } from "./runtime.ts";
+import { checkHubIdentity, hubCertificateFacts } from "./hub_identity.ts";
+import { startHubPing } from "./hub_ping.ts";
+import { errorMessage, errorOfHubAnswer, readBody, readResponse } from "./hub_response.ts";
+import { LinkCrl } from "./link_crl.ts";
 
-/** Largest JSON response the agent reads from the hub. */
 /** How long a dial may take from TCP connect to the hub's welcome. */
 const CONNECT_TIMEOUT_MS = 10_000;
-const MAX_RESPONSE_BYTES = 16 * 1024 * 1024;
-const REQUEST_TIMEOUT_MS = 15_000;
 const MIN_BACKOFF_MS = 250;
 /** The first redial after losing an admitted session comes within this many ms. */
 const FIRST_REDIAL_SPREAD_MS = 1_000;
@@ -132,10 +124,7 @@ export class HubLink {
   #waiters = new Set<() => void>();
   /** Dials that failed since the last welcome, oldest first (at most one round of addresses). */
   #failures: HubFailure[] = [];
-  #crl: VerifiedCrl | undefined;
-  #crlLoaded: Promise<void> | undefined;
-  #crlFetch: Promise<void> | undefined;
-  #crlAlarm: string | null = null;
+  #crl: LinkCrl;
   /** Serial of the hub certificate this link checked at its last connect. */
   #hubSerial: string | undefined;
   /** Lines from the hub that were refused, counted so a hostile hub cannot flood the log. */
@@ -148,8 +137,6 @@ export class HubLink {
   #hubRaw: Uint8Array | undefined;
   /** The hub certificate's key (SPKI DER, hex), as last verified. */
   #hubKey: string | undefined;
-  /** The newest CRL number the hub announced. */
-  #announced = 0;
   /** The last answered PING's round trip (ms), for choosing among hubs; undefined until one. */
   #rttMs: number | undefined;
 
@@ -158,6 +145,26 @@ export class HubLink {
     this.#log = opts.log;
     this.#refusals = new RefusalLog(opts.log, "bad message from hub", { mesh: opts.config.name });
     this.#hubErrors = new RefusalLog(opts.log, "hub reported an error", { mesh: opts.config.name });
+    this.#crl = new LinkCrl({
+      config: opts.config,
+      log: opts.log,
+      refusals: this.#refusals,
+      crlFile: opts.crlFile,
+      shouldSaveCrl: opts.shouldSaveCrl,
+      onCrl: opts.onCrl,
+      session: () => this.#session,
+      fetched: () => {
+        // The hub's own certificate revoked while connected: leave it; reconnecting checks
+        // the CRL again and refuses (a hub whose key is lost is no longer this mesh's hub).
+        if (this.#hubSerial && this.#crl.has(this.#hubSerial)) {
+          this.#log.warn("hub certificate revoked; disconnecting", {
+            mesh: this.#opts.config.name,
+            serial: this.#hubSerial,
+          });
+          this.#session?.destroy();
+        }
+      },
+    });
   }
 
   /** Runs a handler of a hub message; whatever it throws or rejects with is logged, never left unhandled. */
@@ -172,7 +179,7 @@ export class HubLink {
 
   /** Starts connecting (in the background). */
   start(): void {
-    this.#crlLoaded = this.#loadCrl();
+    this.#crl.load();
     this.#connect();
   }
 
@@ -182,7 +189,7 @@ export class HubLink {
       hub: this.#hub,
       lastError: this.#lastError,
       since: this.#since,
-      crlAlarm: this.#crlAlarm,
+      crlAlarm: this.#crl.alarm(),
     };
   }
 
@@ -198,7 +205,7 @@ export class HubLink {
       };
       const timer = setTimeout(() => {
         this.#waiters.delete(done);
-        reject(new ServiceUnavailable("hub_unreachable", this.#unreachableMessage()));
+        reject(agentError("hub_unreachable", this.#unreachableMessage()));
       }, timeoutMs);
       this.#waiters.add(done);
     });
@@ -270,12 +277,12 @@ export class HubLink {
     try {
       value = JSON.parse(body);
     } catch {
-      throw new ServiceUnavailable(
+      throw agentError(
         "bad_hub_response",
         `The hub answered ${status} with a body that is not JSON`,
       );
     }
-    if (status >= 400) throw hubError(status, value);
+    if (status >= 400) throw errorOfHubAnswer(status, value);
     return value as T;
   }
 
@@ -322,7 +329,7 @@ export class HubLink {
   #usableSession(): ClientHttp2Session {
     const s = this.#session;
     if (!this.#connected || !s || s.destroyed || s.closed) {
-      throw new ServiceUnavailable("hub_unreachable", this.#unreachableMessage());
+      throw agentError("hub_unreachable", this.#unreachableMessage());
     }
     return s;
   }
@@ -415,72 +422,16 @@ export class HubLink {
     hubCert: PeerCertificate | undefined,
   ): Promise<void> {
     if (!hubCert) throw new Error("hub presented no certificate");
-    await this.#crlLoaded;
-    this.#hubSerial = normalizeSerial(hubCert.serialNumber);
-    this.#hubNotAfter = Date.parse(hubCert.valid_to);
-    this.#hubRaw = hubCert.raw?.length ? new Uint8Array(hubCert.raw) : undefined;
-    this.#hubKey = this.#hubRaw
-      ? publicKeyHex(new x509.X509Certificate(this.#hubRaw as Uint8Array<ArrayBuffer>))
-      : undefined;
-    await this.#fetchCrl(session);
+    await this.#crl.loaded;
+    const facts = hubCertificateFacts(hubCert);
+    this.#hubSerial = facts.serial;
+    this.#hubNotAfter = facts.notAfter;
+    this.#hubRaw = facts.raw;
+    this.#hubKey = facts.key;
+    await this.#crl.fetch(session);
     // The newest CRL this agent knows decides, not what this hub served (it may be
     // revoked and serve an older CRL, or none).
-    if (this.#crl?.serials.has(this.#hubSerial)) throw new Error("hub certificate is revoked");
-  }
-
-  /**
-   * Fetches the hub's CRL if it is newer than the one held, verifies it and
-   * keeps it. A CRL that does not verify raises the alarm and throws.
-   */
-  async #fetchCrl(session: ClientHttp2Session): Promise<void> {
-    const held = this.#crl?.number;
-    const stream = session.request({
-      ":method": "GET",
-      ":path": held === undefined ? HUB_PATHS.crl : `${HUB_PATHS.crl}?after=${held}`,
-      [PROTOCOL_HEADER]: String(PROTOCOL_VERSION),
-    }, {
-      endStream: true,
-    });
-    const { status, body } = await readResponse(stream);
-    // 204: nothing newer than ours. 503: the hub has no CRL yet (it never reached the CA).
-    if (status === 204 || status === 503) return;
-    if (status !== 200) throw new Error(`hub answered ${status} for the CRL`);
-    let crl: VerifiedCrl;
-    try {
-      crl = await this.#verifyCrl(body);
-    } catch (err) {
-      this.#raiseCrlAlarm(`CRL from the hub refused: ${errText(err)}`);
-      throw err;
-    }
-    this.#adoptCrl(crl, true);
-  }
-
-  async #verifyCrl(pem: string): Promise<VerifiedCrl> {
-    const started = performance.now();
-    const crl = await verifyCrl(pem, this.#opts.config.ca);
-    this.#log.info("crl verified", {
-      mesh: this.#opts.config.name,
-      count: crl.serials.size,
-      crl: crl.number,
-      ms: Math.round(performance.now() - started),
-    });
-    return crl;
-  }
-
-  async #loadCrl(): Promise<void> {
-    const file = this.#opts.crlFile;
-    const pem = file ? readTextIfExists(file) : undefined;
-    if (!pem) return;
-    try {
-      this.#adoptCrl(await verifyCrl(pem, this.#opts.config.ca), false);
-    } catch (err) {
-      this.#raiseCrlAlarm(`stored CRL refused: ${errText(err)}`);
-    }
-  }
-
-  #raiseCrlAlarm(why: string): void {
-    this.#log.error("crl refused", { mesh: this.#opts.config.name, err: why });
-    this.#crlAlarm = why;
+    if (this.#crl.has(this.#hubSerial)) throw new Error("hub certificate is revoked");
   }
 
   /** The last answered PING's round trip in ms (undefined before the first, or when not connected). */
@@ -490,66 +441,18 @@ export class HubLink {
 
   /** Adopts a CRL another link of this mesh verified, if it is newer than this link's. */
   offerCrl(crl: VerifiedCrl): void {
-    this.#adoptCrl(crl, false);
-    if (this.#hubSerial && this.#crl?.serials.has(this.#hubSerial)) this.#session?.destroy();
+    this.#crl.adopt(crl, false);
+    if (this.#hubSerial && this.#crl.has(this.#hubSerial)) this.#session?.destroy();
   }
 
   /** The number of the newest CRL this link has verified (-1: none). */
   crlNumber(): number {
-    return this.#crl?.number ?? -1;
+    return this.#crl.number();
   }
 
   /** Serials on the newest CA-signed CRL this link has verified. */
   revoked(): Set<string> {
-    return this.#crl?.serials ?? new Set();
-  }
-
-  #adoptCrl(crl: VerifiedCrl, save: boolean): void {
-    const held = this.#crl;
-    if (held && crl.number <= held.number) {
-      // Never roll back: an older CRL (a lagging or revoked hub's) changes nothing.
-      if (crl.number < held.number) {
-        this.#log.warn("older crl ignored", { mesh: this.#opts.config.name, crl: crl.number });
-      }
-      return;
-    }
-    this.#crl = crl;
-    this.#crlAlarm = null;
-    if (save && this.#opts.crlFile && (this.#opts.shouldSaveCrl?.(crl.number) ?? true)) {
-      writeSecretFile(this.#opts.crlFile, crl.pem);
-    }
-    this.#log.info("crl adopted", {
-      mesh: this.#opts.config.name,
-      count: crl.serials.size,
-      crl: crl.number,
-    });
-    this.#opts.onCrl?.(crl.serials, crl);
-  }
-
-  /** The hub announced CRL `number`: fetch it if it is newer than ours (one fetch at a time). */
-  #onCrl(number: number): void {
-    if (!Number.isSafeInteger(number) || (this.#crl && number <= this.#crl.number)) return;
-    const session = this.#session;
-    if (!session || this.#crlFetch) return;
-    this.#crlFetch = this.#fetchCrl(session).then(() => {
-      // The hub's own certificate revoked while connected: leave it; reconnecting checks
-      // the CRL again and refuses (a hub whose key is lost is no longer this mesh's hub).
-      if (this.#hubSerial && this.#crl?.serials.has(this.#hubSerial)) {
-        this.#log.warn("hub certificate revoked; disconnecting", {
-          mesh: this.#opts.config.name,
-          serial: this.#hubSerial,
-        });
-        this.#session?.destroy();
-      }
-    }).catch((err) => {
-      // Counted, not one line each: a hostile hub must not flood the log (a CRL that does not
-      // verify raises the alarm in #fetchCrl).
-      this.#refusals.refused("bad_crl", `CRL from hub ignored: ${errText(err)}`);
-    }).finally(() => {
-      this.#crlFetch = undefined;
-      // A newer one announced while this fetch ran is fetched now.
-      if (this.#announced > (this.#crl?.number ?? 0)) this.#onCrl(this.#announced);
-    });
+    return this.#crl.revoked();
   }
 
   async #onManage(msg: Extract<HubMessage, { type: "manage" }>): Promise<void> {
@@ -635,16 +538,24 @@ export class HubLink {
               : undefined,
           });
           for (const w of this.#waiters) w();
-          this.#startPing(session, fail);
+          startHubPing(session, {
+            everyMs: this.#opts.pingIntervalMs ?? PING_INTERVAL_MS,
+            timeoutMs: this.#opts.pingTimeoutMs ?? PING_TIMEOUT_MS,
+            log: this.#log,
+            mesh: config.name,
+            notAfter: () => this.#hubNotAfter,
+            answered: (rttMs) => {
+              this.#rttMs = rttMs;
+              hubPingAnswered(this.#opts.config, this.#hub, rttMs);
+            },
+            fail,
+          });
         } else if (msg.type === "open") {
           this.#handle("open", () => this.#opts.onOpen(msg));
         } else if (msg.type === "manage") {
           this.#handle("manage", () => this.#onManage(msg));
         } else if (msg.type === "crl") {
-          this.#handle("crl", () => {
-            this.#announced = Math.max(this.#announced, msg.number);
-            this.#onCrl(msg.number);
-          });
+          this.#handle("crl", () => this.#crl.announce(msg.number));
         } else if (msg.type === "hubs") {
           this.#handle("hubs", () => this.#opts.onHubs?.(msg.hubs));
         } else if (msg.type === "error") {
@@ -652,47 +563,6 @@ export class HubLink {
         }
       },
     });
-  }
-
-  /**
-   * PINGs the hub every interval; an unanswered PING ends the session through
-   * `fail` with that reason (destroying the session first would report its
-   * streams' close instead, as if the hub had closed them).
-   */
-  #startPing(session: ClientHttp2Session, fail: (why: string) => void): void {
-    const every = this.#opts.pingIntervalMs ?? PING_INTERVAL_MS;
-    const timeout = this.#opts.pingTimeoutMs ?? PING_TIMEOUT_MS;
-    const timer = setInterval(() => {
-      if (session.destroyed) {
-        clearInterval(timer);
-        return;
-      }
-      // TLS checked the hub's certificate at the handshake only.
-      if (Date.now() >= this.#hubNotAfter) {
-        this.#log.warn("hub certificate expired; disconnecting", { mesh: this.#opts.config.name });
-        fail("hub certificate expired");
-        return;
-      }
-      const dead = setTimeout(() => {
-        this.#log.warn("hub unresponsive; reconnecting", { mesh: this.#opts.config.name });
-        fail(`hub did not answer PING within ${timeout / 1000} s`);
-      }, timeout);
-      try {
-        // Timed here: the callback's own duration is always 0 in Deno 2.9.3.
-        const sent = performance.now();
-        session.ping((err) => {
-          clearTimeout(dead);
-          if (err && !session.destroyed) session.destroy(err);
-          else if (!err) {
-            this.#rttMs = performance.now() - sent;
-            hubPingAnswered(this.#opts.config, this.#hub, this.#rttMs);
-          }
-        });
-      } catch {
-        clearTimeout(dead);
-      }
-    }, every);
-    session.once("close", () => clearInterval(timer));
   }
 
   #setDisconnected(why: string | null): void {
@@ -729,72 +599,6 @@ export class HubLink {
     clearTimeout(this.#retry);
     this.#retry = setTimeout(() => this.#connect(), delay);
   }
-}
-
-async function readBody(stream: ClientHttp2Stream, limit: number): Promise<string> {
-  try {
-    return await readStreamText(stream, limit);
-  } catch (err) {
-    if (err instanceof StreamTooLarge) {
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      throw new ServiceUnavailable("bad_hub_response", "The hub's answer is too large");
-    }
-    throw new ServiceUnavailable("hub_unreachable", errText(err));
-  }
-}
-
-function readResponse(stream: ClientHttp2Stream): Promise<{ status: number; body: string }> {
-  return new Promise((resolve, reject) => {
-    const timer = setTimeout(() => {
-      stream.close(http2.constants.NGHTTP2_CANCEL);
-      reject(new ServiceUnavailable("hub_timeout", "The hub did not answer in time"));
-    }, REQUEST_TIMEOUT_MS);
-    stream.on("error", () => {});
-    let answered = false;
-    stream.once("close", () => {
-      if (answered) return;
-      clearTimeout(timer);
-      reject(new ServiceUnavailable("stream_closed", "The hub closed the stream before answering"));
-    });
-    stream.once("response", (headers) => {
-      answered = true;
-      readBody(stream, MAX_RESPONSE_BYTES).then((body) => {
-        clearTimeout(timer);
-        resolve({ status: Number(headers[":status"]), body });
-      }, reject);
-    });
-  });
-}
-
-function errorMessage(body: string): string {
-  try {
-    return JSON.parse(body).error.message ?? body.slice(0, 200);
-  } catch {
-    return body.slice(0, 200);
-  }
-}
-
-/** Turns a hub error response into a `ZtmError` with the hub's status and code. */
-function hubError(status: number, value: unknown): ZtmError {
-  const e = (value as { error?: { code?: unknown; message?: unknown } } | undefined)?.error;
-  return new ZtmError(
-    status,
-    typeof e?.code === "string" ? e.code : "hub_error",
-    typeof e?.message === "string" ? e.message : `The hub answered ${status}`,
-  );
-}
-
-/**
- * Checks a hub's certificate beyond the chain (which TLS verified against the
- * mesh CA): it names the dialled host, and carries the hub role (serverAuth
- * only) — so a member's user certificate can never pose as the hub.
- */
-export function checkHubIdentity(name: string, cert: PeerCertificate): Error | undefined {
-  const err = tls.checkServerIdentity(name, cert);
-  if (err) return err;
-  const role = certificateRole(new x509.X509Certificate(new Uint8Array(cert.raw)));
-  if (role !== "server") return new Error(`hub certificate has role ${role}, not a hub`);
-  return undefined;
 }
 
 /** The user a certificate PEM names (its CN). */

@@ -6,7 +6,8 @@
  * (services) go to every live hub. The newest CRL any link verified is shared
  * with the others, and only a newer one is written to the CRL file.
  */
-import { ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
+import { agentError } from "@ztm/shared/agent_api";
+import { ZtmError } from "@ztm/shared/errors";
 import type { VerifiedCrl } from "@ztm/shared/crl";
 import type { HubState } from "@ztm/shared/agent_api";
 import { errText } from "@ztm/shared/log";
@@ -333,7 +334,7 @@ export class HubSet {
   async first<T>(ask: (link: HubLink) => Promise<T>): Promise<T> {
     const live = this.live();
     if (live.length === 0) {
-      throw new ServiceUnavailable("hub_unreachable", this.#unreachableMessage());
+      throw agentError("hub_unreachable", this.#unreachableMessage());
     }
     let last: unknown;
     for (const link of live) {
@@ -365,7 +366,7 @@ export class HubSet {
       const data = this.#data.get(link);
       if (!data) {
         return Promise.reject(
-          new ServiceUnavailable("no_data_port", "The hub has no data port: no tunnels through it"),
+          agentError("no_data_port", "The hub has no data port: no tunnels through it"),
         );
       }
       return open(() => link.request<PairTicket>("POST", path), data);
@@ -379,7 +380,7 @@ export class HubSet {
   async all<T>(ask: (link: HubLink) => Promise<T>): Promise<T[]> {
     const live = this.live();
     if (live.length === 0) {
-      throw new ServiceUnavailable("hub_unreachable", this.#unreachableMessage());
+      throw agentError("hub_unreachable", this.#unreachableMessage());
     }
     const settled = await Promise.allSettled(live.map(ask));
     const answers = settled.flatMap((r) => r.status === "fulfilled" ? [r.value] : []);
@@ -419,7 +420,7 @@ export class HubSet {
         const answer = await l.requestRaw("POST", path, body);
         if ((answer.status === 404 || answer.status === 503) && NOT_HERE.has(codeOf(answer.body))) {
           last = answer;
-          throw new ServiceUnavailable("not_here", "This hub does not see the endpoint");
+          throw agentError("not_here", "This hub does not see the endpoint");
         }
         return answer;
       });
@@ -458,7 +459,7 @@ export class HubSet {
     try {
       await Promise.any(this.links.map((l) => l.waitConnected(timeoutMs)));
     } catch {
-      throw new ServiceUnavailable("hub_unreachable", this.#unreachableMessage());
+      throw agentError("hub_unreachable", this.#unreachableMessage());
     }
   }
 

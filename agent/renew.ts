@@ -30,7 +30,7 @@ import tls from "node:tls";
 import { parseHostPort } from "@ztm/shared/flags";
 import { HUB_PATHS } from "@ztm/shared/protocol";
 import { errText, type Logger } from "@ztm/shared/log";
-import { checkHubIdentity } from "./hub_link.ts";
+import { checkHubIdentity } from "./hub_identity.ts";
 import { servesTunnels } from "./peer/identity.ts";
 import type { MeshConfig, MeshRuntime, RenewalState } from "./runtime.ts";
 

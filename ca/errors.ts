@@ -34,7 +34,7 @@ export const CA_ERRORS = {
   bad_renewal: 400,
   bad_proof: 403,
   stale_renewal: 403,
-  // Invites (`invites.ts`). TODO(#23): invites.ts still writes these inline.
+  // Invites (`invites.ts`)
   bad_enrollment: 400,
   bad_expiry: 400,
   bad_hubs: 400,

@@ -18,7 +18,7 @@
  * the hub limits each address before that (`hub/enrollment.ts`).
  */
 import type { DatabaseSync } from "node:sqlite";
-import { BadRequest, Conflict, Forbidden, NotFound, TooManyRequests } from "@ztm/shared/errors";
+import type { ZtmError } from "@ztm/shared/errors";
 import { json, readText, type Route } from "@ztm/shared/http";
 import type { Logger } from "@ztm/shared/log";
 import {
@@ -29,6 +29,7 @@ import {
   inviteProofKey,
 } from "@ztm/shared/invite";
 import { certificateSummary } from "./devices.ts";
+import { caError } from "./errors.ts";
 import { checkEndpointName, checkName, type Issuer } from "./issue.ts";
 import type { CaStore, CertificateRecord } from "./store.ts";
 
@@ -117,11 +118,11 @@ const HOST_PORT = /^[A-Za-z0-9.\-:\[\]]{1,260}:\d{1,5}$/;
 
 function checkAddresses(list: unknown, what: string): string[] {
   if (!Array.isArray(list) || list.length > 16 || list.some((a) => typeof a !== "string")) {
-    throw new BadRequest("bad_hubs", `${what} must be a list of up to 16 "host:port" strings`);
+    throw caError("bad_hubs", `${what} must be a list of up to 16 "host:port" strings`);
   }
   for (const a of list as string[]) {
     if (!HOST_PORT.test(a)) {
-      throw new BadRequest("bad_hubs", `${what}: "${a.slice(0, 80)}" is not host:port`);
+      throw caError("bad_hubs", `${what}: "${a.slice(0, 80)}" is not host:port`);
     }
   }
   return list as string[];
@@ -141,8 +142,8 @@ function equalBytes(a: Uint8Array, b: Uint8Array): boolean {
 }
 
 /** A refusal that tells nothing about the invite. */
-function refused(): Forbidden {
-  return new Forbidden(
+function refused(): ZtmError {
+  return caError(
     "invite_refused",
     "The invite was refused: it is not known here or the proof does not match it",
   );
@@ -218,11 +219,11 @@ export class InviteService {
     checkName(input.user);
     const expiresInMs = input.expiresInMs ?? 3_600_000;
     if (!Number.isSafeInteger(expiresInMs) || expiresInMs < 1000 || expiresInMs > MAX_INVITE_MS) {
-      throw new BadRequest("bad_expiry", "An invite lives from 1 s to 30 days");
+      throw caError("bad_expiry", "An invite lives from 1 s to 30 days");
     }
     const uses = input.uses ?? 1;
     if (!Number.isSafeInteger(uses) || uses < 1 || uses > MAX_INVITE_USES) {
-      throw new BadRequest("bad_uses", `An invite has 1 to ${MAX_INVITE_USES} uses`);
+      throw caError("bad_uses", `An invite has 1 to ${MAX_INVITE_USES} uses`);
     }
     let control = input.hubs ? checkAddresses(input.hubs, "hubs") : [];
     let enroll = input.enroll ? checkAddresses(input.enroll, "enroll") : [];
@@ -232,7 +233,7 @@ export class InviteService {
       if (!enroll.length) enroll = fresh.flatMap((h) => h.enroll);
     }
     if (!control.length) {
-      throw new Conflict(
+      throw caError(
         "no_hubs",
         "No hub has announced its address to this CA: name the hubs (ztm invite --hub=HOST:PORT)",
       );
@@ -285,7 +286,7 @@ export class InviteService {
       "UPDATE invites SET revoked_at = ? WHERE id = ? AND revoked_at IS NULL",
     ).run(new Date().toISOString(), id);
     if (Number(changed.changes) !== 1) {
-      throw new NotFound("unknown_invite", `No unrevoked invite "${id.slice(0, 40)}"`);
+      throw caError("unknown_invite", `No unrevoked invite "${id.slice(0, 40)}"`);
     }
     this.#opts.log.info("invite revoked", { invite: id });
     return this.get(id)!;
@@ -301,7 +302,7 @@ export class InviteService {
       typeof invite !== "string" || typeof endpoint !== "string" || typeof csr !== "string" ||
       typeof proof !== "string" || invite.length > 64 || csr.length > 8192 || proof.length > 100
     ) {
-      throw new BadRequest("bad_enrollment", "An enrollment is {invite, endpoint, csr, proof}");
+      throw caError("bad_enrollment", "An enrollment is {invite, endpoint, csr, proof}");
     }
     checkEndpointName(endpoint);
     const row = /^[0-9a-f]{16}$/.test(invite)
@@ -317,7 +318,7 @@ export class InviteService {
     }
     if (!row || !equalBytes(expected, given)) {
       if (!this.#failures.take()) {
-        throw new TooManyRequests("too_many_attempts", "Too many refused invites; try later");
+        throw caError("too_many_attempts", "Too many refused invites; try later");
       }
       throw refused();
     }
@@ -330,9 +331,9 @@ export class InviteService {
     ).run(invite, now);
     if (Number(taken.changes) !== 1) {
       const state = this.get(invite)!.state;
-      if (state === "revoked") throw new Conflict("invite_revoked", "This invite was revoked");
-      if (state === "expired") throw new Conflict("invite_expired", "This invite has expired");
-      throw new Conflict("invite_used", "This invite has been used already");
+      if (state === "revoked") throw caError("invite_revoked", "This invite was revoked");
+      if (state === "expired") throw caError("invite_expired", "This invite has expired");
+      throw caError("invite_used", "This invite has been used already");
     }
     try {
       const record = await this.#opts.issuer.signDeviceCsr(rec.user, endpoint, csr);
@@ -372,7 +373,7 @@ async function readObject(req: Request): Promise<Record<string, unknown>> {
     body = undefined;
   }
   if (!body || typeof body !== "object" || Array.isArray(body)) {
-    throw new BadRequest("bad_json", "Body must be a JSON object");
+    throw caError("bad_json", "Body must be a JSON object");
   }
   return body as Record<string, unknown>;
 }
@@ -397,17 +398,17 @@ export function inviteRoutes(
       handler: async (req) => {
         const body = await readObject(req);
         if (typeof body.user !== "string") {
-          throw new BadRequest("bad_user", "An invite names its user: {user: NAME}");
+          throw caError("bad_user", "An invite names its user: {user: NAME}");
         }
         let expiresInMs: number | undefined;
         if (body.expires !== undefined) {
           expiresInMs = typeof body.expires === "string" ? parseDuration(body.expires) : undefined;
           if (expiresInMs === undefined) {
-            throw new BadRequest("bad_expiry", 'expires is a duration such as "15m", "1h", "7d"');
+            throw caError("bad_expiry", 'expires is a duration such as "15m", "1h", "7d"');
           }
         }
         if (body.uses !== undefined && typeof body.uses !== "number") {
-          throw new BadRequest("bad_uses", "uses is a whole number");
+          throw caError("bad_uses", "uses is a whole number");
         }
         const made = await invites.create({
           user: body.user,
@@ -444,7 +445,7 @@ export function inviteRoutes(
       handler: async (req, p) => {
         requireToken(req);
         if (!/^[0-9a-f]{1,64}$/.test(p.serial)) {
-          throw new BadRequest("bad_serial", "The serial is the hub certificate's hex serial");
+          throw caError("bad_serial", "The serial is the hub certificate's hex serial");
         }
         const body = await readObject(req);
         invites.announceHub(

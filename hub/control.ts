@@ -7,13 +7,7 @@
  * offline when the stream closes.
  */
 import http2, { type ServerHttp2Stream } from "node:http2";
-import {
-  BadRequest,
-  Conflict,
-  Forbidden,
-  hasControlChars,
-  TooManyRequests,
-} from "@ztm/shared/errors";
+import { hasControlChars, TooManyRequests, type ZtmError } from "@ztm/shared/errors";
 import { errText, type Logger } from "@ztm/shared/log";
 import { ENDPOINT_SEED_PATTERN, endpointIdOf, isEndpointName } from "@ztm/shared/endpoint_id";
 import {
@@ -26,6 +20,7 @@ import {
   parseMessage,
 } from "@ztm/shared/protocol";
 import type { Peer } from "./admit.ts";
+import { hubError } from "./errors.ts";
 import type { ControlChannel, Registry } from "./registry.ts";
 import type { ManagementRelay } from "./management.ts";
 import type { Tunnels } from "./tunnels.ts";
@@ -43,7 +38,7 @@ export interface SessionState {
   /** Control streams open on this session. */
   controls: number;
   /** Why every stream of this session is refused (hub full, user over its session limit). */
-  refusal?: TooManyRequests;
+  refusal?: ZtmError;
   /** Counted in its user's sessions. */
   counted: boolean;
   /** When the hub next considers PINGing the peer (epoch ms). */
@@ -86,7 +81,7 @@ export function serveControl(
   state: SessionState,
 ): void {
   if (!ENDPOINT_ID_PATTERN.test(id)) {
-    throw new BadRequest(
+    throw hubError(
       "bad_endpoint_id",
       `Bad endpoint id "${id.slice(0, 80)}": ids are ep- and 32 hex digits, derived from ` +
         "the certificate's key (an agent from before key-bound ids must be upgraded)",
@@ -95,12 +90,12 @@ export function serveControl(
   // One endpoint per session, bound before the hello so that a session cannot open many
   // control streams for different ids at once.
   if (state.claimed !== undefined && state.claimed !== id) {
-    throw new Conflict("session_has_endpoint", "This session already controls another endpoint");
+    throw hubError("session_has_endpoint", "This session already controls another endpoint");
   }
   if (state.controls >= ctx.limits.maxControlStreamsPerSession) {
     ctx.metrics?.refused("too_many_control_streams");
     ctx.quiet.warn("control stream refused: session limit", { user: state.peer.user });
-    throw new TooManyRequests(
+    throw hubError(
       "too_many_control_streams",
       `A session may hold ${ctx.limits.maxControlStreamsPerSession} control streams`,
     );
@@ -124,7 +119,7 @@ export function serveControl(
   const decoder = new LineDecoder();
   let registered = false;
   const hello = setTimeout(() => {
-    if (!registered) respondError(stream, new BadRequest("no_hello", "No hello within 10 s"));
+    if (!registered) respondError(stream, hubError("no_hello", "No hello within 10 s"));
   }, 10_000);
   const fail = (err: unknown) => {
     if (err instanceof TooManyRequests) {
@@ -144,7 +139,7 @@ export function serveControl(
   const services = (value: unknown) => {
     const list = checkPublishedServices(value);
     if (list.length > ctx.limits.maxServicesPerEndpoint) {
-      throw new TooManyRequests(
+      throw hubError(
         "too_many_services",
         `An endpoint may publish ${ctx.limits.maxServicesPerEndpoint} services on this hub; ` +
           `this one sent ${list.length}`,
@@ -152,7 +147,7 @@ export function serveControl(
     }
     const bytes = JSON.stringify(list).length;
     if (bytes > ctx.limits.maxServiceBytesPerEndpoint) {
-      throw new TooManyRequests(
+      throw hubError(
         "too_many_services",
         `An endpoint's services may take ${ctx.limits.maxServiceBytesPerEndpoint} bytes ` +
           `with their user lists on this hub; these take ${bytes}`,
@@ -173,24 +168,24 @@ export function serveControl(
         const msg = parseMessage<AgentMessage>(line);
         if (!registered) {
           if (msg.type !== "hello") {
-            throw new BadRequest("no_hello", "The first control message must be hello");
+            throw hubError("no_hello", "The first control message must be hello");
           }
           if (typeof msg.name !== "string" || !isEndpointName(msg.name)) {
-            throw new BadRequest(
+            throw hubError(
               "bad_name",
               "hello.name is not a valid endpoint name (names never take the id form ep-…)",
             );
           }
           const seed = typeof msg.seed === "string" ? msg.seed : "";
           if (!ENDPOINT_SEED_PATTERN.test(seed) || endpointIdOf(peer.spki, seed) !== id) {
-            throw new Forbidden(
+            throw hubError(
               "endpoint_not_yours",
               `Endpoint id ${id} is not derived from this certificate's key and the hello's seed`,
             );
           }
           const version = String(msg.version ?? "?").slice(0, 40);
           if (hasControlChars(version)) {
-            throw new BadRequest("bad_version", "hello.version holds control characters");
+            throw hubError("bad_version", "hello.version holds control characters");
           }
           const previous = ctx.registry.connect(id, {
             name: msg.name,

@@ -23,12 +23,13 @@
  * a revocation of the new serial.
  */
 import type { ServerHttp2Stream } from "node:http2";
-import { BadRequest, errorBody, Forbidden, TooManyRequests } from "@ztm/shared/errors";
+import { BadRequest, errorBody, sharedError, type ZtmError } from "@ztm/shared/errors";
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { parseCertificate, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import type { Peer } from "./admit.ts";
+import { hubError } from "./errors.ts";
 
 /** Largest enrollment or renewal body (a CSR is under 1 KiB). */
 export const MAX_ENROLL_BYTES = 16 * 1024;
@@ -136,7 +137,9 @@ export interface EnrollmentPortOptions {
   limits?: Partial<EnrollmentLimits>;
 }
 
-function jsonResponse(status: number, body: unknown): Response {
+/** The JSON error answer of the enrollment port. */
+function errorResponse(err: ZtmError): Response {
+  const { status, body } = errorBody(err);
   return new Response(JSON.stringify(body) + "\n", {
     status,
     headers: { "content-type": "application/json", "cache-control": "no-store" },
@@ -175,7 +178,7 @@ export class EnrollmentPort {
       onListen: () => {},
       onError: (err) => {
         this.#opts.log.warn("enrollment request failed", { err: errText(err) });
-        return jsonResponse(500, { error: { code: "internal", message: "Internal error" } });
+        return errorResponse(sharedError("internal", "Internal error"));
       },
     }, (req, info) => this.#handle(req, info.remoteAddr.hostname));
     this.#server = server;
@@ -214,18 +217,15 @@ export class EnrollmentPort {
       });
     }
     if (path !== "/enroll") {
-      return jsonResponse(404, { error: { code: "unknown_route", message: "No such route" } });
+      return errorResponse(sharedError("unknown_route", "No such route"));
     }
     if (req.method !== "POST") {
-      return jsonResponse(405, { error: { code: "method_not_allowed", message: "Use POST" } });
+      return errorResponse(sharedError("method_not_allowed", "Use POST"));
     }
     if (!this.#limiter.take(address) || this.#inFlight >= this.#limits.maxInFlight) {
       this.refused++;
       await req.body?.cancel().catch(() => {});
-      return jsonResponse(
-        429,
-        errorBody(new TooManyRequests("slow_down", "Too many enrollment requests; try later")).body,
-      );
+      return errorResponse(hubError("slow_down", "Too many enrollment requests; try later"));
     }
     this.#inFlight++;
     try {
@@ -239,11 +239,9 @@ export class EnrollmentPort {
         headers: { "content-type": "application/json", "cache-control": "no-store" },
       });
     } catch (err) {
-      if (err instanceof BadRequest) return jsonResponse(err.status, errorBody(err).body);
+      if (err instanceof BadRequest) return errorResponse(err);
       this.#opts.log.warn("enrollment: the CA is unreachable", { err: errText(err) });
-      return jsonResponse(503, {
-        error: { code: "ca_unreachable", message: "The hub cannot reach the CA right now" },
-      });
+      return errorResponse(hubError("ca_unreachable", "The hub cannot reach the CA right now"));
     } finally {
       this.#inFlight--;
     }
@@ -252,7 +250,7 @@ export class EnrollmentPort {
 
 async function readBounded(req: Request): Promise<string> {
   const reader = req.body?.getReader();
-  if (!reader) throw new BadRequest("bad_enrollment", "An enrollment has a JSON body");
+  if (!reader) throw hubError("bad_enrollment", "An enrollment has a JSON body");
   const chunks: Uint8Array[] = [];
   let size = 0;
   while (true) {
@@ -261,7 +259,7 @@ async function readBounded(req: Request): Promise<string> {
     size += value.byteLength;
     if (size > MAX_ENROLL_BYTES) {
       await reader.cancel().catch(() => {});
-      throw new BadRequest("too_large", `An enrollment is at most ${MAX_ENROLL_BYTES} bytes`);
+      throw hubError("too_large", `An enrollment is at most ${MAX_ENROLL_BYTES} bytes`);
     }
     chunks.push(value);
   }
@@ -289,18 +287,18 @@ export async function handleRenewal(
     text = await readStreamText(stream, MAX_ENROLL_BYTES);
   } catch (err) {
     throw err instanceof StreamTooLarge
-      ? new BadRequest("too_large", `A renewal is at most ${MAX_ENROLL_BYTES} bytes`)
+      ? hubError("too_large", `A renewal is at most ${MAX_ENROLL_BYTES} bytes`)
       : err;
   }
-  if (!relay) throw new Forbidden("no_renewals", "This hub does not carry renewals");
+  if (!relay) throw hubError("no_renewals", "This hub does not carry renewals");
   let serial: unknown;
   try {
     serial = JSON.parse(text)?.serial;
   } catch {
-    throw new BadRequest("bad_renewal", "A renewal is {serial, csr, time, signature}");
+    throw hubError("bad_renewal", "A renewal is {serial, csr, time, signature}");
   }
   if (typeof serial !== "string" || serial.toLowerCase() !== peer.serial) {
-    throw new Forbidden(
+    throw hubError(
       "not_your_certificate",
       "A session may renew only the certificate it was admitted with",
     );
@@ -309,9 +307,9 @@ export async function handleRenewal(
     log.warn("renewal: the CA is unreachable", { user: peer.user, err: errText(err) });
     return {
       status: 503,
-      body: JSON.stringify({
-        error: { code: "ca_unreachable", message: "The hub cannot reach the CA right now" },
-      }),
+      body: JSON.stringify(
+        errorBody(hubError("ca_unreachable", "The hub cannot reach the CA right now")).body,
+      ),
     };
   });
   if (answer.status === 201) {

@@ -6,15 +6,11 @@
  * deadline.
  */
 import type { ServerHttp2Stream } from "node:http2";
-import {
-  BadRequest,
-  GatewayTimeout,
-  PayloadTooLarge,
-  ServiceUnavailable,
-} from "@ztm/shared/errors";
+import { PayloadTooLarge } from "@ztm/shared/errors";
 import { type AgentMessage, MANAGE_TIMEOUT_MS, MAX_MANAGE_BYTES } from "@ztm/shared/protocol";
 import type { SignedRequest } from "@ztm/shared/signed_request";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
+import { hubError } from "./errors.ts";
 import type { Registry } from "./registry.ts";
 import { respondError } from "./respond.ts";
 
@@ -49,19 +45,19 @@ export class ManagementRelay {
     try {
       request = JSON.parse(text);
     } catch {
-      throw new BadRequest("bad_json", "Management request is not JSON");
+      throw hubError("bad_json", "Management request is not JSON");
     }
     const t = this.#registry.get(target);
     const control = t.online ? this.#registry.control(t.id) : undefined;
     if (!control) {
-      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${t.name}" is offline`);
+      throw hubError("endpoint_offline", `Endpoint "${t.name}" is offline`);
     }
     const rid = crypto.randomUUID();
     const timer = setTimeout(() => {
       if (!this.#pending.delete(rid)) return;
       respondError(
         stream,
-        new GatewayTimeout(
+        hubError(
           "manage_timeout",
           `Endpoint "${t.name}" did not answer the management request in time`,
         ),
@@ -99,7 +95,7 @@ export class ManagementRelay {
       clearTimeout(p.timer);
       respondError(
         p.caller,
-        new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`),
+        hubError("endpoint_offline", `Endpoint ${id} went offline`),
       );
     }
   }

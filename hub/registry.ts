@@ -17,7 +17,6 @@
  * splice. An offline endpoint is purged after a grace period unless it comes
  * back.
  */
-import { Conflict, Forbidden, NotFound, TooManyRequests } from "@ztm/shared/errors";
 import {
   ENDPOINT_ID_PATTERN,
   type EndpointRecord,
@@ -25,6 +24,7 @@ import {
   type Page,
   type PublishedService,
 } from "@ztm/shared/protocol";
+import { hubError } from "./errors.ts";
 
 /** Something that can deliver hub messages to an endpoint's agent. */
 export interface ControlChannel {
@@ -106,11 +106,11 @@ export class Registry {
   checkOwner(id: string, user: string): void {
     const e = this.#byId.get(id);
     if (e && e.record.user !== user) {
-      throw new Forbidden("endpoint_taken", `Endpoint ${id} belongs to another user`);
+      throw hubError("endpoint_taken", `Endpoint ${id} belongs to another user`);
     }
     const max = this.#opts.maxEndpointsPerUser ?? Infinity;
     if (!e && (this.#perUser.get(user) ?? 0) >= max) {
-      throw new TooManyRequests(
+      throw hubError(
         "too_many_endpoints",
         `User "${user}" already has ${max} endpoints on this hub (online or offline)`,
       );
@@ -225,17 +225,17 @@ export class Registry {
     if (ENDPOINT_ID_PATTERN.test(idOrName)) {
       const byId = this.#byId.get(idOrName);
       if (byId) return { ...byId.record };
-      throw new NotFound("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
+      throw hubError("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
     }
     const matches = [...this.#byName.get(idOrName.toLowerCase()) ?? []];
     if (matches.length === 1) return { ...matches[0].record };
     if (matches.length > 1) {
-      throw new Conflict(
+      throw hubError(
         "ambiguous_endpoint",
         `Several endpoints are named "${idOrName}"; use an id`,
       );
     }
-    throw new NotFound("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
+    throw hubError("unknown_endpoint", `Unknown endpoint "${idOrName}"`);
   }
 
   /**

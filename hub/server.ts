@@ -16,13 +16,7 @@ import http2, {
   type ServerHttp2Stream,
 } from "node:http2";
 import type { TLSSocket } from "node:tls";
-import {
-  BadRequest,
-  Forbidden,
-  ServiceUnavailable,
-  TooManyRequests,
-  ZtmError,
-} from "@ztm/shared/errors";
+import { ZtmError } from "@ztm/shared/errors";
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { findRoute, type Params, parsePageParams } from "@ztm/shared/http";
 import { errText, type Logger } from "@ztm/shared/log";
@@ -39,7 +33,9 @@ import {
 } from "@ztm/shared/protocol";
 import { VERSION } from "@ztm/shared/version";
 import { AdmissionCache, admit, type Peer } from "./admit.ts";
+import { hubError } from "./errors.ts";
 import { Registry } from "./registry.ts";
+import { pingDueSessions } from "./session_ping.ts";
 import { type ControlContext, serveControl, type SessionState } from "./control.ts";
 import { DataPort } from "./relay/data_port.ts";
 import { ManagementRelay } from "./management.ts";
@@ -298,7 +294,7 @@ export class HubServer {
         // One timer walks the sessions rather than one timer per session: 10,000
         // endpoints would otherwise fire 1,000 timers a second.
         this.#pingSweep = setInterval(
-          () => this.#pingDue(),
+          () => pingDueSessions(this.#sessions, this.#limits, this.#log),
           Math.min(1_000, this.#limits.pingIntervalMs),
         );
         try {
@@ -409,14 +405,14 @@ export class HubServer {
     };
     const userSessions = this.#userSessions.get(peer.user) ?? 0;
     if (this.#sessions.size >= this.#limits.maxSessions) {
-      state.refusal = new TooManyRequests(
+      state.refusal = hubError(
         "hub_full",
         "The hub has reached its session limit; try another hub or later",
       );
       this.#opts.metrics?.refused("hub_full");
       this.#quiet.warn("session refused: hub full", { user: peer.user, peer: peer.address });
     } else if (userSessions >= this.#limits.maxSessionsPerUser) {
-      state.refusal = new TooManyRequests(
+      state.refusal = hubError(
         "too_many_sessions",
         `User "${peer.user}" already holds ${this.#limits.maxSessionsPerUser} sessions on this hub`,
       );
@@ -470,52 +466,6 @@ export class HubServer {
     });
   }
 
-  /** Ends sessions whose certificate has expired; PINGs (see `#ping`) each whose interval has passed. */
-  #pingDue(): void {
-    const now = Date.now();
-    for (const [session, state] of this.#sessions) {
-      if (state.peer.notAfter <= now) {
-        this.#log.warn("session closed: certificate expired", {
-          user: state.peer.user,
-          serial: state.peer.serial,
-          endpoint: state.endpointId,
-        });
-        session.destroy();
-        continue;
-      }
-      if (state.pingDueAt > now) continue;
-      state.pingDueAt = now + this.#limits.pingIntervalMs;
-      this.#ping(session, state);
-    }
-  }
-
-  /**
-   * PINGs the peer unless it PINGed the hub within the last interval: a peer
-   * whose PING arrived is alive, and agents PING every interval, so the hub's
-   * own PINGs only go to peers that fell silent (measured at 10,000 endpoints:
-   * this halves the PING traffic the hub handles at rest).
-   */
-  #ping(session: ServerHttp2Session, state: SessionState): void {
-    if (session.destroyed) return;
-    if (Date.now() - state.peerPingAt < this.#limits.pingIntervalMs) return;
-    const timer = setTimeout(() => {
-      this.#log.warn("peer unresponsive; session dropped", {
-        user: state.peer.user,
-        endpoint: state.endpointId,
-      });
-      session.destroy();
-    }, this.#limits.pingTimeoutMs);
-    try {
-      session.ping((err) => {
-        clearTimeout(timer);
-        if (err && !session.destroyed) session.destroy();
-      });
-    } catch {
-      clearTimeout(timer);
-      session.destroy();
-    }
-  }
-
   async #onStream(stream: ServerHttp2Stream, headers: IncomingHttpHeaders): Promise<void> {
     stream.on("error", () => {}); // a reset stream is reported by its handler's close path
     const state = this.#sessions.get(stream.session as ServerHttp2Session);
@@ -530,7 +480,7 @@ export class HubServer {
       }
       const version = headers[PROTOCOL_HEADER];
       if (version !== String(PROTOCOL_VERSION)) {
-        throw new BadRequest(
+        throw hubError(
           "protocol_mismatch",
           `This hub speaks ztm protocol ${PROTOCOL_VERSION}; the request said ${
             version ?? "nothing"
@@ -550,7 +500,7 @@ export class HubServer {
   /** The CRL; with `?after=N`, 204 when it is not newer than number N (agents that hold it). */
   #crl(stream: ServerHttp2Stream, url: URL): void {
     const pem = this.#opts.revocations.crlPem();
-    if (!pem) throw new ServiceUnavailable("no_crl", "The hub has no CRL from the CA yet");
+    if (!pem) throw hubError("no_crl", "The hub has no CRL from the CA yet");
     const after = Number(url.searchParams.get("after") ?? -1);
     if (Number.isSafeInteger(after) && this.#opts.revocations.crlNumber() <= after) {
       stream.respond({ ":status": 204 });
@@ -567,13 +517,13 @@ export class HubServer {
 
   #openTunnel(stream: ServerHttp2Stream, params: Params, state: SessionState): void {
     if (!state.endpointId) {
-      throw new Forbidden("not_registered", "Open a control stream before opening tunnels");
+      throw hubError("not_registered", "Open a control stream before opening tunnels");
     }
     if (params.proto !== "tcp" && params.proto !== "udp") {
-      throw new BadRequest("bad_proto", `Unknown protocol "${params.proto}"`);
+      throw hubError("bad_proto", `Unknown protocol "${params.proto}"`);
     }
     if (!this.#dataPort) {
-      throw new ServiceUnavailable("no_data_port", "This hub has no data port (--data-listen=off)");
+      throw hubError("no_data_port", "This hub has no data port (--data-listen=off)");
     }
     try {
       this.#tunnels.open(
@@ -596,7 +546,7 @@ export class HubServer {
 
   async #manage(stream: ServerHttp2Stream, params: Params, state: SessionState): Promise<void> {
     if (!state.endpointId) {
-      throw new Forbidden("not_registered", "Open a control stream before managing endpoints");
+      throw hubError("not_registered", "Open a control stream before managing endpoints");
     }
     await this.#management.forward(stream, params.id, {
       endpoint: state.endpointId,

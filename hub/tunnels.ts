@@ -8,16 +8,11 @@
  * here moves a tunnel's byte or ever sees one.
  */
 import type { ServerHttp2Stream } from "node:http2";
-import {
-  Forbidden,
-  GatewayTimeout,
-  NotFound,
-  ServiceUnavailable,
-  ZtmError,
-} from "@ztm/shared/errors";
+import { ZtmError } from "@ztm/shared/errors";
 import type { Logger } from "@ztm/shared/log";
 import { OPEN_TIMEOUT_MS, type ServiceProto } from "@ztm/shared/protocol";
 import type { PairTicket } from "@ztm/shared/peer_protocol";
+import { hubError } from "./errors.ts";
 import type { Registry } from "./registry.ts";
 import type { Tickets } from "./tickets.ts";
 import { respondError, respondJson } from "./respond.ts";
@@ -88,17 +83,17 @@ export class Tunnels {
     const t = this.#registry.get(target);
     const control = t.online ? this.#registry.control(t.id) : undefined;
     if (!control) {
-      throw new ServiceUnavailable("endpoint_offline", `Endpoint "${t.name}" is offline`);
+      throw hubError("endpoint_offline", `Endpoint "${t.name}" is offline`);
     }
     if (!t.services.some((s) => s.proto === proto && s.name === name)) {
-      throw new NotFound("unknown_service", `Endpoint "${t.name}" has no service ${proto}/${name}`);
+      throw hubError("unknown_service", `Endpoint "${t.name}" has no service ${proto}/${name}`);
     }
     const sid = crypto.randomUUID();
     const timer = setTimeout(
       () =>
         this.#fail(
           sid,
-          new GatewayTimeout(
+          hubError(
             "open_timeout",
             `Endpoint "${t.name}" did not answer the tunnel request in time`,
           ),
@@ -165,7 +160,7 @@ export class Tunnels {
       if (p.target === id) {
         this.#fail(
           p.sid,
-          new ServiceUnavailable("endpoint_offline", `Endpoint ${id} went offline`),
+          hubError("endpoint_offline", `Endpoint ${id} went offline`),
         );
       }
     }
@@ -182,7 +177,7 @@ export class Tunnels {
   revoke(revoked: Set<string>): void {
     for (const p of [...this.#pending.values()]) {
       if (revoked.has(p.from.serial) || revoked.has(p.targetSerial)) {
-        this.#fail(p.sid, new Forbidden("revoked", "A certificate of this tunnel was revoked"));
+        this.#fail(p.sid, hubError("revoked", "A certificate of this tunnel was revoked"));
       }
     }
   }

@@ -182,13 +182,15 @@ export const AGENT_ERRORS = {
   bad_user: 400,
   bad_expiry: 400,
   bad_uses: 400,
-  // Hubs (`agent/hub_link.ts`, `agent/hubs.ts`, `agent/mesh.ts`, `agent/remote.ts`).
-  // TODO(#23): hub_link.ts and hubs.ts still write their codes inline.
+  // Hubs (`agent/hub_link.ts`, `agent/hub_response.ts`, `agent/hubs.ts`, `agent/mesh.ts`,
+  // `agent/remote.ts`)
   hub_unreachable: 503,
   hub_timeout: 503,
   bad_hub_response: 503,
   stream_closed: 503,
   not_ready: 503,
+  /** A hub that does not see the endpoint asked for: the next hub is tried. */
+  not_here: 503,
   // Policy (`agent/policy.ts`) and remote management (`agent/endpoint_ops.ts`, `agent/remote.ts`)
   bad_policy: 400,
   remote_management_off: 403,

@@ -7,9 +7,9 @@
  *
  * Each component lists the codes it raises, with their statuses, in one
  * catalogue (`SHARED_ERRORS` here, `AGENT_ERRORS` in `agent_api.ts`,
- * `CA_ERRORS` in `ca/errors.ts`, `CLI_ERRORS` in `cli/errors.ts`) and makes
- * its errors from it with `errorMaker`, so a code has one status and one
- * place to look it up.
+ * `CA_ERRORS` in `ca/errors.ts`, `HUB_ERRORS` in `hub/errors.ts`,
+ * `CLI_ERRORS` in `cli/errors.ts`) and makes its errors from it with
+ * `errorMaker`, so a code has one status and one place to look it up.
  *
  * @example
  * ```ts
@@ -282,7 +282,7 @@ export const SHARED_ERRORS = {
   bad_csr: 400,
   bad_private_key: 400,
   bad_invite: 400,
-  // Control messages (`protocol.ts`). TODO(#23): protocol.ts still writes these inline.
+  // Control messages (`protocol.ts`)
   bad_message: 400,
   unknown_message: 400,
   bad_services: 400,

@@ -72,7 +72,7 @@
  * drop the session when no answer arrives within {@link PING_TIMEOUT_MS}.
  */
 
-import { BadRequest, ZtmError } from "./errors.ts";
+import { sharedError, type ZtmError } from "./errors.ts";
 import type { SignedRequest } from "./signed_request.ts";
 import { TICKET_PATTERN } from "./peer_protocol.ts";
 
@@ -263,8 +263,7 @@ export class LineDecoder {
     const lines = this.#buf.split("\n");
     this.#buf = lines.pop() ?? "";
     if (this.#buf.length > this.#max || lines.some((l) => l.length > this.#max)) {
-      throw new ZtmError(
-        413,
+      throw sharedError(
         "control_line_too_large",
         `Control line longer than ${this.#max} bytes`,
       );
@@ -315,10 +314,10 @@ export function parseMessage<T extends { type: string }>(line: string): T {
   try {
     value = JSON.parse(line);
   } catch {
-    throw new BadRequest("bad_message", "Control line is not JSON");
+    throw sharedError("bad_message", "Control line is not JSON");
   }
   if (typeof value !== "object" || value === null || typeof value.type !== "string") {
-    throw new BadRequest("bad_message", "Control message has no type");
+    throw sharedError("bad_message", "Control message has no type");
   }
   return value as T;
 }
@@ -328,7 +327,7 @@ export function checkPublishedServices(value: unknown): PublishedService[] {
   try {
     return checkServiceList(value);
   } catch (err) {
-    throw new BadRequest("bad_services", (err as Error).message);
+    throw sharedError("bad_services", (err as Error).message);
   }
 }
 
@@ -361,8 +360,8 @@ function checkServiceList(value: unknown): PublishedService[] {
 
 const MAX_WIRE_ID = 256;
 
-function field(where: string, name: string): BadRequest {
-  return new BadRequest("bad_message", `${where} has a bad field "${name}"`);
+function field(where: string, name: string): ZtmError {
+  return sharedError("bad_message", `${where} has a bad field "${name}"`);
 }
 
 function objectField(v: unknown, where: string, name: string): Record<string, unknown> {
@@ -479,6 +478,6 @@ export function checkHubMessage(value: { type: string } & Record<string, unknown
         message: stringField(value.message, where, "message", 4096),
       };
     default:
-      throw new BadRequest("unknown_message", "Hub message of an unknown type");
+      throw sharedError("unknown_message", "Hub message of an unknown type");
   }
 }
