@@ -32,7 +32,7 @@ import type {
   PageQuery,
   PortMapping,
 } from "./runtime.ts";
-import { newCa, newLeaf } from "../tests/test_pki.ts";
+import { newCa, newLeaf } from "../tests/fixtures/test_pki.ts";
 
 // deno-lint-ignore no-explicit-any
 type Json = any;

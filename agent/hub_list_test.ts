@@ -2,7 +2,7 @@ import assert from "node:assert/strict";
 import { parseCertificate, serialOf } from "@ztm/shared/certs";
 import { peerName } from "@ztm/shared/peer_protocol";
 import { checkHubEntry } from "./hub_list.ts";
-import { newCa, newLeaf } from "../tests/test_pki.ts";
+import { newCa, newLeaf } from "../tests/fixtures/test_pki.ts";
 
 const DAY = 86_400_000;
 

@@ -3,7 +3,7 @@ import { BadRequest } from "@ztm/shared/errors";
 import { ENDPOINT_ID_PATTERN } from "@ztm/shared/protocol";
 import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 import { checkJoinRequest, defaultEndpointName, MAX_BOOTSTRAPS } from "./join.ts";
-import { newCa, newLeaf } from "../tests/test_pki.ts";
+import { newCa, newLeaf } from "../tests/fixtures/test_pki.ts";
 
 const ca = await newCa();
 const root = await newLeaf(ca);

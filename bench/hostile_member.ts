@@ -14,8 +14,8 @@
  *   deno run -A bench/hostile_member.ts [--sessions=1200] [--streams=5] [--ceiling-mib=512]
  */
 import { parseCommandLine } from "@ztm/shared/flags";
-import { Harness, issueUser } from "../tests/harness.ts";
-import { HubClient, userTls } from "../tests/hub_client.ts";
+import { Harness, issueUser } from "../tests/fixtures/harness.ts";
+import { HubClient, userTls } from "../tests/fixtures/hub_client.ts";
 
 /** `VmRSS` and `VmHWM` of process `pid`, MiB. */
 function memory(pid: number): { rss: number; peak: number } {

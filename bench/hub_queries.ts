@@ -12,8 +12,8 @@
  *   deno run -A bench/hub_queries.ts [--queries=500]
  */
 import { parseCommandLine } from "@ztm/shared/flags";
-import { Harness, issueUser } from "../tests/harness.ts";
-import { HubClient, userTls } from "../tests/hub_client.ts";
+import { Harness, issueUser } from "../tests/fixtures/harness.ts";
+import { HubClient, userTls } from "../tests/fixtures/hub_client.ts";
 
 /** Services per simulated endpoint (the protocol's most per endpoint). */
 export const SERVICES_PER_ENDPOINT = 1_000;

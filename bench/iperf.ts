@@ -6,7 +6,7 @@
  * iperf3 opens a control connection and then a data connection to the same
  * port, so a tunnel must carry both (a port mapping and `ssh -L` do).
  */
-import type { Proc } from "../tests/harness.ts";
+import type { Proc } from "../tests/fixtures/harness.ts";
 import { runBounded } from "./bounded_run.ts";
 import { freePort, LOOPBACK } from "./ports.ts";
 import { findProgram, startProgram, waitForLine } from "./programs.ts";

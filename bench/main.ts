@@ -19,7 +19,7 @@
  */
 import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
-import { Harness, type Proc, ROOT } from "../tests/harness.ts";
+import { Harness, type Proc, ROOT } from "../tests/fixtures/harness.ts";
 import { iperfPath, startIperfServer } from "./iperf.ts";
 import { describeMachine, sourceState } from "./machine.ts";
 import {

@@ -8,7 +8,7 @@
  * Agent A holds a `root` certificate, which every service admits by default;
  * agent B is `bob`. Only loopback addresses are used.
  */
-import { api, Harness, issueUser, joinMesh, type Service } from "../tests/harness.ts";
+import { api, Harness, issueUser, joinMesh, type Service } from "../tests/fixtures/harness.ts";
 import { freePort, LOOPBACK } from "./ports.ts";
 
 /** The mesh the bench joins its agents to. */

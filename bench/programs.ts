@@ -6,7 +6,7 @@
  * The benchmark never installs anything: a missing program is reported by
  * the caller, and its baseline skipped.
  */
-import { Proc } from "../tests/harness.ts";
+import { Proc } from "../tests/fixtures/harness.ts";
 
 /** The first of `names` found as an executable file on PATH or in /usr/sbin, /sbin; else undefined. */
 export function findProgram(...names: string[]): string | undefined {

@@ -14,7 +14,7 @@
  *   deno task bench:proxy [--rounds=300]
  */
 import { parseCommandLine } from "@ztm/shared/flags";
-import { api, Harness } from "../tests/harness.ts";
+import { api, Harness } from "../tests/fixtures/harness.ts";
 import { writeAll } from "./echo_server.ts";
 import { MESH, startMesh } from "./mesh.ts";
 import { freePort, LOOPBACK } from "./ports.ts";

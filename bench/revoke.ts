@@ -1,7 +1,7 @@
 /**
  * Revocation at scale (`deno task bench:revoke`): the CA's database first
  * gets `--entries` revoked certificates still valid (100,000 by default, as
- * `tests/crl_fill.ts` writes them), so every CRL below lists that many. Then
+ * `tests/fixtures/crl_fill.ts` writes them), so every CRL below lists that many. Then
  * each run: a user's tunneled connection moves data; the user's certificate
  * is revoked at the CA (`DELETE /api/certificates/{name}`); the figures are
  *
@@ -22,8 +22,15 @@
  */
 import { join } from "node:path";
 import { parseCommandLine } from "@ztm/shared/flags";
-import { fillRevocations } from "../tests/crl_fill.ts";
-import { api, Harness, issueUser, joinMesh, type LogLine, type Proc } from "../tests/harness.ts";
+import { fillRevocations } from "../tests/fixtures/crl_fill.ts";
+import {
+  api,
+  Harness,
+  issueUser,
+  joinMesh,
+  type LogLine,
+  type Proc,
+} from "../tests/fixtures/harness.ts";
 import { writeAll } from "./echo_server.ts";
 import { freePort, LOOPBACK } from "./ports.ts";
 

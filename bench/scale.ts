@@ -25,7 +25,7 @@
  */
 import { type CommandSpec, parseCommandLine } from "@ztm/shared/flags";
 import { VERSION } from "@ztm/shared/version";
-import { ROOT } from "../tests/harness.ts";
+import { ROOT } from "../tests/fixtures/harness.ts";
 import { describeMachine, sourceState } from "./machine.ts";
 import { descendants, ProcSampler, SYSTEM } from "./proc_stats.ts";
 import { cell, figuresJson, markdownTable, Results, round } from "./report.ts";

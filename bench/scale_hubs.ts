@@ -11,8 +11,8 @@
  * `h<H>.<figure>`, so a run with one hub and a run with H hubs sit side by
  * side for ratios. Progress goes to `progress`.
  */
-import { Harness, issueUser } from "../tests/harness.ts";
-import { userTls } from "../tests/hub_client.ts";
+import { Harness, issueUser } from "../tests/fixtures/harness.ts";
+import { userTls } from "../tests/fixtures/hub_client.ts";
 import { ProcSampler, readProc, SYSTEM } from "./proc_stats.ts";
 import { type Results, round } from "./report.ts";
 import { hubOnline, listenOverflows, otherCpu, until } from "./scale_run.ts";

@@ -8,8 +8,8 @@
  * Figures go into a `Results` under path "ztm", named `<figure>.at0` or
  * `<figure>.atN` where both are measured. Progress goes to `progress`.
  */
-import { api, Harness, issueUser, type Proc } from "../tests/harness.ts";
-import { HubClient, userTls } from "../tests/hub_client.ts";
+import { api, Harness, issueUser, type Proc } from "../tests/fixtures/harness.ts";
+import { HubClient, userTls } from "../tests/fixtures/hub_client.ts";
 import { runLoad } from "./load.ts";
 import { warmUp } from "./measurements.ts";
 import { MESH, type MeshPath, startMesh } from "./mesh.ts";

@@ -8,7 +8,7 @@
  */
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
-import { issueUser } from "../tests/harness.ts";
+import { issueUser } from "../tests/fixtures/harness.ts";
 import { SIM_SOURCE_ADDRESSES, type SimCounters, type SimCredentials } from "./scale_sim.ts";
 import { LOOPBACK } from "./ports.ts";
 

@@ -14,7 +14,7 @@
  *   deno task soak [--duration=300] [--connections=1000] [--warmup=30]
  */
 import { parseCommandLine } from "@ztm/shared/flags";
-import { Harness } from "../tests/harness.ts";
+import { Harness } from "../tests/fixtures/harness.ts";
 import { writeAll } from "./echo_server.ts";
 import { startMesh } from "./mesh.ts";
 import { LOOPBACK } from "./ports.ts";

@@ -18,7 +18,7 @@
  */
 import { userInfo } from "node:os";
 import { join } from "node:path";
-import type { Proc } from "../tests/harness.ts";
+import type { Proc } from "../tests/fixtures/harness.ts";
 import { freePort, LOOPBACK, waitForPort } from "./ports.ts";
 import { findProgram, startProgram, waitForLine } from "./programs.ts";
 import { descendants } from "./proc_stats.ts";

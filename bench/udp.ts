@@ -10,7 +10,7 @@
  * connection over a tcp mapping on the same port number) and reports what the
  * server received and lost.
  */
-import { api, Harness, issueUser, joinMesh } from "../tests/harness.ts";
+import { api, Harness, issueUser, joinMesh } from "../tests/fixtures/harness.ts";
 
 const MESH = "bench";
 const SECONDS = 5;

@@ -50,7 +50,7 @@ import { type CaRelay, handleRenewal } from "./enrollment.ts";
 /**
  * How long a connection may take to finish its TLS handshake. `node:tls`
  * waits 120 s by default, so idle sockets that never send a ClientHello
- * would hold descriptors that long (tests/fault_idle_handshake_test.ts).
+ * would hold descriptors that long (tests/faults/fault_idle_handshake_test.ts).
  */
 const HANDSHAKE_TIMEOUT_MS = 10_000;
 

@@ -3,7 +3,7 @@
  * every malformed, truncated or altered CRL is refused with a plain `Error`
  * (never a crash, never a different exception), and one of another CA, a
  * critical extension, or a bad signature is refused naming why. The
- * cross-process tests are in `tests/revocation_scale_test.ts`.
+ * cross-process tests are in `tests/ca/revocation_scale_test.ts`.
  */
 import assert from "node:assert/strict";
 import {

@@ -2,7 +2,7 @@
  * `deno task ui:build`: bundles the dashboard (`ui/client.tsx` and what it
  * imports, Preact and signals included) into `ui/dist/dashboard.js` with
  * `deno bundle`. The bundle is committed so the agent serves it without a
- * build step; `tests/ui_bundle_test.ts` rebuilds it and fails when the
+ * build step; `tests/ui/ui_bundle_test.ts` rebuilds it and fails when the
  * committed file is stale.
  *
  * @module

@@ -17,7 +17,7 @@ import {
 import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import { exportPrivateKeyPem, parseCertificate } from "@ztm/shared/certs";
 import { normalizeSerial } from "@ztm/shared/crl";
-import { newCa, newLeaf, type TestCa } from "../../tests/test_pki.ts";
+import { newCa, newLeaf, type TestCa } from "../../tests/fixtures/test_pki.ts";
 import { Provider } from "../provider.ts";
 import { PairDialer } from "./dialer.ts";
 import { Signer } from "./identity.ts";

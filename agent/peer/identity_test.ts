@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import { normalizeSerial } from "@ztm/shared/crl";
 import { parseCertificate } from "@ztm/shared/certs";
 import { peerName } from "@ztm/shared/peer_protocol";
-import { newCa, newLeaf } from "../../tests/test_pki.ts";
+import { newCa, newLeaf } from "../../tests/fixtures/test_pki.ts";
 import { checkHello, Signer } from "./identity.ts";
 
 async function signerOf(ca: Awaited<ReturnType<typeof newCa>>, user: string, role = "peer") {

@@ -11,7 +11,7 @@ import { normalizeSerial } from "@ztm/shared/crl";
 import { parseCertificate } from "@ztm/shared/certs";
 import { peerName, PREAMBLE_BYTES } from "@ztm/shared/peer_protocol";
 import { connLeg, splice } from "@ztm/shared/splice";
-import { newCa, newLeaf } from "../../tests/test_pki.ts";
+import { newCa, newLeaf } from "../../tests/fixtures/test_pki.ts";
 import { Provider } from "../provider.ts";
 import { PairDialer } from "./dialer.ts";
 import { Signer } from "./identity.ts";
