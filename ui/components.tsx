@@ -21,6 +21,40 @@ export function Field(
   );
 }
 
+/** The two names every join form asks for: the mesh (as this machine calls it) and this endpoint. */
+export function MeshAndEndpointFields(props: {
+  /** Prefix of the inputs' ids (`{prefix}-mesh`, `{prefix}-endpoint`). */
+  prefix: string;
+  meshLabel: string;
+  endpointLabel: string;
+  mesh: string;
+  endpointName: string;
+  onMesh: (value: string) => void;
+  onEndpointName: (value: string) => void;
+}) {
+  return (
+    <div class="grid2">
+      <Field
+        id={`${props.prefix}-mesh`}
+        label={props.meshLabel}
+        hint="Your name for this mesh on this machine, e.g. work"
+        value={props.mesh}
+        required
+        autocomplete="off"
+        onInput={(e) => props.onMesh(e.currentTarget.value)}
+      />
+      <Field
+        id={`${props.prefix}-endpoint`}
+        label={props.endpointLabel}
+        hint="How this machine appears to others in the mesh"
+        value={props.endpointName}
+        autocomplete="off"
+        onInput={(e) => props.onEndpointName(e.currentTarget.value)}
+      />
+    </div>
+  );
+}
+
 /** A refusal or failure, announced to screen readers. Renders nothing without a message. */
 export function ErrorBox(props: { message?: string; title?: string }) {
   if (!props.message) return null;

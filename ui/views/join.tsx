@@ -9,7 +9,7 @@
 import { useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
 import type { MeshSummary } from "../api_types.ts";
-import { ErrorBox, Field, Notice } from "../components.tsx";
+import { ErrorBox, MeshAndEndpointFields, Notice } from "../components.tsx";
 import { refreshMeshes } from "../meshes.ts";
 import { navigate } from "../route.ts";
 import { InviteJoinForm } from "./join_invite.tsx";
@@ -160,25 +160,15 @@ export function JoinForm(props: { defaultEndpointName: string }) {
     <section class="card" aria-labelledby="join-title">
       <h2 id="join-title">Join with certificate files</h2>
       <form onSubmit={submit} noValidate>
-        <div class="grid2">
-          <Field
-            id="join-mesh"
-            label="Mesh name"
-            hint="Your name for this mesh on this machine, e.g. work"
-            value={mesh}
-            required
-            autocomplete="off"
-            onInput={(e) => setMesh(e.currentTarget.value)}
-          />
-          <Field
-            id="join-endpoint"
-            label="Endpoint name"
-            hint="How this machine appears to others in the mesh"
-            value={endpointName}
-            autocomplete="off"
-            onInput={(e) => setEndpointName(e.currentTarget.value)}
-          />
-        </div>
+        <MeshAndEndpointFields
+          prefix="join"
+          meshLabel="Mesh name"
+          endpointLabel="Endpoint name"
+          mesh={mesh}
+          endpointName={endpointName}
+          onMesh={setMesh}
+          onEndpointName={setEndpointName}
+        />
         <FieldProblem id="join-mesh" message={problems.mesh} />
         <div class="field">
           <label for="join-hubs">Hub addresses</label>

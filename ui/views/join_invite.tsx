@@ -8,7 +8,7 @@
 import { useState } from "preact/hooks";
 import { callApi, meshPath } from "../api_client.ts";
 import type { MeshSummary } from "../api_types.ts";
-import { ErrorBox, Field, Notice } from "../components.tsx";
+import { ErrorBox, MeshAndEndpointFields, Notice } from "../components.tsx";
 import { refreshMeshes } from "../meshes.ts";
 import { navigate } from "../route.ts";
 
@@ -52,25 +52,15 @@ export function InviteJoinForm(props: { defaultEndpointName: string }) {
     <section class="card" aria-labelledby="invite-title">
       <h2 id="invite-title">Join with an invite</h2>
       <form onSubmit={submit} noValidate>
-        <div class="grid2">
-          <Field
-            id="invite-mesh"
-            label="Mesh to join"
-            hint="Your name for this mesh on this machine, e.g. work"
-            value={mesh}
-            required
-            autocomplete="off"
-            onInput={(e) => setMesh(e.currentTarget.value)}
-          />
-          <Field
-            id="invite-endpoint"
-            label="This machine in the mesh"
-            hint="How this machine appears to others in the mesh"
-            value={endpointName}
-            autocomplete="off"
-            onInput={(e) => setEndpointName(e.currentTarget.value)}
-          />
-        </div>
+        <MeshAndEndpointFields
+          prefix="invite"
+          meshLabel="Mesh to join"
+          endpointLabel="This machine in the mesh"
+          mesh={mesh}
+          endpointName={endpointName}
+          onMesh={setMesh}
+          onEndpointName={setEndpointName}
+        />
         <div class="field">
           <label for="invite-text">Invite</label>
           <textarea
