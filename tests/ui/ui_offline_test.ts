@@ -29,9 +29,10 @@ Deno.test("an endpoint whose agent stops shows offline without a reload; a lost 
 
   // The hub goes away: the status screen says the link is down and why.
   await goTo(page, "#/", "Status");
-  await page.locator('[data-mesh="test"] .badge.on').waitFor();
+  // The mesh's own badge (the first; each hub's session has one too, in the list below it).
+  await page.locator('[data-mesh="test"] .badge.on').first().waitFor();
   await m.hub.stop();
-  await page.locator('[data-mesh="test"] .badge.off').waitFor({ timeout: 15_000 });
+  await page.locator('[data-mesh="test"] .badge.off').first().waitFor({ timeout: 15_000 });
   const lastError = page.getByTestId("last-error");
   await lastError.waitFor({ timeout: 15_000 });
   assert.ok((await lastError.innerText()).trim().length > 0);
