@@ -22,8 +22,8 @@ import {
   waitConnected,
 } from "../fixtures/mesh_fixture.ts";
 import {
+  assertRefused,
   echoRoundTrip,
-  type EchoServer,
   freePort,
   IO_TIMEOUT_MS,
   openConnection,
@@ -62,26 +62,6 @@ async function putService(agent: MeshAgent, name: string, body: ApiBody): Promis
 /** Waits until a round trip through `port` works (the hub has the service by now). */
 async function reachable(port: number, what: string): Promise<void> {
   await eventually(() => echoRoundTrip(port, 1024).then(() => true), 15_000, what);
-}
-
-/**
- * A connection through `port` that must be refused: it closes with no byte
- * back, and `echo` accepts no connection for it.
- */
-async function assertRefused(port: number, echo: EchoServer, what: string): Promise<void> {
-  const accepted = echo.accepted;
-  const conn = await openConnection(port);
-  try {
-    let back = 0;
-    conn.socket.on("data", (c: Uint8Array) => (back += c.byteLength));
-    conn.socket.write(randomBytes(1024));
-    const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), IO_TIMEOUT_MS));
-    assert.notEqual(await Promise.race([conn.ended, timeout]), "timeout", `${what}: still open`);
-    assert.equal(back, 0, `${what}: bytes came back`);
-  } finally {
-    conn.close();
-  }
-  assert.equal(echo.accepted, accepted, `${what}: the target accepted a connection`);
 }
 
 Deno.test("a service's users decide who gets through; the provider refuses everyone else before the target", async () => {

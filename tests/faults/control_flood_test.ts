@@ -9,7 +9,6 @@
  * the accept error (EMFILE) then closes the listening socket for good.
  */
 import assert from "node:assert/strict";
-import net from "node:net";
 import {
   componentRunArgs,
   eventually,
@@ -18,40 +17,13 @@ import {
   joinMesh,
   startProc,
 } from "../fixtures/harness.ts";
+import { holdIdleConnections } from "../fixtures/fault_helpers.ts";
 import { HubClient, userTls } from "../fixtures/hub_client.ts";
 import { endpointSeenBy, MESH, waitConnected } from "../fixtures/mesh_fixture.ts";
 
 const STRANGERS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
 const PER_STRANGER = 400;
 const FD_LIMIT = 1024;
-
-/** Keeps `n` idle connections open from `address` to `port`, reopening each that closes. */
-function flood(port: number, address: string, n: number) {
-  let stopped = false;
-  let opened = 0;
-  const sockets = new Set<net.Socket>();
-  const open = () => {
-    if (stopped) return;
-    const s = net.connect({ host: "127.0.0.1", port, localAddress: address });
-    opened++;
-    sockets.add(s);
-    s.on("error", () => {});
-    s.once("close", () => {
-      sockets.delete(s);
-      setTimeout(open, 50);
-    });
-  };
-  for (let i = 0; i < n; i++) open();
-  return {
-    get opened() {
-      return opened;
-    },
-    stop() {
-      stopped = true;
-      for (const s of sockets) s.destroy();
-    },
-  };
-}
 
 Deno.test("a stranger flood from a few addresses against a hub at 1,024 descriptors keeps no member from joining", async () => {
   await using h = new Harness();
@@ -74,7 +46,7 @@ Deno.test("a stranger flood from a few addresses against a hub at 1,024 descript
     assert.match(limits, new RegExp(`Max open files\\s+${FD_LIMIT}\\s`));
     const logsBefore = hub.logs.length;
 
-    const floods = STRANGERS.map((a) => flood(port, a, PER_STRANGER));
+    const floods = STRANGERS.map((a) => holdIdleConnections(port, a, PER_STRANGER, 50));
     try {
       // The strangers hold their connections before the member comes.
       await eventually(

@@ -12,42 +12,14 @@
  * filled it).
  */
 import assert from "node:assert/strict";
-import net from "node:net";
 import { eventually, Harness, issueUser, run } from "../fixtures/harness.ts";
+import { holdIdleConnections } from "../fixtures/fault_helpers.ts";
 import { addPortMapping, addService, startJoinedAgent } from "../fixtures/mesh_fixture.ts";
 import { echoRoundTrip, freePort, startEchoServer } from "../fixtures/net_helpers.ts";
 
 const STRANGERS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
 const PER_STRANGER = 300;
 const FD_LIMIT = 512;
-
-/** Keeps `n` idle connections from `address` open, reopening each one the hub closes. */
-function flood(port: number, address: string, n: number) {
-  let stopped = false;
-  let opened = 0;
-  const sockets = new Set<net.Socket>();
-  const open = () => {
-    if (stopped) return;
-    const s = net.connect({ host: "127.0.0.1", port, localAddress: address });
-    sockets.add(s);
-    opened++;
-    s.on("error", () => {});
-    s.once("close", () => {
-      sockets.delete(s);
-      setTimeout(open, 20);
-    });
-  };
-  for (let i = 0; i < n; i++) open();
-  return {
-    get opened() {
-      return opened;
-    },
-    stop: () => {
-      stopped = true;
-      for (const s of sockets) s.destroy();
-    },
-  };
-}
 
 function openDescriptors(pid: number): number {
   return [...Deno.readDirSync(`/proc/${pid}/fd`)].length;
@@ -71,7 +43,7 @@ async function floodKeepsMembersIn(strangers: string[], perStranger: number): Pr
   const baseline = openDescriptors(pid);
   const logsBefore = hub.raw.length;
 
-  const floods = strangers.map((a) => flood(dataPort, a, perStranger));
+  const floods = strangers.map((a) => holdIdleConnections(dataPort, a, perStranger));
   try {
     // In all (the kernel's accept queue decides which address gets in when it is full).
     await eventually(

@@ -15,12 +15,9 @@ import {
   startMeshOf,
 } from "../fixtures/mesh_fixture.ts";
 import {
+  assertRefused,
   echoRoundTrip,
-  type EchoServer,
   freePort,
-  IO_TIMEOUT_MS,
-  openConnection,
-  randomBytes,
   startEchoServer,
 } from "../fixtures/net_helpers.ts";
 
@@ -29,23 +26,6 @@ async function mappingOn(agent: MeshAgent, port: number): Promise<ApiBody> {
   const res = await api(agent.url, "GET", endpointPath(agent.endpointId, "ports"));
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return res.body.find((m: ApiBody) => m.port === port);
-}
-
-/** A connection through `port` closes with no byte back, and `echo` accepts nothing for it. */
-async function assertRefused(port: number, echo: EchoServer, what: string): Promise<void> {
-  const accepted = echo.accepted;
-  const conn = await openConnection(port);
-  try {
-    let back = 0;
-    conn.socket.on("data", (c: Uint8Array) => (back += c.byteLength));
-    conn.socket.write(randomBytes(1024));
-    const timeout = new Promise<"timeout">((r) => setTimeout(() => r("timeout"), IO_TIMEOUT_MS));
-    assert.notEqual(await Promise.race([conn.ended, timeout]), "timeout", `${what}: still open`);
-    assert.equal(back, 0, `${what}: bytes came back`);
-  } finally {
-    conn.close();
-  }
-  assert.equal(echo.accepted, accepted, `${what}: the other member's target got the connection`);
 }
 
 Deno.test("a mapping's pool user fixed at first use survives an agent restart, so another member's same-named service gets none of its connections", async () => {
