@@ -6,8 +6,8 @@
  * time until they do is printed, never asserted.
  */
 import assert from "node:assert/strict";
-import type net from "node:net";
 import { eventually, Harness } from "../fixtures/harness.ts";
+import { startPump } from "../fixtures/fault_helpers.ts";
 import {
   addPortMapping,
   addService,
@@ -15,58 +15,7 @@ import {
   startMeshOf,
   waitConnected,
 } from "../fixtures/mesh_fixture.ts";
-import {
-  echoRoundTrip,
-  freePort,
-  openConnection,
-  startEchoServer,
-} from "../fixtures/net_helpers.ts";
-
-/** A client connection that keeps writing and reading echoes until it ends. */
-interface Pump {
-  /** Bytes echoed back so far. */
-  readonly echoed: number;
-  /** Resolves once the socket closed, saying how: an end from the peer first, then "close" or the error's code. */
-  ended: Promise<string>;
-}
-
-async function startPump(port: number): Promise<Pump> {
-  const conn = await openConnection(port);
-  const socket: net.Socket = conn.socket;
-  let echoed = 0;
-  const chunk = new Uint8Array(16 * 1024).fill(7);
-  let stopped = false;
-  const ended = new Promise<string>((resolve) => {
-    let err = "";
-    socket.on("error", (e: Error & { code?: string }) => (err = e.code ?? e.message));
-    socket.on("close", () => {
-      stopped = true;
-      resolve(`${sawEnd ? "end, then " : ""}${err || "close"}`);
-    });
-  });
-  socket.on("data", (d: Uint8Array) => (echoed += d.length));
-  let sawEnd = false;
-  socket.on("end", () => {
-    // If the agent's side is gone, writes meet a reset (the second one fails), closing this socket.
-    sawEnd = true;
-    const poke = setInterval(() => stopped ? clearInterval(poke) : socket.write(chunk), 100);
-  });
-  const write = () => {
-    // Keep a little in flight: write while the echoes keep up.
-    while (!stopped && socket.writable && socket.bytesWritten - echoed < 256 * 1024) {
-      if (!socket.write(chunk)) break;
-    }
-  };
-  socket.on("drain", write);
-  socket.on("data", write);
-  write();
-  return {
-    get echoed() {
-      return echoed;
-    },
-    ended,
-  };
-}
+import { echoRoundTrip, freePort, startEchoServer } from "../fixtures/net_helpers.ts";
 
 Deno.test("a hub killed mid-transfer breaks connections cleanly and agents come back by themselves", async () => {
   await using h = new Harness();

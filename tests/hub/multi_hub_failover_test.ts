@@ -11,6 +11,7 @@
 import assert from "node:assert/strict";
 import net from "node:net";
 import { api, type ApiBody, eventually, Harness, issueUser } from "../fixtures/harness.ts";
+import { startPump } from "../fixtures/fault_helpers.ts";
 import {
   addPortMapping,
   addService,
@@ -20,12 +21,7 @@ import {
   type MeshAgent,
   meshStatus,
 } from "../fixtures/mesh_fixture.ts";
-import {
-  echoRoundTrip,
-  freePort,
-  openConnection,
-  startEchoServer,
-} from "../fixtures/net_helpers.ts";
+import { echoRoundTrip, freePort, startEchoServer } from "../fixtures/net_helpers.ts";
 
 /** How long new connections may take to work again after the kill (generous: a loaded machine). */
 const FAILOVER_BOUND_MS = 10_000;
@@ -87,46 +83,6 @@ async function onlineIds(via: MeshAgent): Promise<Set<string>> {
   const res = await api(via.url, "GET", `/api/meshes/${MESH}/endpoints?limit=500`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
   return new Set(res.body.items.filter((e: ApiBody) => e.online).map((e: ApiBody) => e.id));
-}
-
-/** A connection through a mapping that keeps echoing data until it ends; `ended` says how. */
-async function startPump(
-  port: number,
-): Promise<{ readonly echoed: number; ended: Promise<string> }> {
-  const conn = await openConnection(port);
-  const socket = conn.socket;
-  let echoed = 0;
-  let stopped = false;
-  const chunk = new Uint8Array(16 * 1024).fill(5);
-  const ended = new Promise<string>((resolve) => {
-    let err = "";
-    socket.on("error", (e: Error & { code?: string }) => (err = e.code ?? e.message));
-    socket.on("close", () => {
-      stopped = true;
-      resolve(err || "close");
-    });
-  });
-  socket.on("end", () => {
-    // The peer's side is gone: further writes meet a reset, which closes this socket.
-    const poke = setInterval(() => stopped ? clearInterval(poke) : socket.write(chunk), 100);
-  });
-  const write = () => {
-    while (!stopped && socket.writable && socket.bytesWritten - echoed < 128 * 1024) {
-      if (!socket.write(chunk)) break;
-    }
-  };
-  socket.on("data", (d: Uint8Array) => {
-    echoed += d.length;
-    write();
-  });
-  socket.on("drain", write);
-  write();
-  return {
-    get echoed() {
-      return echoed;
-    },
-    ended,
-  };
 }
 
 Deno.test("three hubs: the preferred one killed mid-transfer, new connections fail over; back, it is rejoined", async () => {
