@@ -228,6 +228,29 @@ export interface CurlResult {
   stderr: string;
 }
 
+/**
+ * Registers the NAT lab test `name`: skipped, with the reason, where the lab cannot be built
+ * here, unless `CI=true` or `ZTM_NAT_LAB=required` asks for it (then that is a failure). `fn`
+ * runs with a fresh lab, torn down after it.
+ */
+export async function natLabTest(
+  name: string,
+  fn: (t: Deno.TestContext, lab: NatLab) => Promise<void>,
+): Promise<void> {
+  const reason = await labUnavailable();
+  const required = Deno.env.get("CI") === "true" || Deno.env.get("ZTM_NAT_LAB") === "required";
+  if (reason && !required) {
+    console.warn(`nat lab skipped: ${reason}`);
+    Deno.test({ name: `${name} (skipped: ${reason})`, ignore: true, fn() {} });
+    return;
+  }
+  Deno.test(name, async (t) => {
+    if (reason) throw new Error(`the NAT lab is required here but cannot run: ${reason}`);
+    await using lab = await NatLab.create();
+    await fn(t, lab);
+  });
+}
+
 /** The lab: its namespaces, links, firewalls, and the processes started in it. */
 export class NatLab implements AsyncDisposable {
   /** A tag unique to this lab: `<pid>-<random>`. */

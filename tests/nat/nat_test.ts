@@ -20,13 +20,7 @@
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
 import { eventually, type Proc } from "../fixtures/harness.ts";
 import { PING_INTERVAL_MS, PING_TIMEOUT_MS } from "@ztm/shared/protocol";
-import {
-  footprint,
-  LAB_ADDRESSES,
-  labUnavailable,
-  NatLab,
-  type ProcessFootprint,
-} from "./nat_lab.ts";
+import { footprint, LAB_ADDRESSES, NatLab, natLabTest, type ProcessFootprint } from "./nat_lab.ts";
 import {
   HUB_DATA_PORT,
   HUB_PORT,
@@ -63,199 +57,190 @@ const MIB = 1024 * 1024;
 const OPEN_TUNNEL_STEP =
   "a tunnel open across silent NAT state loss is closed at both ends within the liveness window";
 
-const reason = await labUnavailable();
-const required = Deno.env.get("CI") === "true" || Deno.env.get("ZTM_NAT_LAB") === "required";
 const NAME = "agents behind NAT routers tunnel, stay unreachable, and recover from NAT faults";
 
-if (reason && !required) {
-  console.warn(`nat lab skipped: ${reason}`);
-  Deno.test({ name: `${NAME} (skipped: ${reason})`, ignore: true, fn() {} });
-} else {
-  Deno.test(NAME, async (t) => {
-    if (reason) throw new Error(`the NAT lab is required here but cannot run: ${reason}`);
-    await using lab = await NatLab.create();
-    const mesh = await startLabMesh(lab);
-    const service = lab.spawn("officeService", "service", "tests/nat/nat_service.ts", [
-      `--http=${LAB_ADDRESSES.officeService}:${SERVICE_PORT}`,
-      `--tcp-echo=${LAB_ADDRESSES.officeService}:${ECHO_PORT}`,
-      `--tcp-sink=${LAB_ADDRESSES.officeService}:${SINK_PORT}`,
-    ]);
-    await service.waitForLog((l) => l.kind === "http");
-    await service.waitForLog((l) => l.kind === "tcp-echo");
-    await service.waitForLog((l) => l.kind === "tcp-sink");
-    const figures: Recovery[] = [];
+await natLabTest(NAME, async (t, lab) => {
+  const mesh = await startLabMesh(lab);
+  const service = lab.spawn("officeService", "service", "tests/nat/nat_service.ts", [
+    `--http=${LAB_ADDRESSES.officeService}:${SERVICE_PORT}`,
+    `--tcp-echo=${LAB_ADDRESSES.officeService}:${ECHO_PORT}`,
+    `--tcp-sink=${LAB_ADDRESSES.officeService}:${SINK_PORT}`,
+  ]);
+  await service.waitForLog((l) => l.kind === "http");
+  await service.waitForLog((l) => l.kind === "tcp-echo");
+  await service.waitForLog((l) => l.kind === "tcp-sink");
+  const figures: Recovery[] = [];
 
-    await t.step(
-      "both agents join through their routers; the hub sees the routers' addresses",
-      async () => {
-        const behind = [[mesh.home, "homeRouter"], [mesh.office, "officeRouter"]] as const;
-        for (const [agent, router] of behind) {
-          const seen = await endpointAddress(mesh.home, agent);
-          assert(
-            seen.startsWith(`${LAB_ADDRESSES[router]}:`),
-            `the hub sees ${agent.host} at ${seen}, not at its router ${LAB_ADDRESSES[router]}`,
-          );
-          const flows = await lab.routerFlows(router);
-          assert(
-            flows.some((f) =>
-              f.includes(`dst=${LAB_ADDRESSES.internet}`) && f.includes(`dport=${HUB_PORT}`)
-            ),
-            `${router} tracks no flow to the hub:\n${flows.join("\n")}`,
-          );
-        }
-      },
-    );
-
-    await t.step(
-      `${CONNECTIONS} concurrent connections from home reach the office service intact`,
-      async () => {
-        await offerAtHome(mesh, "web", SERVICE_PORT, MAPPED_PORT);
-        await eventually(() => mappingWorks(lab), 20_000, "a round trip through the port mapping");
-        const load = await runLoad(lab);
-        assertEquals(
-          load.peerHosts,
-          [LAB_ADDRESSES.office],
-          "the service is reached from the office agent",
-        );
-        assertEquals(load.peers, CONNECTIONS, "one service connection per client connection");
-        // Both of the hub's ports work through both NATs: the tunnels' legs crossed each router.
-        for (const router of ["homeRouter", "officeRouter"] as const) {
-          const flows = await lab.routerFlows(router);
-          assert(
-            flows.some((f) => f.includes(`dport=${HUB_DATA_PORT}`)),
-            `${router} saw no flow to the hub's data port:\n${flows.join("\n")}`,
-          );
-        }
-        for (const agent of [mesh.home, mesh.office]) {
-          const fallback = agent.proc.logs.find((l) =>
-            String(l.msg).startsWith("data port unreachable")
-          );
-          assert(!fallback, `${agent.host} fell back to HTTP/2: ${JSON.stringify(fallback)}`);
-        }
-        const kib = BYTES_PER_CONNECTION / 1024;
-        console.log(
-          `  ${load.ok} connections × ${kib} KiB echoed in ${load.ms} ms, ` +
-            `up to ${load.maxOpen} open at the service at once`,
-        );
-      },
-    );
-
-    await t.step("nothing at home or in the office answers from the internet", async () => {
-      const attempts = {
-        "office service": `http://${LAB_ADDRESSES.officeService}:${SERVICE_PORT}/`,
-        "office agent API": `http://${LAB_ADDRESSES.office}:7777/api/meshes`,
-        "home agent API": `http://${LAB_ADDRESSES.home}:7777/api/meshes`,
-        "office router, service port": `http://${LAB_ADDRESSES.officeRouter}:${SERVICE_PORT}/`,
-        "home router, agent API port": `http://${LAB_ADDRESSES.homeRouter}:7777/api/meshes`,
-        "home router, mapped port": `http://${LAB_ADDRESSES.homeRouter}:${MAPPED_PORT}/`,
-      };
-      const results = await Promise.all(
-        Object.entries(attempts).map(async ([what, url]) => {
-          const r = await lab.curl("internet", url, { timeoutS: 3 });
-          return { what, url, ...r };
-        }),
-      );
-      for (const r of results) {
-        assert(r.code !== 0, `${r.what} (${r.url}) answered ${r.status} from the internet`);
-      }
-      // The same service does answer on its own subnet, so the refusal above is the firewall's.
-      const inside = await lab.curl(
-        "office",
-        `http://${LAB_ADDRESSES.officeService}:${SERVICE_PORT}/`,
-      );
-      assertEquals([inside.code, inside.status, inside.body], [0, 200, "ok\n"]);
-      console.log(
-        `  from the internet: ${results.map((r) => `${r.what} → curl exit ${r.code}`).join("; ")}`,
-      );
-    });
-
-    await t.step(
-      `with the home uplink shaped to ${UPLINK_RATE}, the tunnel uploads intact`,
-      async () => {
-        const direct = lab.spawn("internet", "sink", "tests/nat/nat_service.ts", [
-          `--tcp-sink=${LAB_ADDRESSES.internet}:${SINK_PORT}`,
-        ]);
-        await direct.waitForLog((l) => l.kind === "tcp-sink");
-        await offerAtHome(mesh, "sink", SINK_PORT, SINK_PORT);
-        await lab.limitUplink("homeRouter", UPLINK_RATE);
-        try {
-          const viaDirect = await upload(lab, LAB_ADDRESSES.internet);
-          const viaTunnel = await upload(lab, "127.0.0.1");
-          const size = `${UPLOAD_BYTES / MIB} MiB`;
-          const ratio = (viaDirect / viaTunnel).toFixed(2);
-          console.log(
-            `  ${size} up a ${UPLINK_RATE} home uplink: direct to the internet host ` +
-              `${mbps(viaDirect)} Mbit/s, through the tunnel to the office ` +
-              `${mbps(viaTunnel)} Mbit/s (${ratio}× the time)`,
-          );
-        } finally {
-          await lab.clearUplink("homeRouter");
-          await direct.stop();
-        }
-      },
-    );
-
-    await t.step(
-      "silent NAT state loss at the home router: the agent notices and reconnects",
-      async () => {
-        const before = await loadAndSettle(lab, [mesh.home]);
-        const oldAddress = await endpointAddress(mesh.office, mesh.home);
-        const r = await measureRecovery(
-          lab,
-          mesh,
-          "silent NAT state loss (home router)",
-          [mesh.home],
-          () => lab.flushRouterState("homeRouter"),
-        );
-        assertFoundByPing(r);
-        const newAddress = await endpointAddress(mesh.office, mesh.home);
-        assert(newAddress.startsWith(`${LAB_ADDRESSES.homeRouter}:`), newAddress);
+  await t.step(
+    "both agents join through their routers; the hub sees the routers' addresses",
+    async () => {
+      const behind = [[mesh.home, "homeRouter"], [mesh.office, "officeRouter"]] as const;
+      for (const [agent, router] of behind) {
+        const seen = await endpointAddress(mesh.home, agent);
         assert(
-          newAddress !== oldAddress,
-          `the agent came back through the same mapping ${oldAddress}`,
+          seen.startsWith(`${LAB_ADDRESSES[router]}:`),
+          `the hub sees ${agent.host} at ${seen}, not at its router ${LAB_ADDRESSES[router]}`,
         );
-        await checkNoLeak(lab, [mesh.home], before);
-        figures.push(r);
-      },
-    );
+        const flows = await lab.routerFlows(router);
+        assert(
+          flows.some((f) =>
+            f.includes(`dst=${LAB_ADDRESSES.internet}`) && f.includes(`dport=${HUB_PORT}`)
+          ),
+          `${router} tracks no flow to the hub:\n${flows.join("\n")}`,
+        );
+      }
+    },
+  );
 
-    await t.step("office router reboot: the office agent notices and reconnects", async () => {
-      const before = await loadAndSettle(lab, [mesh.office]);
+  await t.step(
+    `${CONNECTIONS} concurrent connections from home reach the office service intact`,
+    async () => {
+      await offerAtHome(mesh, "web", SERVICE_PORT, MAPPED_PORT);
+      await eventually(() => mappingWorks(lab), 20_000, "a round trip through the port mapping");
+      const load = await runLoad(lab);
+      assertEquals(
+        load.peerHosts,
+        [LAB_ADDRESSES.office],
+        "the service is reached from the office agent",
+      );
+      assertEquals(load.peers, CONNECTIONS, "one service connection per client connection");
+      // Both of the hub's ports work through both NATs: the tunnels' legs crossed each router.
+      for (const router of ["homeRouter", "officeRouter"] as const) {
+        const flows = await lab.routerFlows(router);
+        assert(
+          flows.some((f) => f.includes(`dport=${HUB_DATA_PORT}`)),
+          `${router} saw no flow to the hub's data port:\n${flows.join("\n")}`,
+        );
+      }
+      for (const agent of [mesh.home, mesh.office]) {
+        const fallback = agent.proc.logs.find((l) =>
+          String(l.msg).startsWith("data port unreachable")
+        );
+        assert(!fallback, `${agent.host} fell back to HTTP/2: ${JSON.stringify(fallback)}`);
+      }
+      const kib = BYTES_PER_CONNECTION / 1024;
+      console.log(
+        `  ${load.ok} connections × ${kib} KiB echoed in ${load.ms} ms, ` +
+          `up to ${load.maxOpen} open at the service at once`,
+      );
+    },
+  );
+
+  await t.step("nothing at home or in the office answers from the internet", async () => {
+    const attempts = {
+      "office service": `http://${LAB_ADDRESSES.officeService}:${SERVICE_PORT}/`,
+      "office agent API": `http://${LAB_ADDRESSES.office}:7777/api/meshes`,
+      "home agent API": `http://${LAB_ADDRESSES.home}:7777/api/meshes`,
+      "office router, service port": `http://${LAB_ADDRESSES.officeRouter}:${SERVICE_PORT}/`,
+      "home router, agent API port": `http://${LAB_ADDRESSES.homeRouter}:7777/api/meshes`,
+      "home router, mapped port": `http://${LAB_ADDRESSES.homeRouter}:${MAPPED_PORT}/`,
+    };
+    const results = await Promise.all(
+      Object.entries(attempts).map(async ([what, url]) => {
+        const r = await lab.curl("internet", url, { timeoutS: 3 });
+        return { what, url, ...r };
+      }),
+    );
+    for (const r of results) {
+      assert(r.code !== 0, `${r.what} (${r.url}) answered ${r.status} from the internet`);
+    }
+    // The same service does answer on its own subnet, so the refusal above is the firewall's.
+    const inside = await lab.curl(
+      "office",
+      `http://${LAB_ADDRESSES.officeService}:${SERVICE_PORT}/`,
+    );
+    assertEquals([inside.code, inside.status, inside.body], [0, 200, "ok\n"]);
+    console.log(
+      `  from the internet: ${results.map((r) => `${r.what} → curl exit ${r.code}`).join("; ")}`,
+    );
+  });
+
+  await t.step(
+    `with the home uplink shaped to ${UPLINK_RATE}, the tunnel uploads intact`,
+    async () => {
+      const direct = lab.spawn("internet", "sink", "tests/nat/nat_service.ts", [
+        `--tcp-sink=${LAB_ADDRESSES.internet}:${SINK_PORT}`,
+      ]);
+      await direct.waitForLog((l) => l.kind === "tcp-sink");
+      await offerAtHome(mesh, "sink", SINK_PORT, SINK_PORT);
+      await lab.limitUplink("homeRouter", UPLINK_RATE);
+      try {
+        const viaDirect = await upload(lab, LAB_ADDRESSES.internet);
+        const viaTunnel = await upload(lab, "127.0.0.1");
+        const size = `${UPLOAD_BYTES / MIB} MiB`;
+        const ratio = (viaDirect / viaTunnel).toFixed(2);
+        console.log(
+          `  ${size} up a ${UPLINK_RATE} home uplink: direct to the internet host ` +
+            `${mbps(viaDirect)} Mbit/s, through the tunnel to the office ` +
+            `${mbps(viaTunnel)} Mbit/s (${ratio}× the time)`,
+        );
+      } finally {
+        await lab.clearUplink("homeRouter");
+        await direct.stop();
+      }
+    },
+  );
+
+  await t.step(
+    "silent NAT state loss at the home router: the agent notices and reconnects",
+    async () => {
+      const before = await loadAndSettle(lab, [mesh.home]);
+      const oldAddress = await endpointAddress(mesh.office, mesh.home);
       const r = await measureRecovery(
         lab,
         mesh,
-        `office router reboot (links down ${REBOOT_DOWN_MS / 1000} s)`,
-        [mesh.office],
-        () => lab.rebootRouter("officeRouter", REBOOT_DOWN_MS),
+        "silent NAT state loss (home router)",
+        [mesh.home],
+        () => lab.flushRouterState("homeRouter"),
       );
       assertFoundByPing(r);
-      await checkNoLeak(lab, [mesh.office], before);
+      const newAddress = await endpointAddress(mesh.office, mesh.home);
+      assert(newAddress.startsWith(`${LAB_ADDRESSES.homeRouter}:`), newAddress);
+      assert(
+        newAddress !== oldAddress,
+        `the agent came back through the same mapping ${oldAddress}`,
+      );
+      await checkNoLeak(lab, [mesh.home], before);
       figures.push(r);
-    });
+    },
+  );
 
-    await t.step(
-      "hub restart on the same address: both agents reconnect by themselves",
-      async () => {
-        const before = await loadAndSettle(lab, [mesh.home, mesh.office]);
-        const r = await measureRecovery(
-          lab,
-          mesh,
-          `hub restart (down ${HUB_DOWN_MS / 1000} s)`,
-          [mesh.home, mesh.office],
-          () => mesh.restartHub(HUB_DOWN_MS),
-        );
-        await checkNoLeak(lab, [mesh.home, mesh.office], before);
-        figures.push(r);
-      },
+  await t.step("office router reboot: the office agent notices and reconnects", async () => {
+    const before = await loadAndSettle(lab, [mesh.office]);
+    const r = await measureRecovery(
+      lab,
+      mesh,
+      `office router reboot (links down ${REBOOT_DOWN_MS / 1000} s)`,
+      [mesh.office],
+      () => lab.rebootRouter("officeRouter", REBOOT_DOWN_MS),
     );
-
-    await t.step(OPEN_TUNNEL_STEP, async () => {
-      await openTunnelEndsAfterNatLoss(lab, mesh, service);
-    });
-
-    console.log(report(figures));
+    assertFoundByPing(r);
+    await checkNoLeak(lab, [mesh.office], before);
+    figures.push(r);
   });
-}
+
+  await t.step(
+    "hub restart on the same address: both agents reconnect by themselves",
+    async () => {
+      const before = await loadAndSettle(lab, [mesh.home, mesh.office]);
+      const r = await measureRecovery(
+        lab,
+        mesh,
+        `hub restart (down ${HUB_DOWN_MS / 1000} s)`,
+        [mesh.home, mesh.office],
+        () => mesh.restartHub(HUB_DOWN_MS),
+      );
+      await checkNoLeak(lab, [mesh.home, mesh.office], before);
+      figures.push(r);
+    },
+  );
+
+  await t.step(OPEN_TUNNEL_STEP, async () => {
+    await openTunnelEndsAfterNatLoss(lab, mesh, service);
+  });
+
+  console.log(report(figures));
+});
 
 /**
  * Holds an idle connection open through a home mapping to the office's TCP
