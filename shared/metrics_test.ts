@@ -1,21 +1,7 @@
 import assert from "node:assert/strict";
 import { Logger } from "./log.ts";
 import { Metrics, RTT_BUCKETS, serveMetrics } from "./metrics.ts";
-
-async function promtool(text: string): Promise<{ code: number; out: string }> {
-  const child = new Deno.Command("promtool", {
-    args: ["check", "metrics"],
-    stdin: "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  const w = child.stdin.getWriter();
-  await w.write(new TextEncoder().encode(text));
-  await w.close();
-  const out = await child.output();
-  const dec = new TextDecoder();
-  return { code: out.code, out: dec.decode(out.stdout) + dec.decode(out.stderr) };
-}
+import { promtool } from "../tests/fixtures/promtool.ts";
 
 Deno.test("metrics: served at /metrics only, in a format promtool accepts, with process figures", async () => {
   const metrics = new Metrics();
