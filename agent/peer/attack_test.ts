@@ -21,6 +21,7 @@ import { newCa, newLeaf, type TestCa } from "../../tests/fixtures/test_pki.ts";
 import { Provider } from "../provider.ts";
 import { PairDialer } from "./dialer.ts";
 import { Signer } from "./identity.ts";
+import { echoServer, signerOf, startSplicer } from "./_fixture.ts";
 import { PairListener, type PairListenerOptions } from "./listener.ts";
 import { PairLink, writeAll } from "./pair_link.ts";
 
@@ -43,89 +44,14 @@ function newTicket(): string {
     .map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-async function signerOf(ca: TestCa, user: string, endpoint = `ep-${user}`) {
-  const leaf = await newLeaf(ca, { name: user, role: "peer", altNames: [peerName(user)] });
-  return new Signer({
-    caPem: ca.pem,
-    certPem: leaf.certificate,
-    keyPem: leaf.privateKey,
-    user,
-    endpoint,
-  });
-}
-
-/** A hub's splicer under the attacker's control: pairs two connections that present the same ticket. */
-function rogueHub() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const waiting = new Map<string, Deno.Conn>();
-  const conns = new Set<Deno.Conn>();
-  (async () => {
-    for await (const conn of listener) {
-      conns.add(conn);
-      (async () => {
-        const buf = new Uint8Array(PREAMBLE_BYTES);
-        let got = 0;
-        while (got < buf.length) {
-          const n = await conn.read(buf.subarray(got));
-          if (n === null) return conn.close();
-          got += n;
-        }
-        const ticket = new TextDecoder().decode(buf).slice(5, 69);
-        const other = waiting.get(ticket);
-        if (!other) return void waiting.set(ticket, conn);
-        waiting.delete(ticket);
-        await splice(connLeg(other), connLeg(conn));
-      })().catch(() => {});
-    }
-  })().catch(() => {});
-  return {
-    data: { hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port },
-    close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
-  };
-}
-
-function echoServer() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let accepted = 0;
-  const conns = new Set<Deno.Conn>();
-  (async () => {
-    for await (const c of listener) {
-      accepted++;
-      conns.add(c);
-      splice(connLeg(c), connLeg(c)).catch(() => {});
-    }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    get accepted() {
-      return accepted;
-    },
-    close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
-  };
-}
-
 /** Bob provides `echo` to alice only; the hub is the attacker's. */
 async function world(listenerOpts: Partial<PairListenerOptions> = {}) {
   const ca = await newCa();
-  const alice = await signerOf(ca, "alice");
-  const bob = await signerOf(ca, "bob");
-  const mallory = await signerOf(ca, "mallory");
+  const alice = await signerOf(ca, "alice", { endpoint: "ep-alice" });
+  const bob = await signerOf(ca, "bob", { endpoint: "ep-bob" });
+  const mallory = await signerOf(ca, "mallory", { endpoint: "ep-mallory" });
   const echo = echoServer();
-  const hub = rogueHub();
+  const hub = startSplicer();
   const provider = new Provider({ owner: "bob", log: quiet, mesh: "m" });
   provider.setServices([
     {

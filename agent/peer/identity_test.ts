@@ -6,23 +6,9 @@ import assert from "node:assert/strict";
 import { normalizeSerial } from "@ztm/shared/crl";
 import { parseCertificate } from "@ztm/shared/certs";
 import { peerName } from "@ztm/shared/peer_protocol";
-import { newCa, newLeaf } from "../../tests/fixtures/test_pki.ts";
-import { checkHello, Signer } from "./identity.ts";
-
-async function signerOf(ca: Awaited<ReturnType<typeof newCa>>, user: string, role = "peer") {
-  const leaf = await newLeaf(ca, {
-    name: user,
-    role: role as "peer",
-    altNames: role === "peer" ? [peerName(user)] : undefined,
-  });
-  return new Signer({
-    caPem: ca.pem,
-    certPem: leaf.certificate,
-    keyPem: leaf.privateKey,
-    user,
-    endpoint: `${user}-ep`,
-  });
-}
+import { newCa } from "../../tests/fixtures/test_pki.ts";
+import { checkHello } from "./identity.ts";
+import { signerOf } from "./_fixture.ts";
 
 Deno.test("hellos check out both ways and name the peer from its certificate", async () => {
   const ca = await newCa();
@@ -99,7 +85,7 @@ Deno.test("a hello is refused for another pair, another server, a revoked or for
 Deno.test("a certificate without the peer name cannot serve, and a provider hello from it is refused", async () => {
   const ca = await newCa();
   const alice = await signerOf(ca, "alice");
-  const old = await signerOf(ca, "bob", "client");
+  const old = await signerOf(ca, "bob", { role: "client" });
   assert.equal(old.canServe(), false);
   const fromOld = await old.hello(alice.name, "alice-ep", old.name, "bob-ep", "s");
   await assert.rejects(

@@ -9,69 +9,13 @@ import assert from "node:assert/strict";
 import { Logger } from "@ztm/shared/log";
 import { normalizeSerial } from "@ztm/shared/crl";
 import { parseCertificate } from "@ztm/shared/certs";
-import { peerName, PREAMBLE_BYTES } from "@ztm/shared/peer_protocol";
-import { connLeg, splice } from "@ztm/shared/splice";
-import { newCa, newLeaf } from "../../tests/fixtures/test_pki.ts";
+import { newCa } from "../../tests/fixtures/test_pki.ts";
 import { Provider } from "../provider.ts";
 import { PairDialer } from "./dialer.ts";
-import { Signer } from "./identity.ts";
+import { echoServer, signerOf, startSplicer } from "./_fixture.ts";
 import { PairListener } from "./listener.ts";
 
 const quiet = new Logger("agent", { sink: () => {} });
-
-/** Pairs connections by their preamble's ticket, as the hub does. */
-function startSplicer() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const waiting = new Map<string, Deno.Conn>();
-  (async () => {
-    for await (const conn of listener) {
-      (async () => {
-        const buf = new Uint8Array(PREAMBLE_BYTES);
-        let got = 0;
-        while (got < buf.length) {
-          const n = await conn.read(buf.subarray(got));
-          if (n === null) return conn.close();
-          got += n;
-        }
-        const sid = new TextDecoder().decode(buf).slice(5, 5 + 32); // tickets here: sid + sid
-        const other = waiting.get(sid);
-        if (!other) return void waiting.set(sid, conn);
-        waiting.delete(sid);
-        await splice(connLeg(other), connLeg(conn));
-      })().catch(() => {});
-    }
-  })().catch(() => {});
-  return { port: (listener.addr as Deno.NetAddr).port, close: () => listener.close() };
-}
-
-async function signerOf(ca: Awaited<ReturnType<typeof newCa>>, user: string) {
-  const leaf = await newLeaf(ca, { name: user, role: "peer", altNames: [peerName(user)] });
-  return new Signer({
-    caPem: ca.pem,
-    certPem: leaf.certificate,
-    keyPem: leaf.privateKey,
-    user,
-    endpoint: `${user}-ep`,
-  });
-}
-
-function echoServer() {
-  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  let accepted = 0;
-  (async () => {
-    for await (const c of listener) {
-      accepted++;
-      splice(connLeg(c), connLeg(c)).catch(() => {});
-    }
-  })().catch(() => {});
-  return {
-    port: (listener.addr as Deno.NetAddr).port,
-    get accepted() {
-      return accepted;
-    },
-    close: () => listener.close(),
-  };
-}
 
 async function mesh(users: string[], revoked = new Set<string>()) {
   const ca = await newCa();
@@ -92,7 +36,7 @@ async function mesh(users: string[], revoked = new Set<string>()) {
   });
   listener.start();
   const dialer = new PairDialer({ signer: alice, log: quiet, mesh: "m", revoked: () => new Set() });
-  const data = { hostname: "127.0.0.1", port: splicer.port };
+  const data = { hostname: "127.0.0.1", port: splicer.data.port };
   dialer.setDataAddress(data);
   let pairs = 0;
   /** The hub's part: the provider pre-checks the claim, then both get the same ticket. */
