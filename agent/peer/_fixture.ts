@@ -38,14 +38,7 @@ export function startSplicer(): {
   })().catch(() => {});
   return {
     data: { hostname: "127.0.0.1", port: (listener.addr as Deno.NetAddr).port },
-    close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
+    close: () => closeAll(listener, conns),
   };
 }
 
@@ -66,14 +59,7 @@ export function echoServer(): { port: number; readonly accepted: number; close()
     get accepted() {
       return accepted;
     },
-    close() {
-      listener.close();
-      for (const c of conns) {
-        try {
-          c.close();
-        } catch { /* closed */ }
-      }
-    },
+    close: () => closeAll(listener, conns),
   };
 }
 
@@ -99,4 +85,13 @@ export async function signerOf(
     user,
     endpoint: opts.endpoint ?? `${user}-ep`,
   });
+}
+
+function closeAll(listener: Deno.Listener, conns: Set<Deno.Conn>): void {
+  listener.close();
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  }
 }
