@@ -7,7 +7,8 @@
  * With no mesh yet it shows the join form.
  */
 import { useEffect, useRef, useState } from "preact/hooks";
-import { callApi, meshPath } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { callApi } from "../api_client.ts";
 import type { HubSession, MeshSummary } from "../api_types.ts";
 import { CopyButton, ErrorBox, OnlineBadge, Time } from "../components.tsx";
 import { meshes, refreshMeshes } from "../meshes.ts";
@@ -216,7 +217,7 @@ function LeaveButton(props: { mesh: string }) {
   }
   const leave = async () => {
     setBusy(true);
-    const res = await callApi("DELETE", meshPath(props.mesh));
+    const res = await callApi("DELETE", agentPath(AGENT_PATHS.mesh, { mesh: props.mesh }));
     setBusy(false);
     if (!res.ok) {
       setError(res.message);
