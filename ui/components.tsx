@@ -181,17 +181,6 @@ export function CopyButton(props: { text: string; what: string }) {
   );
 }
 
-/** A byte count in words: `4.9 KiB`. */
-export function bytesText(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
-}
-
 /**
  * A button whose action asks first: the question with "Yes, …" and Cancel
  * (focused, the safe choice), and the refusal next to it if the action fails.

@@ -8,6 +8,7 @@
  * this user is root) show why instead of forms that could only be refused.
  */
 import { useState } from "preact/hooks";
+import { bytesText } from "@ztm/shared/bytes_text";
 import { AGENT_PATHS, agentPath, ENDPOINT_PATHS, endpointPath } from "@ztm/shared/agent_paths";
 import { callApi, query } from "../api_client.ts";
 import type {
@@ -21,7 +22,6 @@ import type {
   TunnelState,
 } from "../api_types.ts";
 import {
-  bytesText,
   ConfirmButton,
   CopyButton,
   ErrorBox,
