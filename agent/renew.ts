@@ -29,6 +29,7 @@ import { isIP } from "node:net";
 import tls from "node:tls";
 import { parseHostPort } from "@ztm/shared/flags";
 import { HUB_PATHS } from "@ztm/shared/protocol";
+import { renewalMessage } from "@ztm/shared/renewal";
 import { errText, type Logger } from "@ztm/shared/log";
 import { checkHubIdentity } from "./hub_identity.ts";
 import { servesTunnels } from "./peer/identity.ts";
@@ -51,14 +52,8 @@ function dueAt(cert: x509.X509Certificate, pem: string): number {
     : notBefore;
 }
 
-/** The text a renewal's signature covers (the CA checks the same, `ca/devices.ts`). */
-export function renewalMessage(
-  serial: string,
-  time: string,
-  csrPem: string,
-): Uint8Array<ArrayBuffer> {
-  return new TextEncoder().encode(`ztm-renew-v1\n${serial}\n${time}\n${csrPem.trim()}`);
-}
+/** The text a renewal's signature covers, re-exported: `tests/ca/renewal_test.ts` imports it from here. */
+export { renewalMessage };
 
 const MAX_WAIT_MS = 24 * 3_600_000;
 
