@@ -176,15 +176,7 @@ export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
         await base.write(frame.subarray(0, 4 + part.byteLength));
       }
     },
-    async closeWrite() {
-      await base.write(new Uint8Array(4));
-    },
-    abort() {
-      base.abort();
-    },
-    close() {
-      base.close();
-    },
+    ...framedEnd(base),
   };
 }
 
@@ -283,15 +275,7 @@ export function datagramLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Data
       }
       await base.write(frame.subarray(0, n));
     },
-    async closeWrite() {
-      await base.write(new Uint8Array(4));
-    },
-    abort() {
-      base.abort();
-    },
-    close() {
-      base.close();
-    },
+    ...framedEnd(base),
   };
 }
 
@@ -310,4 +294,22 @@ async function readOn(base: Leg, pending: Uint8Array): Promise<Uint8Array> {
   joined.set(pending);
   joined.set(chunk, pending.byteLength);
   return joined;
+}
+
+/**
+ * How a framed leg over `base` ends: `closeWrite` sends the end frame (length
+ * 0), `abort` and `close` go to `base`.
+ */
+function framedEnd(base: Leg): Pick<Leg, "closeWrite" | "abort" | "close"> {
+  return {
+    async closeWrite() {
+      await base.write(new Uint8Array(4));
+    },
+    abort() {
+      base.abort();
+    },
+    close() {
+      base.close();
+    },
+  };
 }
