@@ -157,3 +157,23 @@ export function serveMetrics(
   });
   return server;
 }
+
+/**
+ * `component` with `GET /metrics` of `metrics` served on `addr` beside it
+ * (`serveMetrics`): closing the result stops the metrics server, then the
+ * component. What a component's `main.ts` hands `runUntilSignal`.
+ */
+export function withMetricsServer(
+  component: { close(): Promise<void> },
+  addr: HostPort,
+  metrics: Metrics,
+  log: Logger,
+): { close(): Promise<void> } {
+  const server = serveMetrics(addr, metrics, log);
+  return {
+    async close() {
+      await server.shutdown();
+      await component.close();
+    },
+  };
+}
