@@ -23,6 +23,7 @@ import {
   type AuditEntry,
   type AuditPage,
   ENDPOINT_PATHS as E,
+  endpointPath,
   type EndpointRecord,
   type ExitRule,
   type InviteJoinBody,
@@ -283,16 +284,6 @@ export class AgentClient {
   async loginUrl(): Promise<string> {
     return (await this.request<{ url: string }>("POST", P.loginCodes)).url;
   }
-}
-
-/** `…/endpoints/{ep}/` followed by one of `ENDPOINT_PATHS`, its parameters filled from `params`. */
-function endpointPath(
-  mesh: string,
-  ep: string,
-  pattern: string,
-  params: object = {},
-): string {
-  return agentPath(`${P.endpoint}/${pattern}`, { ...params, mesh, ep });
 }
 
 function search(query: ListQuery): string {

@@ -21,6 +21,7 @@ import {
   x509,
 } from "@ztm/shared/certs";
 import { isEndpointName } from "@ztm/shared/endpoint_id";
+import { concatBytes } from "@ztm/shared/concat_bytes";
 import { errorFromResponse } from "@ztm/shared/errors";
 import { parseHostPort } from "@ztm/shared/flags";
 import { decodeInvite, enrollmentProof, inviteProofKey } from "@ztm/shared/invite";
@@ -68,7 +69,7 @@ function fetchCaUnverified(address: string): Promise<string> {
           reject(new Error(`${address} answered ${res.statusCode} for the CA certificate`));
           return;
         }
-        resolve(new TextDecoder().decode(concat(chunks)));
+        resolve(new TextDecoder().decode(concatBytes(chunks)));
       });
       res.on("error", reject);
     });
@@ -76,16 +77,6 @@ function fetchCaUnverified(address: string): Promise<string> {
     req.on("error", reject);
     req.end();
   });
-}
-
-function concat(chunks: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(chunks.reduce((n, c) => n + c.byteLength, 0));
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
 }
 
 /** Options of {@link enrollWithInvite}. */

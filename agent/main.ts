@@ -7,7 +7,7 @@
 import { ConfigError, configPath, readConfigFile } from "@ztm/shared/config";
 import { applyLogFlags, type CommandSpec, LOG_FLAGS, parseCommandLine } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
-import { serveMetrics } from "@ztm/shared/metrics";
+import { withMetricsServer } from "@ztm/shared/metrics";
 import { runUntilSignal } from "@ztm/shared/run";
 import { AgentClient } from "./client.ts";
 import { applyDeclarations, type DeclaredMesh, readDeclarations } from "./declared.ts";
@@ -122,13 +122,7 @@ export async function main(args: string[]): Promise<void> {
       void applyDeclarations(client, declared, log);
     }
     if (!metricsAddr) return agent;
-    const server = serveMetrics(metricsAddr, metrics.metrics, log);
-    return {
-      async close() {
-        await server.shutdown();
-        await agent.close();
-      },
-    };
+    return withMetricsServer(agent, metricsAddr, metrics.metrics, log);
   });
 }
 

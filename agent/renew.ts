@@ -29,15 +29,11 @@ import { isIP } from "node:net";
 import tls from "node:tls";
 import { parseHostPort } from "@ztm/shared/flags";
 import { HUB_PATHS } from "@ztm/shared/protocol";
+import { renewalDue, renewalMessage, renewalRetryWait } from "@ztm/shared/renewal";
 import { errText, type Logger } from "@ztm/shared/log";
 import { checkHubIdentity } from "./hub_identity.ts";
 import { servesTunnels } from "./peer/identity.ts";
 import type { MeshConfig, MeshRuntime, RenewalState } from "./runtime.ts";
-
-/** When (epoch ms) a certificate valid from `notBefore` to `notAfter` is due for renewal. */
-export function renewalDue(notBefore: number, notAfter: number): number {
-  return notBefore + ((notAfter - notBefore) * 2) / 3;
-}
 
 /**
  * When `cert` is due: at two thirds of its lifetime, or at once when it was
@@ -51,14 +47,8 @@ function dueAt(cert: x509.X509Certificate, pem: string): number {
     : notBefore;
 }
 
-/** The text a renewal's signature covers (the CA checks the same, `ca/devices.ts`). */
-export function renewalMessage(
-  serial: string,
-  time: string,
-  csrPem: string,
-): Uint8Array<ArrayBuffer> {
-  return new TextEncoder().encode(`ztm-renew-v1\n${serial}\n${time}\n${csrPem.trim()}`);
-}
+/** The text a renewal's signature covers, re-exported: `tests/ca/renewal_test.ts` imports it from here. */
+export { renewalMessage };
 
 const MAX_WAIT_MS = 24 * 3_600_000;
 
@@ -124,8 +114,7 @@ export class Renewal {
     const notAfter = cert.notAfter.getTime();
     let wait = dueAt(cert, this.#opts.config.certificate) - Date.now();
     if (this.#failures > 0) {
-      const left = Math.max(notAfter - Date.now(), 2_000);
-      wait = Math.min(2_000 * 2 ** Math.min(this.#failures - 1, 10), Math.max(left / 10, 2_000));
+      wait = renewalRetryWait(this.#failures, notAfter, 2_000);
     }
     this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.min(wait, MAX_WAIT_MS)));
   }

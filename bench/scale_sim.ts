@@ -69,6 +69,11 @@ export interface SimCounters {
   refused: number;
 }
 
+/** Counters before anything happened. */
+export function noCounters(): SimCounters {
+  return { connected: 0, byPort: {}, joins: 0, failures: 0, refused: 0, causes: {} };
+}
+
 /** Credentials of the simulated users. */
 export interface SimCredentials {
   ca: string;
@@ -310,14 +315,7 @@ class SimEndpoint {
  * dials in flight (an endpoint's hubs one after another); reports counters.
  */
 function run(cfg: Config): void {
-  const counters: SimCounters = {
-    connected: 0,
-    byPort: {},
-    joins: 0,
-    failures: 0,
-    refused: 0,
-    causes: {},
-  };
+  const counters = noCounters();
   let next = 0;
   const startOne = () => {
     if (next >= cfg.count * cfg.ports.length) return;

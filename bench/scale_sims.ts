@@ -9,7 +9,12 @@
 import { join } from "node:path";
 import { fileURLToPath } from "node:url";
 import { issueUser } from "../tests/fixtures/harness.ts";
-import { SIM_SOURCE_ADDRESSES, type SimCounters, type SimCredentials } from "./scale_sim.ts";
+import {
+  noCounters,
+  SIM_SOURCE_ADDRESSES,
+  type SimCounters,
+  type SimCredentials,
+} from "./scale_sim.ts";
 import { LOOPBACK } from "./ports.ts";
 
 const SIM_ENTRY = fileURLToPath(new URL("./scale_sim.ts", import.meta.url));
@@ -65,14 +70,7 @@ export async function ensureFdLimit(name: string, pid: number, need: number): Pr
 export class SimProcess {
   readonly child: Deno.ChildProcess;
   readonly count: number;
-  counters: SimCounters = {
-    connected: 0,
-    byPort: {},
-    joins: 0,
-    failures: 0,
-    refused: 0,
-    causes: {},
-  };
+  counters: SimCounters = noCounters();
   /** Its stderr, for failure reports. */
   readonly errors: string[] = [];
   /** Its exit status, once it has exited. */
@@ -179,14 +177,7 @@ export class Simulators implements AsyncDisposable {
 
   /** Summed counters. */
   totals(): SimCounters {
-    const t: SimCounters = {
-      connected: 0,
-      byPort: {},
-      joins: 0,
-      failures: 0,
-      refused: 0,
-      causes: {},
-    };
+    const t = noCounters();
     for (const p of this.procs) {
       t.connected += p.counters.connected;
       for (const [port, n] of Object.entries(p.counters.byPort ?? {})) {

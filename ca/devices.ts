@@ -12,6 +12,7 @@
 import { caError } from "./errors.ts";
 import { parseCertificate } from "@ztm/shared/certs";
 import { json, readText, type Route, text } from "@ztm/shared/http";
+import { renewalMessage } from "@ztm/shared/renewal";
 import { checkEndpointName, checkName, type Issuer } from "./issue.ts";
 import type { Revoker } from "./revoke.ts";
 import type { CaStore, CertificateRecord } from "./store.ts";
@@ -38,15 +39,6 @@ export function certificateSummary(r: CertificateRecord) {
     supersededAt: r.supersededAt ?? null,
     renewedFrom: r.renewedFrom ?? null,
   };
-}
-
-/** The text a renewal's signature covers. */
-export function renewalMessage(
-  serial: string,
-  time: string,
-  csrPem: string,
-): Uint8Array<ArrayBuffer> {
-  return new TextEncoder().encode(`ztm-renew-v1\n${serial}\n${time}\n${csrPem.trim()}`);
 }
 
 /** What the device routes need. */

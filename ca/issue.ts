@@ -6,6 +6,7 @@
 import { caError } from "./errors.ts";
 import {
   checkCsr,
+  type CheckedCsr,
   exportPrivateKeyPem,
   fingerprintOf,
   generateKeyPair,
@@ -92,14 +93,7 @@ export class Issuer {
   /** Signs a user's own CSR, whose CN must be `name`. Throws `BadRequest`/`Conflict`. */
   async signUserCsr(name: string, csrPem: string): Promise<CertificateRecord> {
     checkName(name);
-    const csr = await checkCsr(csrPem);
-    if (csr.commonName !== name) {
-      throw caError(
-        "csr_name_mismatch",
-        400,
-        `CSR common name "${csr.commonName}" is not "${name}"`,
-      );
-    }
+    const csr = await checkCsrOf(name, csrPem);
     this.#refuseTaken(name);
     return await this.#sign("user", name, csr.publicKey, []);
   }
@@ -128,14 +122,7 @@ export class Issuer {
   async signDeviceCsr(name: string, endpoint: string, csrPem: string): Promise<CertificateRecord> {
     checkName(name);
     checkEndpointName(endpoint);
-    const csr = await checkCsr(csrPem);
-    if (csr.commonName !== name) {
-      throw caError(
-        "csr_name_mismatch",
-        400,
-        `CSR common name "${csr.commonName}" is not "${name}"`,
-      );
-    }
+    const csr = await checkCsrOf(name, csrPem);
     this.#refuseTaken(name, endpoint);
     return await this.#sign("user", name, csr.publicKey, [], { endpoint });
   }
@@ -248,6 +235,15 @@ export class Issuer {
     );
     return record;
   }
+}
+
+/** The CSR in `csrPem` (see `checkCsr`), whose common name must be `name`: else 400 `csr_name_mismatch`. */
+async function checkCsrOf(name: string, csrPem: string): Promise<CheckedCsr> {
+  const csr = await checkCsr(csrPem);
+  if (csr.commonName !== name) {
+    throw caError("csr_name_mismatch", 400, `CSR common name "${csr.commonName}" is not "${name}"`);
+  }
+  return csr;
 }
 
 function equalBytes(a: Uint8Array, b: Uint8Array): boolean {

@@ -4,6 +4,7 @@
  */
 import type { AgentClient } from "@ztm/agent/client";
 import type { EndpointRecord, MeshSummary, TunnelState } from "@ztm/shared/agent_api";
+import { bytesText } from "@ztm/shared/bytes_text";
 import { type Flags, type FlagSpec, formatHostPort, UsageError } from "@ztm/shared/flags";
 import type { Command } from "./command.ts";
 import {
@@ -223,19 +224,8 @@ function stateCells(state: TunnelState | undefined): string[] {
   return [
     state.health.replaceAll("_", " "),
     String(state.open),
-    byteText(state.bytesUp),
-    byteText(state.bytesDown),
+    bytesText(state.bytesUp),
+    bytesText(state.bytesDown),
     problem,
   ];
-}
-
-/** `1.5 KiB`-style byte counts. */
-function byteText(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
 }

@@ -2,7 +2,8 @@
  * `ztm join`, `ztm leave`, `ztm status` and `ztm dashboard`: an agent's
  * meshes and how they are doing.
  */
-import type { AgentClient, InviteJoinBody, MeshSummary } from "@ztm/agent/client";
+import type { AgentClient } from "@ztm/agent/client";
+import { type InviteJoinBody, MAX_JOIN_WAIT_S, type MeshSummary } from "@ztm/shared/agent_api";
 import { safeText, ZtmError } from "@ztm/shared/errors";
 import {
   type Flags,
@@ -203,7 +204,9 @@ export function hubAddresses(flags: Flags): string[] {
 function waitFor(flags: Flags): number {
   if (flags.boolean("no-wait")) return 0;
   const wait = flags.integer("timeout");
-  if (wait < 1 || wait > 300) throw new UsageError("--timeout must be 1 to 300 seconds");
+  if (wait < 1 || wait > MAX_JOIN_WAIT_S) {
+    throw new UsageError(`--timeout must be 1 to ${MAX_JOIN_WAIT_S} seconds`);
+  }
   return wait;
 }
 

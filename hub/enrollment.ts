@@ -27,6 +27,7 @@ import { BadRequest, errorBody, sharedError, type ZtmError } from "@ztm/shared/e
 import { formatHostPort, type HostPort } from "@ztm/shared/flags";
 import { parseCertificate, serialOf } from "@ztm/shared/certs";
 import { errText, type Logger } from "@ztm/shared/log";
+import { concatBytes } from "@ztm/shared/concat_bytes";
 import { readStreamText, StreamTooLarge } from "@ztm/shared/stream_text";
 import type { Peer } from "./admit.ts";
 import { hubError } from "./errors.ts";
@@ -263,13 +264,7 @@ async function readBounded(req: Request): Promise<string> {
     }
     chunks.push(value);
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return new TextDecoder().decode(out);
+  return new TextDecoder().decode(concatBytes(chunks));
 }
 
 /**

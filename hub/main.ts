@@ -12,7 +12,7 @@ import {
   parseCommandLine,
 } from "@ztm/shared/flags";
 import { Logger } from "@ztm/shared/log";
-import { serveMetrics } from "@ztm/shared/metrics";
+import { withMetricsServer } from "@ztm/shared/metrics";
 import { runUntilSignal } from "@ztm/shared/run";
 import { HUB_LIST_EVERY_MS } from "./hub_list.ts";
 import { HubMetrics } from "./metrics.ts";
@@ -180,13 +180,7 @@ export async function main(args: string[]): Promise<void> {
       metrics,
     });
     if (!metrics || !metricsAddr) return hub;
-    const server = serveMetrics(metricsAddr, metrics.metrics, log);
-    return {
-      async close() {
-        await server.shutdown();
-        await hub.close();
-      },
-    };
+    return withMetricsServer(hub, metricsAddr, metrics.metrics, log);
   });
 }
 

@@ -8,13 +8,9 @@
  */
 import { parseCertificate, serialOf, subjectAltNames, x509 } from "@ztm/shared/certs";
 import { writeSecretFile } from "@ztm/shared/files";
+import { renewalDue, renewalRetryWait } from "@ztm/shared/renewal";
 import { errText, type Logger } from "@ztm/shared/log";
 import { type HubIdentity, identityFiles, keyPairFromPem } from "./enroll.ts";
-
-/** When (epoch ms) a certificate valid from `notBefore` to `notAfter` is due for renewal. */
-export function renewalDue(notBefore: number, notAfter: number): number {
-  return notBefore + ((notAfter - notBefore) * 2) / 3;
-}
 
 /** Longest single timer wait (setTimeout's limit is ~24.8 days). */
 const MAX_WAIT_MS = 24 * 3_600_000;
@@ -62,9 +58,7 @@ export class HubRenewal {
     const notAfter = cert.notAfter.getTime();
     let wait = renewalDue(notBefore, notAfter) - Date.now();
     if (this.#failures > 0) {
-      // Back off from 1 s, doubling, but never past a tenth of what is left.
-      const left = Math.max(notAfter - Date.now(), 1_000);
-      wait = Math.min(1_000 * 2 ** Math.min(this.#failures - 1, 10), Math.max(left / 10, 1_000));
+      wait = renewalRetryWait(this.#failures, notAfter, 1_000);
     }
     this.#timer = setTimeout(() => this.#tick(), Math.max(0, Math.min(wait, MAX_WAIT_MS)));
   }

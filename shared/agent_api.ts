@@ -3,7 +3,9 @@
  * takes and answers, and its error codes. The agent's server
  * (`agent/api.ts`, `agent/endpoint_ops.ts`), its typed client
  * (`agent/client.ts`), the `ztm` command line and the dashboard (`@ztm/ui`,
- * which may not import the agent) all read it from here.
+ * which may not import the agent) all read it from here. The paths and the
+ * session names live in `agent_paths.ts`, re-exported here, so the
+ * dashboard's bundle can take them alone.
  *
  * The API listens on loopback only. A request goes:
  *
@@ -37,60 +39,18 @@
 import { type CodeCatalogue, type ErrorMaker, errorMaker } from "./errors.ts";
 import type { CaExpiry } from "./ca_expiry.ts";
 import type { ServiceProto } from "./protocol.ts";
+import { ENDPOINT_PATHS } from "./agent_paths.ts";
 
 export type { EndpointRecord, MeshService, Page, ServiceProto } from "./protocol.ts";
 
-/** Every path the agent serves; `:name` is one percent-encoded segment (see `agentPath`). */
-export const AGENT_PATHS = {
-  /** The dashboard page (or the sign-in page without a session). */
-  dashboard: "/",
-  /** `?code=`: redeems a one-time login code for a dashboard session. */
-  login: "/login",
-  /** The dashboard's hashed script and style. */
-  asset: "/assets/:name",
-  /** Every joined mesh (`MeshSummary[]`). */
-  meshes: "/api/meshes",
-  /** One mesh: `GET` it, `POST` joins (`JoinBody` or `InviteJoinBody`), `PATCH` `{bootstraps}`, `DELETE` leaves. */
-  mesh: "/api/meshes/:mesh",
-  /** `POST` `InviteRequest`: a `MadeInvite` from the mesh's CA, only on the agent beside it (`ztm start`). */
-  invites: "/api/meshes/:mesh/invites",
-  /** This endpoint's remote management `Policy`. */
-  policy: "/api/meshes/:mesh/policy",
-  /** This agent's proxy for the mesh (`ProxyStatus`). */
-  proxy: "/api/meshes/:mesh/proxy",
-  /** This endpoint's exit rules (`{rules}`). */
-  exit: "/api/meshes/:mesh/exit",
-  /** The mesh's endpoints, as the hub lists them (`Page<EndpointRecord>`). */
-  endpoints: "/api/meshes/:mesh/endpoints",
-  /** One endpoint by id or unique name (`EndpointRecord`). */
-  endpoint: "/api/meshes/:mesh/endpoints/:ep",
-  /** The mesh's services with their providers (`Page<MeshService>`). */
-  meshServices: "/api/meshes/:mesh/services",
-  /** The agent's metrics, Prometheus text. */
-  metrics: "/api/metrics",
-  /** `POST`: a fresh one-time dashboard login URL (`{url}`). */
-  loginCodes: "/api/login-codes",
-} as const;
-
-/** Request header carrying a dashboard session's secret, beside its cookie. */
-export const SESSION_HEADER = "x-ztm-session";
-/** Start of the dashboard's session cookie name (the API's port follows: `ztm_session_7777`). */
-export const SESSION_COOKIE = "ztm_session";
-
-/** Paths of one endpoint's operations, relative to `AGENT_PATHS.endpoint` (local or remote). */
-export const ENDPOINT_PATHS = {
-  /** The services the endpoint provides (`LocalServiceState[]`). */
-  services: "services",
-  /** `POST` offers or replaces (`ServiceSpec` without proto and name), `DELETE` withdraws. */
-  service: "services/:proto/:name",
-  /** The endpoint's port mappings (`PortMappingState[]`). */
-  ports: "ports",
-  /** `POST` `{target}` opens a port mapping, `DELETE` closes it. */
-  port: "ports/:ip/:proto/:port",
-  /** The endpoint's audit log, newest first (`AuditPage`). */
-  log: "log",
-} as const;
-
+export {
+  AGENT_PATHS,
+  agentPath,
+  ENDPOINT_PATHS,
+  endpointPath,
+  SESSION_COOKIE,
+  SESSION_HEADER,
+} from "./agent_paths.ts";
 /** One operation on an endpoint: `write` ones are written to its audit log. */
 export interface EndpointRoute {
   /** What the operation is called in the server's table of operations. */
@@ -113,27 +73,6 @@ export const ENDPOINT_ROUTES = [
 
 /** The name of an operation on an endpoint. */
 export type EndpointOpName = (typeof ENDPOINT_ROUTES)[number]["name"];
-
-/**
- * `pattern` with each `:name` replaced by `params[name]` (a string or a
- * number), percent-encoded. Throws `TypeError` when a parameter is missing.
- *
- * @example
- * ```ts
- * agentPath(AGENT_PATHS.endpoint, { mesh: "home", ep: "laptop 2" }); // "/api/meshes/home/endpoints/laptop%202"
- * ```
- */
-export function agentPath(pattern: string, params: object = {}): string {
-  const values = params as Record<string, unknown>;
-  return pattern.split("/").map((segment) => {
-    if (!segment.startsWith(":")) return segment;
-    const value = values[segment.slice(1)];
-    if (typeof value !== "string" && typeof value !== "number") {
-      throw new TypeError(`No value for ${segment} in ${pattern}`);
-    }
-    return encodeURIComponent(String(value));
-  }).join("/");
-}
 
 /** Largest request body the agent reads (413 beyond; a join body with three PEM files is ~3 KiB). */
 export const MAX_BODY_BYTES = 64 * 1024;

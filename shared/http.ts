@@ -16,6 +16,7 @@
 import { errorBody, MethodNotAllowed, PayloadTooLarge, sharedError } from "./errors.ts";
 import { formatHostPort, type HostPort, isLoopbackHost } from "./flags.ts";
 import { errText, type Logger } from "./log.ts";
+import { concatBytes } from "./concat_bytes.ts";
 
 /** Path parameters by name, already percent-decoded. */
 export type Params = Record<string, string>;
@@ -106,13 +107,7 @@ export async function readBytes(req: Request, limit: number): Promise<Uint8Array
     if (size > limit) throw new PayloadTooLarge(limit);
     chunks.push(chunk);
   }
-  const out = new Uint8Array(size);
-  let at = 0;
-  for (const c of chunks) {
-    out.set(c, at);
-    at += c.byteLength;
-  }
-  return out;
+  return concatBytes(chunks);
 }
 
 /** Reads the body as UTF-8 text within `limit` bytes. */

@@ -67,19 +67,7 @@ export class Metrics {
     labels: L[] = [],
     collect?: (c: Counter<L>) => void,
   ): Counter<L> {
-    return new client.Counter({
-      name,
-      help,
-      labelNames: labels,
-      registers: [this.registry],
-      ...(collect
-        ? {
-          collect() {
-            collect(this);
-          },
-        }
-        : {}),
-    });
+    return new client.Counter(this.#options(name, help, labels, collect));
   }
 
   /** A gauge; `collect` sets it from the component's state at each scrape. */
@@ -89,19 +77,29 @@ export class Metrics {
     labels: L[] = [],
     collect?: (g: Gauge<L>) => void,
   ): Gauge<L> {
-    return new client.Gauge({
+    return new client.Gauge(this.#options(name, help, labels, collect));
+  }
+
+  /** What a counter and a gauge are made from: `collect`, if any, runs with the metric at each scrape. */
+  #options<M, L extends string>(
+    name: string,
+    help: string,
+    labels: L[],
+    collect?: (metric: M) => void,
+  ) {
+    return {
       name,
       help,
       labelNames: labels,
       registers: [this.registry],
       ...(collect
         ? {
-          collect() {
+          collect(this: M) {
             collect(this);
           },
         }
         : {}),
-    });
+    };
   }
 
   /** A histogram with `buckets` (upper bounds). */
@@ -158,4 +156,24 @@ export function serveMetrics(
     return metrics.response();
   });
   return server;
+}
+
+/**
+ * `component` with `GET /metrics` of `metrics` served on `addr` beside it
+ * (`serveMetrics`): closing the result stops the metrics server, then the
+ * component. What a component's `main.ts` hands `runUntilSignal`.
+ */
+export function withMetricsServer(
+  component: { close(): Promise<void> },
+  addr: HostPort,
+  metrics: Metrics,
+  log: Logger,
+): { close(): Promise<void> } {
+  const server = serveMetrics(addr, metrics, log);
+  return {
+    async close() {
+      await server.shutdown();
+      await component.close();
+    },
+  };
 }

@@ -162,19 +162,8 @@ export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
           remaining = len;
           continue;
         }
-        // Here `pending` is empty or a header's first 1-3 bytes. Copy those before reading on:
-        // `base` may reuse the buffer they sit in.
-        if (pending.byteLength > 0) pending = pending.slice();
-        const chunk = await base.read();
-        if (chunk === null) throw new Error("data connection ended without its end frame");
-        if (pending.byteLength === 0) {
-          pending = chunk;
-        } else {
-          const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
-          joined.set(pending);
-          joined.set(chunk, pending.byteLength);
-          pending = joined;
-        }
+        // Here `pending` is empty or a header's first 1-3 bytes.
+        pending = await readOn(base, pending);
       }
     },
     async write(chunk) {
@@ -187,15 +176,7 @@ export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
         await base.write(frame.subarray(0, 4 + part.byteLength));
       }
     },
-    async closeWrite() {
-      await base.write(new Uint8Array(4));
-    },
-    abort() {
-      base.abort();
-    },
-    close() {
-      base.close();
-    },
+    ...framedEnd(base),
   };
 }
 
@@ -226,18 +207,7 @@ export function datagramLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Data
   /** Bytes of a frame split over reads, assembled here. */
   let assembled = new Uint8Array(0);
   const more = async (): Promise<void> => {
-    // Copy what is left before reading on: `base` may reuse the buffer it sits in.
-    if (pending.byteLength > 0) pending = pending.slice();
-    const chunk = await base.read();
-    if (chunk === null) throw new Error("data connection ended without its end frame");
-    if (pending.byteLength === 0) {
-      pending = chunk;
-    } else {
-      const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
-      joined.set(pending);
-      joined.set(chunk, pending.byteLength);
-      pending = joined;
-    }
+    pending = await readOn(base, pending);
   };
   return {
     async read() {
@@ -305,6 +275,33 @@ export function datagramLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Data
       }
       await base.write(frame.subarray(0, n));
     },
+    ...framedEnd(base),
+  };
+}
+
+/**
+ * `pending` followed by the next chunk of `base`, for a frame reader that
+ * needs more bytes. `pending` is copied before reading on: `base` may reuse
+ * the buffer it sits in. Throws when `base` ends: a framed direction ends with
+ * its end frame.
+ */
+async function readOn(base: Leg, pending: Uint8Array): Promise<Uint8Array> {
+  if (pending.byteLength > 0) pending = pending.slice();
+  const chunk = await base.read();
+  if (chunk === null) throw new Error("data connection ended without its end frame");
+  if (pending.byteLength === 0) return chunk;
+  const joined = new Uint8Array(pending.byteLength + chunk.byteLength);
+  joined.set(pending);
+  joined.set(chunk, pending.byteLength);
+  return joined;
+}
+
+/**
+ * How a framed leg over `base` ends: `closeWrite` sends the end frame (length
+ * 0), `abort` and `close` go to `base`.
+ */
+function framedEnd(base: Leg): Pick<Leg, "closeWrite" | "abort" | "close"> {
+  return {
     async closeWrite() {
       await base.write(new Uint8Array(4));
     },

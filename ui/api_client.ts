@@ -64,12 +64,6 @@ export async function callApi<T>(
   };
 }
 
-/** `/api/meshes/{mesh}/…` with each segment encoded. */
-export function meshPath(mesh: string, ...rest: string[]): string {
-  return ["/api/meshes", mesh, ...rest].map((s, i) => (i === 0 ? s : encodeURIComponent(s)))
-    .join("/");
-}
-
 /** A query string from the set values of `params` (with its `?`), or "". */
 export function query(params: Record<string, string | number | undefined>): string {
   const q = new URLSearchParams();

@@ -181,17 +181,6 @@ export function CopyButton(props: { text: string; what: string }) {
   );
 }
 
-/** A byte count in words: `4.9 KiB`. */
-export function bytesText(n: number): string {
-  const units = ["B", "KiB", "MiB", "GiB", "TiB"];
-  let i = 0;
-  while (n >= 1024 && i < units.length - 1) {
-    n /= 1024;
-    i++;
-  }
-  return i === 0 ? `${n} B` : `${n.toFixed(1)} ${units[i]}`;
-}
-
 /**
  * A button whose action asks first: the question with "Yes, …" and Cancel
  * (focused, the safe choice), and the refusal next to it if the action fails.
@@ -203,20 +192,26 @@ export function ConfirmButton(
     question: ComponentChildren;
     yes: string;
     run: () => Promise<string | undefined>;
+    /** The question's name for screen readers; `Confirm: {label}` when not given. */
+    confirmLabel?: string;
+    /** Full-size buttons (a screen's main action) rather than a table row's small ones. */
+    large?: boolean;
   },
 ) {
+  const size = props.large ? "" : " small";
   const [asking, setAsking] = useState(false);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
   const cancel = useRef<HTMLButtonElement>(null);
   useEffect(() => {
+    // Keyboard users land on the safe choice when the question appears.
     if (asking) cancel.current?.focus();
   }, [asking]);
   if (!asking) {
     return (
       <button
         type="button"
-        class="danger secondary small"
+        class={`danger secondary${size}`}
         aria-label={props.label}
         onClick={() => setAsking(true)}
       >
@@ -225,18 +220,20 @@ export function ConfirmButton(
     );
   }
   return (
-    <div class="confirm" role="group" aria-label={`Confirm: ${props.label}`}>
+    <div class="confirm" role="group" aria-label={props.confirmLabel ?? `Confirm: ${props.label}`}>
       <p>{props.question}</p>
       <button
         type="button"
-        class="danger small"
+        class={`danger${size}`}
         disabled={busy}
         onClick={async () => {
           setBusy(true);
           const failed = await props.run();
           setBusy(false);
           setError(failed);
-          if (!failed) setAsking(false);
+          if (!failed) {
+            setAsking(false);
+          }
         }}
       >
         {props.yes}
@@ -244,7 +241,7 @@ export function ConfirmButton(
       <button
         ref={cancel}
         type="button"
-        class="secondary small"
+        class={`secondary${size}`}
         onClick={() => {
           setAsking(false);
           setError(undefined);

@@ -6,6 +6,7 @@
 import { signal } from "@preact/signals";
 import type { MeshSummary } from "./api_types.ts";
 import { callApi } from "./api_client.ts";
+import { AGENT_PATHS } from "@ztm/shared/agent_paths";
 
 /** The joined meshes, as last seen. */
 export const meshes = signal<MeshSummary[]>([]);
@@ -16,7 +17,7 @@ export const meshesLoaded = signal(true);
 
 /** Reads the meshes again now. */
 export async function refreshMeshes(): Promise<void> {
-  const res = await callApi<MeshSummary[]>("GET", "/api/meshes");
+  const res = await callApi<MeshSummary[]>("GET", AGENT_PATHS.meshes);
   if (res.ok) {
     meshes.value = res.data;
     meshesLoaded.value = true;

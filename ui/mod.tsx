@@ -13,6 +13,7 @@
  *
  * @module
  */
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
 import type { DashboardProps } from "./api_types.ts";
 import { CopyButton } from "./components.tsx";
 import { renderAppPage, renderStaticPage } from "./shell.tsx";
@@ -20,7 +21,7 @@ import { renderAppPage, renderStaticPage } from "./shell.tsx";
 export type { DashboardProps, MeshSummary } from "./api_types.ts";
 
 /** Where hashed assets are served. */
-export const ASSET_PREFIX = "/assets/";
+export const ASSET_PREFIX: string = agentPath(AGENT_PATHS.asset, { name: "" });
 
 /** Headers of every HTML page: never cached, no framing, scripts and styles from this origin only. */
 const PAGE_HEADERS: Record<string, string> = {
@@ -105,7 +106,7 @@ export class Dashboard {
   signedOut(agentUrl: string, tokenFile: string, expired: boolean): Response {
     const curl = `curl -X POST -H "Authorization: Bearer $(cat ${
       shellQuote(tokenFile)
-    })" \\\n  ${agentUrl}/api/login-codes`;
+    })" \\\n  ${agentUrl}${AGENT_PATHS.loginCodes}`;
     const html = renderStaticPage(
       this.#urls,
       expired ? "This login link does not work" : "Sign in to this ztm agent",
@@ -119,7 +120,7 @@ export class Dashboard {
           : (
             <>
               <p>The dashboard opens with the one-time login link the agent printed at start:</p>
-              <pre><code>ztm agent: dashboard login (works once): {agentUrl}/login?code=…</code></pre>
+              <pre><code>ztm agent: dashboard login (works once): {agentUrl}{AGENT_PATHS.login}?code=…</code></pre>
             </>
           )}
         <p>

@@ -6,15 +6,10 @@
  * of the dashboard can) and sends it with every API call as `x-ztm-session`.
  * The cookie the browser also holds is not enough without it.
  */
+import { SESSION_HEADER } from "@ztm/shared/agent_paths";
 
 /** Name of the `<meta>` that carries a fresh login's secret. */
 export const SESSION_META = "ztm-session";
-/**
- * Request header with the secret: `SESSION_HEADER` of `@ztm/shared/agent_api`,
- * restated so the bundle carries this string and nothing more of the contract
- * (`session_test.ts` checks they agree).
- */
-export const SESSION_HEADER = "x-ztm-session";
 const STORAGE_KEY = "ztm-session";
 
 /** The secret when the browser refuses storage (then it lasts as long as the page). */

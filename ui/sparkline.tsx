@@ -11,7 +11,7 @@
  */
 import { useMemo, useRef } from "preact/hooks";
 import type { TunnelState } from "./api_types.ts";
-import { bytesText } from "./components.tsx";
+import { bytesText } from "@ztm/shared/bytes_text";
 import { POLL_MS } from "./poll.ts";
 
 /** Points kept and drawn per row (a minute at the 2 s poll, `POLL_MS`). */

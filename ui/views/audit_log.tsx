@@ -6,7 +6,8 @@
  * and the outcome.
  */
 import { useEffect, useState } from "preact/hooks";
-import { callApi, meshPath } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { callApi } from "../api_client.ts";
 import type { AuditEntry, EndpointRecord } from "../api_types.ts";
 import { ListTable, Time } from "../components.tsx";
 
@@ -22,12 +23,14 @@ function useEndpointNames(mesh: string, ids: string[], connected: boolean): Map<
       const k = `${mesh}/${id}`;
       if (endpointNames.has(k)) continue;
       endpointNames.set(k, null);
-      void callApi<EndpointRecord>("GET", meshPath(mesh, "endpoints", id)).then((res) => {
-        if (res.ok) {
-          endpointNames.set(k, res.data.name);
-          setVersion((v) => v + 1);
-        } else endpointNames.delete(k);
-      });
+      void callApi<EndpointRecord>("GET", agentPath(AGENT_PATHS.endpoint, { mesh, ep: id })).then(
+        (res) => {
+          if (res.ok) {
+            endpointNames.set(k, res.data.name);
+            setVersion((v) => v + 1);
+          } else endpointNames.delete(k);
+        },
+      );
     }
   }, [mesh, key, connected]);
   const names = new Map<string, string>();

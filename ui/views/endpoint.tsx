@@ -8,7 +8,9 @@
  * this user is root) show why instead of forms that could only be refused.
  */
 import { useState } from "preact/hooks";
-import { callApi, meshPath, query } from "../api_client.ts";
+import { bytesText } from "@ztm/shared/bytes_text";
+import { AGENT_PATHS, agentPath, ENDPOINT_PATHS, endpointPath } from "@ztm/shared/agent_paths";
+import { callApi, query } from "../api_client.ts";
 import type {
   AuditEntry,
   EndpointRecord,
@@ -20,7 +22,6 @@ import type {
   TunnelState,
 } from "../api_types.ts";
 import {
-  bytesText,
   ConfirmButton,
   CopyButton,
   ErrorBox,
@@ -66,19 +67,19 @@ export function EndpointView(
   const local = ep === props.self;
   // The hub's record needs the hub link; this endpoint's own lists do not, another's do.
   const record = usePoll<EndpointRecord>(
-    props.connected ? meshPath(mesh, "endpoints", ep) : null,
+    props.connected ? agentPath(AGENT_PATHS.endpoint, { mesh, ep }) : null,
   );
   const e = record.data;
   const isSelf = e ? e.id === props.self : local;
   const epUser = isSelf ? props.myUser : e?.user;
   const mayManage = isSelf || props.myUser === "root" || epUser === props.myUser;
   const listPath = (rest: string) =>
-    isSelf || (props.connected && e && mayManage) ? meshPath(mesh, "endpoints", ep, rest) : null;
-  const services = usePoll<LocalService[]>(listPath("services"));
-  const ports = usePoll<PortMapping[]>(listPath("ports"));
+    isSelf || (props.connected && e && mayManage) ? endpointPath(mesh, ep, rest) : null;
+  const services = usePoll<LocalService[]>(listPath(ENDPOINT_PATHS.services));
+  const ports = usePoll<PortMapping[]>(listPath(ENDPOINT_PATHS.ports));
   const serviceRates = useRates(services.data, serviceKey);
   const portRates = useRates(ports.data, portKey);
-  const logPath = listPath("log");
+  const logPath = listPath(ENDPOINT_PATHS.log);
   const log = usePoll<Page<AuditEntry>>(
     logPath &&
       logPath + query({ offset: (props.page - 1) * LOG_PAGE_SIZE, limit: LOG_PAGE_SIZE }),
@@ -340,7 +341,7 @@ function ServiceTable(
               <DeleteButton
                 label={`Delete service ${s.proto}/${s.name}`}
                 question={`Delete service ${s.proto}/${s.name}? Nobody can reach ${target} through it any more; connections open now stay until they end.`}
-                path={meshPath(props.mesh, "endpoints", props.ep, "services", s.proto, s.name)}
+                path={endpointPath(props.mesh, props.ep, ENDPOINT_PATHS.service, s)}
                 onDone={props.onChange}
               />
             </td>
@@ -400,7 +401,7 @@ function ServiceForm(props: { mesh: string; ep: string; onChange: () => void }) 
     if (bad) return form.fail(bad);
     const res = await callApi(
       "POST",
-      meshPath(props.mesh, "endpoints", props.ep, "services", proto, name),
+      endpointPath(props.mesh, props.ep, ENDPOINT_PATHS.service, { proto, name }),
       {
         host: host.trim(),
         port: Number(port.trim()),
@@ -461,15 +462,7 @@ function PortTable(
               <DeleteButton
                 label={`Delete port mapping ${p.ip}:${p.port}`}
                 question={`Delete the port mapping on ${listen}? The port closes and its open connections end now.`}
-                path={meshPath(
-                  props.mesh,
-                  "endpoints",
-                  props.ep,
-                  "ports",
-                  p.ip,
-                  p.proto,
-                  String(p.port),
-                )}
+                path={endpointPath(props.mesh, props.ep, ENDPOINT_PATHS.port, p)}
                 onDone={props.onChange}
               />
             </td>
@@ -511,7 +504,9 @@ function PortForm(
   const [warning, setWarning] = useState<string>();
   // The services this endpoint's user may use, for the picker (one page of the mesh's list).
   const offered = usePoll<Page<MeshService>>(
-    props.connected ? meshPath(props.mesh, "services") + query({ limit: 500 }) : null,
+    props.connected
+      ? agentPath(AGENT_PATHS.meshServices, { mesh: props.mesh }) + query({ limit: 500 })
+      : null,
     10_000,
     true,
   );
@@ -614,7 +609,11 @@ export function mapPort(
   if (user.trim()) target.user = user.trim();
   return callApi<PortMapping>(
     "POST",
-    meshPath(mesh, "endpoints", ep, "ports", ip.trim() || "127.0.0.1", proto, port.trim()),
+    endpointPath(mesh, ep, ENDPOINT_PATHS.port, {
+      ip: ip.trim() || "127.0.0.1",
+      proto,
+      port: port.trim(),
+    }),
     { target },
   );
 }

@@ -5,7 +5,8 @@
  * shows as offline without a reload.
  */
 import { useEffect, useState } from "preact/hooks";
-import { meshPath, query } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { query } from "../api_client.ts";
 import type { EndpointRecord, Page } from "../api_types.ts";
 import { ErrorBox, ListTable, OnlineBadge, Pager, Time } from "../components.tsx";
 import { usePoll } from "../poll.ts";
@@ -19,7 +20,7 @@ export function EndpointsView(
   props: { mesh: string; q: string; page: number; self?: string; connected: boolean },
 ) {
   const { mesh, q, page } = props;
-  const path = meshPath(mesh, "endpoints") +
+  const path = agentPath(AGENT_PATHS.endpoints, { mesh }) +
     query({ offset: (page - 1) * ENDPOINTS_PAGE_SIZE, limit: ENDPOINTS_PAGE_SIZE, q });
   // The hub answers lists; while the link is down the banner above says why.
   const list = usePoll<Page<EndpointRecord>>(props.connected ? path : null, undefined, true);

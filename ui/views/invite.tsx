@@ -7,7 +7,8 @@
  * when the screen is left. The invite is a secret until it is used.
  */
 import { useState } from "preact/hooks";
-import { callApi, meshPath } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { callApi } from "../api_client.ts";
 import type { MadeInvite, MeshSummary } from "../api_types.ts";
 import { CopyButton, ErrorBox, Field, Time } from "../components.tsx";
 import { QrCode } from "../qr_code.tsx";
@@ -49,11 +50,15 @@ export function InviteView(props: { mesh: MeshSummary }) {
       return setError("Uses is a whole number from 1 to 100");
     }
     setBusy(true);
-    const res = await callApi<MadeInvite>("POST", meshPath(m.name, "invites"), {
-      user: user.trim(),
-      expires,
-      uses: n,
-    });
+    const res = await callApi<MadeInvite>(
+      "POST",
+      agentPath(AGENT_PATHS.invites, { mesh: m.name }),
+      {
+        user: user.trim(),
+        expires,
+        uses: n,
+      },
+    );
     setBusy(false);
     if (!res.ok) return setError(res.message);
     setMade(res.data);

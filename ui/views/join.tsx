@@ -7,7 +7,8 @@
  * the user role) before it saves anything, and its refusal is shown here.
  */
 import { useState } from "preact/hooks";
-import { callApi, meshPath } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { callApi } from "../api_client.ts";
 import type { MeshSummary } from "../api_types.ts";
 import { ErrorBox, MeshAndEndpointFields, Notice } from "../components.tsx";
 import { refreshMeshes } from "../meshes.ts";
@@ -106,22 +107,26 @@ export function JoinForm(props: { defaultEndpointName: string }) {
     }
     setBusy(true);
     setConnecting("Checking the files and joining…");
-    const res = await callApi<MeshSummary>("POST", meshPath(mesh.trim()), {
-      ca: pems.ca,
-      agent: {
-        name: endpointName.trim() || undefined,
-        certificate: pems.certificate,
-        privateKey: pems.privateKey,
+    const res = await callApi<MeshSummary>(
+      "POST",
+      agentPath(AGENT_PATHS.mesh, { mesh: mesh.trim() }),
+      {
+        ca: pems.ca,
+        agent: {
+          name: endpointName.trim() || undefined,
+          certificate: pems.certificate,
+          privateKey: pems.privateKey,
+        },
+        bootstraps,
       },
-      bootstraps,
-    });
+    );
     if (!res.ok) {
       setBusy(false);
       setConnecting(undefined);
       // Whatever the agent answered, in its words; and whether the mesh was kept or not.
       const list = res.status === 0
         ? undefined
-        : await callApi<MeshSummary[]>("GET", "/api/meshes");
+        : await callApi<MeshSummary[]>("GET", AGENT_PATHS.meshes);
       const kept = list?.ok === true && list.data.some((m) => m.name === mesh.trim());
       setError(
         `${res.message.replace(/\.$/, "")}. ${
@@ -252,7 +257,7 @@ async function waitConnected(
   const until = Date.now() + CONNECT_WAIT_MS;
   let lastError: string | undefined;
   while (Date.now() < until) {
-    const res = await callApi<MeshSummary>("GET", meshPath(mesh));
+    const res = await callApi<MeshSummary>("GET", agentPath(AGENT_PATHS.mesh, { mesh }));
     if (res.ok) {
       if (res.data.status?.connected) return { connected: true };
       lastError = res.data.status?.lastError ?? lastError;

@@ -6,7 +6,8 @@
  * invite pins) and joins; no file is chosen and no key is pasted.
  */
 import { useState } from "preact/hooks";
-import { callApi, meshPath } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { callApi } from "../api_client.ts";
 import type { MeshSummary } from "../api_types.ts";
 import { ErrorBox, MeshAndEndpointFields, Notice } from "../components.tsx";
 import { refreshMeshes } from "../meshes.ts";
@@ -33,10 +34,14 @@ export function InviteJoinForm(props: { defaultEndpointName: string }) {
     }
     setBusy(true);
     setNotice("Making this machine's key and asking the hub for its certificate…");
-    const res = await callApi<MeshSummary>("POST", `${meshPath(mesh.trim())}?wait=20`, {
-      invite: text,
-      agent: { name: endpointName.trim() || undefined },
-    });
+    const res = await callApi<MeshSummary>(
+      "POST",
+      `${agentPath(AGENT_PATHS.mesh, { mesh: mesh.trim() })}?wait=20`,
+      {
+        invite: text,
+        agent: { name: endpointName.trim() || undefined },
+      },
+    );
     setBusy(false);
     setNotice(undefined);
     await refreshMeshes();

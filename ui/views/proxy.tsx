@@ -5,9 +5,11 @@
  * and a form to turn it on (at a loopback address) or off.
  */
 import { useEffect, useState } from "preact/hooks";
-import { callApi, meshPath } from "../api_client.ts";
+import { bytesText } from "@ztm/shared/bytes_text";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { callApi } from "../api_client.ts";
 import type { ProxyStatus } from "../api_types.ts";
-import { bytesText, CopyButton, ErrorBox, Field, Time } from "../components.tsx";
+import { CopyButton, ErrorBox, Field, Time } from "../components.tsx";
 
 const DEFAULT_LISTEN = "127.0.0.1:1080";
 
@@ -17,7 +19,7 @@ export function ProxyControl(props: { mesh: string }) {
   const [listen, setListen] = useState(DEFAULT_LISTEN);
   const [busy, setBusy] = useState(false);
   const [error, setError] = useState<string>();
-  const path = meshPath(props.mesh, "proxy");
+  const path = agentPath(AGENT_PATHS.proxy, { mesh: props.mesh });
   useEffect(() => {
     callApi<ProxyStatus>("GET", path).then((res) => {
       if (res.ok) {

@@ -5,7 +5,8 @@
  * this endpoint that leads to the service, in one step.
  */
 import { useState } from "preact/hooks";
-import { meshPath, query } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { query } from "../api_client.ts";
 import type { MeshService, Page } from "../api_types.ts";
 import { CopyButton, ErrorBox, Notice, OnlineBadge, Pager, WarningBox } from "../components.tsx";
 import { usePoll } from "../poll.ts";
@@ -37,7 +38,7 @@ export function ServicesView(
   },
 ) {
   const { mesh, q, page } = props;
-  const path = meshPath(mesh, "services") +
+  const path = agentPath(AGENT_PATHS.meshServices, { mesh }) +
     query({ offset: (page - 1) * SERVICES_PAGE_SIZE, limit: SERVICES_PAGE_SIZE, q });
   // The hub answers lists; while the link is down the banner above says why.
   const list = usePoll<Page<MeshService>>(

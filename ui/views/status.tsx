@@ -6,10 +6,10 @@
  * identity in it, its proxy (on or off), and "Leave" behind a confirmation.
  * With no mesh yet it shows the join form.
  */
-import { useEffect, useRef, useState } from "preact/hooks";
-import { callApi, meshPath } from "../api_client.ts";
+import { AGENT_PATHS, agentPath } from "@ztm/shared/agent_paths";
+import { callApi } from "../api_client.ts";
 import type { HubSession, MeshSummary } from "../api_types.ts";
-import { CopyButton, ErrorBox, OnlineBadge, Time } from "../components.tsx";
+import { ConfirmButton, CopyButton, OnlineBadge, Time } from "../components.tsx";
 import { meshes, refreshMeshes } from "../meshes.ts";
 import { hrefOf } from "../route.ts";
 import { JoinForm } from "./join.tsx";
@@ -199,45 +199,25 @@ function HubList(props: { hubs: HubSession[] }) {
 }
 
 function LeaveButton(props: { mesh: string }) {
-  const [asking, setAsking] = useState(false);
-  const [busy, setBusy] = useState(false);
-  const [error, setError] = useState<string>();
-  const cancel = useRef<HTMLButtonElement>(null);
-  // Keyboard users land on the safe choice when the question appears.
-  useEffect(() => {
-    if (asking) cancel.current?.focus();
-  }, [asking]);
-  if (!asking) {
-    return (
-      <button type="button" class="danger secondary" onClick={() => setAsking(true)}>
-        Leave mesh…
-      </button>
-    );
-  }
-  const leave = async () => {
-    setBusy(true);
-    const res = await callApi("DELETE", meshPath(props.mesh));
-    setBusy(false);
-    if (!res.ok) {
-      setError(res.message);
-      return;
-    }
-    await refreshMeshes();
-  };
   return (
-    <div class="confirm" role="group" aria-label={`Confirm leaving mesh ${props.mesh}`}>
-      <p>
-        Leave{" "}
-        <strong>{props.mesh}</strong>? This endpoint's services and port mappings in it stop, and
-        its certificate and key are deleted from this agent.
-      </p>
-      <button type="button" class="danger" disabled={busy} onClick={leave}>
-        Yes, leave {props.mesh}
-      </button>
-      <button ref={cancel} type="button" class="secondary" onClick={() => setAsking(false)}>
-        Cancel
-      </button>
-      <ErrorBox message={error} />
-    </div>
+    <ConfirmButton
+      label="Leave mesh…"
+      confirmLabel={`Confirm leaving mesh ${props.mesh}`}
+      large
+      text="Leave mesh…"
+      question={
+        <>
+          Leave{" "}
+          <strong>{props.mesh}</strong>? This endpoint's services and port mappings in it stop, and
+          its certificate and key are deleted from this agent.
+        </>
+      }
+      yes={`Yes, leave ${props.mesh}`}
+      run={async () => {
+        const res = await callApi("DELETE", agentPath(AGENT_PATHS.mesh, { mesh: props.mesh }));
+        if (!res.ok) return res.message;
+        await refreshMeshes();
+      }}
+    />
   );
 }
