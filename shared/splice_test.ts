@@ -1,5 +1,6 @@
 import { deepStrictEqual as assertEquals } from "node:assert/strict";
 import { datagramLeg, framedLeg, type Leg } from "./splice.ts";
+import { concatBytes } from "./concat_bytes.ts";
 
 /** A leg that hands out `chunks` through one reused buffer, as a native connection does. */
 function reusingLeg(chunks: Uint8Array[]): Leg & { written: Uint8Array[] } {
@@ -94,16 +95,6 @@ function chunkedLeg(wire: Uint8Array, size: number): Leg {
   };
 }
 
-function concat(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
-}
-
 Deno.test("datagram legs keep each datagram whole, empty ones included, however the bytes arrive", async () => {
   const datagrams = [0, 1, 100, 3000, 0, 65_507].map((n) =>
     Uint8Array.from({ length: n }, (_, i) => (i * 7 + n) & 255)
@@ -116,7 +107,7 @@ Deno.test("datagram legs keep each datagram whole, empty ones included, however 
   await writer.closeWrite();
   // An empty datagram is a 1-byte frame, never the end frame.
   assertEquals([...out.written[0]], [0, 0, 0, 1, 0]);
-  const wire = concat([...out.written, new Uint8Array([104, 105])]);
+  const wire = concatBytes([...out.written, new Uint8Array([104, 105])]);
   for (const size of [1, 3, 7, 64, 1000, 70_000]) {
     let rest = "";
     const reader = datagramLeg(chunkedLeg(wire, size), (r) => (rest = new TextDecoder().decode(r)));

@@ -16,7 +16,7 @@
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { generateKeyPair, serialOf, x509 } from "../../shared/certs.ts";
-import { renewalMessage } from "../../agent/renew.ts";
+import { renewalMessage } from "@ztm/shared/renewal";
 import { api, eventually, Harness, type LogLine } from "../fixtures/harness.ts";
 import { agentFlags, ztmOk } from "../fixtures/cli_helpers.ts";
 import { inviteFor } from "../fixtures/ca_helpers.ts";
