@@ -61,8 +61,11 @@ interface LinkInfo {
   /** What the state shows: the bootstrap address, or a listed hub's first address. */
   address: string;
   addresses: string[];
-  /** Set for a hub learnt from a hub list: what its certificate said when it was checked. */
+  origin: HubState["origin"];
+  /** For a listed hub: what its certificate said when a hub list last named it. */
   listed?: CheckedHub;
+  /** Adopts the hub's renewed certificates on this link's session. */
+  watch: HubCertificateWatch;
 }
 
 /** The hub links of one mesh. Methods may be called concurrently; none after `close()`. */
@@ -84,13 +87,13 @@ export class HubSet {
   constructor(opts: HubSetOptions) {
     this.#opts = opts;
     for (const address of new Set(opts.config.bootstraps)) {
-      this.#add({ address, addresses: [address] });
+      this.#add({ address, addresses: [address], origin: "bootstrap" });
     }
     for (const addresses of opts.listed ?? []) {
       if (this.links.length >= MAX_HUBS) break;
       if (!addresses.length || addresses.some((a) => this.#holds(a))) continue;
       // Checked again when a hub lists it; until then only its addresses are known.
-      this.#add({ address: addresses[0], addresses, listed: undefined }, true);
+      this.#add({ address: addresses[0], addresses, origin: "listed" });
     }
   }
 
@@ -100,7 +103,7 @@ export class HubSet {
     return false;
   }
 
-  #add(info: LinkInfo, listed = false): HubLink {
+  #add(info: Omit<LinkInfo, "watch">): HubLink {
     const opts = this.#opts;
     const link: HubLink = new HubLink({
       ...opts,
@@ -124,10 +127,10 @@ export class HubSet {
         const holder = this.#claims.get(key);
         if (holder && holder !== link && holder.sessionAlive() && this.#info.has(holder)) {
           // One hub under two addresses: a bootstrap keeps it, a listed duplicate goes.
-          if (this.#listedLinks.has(holder) && !this.#listedLinks.has(link)) {
+          if (this.#isListed(holder) && !this.#isListed(link)) {
             this.#drop(holder, "same hub as a bootstrap");
           } else {
-            if (this.#listedLinks.has(link)) queueMicrotask(() => this.#drop(link, "same hub"));
+            if (this.#isListed(link)) queueMicrotask(() => this.#drop(link, "same hub"));
             return `same hub as ${this.#info.get(holder)!.address}`;
           }
         }
@@ -135,9 +138,6 @@ export class HubSet {
         return undefined;
       },
     });
-    this.#info.set(link, info);
-    if (listed) this.#listedLinks.add(link);
-    this.links.push(link);
     // The session outlives the hub certificate it began with when the hub renews it.
     const watch = new HubCertificateWatch(opts.config, {
       hubCertificate: () => link.hubCertificate(),
@@ -145,7 +145,8 @@ export class HubSet {
       revoked: () => this.revoked(),
       adoptHubRenewal: (serial, notAfter) => link.adoptHubRenewal(serial, notAfter),
     }, opts.log);
-    this.#watches.set(link, watch);
+    this.#info.set(link, { ...info, watch });
+    this.links.push(link);
     if (this.#started) {
       link.start();
       watch.start();
@@ -153,9 +154,10 @@ export class HubSet {
     return link;
   }
 
-  #watches = new Map<HubLink, HubCertificateWatch>();
-  /** Links whose hub came from a hub list (not a bootstrap). */
-  #listedLinks = new Set<HubLink>();
+  /** Whether `link`'s hub came from a hub list (not a bootstrap). */
+  #isListed(link: HubLink): boolean {
+    return this.#info.get(link)?.origin === "listed";
+  }
 
   /** A hub list from `from`'s hub: checks each entry and links to the new hubs (`hub_list.ts`). */
   #onHubs(from: HubLink, hubs: HubListEntry[]): void {
@@ -206,8 +208,8 @@ export class HubSet {
         hub.addresses.some((a) => info.addresses.includes(a))
       );
       if (holder) {
-        const [link, info] = holder;
-        if (this.#listedLinks.has(link)) info.listed = hub;
+        const [, info] = holder;
+        if (info.origin === "listed") info.listed = hub;
         continue;
       }
       if (this.links.length >= MAX_HUBS) {
@@ -223,7 +225,12 @@ export class HubSet {
         addr: hub.addresses.join(","),
         serial: hub.serial,
       });
-      this.#add({ address: hub.addresses[0], addresses: hub.addresses, listed: hub }, true);
+      this.#add({
+        address: hub.addresses[0],
+        addresses: hub.addresses,
+        origin: "listed",
+        listed: hub,
+      });
       added = true;
     }
     if (added) this.#saveListed();
@@ -231,16 +238,15 @@ export class HubSet {
 
   #saveListed(): void {
     this.#opts.onListed?.(
-      [...this.#listedLinks].map((l) => this.#info.get(l)!.addresses),
+      [...this.#info.values()].filter((i) => i.origin === "listed").map((i) => i.addresses),
     );
   }
 
   /** Closes and forgets the listed hubs whose certificate is revoked or has expired. */
   #dropListed(revoked: Set<string>): void {
     const now = Date.now();
-    let dropped = false;
-    for (const link of [...this.#listedLinks]) {
-      const info = this.#info.get(link)!;
+    for (const [link, info] of [...this.#info]) {
+      if (info.origin !== "listed") continue;
       const seen = link.hubCertificate()?.serial;
       // The certificate the hub showed last, else the one its listing carried.
       const serial = seen ?? info.listed?.serial;
@@ -248,25 +254,21 @@ export class HubSet {
       const expired = info.listed && now >= info.listed.notAfter && !link.state().connected;
       if (!gone && !expired) continue;
       this.#drop(link, "its certificate is revoked or has expired");
-      dropped = true;
     }
-    if (dropped) this.#saveListed();
   }
 
   /** Closes and forgets a listed hub's link (`why` goes to the log). */
   #drop(link: HubLink, why: string): void {
     const info = this.#info.get(link);
-    if (!info || !this.#listedLinks.has(link)) return;
+    if (info?.origin !== "listed") return;
     this.#opts.log.warn("listed hub left", {
       mesh: this.#opts.config.name,
       addr: info.address,
       err: why,
     });
-    this.#listedLinks.delete(link);
     this.#info.delete(link);
     this.#data.delete(link);
-    this.#watches.get(link)?.close();
-    this.#watches.delete(link);
+    info.watch.close();
     this.links = this.links.filter((l) => l !== link);
     void link.close();
     this.#saveListed();
@@ -281,7 +283,7 @@ export class HubSet {
   start(): void {
     this.#started = true;
     for (const link of this.links) link.start();
-    for (const watch of this.#watches.values()) watch.start();
+    for (const info of this.#info.values()) info.watch.start();
   }
 
   /** The live links, preferred first: lowest PING round trip, then bootstrap order. */
@@ -301,7 +303,7 @@ export class HubSet {
       const rtt = l.rttMs();
       return {
         address: this.#info.get(l)!.address,
-        origin: this.#listedLinks.has(l) ? "listed" : "bootstrap",
+        origin: this.#info.get(l)!.origin,
         connected: s.connected,
         lastError: s.lastError,
         rttMs: rtt === undefined ? null : Math.round(rtt * 10) / 10,
@@ -486,7 +488,7 @@ export class HubSet {
 
   async close(): Promise<void> {
     this.#closed = true;
-    for (const watch of this.#watches.values()) watch.close();
+    for (const info of this.#info.values()) info.watch.close();
     await Promise.all(this.links.map((l) => l.close()));
   }
 }

@@ -59,11 +59,11 @@ export const DEFAULT_ENROLLMENT_LIMITS: EnrollmentLimits = {
 export class CaRelay {
   constructor(readonly caUrl: string, readonly token: string | undefined) {}
 
-  async #post(method: string, path: string, body: string) {
+  async #call(method: string, path: string, body?: string) {
     const res = await fetch(`${this.caUrl}${path}`, {
       method,
       headers: {
-        "content-type": "application/json",
+        ...(body === undefined ? {} : { "content-type": "application/json" }),
         ...(this.token ? { authorization: `Bearer ${this.token}` } : {}),
       },
       body,
@@ -72,19 +72,24 @@ export class CaRelay {
     return { status: res.status, body: await res.text() };
   }
 
+  /** The CA's hub list (`GET /api/hubs`: announced hubs with live certificates). */
+  hubs(): Promise<{ status: number; body: string }> {
+    return this.#call("GET", "/api/hubs");
+  }
+
   /** Forwards an enrollment; the CA's status and body, whatever they are. */
   enroll(body: string): Promise<{ status: number; body: string }> {
-    return this.#post("POST", "/api/enrollments", body);
+    return this.#call("POST", "/api/enrollments", body);
   }
 
   /** Forwards a renewal. */
   renew(body: string): Promise<{ status: number; body: string }> {
-    return this.#post("POST", "/api/renewals", body);
+    return this.#call("POST", "/api/renewals", body);
   }
 
   /** Tells the CA where this hub is reached, so invites carry it. */
   async announce(serial: string, control: string[], enroll: string[]): Promise<void> {
-    const res = await this.#post(
+    const res = await this.#call(
       "PUT",
       `/api/hubs/${serial}`,
       JSON.stringify({ control, enroll }),

@@ -21,8 +21,8 @@ const MAX_ANSWER_CHARS = 2 * 1024 * 1024;
 
 /** Options of a `HubList`. */
 export interface HubListOptions {
-  caUrl: string;
-  token: string | undefined;
+  /** Asks the CA for its hub list (`CaRelay.hubs`). */
+  ask: () => Promise<{ status: number; body: string }>;
   log: Logger;
   everyMs?: number;
   /** Told the list each time it changes (and the first time it is known). */
@@ -81,12 +81,8 @@ export class HubList {
   async #fetch(): Promise<void> {
     let hubs: HubListEntry[];
     try {
-      const res = await fetch(`${this.#opts.caUrl}/api/hubs`, {
-        headers: this.#opts.token ? { authorization: `Bearer ${this.#opts.token}` } : {},
-        signal: AbortSignal.timeout(15_000),
-      });
-      const body = await res.text();
-      if (res.status !== 200) throw new Error(`the CA answered ${res.status}`);
+      const { status, body } = await this.#opts.ask();
+      if (status !== 200) throw new Error(`the CA answered ${status}`);
       if (body.length > MAX_ANSWER_CHARS) throw new Error("the CA's hub list is too large");
       hubs = entriesOf(JSON.parse(body));
     } catch (err) {

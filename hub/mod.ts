@@ -88,7 +88,7 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
       if (metrics) metrics.revoked(sessionsOf(server, revoked, closedOwners));
       server.applyRevocations(revoked, crlNumber);
       // A revoked hub certificate leaves the CA's hub list.
-      hubList?.refresh();
+      hubList.refresh();
     },
   });
   const metrics = config.metrics;
@@ -119,9 +119,8 @@ export async function startHub(config: HubConfig): Promise<RunningHub> {
     renewals: relay,
   });
   metrics?.watch(() => server.status());
-  const hubList: HubList | undefined = new HubList({
-    caUrl: config.caUrl,
-    token,
+  const hubList = new HubList({
+    ask: () => relay.hubs(),
     log,
     everyMs: config.hubListEveryMs,
     onChange: (hubs) => server.setHubList(hubs),
