@@ -32,7 +32,6 @@ export interface HubListOptions {
 /** Follows the CA's hub list. Call `start()` once, `close()` to stop. */
 export class HubList {
   #opts: HubListOptions;
-  #hubs: HubListEntry[] = [];
   #known = "";
   #timer: ReturnType<typeof setTimeout> | undefined;
   #running: Promise<void> | undefined;
@@ -44,13 +43,9 @@ export class HubList {
     this.#opts = opts;
   }
 
-  /** The newest list (empty until the CA answered once). */
-  get hubs(): HubListEntry[] {
-    return this.#hubs;
-  }
-
+  /** Starts asking, unless a request (the hub's announcement asks at once) already began it. */
   start(): void {
-    this.refresh();
+    if (!this.#running && this.#timer === undefined) this.refresh();
   }
 
   /** Asks the CA now (once more after a request already under way). */
@@ -99,7 +94,6 @@ export class HubList {
     const key = JSON.stringify(hubs);
     if (key === this.#known) return;
     this.#known = key;
-    this.#hubs = hubs;
     this.#opts.log.info("hub list changed", {
       count: hubs.length,
       addr: hubs.flatMap((h) => h.addresses).join(","),
