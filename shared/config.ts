@@ -160,7 +160,9 @@ export function tableArgs(
   spec: CommandSpec,
   section: string,
 ): { args: string[]; problems: ConfigProblem[] } {
-  const flags = new Map<string, FlagSpec>(spec.flags.map((f) => [f.name, f]));
+  const flags = new Map<string, FlagSpec>(
+    spec.flags.flatMap((f) => [f.name, ...(f.oldSpellings ?? [])].map((n) => [n, f])),
+  );
   const args: string[] = [];
   const problems: ConfigProblem[] = [];
   for (const [rawKey, value] of Object.entries(table)) {
@@ -182,7 +184,7 @@ export function tableArgs(
       problems.push({ line, message: `${rawKey}: ${text.error}` });
       continue;
     }
-    if (text !== undefined) args.push(`--${name}=${text}`);
+    if (text !== undefined) args.push(`--${flag.name}=${text}`);
   }
   return { args, problems };
 }

@@ -12,6 +12,7 @@ const SPEC: CommandSpec = {
     { name: "data-dir", kind: "path", default: "~/.ztm-hub", help: "" },
     { name: "max-sessions", kind: "integer", default: "1", help: "" },
     { name: "quiet", kind: "boolean", help: "" },
+    { name: "udp-flows", kind: "integer", default: "2", oldSpellings: ["udp-sessions"], help: "" },
   ],
 };
 
@@ -62,4 +63,10 @@ Deno.test("config: every problem is listed with its line; the file must be a tab
   });
   assert.throws(() => readConfigFile(file("list.json", "[1]")), /must hold a table/);
   assert.throws(() => withConfig(SPEC, ["--config"]), /needs a file/);
+});
+
+Deno.test("config: a key in a flag's old spelling sets that flag", () => {
+  const path = file("hub.toml", "udp-sessions = 5\n[hub]\nudp_sessions = 6\n");
+  assert.deepEqual(withConfig(SPEC, [`--config=${path}`]), ["--udp-flows=5", "--udp-flows=6"]);
+  Deno.removeSync(join(path, ".."), { recursive: true });
 });

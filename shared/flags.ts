@@ -36,6 +36,11 @@ export interface FlagSpec {
   optional?: boolean;
   /** The only values allowed (a `string` flag), listed in `--help`. */
   choices?: string[];
+  /**
+   * Former names still accepted on the command line and as config keys (each
+   * is read as this flag), listed in `--help`, so old service files keep working.
+   */
+  oldSpellings?: string[];
   help: string;
 }
 
@@ -254,7 +259,14 @@ export function usage(spec: CommandSpec): string {
   }
   lines.push("Flags:");
   const all: FlagSpec[] = [
-    ...spec.flags,
+    ...spec.flags.flatMap((f) => [
+      f,
+      ...(f.oldSpellings ?? []).map((old) => ({
+        name: old,
+        kind: f.kind,
+        help: `old spelling of --${f.name}, still accepted`,
+      })),
+    ]),
     { name: "config", kind: "path", help: "read flags from a TOML or JSON file (flags here win)" },
     { name: "help", kind: "boolean", help: "show this help and exit" },
     { name: "version", kind: "boolean", help: "print the version and exit" },
@@ -277,6 +289,7 @@ export function usage(spec: CommandSpec): string {
  */
 export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | "version" {
   if (!args.includes("--help") && !args.includes("--version")) args = withConfig(spec, args);
+  args = withNewSpellings(spec, args);
   const options: Record<string, { type: "string" | "boolean" }> = {
     help: { type: "boolean" },
     version: { type: "boolean" },
@@ -318,6 +331,20 @@ export function parseFlags(spec: CommandSpec, args: string[]): Flags | "help" | 
     }
   }
   return flags;
+}
+
+/** `args` with each old spelling of a flag (`FlagSpec.oldSpellings`) written as its name. */
+function withNewSpellings(spec: CommandSpec, args: string[]): string[] {
+  const names = new Map<string, string>();
+  for (const f of spec.flags) for (const old of f.oldSpellings ?? []) names.set(old, f.name);
+  if (names.size === 0) return args;
+  const end = args.indexOf("--");
+  return args.map((arg, i) => {
+    if (end >= 0 && i > end) return arg;
+    const m = /^--([^=]+)(=.*)?$/s.exec(arg);
+    const name = m && names.get(m[1]);
+    return name ? `--${name}${m[2] ?? ""}` : arg;
+  });
 }
 
 /**

@@ -208,3 +208,26 @@ Deno.test("usage shows positional arguments in the usage line and lists them", (
   assert.equal(text.split("\n")[0], "Usage: ztm thing KIND [NAME] [flags]");
   assert.match(text, /Arguments:\n {2}KIND {2}what to do it to\n {2}NAME {2}which one\n/);
 });
+
+Deno.test("an old spelling of a flag is read as the flag, on the command line and in --help", () => {
+  const spec: CommandSpec = {
+    name: "ztm test",
+    summary: "A command for tests.",
+    flags: [
+      { name: "flows", kind: "integer", default: "4", oldSpellings: ["sessions"], help: "cap" },
+    ],
+  };
+  const read = (args: string[]) => {
+    const flags = parseFlags(spec, args);
+    assert.ok(typeof flags === "object");
+    return flags.integer("flows");
+  };
+  assert.equal(read([]), 4);
+  assert.equal(read(["--sessions=7"]), 7);
+  assert.equal(read(["--sessions", "8"]), 8);
+  // Both spellings name one flag: the last one given wins, as for a repeated flag.
+  assert.equal(read(["--flows=5", "--sessions=6"]), 6);
+  assert.equal(read(["--sessions=6", "--flows=5"]), 5);
+  assert.throws(() => parseFlags(spec, ["--sessions=x"]), /--flows must be a whole number/);
+  assert.match(usage(spec), /^ {2}--sessions=INTEGER +old spelling of --flows, still accepted$/m);
+});
