@@ -57,10 +57,10 @@ export interface MeshOptions {
   crlFile?: string;
   /** Told the pool user a port mapping without one fixed at first use (to store it). */
   poolUserFixed?: (mapping: PortMapping, user: string) => void;
-  /** UDP mappings: a session's idle timeout in ms (`--udp-idle`). */
+  /** UDP mappings: a flow's idle timeout in ms (`--udp-idle`). */
   udpIdleMs?: number;
-  /** UDP mappings: most sessions per mapping (`--udp-sessions`). */
-  udpSessions?: number;
+  /** UDP mappings: most flows per mapping (`--udp-flows`). */
+  udpFlows?: number;
   /** Hubs learnt from hub lists before (`hubs.ts`), dialled besides the bootstraps. */
   listedHubs?: string[][];
   /** Told the hubs learnt from hub lists each time they change (to store them). */
@@ -113,7 +113,7 @@ export class Mesh implements MeshRuntime {
   #manageHandler: ManageHandler | undefined;
   #poolUserFixed: ((mapping: PortMapping, user: string) => void) | undefined;
   #udpIdleMs: number | undefined;
-  #udpSessions: number | undefined;
+  #udpFlows: number | undefined;
   #states = new TunnelStates();
   #signer: Signer;
   #dialer: PairDialer;
@@ -123,7 +123,7 @@ export class Mesh implements MeshRuntime {
     this.name = config.name;
     this.#poolUserFixed = opts.poolUserFixed;
     this.#udpIdleMs = opts.udpIdleMs;
-    this.#udpSessions = opts.udpSessions;
+    this.#udpFlows = opts.udpFlows;
     this.#config = config;
     this.#log = log;
     this.#user = userOf(config.certificate);
@@ -320,7 +320,7 @@ export class Mesh implements MeshRuntime {
       userFixed: this.#poolUserFixed,
       state: this.#states.port(mapping),
       udpIdleMs: this.#udpIdleMs,
-      udpSessions: this.#udpSessions,
+      udpFlows: this.#udpFlows,
     });
     await port.listen();
     this.#ports.set(key, port);

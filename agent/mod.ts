@@ -53,10 +53,10 @@ export interface AgentConfig {
   log?: Logger;
   /** Metrics for `GET /api/metrics` (and `--metrics-listen`); made here when absent. */
   metrics?: AgentMetrics;
-  /** UDP mappings: a session's idle timeout in ms (default 60 s). */
+  /** UDP mappings: a flow's idle timeout in ms (default 60 s). */
   udpIdleMs?: number;
-  /** UDP mappings: most sessions per mapping (default 256). */
-  udpSessions?: number;
+  /** UDP mappings: most flows per mapping (default 256). */
+  udpFlows?: number;
   /** The mesh CA running in this process (`ztm start`), for invites from the dashboard. */
   invites?: InviteMaker;
 }
@@ -100,7 +100,7 @@ export async function startAgent(config: AgentConfig): Promise<RunningAgent> {
       crlFile: join(`${config.database}-crl`, `${encodeURIComponent(cfg.name)}.pem`),
       poolUserFixed: (mapping, user) => store.fixPortUser(cfg.name, mapping, user),
       udpIdleMs: config.udpIdleMs,
-      udpSessions: config.udpSessions,
+      udpFlows: config.udpFlows,
       listedHubs: store.mesh(cfg.name)?.listedHubs ?? [],
       onListedHubs: (listed) => store.setListedHubs(cfg.name, listed),
     });

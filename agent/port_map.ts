@@ -2,7 +2,7 @@
  * A port mapping: a local TCP listener whose every accepted connection is
  * tunneled through the hub to a provider of the mapped service, or for a
  * `udp` mapping a local UDP socket whose client addresses each get a
- * session, tunneled the same way (`udp_map.ts`).
+ * flow, tunneled the same way (`udp_map.ts`).
  *
  * Providers come from the hub's service list: the mapping's `user` (fixed
  * when the mapping was made, or at its first use if nobody offered the name
@@ -27,7 +27,7 @@ import type { HubSet } from "./hubs.ts";
 import type { OpenTunnel, PairDialer } from "./peer/dialer.ts";
 import type { PortMapping } from "./runtime.ts";
 import type { Tally } from "./tunnel_state.ts";
-import { DEFAULT_UDP_IDLE_MS, DEFAULT_UDP_SESSIONS, UdpMap } from "./udp_map.ts";
+import { DEFAULT_UDP_FLOWS, DEFAULT_UDP_IDLE_MS, UdpMap } from "./udp_map.ts";
 
 /** Pair failures on the way (no answer from the provider itself): worth one more try. */
 const RETRYABLE_CODES = new Set(["pair_failed", "peer_closed", "data_port_unreachable"]);
@@ -58,10 +58,10 @@ export interface PortMapOptions {
   userFixed?: (mapping: PortMapping, user: string) => void;
   /** Where the mapping's tunnel outcomes and bytes are counted. */
   state?: Tally;
-  /** UDP mappings: a session's idle timeout (default `DEFAULT_UDP_IDLE_MS`). */
+  /** UDP mappings: a flow's idle timeout (default `DEFAULT_UDP_IDLE_MS`). */
   udpIdleMs?: number;
-  /** UDP mappings: most sessions at once (default `DEFAULT_UDP_SESSIONS`). */
-  udpSessions?: number;
+  /** UDP mappings: most flows at once (default `DEFAULT_UDP_FLOWS`). */
+  udpFlows?: number;
 }
 
 /** One listening port mapping. */
@@ -89,7 +89,7 @@ export class PortMap {
         ip: mapping.ip,
         port: mapping.port,
         idleMs,
-        maxSessions: this.#opts.udpSessions ?? DEFAULT_UDP_SESSIONS,
+        maxFlows: this.#opts.udpFlows ?? DEFAULT_UDP_FLOWS,
         log,
         mesh,
         label: `udp/${mapping.target.service}`,
@@ -169,7 +169,7 @@ export class PortMap {
   }
 
   /**
-   * Opens a tunnel (a UDP session when `idleMs` is given) to the pool's next
+   * Opens a tunnel (a UDP flow when `idleMs` is given) to the pool's next
    * provider, skipping to the next one that refuses or fails while `alive()`
    * (the client still wants it); throws the last failure, or `client_gone` (503) when the
    * client left. Each failure is logged and counted.

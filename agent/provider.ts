@@ -27,7 +27,7 @@ import type { TunnelCaller } from "@ztm/shared/protocol";
 import { connLeg, type DatagramLeg, type Leg, splice } from "@ztm/shared/splice";
 import type { LocalService } from "./runtime.ts";
 import type { TunnelStates } from "./tunnel_state.ts";
-import { RECEIVE_BUFFER_BYTES, SESSION_QUEUE_BYTES, SESSION_QUEUE_DATAGRAMS } from "./udp_map.ts";
+import { FLOW_QUEUE_BYTES, FLOW_QUEUE_DATAGRAMS, RECEIVE_BUFFER_BYTES } from "./udp_map.ts";
 
 function closeQuietly(conn: { close(): void }): void {
   try {
@@ -36,17 +36,17 @@ function closeQuietly(conn: { close(): void }): void {
 }
 
 const CONNECT_TIMEOUT_MS = 5_000;
-/** How long a UDP session that sent its end frame waits for the caller's. */
+/** How long a UDP flow that sent its end frame waits for the caller's. */
 const UDP_END_WAIT_MS = 5_000;
 
-/** A UDP session's socket toward its target, and the target's resolved address. */
+/** A UDP flow's socket toward its target, and the target's resolved address. */
 interface UdpTarget {
   sock: Deno.DatagramConn;
   addr: Deno.NetAddr;
 }
 
 /**
- * Resolves `host` (once per session) and binds the session's own socket: on
+ * Resolves `host` (once per flow) and binds the flow's own socket: on
  * loopback for a loopback target, else on any address of the target's family.
  */
 async function openUdpTarget(host: string, port: number): Promise<UdpTarget> {
@@ -197,9 +197,9 @@ export class Provider {
       return await this.#serveExit(s, service, caller);
     }
     if (s.proto === "udp") {
-      let session: UdpTarget;
+      let udpTarget: UdpTarget;
       try {
-        session = await openUdpTarget(s.host, s.port);
+        udpTarget = await openUdpTarget(s.host, s.port);
       } catch (err) {
         throw this.#targetRefused(
           service,
@@ -211,7 +211,7 @@ export class Provider {
         MAX_UDP_IDLE_MS,
         Math.max(MIN_UDP_IDLE_MS, service.idleMs ?? UDP_IDLE_MS),
       );
-      return (leg) => this.#relayUdp(s, caller, session, idleMs, leg);
+      return (leg) => this.#relayUdp(s, caller, udpTarget, idleMs, leg);
     }
     let target: Deno.TcpConn;
     try {
@@ -341,10 +341,10 @@ export class Provider {
   }
 
   /**
-   * Relays one UDP session: datagrams from the leg go to the target from the
-   * session's own socket, datagrams from the target (only from its address)
+   * Relays one UDP flow: datagrams from the leg go to the target from the
+   * flow's own socket, datagrams from the target (only from its address)
    * come back one frame each. After `idleMs` without a datagram either way
-   * the socket closes and the end frame goes out; the session is clean once
+   * the socket closes and the end frame goes out; the flow is clean once
    * the caller's end frame arrived too.
    */
   async #relayUdp(
@@ -355,7 +355,7 @@ export class Provider {
     leg: Leg,
   ): Promise<boolean> {
     const label = `${service.proto}/${service.name}`;
-    this.#log.info("udp session accepted", {
+    this.#log.info("udp flow accepted", {
       mesh: this.#mesh,
       service: label,
       user: caller.user,
@@ -387,7 +387,7 @@ export class Provider {
           if (d === null) break;
           last = Date.now();
           if (closed) {
-            tally?.drop(); // the session is ending: too late for the target
+            tally?.drop(); // the flow is ending: too late for the target
             continue;
           }
           try {
@@ -420,8 +420,8 @@ export class Provider {
           }
           last = Date.now();
           if (
-            d.byteLength > MAX_DATAGRAM_BYTES || queue.length >= SESSION_QUEUE_DATAGRAMS ||
-            queued + d.byteLength > SESSION_QUEUE_BYTES
+            d.byteLength > MAX_DATAGRAM_BYTES || queue.length >= FLOW_QUEUE_DATAGRAMS ||
+            queued + d.byteLength > FLOW_QUEUE_BYTES
           ) {
             tally?.drop();
             continue;

@@ -1,17 +1,17 @@
 /**
  * The datagram side of a `udp` port mapping: one local UDP socket, and a
- * session per client address (source ip:port), each a UDP tunnel (protocol
+ * flow per client address (source ip:port), each a UDP tunnel (protocol
  * 2.1) on its own pair connection to a provider, so replies go back to the
  * client that asked.
  *
- * Bounds: at most `maxSessions` sessions (datagrams from new addresses past
- * that are dropped and counted); each session queues at most
- * `SESSION_QUEUE_DATAGRAMS` datagrams (`SESSION_QUEUE_BYTES`) while its
+ * Bounds: at most `maxFlows` flows (datagrams from new addresses past
+ * that are dropped and counted); each flow queues at most
+ * `FLOW_QUEUE_DATAGRAMS` datagrams (`FLOW_QUEUE_BYTES`) while its
  * tunnel opens or is busy, so a client that floods loses its own excess and
- * nobody else's: the receive loop never waits for a session. A session ends
+ * nobody else's: the receive loop never waits for a flow. A flow ends
  * after `idleMs` without a datagram either way (its pair goes back to the
- * pool); datagrams that arrive for a session that is ending are dropped and
- * counted, as are replies for a client whose session is gone. A session whose
+ * pool); datagrams that arrive for a flow that is ending are dropped and
+ * counted, as are replies for a client whose flow is gone. A flow whose
  * tunnel could not open stays, dropping, for `FAILED_HOLD_MS`, so a client
  * that keeps sending to a dead service costs one attempt per hold.
  */
@@ -21,27 +21,27 @@ import type { Leg } from "@ztm/shared/splice";
 import type { OpenTunnel } from "./peer/dialer.ts";
 import type { Tally } from "./tunnel_state.ts";
 
-/** Datagrams one session queues toward its tunnel before it drops. */
-export const SESSION_QUEUE_DATAGRAMS = 256;
-/** Bytes one session queues toward its tunnel before it drops. */
-export const SESSION_QUEUE_BYTES = 1024 * 1024;
-/** How long a session whose tunnel failed drops its client's datagrams before the next try. */
+/** Datagrams one flow queues toward its tunnel before it drops. */
+export const FLOW_QUEUE_DATAGRAMS = 256;
+/** Bytes one flow queues toward its tunnel before it drops. */
+export const FLOW_QUEUE_BYTES = 1024 * 1024;
+/** How long a flow whose tunnel failed drops its client's datagrams before the next try. */
 export const FAILED_HOLD_MS = 1_000;
 /** A receive buffer: the largest UDP payload over IPv6 fits, so nothing is truncated. */
 export const RECEIVE_BUFFER_BYTES = 65_536;
-/** How long an ending session waits for the provider's end frame. */
+/** How long an ending flow waits for the provider's end frame. */
 const END_WAIT_MS = 5_000;
-/** Default idle timeout of a mapping's sessions (`--udp-idle`). */
+/** Default idle timeout of a mapping's flows (`--udp-idle`). */
 export const DEFAULT_UDP_IDLE_MS = 60_000;
-/** Default cap on one mapping's sessions (`--udp-sessions`). */
-export const DEFAULT_UDP_SESSIONS = 256;
+/** Default cap on one mapping's flows (`--udp-flows`). */
+export const DEFAULT_UDP_FLOWS = 256;
 
 /** Options for `UdpMap`. */
 export interface UdpMapOptions {
   ip: string;
   port: number;
   idleMs: number;
-  maxSessions: number;
+  maxFlows: number;
   log: Logger;
   mesh: string;
   /** `udp/NAME`, for logs. */
@@ -51,7 +51,7 @@ export interface UdpMapOptions {
   state?: Tally;
 }
 
-interface Session {
+interface Flow {
   key: string;
   addr: Deno.NetAddr;
   queue: Uint8Array[];
@@ -65,11 +65,11 @@ interface Session {
   leg?: Leg;
 }
 
-/** The sessions of one udp mapping. `listen()` once; `close()` ends everything. */
+/** The flows of one udp mapping. `listen()` once; `close()` ends everything. */
 export class UdpMap {
   #opts: UdpMapOptions;
   #sock: Deno.DatagramConn | undefined;
-  #sessions = new Map<string, Session>();
+  #flows = new Map<string, Flow>();
   #timer: ReturnType<typeof setInterval> | undefined;
   #receiving: Promise<void> | undefined;
   #capLogged = 0;
@@ -78,9 +78,9 @@ export class UdpMap {
     this.#opts = opts;
   }
 
-  /** Sessions live now. */
-  get sessions(): number {
-    return this.#sessions.size;
+  /** Flows live now. */
+  get flows(): number {
+    return this.#flows.size;
   }
 
   /** Binds the socket. Throws Deno's `AddrInUse`, `AddrNotAvailable` or `PermissionDenied`. */
@@ -93,7 +93,7 @@ export class UdpMap {
     this.#receiving = this.#receive(sock);
   }
 
-  /** Closes the socket and every session (their pairs are closed, not pooled). */
+  /** Closes the socket and every flow (their pairs are closed, not pooled). */
   async close(): Promise<void> {
     clearInterval(this.#timer);
     const sock = this.#sock;
@@ -101,12 +101,12 @@ export class UdpMap {
     try {
       sock?.close();
     } catch { /* already closed */ }
-    for (const s of this.#sessions.values()) {
+    for (const s of this.#flows.values()) {
       s.phase = "ending";
       s.leg?.abort();
       s.wake?.();
     }
-    this.#sessions.clear();
+    this.#flows.clear();
     await this.#receiving;
   }
 
@@ -130,26 +130,26 @@ export class UdpMap {
       }
       const now = Date.now();
       const key = `${from.hostname}|${from.port}`;
-      let s = this.#sessions.get(key);
+      let s = this.#flows.get(key);
       if (s?.phase === "failed" && now >= s.until) {
-        this.#sessions.delete(key);
+        this.#flows.delete(key);
         s = undefined;
       }
       if (!s) {
-        if (this.#sessions.size >= this.#opts.maxSessions) {
+        if (this.#flows.size >= this.#opts.maxFlows) {
           state?.drop();
           if (now - this.#capLogged >= 10_000) {
             this.#capLogged = now;
-            this.#opts.log.warn("udp session cap reached", {
+            this.#opts.log.warn("udp flow cap reached", {
               mesh: this.#opts.mesh,
               service: this.#opts.label,
-              count: this.#sessions.size,
+              count: this.#flows.size,
             });
           }
           continue;
         }
         s = { key, addr: from, queue: [], queuedBytes: 0, last: now, phase: "opening", until: 0 };
-        this.#sessions.set(key, s);
+        this.#flows.set(key, s);
         this.#run(s, sock);
       }
       if (s.phase === "ending" || s.phase === "failed" || data.byteLength > MAX_DATAGRAM_BYTES) {
@@ -157,8 +157,8 @@ export class UdpMap {
         continue;
       }
       if (
-        s.queue.length >= SESSION_QUEUE_DATAGRAMS ||
-        s.queuedBytes + data.byteLength > SESSION_QUEUE_BYTES
+        s.queue.length >= FLOW_QUEUE_DATAGRAMS ||
+        s.queuedBytes + data.byteLength > FLOW_QUEUE_BYTES
       ) {
         state?.drop(); // this client sends faster than its tunnel carries: its own loss
         continue;
@@ -171,15 +171,15 @@ export class UdpMap {
     }
   }
 
-  /** One session's life: open its tunnel, relay both ways, end it cleanly. */
-  async #run(s: Session, sock: Deno.DatagramConn): Promise<void> {
+  /** One flow's life: open its tunnel, relay both ways, end it cleanly. */
+  async #run(s: Flow, sock: Deno.DatagramConn): Promise<void> {
     const { log, mesh, label, state } = this.#opts;
-    const alive = () => this.#sessions.get(s.key) === s && s.phase === "opening";
+    const alive = () => this.#flows.get(s.key) === s && s.phase === "opening";
     let tunnel: OpenTunnel;
     try {
       tunnel = await this.#opts.open(alive);
     } catch (err) {
-      log.warn("udp session failed", { mesh, service: label, err: errText(err) });
+      log.warn("udp flow failed", { mesh, service: label, err: errText(err) });
       if (s.queue.length) state?.drop(s.queue.length);
       s.queue = [];
       s.queuedBytes = 0;
@@ -187,7 +187,7 @@ export class UdpMap {
       s.until = Date.now() + FAILED_HOLD_MS;
       return;
     }
-    if (this.#sessions.get(s.key) !== s || s.phase !== "opening") {
+    if (this.#flows.get(s.key) !== s || s.phase !== "opening") {
       tunnel.leg.abort();
       tunnel.release(false);
       return;
@@ -265,11 +265,11 @@ export class UdpMap {
     }
     if (clean) leg.close();
     tunnel.release(clean);
-    if (this.#sessions.get(s.key) === s) this.#sessions.delete(s.key);
+    if (this.#flows.get(s.key) === s) this.#flows.delete(s.key);
   }
 
   /** Stops taking datagrams for `s` and lets its writer send the end frame. */
-  #end(s: Session): void {
+  #end(s: Flow): void {
     if (s.phase !== "open") return;
     s.phase = "ending";
     s.wake?.();
@@ -277,9 +277,9 @@ export class UdpMap {
 
   #sweep(): void {
     const now = Date.now();
-    for (const s of this.#sessions.values()) {
+    for (const s of this.#flows.values()) {
       if (s.phase === "open" && now - s.last >= this.#opts.idleMs) this.#end(s);
-      else if (s.phase === "failed" && now >= s.until) this.#sessions.delete(s.key);
+      else if (s.phase === "failed" && now >= s.until) this.#flows.delete(s.key);
     }
   }
 }

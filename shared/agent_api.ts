@@ -249,8 +249,8 @@ export interface TunnelState {
   bytesDown: number;
   /**
    * UDP only: datagrams dropped on purpose (over the size limit, for a
-   * session that is closing, over a session's queue or the session cap, or
-   * not from the target). `open` and `connections` count sessions.
+   * flow that is closing, over a flow's queue or the flow cap, or
+   * not from the target). `open` and `connections` count flows.
    */
   dropped?: number;
 }

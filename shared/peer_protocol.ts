@@ -44,9 +44,9 @@
  *    no ticket. A's first hello and first open go in one write, and so do
  *    B's answers, so a fresh pair costs one round trip after the handshake.
  *
- * 5. UDP sessions (revision 2.1, {@link PEER_PROTOCOL_REVISION}). `open`
+ * 5. UDP flows (revision 2.1, {@link PEER_PROTOCOL_REVISION}). `open`
  *    with `proto:"udp"` (and `idleMs`, the caller's idle timeout) opens one
- *    datagram session: one client address on A's side, one UDP socket toward
+ *    datagram flow: one client address on A's side, one UDP socket toward
  *    the target on B's. B checks access once, on this `open`, before any
  *    datagram reaches the target. Both directions then carry datagram
  *    frames: the same 4-byte length, then one kind byte (0 = datagram) and
@@ -54,7 +54,7 @@
  *    merged) and an empty datagram is the 1-byte frame `0`; length 0 still
  *    ends a direction. A frame longer than {@link MAX_DATAGRAM_BYTES} + 1,
  *    or of another kind, is a protocol error that closes the pair. Either
- *    side ends the session after `idleMs` without a datagram either way (B
+ *    side ends the flow after `idleMs` without a datagram either way (B
  *    caps it at {@link MAX_UDP_IDLE_MS}) by sending its end frame; the other
  *    answers with its own, and the pair goes back to A's pool. A provider
  *    without revision 2.1 answers `error` 404 `unknown_service` (it has no
@@ -71,7 +71,7 @@
  *   endpoints (an attack review: a separator let fields shift, and a hello
  *   was good at any endpoint of the server's user); providers close pairs
  *   idle {@link PROVIDER_IDLE_MS} and cap pairs per caller user and in all.
- * - 2.1: `udp/NAME` services and UDP sessions (step 5): `open` gains
+ * - 2.1: `udp/NAME` services and UDP flows (step 5): `open` gains
  *   `proto:"udp"` and `idleMs`; datagram frames. Additive: hellos, TCP
  *   tunnels and the version number are unchanged.
  */
@@ -79,16 +79,16 @@
 /** Version of the pair protocol (the same number as the control protocol). */
 export const PEER_PROTOCOL_VERSION = 2;
 
-/** Additions since the version was set (2.1: UDP sessions, step 5 above). */
+/** Additions since the version was set (2.1: UDP flows, step 5 above). */
 export const PEER_PROTOCOL_REVISION = 1;
 
-/** Largest datagram a UDP session carries (the largest IPv4 UDP payload). */
+/** Largest datagram a UDP flow carries (the largest IPv4 UDP payload). */
 export const MAX_DATAGRAM_BYTES = 65_507;
 /** Kind byte of a datagram frame. */
 export const DATAGRAM_KIND = 0;
-/** Default idle timeout of a UDP session. */
+/** Default idle timeout of a UDP flow. */
 export const UDP_IDLE_MS = 60_000;
-/** Longest idle timeout a provider grants a UDP session. */
+/** Longest idle timeout a provider grants a UDP flow. */
 export const MAX_UDP_IDLE_MS = 600_000;
 /** Shortest idle timeout a provider grants (a caller asking less gets this). */
 export const MIN_UDP_IDLE_MS = 100;
@@ -203,7 +203,7 @@ export interface PeerHello {
 export type PeerRequest = PeerHello | PeerOpen;
 
 /**
- * Opens a tunnel to service `proto/name` (a UDP session for `udp`, step 5).
+ * Opens a tunnel to service `proto/name` (a UDP flow for `udp`, step 5).
  * `to` only with {@link EXIT_SERVICE}:
  * where the exit should connect (checked against the exit's list by the
  * provider, never trusted).
@@ -213,7 +213,7 @@ export interface PeerOpen {
   proto: "tcp" | "udp";
   name: string;
   to?: { host: string; port: number };
-  /** `udp` only (revision 2.1): the caller's idle timeout for the session, ms. */
+  /** `udp` only (revision 2.1): the caller's idle timeout for the flow, ms. */
   idleMs?: number;
 }
 

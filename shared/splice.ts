@@ -181,7 +181,7 @@ export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
 }
 
 /**
- * A leg that carries datagrams over `base` (a UDP session, protocol 2.1):
+ * A leg that carries datagrams over `base` (a UDP flow, protocol 2.1):
  * each `write` is one frame (4-byte length, kind byte 0, the datagram) and
  * each `read` returns one whole datagram (valid until the next read), so
  * boundaries are kept and an empty datagram is a 1-byte frame. Length 0 ends
@@ -195,7 +195,7 @@ export interface DatagramLeg extends Leg {
   /**
    * Writes `datagrams` (each at most `MAX_DATAGRAM_BYTES`, else `RangeError`
    * before anything is sent) as consecutive frames in one write: a busy
-   * session costs one TLS record and one syscall per batch, not per datagram.
+   * flow costs one TLS record and one syscall per batch, not per datagram.
    */
   writeBatch(datagrams: Uint8Array[]): Promise<void>;
 }

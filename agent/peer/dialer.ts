@@ -35,7 +35,7 @@ import { PairLink, writeAll } from "./pair_link.ts";
 
 /**
  * The service a tunnel goes to: a TCP service (`to` only for an exit,
- * `EXIT_SERVICE`), or a UDP session on a UDP one, with the idle timeout the
+ * `EXIT_SERVICE`), or a UDP flow on a UDP one, with the idle timeout the
  * provider should keep (it may cap it).
  */
 export interface TunnelService {
@@ -84,7 +84,7 @@ interface Pair {
 /** An open tunnel on a pair: its framed leg, and `release` once the splice ended. */
 export interface OpenTunnel {
   leg: Leg;
-  /** UDP sessions: the same leg, with batched writes. */
+  /** UDP flows: the same leg, with batched writes. */
   datagrams?: DatagramLeg;
   release(clean: boolean): void;
   peer: CheckedPeer;

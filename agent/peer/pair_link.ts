@@ -85,7 +85,7 @@ export class PairLink {
     return framedLeg(this.#base(), (rest) => this.unread(rest));
   }
 
-  /** One UDP session's datagram frames over this link (protocol 2.1); otherwise as `framed()`. */
+  /** One UDP flow's datagram frames over this link (protocol 2.1); otherwise as `framed()`. */
   datagrams(): DatagramLeg {
     return datagramLeg(this.#base(), (rest) => this.unread(rest));
   }

@@ -82,7 +82,7 @@ Deno.test("udp services and port mappings carry datagrams end to end", async (t)
   await using h = new Harness();
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
-  const udpArgs = ["--udp-idle=1", "--udp-sessions=400"];
+  const udpArgs = ["--udp-idle=1", "--udp-flows=400"];
   const [alice, bob, carol] = await Promise.all([
     (async () =>
       startJoinedAgent(h, hub.address, await issueUser(ca.url, "alice"), "alice-ep", udpArgs))(),
@@ -205,7 +205,7 @@ Deno.test("udp services and port mappings carry datagrams end to end", async (t)
       // Loss on loopback can only be a full socket receive buffer (208 KiB by default; Deno
       // cannot enlarge one): the mapping's socket and the echo target each take 100 clients'
       // datagrams. The kernel counts every such drop. ztm drops on purpose only what it counts:
-      // a datagram that meets its session ending (a client whose window stalled on lost
+      // a datagram that meets its flow ending (a client whose window stalled on lost
       // datagrams idles past `--udp-idle=1`).
       const overflows = (await udpKernelDrops()) - overflowsBefore;
       const dropped = (await droppedBy(alice, bob, echoPort)) - droppedBefore;
@@ -247,18 +247,18 @@ Deno.test("udp services and port mappings carry datagrams end to end", async (t)
     assert(state.dropped > 0, `denied datagrams counted as dropped: ${JSON.stringify(state)}`);
   });
 
-  await t.step("sessions end after the idle timeout and show in the mapping's state", async () => {
+  await t.step("flows end after the idle timeout and show in the mapping's state", async () => {
     const c = new UdpClient();
     try {
       assert(await c.ask(new Uint8Array([1, 2, 3]), echoPort) !== null);
       const open = (await mappingState(alice, echoPort)).open;
-      assert(open >= 1, `a session is open: ${open}`);
+      assert(open >= 1, `a flow is open: ${open}`);
       await eventually(
         async () => (await mappingState(alice, echoPort)).open === 0,
         10_000,
-        "the idle session ended",
+        "the idle flow ended",
       );
-      // After the timeout the same client gets a fresh session.
+      // After the timeout the same client gets a fresh flow.
       assert(await c.ask(new Uint8Array([4]), echoPort) !== null);
     } finally {
       c.close();
@@ -273,11 +273,11 @@ Deno.test("udp services and port mappings carry datagrams end to end", async (t)
   });
 });
 
-Deno.test("a udp mapping's session cap drops new clients past it, and a flood is its sender's loss", async () => {
+Deno.test("a udp mapping's flow cap drops new clients past it, and a flood is its sender's loss", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
-  const args = ["--udp-idle=30", "--udp-sessions=3"];
+  const args = ["--udp-idle=30", "--udp-flows=3"];
   const [alice, bob] = await Promise.all([
     (async () =>
       startJoinedAgent(h, hub.address, await issueUser(ca.url, "alice"), "alice-ep", args))(),
@@ -288,11 +288,11 @@ Deno.test("a udp mapping's session cap drops new clients past it, and a flood is
   await addUdpService(bob, "echo", echo.port, ["alice"]);
   const port = await freePort();
   await addUdpMapping(alice, port, "echo");
-  await waitAnswers(port); // one session, left to idle
+  await waitAnswers(port); // one flow, left to idle
   const clients = [new UdpClient(), new UdpClient(), new UdpClient()];
   try {
-    assert(await clients[0].ask(new Uint8Array([1]), port) !== null, "second session");
-    assert(await clients[1].ask(new Uint8Array([2]), port) !== null, "third session");
+    assert(await clients[0].ask(new Uint8Array([1]), port) !== null, "second flow");
+    assert(await clients[1].ask(new Uint8Array([2]), port) !== null, "third flow");
     const before = (await mappingState(alice, port)).dropped;
     assertEquals((await mappingState(alice, port)).open, 3);
     await clients[2].send(new Uint8Array([3]), port);
