@@ -1,7 +1,7 @@
 /**
  * The client's own failure modes over real loopback sockets: nobody listening,
  * and a listener that never answers. (Answers and refusals of a real agent are
- * tested in tests/cli_*_test.ts; error bodies in shared/errors_test.ts.)
+ * tested in tests/cli/cli_*_test.ts; error bodies in shared/errors_test.ts.)
  */
 import assert from "node:assert/strict";
 import { GatewayTimeout, ServiceUnavailable } from "@ztm/shared/errors";
