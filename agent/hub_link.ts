@@ -1,6 +1,7 @@
 /**
  * The agent's link to a hub: one HTTP/2 session over mutual TLS, its control
- * stream, and requests and tunnel streams on that session.
+ * stream, and requests on that session (tunnels run on pair connections
+ * through the hub's data port, `peer/`).
  *
  * The hub's certificate must chain to the mesh CA, name the dialled host and
  * carry the serverAuth role (`hub_identity.ts`), and not be on the newest
@@ -513,7 +514,7 @@ export class HubLink {
         this.#refusals.refused(err instanceof ZtmError ? err.code : "handler_failed", errText(err)),
       message: (msg) => {
         // One welcome per control stream, and nothing but an error before it: a second welcome
-        // would start a second PING timer and drain the data pool again.
+        // would start a second PING timer and send the services again.
         if (msg.type === "welcome" ? welcomed : !welcomed && msg.type !== "error") {
           this.#refusals.refused("out_of_order", `Hub message "${msg.type}" out of order`);
           return;

@@ -208,6 +208,15 @@ export class Renewal {
   }
 }
 
+/** The one hub session a `HubCertificateWatch` keeps (a `HubLink` and the mesh's CRL). */
+export interface WatchedHub {
+  hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined;
+  /** The address the session dialled, null when not connected. */
+  address(): string | null;
+  revoked(): Set<string>;
+  adoptHubRenewal(serial: string, notAfter: number): void;
+}
+
 /**
  * Keeps a hub session past the hub certificate it was opened with (one watch per hub
  * of the mesh, `hubs.ts`): when the hub renews its
@@ -218,15 +227,6 @@ export class Renewal {
  * half of what is left of the old certificate has passed, then halve their wait (at least
  * 1 s, at most a day).
  */
-/** The one hub session a `HubCertificateWatch` keeps (a `HubLink` and the mesh's CRL). */
-export interface WatchedHub {
-  hubCertificate(): { serial: string; notAfter: number; raw: Uint8Array } | undefined;
-  /** The address the session dialled, null when not connected. */
-  address(): string | null;
-  revoked(): Set<string>;
-  adoptHubRenewal(serial: string, notAfter: number): void;
-}
-
 export class HubCertificateWatch {
   #config: MeshConfig;
   #runtime: WatchedHub;

@@ -413,7 +413,6 @@ export class AgentStore {
     });
   }
 
-  /** Closes the database; no method may be called afterwards. */
   /** The mesh's remote-management policy (the default until one is set). */
   policy(mesh: string): Policy {
     const row = this.#db.prepare("SELECT policy FROM policies WHERE mesh = ?").get(mesh) as
@@ -543,6 +542,7 @@ export class AgentStore {
     return { items: rows as unknown as AuditEntry[], total };
   }
 
+  /** Closes the database; no method may be called afterwards. */
   close(): void {
     this.#db.close();
   }

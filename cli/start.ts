@@ -50,7 +50,7 @@ export const START_COMMAND: CommandSpec = {
       name: "data-listen",
       kind: "address",
       optional: true,
-      help: "the hub's TLS data port (default: the hub's address, port + 1)",
+      help: "the hub's data port (default: the hub's address, port + 1)",
     },
     {
       name: "agent-listen",

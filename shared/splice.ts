@@ -180,16 +180,6 @@ export function framedLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): Leg {
   };
 }
 
-/**
- * A leg that carries datagrams over `base` (a UDP flow, protocol 2.1):
- * each `write` is one frame (4-byte length, kind byte 0, the datagram) and
- * each `read` returns one whole datagram (valid until the next read), so
- * boundaries are kept and an empty datagram is a 1-byte frame. Length 0 ends
- * the direction as in {@link framedLeg}, and `onEnd` gets the bytes read past
- * it. A frame over `MAX_DATAGRAM_BYTES` + 1 or of another kind throws (the
- * pair is then closed); `write` of a datagram over the limit throws
- * `RangeError` before anything is sent (callers drop and count it first).
- */
 /** A datagram leg that can also write several datagrams in one write of the connection below. */
 export interface DatagramLeg extends Leg {
   /**
@@ -200,6 +190,16 @@ export interface DatagramLeg extends Leg {
   writeBatch(datagrams: Uint8Array[]): Promise<void>;
 }
 
+/**
+ * A leg that carries datagrams over `base` (a UDP flow, protocol 2.1):
+ * each `write` is one frame (4-byte length, kind byte 0, the datagram) and
+ * each `read` returns one whole datagram (valid until the next read), so
+ * boundaries are kept and an empty datagram is a 1-byte frame. Length 0 ends
+ * the direction as in {@link framedLeg}, and `onEnd` gets the bytes read past
+ * it. A frame over `MAX_DATAGRAM_BYTES` + 1 or of another kind throws (the
+ * pair is then closed); `write` of a datagram over the limit throws
+ * `RangeError` before anything is sent (callers drop and count it first).
+ */
 export function datagramLeg(base: Leg, onEnd?: (rest: Uint8Array) => void): DatagramLeg {
   let pending: Uint8Array = new Uint8Array(0);
   let eof = false;

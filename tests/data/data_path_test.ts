@@ -323,7 +323,7 @@ Deno.test("a fast client through a new mapping grows no process by what it sends
   await using h = new Harness();
   const m = await startMeshOf(h, ["alice", "bob"]);
   // A sink target that reads as fast as it can; no round trip first, so the first
-  // tunnel is the mapping's first (a fresh data connection), the next ones ride its link.
+  // tunnel is the mapping's first (a fresh data connection), the next ones ride its pair.
   const sink = Deno.listen({ hostname: "127.0.0.1", port: 0 });
   let sunk = 0;
   const sinking = (async () => {
