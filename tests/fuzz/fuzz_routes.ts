@@ -4,6 +4,7 @@
  * for the mutators). Valid requests use the fuzzer's own names, so that what
  * a run may change never includes the members the run itself needs.
  */
+import { parseCertificate } from "@ztm/shared/certs";
 import { HUB_PATHS } from "@ztm/shared/protocol";
 import { type SignedRequest, signRequest } from "@ztm/shared/signed_request";
 import type { UserFiles } from "../fixtures/harness.ts";
@@ -47,6 +48,7 @@ const JSON_TYPE = { "content-type": "application/json" };
 /** The routes, each with its valid request and the ways it is bent. */
 export function fuzzRoutes(m: FuzzMesh): FuzzRoute<MeshRequest>[] {
   const ep = m.alice.endpointId;
+  const bobSerial = parseCertificate(m.bob.certificate).serialNumber.toLowerCase();
   const agentAuth = { authorization: `Bearer ${m.agentToken}` };
   const caRoute = (
     name: string,
@@ -294,11 +296,16 @@ export function fuzzRoutes(m: FuzzMesh): FuzzRoute<MeshRequest>[] {
       }`,
       stream: true,
     })),
-    hubRoute("POST /api/sessions/:sid", (rng) => ({
+    hubRoute("POST /api/renewals", (rng) => ({
       method: method(rng, "POST"),
-      path: `/api/sessions/${segment(rng, crypto.randomUUID(), 0.3)}`,
-      body: rng.chance(0.5) ? jsonBody(rng, {}, 1) : undefined,
-      stream: true,
+      path: HUB_PATHS.renewals,
+      // Bob's own serial, so most reach the CA, which refuses the unsigned renewal.
+      body: jsonBody(rng, {
+        serial: bobSerial,
+        csr: "-----BEGIN CERTIFICATE REQUEST-----",
+        time: Date.now(),
+        signature: "AAAA",
+      }),
     })),
     hubRoute("POST /api/endpoints/:id/manage", async (rng) => {
       const name = fzName(rng);
