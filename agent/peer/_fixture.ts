@@ -1,6 +1,6 @@
 /**
  * Test helpers of the end-to-end pair tests (`listener_test.ts`, `identity_test.ts`,
- * `attack_test.ts`): a splicer that pairs two connections presenting the same ticket, as a
+ * `listener_attack_test.ts`): a splicer that pairs two connections presenting the same ticket, as a
  * hub's data port does (and as an attacker's hub might), a loopback echo target that counts
  * its connections, and a pair signer for a user of a test CA.
  */
