@@ -29,32 +29,13 @@ import {
   x509,
 } from "./certs.ts";
 import { BadRequest } from "./errors.ts";
+import { run } from "../tests/fixtures/harness.ts";
 
 const SIGNING = { name: "ECDSA", hash: "SHA-256" };
 
 /** Runs openssl; throws with its stderr on failure unless `allowFail`. */
-async function openssl(args: string[], stdin?: string, allowFail = false) {
-  const child = new Deno.Command("openssl", {
-    args,
-    stdin: stdin === undefined ? "null" : "piped",
-    stdout: "piped",
-    stderr: "piped",
-  }).spawn();
-  if (stdin !== undefined) {
-    const w = child.stdin.getWriter();
-    await w.write(new TextEncoder().encode(stdin));
-    await w.close();
-  }
-  const out = await child.output();
-  const result = {
-    code: out.code,
-    stdout: new TextDecoder().decode(out.stdout),
-    stderr: new TextDecoder().decode(out.stderr),
-  };
-  if (result.code !== 0 && !allowFail) {
-    throw new Error(`openssl ${args.join(" ")}: ${result.stderr}`);
-  }
-  return result;
+function openssl(args: string[], stdin?: string, allowFail = false) {
+  return run("openssl", args, { stdin, allowFail });
 }
 
 /** A CA key and certificate for tests. */

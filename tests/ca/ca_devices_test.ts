@@ -6,14 +6,10 @@
  * device's session.
  */
 import assert from "node:assert/strict";
-import { api, eventually, Harness, run, type UserFiles } from "../fixtures/harness.ts";
+import { api, bash, eventually, Harness, type UserFiles } from "../fixtures/harness.ts";
 import { openssl, serialOfCertificate } from "../fixtures/ca_helpers.ts";
 import { ztm, ztmOk } from "../fixtures/cli_helpers.ts";
 import { rememberPrivateKey } from "../fixtures/secret_scan.ts";
-
-async function bash(cwd: string, script: string): Promise<string> {
-  return (await run("bash", ["-c", `set -euo pipefail\n${script}`], { cwd })).stdout;
-}
 
 Deno.test("the CA issues alice a certificate per endpoint and revokes one device only", async () => {
   await using h = new Harness();

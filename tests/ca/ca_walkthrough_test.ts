@@ -3,13 +3,8 @@
  * and openssl against a real CA process; then its revocation step.
  */
 import assert from "node:assert/strict";
-import { Harness, run } from "../fixtures/harness.ts";
+import { bash, Harness } from "../fixtures/harness.ts";
 import { openssl, serialOfCertificate } from "../fixtures/ca_helpers.ts";
-
-/** Runs a bash script in `cwd`, failing on any error in it. */
-async function bash(cwd: string, script: string): Promise<string> {
-  return (await run("bash", ["-c", `set -euo pipefail\n${script}`], { cwd })).stdout;
-}
 
 Deno.test("original ZTM walkthrough issues root a certificate that openssl verifies against the CA", async () => {
   await using h = new Harness();

@@ -11,6 +11,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { peerName, PREAMBLE_BYTES } from "@ztm/shared/peer_protocol";
 import { connLeg, splice } from "@ztm/shared/splice";
+import { concatBytes } from "@ztm/shared/concat_bytes";
 import { eventually, Harness, issueUser } from "../fixtures/harness.ts";
 import {
   addPortMapping,
@@ -112,23 +113,13 @@ class HostileDataPort {
 
   /** All bytes relayed so far, as one buffer per connection. */
   relayed(): Uint8Array[] {
-    return this.seen.map((parts) => concatAll(parts));
+    return this.seen.map((parts) => concatBytes(parts));
   }
 
   close(): void {
     this.#listener.close();
     for (const c of this.#conns) closeQuietly(c);
   }
-}
-
-function concatAll(parts: Uint8Array[]): Uint8Array {
-  const out = new Uint8Array(parts.reduce((n, p) => n + p.byteLength, 0));
-  let at = 0;
-  for (const p of parts) {
-    out.set(p, at);
-    at += p.byteLength;
-  }
-  return out;
 }
 
 function contains(haystack: Uint8Array, needle: Uint8Array): boolean {
@@ -256,7 +247,7 @@ Deno.test("a hub that flips one byte of ciphertext ends the tunnel, and the targ
     ).catch(() => {});
     // Whatever reached the target is an exact prefix of what was sent: nothing corrupted.
     for (const parts of sink.received.slice(before)) {
-      const got = concatAll(parts);
+      const got = concatBytes(parts);
       assert.ok(got.byteLength < data.byteLength, "the whole payload arrived despite the flip");
       assert.ok(
         got.every((b, i) => b === data[i]),
