@@ -44,14 +44,9 @@ function newTicket(): string {
     .map((b) => b.toString(16).padStart(2, "0")).join("");
 }
 
-/** Bob provides `echo` to alice only; the hub is the attacker's. */
-async function world(listenerOpts: Partial<PairListenerOptions> = {}) {
-  const ca = await newCa();
-  const alice = await signerOf(ca, "alice", { endpoint: "ep-alice" });
-  const bob = await signerOf(ca, "bob", { endpoint: "ep-bob" });
-  const mallory = await signerOf(ca, "mallory", { endpoint: "ep-mallory" });
+/** An endpoint of bob's that `signer` speaks for, providing `echo` to alice only; started. */
+function echoProvider(signer: Signer, listenerOpts: Partial<PairListenerOptions> = {}) {
   const echo = echoServer();
-  const hub = startSplicer();
   const provider = new Provider({ owner: "bob", log: quiet, mesh: "m" });
   provider.setServices([
     {
@@ -63,15 +58,26 @@ async function world(listenerOpts: Partial<PairListenerOptions> = {}) {
       strict: false,
     },
   ]);
-  const bobPairs = new PairListener({
-    signer: bob,
+  const pairs = new PairListener({
+    signer,
     log: quiet,
     mesh: "m",
     revoked: () => new Set(),
     serve: (open, caller) => provider.serve(open, caller),
     ...listenerOpts,
   });
-  bobPairs.start();
+  pairs.start();
+  return { echo, provider, pairs };
+}
+
+/** Bob provides `echo` to alice only; the hub is the attacker's. */
+async function world(listenerOpts: Partial<PairListenerOptions> = {}) {
+  const ca = await newCa();
+  const alice = await signerOf(ca, "alice", { endpoint: "ep-alice" });
+  const bob = await signerOf(ca, "bob", { endpoint: "ep-bob" });
+  const mallory = await signerOf(ca, "mallory", { endpoint: "ep-mallory" });
+  const hub = startSplicer();
+  const { echo, provider, pairs: bobPairs } = echoProvider(bob, listenerOpts);
   const closers: (() => void)[] = [];
   return {
     ca,
@@ -99,6 +105,19 @@ async function world(listenerOpts: Partial<PairListenerOptions> = {}) {
       echo.close();
     },
   };
+}
+
+/** Alice's pair dialer, through the attacker's hub; closed with `w`. */
+function aliceDialer(w: Awaited<ReturnType<typeof world>>): PairDialer {
+  const dialer = new PairDialer({
+    signer: w.alice,
+    log: quiet,
+    mesh: "m",
+    revoked: () => new Set(),
+  });
+  w.defer(() => dialer.close());
+  dialer.setDataAddress(w.hub.data);
+  return dialer;
 }
 
 /** A hand-made caller: TLS to `serverUser`'s peer name through the hub with `ticket`. */
@@ -162,14 +181,7 @@ Deno.test("a hub and a member cannot turn a hello given to the member into one f
     // Alice calls mallory's service; the compromised hub names the pair `<bob's peer name>|x`.
     const x = crypto.randomUUID();
     const aliceTicket = newTicket();
-    const dialer = new PairDialer({
-      signer: w.alice,
-      log: quiet,
-      mesh: "m",
-      revoked: () => new Set(),
-    });
-    w.defer(() => dialer.close());
-    dialer.setDataAddress(w.hub.data);
+    const dialer = aliceDialer(w);
     const calling = dialer.open(
       { endpoint: "ep-mallory", user: "mallory" },
       { proto: "tcp", name: "chat" },
@@ -195,26 +207,7 @@ Deno.test("a hub and a member cannot turn a hello given to the member into one f
 /** Another endpoint of bob's (the same user certificate) with its own `echo`. */
 function secondBobEndpoint(w: Awaited<ReturnType<typeof world>>) {
   const bob2 = new Signer({ ...w.bob.own, endpoint: "ep-bob2" });
-  const echo2 = echoServer();
-  const provider2 = new Provider({ owner: "bob", log: quiet, mesh: "m" });
-  provider2.setServices([
-    {
-      proto: "tcp",
-      name: "echo",
-      host: "127.0.0.1",
-      port: echo2.port,
-      users: ["alice"],
-      strict: false,
-    },
-  ]);
-  const pairs2 = new PairListener({
-    signer: bob2,
-    log: quiet,
-    mesh: "m",
-    revoked: () => new Set(),
-    serve: (open, caller) => provider2.serve(open, caller),
-  });
-  pairs2.start();
+  const { echo: echo2, provider: provider2, pairs: pairs2 } = echoProvider(bob2);
   w.defer(() => {
     pairs2.close();
     provider2.close();
@@ -227,14 +220,7 @@ Deno.test("a hub that splices the caller to another endpoint of the same user is
   const w = await world();
   try {
     const { echo2, pairs2 } = secondBobEndpoint(w);
-    const dialer = new PairDialer({
-      signer: w.alice,
-      log: quiet,
-      mesh: "m",
-      revoked: () => new Set(),
-    });
-    w.defer(() => dialer.close());
-    dialer.setDataAddress(w.hub.data);
+    const dialer = aliceDialer(w);
     const sid = crypto.randomUUID();
     const ticket = newTicket();
     // Alice asks for bob's endpoint ep-bob; the hub hands the pair to ep-bob2.
@@ -359,15 +345,9 @@ async function firstWords(w: Awaited<ReturnType<typeof world>>, bytes: Uint8Arra
 
 /** A hello from `signer` on a fresh pair, then `open echo`; what bob answers. */
 async function helloFrom(w: Awaited<ReturnType<typeof world>>, signer: Signer) {
-  const sid = crypto.randomUUID();
-  const link = await rawCaller(w, w.attachBob(sid));
-  await link.writeMessages(
-    await signer.hello(signer.name, signer.own.endpoint, w.bob.name, w.bob.own.endpoint, sid),
-    { type: "open", proto: "tcp", name: "echo" },
-  );
-  const got = await outcome(link);
+  const { link, answer } = await helloPair(w, signer, "echo");
   link.close();
-  return got;
+  return answer;
 }
 
 Deno.test("a member's garbage, out-of-turn messages and bombs get no target, and the provider goes on", async () => {

@@ -5,17 +5,9 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { Logger } from "@ztm/shared/log";
 import { encodePreamble } from "@ztm/shared/peer_protocol";
-import { Tickets } from "../tickets.ts";
-import { DataPort, GRACE_MS } from "./data_port.ts";
-
-const quiet = new Logger("hub", { sink: () => {} });
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.byteLength) at += await conn.write(bytes.subarray(at));
-}
+import { type DataPort, GRACE_MS } from "./data_port.ts";
+import { startDataPort, writeAll } from "./_fixture.ts";
 
 async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array | undefined> {
   const out = new Uint8Array(n);
@@ -28,15 +20,18 @@ async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array | undefined
   return out;
 }
 
+/** Closes `conns` (some may be closed already) and `port`. */
+function closeAll(conns: Deno.Conn[], port: DataPort): void {
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  }
+  port.close();
+}
+
 Deno.test("a member holding idle data connections from its address does not lock other members out", async () => {
-  const tickets = new Tickets();
-  const port = new DataPort({
-    listen: { hostname: "127.0.0.1", port: 0 },
-    tickets,
-    log: quiet,
-    limits: { total: 8, ticketMs: 5_000 },
-  });
-  const addr = port.start();
+  const { tickets, port, addr } = startDataPort({ total: 8, ticketMs: 5_000 });
   // Mallory is a member at 127.0.0.2, alice and bob at 127.0.0.1.
   port.memberOnline("127.0.0.2");
   port.memberOnline("127.0.0.1");
@@ -68,24 +63,12 @@ Deno.test("a member holding idle data connections from its address does not lock
     );
   } finally {
     for (const s of hoard) s.destroy();
-    for (const c of conns) {
-      try {
-        c.close();
-      } catch { /* closed */ }
-    }
-    port.close();
+    closeAll(conns, port);
   }
 });
 
 Deno.test("preamble tricks are refused without a byte and spend no ticket; a preamble in pieces or glued to TLS works", async () => {
-  const tickets = new Tickets();
-  const port = new DataPort({
-    listen: { hostname: "127.0.0.1", port: 0 },
-    tickets,
-    log: quiet,
-    limits: { ticketMs: 1_000, pairWaitMs: 2_000 },
-  });
-  const addr = port.start();
+  const { tickets, port, addr } = startDataPort({ ticketMs: 1_000, pairWaitMs: 2_000 });
   const conns: Deno.Conn[] = [];
   const dial = async (bytes: Uint8Array, pieces = 1) => {
     const c = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
@@ -123,24 +106,12 @@ Deno.test("preamble tricks are refused without a byte and spend no ticket; a pre
     await dial(glued);
     assert.deepEqual(await readN(a, first.byteLength), first, "bytes after the preamble lost");
   } finally {
-    for (const c of conns) {
-      try {
-        c.close();
-      } catch { /* closed */ }
-    }
-    port.close();
+    closeAll(conns, port);
   }
 });
 
 Deno.test("a member holding pairs with its own second endpoint is held to its share of splices; others still pair", async () => {
-  const tickets = new Tickets();
-  const port = new DataPort({
-    listen: { hostname: "127.0.0.1", port: 0 },
-    tickets,
-    log: quiet,
-    limits: { splicesPerCaller: 3 },
-  });
-  const addr = port.start();
+  const { tickets, port, addr } = startDataPort({ splicesPerCaller: 3 });
   const conns: Deno.Conn[] = [];
   const pair = async (sid: string, callerSerial: string) => {
     const legs = [];
@@ -165,11 +136,6 @@ Deno.test("a member holding pairs with its own second endpoint is held to its sh
     assert.equal(port.splices, 3);
     assert.ok(await pair("a0", "alice"), "alice could not pair");
   } finally {
-    for (const c of conns) {
-      try {
-        c.close();
-      } catch { /* closed */ }
-    }
-    port.close();
+    closeAll(conns, port);
   }
 });

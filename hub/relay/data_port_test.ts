@@ -5,17 +5,7 @@
  * revoked serial cuts its splices.
  */
 import assert from "node:assert/strict";
-import { Logger } from "@ztm/shared/log";
-import { encodePreamble } from "@ztm/shared/peer_protocol";
-import { Tickets } from "../tickets.ts";
-import { DataPort } from "./data_port.ts";
-
-const quiet = new Logger("hub", { sink: () => {} });
-
-async function writeAll(conn: Deno.Conn, bytes: Uint8Array): Promise<void> {
-  let at = 0;
-  while (at < bytes.byteLength) at += await conn.write(bytes.subarray(at));
-}
+import { startDataPort, writeAll } from "./_fixture.ts";
 
 async function readN(conn: Deno.Conn, n: number): Promise<Uint8Array> {
   const out = new Uint8Array(n);
@@ -43,25 +33,8 @@ async function readToEnd(conn: Deno.Conn): Promise<number> {
   }
 }
 
-function setup(limits: Partial<ConstructorParameters<typeof DataPort>[0]["limits"]> = {}) {
-  const tickets = new Tickets();
-  const port = new DataPort({
-    listen: { hostname: "127.0.0.1", port: 0 },
-    tickets,
-    log: quiet,
-    limits,
-  });
-  const addr = port.start();
-  const dial = async (ticket: string) => {
-    const c = await Deno.connect({ hostname: "127.0.0.1", port: addr.port });
-    await writeAll(c, encodePreamble(ticket));
-    return c;
-  };
-  return { tickets, port, addr, dial };
-}
-
 Deno.test("two ticketed legs of one pair are spliced byte for byte; a used ticket is refused", async () => {
-  const { tickets, port, dial } = await setup();
+  const { tickets, port, dial } = startDataPort();
   const a = {}, b = {};
   const ta = tickets.mint({ sid: "p1", side: "caller", endpoint: "A", serial: "1" }, a);
   const tb = tickets.mint({ sid: "p1", side: "provider", endpoint: "B", serial: "2" }, b);
@@ -86,7 +59,7 @@ Deno.test("two ticketed legs of one pair are spliced byte for byte; a used ticke
 });
 
 Deno.test("a forged ticket and garbage are closed without a byte, and a lone leg at its deadline", async () => {
-  const { tickets, port, addr, dial } = await setup({ pairWaitMs: 200, ticketMs: 300 });
+  const { tickets, port, addr, dial } = startDataPort({ pairWaitMs: 200, ticketMs: 300 });
   try {
     const forged = await dial("ab".repeat(32));
     assert.equal(await readToEnd(forged), 0);
@@ -110,7 +83,7 @@ Deno.test("a forged ticket and garbage are closed without a byte, and a lone leg
 });
 
 Deno.test("a closed session and a revoked serial cut their splices", async () => {
-  const { tickets, port, dial } = await setup();
+  const { tickets, port, dial } = startDataPort();
   try {
     for (const cut of ["session", "serial"] as const) {
       const a = {}, b = {};
