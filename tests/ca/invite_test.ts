@@ -12,7 +12,12 @@ import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
 import { decodeInvite, encodeInvite } from "../../shared/invite.ts";
 import { api, eventually, Harness } from "../fixtures/harness.ts";
-import { databaseFiles, indexOfBytes, keyFingerprints } from "../fixtures/ca_helpers.ts";
+import {
+  databaseFiles,
+  enrollmentPortOf,
+  indexOfBytes,
+  keyFingerprints,
+} from "../fixtures/ca_helpers.ts";
 import { agentFlags, ztm, ztmOk } from "../fixtures/cli_helpers.ts";
 import { rememberPrivateKey } from "../fixtures/secret_scan.ts";
 
@@ -48,9 +53,7 @@ Deno.test("a new machine joins with only an invite; the invite works once; its k
   await using h = new Harness();
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
-  const enrollLine = await hub.waitForLog((l) => l.msg === "enrollment port listening");
-  await hub.waitForLog((l) => l.msg === "hub announced to the ca");
-  const enrollPort = Number(String(enrollLine.addr).split(":").pop());
+  const enrollPort = await enrollmentPortOf(hub);
 
   // The CA learned the hub's addresses from the hub itself: the invite carries them.
   const out = await ztmOk(["invite", "alice", `--ca-url=${ca.url}`]);

@@ -9,14 +9,8 @@
  */
 import assert from "node:assert/strict";
 import { eventually, Harness } from "../fixtures/harness.ts";
-import {
-  addPortMapping,
-  addService,
-  endpointSeenBy,
-  startMeshOf,
-  waitConnected,
-} from "../fixtures/mesh_fixture.ts";
-import { echoRoundTrip, freePort, startEchoServer } from "../fixtures/net_helpers.ts";
+import { endpointSeenBy, mapEcho, startMeshOf, waitConnected } from "../fixtures/mesh_fixture.ts";
+import { echoRoundTrip, startEchoServer } from "../fixtures/net_helpers.ts";
 import { awaitEnding, type Ending } from "../fixtures/fault_helpers.ts";
 
 const show = (e: Ending) => `${e.how} after ${e.ms} ms`;
@@ -26,10 +20,7 @@ Deno.test("a frozen provider is marked offline, its service fails fast, and it r
   await using target = await startEchoServer();
   const m = await startMeshOf(h, ["alice", "bob"]);
   const { alice, bob } = m.agents;
-  await addService(bob, "echo", target.port, ["alice"]);
-  const port = await freePort();
-  await addPortMapping(alice, port, "echo");
-  await eventually(() => echoRoundTrip(port).then(() => true), 15_000, "mapping works");
+  const port = await mapEcho(alice, bob, target.port);
 
   const acceptedBefore = target.accepted;
   bob.proc.signal("SIGSTOP");

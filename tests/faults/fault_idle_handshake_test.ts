@@ -8,14 +8,9 @@
  */
 import assert from "node:assert/strict";
 import net from "node:net";
-import { eventually, Harness, issueUser } from "../fixtures/harness.ts";
-import {
-  addPortMapping,
-  addService,
-  endpointSeenBy,
-  startJoinedAgent,
-} from "../fixtures/mesh_fixture.ts";
-import { echoRoundTrip, freePort, startEchoServer } from "../fixtures/net_helpers.ts";
+import { eventually, Harness, hubDataPort, issueUser } from "../fixtures/harness.ts";
+import { endpointSeenBy, mapEcho, startJoinedAgent } from "../fixtures/mesh_fixture.ts";
+import { echoRoundTrip, startEchoServer } from "../fixtures/net_helpers.ts";
 
 const IDLE = 500;
 const STRANGER = "127.0.0.2";
@@ -48,8 +43,7 @@ Deno.test("500 idle connections that never finish a TLS handshake keep no agent 
   await using target = await startEchoServer();
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
-  const dataLine = await hub.waitForLog((l) => l.msg === "data port listening");
-  const dataPort = Number(String(dataLine.addr).split(":").pop());
+  const dataPort = await hubDataPort(hub);
 
   const opened = performance.now();
   const control = await idleSockets(hub.port, IDLE);
@@ -60,10 +54,7 @@ Deno.test("500 idle connections that never finish a TLS handshake keep no agent 
         startJoinedAgent(h, hub.address, await issueUser(ca.url, u))
       ),
     );
-    await addService(bob, "echo", target.port, ["alice"]);
-    const port = await freePort();
-    await addPortMapping(alice, port, "echo");
-    await eventually(() => echoRoundTrip(port).then(() => true), 15_000, "mapping works");
+    const port = await mapEcho(alice, bob, target.port);
     // Many tunnels at once, so some take warm data connections through the data port.
     await Promise.all(Array.from({ length: 20 }, () => echoRoundTrip(port)));
     assert.equal((await endpointSeenBy(alice, bob.endpointId))?.online, true);
@@ -91,8 +82,7 @@ Deno.test("neighbours on the agents' own address holding data connections withou
   await using target = await startEchoServer();
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
-  const dataLine = await hub.waitForLog((l) => l.msg === "data port listening");
-  const dataPort = Number(String(dataLine.addr).split(":").pop());
+  const dataPort = await hubDataPort(hub);
   const [aliceFiles, bobFiles] = await Promise.all(
     ["alice", "bob"].map((u) => issueUser(ca.url, u)),
   );
@@ -105,10 +95,7 @@ Deno.test("neighbours on the agents' own address holding data connections withou
     const [alice, bob] = await Promise.all(
       [aliceFiles, bobFiles].map((f) => startJoinedAgent(h, hub.address, f)),
     );
-    await addService(bob, "echo", target.port, ["alice"]);
-    const port = await freePort();
-    await addPortMapping(alice, port, "echo");
-    await eventually(() => echoRoundTrip(port).then(() => true), 15_000, "mapping works");
+    const port = await mapEcho(alice, bob, target.port);
     // Every tunnel works, also those that need fresh pairs (10 at once).
     for (let round = 0; round < 4; round++) {
       await Promise.all(Array.from({ length: 10 }, () => echoRoundTrip(port)));

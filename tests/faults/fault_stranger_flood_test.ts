@@ -12,10 +12,10 @@
  * filled it).
  */
 import assert from "node:assert/strict";
-import { eventually, Harness, issueUser, run } from "../fixtures/harness.ts";
+import { eventually, Harness, hubDataPort, issueUser, run } from "../fixtures/harness.ts";
 import { holdIdleConnections } from "../fixtures/fault_helpers.ts";
-import { addPortMapping, addService, startJoinedAgent } from "../fixtures/mesh_fixture.ts";
-import { echoRoundTrip, freePort, startEchoServer } from "../fixtures/net_helpers.ts";
+import { mapEcho, startJoinedAgent } from "../fixtures/mesh_fixture.ts";
+import { echoRoundTrip, startEchoServer } from "../fixtures/net_helpers.ts";
 
 const STRANGERS = ["127.0.0.2", "127.0.0.3", "127.0.0.4", "127.0.0.5"];
 const PER_STRANGER = 300;
@@ -38,8 +38,7 @@ async function floodKeepsMembersIn(strangers: string[], perStranger: number): Pr
   const hub = await h.startHub(ca);
   const pid = hub.child.pid;
   await run("prlimit", [`--pid=${pid}`, `--nofile=${FD_LIMIT}:${FD_LIMIT}`]);
-  const dataLine = await hub.waitForLog((l) => l.msg === "data port listening");
-  const dataPort = Number(String(dataLine.addr).split(":").pop());
+  const dataPort = await hubDataPort(hub);
   const baseline = openDescriptors(pid);
   const logsBefore = hub.raw.length;
 
@@ -62,10 +61,7 @@ async function floodKeepsMembersIn(strangers: string[], perStranger: number): Pr
     const [alice, bob] = await Promise.all(
       [aliceFiles, bobFiles].map((f) => startJoinedAgent(h, hub.address, f)),
     );
-    await addService(bob, "echo", target.port, ["alice"]);
-    const port = await freePort();
-    await addPortMapping(alice, port, "echo");
-    await eventually(() => echoRoundTrip(port).then(() => true), 30_000, "mapping works");
+    const port = await mapEcho(alice, bob, target.port, 30_000);
     await Promise.all(Array.from({ length: 8 }, () => echoRoundTrip(port)));
     assert.equal(hub.exited, false);
   } finally {

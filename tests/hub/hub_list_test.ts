@@ -11,16 +11,15 @@ import { join } from "node:path";
 import { parseCertificate, serialOf } from "@ztm/shared/certs";
 import { api, type ApiBody, eventually, Harness, issueUser } from "../fixtures/harness.ts";
 import {
-  addPortMapping,
-  addService,
   endpointPath,
   hubStates,
   joinedOn,
+  mapEcho,
   MESH,
   type MeshAgent,
   restartJoinedAgent,
 } from "../fixtures/mesh_fixture.ts";
-import { echoRoundTrip, freePort, startEchoServer } from "../fixtures/net_helpers.ts";
+import { echoRoundTrip, startEchoServer } from "../fixtures/net_helpers.ts";
 import { RogueHub } from "../fixtures/rogue_hub.ts";
 import { newCa, newLeaf } from "../fixtures/test_pki.ts";
 
@@ -62,10 +61,7 @@ Deno.test("agents learn every hub from the hub list: a fourth hub needs no re-jo
   assert.equal(learnt.origin, "listed");
   assert.equal((await hubStates(alice))[hubA.address].origin, "bootstrap");
 
-  await addService(bob, "echo", echo.port, ["alice"]);
-  const port = await freePort();
-  await addPortMapping(alice, port, "echo");
-  await eventually(() => echoRoundTrip(port).then(() => true), 15_000, "mapping works");
+  const port = await mapEcho(alice, bob, echo.port);
 
   // A fourth hub started later: both agents hold it, nobody re-joins.
   const hubD = await h.startHub(ca, { args: FAST_LIST });

@@ -12,6 +12,7 @@ import {
   addService,
   hubStates,
   joinedOn,
+  mapEcho,
   MESH,
   type MeshAgent,
   meshStatus,
@@ -60,10 +61,7 @@ Deno.test("an agent holds every hub; a hub killed leaves mappings working; it is
   }
   assert.ok(await endpointOnline(alice, bob.endpointId));
 
-  await addService(bob, "echo", echo.port, ["alice"]);
-  const port = await freePort();
-  await addPortMapping(alice, port, "echo");
-  await eventually(() => echoRoundTrip(port).then(() => true), 15_000, "mapping works");
+  const port = await mapEcho(alice, bob, echo.port);
 
   // The `ztm status` view shows each hub.
   const out = await ztmOk([

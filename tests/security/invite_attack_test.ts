@@ -16,7 +16,7 @@ import { DatabaseSync } from "node:sqlite";
 import { generateKeyPair, x509 } from "../../shared/certs.ts";
 import { decodeInvite, enrollmentProof, inviteProofKey } from "../../shared/invite.ts";
 import { Harness } from "../fixtures/harness.ts";
-import { inviteFor } from "../fixtures/ca_helpers.ts";
+import { enrollmentPortOf, inviteFor } from "../fixtures/ca_helpers.ts";
 
 interface Reply {
   status: number;
@@ -100,10 +100,7 @@ function tableDump(database: string): string {
 Deno.test("a hub replaying or reusing an enrollment gets nothing; a device cannot enroll another user", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
-  const hub = await h.startHub(ca);
-  const line = await hub.waitForLog((l) => l.msg === "enrollment port listening");
-  await hub.waitForLog((l) => l.msg === "hub announced to the ca");
-  const port = Number(String(line.addr).split(":").pop());
+  const port = await enrollmentPortOf(await h.startHub(ca));
   const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
 
   const twoUses = await inviteFor(ca.url, "alice", { uses: 2 });
@@ -148,10 +145,7 @@ Deno.test("a hub replaying or reusing an enrollment gets nothing; a device canno
 Deno.test("10,000 wrong invite secrets through the hub get 4xx, are rate-limited and leave no state", async () => {
   await using h = new Harness();
   const ca = await h.startCa();
-  const hub = await h.startHub(ca);
-  const line = await hub.waitForLog((l) => l.msg === "enrollment port listening");
-  await hub.waitForLog((l) => l.msg === "hub announced to the ca");
-  const port = Number(String(line.addr).split(":").pop());
+  const port = await enrollmentPortOf(await h.startHub(ca));
   const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
   const real = await inviteFor(ca.url, "alice", { uses: 1 });
   const id = decodeInvite(real).id;
