@@ -5,34 +5,10 @@
  * fall back on an older certificate.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { generateKeyPair, x509 } from "@ztm/shared/certs";
-import { Logger } from "@ztm/shared/log";
 import { renewalMessage } from "@ztm/shared/renewal";
 import { renew } from "./devices.ts";
-import { Issuer } from "./issue.ts";
-import { Revoker } from "./revoke.ts";
-import { loadOrCreateSigningKey } from "./signing_key.ts";
-import { CaStore } from "./store.ts";
-
-async function openCa() {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-devices-" });
-  const log = new Logger("ca", { sink: () => {} });
-  const store = CaStore.open(join(dir, "ca.db"));
-  const signingKey = await loadOrCreateSigningKey(store, log);
-  const issuer = new Issuer({ store, signingKey, log });
-  const revoker = new Revoker({ store, signingKey, log });
-  return {
-    store,
-    issuer,
-    revoker,
-    async [Symbol.asyncDispose]() {
-      revoker.close();
-      store.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
+import { openCa } from "./_fixture.ts";
 
 async function csrOf(keys: CryptoKeyPair, user: string): Promise<string> {
   return (await x509.Pkcs10CertificateRequestGenerator.create({

@@ -2,7 +2,6 @@
  * `checkName` and `Issuer` over a real store and CA key in a temp dir.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import {
   altNamesOf,
   certificateRole,
@@ -13,31 +12,9 @@ import {
   parseCertificate,
   x509,
 } from "@ztm/shared/certs";
-import { Logger } from "@ztm/shared/log";
 import { peerName } from "@ztm/shared/peer_protocol";
-import { checkName, Issuer } from "./issue.ts";
-import { loadOrCreateSigningKey } from "./signing_key.ts";
-import { CaStore } from "./store.ts";
-
-/** An issuer on a fresh database; logged lines are kept. */
-async function openIssuer() {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-issue-" });
-  const lines: string[] = [];
-  const log = new Logger("ca", { sink: (l) => lines.push(l) });
-  const store = CaStore.open(join(dir, "ca.db"));
-  const signingKey = await loadOrCreateSigningKey(store, log);
-  const issuer = new Issuer({ store, signingKey, log });
-  return {
-    store,
-    signingKey,
-    issuer,
-    lines,
-    async [Symbol.asyncDispose]() {
-      store.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
+import { checkName } from "./issue.ts";
+import { openCa } from "./_fixture.ts";
 
 /** A PEM CSR for `cn` with a new P-256 key, and optional SANs. */
 async function csrFor(cn: string, altNames: x509.JsonGeneralName[] = []) {
@@ -71,7 +48,7 @@ Deno.test("checkName quotes a long bad name only in part", () => {
 });
 
 Deno.test("issueUser returns the only copy of a key that matches its client certificate", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   const { privateKeyPem, record } = await ca.issuer.issueUser("root");
   assert.match(privateKeyPem, /^-----BEGIN PRIVATE KEY-----\n/);
   const cert = parseCertificate(record.certificate);
@@ -92,7 +69,7 @@ Deno.test("issueUser returns the only copy of a key that matches its client cert
 });
 
 Deno.test("a user certificate carries clientAuth, serverAuth and its peer name, and nothing else", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   const { record } = await ca.issuer.issueUser("alice");
   const cert = parseCertificate(record.certificate);
   assert.deepEqual(
@@ -108,7 +85,7 @@ Deno.test("a user certificate carries clientAuth, serverAuth and its peer name, 
 });
 
 Deno.test("issueUser refuses a bad name and a taken name in any case", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   await assert.rejects(ca.issuer.issueUser("-x"), { code: "bad_name" });
   await ca.issuer.issueUser("root");
   await assert.rejects(ca.issuer.issueUser("ROOT"), { name: "Conflict", code: "name_taken" });
@@ -116,7 +93,7 @@ Deno.test("issueUser refuses a bad name and a taken name in any case", async () 
 });
 
 Deno.test("concurrent issueUser calls for one name make exactly one certificate", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   const results = await Promise.allSettled(
     Array.from({ length: 20 }, (_, i) => ca.issuer.issueUser(i % 2 ? "root" : "Root")),
   );
@@ -128,7 +105,7 @@ Deno.test("concurrent issueUser calls for one name make exactly one certificate"
 });
 
 Deno.test("signUserCsr signs the requester's own key", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   const { pem, keys } = await csrFor("alice");
   const record = await ca.issuer.signUserCsr("alice", pem);
   const cert = parseCertificate(record.certificate);
@@ -139,7 +116,7 @@ Deno.test("signUserCsr signs the requester's own key", async () => {
 });
 
 Deno.test("signUserCsr refuses a CSR for another name and stores nothing", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   const { pem } = await csrFor("mallory");
   await assert.rejects(ca.issuer.signUserCsr("alice", pem), {
     code: "csr_name_mismatch",
@@ -153,7 +130,7 @@ Deno.test("signUserCsr refuses a CSR for another name and stores nothing", async
 });
 
 Deno.test("signHubCsr makes a server certificate with the CSR's names plus localhost and 127.0.0.1", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   const { pem } = await csrFor("hub1", [
     { type: "dns", value: "hub.example.com" },
     { type: "ip", value: "10.0.0.7" },
@@ -174,7 +151,7 @@ Deno.test("signHubCsr makes a server certificate with the CSR's names plus local
 });
 
 Deno.test("signHubCsr refuses bad host names and bad common names", async () => {
-  await using ca = await openIssuer();
+  await using ca = await openCa();
   for (
     const host of [
       "-bad.example",

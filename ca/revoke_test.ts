@@ -3,34 +3,8 @@
  * signed CRL.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { x509 } from "@ztm/shared/certs";
-import { Logger } from "@ztm/shared/log";
-import { Issuer } from "./issue.ts";
-import { Revoker } from "./revoke.ts";
-import { loadOrCreateSigningKey, type SigningKey } from "./signing_key.ts";
-import { CaStore } from "./store.ts";
-
-/** A CA's parts on a fresh database, removed on dispose. */
-async function openCa() {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-revoke-" });
-  const log = new Logger("ca", { sink: () => {} });
-  const store = CaStore.open(join(dir, "ca.db"));
-  const signingKey: SigningKey = await loadOrCreateSigningKey(store, log);
-  const issuer = new Issuer({ store, signingKey, log });
-  const revoker = new Revoker({ store, signingKey, log });
-  return {
-    store,
-    signingKey,
-    issuer,
-    revoker,
-    async [Symbol.asyncDispose]() {
-      revoker.close();
-      store.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
+import { openCa } from "./_fixture.ts";
 
 /** Fails when `promise` has not settled after `ms`; never leaves a timer behind. */
 async function within<T>(promise: Promise<T>, ms = 10_000): Promise<T> {
