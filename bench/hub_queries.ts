@@ -93,6 +93,35 @@ export function queryKinds(services: () => number, endpoints: () => number) {
   };
 }
 
+/**
+ * A CA and a hub that takes 1,000 services per endpoint, with a reader's session for the
+ * queries; `growTo(size)` has the publisher's endpoints publish until `size` services are on
+ * the hub. Disposing closes every session (the harness stops the processes).
+ */
+export async function startQueryHub(h: Harness) {
+  const ca = await h.startCa();
+  const hub = await h.startHub(ca, {
+    args: [`--max-services=${SERVICES_PER_ENDPOINT}`, "--max-service-bytes=65536"],
+  });
+  const tls = userTls(await issueUser(ca.url, "publisher"));
+  const reader = HubClient.connect(hub.port, userTls(await issueUser(ca.url, "reader")));
+  const clients: HubClient[] = [];
+  let published = 0;
+  return {
+    hub,
+    reader,
+    kinds: queryKinds(() => published, () => clients.length),
+    async growTo(size: number): Promise<void> {
+      clients.push(...await publishServices(hub.port, tls, clients.length, size - published));
+      published = size;
+    },
+    async [Symbol.asyncDispose](): Promise<void> {
+      await Promise.all(clients.map((c) => c.close()));
+      await reader.close();
+    },
+  };
+}
+
 if (import.meta.main) {
   const flags = parseCommandLine({
     name: "bench/hub_queries.ts",
@@ -105,20 +134,12 @@ if (import.meta.main) {
   const n = flags.integer("queries");
   const large = 100_000; // the service names are a permutation of 0…99,999
   await using h = new Harness();
-  const ca = await h.startCa();
-  const hub = await h.startHub(ca, {
-    args: [`--max-services=${SERVICES_PER_ENDPOINT}`, "--max-service-bytes=65536"],
-  });
-  const tls = userTls(await issueUser(ca.url, "publisher"));
-  await using reader = HubClient.connect(hub.port, userTls(await issueUser(ca.url, "reader")));
-  let published = 0;
-  const clients: HubClient[] = [];
-  const kinds = queryKinds(() => published, () => clients.length);
+  await using q = await startQueryHub(h);
+  const { hub, reader } = q;
   const results: Record<string, Record<number, QueryCost>> = {};
   for (const size of [1_000, large]) {
-    clients.push(...await publishServices(hub.port, tls, clients.length, size - published));
-    published = size;
-    for (const [kind, paths] of Object.entries(kinds)) {
+    await q.growTo(size);
+    for (const [kind, paths] of Object.entries(q.kinds)) {
       await timeQueries(reader, hub.child.pid, Math.min(50, n), paths); // warm-up
       (results[kind] ??= {})[size] = await timeQueries(reader, hub.child.pid, n, paths);
     }
@@ -135,5 +156,4 @@ if (import.meta.main) {
     );
   }
   console.log(JSON.stringify({ queries: n, large, results }));
-  await Promise.all(clients.map((c) => c.close()));
 }

@@ -16,7 +16,12 @@ import { userTls } from "../tests/fixtures/hub_client.ts";
 import { ProcSampler, readProc, SYSTEM } from "./proc_stats.ts";
 import { type Results, round } from "./report.ts";
 import { hubOnline, listenOverflows, otherCpu, until } from "./scale_run.ts";
-import { ensureFdLimit, issueSimUsers, Simulators } from "./scale_sims.ts";
+import {
+  ensureFdLimit,
+  issueSimUsers,
+  type Simulators,
+  startSampledSimulators,
+} from "./scale_sims.ts";
 
 /** Sizes of one multi-hub run. */
 export interface HubsConfig {
@@ -67,18 +72,18 @@ export async function hubsRun(
     const started = Date.now();
     const overflowsBefore = listenOverflows();
     sampler.resetPeaks();
-    await using sims = Simulators.start({
-      hubPort: ports[0],
-      morePorts: ports.slice(1),
-      endpoints: c.endpoints,
-      processes: c.processes,
-      concurrency: c.concurrency,
-      credentials,
-    });
-    sampler.setGroup("sims", sims.pids);
-    for (const [i, pid] of sims.pids.entries()) {
-      say(await ensureFdLimit(`simulator ${i + 1}`, pid, sims.procs[i].count * hubs + 1_000));
-    }
+    await using sims = await startSampledSimulators(
+      {
+        hubPort: ports[0],
+        morePorts: ports.slice(1),
+        endpoints: c.endpoints,
+        processes: c.processes,
+        concurrency: c.concurrency,
+        credentials,
+      },
+      sampler,
+      say,
+    );
     let shown = 0;
     const joined = await until(`${c.endpoints} endpoints on ${hubs} hubs`, c.timeout, () => {
       sims.checkAlive();

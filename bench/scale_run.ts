@@ -15,7 +15,12 @@ import { warmUp } from "./measurements.ts";
 import { MESH, type MeshPath, startMesh } from "./mesh.ts";
 import { ProcSampler, type ProcUsage, readProc, SYSTEM } from "./proc_stats.ts";
 import { Results, round } from "./report.ts";
-import { ensureFdLimit, issueSimUsers, Simulators } from "./scale_sims.ts";
+import {
+  ensureFdLimit,
+  issueSimUsers,
+  type Simulators,
+  startSampledSimulators,
+} from "./scale_sims.ts";
 
 /** Sizes of one run. */
 export interface ScaleConfig {
@@ -148,17 +153,17 @@ export async function scaleRun(
     const started = Date.now();
     const overflowsBefore = listenOverflows();
     sampler.resetPeaks();
-    await using sims = Simulators.start({
-      hubPort: mesh.hub.port,
-      endpoints: c.endpoints,
-      processes: c.processes,
-      concurrency: c.concurrency,
-      credentials,
-    });
-    sampler.setGroup("sims", sims.pids);
-    for (const [i, pid] of sims.pids.entries()) {
-      say(await ensureFdLimit(`simulator ${i + 1}`, pid, sims.procs[i].count + 1_000));
-    }
+    await using sims = await startSampledSimulators(
+      {
+        hubPort: mesh.hub.port,
+        endpoints: c.endpoints,
+        processes: c.processes,
+        concurrency: c.concurrency,
+        credentials,
+      },
+      sampler,
+      say,
+    );
     let shown = 0;
     const joined = await until(`${c.endpoints} endpoints joined`, c.timeout, () => {
       sims.checkAlive();

@@ -16,6 +16,7 @@ import {
   type SimCredentials,
 } from "./scale_sim.ts";
 import { LOOPBACK } from "./ports.ts";
+import type { ProcSampler } from "./proc_stats.ts";
 
 const SIM_ENTRY = fileURLToPath(new URL("./scale_sim.ts", import.meta.url));
 
@@ -64,6 +65,25 @@ export async function ensureFdLimit(name: string, pid: number, need: number): Pr
   }
   const enough = limit.soft >= need ? "" : ` — short of the ${need} it needs`;
   return `${name}: open-file limit ${limit.soft} (hard ${limit.hard})${enough}`;
+}
+
+/**
+ * Starts the simulators (`Simulators.start`), adds their processes to `sampler` as the group
+ * `sims`, and raises each one's open-file limit for its endpoints' sessions (one per hub),
+ * saying each limit through `say`.
+ */
+export async function startSampledSimulators(
+  opts: SimulatorOptions,
+  sampler: ProcSampler,
+  say: (line: string) => void,
+): Promise<Simulators> {
+  const sims = Simulators.start(opts);
+  sampler.setGroup("sims", sims.pids);
+  const hubs = 1 + (opts.morePorts?.length ?? 0);
+  for (const [i, p] of sims.procs.entries()) {
+    say(await ensureFdLimit(`simulator ${i + 1}`, p.child.pid, p.count * hubs + 1_000));
+  }
+  return sims;
 }
 
 /** A running simulator process and its latest counters. */
@@ -116,6 +136,16 @@ export class SimProcess {
   }
 }
 
+/** What `Simulators.start` runs: see there. */
+export interface SimulatorOptions {
+  hubPort: number;
+  morePorts?: number[];
+  endpoints: number;
+  processes: number;
+  concurrency: number;
+  credentials: string;
+}
+
 /** Simulator processes sharing `endpoints` between them. */
 export class Simulators implements AsyncDisposable {
   readonly procs: SimProcess[] = [];
@@ -125,14 +155,7 @@ export class Simulators implements AsyncDisposable {
    * (and every hub of `morePorts`: each endpoint holds a session with each),
    * `endpoints` in all, each dialling at most `concurrency` at a time at first.
    */
-  static start(opts: {
-    hubPort: number;
-    morePorts?: number[];
-    endpoints: number;
-    processes: number;
-    concurrency: number;
-    credentials: string;
-  }): Simulators {
+  static start(opts: SimulatorOptions): Simulators {
     const sims = new Simulators();
     const per = Math.ceil(opts.endpoints / opts.processes);
     for (let first = 0; first < opts.endpoints; first += per) {
