@@ -22,6 +22,7 @@ import {
   issueUser,
   joinMesh,
   type Service,
+  type UserFiles,
 } from "../fixtures/harness.ts";
 import { type ClientTls, errorCode, HubClient, userTls } from "../fixtures/hub_client.ts";
 import {
@@ -29,6 +30,7 @@ import {
   addService,
   endpointSeenBy,
   MESH,
+  type MeshAgent,
   meshStatus,
   never,
   startMeshOf,
@@ -50,6 +52,30 @@ import {
 /** The hub's data port, as its status names it. */
 async function dataPortOf(client: HubClient): Promise<number> {
   return (await hubStatus(client)).dataPort;
+}
+
+/**
+ * A tunnel opened by hand on `client` (as endpoint `endpoint` of `files`' user) to bob's
+ * `echo`: `bytes` random bytes must come back whole; then the tunnel is closed.
+ */
+async function echoByHand(
+  client: HubClient,
+  files: UserFiles,
+  endpoint: string,
+  bob: MeshAgent,
+  bytes: number,
+): Promise<void> {
+  const tunnel = await openE2eTunnel({
+    client,
+    files,
+    endpoint,
+    target: bob.endpointId,
+    targetUser: "bob",
+    service: "echo",
+  }, await dataPortOf(client));
+  const data = randomBytes(bytes);
+  assert.ok(equalBytes(await exchangeConn(tunnel, data), data));
+  await finish(tunnel);
 }
 
 /** `GET /api/status` on a fresh session with `tls`; closes the session. */
@@ -218,18 +244,8 @@ Deno.test("the provider decides access: a member not listed gets 403 and never r
 
   // Positive control: once bob lists alice, the same client gets through and bytes echo.
   await addService(bob, "echo", target.port, ["alice"]);
-  const allowed = await openE2eTunnel({
-    client,
-    files: m.agents.alice.files,
-    endpoint: "alice-by-hand",
-    target: bob.endpointId,
-    targetUser: "bob",
-    service: "echo",
-  }, await dataPortOf(client));
-  const data = randomBytes(32 * 1024);
-  assert.ok(equalBytes(await exchangeConn(allowed, data), data));
+  await echoByHand(client, m.agents.alice.files, "alice-by-hand", bob, 32 * 1024);
   assert.equal(target.accepted, 1);
-  await finish(allowed);
 });
 
 Deno.test("hub closes live sessions of a revoked certificate and keeps it out", async () => {
@@ -306,17 +322,7 @@ Deno.test("hub closes live sessions of a revoked certificate and keeps it out", 
   const root = await issueUser(m.ca.url, "root");
   await using rootClient = HubClient.connect(m.hub.port, userTls(root));
   assert.equal((await rootClient.openControl("root-by-hand", "root-hand")).status, 200);
-  const tunnel = await openE2eTunnel({
-    client: rootClient,
-    files: root,
-    endpoint: "root-by-hand",
-    target: bob.endpointId,
-    targetUser: "bob",
-    service: "echo",
-  }, await dataPortOf(rootClient));
-  const data = randomBytes(16 * 1024);
-  assert.ok(equalBytes(await exchangeConn(tunnel, data), data));
-  await finish(tunnel);
+  await echoByHand(rootClient, root, "root-by-hand", bob, 16 * 1024);
   const endpoints = await api(bob.url, "GET", `/api/meshes/${MESH}/endpoints`);
   assert.equal(endpoints.status, 200);
 });
