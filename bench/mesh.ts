@@ -26,11 +26,11 @@ export interface MeshPath {
 }
 
 /**
- * Starts CA, hub and agents in `h` (which stops them) and maps a port to each
- * of `targets` (service name → port on 127.0.0.1). Throws with the API's
- * answer if a step is refused, or if a link or the services do not show within 20 s.
+ * Starts a CA, a hub and two agents in `h` (which stops them): agent A as user root with
+ * endpoint `a`, agent B as bob with endpoint `b`, both joined to `MESH`; returns once both
+ * hub links are up. Throws if a link does not come up within 20 s.
  */
-export async function startMesh(h: Harness, targets: Record<string, number>): Promise<MeshPath> {
+export async function startJoinedAgents(h: Harness): Promise<Omit<MeshPath, "ports">> {
   const ca = await h.startCa();
   const hub = await h.startHub(ca);
   const agentA = await h.startAgent({ name: "agent-a" });
@@ -46,6 +46,16 @@ export async function startMesh(h: Harness, targets: Record<string, number>): Pr
         (await api(agent.url, "GET", `/api/meshes/${MESH}`)).body?.status?.connected === true,
     );
   }
+  return { ca, hub, agentA, agentB };
+}
+
+/**
+ * Starts CA, hub and agents in `h` (which stops them) and maps a port to each
+ * of `targets` (service name → port on 127.0.0.1). Throws with the API's
+ * answer if a step is refused, or if a link or the services do not show within 20 s.
+ */
+export async function startMesh(h: Harness, targets: Record<string, number>): Promise<MeshPath> {
+  const { ca, hub, agentA, agentB } = await startJoinedAgents(h);
   for (const [name, port] of Object.entries(targets)) {
     const res = await api(
       agentB.url,

@@ -72,18 +72,7 @@ export async function hubsRun(
     const started = Date.now();
     const overflowsBefore = listenOverflows();
     sampler.resetPeaks();
-    await using sims = await startSampledSimulators(
-      {
-        hubPort: ports[0],
-        morePorts: ports.slice(1),
-        endpoints: c.endpoints,
-        processes: c.processes,
-        concurrency: c.concurrency,
-        credentials,
-      },
-      sampler,
-      say,
-    );
+    await using sims = await startSampledSimulators(c, ports, credentials, sampler, say);
     let shown = 0;
     const joined = await until(`${c.endpoints} endpoints on ${hubs} hubs`, c.timeout, () => {
       sims.checkAlive();

@@ -153,17 +153,7 @@ export async function scaleRun(
     const started = Date.now();
     const overflowsBefore = listenOverflows();
     sampler.resetPeaks();
-    await using sims = await startSampledSimulators(
-      {
-        hubPort: mesh.hub.port,
-        endpoints: c.endpoints,
-        processes: c.processes,
-        concurrency: c.concurrency,
-        credentials,
-      },
-      sampler,
-      say,
-    );
+    await using sims = await startSampledSimulators(c, [mesh.hub.port], credentials, sampler, say);
     let shown = 0;
     const joined = await until(`${c.endpoints} endpoints joined`, c.timeout, () => {
       sims.checkAlive();

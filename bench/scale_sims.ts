@@ -68,20 +68,29 @@ export async function ensureFdLimit(name: string, pid: number, need: number): Pr
 }
 
 /**
- * Starts the simulators (`Simulators.start`), adds their processes to `sampler` as the group
- * `sims`, and raises each one's open-file limit for its endpoints' sessions (one per hub),
- * saying each limit through `say`.
+ * Starts `size.processes` simulators (`Simulators.start`) with `size.endpoints` endpoints,
+ * each holding a session with every hub of `ports`; adds their processes to `sampler` as
+ * the group `sims`, and raises each one's open-file limit for its sessions, saying each
+ * limit through `say`.
  */
 export async function startSampledSimulators(
-  opts: SimulatorOptions,
+  size: { endpoints: number; processes: number; concurrency: number },
+  ports: number[],
+  credentials: string,
   sampler: ProcSampler,
   say: (line: string) => void,
 ): Promise<Simulators> {
-  const sims = Simulators.start(opts);
+  const sims = Simulators.start({
+    hubPort: ports[0],
+    morePorts: ports.slice(1),
+    endpoints: size.endpoints,
+    processes: size.processes,
+    concurrency: size.concurrency,
+    credentials,
+  });
   sampler.setGroup("sims", sims.pids);
-  const hubs = 1 + (opts.morePorts?.length ?? 0);
   for (const [i, p] of sims.procs.entries()) {
-    say(await ensureFdLimit(`simulator ${i + 1}`, p.child.pid, p.count * hubs + 1_000));
+    say(await ensureFdLimit(`simulator ${i + 1}`, p.child.pid, p.count * ports.length + 1_000));
   }
   return sims;
 }
@@ -136,16 +145,6 @@ export class SimProcess {
   }
 }
 
-/** What `Simulators.start` runs: see there. */
-export interface SimulatorOptions {
-  hubPort: number;
-  morePorts?: number[];
-  endpoints: number;
-  processes: number;
-  concurrency: number;
-  credentials: string;
-}
-
 /** Simulator processes sharing `endpoints` between them. */
 export class Simulators implements AsyncDisposable {
   readonly procs: SimProcess[] = [];
@@ -155,7 +154,14 @@ export class Simulators implements AsyncDisposable {
    * (and every hub of `morePorts`: each endpoint holds a session with each),
    * `endpoints` in all, each dialling at most `concurrency` at a time at first.
    */
-  static start(opts: SimulatorOptions): Simulators {
+  static start(opts: {
+    hubPort: number;
+    morePorts?: number[];
+    endpoints: number;
+    processes: number;
+    concurrency: number;
+    credentials: string;
+  }): Simulators {
     const sims = new Simulators();
     const per = Math.ceil(opts.endpoints / opts.processes);
     for (let first = 0; first < opts.endpoints; first += per) {

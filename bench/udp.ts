@@ -10,9 +10,9 @@
  * connection over a tcp mapping on the same port number) and reports what the
  * server received and lost.
  */
-import { api, Harness, issueUser, joinMesh } from "../tests/fixtures/harness.ts";
+import { api, Harness } from "../tests/fixtures/harness.ts";
+import { MESH, startJoinedAgents } from "./mesh.ts";
 
-const MESH = "bench";
 const SECONDS = 5;
 
 interface Figure {
@@ -124,17 +124,7 @@ async function iperf(path: string, port: number, size: number): Promise<Figure> 
 
 async function main(): Promise<void> {
   await using h = new Harness();
-  const ca = await h.startCa();
-  const hub = await h.startHub(ca);
-  const a = await h.startAgent({ name: "agent-a" });
-  const b = await h.startAgent({ name: "agent-b" });
-  await joinMesh(a.url, MESH, await issueUser(ca.url, "root"), hub.address, "a");
-  await joinMesh(b.url, MESH, await issueUser(ca.url, "bob"), hub.address, "b");
-  for (const agent of [a, b]) {
-    await until(async () =>
-      (await api(agent.url, "GET", `/api/meshes/${MESH}`)).body?.status?.connected === true
-    );
-  }
+  const { agentA: a, agentB: b } = await startJoinedAgents(h);
   const echo = echoTarget();
   const iperfPort = freeUdpPort();
   const server = new Deno.Command("iperf3", {
