@@ -17,9 +17,8 @@
  */
 import {
   commonNameOf,
-  importPrivateKeyPem,
   issuerAmong,
-  KEY_ALGORITHM,
+  keyPairOfPem,
   parseCertificate,
   parseCertificates,
   serialOf,
@@ -29,7 +28,7 @@ import { isIP } from "node:net";
 import tls from "node:tls";
 import { parseHostPort } from "@ztm/shared/flags";
 import { HUB_PATHS } from "@ztm/shared/protocol";
-import { renewalDue, renewalMessage, renewalRetryWait } from "@ztm/shared/renewal";
+import { renewalDue, renewalRetryWait, signRenewal } from "@ztm/shared/renewal";
 import { errText, type Logger } from "@ztm/shared/log";
 import { checkHubIdentity } from "./hub_identity.ts";
 import { servesTunnels } from "./peer/identity.ts";
@@ -159,32 +158,9 @@ export class Renewal {
   async #renew(cert: x509.X509Certificate): Promise<string> {
     const { config, runtime } = this.#opts;
     if (!runtime.hubRequest) throw new Error("this mesh cannot reach its hub for a renewal");
-    const privateKey = await importPrivateKeyPem(config.privateKey);
-    const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-    delete jwk.d;
-    jwk.key_ops = ["verify"];
-    const publicKey = await crypto.subtle.importKey("jwk", jwk, KEY_ALGORITHM, true, ["verify"]);
     const user = commonNameOf(cert) ?? "";
-    const csr = await x509.Pkcs10CertificateRequestGenerator.create({
-      name: `CN=${user}`,
-      keys: { privateKey, publicKey },
-      signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-    });
-    const csrPem = csr.toString("pem");
-    const serial = serialOf(cert);
-    const time = new Date().toISOString();
-    const signature = new Uint8Array(
-      await crypto.subtle.sign(
-        { name: "ECDSA", hash: "SHA-256" },
-        privateKey,
-        renewalMessage(serial, time, csrPem),
-      ),
-    );
-    const answer = await runtime.hubRequest(
-      "POST",
-      HUB_PATHS.renewals,
-      JSON.stringify({ serial, csr: csrPem, time, signature: signature.toBase64() }),
-    );
+    const renewal = await signRenewal(await keyPairOfPem(config.privateKey), serialOf(cert), user);
+    const answer = await runtime.hubRequest("POST", HUB_PATHS.renewals, JSON.stringify(renewal));
     let body: { certificate?: unknown; error?: { message?: string } } = {};
     try {
       body = JSON.parse(answer.body);

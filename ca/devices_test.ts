@@ -6,7 +6,7 @@
  */
 import assert from "node:assert/strict";
 import { generateKeyPair, x509 } from "@ztm/shared/certs";
-import { renewalMessage } from "@ztm/shared/renewal";
+import { signRenewal } from "@ztm/shared/renewal";
 import { renew } from "./devices.ts";
 import { openCa } from "./_fixture.ts";
 
@@ -16,19 +16,6 @@ async function csrOf(keys: CryptoKeyPair, user: string): Promise<string> {
     keys,
     signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
   })).toString("pem");
-}
-
-async function renewal(keys: CryptoKeyPair, serial: string, user: string) {
-  const csr = await csrOf(keys, user);
-  const time = new Date().toISOString();
-  const signature = new Uint8Array(
-    await crypto.subtle.sign(
-      { name: "ECDSA", hash: "SHA-256" },
-      keys.privateKey,
-      renewalMessage(serial, time, csr),
-    ),
-  );
-  return { serial, csr, time, signature: signature.toBase64() };
 }
 
 for (const endpoint of ["laptop", null]) {
@@ -43,8 +30,8 @@ for (const endpoint of ["laptop", null]) {
       "desktop",
       await csrOf(await generateKeyPair(), "alice"),
     );
-    const second = await renew(ca, await renewal(keys, first.serial, "alice"));
-    const third = await renew(ca, await renewal(keys, second.serial, "alice"));
+    const second = await renew(ca, await signRenewal(keys, first.serial, "alice"));
+    const third = await renew(ca, await signRenewal(keys, second.serial, "alice"));
     assert.equal(third.endpoint ?? null, endpoint);
     assert.equal(third.renewedFrom, second.serial);
     // Renewals supersede: nothing is revoked, the CRL is empty.
@@ -57,7 +44,7 @@ for (const endpoint of ["laptop", null]) {
       [[first.serial, true], [other.serial, false], [second.serial, true], [third.serial, false]],
     );
     // The old certificate cannot be renewed again (a replay).
-    await assert.rejects(renew(ca, await renewal(keys, first.serial, "alice")), {
+    await assert.rejects(renew(ca, await signRenewal(keys, first.serial, "alice")), {
       code: "not_live",
     });
     // Revoking the newest by serial takes the whole chain of that key, not the other device.

@@ -71,6 +71,20 @@ export async function importPrivateKeyPem(pem: string): Promise<CryptoKey> {
   }
 }
 
+/**
+ * The key pair of PKCS#8 PEM `pem` (ECDSA P-256): the private key for signing and its public
+ * key for verifying, both extractable. Throws `BadRequest` (`bad_private_key`) as
+ * `importPrivateKeyPem` does.
+ */
+export async function keyPairOfPem(pem: string): Promise<CryptoKeyPair> {
+  const privateKey = await importPrivateKeyPem(pem);
+  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
+  delete jwk.d;
+  jwk.key_ops = ["verify"];
+  const publicKey = await crypto.subtle.importKey("jwk", jwk, KEY_ALGORITHM, true, ["verify"]);
+  return { privateKey, publicKey };
+}
+
 /** Parses one PEM certificate. Throws `BadRequest` on garbage. */
 export function parseCertificate(pem: string): x509.X509Certificate {
   try {

@@ -9,6 +9,7 @@
  *
  * @module
  */
+import { x509 } from "./certs.ts";
 
 /**
  * The text a renewal's signature covers: the version tag, the serial being
@@ -25,6 +26,39 @@ export function renewalMessage(
   csrPem: string,
 ): Uint8Array<ArrayBuffer> {
   return new TextEncoder().encode(`ztm-renew-v1\n${serial}\n${time}\n${csrPem.trim()}`);
+}
+
+/** A renewal as it travels to the CA: the serial renewed, the new CSR, the signing time, the signature (base64). */
+export type RenewalRequest = { serial: string; csr: string; time: string; signature: string };
+
+/**
+ * The renewal of certificate `serial` of `user`, whose key pair is `keys`: a CSR for the same
+ * key naming `user`, signed now over `renewalMessage` with the certificate's key.
+ *
+ * @example
+ * ```ts
+ * const body = await signRenewal(await keyPairOfPem(keyPem), serial, "alice");
+ * ```
+ */
+export async function signRenewal(
+  keys: CryptoKeyPair,
+  serial: string,
+  user: string,
+): Promise<RenewalRequest> {
+  const csr = (await x509.Pkcs10CertificateRequestGenerator.create({
+    name: `CN=${user}`,
+    keys,
+    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
+  })).toString("pem");
+  const time = new Date().toISOString();
+  const signature = new Uint8Array(
+    await crypto.subtle.sign(
+      { name: "ECDSA", hash: "SHA-256" },
+      keys.privateKey,
+      renewalMessage(serial, time, csr),
+    ),
+  );
+  return { serial, csr, time, signature: signature.toBase64() };
 }
 
 /** When (epoch ms) a certificate valid from `notBefore` to `notAfter` is due for renewal. */

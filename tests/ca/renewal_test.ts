@@ -15,8 +15,8 @@
  */
 import assert from "node:assert/strict";
 import { DatabaseSync } from "node:sqlite";
-import { generateKeyPair, serialOf, x509 } from "../../shared/certs.ts";
-import { renewalMessage } from "@ztm/shared/renewal";
+import { generateKeyPair, keyPairOfPem, serialOf, x509 } from "../../shared/certs.ts";
+import { signRenewal } from "@ztm/shared/renewal";
 import { api, eventually, Harness, type LogLine } from "../fixtures/harness.ts";
 import { agentFlags, ztmOk } from "../fixtures/cli_helpers.ts";
 import { inviteFor } from "../fixtures/ca_helpers.ts";
@@ -44,43 +44,9 @@ function count(lines: LogLine[], msg: string): number {
   return lines.filter((l) => l.msg === msg).length;
 }
 
-async function signedRenewal(
-  keyPem: string,
-  serial: string,
-  user: string,
-): Promise<Record<string, string>> {
-  const der = x509.PemConverter.decode(keyPem)[0];
-  const privateKey = await crypto.subtle.importKey(
-    "pkcs8",
-    der,
-    { name: "ECDSA", namedCurve: "P-256" },
-    true,
-    ["sign"],
-  );
-  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-  delete jwk.d;
-  jwk.key_ops = ["verify"];
-  const publicKey = await crypto.subtle.importKey(
-    "jwk",
-    jwk,
-    { name: "ECDSA", namedCurve: "P-256" },
-    true,
-    ["verify"],
-  );
-  const csr = (await x509.Pkcs10CertificateRequestGenerator.create({
-    name: `CN=${user}`,
-    keys: { privateKey, publicKey },
-    signingAlgorithm: { name: "ECDSA", hash: "SHA-256" },
-  })).toString("pem");
-  const time = new Date().toISOString();
-  const signature = new Uint8Array(
-    await crypto.subtle.sign(
-      { name: "ECDSA", hash: "SHA-256" },
-      privateKey,
-      renewalMessage(serial, time, csr),
-    ),
-  );
-  return { serial, csr, time, signature: signature.toBase64() };
+/** Alice's renewal of `serial` as `user`, signed with the key of PEM `keyPem`. */
+async function signedRenewal(keyPem: string, serial: string, user: string) {
+  return await signRenewal(await keyPairOfPem(keyPem), serial, user);
 }
 
 Deno.test(`agents and the hub renew ${LIFETIME} certificates for ${SOAK_S} s without dropping a session or a connection`, async () => {
