@@ -6,17 +6,7 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { DatabaseSync } from "node:sqlite";
 import { CaStore, type CertificateRecord } from "./store.ts";
-
-/** A temp dir removed on dispose. */
-async function tempDir() {
-  const path = await Deno.makeTempDir({ prefix: "ztm-store-" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true });
-    },
-  };
-}
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
 
 let serialCounter = 0;
 /** A certificate record as the issuer would insert it. */
@@ -38,7 +28,7 @@ function record(
 }
 
 Deno.test("open creates a 0600 WAL database at schema version 3", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const path = join(dir.path, "sub", "ca.db");
   const store = CaStore.open(path);
   try {
@@ -61,7 +51,7 @@ Deno.test("open creates a 0600 WAL database at schema version 3", async () => {
 });
 
 Deno.test("open tightens an existing database file to 0600", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const path = join(dir.path, "ca.db");
   await Deno.writeFile(path, new Uint8Array(), { mode: 0o644 });
   await Deno.chmod(path, 0o644);
@@ -70,14 +60,14 @@ Deno.test("open tightens an existing database file to 0600", async () => {
 });
 
 Deno.test("open refuses a path that is a directory and leaves its mode alone", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   await Deno.chmod(dir.path, 0o755);
   assert.throws(() => CaStore.open(dir.path), /not a file/);
   assert.equal((await Deno.stat(dir.path)).mode! & 0o777, 0o755);
 });
 
 Deno.test("open refuses a database written by a newer schema", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const path = join(dir.path, "ca.db");
   const db = new DatabaseSync(path);
   db.exec("PRAGMA user_version = 4");
@@ -86,7 +76,7 @@ Deno.test("open refuses a database written by a newer schema", async () => {
 });
 
 Deno.test("saveCa keeps the first CA and reopening returns it", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const path = join(dir.path, "ca.db");
   const store = CaStore.open(path);
   assert.equal(store.ca(), undefined);
@@ -104,7 +94,7 @@ Deno.test("saveCa keeps the first CA and reopening returns it", async () => {
 });
 
 Deno.test("a name has at most one live user certificate, without regard to case", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const store = CaStore.open(join(dir.path, "ca.db"));
   try {
     store.insertCertificate(record("Root"));
@@ -131,7 +121,7 @@ Deno.test("a name has at most one live user certificate, without regard to case"
 });
 
 Deno.test("a duplicate serial is an error, not a name conflict", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const store = CaStore.open(join(dir.path, "ca.db"));
   try {
     const r = record("a");
@@ -146,7 +136,7 @@ Deno.test("a duplicate serial is an error, not a name conflict", async () => {
 });
 
 Deno.test("revokeUser numbers revocations in order and the feed returns them after since", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const store = CaStore.open(join(dir.path, "ca.db"));
   try {
     for (const n of ["a", "b", "c"]) store.insertCertificate(record(n));
@@ -179,7 +169,7 @@ Deno.test("revokeUser numbers revocations in order and the feed returns them aft
 });
 
 Deno.test("saveCrl replaces the stored CRL", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const store = CaStore.open(join(dir.path, "ca.db"));
   try {
     assert.equal(store.crl(), undefined);
@@ -207,7 +197,7 @@ Deno.test("saveCrl replaces the stored CRL", async () => {
 });
 
 Deno.test("certificates and revocations survive closing and reopening", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-store-");
   const path = join(dir.path, "ca.db");
   const store = CaStore.open(path);
   store.insertCertificate(record("a"));

@@ -30,6 +30,7 @@ import {
 } from "./certs.ts";
 import { BadRequest } from "./errors.ts";
 import { run } from "../tests/fixtures/harness.ts";
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
 
 const SIGNING = { name: "ECDSA", hash: "SHA-256" };
 
@@ -43,17 +44,6 @@ async function makeCa(now?: Date) {
   const keys = await generateKeyPair();
   const certificate = await createCaCertificate(keys, { now });
   return { keys, certificate, privateKey: keys.privateKey };
-}
-
-/** A temp dir removed on dispose. */
-async function tempDir() {
-  const path = await Deno.makeTempDir({ prefix: "ztm-certs-" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true });
-    },
-  };
 }
 
 /** Key pairs of the kinds ztm refuses: RSA 2048 and ECDSA P-384. */
@@ -145,7 +135,7 @@ Deno.test("leaf certificates are CA:false with exactly one extended key usage fo
   }
   assert.equal(hub.notAfter.getTime() - hub.notBefore.getTime(), 30 * 24 * 3600 * 1000 + 60_000);
 
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-certs-");
   const caPath = join(dir.path, "ca.crt");
   await Deno.writeTextFile(caPath, certificatePem(ca.certificate));
   for (const [leaf, purpose] of [[user, "sslclient"], [hub, "sslserver"]] as const) {
@@ -317,7 +307,7 @@ Deno.test("createCrl makes a CRL that openssl verifies against the CA and that l
   );
   assert.match(pem, /^-----BEGIN X509 CRL-----\n[\s\S]+-----END X509 CRL-----\n$/);
 
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-certs-");
   const caPath = join(dir.path, "ca.crt");
   const crlPath = join(dir.path, "crl.pem");
   await Deno.writeTextFile(caPath, certificatePem(ca.certificate));

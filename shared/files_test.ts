@@ -11,22 +11,12 @@ import {
   touchPrivateFile,
   writeSecretFile,
 } from "./files.ts";
-
-/** A temp dir removed on dispose. */
-async function tempDir() {
-  const path = await Deno.makeTempDir({ prefix: "ztm-files-" });
-  return {
-    path,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(path, { recursive: true });
-    },
-  };
-}
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
 
 const modeOf = async (path: string) => (await Deno.stat(path)).mode! & 0o777;
 
 Deno.test("writeSecretFile writes 0600 in a new 0700 directory and replaces atomically", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-files-");
   const path = join(dir.path, "state", "key.pem");
   writeSecretFile(path, "one");
   assert.equal(await Deno.readTextFile(path), "one");
@@ -43,14 +33,14 @@ Deno.test("writeSecretFile writes 0600 in a new 0700 directory and replaces atom
 });
 
 Deno.test("ensurePrivateDir leaves an existing directory's mode alone", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-files-");
   await Deno.chmod(dir.path, 0o755);
   ensurePrivateDir(dir.path);
   assert.equal(await modeOf(dir.path), 0o755);
 });
 
 Deno.test("loadOrCreateToken makes a 256-bit hex token 0600 once and then reuses it", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-files-");
   const path = join(dir.path, "ca.db.token");
   const token = loadOrCreateToken(path);
   assert.match(token, /^[0-9a-f]{64}$/);
@@ -61,7 +51,7 @@ Deno.test("loadOrCreateToken makes a 256-bit hex token 0600 once and then reuses
 });
 
 Deno.test("loadOrCreateToken keeps a token the user wrote and refuses an unusable one", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-files-");
   const path = join(dir.path, "t");
   await Deno.writeTextFile(path, "  my-own-token-of-some-length \n");
   assert.equal(loadOrCreateToken(path), "my-own-token-of-some-length");
@@ -72,7 +62,7 @@ Deno.test("loadOrCreateToken keeps a token the user wrote and refuses an unusabl
 });
 
 Deno.test("touchPrivateFile creates an empty 0600 file and never truncates one", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-files-");
   const path = join(dir.path, "a", "ca.db");
   touchPrivateFile(path);
   assert.equal((await Deno.stat(path)).size, 0);
@@ -83,7 +73,7 @@ Deno.test("touchPrivateFile creates an empty 0600 file and never truncates one",
 });
 
 Deno.test("readTextIfExists returns undefined only for a missing file", async () => {
-  await using dir = await tempDir();
+  await using dir = await tempDir("ztm-files-");
   assert.equal(readTextIfExists(join(dir.path, "missing")), undefined);
   await Deno.writeTextFile(join(dir.path, "f"), "x");
   assert.equal(readTextIfExists(join(dir.path, "f")), "x");

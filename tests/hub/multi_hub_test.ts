@@ -33,6 +33,18 @@ async function waitHubs(agent: MeshAgent, up: string[], down: string[], what: st
   );
 }
 
+/** A CA, hubs A and B (`both`: their addresses), and one agent per user joined on both. */
+async function onTwoHubs(h: Harness, users: string[]) {
+  const ca = await h.startCa();
+  const hubA = await h.startHub(ca);
+  const hubB = await h.startHub(ca);
+  const both = [hubA.address, hubB.address];
+  const files = await Promise.all(users.map((u) => issueUser(ca.url, u)));
+  const agents: MeshAgent[] = [];
+  for (const f of files) agents.push(await joinedOn(h, both, f));
+  return { ca, hubA, hubB, both, agents };
+}
+
 async function endpointOnline(via: MeshAgent, id: string): Promise<boolean> {
   const res = await api(via.url, "GET", `/api/meshes/${MESH}/endpoints?limit=500`);
   assert.equal(res.status, 200, JSON.stringify(res.body));
@@ -42,15 +54,7 @@ async function endpointOnline(via: MeshAgent, id: string): Promise<boolean> {
 Deno.test("an agent holds every hub; a hub killed leaves mappings working; it is rejoined when back", async () => {
   await using h = new Harness();
   await using echo = await startEchoServer();
-  const ca = await h.startCa();
-  const hubA = await h.startHub(ca);
-  const hubB = await h.startHub(ca);
-  const both = [hubA.address, hubB.address];
-  const [aliceFiles, bobFiles] = await Promise.all(
-    ["alice", "bob"].map((u) => issueUser(ca.url, u)),
-  );
-  const alice = await joinedOn(h, both, aliceFiles);
-  const bob = await joinedOn(h, both, bobFiles);
+  const { ca, hubA, hubB, both, agents: [alice, bob] } = await onTwoHubs(h, ["alice", "bob"]);
 
   // One session per hub, each with its own state; the mesh is connected.
   for (const agent of [alice, bob]) {
@@ -146,15 +150,7 @@ Deno.test("a tunnel goes through the hub both agents are on, and listings merge"
 
 Deno.test("a revoked user is cut on both hubs", async () => {
   await using h = new Harness();
-  const ca = await h.startCa();
-  const hubA = await h.startHub(ca);
-  const hubB = await h.startHub(ca);
-  const both = [hubA.address, hubB.address];
-  const [aliceFiles, carolFiles] = await Promise.all(
-    ["alice", "carol"].map((u) => issueUser(ca.url, u)),
-  );
-  const alice = await joinedOn(h, both, aliceFiles);
-  const carol = await joinedOn(h, both, carolFiles);
+  const { ca, both, agents: [alice, carol] } = await onTwoHubs(h, ["alice", "carol"]);
   await waitHubs(carol, both, [], "carol on both hubs");
   await eventually(
     () => endpointOnline(alice, carol.endpointId),
