@@ -107,14 +107,12 @@ async function world(listenerOpts: Partial<PairListenerOptions> = {}) {
   };
 }
 
-/** Alice's pair dialer, through the attacker's hub; closed with `w`. */
-function aliceDialer(w: Awaited<ReturnType<typeof world>>): PairDialer {
-  const dialer = new PairDialer({
-    signer: w.alice,
-    log: quiet,
-    mesh: "m",
-    revoked: () => new Set(),
-  });
+/** Alice's pair dialer (`revoked`: the serials she holds revoked), through the attacker's hub; closed with `w`. */
+function aliceDialer(
+  w: Awaited<ReturnType<typeof world>>,
+  revoked: () => Set<string> = () => new Set(),
+): PairDialer {
+  const dialer = new PairDialer({ signer: w.alice, log: quiet, mesh: "m", revoked });
   w.defer(() => dialer.close());
   dialer.setDataAddress(w.hub.data);
   return dialer;
@@ -145,18 +143,21 @@ async function outcome(link: PairLink): Promise<string> {
 }
 
 /**
- * Mallory's provider side, as a compromised hub splices alice to it: a TLS
- * server with mallory's own certificate that keeps alice's first line.
+ * A TLS server with `certPem`/`keyPem`, joined through the hub's data port with `ticket` to
+ * whoever holds the ticket's other side (a hub that splices anyone to anyone makes this
+ * possible); returns the TLS connection it accepts.
  */
-async function captureHello(
+async function interpose(
   w: Awaited<ReturnType<typeof world>>,
   ticket: string,
-): Promise<PeerHello> {
+  certPem: string,
+  keyPem: string,
+): Promise<Deno.TlsConn> {
   const tlsListener = Deno.listenTls({
     hostname: "127.0.0.1",
     port: 0,
-    cert: w.mallory.own.certPem,
-    key: w.mallory.own.keyPem,
+    cert: certPem,
+    key: keyPem,
   });
   w.defer(() => tlsListener.close());
   const hubConn = await Deno.connect(w.hub.data);
@@ -166,8 +167,20 @@ async function captureHello(
     port: (tlsListener.addr as Deno.NetAddr).port,
   });
   splice(connLeg(hubConn), connLeg(local)).catch(() => {});
-  const inner = await tlsListener.accept();
-  const link = new PairLink(inner);
+  return await tlsListener.accept();
+}
+
+/**
+ * Mallory's provider side, as a compromised hub splices alice to it: a TLS
+ * server with mallory's own certificate that keeps alice's first line.
+ */
+async function captureHello(
+  w: Awaited<ReturnType<typeof world>>,
+  ticket: string,
+): Promise<PeerHello> {
+  const link = new PairLink(
+    await interpose(w, ticket, w.mallory.own.certPem, w.mallory.own.keyPem),
+  );
   try {
     return await within(link.readMessage<PeerHello>(), "alice's hello") as PeerHello;
   } finally {
@@ -627,14 +640,7 @@ Deno.test({
       revoked.add(normalizeSerial(parseCertificate(oldBob.certificate).serialNumber));
       const sid = crypto.randomUUID();
       const aliceTicket = newTicket();
-      const dialer = new PairDialer({
-        signer: w.alice,
-        log: quiet,
-        mesh: "m",
-        revoked: () => revoked,
-      });
-      w.defer(() => dialer.close());
-      dialer.setDataAddress(w.hub.data);
+      const dialer = aliceDialer(w, () => revoked);
       const calling = dialer.open(
         { endpoint: "ep-bob", user: "bob" },
         { proto: "tcp", name: "echo" },
@@ -642,21 +648,9 @@ Deno.test({
       );
       calling.catch(() => {});
       // The man in the middle: TLS to alice with the revoked certificate …
-      const tlsListener = Deno.listenTls({
-        hostname: "127.0.0.1",
-        port: 0,
-        cert: oldBob.certificate,
-        key: oldBob.privateKey,
-      });
-      w.defer(() => tlsListener.close());
-      const hubConn = await Deno.connect(w.hub.data);
-      await writeAll(hubConn, encodePreamble(aliceTicket));
-      const local = await Deno.connect({
-        hostname: "127.0.0.1",
-        port: (tlsListener.addr as Deno.NetAddr).port,
-      });
-      splice(connLeg(hubConn), connLeg(local)).catch(() => {});
-      const toAlice = new PairLink(await tlsListener.accept());
+      const toAlice = new PairLink(
+        await interpose(w, aliceTicket, oldBob.certificate, oldBob.privateKey),
+      );
       w.defer(() => toAlice.close());
       const hello = await within(toAlice.readMessage<PeerHello>(), "alice's hello");
       const open = await within(toAlice.readMessage<PeerAnswer>(), "alice's open");

@@ -4,41 +4,28 @@
  */
 import { join } from "node:path";
 import { deepStrictEqual as assertEquals, ok as assert } from "node:assert/strict";
-import { api, eventually, Harness, rememberAgentToken } from "../fixtures/harness.ts";
+import { api, type ApiBody, eventually, Harness } from "../fixtures/harness.ts";
 import { freePort } from "../fixtures/net_helpers.ts";
+import { startAllInOne } from "../fixtures/cli_helpers.ts";
 
-/** Runs the all-in-one; the hub keeps one port across runs, as the default 8888 does. */
-async function startAllInOne(h: Harness, dir: string, hubPort: number) {
-  const proc = h.spawn("start", "cli/start.ts", [
-    `--data-dir=${dir}`,
-    "--ca-listen=127.0.0.1:0",
-    `--hub-listen=127.0.0.1:${hubPort}`,
-    "--data-listen=127.0.0.1:0",
-    "--agent-listen=127.0.0.1:0",
-  ]);
-  const line = await eventually(
-    () => proc.raw.find((l) => l.includes("agent API")),
-    20_000,
-    "the banner",
+/** The local mesh as the agent at `url` reports it, once its hub link is up (15 s at most). */
+function localMeshUp(url: string, what: string): Promise<ApiBody> {
+  return eventually(
+    async () => {
+      const res = await api(url, "GET", "/api/meshes/local");
+      return res.body?.status?.connected ? res.body : undefined;
+    },
+    15_000,
+    what,
   );
-  const url = /http:\/\/[\d.]+:\d+/.exec(line)![0];
-  rememberAgentToken(url, Deno.readTextFileSync(join(dir, "agent.db.token")).trim());
-  return { proc, url };
 }
 
 Deno.test("start runs a CA, a hub and an agent joined as root, and a second run reuses the state", async () => {
   await using h = new Harness();
   const dir = await h.tempDir("ztm-start-");
   const hubPort = await freePort();
-  const first = await startAllInOne(h, dir, hubPort);
-  const mesh = await eventually(
-    async () => {
-      const res = await api(first.url, "GET", "/api/meshes/local");
-      return res.body?.status?.connected ? res.body : undefined;
-    },
-    15_000,
-    "the local mesh connects",
-  );
+  const first = await startAllInOne(h, dir, { hubPort });
+  const mesh = await localMeshUp(first.url, "the local mesh connects");
   assertEquals(mesh.user, "root");
   const endpoints = await api(first.url, "GET", "/api/meshes/local/endpoints");
   assertEquals(endpoints.body.items.length, 1);
@@ -49,15 +36,8 @@ Deno.test("start runs a CA, a hub and an agent joined as root, and a second run 
   const rootCert = Deno.readTextFileSync(join(dir, "root.crt"));
   await first.proc.stop();
 
-  const second = await startAllInOne(h, dir, hubPort);
-  const again = await eventually(
-    async () => {
-      const res = await api(second.url, "GET", "/api/meshes/local");
-      return res.body?.status?.connected ? res.body : undefined;
-    },
-    15_000,
-    "the local mesh reconnects",
-  );
+  const second = await startAllInOne(h, dir, { hubPort });
+  const again = await localMeshUp(second.url, "the local mesh reconnects");
   assertEquals(again.endpoint.id, mesh.endpoint.id, "same endpoint after a restart");
   assertEquals(Deno.readTextFileSync(join(dir, "root.crt")), rootCert, "root was not issued again");
   assert(!second.proc.raw.some((l) => l.includes("start failed")), second.proc.tail());

@@ -97,11 +97,17 @@ function tableDump(database: string): string {
   }
 }
 
-Deno.test("a hub replaying or reusing an enrollment gets nothing; a device cannot enroll another user", async () => {
-  await using h = new Harness();
+/** A CA and a hub announced to it: the hub's enrollment port and the CA certificate PEM. */
+async function enrollingHub(h: Harness) {
   const ca = await h.startCa();
   const port = await enrollmentPortOf(await h.startHub(ca));
   const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
+  return { ca, port, caPem };
+}
+
+Deno.test("a hub replaying or reusing an enrollment gets nothing; a device cannot enroll another user", async () => {
+  await using h = new Harness();
+  const { ca, port, caPem } = await enrollingHub(h);
 
   const twoUses = await inviteFor(ca.url, "alice", { uses: 2 });
   const csr = await makeCsr("alice");
@@ -144,9 +150,7 @@ Deno.test("a hub replaying or reusing an enrollment gets nothing; a device canno
 
 Deno.test("10,000 wrong invite secrets through the hub get 4xx, are rate-limited and leave no state", async () => {
   await using h = new Harness();
-  const ca = await h.startCa();
-  const port = await enrollmentPortOf(await h.startHub(ca));
-  const caPem = await (await fetch(`${ca.url}/api/certificates/ca`)).text();
+  const { ca, port, caPem } = await enrollingHub(h);
   const real = await inviteFor(ca.url, "alice", { uses: 1 });
   const id = decodeInvite(real).id;
   const csr = await makeCsr("alice");

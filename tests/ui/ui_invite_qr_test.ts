@@ -8,17 +8,9 @@
  * CA, answer 404; no token, 401.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import jsQRModule from "jsqr";
 import type { Page } from "playwright-core";
-import {
-  api,
-  eventually,
-  Harness,
-  issueUser,
-  joinMesh,
-  rememberAgentToken,
-} from "../fixtures/harness.ts";
+import { api, eventually, Harness, issueUser, joinMesh } from "../fixtures/harness.ts";
 import {
   goTo,
   layoutProblems,
@@ -27,6 +19,7 @@ import {
   screenshot,
   WIDE,
 } from "../fixtures/ui_browser.ts";
+import { startAllInOne } from "../fixtures/cli_helpers.ts";
 
 /** jsQR's function: a CommonJS module whose types say it is the default export's. */
 const jsQR = jsQRModule as unknown as (
@@ -36,24 +29,10 @@ const jsQR = jsQRModule as unknown as (
 ) => { data: string } | null;
 
 /** Runs `ztm start` on ports 0 with its hub named localhost; returns its agent's URL. */
-async function startAllInOne(h: Harness): Promise<string> {
+async function startLocalhost(h: Harness): Promise<string> {
   const dir = await h.tempDir("ztm-start-");
-  const proc = h.spawn("start", "cli/start.ts", [
-    `--data-dir=${dir}`,
-    "--ca-listen=127.0.0.1:0",
-    "--hub-listen=127.0.0.1:0",
-    "--data-listen=127.0.0.1:0",
-    "--agent-listen=127.0.0.1:0",
-    "--names=localhost",
-  ]);
-  const line = await eventually(
-    () => proc.raw.find((l) => l.includes("agent API")),
-    30_000,
-    "the banner",
-  );
-  const url = /http:\/\/[\d.]+:\d+/.exec(line)![0];
-  rememberAgentToken(url, Deno.readTextFileSync(join(dir, "agent.db.token")).trim());
-  return url;
+  const opts = { args: ["--names=localhost"], timeoutMs: 30_000 };
+  return (await startAllInOne(h, dir, opts)).url;
 }
 
 /**
@@ -84,7 +63,7 @@ async function readQr(page: Page, selector: string): Promise<string | null> {
 
 Deno.test("the dashboard of ztm start makes an invite shown as a QR code that decodes to it; only an agent beside the CA can", async () => {
   await using h = new Harness();
-  const startUrl = await startAllInOne(h);
+  const startUrl = await startLocalhost(h);
   const local = await eventually(
     async () => {
       const m = (await api(startUrl, "GET", "/api/meshes/local")).body;
