@@ -170,3 +170,24 @@ export async function curl(args: string[]): Promise<{ code: number; out: string;
   const dec = new TextDecoder();
   return { code: r.code, out: dec.decode(r.stdout), err: dec.decode(r.stderr) };
 }
+
+/** Both ends of one loopback TCP connection, `[client, server]`; the caller closes them. */
+export async function tcpPair(): Promise<[Deno.TcpConn, Deno.TcpConn]> {
+  const listener = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+  try {
+    const accepted = listener.accept();
+    const client = await Deno.connect({ hostname: "127.0.0.1", port: listener.addr.port });
+    return [client, await accepted];
+  } finally {
+    listener.close();
+  }
+}
+
+/** Closes `conns`, ignoring ones already closed. */
+export function closeAll(...conns: { close(): void }[]): void {
+  for (const c of conns) {
+    try {
+      c.close();
+    } catch { /* closed */ }
+  }
+}
