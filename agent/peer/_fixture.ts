@@ -2,12 +2,17 @@
  * Test helpers of the end-to-end pair tests (`listener_test.ts`, `identity_test.ts`,
  * `listener_attack_test.ts`): a splicer that pairs two connections presenting the same ticket, as a
  * hub's data port does (and as an attacker's hub might), a loopback echo target that counts
- * its connections, and a pair signer for a user of a test CA.
+ * its connections, a pair signer for a user of a test CA, and a small mesh of one caller and
+ * providers joined by that splicer (`startPairMesh`).
  */
-import { peerName, PREAMBLE_BYTES } from "@ztm/shared/peer_protocol";
+import { Logger } from "@ztm/shared/log";
+import { type PairTicket, peerName, PREAMBLE_BYTES } from "@ztm/shared/peer_protocol";
 import { connLeg, splice } from "@ztm/shared/splice";
-import { newLeaf, type TestCa } from "../../tests/fixtures/test_pki.ts";
+import { newCa, newLeaf, type TestCa } from "../../tests/fixtures/test_pki.ts";
+import { Provider } from "../provider.ts";
+import { type DataAddress, PairDialer, type PairDialerOptions } from "./dialer.ts";
 import { Signer } from "./identity.ts";
+import { PairListener } from "./listener.ts";
 
 /** Pairs loopback connections by their preamble's ticket (`ZTM2 <ticket>`) and splices them. */
 export function startSplicer(): {
@@ -94,4 +99,103 @@ function closeAll(listener: Deno.Listener, conns: Set<Deno.Conn>): void {
       c.close();
     } catch { /* closed */ }
   }
+}
+
+/** One provider endpoint of a `PairMesh`: its signer, provider, pair listener and echo target. */
+export interface PairProvider {
+  signer: Signer;
+  provider: Provider;
+  listener: PairListener;
+  echo: ReturnType<typeof echoServer>;
+}
+
+/** Alice's `PairDialer` and providers of bob's `tcp/echo`, joined by a splicer standing in for the hub. */
+export interface PairMesh {
+  ca: TestCa;
+  alice: Signer;
+  dialer: PairDialer;
+  /** The splicer's address (the hub's data port). */
+  data: DataAddress;
+  /** Bob's endpoints by id. */
+  providers: Map<string, PairProvider>;
+  /** Tickets handed out so far (each is a fresh pair). */
+  readonly tickets: number;
+  /** The hub's part for a fresh pair to `endpoint`: attaches its listener, hands out the ticket. */
+  ticket(endpoint: string): () => Promise<PairTicket>;
+  close(): void;
+}
+
+/**
+ * Starts bob's endpoints `endpoints` (default `bob-ep`), each offering `tcp/echo` to `users`
+ * (default alice) on its own echo target, and alice's dialer (options in `dialer`), on loopback.
+ */
+export async function startPairMesh(opts: {
+  endpoints?: string[];
+  users?: string[];
+  dialer?: Partial<Pick<PairDialerOptions, "idleMs" | "maxIdlePerPeer" | "maxPerPeer">>;
+} = {}): Promise<PairMesh> {
+  const quiet = new Logger("agent", { sink: () => {} });
+  const ca = await newCa();
+  const alice = await signerOf(ca, "alice");
+  const splicer = startSplicer();
+  const providers = new Map<string, PairProvider>();
+  for (const endpoint of opts.endpoints ?? ["bob-ep"]) {
+    const signer = await signerOf(ca, "bob", { endpoint });
+    const echo = echoServer();
+    const provider = new Provider({ owner: "bob", log: quiet, mesh: "m" });
+    provider.setServices([{
+      proto: "tcp",
+      name: "echo",
+      host: "127.0.0.1",
+      port: echo.port,
+      users: opts.users ?? ["alice"],
+      strict: false,
+    }]);
+    const listener = new PairListener({
+      signer,
+      log: quiet,
+      mesh: "m",
+      revoked: () => new Set(),
+      serve: (open, caller) => provider.serve(open, caller),
+    });
+    listener.start();
+    providers.set(endpoint, { signer, provider, listener, echo });
+  }
+  const dialer = new PairDialer({
+    signer: alice,
+    log: quiet,
+    mesh: "m",
+    revoked: () => new Set(),
+    ...opts.dialer,
+  });
+  const data = splicer.data;
+  dialer.setDataAddress(data);
+  let tickets = 0;
+  return {
+    ca,
+    alice,
+    dialer,
+    data,
+    providers,
+    get tickets() {
+      return tickets;
+    },
+    ticket: (endpoint) => () => {
+      const p = providers.get(endpoint);
+      if (!p) return Promise.reject(new Error(`no endpoint ${endpoint}`));
+      const sid = crypto.randomUUID().replaceAll("-", "");
+      tickets++;
+      p.listener.attach(data, sid + sid, sid);
+      return Promise.resolve({ sid, ticket: sid + sid });
+    },
+    close() {
+      dialer.close();
+      for (const p of providers.values()) {
+        p.listener.close();
+        p.provider.close();
+        p.echo.close();
+      }
+      splicer.close();
+    },
+  };
 }
