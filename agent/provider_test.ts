@@ -2,7 +2,7 @@
  * The provider side of tunnels, on real loopback targets (TCP and UDP) and
  * real socket legs: who may use a service, refusals with their codes and a
  * per-user limit past which they are answered 429 without a line each, an
- * unreachable target, relays that count and end cleanly, a UDP session that
+ * unreachable target, relays that count and end cleanly, a UDP flow that
  * ends when idle, and live connections cut when a strict rule narrows or the
  * provider closes.
  */
@@ -179,7 +179,7 @@ Deno.test("narrowing a strict service cuts the live connections of users it no l
   }
 });
 
-Deno.test("a UDP session relays datagrams to its target and ends cleanly once idle", async () => {
+Deno.test("a UDP flow relays datagrams to its target and ends cleanly once idle", async () => {
   await using target = startUdpEcho();
   const { p, lines, states } = provider([
     service({ proto: "udp", name: "dns", port: target.port }),
@@ -189,23 +189,23 @@ Deno.test("a UDP session relays datagrams to its target and ends cleanly once id
   const far = new PairLink(b);
   try {
     const relay = await p.serve({ proto: "udp", name: "dns", idleMs: 1 }, ALICE);
-    const session = relay(near.datagrams());
+    const flow = relay(near.datagrams());
     assert.equal(p.liveConnections, 1);
     const caller = far.datagrams();
     await caller.writeBatch([enc.encode("q1"), enc.encode("q2")]);
     const got: string[] = [];
     while (true) {
-      // After the answers, the idle session (at least 100 ms: 1 is raised) sends its end.
+      // After the answers, the idle flow (at least 100 ms: 1 is raised) sends its end.
       const d = await deadline(caller.read(), 5_000, "a datagram");
       if (d === null) break;
       got.push(dec.decode(d));
     }
     assert.deepEqual(got, ["q1", "q2"]);
     await caller.closeWrite(); // the caller's end answers the provider's
-    assert.equal(await deadline(session, 5_000, "the session's end"), true);
+    assert.equal(await deadline(flow, 5_000, "the flow's end"), true);
     assert.equal(p.liveConnections, 0);
     assert.equal(target.received, 2);
-    assert.ok(lines.some((l) => l.msg === "udp session accepted"));
+    assert.ok(lines.some((l) => l.msg === "udp flow accepted"));
     assert.equal(states.service({ proto: "udp", name: "dns" }).state("s").dropped, 0);
   } finally {
     near.close();

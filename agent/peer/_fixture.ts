@@ -1,9 +1,10 @@
 /**
  * Test helpers of the end-to-end pair tests (`listener_test.ts`, `identity_test.ts`,
- * `listener_attack_test.ts`): a splicer that pairs two connections presenting the same ticket, as a
- * hub's data port does (and as an attacker's hub might), a loopback echo target that counts
- * its connections, a pair signer for a user of a test CA, and a small mesh of one caller and
- * providers joined by that splicer (`startPairMesh`).
+ * `listener_attack_test.ts`, `dialer_test.ts`, `port_map_test.ts`): a splicer that pairs two
+ * connections presenting the same ticket, as a hub's data port does (and as an attacker's hub
+ * might), a loopback echo target that counts its connections, a pair signer for a user of a
+ * test CA, and a small mesh of one caller and providers joined by that splicer
+ * (`startPairMesh`).
  */
 import { Logger } from "@ztm/shared/log";
 import { type PairTicket, peerName, PREAMBLE_BYTES } from "@ztm/shared/peer_protocol";

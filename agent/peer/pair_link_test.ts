@@ -125,7 +125,7 @@ Deno.test("a tunnel's frames and the line behind its end frame share one read bu
   );
 });
 
-Deno.test("a UDP session's datagrams keep their bounds both ways", async () => {
+Deno.test("a UDP flow's datagrams keep their bounds both ways", async () => {
   const [a, b] = await tcpPair();
   const left = new PairLink(a);
   const right = new PairLink(b);
