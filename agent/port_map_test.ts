@@ -79,7 +79,7 @@ async function mapping(
     userFixed: opts.userFixed,
   });
   await map.listen();
-  return { map, port: spec.port, lines, state };
+  return { map, port: spec.port, lines, state, [Symbol.asyncDispose]: () => map.close() };
 }
 
 /** Sends `text` through the mapping on `port` and returns what comes back before the end. */
@@ -95,55 +95,43 @@ async function through(port: number, text: string): Promise<string> {
 }
 
 Deno.test("connections rotate over the pool's online providers, each end to end", async () => {
-  const m = await startPairMesh({ endpoints: ["bob-1", "bob-2"] });
+  using m = await startPairMesh({ endpoints: ["bob-1", "bob-2"] });
   const hub = hubOf(m, () => [echoService(["bob-1", "bob-2"], ["bob-3"])]);
-  const p = await mapping(m, hub.link, { service: "echo", user: "bob" });
-  try {
-    for (let i = 0; i < 4; i++) assert.equal(await through(p.port, `hello ${i}`), `hello ${i}`);
-    assert.deepEqual(hub.tunnels, ["bob-1", "bob-2", "bob-1", "bob-2"]);
-    assert.equal(hub.listed(), 1, "a fresh listing is reused");
-    assert.equal(m.providers.get("bob-1")!.echo.accepted, 2);
-    assert.equal(m.providers.get("bob-2")!.echo.accepted, 2);
-    assert.equal(p.state.connections, 4);
-  } finally {
-    await p.map.close();
-    m.close();
-  }
+  await using p = await mapping(m, hub.link, { service: "echo", user: "bob" });
+  for (let i = 0; i < 4; i++) assert.equal(await through(p.port, `hello ${i}`), `hello ${i}`);
+  assert.deepEqual(hub.tunnels, ["bob-1", "bob-2", "bob-1", "bob-2"]);
+  assert.equal(hub.listed(), 1, "a fresh listing is reused");
+  assert.equal(m.providers.get("bob-1")!.echo.accepted, 2);
+  assert.equal(m.providers.get("bob-2")!.echo.accepted, 2);
+  assert.equal(p.state.connections, 4);
 });
 
 Deno.test("a pinned endpoint takes only that provider, by id or name", async () => {
-  const m = await startPairMesh({ endpoints: ["bob-1", "bob-2"] });
+  using m = await startPairMesh({ endpoints: ["bob-1", "bob-2"] });
   const hub = hubOf(m, () => [echoService(["bob-1", "bob-2"])]);
-  const byName = await mapping(m, hub.link, { service: "echo", user: "bob", endpoint: "n2" });
-  const byId = await mapping(m, hub.link, { service: "echo", user: "bob", endpoint: "bob-1" });
-  try {
-    for (let i = 0; i < 2; i++) assert.equal(await through(byName.port, "x"), "x");
-    assert.equal(await through(byId.port, "y"), "y");
-    assert.deepEqual(hub.tunnels, ["bob-2", "bob-2", "bob-1"]);
-  } finally {
-    await byName.map.close();
-    await byId.map.close();
-    m.close();
-  }
+  await using byName = await mapping(m, hub.link, { service: "echo", user: "bob", endpoint: "n2" });
+  await using byId = await mapping(m, hub.link, {
+    service: "echo",
+    user: "bob",
+    endpoint: "bob-1",
+  });
+  for (let i = 0; i < 2; i++) assert.equal(await through(byName.port, "x"), "x");
+  assert.equal(await through(byId.port, "y"), "y");
+  assert.deepEqual(hub.tunnels, ["bob-2", "bob-2", "bob-1"]);
 });
 
 Deno.test("a provider that fails is tried once more, then skipped for the next; the listing is asked again", async () => {
-  const m = await startPairMesh({ endpoints: ["bob-1"] });
+  using m = await startPairMesh({ endpoints: ["bob-1"] });
   // bob-gone is listed online, but no ticket reaches it.
   const hub = hubOf(m, () => [echoService(["bob-gone", "bob-1"])]);
-  const p = await mapping(m, hub.link, { service: "echo", user: "bob" });
-  try {
-    assert.equal(await through(p.port, "still served"), "still served");
-    assert.deepEqual(hub.tunnels, ["bob-gone", "bob-gone", "bob-1"]);
-    assert.ok(p.lines.some((l) => l.msg === "tunnel retried" && l.endpoint === "bob-gone"));
-    assert.ok(p.lines.some((l) => l.msg === "tunnel failed" && l.endpoint === "bob-gone"));
-    assert.equal(p.state.failures.get("failing"), 1);
-    await through(p.port, "again");
-    assert.equal(hub.listed(), 2, "a failed open drops the listing");
-  } finally {
-    await p.map.close();
-    m.close();
-  }
+  await using p = await mapping(m, hub.link, { service: "echo", user: "bob" });
+  assert.equal(await through(p.port, "still served"), "still served");
+  assert.deepEqual(hub.tunnels, ["bob-gone", "bob-gone", "bob-1"]);
+  assert.ok(p.lines.some((l) => l.msg === "tunnel retried" && l.endpoint === "bob-gone"));
+  assert.ok(p.lines.some((l) => l.msg === "tunnel failed" && l.endpoint === "bob-gone"));
+  assert.equal(p.state.failures.get("failing"), 1);
+  await through(p.port, "again");
+  assert.equal(hub.listed(), 2, "a failed open drops the listing");
 });
 
 Deno.test("only pair failures on the way are retried at the same provider", () => {
@@ -156,7 +144,7 @@ Deno.test("only pair failures on the way are retried at the same provider", () =
 });
 
 Deno.test("with no usable provider the client is closed without a byte and the reason counted", async (t) => {
-  const m = await startPairMesh({ endpoints: ["bob-1"] });
+  using m = await startPairMesh({ endpoints: ["bob-1"] });
   const cases: [string, MeshService[], PortMapping["target"], string][] = [
     ["nobody offers it", [], { service: "echo" }, "unknown_service"],
     [
@@ -179,57 +167,44 @@ Deno.test("with no usable provider the client is closed without a byte and the r
       "no_provider_online",
     ],
   ];
-  try {
-    for (const [name, listing, target, code] of cases) {
-      await t.step(name, async () => {
-        const hub = hubOf(m, () => listing);
-        const p = await mapping(m, hub.link, target);
-        try {
-          assert.equal(await through(p.port, "anyone?"), "");
-          assert.equal(p.state.lastError?.code, code);
-          assert.deepEqual(hub.tunnels, []);
-          assert.ok(p.lines.some((l) => l.msg === "tunnel failed"));
-        } finally {
-          await p.map.close();
-        }
-      });
-    }
-    assert.equal(m.providers.get("bob-1")!.echo.accepted, 0);
-  } finally {
-    m.close();
+  for (const [name, listing, target, code] of cases) {
+    await t.step(name, async () => {
+      const hub = hubOf(m, () => listing);
+      await using p = await mapping(m, hub.link, target);
+      assert.equal(await through(p.port, "anyone?"), "");
+      assert.equal(p.state.lastError?.code, code);
+      assert.deepEqual(hub.tunnels, []);
+      assert.ok(p.lines.some((l) => l.msg === "tunnel failed"));
+    });
   }
+  assert.equal(m.providers.get("bob-1")!.echo.accepted, 0);
 });
 
 Deno.test("a mapping made without a user keeps the first user it finds, also when another publishes the name", async () => {
-  const m = await startPairMesh({ endpoints: ["bob-1"] });
+  using m = await startPairMesh({ endpoints: ["bob-1"] });
   let listing = [echoService(["bob-gone"])];
   const hub = hubOf(m, () => listing);
   const fixed: string[] = [];
-  const p = await mapping(m, hub.link, { service: "echo" }, {
+  await using p = await mapping(m, hub.link, { service: "echo" }, {
     userFixed: (_, user) => {
       fixed.push(user);
       throw new Error("disk full"); // still fixed in memory
     },
   });
-  try {
-    assert.equal(await through(p.port, "first"), "", "bob-gone takes no tunnel");
-    assert.deepEqual(fixed, ["bob"]);
-    assert.ok(p.lines.some((l) => l.msg === "pool user not stored" && l.err === "disk full"));
-    // Carol publishes the same name: the mapping stays bob's, not ambiguous.
-    listing = [echoService(["bob-1"]), echoService(["carol-1"], [], "carol")];
-    assert.equal(await through(p.port, "second"), "second");
-    assert.deepEqual(hub.tunnels.at(-1), "bob-1");
-    assert.deepEqual(fixed, ["bob"], "fixed once");
-  } finally {
-    await p.map.close();
-    m.close();
-  }
+  assert.equal(await through(p.port, "first"), "", "bob-gone takes no tunnel");
+  assert.deepEqual(fixed, ["bob"]);
+  assert.ok(p.lines.some((l) => l.msg === "pool user not stored" && l.err === "disk full"));
+  // Carol publishes the same name: the mapping stays bob's, not ambiguous.
+  listing = [echoService(["bob-1"]), echoService(["carol-1"], [], "carol")];
+  assert.equal(await through(p.port, "second"), "second");
+  assert.equal(hub.tunnels.at(-1), "bob-1");
+  assert.deepEqual(fixed, ["bob"], "fixed once");
 });
 
 Deno.test("close frees the port and ends the mapping's live connections", async () => {
-  const m = await startPairMesh({ endpoints: ["bob-1"] });
+  using m = await startPairMesh({ endpoints: ["bob-1"] });
   const hub = hubOf(m, () => [echoService(["bob-1"])]);
-  const p = await mapping(m, hub.link, { service: "echo", user: "bob" });
+  await using p = await mapping(m, hub.link, { service: "echo", user: "bob" });
   const conn = await Deno.connect({ hostname: "127.0.0.1", port: p.port });
   try {
     await conn.write(enc.encode("open "));
@@ -241,6 +216,5 @@ Deno.test("close frees the port and ends the mapping's live connections", async 
     await assert.rejects(Deno.connect({ hostname: "127.0.0.1", port: p.port }));
   } finally {
     conn.close();
-    m.close();
   }
 });

@@ -13,7 +13,7 @@ import { newCa, newLeaf, type TestCa } from "../../tests/fixtures/test_pki.ts";
 import { Provider } from "../provider.ts";
 import { type DataAddress, PairDialer, type PairDialerOptions } from "./dialer.ts";
 import { Signer } from "./identity.ts";
-import { PairListener } from "./listener.ts";
+import { PairListener, type PairListenerOptions } from "./listener.ts";
 
 /** Pairs loopback connections by their preamble's ticket (`ZTM2 <ticket>`) and splices them. */
 export function startSplicer(): {
@@ -102,16 +102,41 @@ function closeAll(listener: Deno.Listener, conns: Set<Deno.Conn>): void {
   }
 }
 
-/** One provider endpoint of a `PairMesh`: its signer, provider, pair listener and echo target. */
-export interface PairProvider {
+const quiet = new Logger("agent", { sink: () => {} });
+
+/** An endpoint of bob's that `signer` speaks for, providing `echo` to alice only; started. */
+export function echoProvider(signer: Signer, listenerOpts: Partial<PairListenerOptions> = {}) {
+  const echo = echoServer();
+  const provider = new Provider({ owner: "bob", log: quiet, mesh: "m" });
+  provider.setServices([
+    {
+      proto: "tcp",
+      name: "echo",
+      host: "127.0.0.1",
+      port: echo.port,
+      users: ["alice"],
+      strict: false,
+    },
+  ]);
+  const pairs = new PairListener({
+    signer,
+    log: quiet,
+    mesh: "m",
+    revoked: () => new Set(),
+    serve: (open, caller) => provider.serve(open, caller),
+    ...listenerOpts,
+  });
+  pairs.start();
+  return { echo, provider, pairs };
+}
+
+/** One provider endpoint of a `PairMesh`: its signer, and what `echoProvider` started. */
+export interface PairProvider extends ReturnType<typeof echoProvider> {
   signer: Signer;
-  provider: Provider;
-  listener: PairListener;
-  echo: ReturnType<typeof echoServer>;
 }
 
 /** Alice's `PairDialer` and providers of bob's `tcp/echo`, joined by a splicer standing in for the hub. */
-export interface PairMesh {
+export interface PairMesh extends Disposable {
   ca: TestCa;
   alice: Signer;
   dialer: PairDialer;
@@ -123,44 +148,23 @@ export interface PairMesh {
   readonly tickets: number;
   /** The hub's part for a fresh pair to `endpoint`: attaches its listener, hands out the ticket. */
   ticket(endpoint: string): () => Promise<PairTicket>;
-  close(): void;
 }
 
 /**
- * Starts bob's endpoints `endpoints` (default `bob-ep`), each offering `tcp/echo` to `users`
- * (default alice) on its own echo target, and alice's dialer (options in `dialer`), on loopback.
+ * Starts bob's endpoints `endpoints` (default `bob-ep`), each offering `tcp/echo` to alice on
+ * its own echo target (`echoProvider`), and alice's dialer (options in `dialer`), on loopback.
  */
 export async function startPairMesh(opts: {
   endpoints?: string[];
-  users?: string[];
   dialer?: Partial<Pick<PairDialerOptions, "idleMs" | "maxIdlePerPeer" | "maxPerPeer">>;
 } = {}): Promise<PairMesh> {
-  const quiet = new Logger("agent", { sink: () => {} });
   const ca = await newCa();
   const alice = await signerOf(ca, "alice");
   const splicer = startSplicer();
   const providers = new Map<string, PairProvider>();
   for (const endpoint of opts.endpoints ?? ["bob-ep"]) {
     const signer = await signerOf(ca, "bob", { endpoint });
-    const echo = echoServer();
-    const provider = new Provider({ owner: "bob", log: quiet, mesh: "m" });
-    provider.setServices([{
-      proto: "tcp",
-      name: "echo",
-      host: "127.0.0.1",
-      port: echo.port,
-      users: opts.users ?? ["alice"],
-      strict: false,
-    }]);
-    const listener = new PairListener({
-      signer,
-      log: quiet,
-      mesh: "m",
-      revoked: () => new Set(),
-      serve: (open, caller) => provider.serve(open, caller),
-    });
-    listener.start();
-    providers.set(endpoint, { signer, provider, listener, echo });
+    providers.set(endpoint, { signer, ...echoProvider(signer) });
   }
   const dialer = new PairDialer({
     signer: alice,
@@ -186,13 +190,13 @@ export async function startPairMesh(opts: {
       if (!p) return Promise.reject(new Error(`no endpoint ${endpoint}`));
       const sid = crypto.randomUUID().replaceAll("-", "");
       tickets++;
-      p.listener.attach(data, sid + sid, sid);
+      p.pairs.attach(data, sid + sid, sid);
       return Promise.resolve({ sid, ticket: sid + sid });
     },
-    close() {
+    [Symbol.dispose]() {
       dialer.close();
       for (const p of providers.values()) {
-        p.listener.close();
+        p.pairs.close();
         p.provider.close();
         p.echo.close();
       }
