@@ -18,11 +18,10 @@ import { connLeg, type Leg, splice } from "@ztm/shared/splice";
 import { exportPrivateKeyPem, parseCertificate } from "@ztm/shared/certs";
 import { normalizeSerial } from "@ztm/shared/crl";
 import { newCa, newLeaf, type TestCa } from "../../tests/fixtures/test_pki.ts";
-import { Provider } from "../provider.ts";
 import { PairDialer } from "./dialer.ts";
 import { Signer } from "./identity.ts";
-import { echoServer, signerOf, startSplicer } from "./_fixture.ts";
-import { PairListener, type PairListenerOptions } from "./listener.ts";
+import { echoProvider, signerOf, startSplicer } from "./_fixture.ts";
+import type { PairListenerOptions } from "./listener.ts";
 import { PairLink, writeAll } from "./pair_link.ts";
 
 const quiet = new Logger("agent", { sink: () => {} });
@@ -42,32 +41,6 @@ function within<T>(p: Promise<T>, what: string, ms = IO_MS): Promise<T> {
 function newTicket(): string {
   return [...crypto.getRandomValues(new Uint8Array(32))]
     .map((b) => b.toString(16).padStart(2, "0")).join("");
-}
-
-/** An endpoint of bob's that `signer` speaks for, providing `echo` to alice only; started. */
-function echoProvider(signer: Signer, listenerOpts: Partial<PairListenerOptions> = {}) {
-  const echo = echoServer();
-  const provider = new Provider({ owner: "bob", log: quiet, mesh: "m" });
-  provider.setServices([
-    {
-      proto: "tcp",
-      name: "echo",
-      host: "127.0.0.1",
-      port: echo.port,
-      users: ["alice"],
-      strict: false,
-    },
-  ]);
-  const pairs = new PairListener({
-    signer,
-    log: quiet,
-    mesh: "m",
-    revoked: () => new Set(),
-    serve: (open, caller) => provider.serve(open, caller),
-    ...listenerOpts,
-  });
-  pairs.start();
-  return { echo, provider, pairs };
 }
 
 /** Bob provides `echo` to alice only; the hub is the attacker's. */
