@@ -19,7 +19,10 @@ async function tempDir() {
 }
 
 /** Reads `stream` until a line arrives; fails after `ms`. Leaves no timer behind. */
-async function firstLine(stream: ReadableStream<Uint8Array>, ms = 10_000): Promise<string> {
+async function firstLine(
+  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
+  ms = 10_000,
+): Promise<string> {
   const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
   let text = "";
   let timer: ReturnType<typeof setTimeout> | undefined;
