@@ -7,56 +7,22 @@
  * `tests/ca/invite_test.ts` and `tests/security/invite_attack_test.ts`.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { fingerprintOf, generateKeyPair, x509 } from "@ztm/shared/certs";
 import { type App, createRouter, serveHttp } from "@ztm/shared/http";
 import { decodeInvite, enrollmentProof, inviteProofKey } from "@ztm/shared/invite";
 import { Logger } from "@ztm/shared/log";
+import { openCaWithInvites as openCa } from "./_fixture.ts";
 import { caError } from "./errors.ts";
-import { Issuer } from "./issue.ts";
+import type { Issuer } from "./issue.ts";
 import {
   Bucket,
   defaultEnrollAddress,
   inviteRoutes,
-  InviteService,
+  type InviteService,
   MAX_INVITE_MS,
   MAX_INVITE_USES,
   parseDuration,
 } from "./invites.ts";
-import { Revoker } from "./revoke.ts";
-import { loadOrCreateSigningKey } from "./signing_key.ts";
-import { CaStore } from "./store.ts";
-
-/** A CA with invites on a fresh database; logged lines are kept. */
-async function openCa(opts: { failuresPerSecond?: number } = {}) {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-invites-" });
-  const lines: string[] = [];
-  const log = new Logger("ca", { sink: (l) => lines.push(l) });
-  const store = CaStore.open(join(dir, "ca.db"));
-  const signingKey = await loadOrCreateSigningKey(store, log);
-  const issuer = new Issuer({ store, signingKey, log });
-  const revoker = new Revoker({ store, signingKey, log });
-  const invites = new InviteService({
-    store,
-    issuer,
-    caCertificatePem: signingKey.certificatePem,
-    caFingerprint: await fingerprintOf(signingKey.certificate),
-    log,
-    ...opts,
-  });
-  return {
-    store,
-    issuer,
-    revoker,
-    invites,
-    lines,
-    async [Symbol.asyncDispose]() {
-      revoker.close();
-      store.close();
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 /** A PEM CSR with common name `cn` and a new key. */
 async function csrFor(cn: string): Promise<string> {
@@ -95,12 +61,7 @@ Deno.test("create makes an invite that carries the hubs and CA fingerprint; the 
   assert.equal(p.id, record.id);
   assert.deepEqual(p.hubs, HUBS);
   assert.deepEqual(p.enroll, ["hub.example.com:7445"], "control port + 2 when none is named");
-  assert.equal(
-    p.caFingerprint,
-    await fingerprintOf(
-      (await loadOrCreateSigningKey(ca.store, new Logger("ca", { sink: () => {} }))).certificate,
-    ),
-  );
+  assert.equal(p.caFingerprint, await fingerprintOf(ca.signingKey.certificate));
   assert.equal(record.state, "active");
   assert.equal(record.usesLeft, 2);
   assert.equal(record.uses, 0);

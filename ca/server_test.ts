@@ -6,46 +6,34 @@
  * process is in `tests/ca/`.
  */
 import assert from "node:assert/strict";
-import { join } from "node:path";
 import { fingerprintOf, generateKeyPair, parseCertificate, x509 } from "@ztm/shared/certs";
 import { errorBody } from "@ztm/shared/errors";
 import { type App, serveHttp } from "@ztm/shared/http";
 import { Logger } from "@ztm/shared/log";
-import { InviteService } from "./invites.ts";
-import { Issuer } from "./issue.ts";
-import { Revoker } from "./revoke.ts";
+import { openCaWithInvites } from "./_fixture.ts";
 import { createCaApp, MAX_BODY_BYTES } from "./server.ts";
-import { loadOrCreateSigningKey } from "./signing_key.ts";
-import { CaStore } from "./store.ts";
 
 const TOKEN = "0123456789abcdef0123456789abcdef";
 const PEM = "application/x-pem-file";
 
 /** A CA app on a fresh database, served on 127.0.0.1:0. */
 async function openCa(loopbackOnly = true) {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-ca-server-" });
-  const log = new Logger("ca", { sink: () => {} });
-  const store = CaStore.open(join(dir, "ca.db"));
-  const signingKey = await loadOrCreateSigningKey(store, log);
-  const issuer = new Issuer({ store, signingKey, log });
-  const revoker = new Revoker({ store, signingKey, log });
-  const invites = new InviteService({
-    store,
-    issuer,
-    caCertificatePem: signingKey.certificatePem,
-    caFingerprint: await fingerprintOf(signingKey.certificate),
-    log,
-  });
+  const ca = await openCaWithInvites();
+  const { store, signingKey } = ca;
   const app = createCaApp({
     store,
-    issuer,
-    revoker,
+    issuer: ca.issuer,
+    revoker: ca.revoker,
     caCertificatePem: signingKey.certificatePem,
     token: TOKEN,
     loopbackOnly,
-    invites,
+    invites: ca.invites,
   });
-  const server = serveHttp({ listen: { hostname: "127.0.0.1", port: 0 }, app, log });
+  const server = serveHttp({
+    listen: { hostname: "127.0.0.1", port: 0 },
+    app,
+    log: new Logger("ca", { sink: () => {} }),
+  });
   const url = `http://127.0.0.1:${server.addr.port}`;
   return {
     app,
@@ -64,10 +52,8 @@ async function openCa(loopbackOnly = true) {
       };
     },
     async [Symbol.asyncDispose]() {
-      revoker.close();
       await server.shutdown();
-      store.close();
-      await Deno.remove(dir, { recursive: true });
+      await ca[Symbol.asyncDispose]();
     },
   };
 }

@@ -7,17 +7,8 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import type { DatabaseSync } from "node:sqlite";
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
 import { openDatabase, transaction } from "./sqlite.ts";
-
-async function tempDir() {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-sqlite-" });
-  return {
-    dir,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 const MIGRATIONS = [
   "CREATE TABLE a (id INTEGER PRIMARY KEY, v TEXT)",
@@ -42,8 +33,8 @@ const tables = (db: DatabaseSync) =>
   }[]).map((r) => r.name);
 
 Deno.test("openDatabase makes a 0600 WAL file with synchronous=FULL and foreign keys, in a 0700 directory", async () => {
-  await using t = await tempDir();
-  const path = join(t.dir, "state", "x.db");
+  await using t = await tempDir("ztm-sqlite-");
+  const path = join(t.path, "state", "x.db");
   const db = openDatabase(path, MIGRATIONS);
   try {
     assert.equal(pragma(db, "journal_mode"), "wal");
@@ -54,22 +45,22 @@ Deno.test("openDatabase makes a 0600 WAL file with synchronous=FULL and foreign 
     db.prepare("INSERT INTO a (v) VALUES (?)").run("x");
     assert.throws(() => db.prepare("INSERT INTO b (a_id) VALUES (99)").run(), /FOREIGN KEY/);
     for (const f of ["x.db", "x.db-wal", "x.db-shm"]) {
-      assert.equal(Deno.statSync(join(t.dir, "state", f)).mode! & 0o777, 0o600, f);
+      assert.equal(Deno.statSync(join(t.path, "state", f)).mode! & 0o777, 0o600, f);
     }
-    assert.equal(Deno.statSync(join(t.dir, "state")).mode! & 0o777, 0o700);
+    assert.equal(Deno.statSync(join(t.path, "state")).mode! & 0o777, 0o700);
   } finally {
     db.close();
   }
 });
 
 Deno.test("openDatabase makes an existing world-readable file 0600 and refuses a directory", async () => {
-  await using t = await tempDir();
-  const path = join(t.dir, "x.db");
+  await using t = await tempDir("ztm-sqlite-");
+  const path = join(t.path, "x.db");
   Deno.writeFileSync(path, new Uint8Array(), { mode: 0o644 });
   Deno.chmodSync(path, 0o644);
   openDatabase(path, []).close();
   assert.equal(Deno.statSync(path).mode! & 0o777, 0o600);
-  const dir = join(t.dir, "home");
+  const dir = join(t.path, "home");
   Deno.mkdirSync(dir, { mode: 0o755 });
   Deno.chmodSync(dir, 0o755);
   assert.throws(() => openDatabase(dir, []), { message: `Database "${dir}" is not a file` });
@@ -77,8 +68,8 @@ Deno.test("openDatabase makes an existing world-readable file 0600 and refuses a
 });
 
 Deno.test("openDatabase applies only the migrations a file has not seen, and keeps its data", async () => {
-  await using t = await tempDir();
-  const path = join(t.dir, "x.db");
+  await using t = await tempDir("ztm-sqlite-");
+  const path = join(t.path, "x.db");
   const first = openDatabase(path, MIGRATIONS.slice(0, 1));
   assert.equal(pragma(first, "user_version"), 1);
   first.prepare("INSERT INTO a (v) VALUES ('kept')").run();
@@ -95,8 +86,8 @@ Deno.test("openDatabase applies only the migrations a file has not seen, and kee
 });
 
 Deno.test("openDatabase refuses a file of a newer schema and leaves it as it was", async () => {
-  await using t = await tempDir();
-  const path = join(t.dir, "x.db");
+  await using t = await tempDir("ztm-sqlite-");
+  const path = join(t.path, "x.db");
   openDatabase(path, MIGRATIONS).close();
   const fds = openFiles();
   assert.throws(() => openDatabase(path, MIGRATIONS.slice(0, 1)), {
@@ -110,8 +101,8 @@ Deno.test("openDatabase refuses a file of a newer schema and leaves it as it was
 });
 
 Deno.test("a migration that fails leaves the schema version and tables as they were", async () => {
-  await using t = await tempDir();
-  const path = join(t.dir, "x.db");
+  await using t = await tempDir("ztm-sqlite-");
+  const path = join(t.path, "x.db");
   openDatabase(path, MIGRATIONS.slice(0, 1)).close();
   const broken = [MIGRATIONS[0], "CREATE TABLE c (id INTEGER); INSERT INTO nosuch VALUES (1)"];
   assert.throws(() => openDatabase(path, broken), /nosuch/);
@@ -125,8 +116,8 @@ Deno.test("a migration that fails leaves the schema version and tables as they w
 });
 
 Deno.test("transaction commits what its function did when it returns, and rolls all of it back when it throws", async () => {
-  await using t = await tempDir();
-  const db = openDatabase(join(t.dir, "x.db"), MIGRATIONS);
+  await using t = await tempDir("ztm-sqlite-");
+  const db = openDatabase(join(t.path, "x.db"), MIGRATIONS);
   try {
     const insert = db.prepare("INSERT INTO a (v) VALUES (?)");
     assert.equal(transaction(db, () => (insert.run("one"), insert.run("two"), 42)), 42);

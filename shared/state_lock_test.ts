@@ -6,17 +6,8 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
 import { displayPath, lockState } from "./state_lock.ts";
-
-async function tempDir() {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-state-lock-" });
-  return {
-    dir,
-    async [Symbol.asyncDispose]() {
-      await Deno.remove(dir, { recursive: true });
-    },
-  };
-}
 
 /** Reads `stream` until a line arrives; fails after `ms`. Leaves no timer behind. */
 async function firstLine(
@@ -43,8 +34,8 @@ async function firstLine(
 }
 
 Deno.test("lockState writes the pid into a 0600 lock file beside the database, in a new 0700 directory", async () => {
-  await using t = await tempDir();
-  const database = join(t.dir, "state", "agent.db");
+  await using t = await tempDir("ztm-state-lock-");
+  const database = join(t.path, "state", "agent.db");
   const lock = lockState(database, "agent");
   lock.release();
   // A longer pid left by a process that died is overwritten whole.
@@ -54,7 +45,7 @@ Deno.test("lockState writes the pid into a 0600 lock file beside the database, i
     assert.equal(lock.path, `${database}.lock`);
     assert.equal(Deno.readTextFileSync(lock.path), `${Deno.pid}\n`);
     assert.equal(Deno.statSync(lock.path).mode! & 0o777, 0o600);
-    assert.equal(Deno.statSync(join(t.dir, "state")).mode! & 0o777, 0o700);
+    assert.equal(Deno.statSync(join(t.path, "state")).mode! & 0o777, 0o700);
   } finally {
     again.release();
   }
@@ -63,8 +54,8 @@ Deno.test("lockState writes the pid into a 0600 lock file beside the database, i
 });
 
 Deno.test("a second lock on the same database in this process is refused until the first is released", async () => {
-  await using t = await tempDir();
-  const database = join(t.dir, "ca.db");
+  await using t = await tempDir("ztm-state-lock-");
+  const database = join(t.path, "ca.db");
   const first = lockState(database, "CA");
   assert.throws(() => lockState(database, "CA", "--db"), {
     name: "Conflict",
@@ -74,7 +65,7 @@ Deno.test("a second lock on the same database in this process is refused until t
       "stop it first, or give this one its own --db",
   });
   // Another database is not affected.
-  lockState(join(t.dir, "other.db"), "CA").release();
+  lockState(join(t.path, "other.db"), "CA").release();
   first.release();
   first.release(); // idempotent: does not close another lock's file
   const second = lockState(database, "CA");
@@ -84,8 +75,8 @@ Deno.test("a second lock on the same database in this process is refused until t
 });
 
 Deno.test("a lock held by another process is refused naming its pid, and freed when it dies", async () => {
-  await using t = await tempDir();
-  const database = join(t.dir, "hub.db");
+  await using t = await tempDir("ztm-state-lock-");
+  const database = join(t.path, "hub.db");
   const module = new URL("./state_lock.ts", import.meta.url).href;
   const child = new Deno.Command(Deno.execPath(), {
     args: [
@@ -117,8 +108,8 @@ Deno.test("a lock held by another process is refused naming its pid, and freed w
 });
 
 Deno.test("lockState names the database and flag when it cannot create the lock file", async () => {
-  await using t = await tempDir();
-  const file = join(t.dir, "plain-file");
+  await using t = await tempDir("ztm-state-lock-");
+  const file = join(t.path, "plain-file");
   Deno.writeTextFileSync(file, "");
   assert.throws(() => lockState(join(file, "agent.db"), "agent", "--data-dir"), {
     message: new RegExp(`^Cannot use ${file}/agent\\.db \\(--data-dir\\): cannot create `),
