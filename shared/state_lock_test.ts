@@ -6,32 +6,9 @@
  */
 import assert from "node:assert/strict";
 import { join } from "node:path";
+import { startProc } from "../tests/fixtures/harness.ts";
 import { tempDir } from "../tests/fixtures/temp_dir.ts";
 import { displayPath, lockState } from "./state_lock.ts";
-
-/** Reads `stream` until a line arrives; fails after `ms`. Leaves no timer behind. */
-async function firstLine(
-  stream: ReadableStream<Uint8Array<ArrayBuffer>>,
-  ms = 10_000,
-): Promise<string> {
-  const reader = stream.pipeThrough(new TextDecoderStream()).getReader();
-  let text = "";
-  let timer: ReturnType<typeof setTimeout> | undefined;
-  const timeout = new Promise<never>((_, reject) => {
-    timer = setTimeout(() => reject(new Error(`no line within ${ms} ms: ${text}`)), ms);
-  });
-  try {
-    while (!text.includes("\n")) {
-      const { value, done } = await Promise.race([reader.read(), timeout]);
-      if (done) throw new Error(`stream ended: ${text}`);
-      text += value;
-    }
-    return text.split("\n")[0];
-  } finally {
-    clearTimeout(timer);
-    reader.releaseLock();
-  }
-}
 
 Deno.test("lockState writes the pid into a 0600 lock file beside the database, in a new 0700 directory", async () => {
   await using t = await tempDir("ztm-state-lock-");
@@ -78,28 +55,21 @@ Deno.test("a lock held by another process is refused naming its pid, and freed w
   await using t = await tempDir("ztm-state-lock-");
   const database = join(t.path, "hub.db");
   const module = new URL("./state_lock.ts", import.meta.url).href;
-  const child = new Deno.Command(Deno.execPath(), {
-    args: [
-      "eval",
-      `import { lockState } from ${JSON.stringify(module)};
-       lockState(${JSON.stringify(database)}, "hub");
-       console.log("locked");
-       await new Promise(() => setInterval(() => {}, 60_000));`,
-    ],
-    stdin: "null",
-    stdout: "piped",
-    stderr: "null",
-  }).spawn();
+  const child = startProc("holder", Deno.execPath(), [
+    "eval",
+    `import { lockState } from ${JSON.stringify(module)};
+     lockState(${JSON.stringify(database)}, "hub");
+     console.error(JSON.stringify({ msg: "locked" }));
+     setInterval(() => {}, 60_000);`,
+  ]);
   try {
-    assert.equal(await firstLine(child.stdout), "locked");
+    await child.waitForLog((l) => l.msg === "locked", 10_000);
     assert.throws(() => lockState(database, "hub"), {
       code: "state_in_use",
-      message: new RegExp(`^another hub \\(pid ${child.pid}\\) is using `),
+      message: new RegExp(`^another hub \\(pid ${child.child.pid}\\) is using `),
     });
   } finally {
-    child.kill("SIGKILL");
-    await child.status;
-    await child.stdout.cancel().catch(() => {});
+    await child.kill();
   }
   // kill -9 leaves no stale lock: the kernel dropped it with the process.
   const lock = lockState(database, "hub");
