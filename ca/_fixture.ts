@@ -1,9 +1,12 @@
 /**
- * Test helpers of the CA's unit tests (`issue_test.ts`, `revoke_test.ts`, `devices_test.ts`):
- * a CA's parts (store, signing key, issuer, revoker) on a fresh database in a temp dir.
+ * Test helpers of the CA's unit tests (`issue_test.ts`, `revoke_test.ts`, `devices_test.ts`,
+ * `invites_test.ts`, `server_test.ts`): a CA's parts (store, signing key, issuer, revoker,
+ * and invites) on a fresh database in a temp dir.
  */
 import { join } from "node:path";
+import { fingerprintOf } from "@ztm/shared/certs";
 import { Logger } from "@ztm/shared/log";
+import { InviteService } from "./invites.ts";
 import { Issuer } from "./issue.ts";
 import { Revoker } from "./revoke.ts";
 import { loadOrCreateSigningKey, type SigningKey } from "./signing_key.ts";
@@ -38,4 +41,20 @@ export async function openCa(): Promise<
       await Deno.remove(dir, { recursive: true });
     },
   };
+}
+
+/** `openCa`'s parts and an `InviteService` over them (its options on top); removed on dispose. */
+export async function openCaWithInvites(
+  options: { failuresPerSecond?: number } = {},
+): Promise<Awaited<ReturnType<typeof openCa>> & { invites: InviteService }> {
+  const ca = await openCa();
+  const invites = new InviteService({
+    store: ca.store,
+    issuer: ca.issuer,
+    caCertificatePem: ca.signingKey.certificatePem,
+    caFingerprint: await fingerprintOf(ca.signingKey.certificate),
+    log: new Logger("ca", { sink: (l) => ca.lines.push(l) }),
+    ...options,
+  });
+  return Object.assign(ca, { invites });
 }
