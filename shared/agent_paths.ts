@@ -12,6 +12,7 @@
  *
  * @module
  */
+import { pathSegment } from "./path_segment.ts";
 
 /** Every path the agent serves; `:name` is one percent-encoded segment (see `agentPath`). */
 export const AGENT_PATHS = {
@@ -81,7 +82,7 @@ export function agentPath(pattern: string, params: object = {}): string {
     if (typeof value !== "string" && typeof value !== "number") {
       throw new TypeError(`No value for ${segment} in ${pattern}`);
     }
-    return encodeURIComponent(String(value));
+    return pathSegment(String(value));
   }).join("/");
 }
 

@@ -69,3 +69,10 @@ Deno.test("endpointPath puts an operation under one endpoint of one mesh, its na
     assert.ok(endpointPath("m", "e", p, params).startsWith("/api/meshes/m/endpoints/e/"), p);
   }
 });
+
+Deno.test("a name URL parsing would resolve (. or ..) is refused, not sent to another route", () => {
+  for (const ep of [".", ".."]) {
+    assert.throws(() => endpointPath("home", ep, ENDPOINT_PATHS.log), RangeError);
+    assert.throws(() => agentPath(AGENT_PATHS.endpoint, { mesh: "home", ep }), RangeError);
+  }
+});

@@ -75,6 +75,7 @@
 import { sharedError, type ZtmError } from "./errors.ts";
 import type { SignedRequest } from "./signed_request.ts";
 import { TICKET_PATTERN } from "./peer_protocol.ts";
+import { pathSegment } from "./path_segment.ts";
 
 /** Protocol version spoken by this build. */
 export const PROTOCOL_VERSION = 2;
@@ -129,7 +130,7 @@ export function hubPath(route: HubRoute, params: Record<string, string> = {}): s
   return HUB_ROUTES[route].pattern.replace(/:([a-z]+)/g, (_, name: string) => {
     const value = params[name];
     if (value === undefined) throw new Error(`hub route ${route} needs ${name}`);
-    return encodeURIComponent(value);
+    return pathSegment(value);
   });
 }
 
