@@ -5,14 +5,14 @@
  * its closing or a takeover by another session does.
  */
 import assert from "node:assert/strict";
-import type { ClientHttp2Stream, ServerHttp2Session } from "node:http2";
+import type { ServerHttp2Session } from "node:http2";
 import type { TLSSocket } from "node:tls";
 import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 import { Logger } from "@ztm/shared/log";
 import { HUB_PATHS, type HubListEntry } from "@ztm/shared/protocol";
 import { eventually } from "../tests/fixtures/harness.ts";
 import { errorCode, HubClient, type OpenedStream } from "../tests/fixtures/hub_client.ts";
-import { startH2Server } from "../tests/fixtures/h2_server.ts";
+import { type LineReader, lineReader, startH2Server } from "../tests/fixtures/h2_server.ts";
 import { admit } from "./admit.ts";
 import { type ControlContext, serveControl, type SessionState } from "./control.ts";
 import { LogThrottle } from "./log_throttle.ts";
@@ -28,28 +28,6 @@ const LIMITS = {
   maxServicesPerEndpoint: 3,
   maxServiceBytesPerEndpoint: 400,
 };
-
-/** Lines of a control stream, read as they come. */
-function lineReader(stream: ClientHttp2Stream) {
-  const lines: string[] = [];
-  let buf = "";
-  let ended = false;
-  const decoder = new TextDecoder();
-  stream.on("data", (c: Uint8Array) => {
-    buf += decoder.decode(c, { stream: true });
-    const parts = buf.split("\n");
-    buf = parts.pop()!;
-    lines.push(...parts);
-  });
-  stream.once("end", () => (ended = true));
-  stream.once("close", () => (ended = true));
-  return {
-    /** The next line, parsed. */
-    next: async () => JSON.parse(await eventually(() => lines.shift(), 5_000, "a control line")),
-    /** Resolves once the hub has ended or reset the stream. */
-    ended: () => eventually(() => ended, 5_000, "the hub ending the control stream"),
-  };
-}
 
 async function setup() {
   const logs: Record<string, unknown>[] = [];
@@ -99,7 +77,7 @@ async function setup() {
     client: HubClient,
     first: string,
     id: string,
-  ): Promise<OpenedStream & { reader?: ReturnType<typeof lineReader> }> => {
+  ): Promise<OpenedStream & { reader?: LineReader }> => {
     const opened = await client.openStream(`/control/${encodeURIComponent(id)}`, first);
     return opened.status === 200 ? { ...opened, reader: lineReader(opened.stream) } : opened;
   };
