@@ -9,7 +9,7 @@ import type { ServerHttp2Session } from "node:http2";
 import type { TLSSocket } from "node:tls";
 import { endpointIdOfCertificate } from "@ztm/shared/endpoint_id";
 import { Logger } from "@ztm/shared/log";
-import { HUB_PATHS, type HubListEntry } from "@ztm/shared/protocol";
+import type { HubListEntry } from "@ztm/shared/protocol";
 import { eventually } from "../tests/fixtures/harness.ts";
 import { errorCode, HubClient, type OpenedStream } from "../tests/fixtures/hub_client.ts";
 import { type LineReader, lineReader, startH2Server } from "../tests/fixtures/h2_server.ts";

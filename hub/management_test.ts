@@ -5,13 +5,7 @@
  * offline ends the request.
  */
 import assert from "node:assert/strict";
-import { Logger } from "@ztm/shared/log";
-import {
-  type HubMessage,
-  MAX_MANAGE_BYTES,
-  PROTOCOL_HEADER,
-  PROTOCOL_VERSION,
-} from "@ztm/shared/protocol";
+import { type HubMessage, MAX_MANAGE_BYTES } from "@ztm/shared/protocol";
 import { eventually } from "../tests/fixtures/harness.ts";
 import { errorCode } from "../tests/fixtures/hub_client.ts";
 import { startH2Server } from "../tests/fixtures/h2_server.ts";
