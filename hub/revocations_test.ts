@@ -10,6 +10,7 @@ import { join } from "node:path";
 import { createCrl, type Serial } from "@ztm/shared/certs";
 import { Logger } from "@ztm/shared/log";
 import { eventually } from "../tests/fixtures/harness.ts";
+import { deadUrl, StandInCa } from "../tests/fixtures/stand_in_ca.ts";
 import { newCa, type TestCa } from "../tests/fixtures/test_pki.ts";
 import { RevocationFollower } from "./revocations.ts";
 
@@ -18,23 +19,21 @@ function crl(ca: TestCa, number: number, serials: string[] = []): Promise<string
   return createCrl(ca, serials.map((s) => ({ serial: s as Serial, revokedAt })), { number });
 }
 
-/** The revocation routes of a CA: a long-polled feed and the CRL, as the test sets them. */
-class StandInCa implements AsyncDisposable {
+/** A stand-in CA's revocation routes: a long-polled feed and the CRL, as the test sets them. */
+class RevocationCa implements AsyncDisposable {
   seq = 0;
   crl = "";
-  /** `GET /api/crl` answered so far. */
-  crlServed = 0;
   #entries: { seq: number; value: unknown }[] = [];
   #waiters = new Set<() => void>();
-  #server: Deno.HttpServer<Deno.NetAddr>;
-  readonly url: string;
+  #ca = new StandInCa({
+    "GET /api/crl": () => new Response(this.crl),
+    "GET /api/revocations": (req) => this.#feed(new URL(req.path, "http://ca").searchParams),
+  });
+  readonly url = this.#ca.url;
 
-  constructor() {
-    this.#server = Deno.serve(
-      { hostname: "127.0.0.1", port: 0, onListen() {} },
-      (req) => this.#handle(req),
-    );
-    this.url = `http://127.0.0.1:${this.#server.addr.port}`;
+  /** `GET /api/crl` answered so far. */
+  get crlServed(): number {
+    return this.#ca.requestsTo("GET /api/crl").length;
   }
 
   /** Moves the feed on, naming `values` (revocations as the CA writes them, or junk). */
@@ -44,15 +43,9 @@ class StandInCa implements AsyncDisposable {
     for (const wake of this.#waiters) wake();
   }
 
-  async #handle(req: Request): Promise<Response> {
-    const url = new URL(req.url);
-    if (url.pathname === "/api/crl") {
-      this.crlServed++;
-      return new Response(this.crl);
-    }
-    if (url.pathname !== "/api/revocations") return new Response("no", { status: 404 });
-    const since = Number(url.searchParams.get("since"));
-    if (Number(url.searchParams.get("wait")) > 0 && since === this.seq) {
+  async #feed(query: URLSearchParams): Promise<Response> {
+    const since = Number(query.get("since"));
+    if (Number(query.get("wait")) > 0 && since === this.seq) {
       await new Promise<void>((resolve) => {
         const wake = () => {
           this.#waiters.delete(wake);
@@ -67,7 +60,7 @@ class StandInCa implements AsyncDisposable {
 
   async [Symbol.asyncDispose](): Promise<void> {
     for (const wake of this.#waiters) wake();
-    await this.#server.shutdown();
+    await this.#ca[Symbol.asyncDispose]();
   }
 }
 
@@ -96,7 +89,7 @@ async function follower(caUrl: string, caPem: string) {
 
 Deno.test("a verified CRL from the CA is applied, kept 0600 on disk, and its serials refused", async () => {
   const ca = await newCa();
-  await using standIn = new StandInCa();
+  await using standIn = new RevocationCa();
   standIn.crl = await crl(ca, 1, ["0a", "00ff"]);
   await using r = await follower(standIn.url, ca.pem);
   await r.f.start();
@@ -125,7 +118,7 @@ Deno.test("a verified CRL from the CA is applied, kept 0600 on disk, and its ser
 
 Deno.test("serials the feed names are refused at once, before any CRL lists them; malformed ones are ignored", async () => {
   const ca = await newCa();
-  await using standIn = new StandInCa();
+  await using standIn = new RevocationCa();
   standIn.crl = await crl(ca, 1);
   await using r = await follower(standIn.url, ca.pem);
   await r.f.start();
@@ -152,7 +145,7 @@ Deno.test("serials the feed names are refused at once, before any CRL lists them
 
 Deno.test("an older CRL than the one held is an alarm, logged once however often it comes, and the held CRL stays", async () => {
   const ca = await newCa();
-  await using standIn = new StandInCa();
+  await using standIn = new RevocationCa();
   standIn.crl = await crl(ca, 5, ["0a"]);
   await using r = await follower(standIn.url, ca.pem);
   await r.f.start();
@@ -171,7 +164,7 @@ Deno.test("an older CRL than the one held is an alarm, logged once however often
 
 Deno.test("a CRL the CA's key did not sign is an alarm; the cached CRL stays in force until a good one comes", async () => {
   const ca = await newCa();
-  await using standIn = new StandInCa();
+  await using standIn = new RevocationCa();
   standIn.crl = await crl(await newCa(), 9);
   await using r = await follower(standIn.url, ca.pem);
   await Deno.writeTextFile(r.crlFile, await crl(ca, 5, ["0a"]));
@@ -189,11 +182,9 @@ Deno.test("a CRL the CA's key did not sign is an alarm; the cached CRL stays in 
 
 Deno.test("while the CA is unreachable the cached CRL stays in force; a cache of another CA is an alarm", async () => {
   const ca = await newCa();
-  const closed = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-  const deadUrl = `http://127.0.0.1:${closed.addr.port}`;
-  closed.close();
+  const down = deadUrl();
   {
-    await using r = await follower(deadUrl, ca.pem);
+    await using r = await follower(down, ca.pem);
     await Deno.writeTextFile(r.crlFile, await crl(ca, 7, ["0c"]));
     await r.f.start();
     assert.equal(r.f.isRevoked("0c"), true);
@@ -205,7 +196,7 @@ Deno.test("while the CA is unreachable the cached CRL stays in force; a cache of
     assert.ok(r.logs.some((l) => l.msg === "ca unreachable; keeping the last crl"));
   }
   {
-    await using r = await follower(deadUrl, ca.pem);
+    await using r = await follower(down, ca.pem);
     await Deno.writeTextFile(r.crlFile, await crl(await newCa(), 8, ["0c"]));
     await r.f.start();
     assert.equal(r.f.isRevoked("0c"), false);
