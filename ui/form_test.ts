@@ -1,0 +1,52 @@
+/**
+ * The endpoint screen's small forms: the grid of fields made from specs
+ * (ids, labels, hints, numeric keyboards, the values), and the outcome of
+ * the last submit under them, rendered on the server.
+ */
+import assert from "node:assert/strict";
+import { h } from "preact";
+import { renderToString } from "preact-render-to-string";
+import { FieldGrid, type FieldSpec, type FormState } from "./form.tsx";
+
+const FIELDS: FieldSpec[] = [
+  { key: "service", label: "Service", hint: "tcp/NAME", placeholder: "tcp/ssh" },
+  { key: "port", label: "Local port", numeric: true },
+];
+
+function form(values: Record<string, string>, outcome: { error?: string; done?: string } = {}) {
+  const noop = () => {};
+  const state: FormState = {
+    values,
+    set: noop,
+    start: noop,
+    fail: noop,
+    succeed: noop,
+    ...outcome,
+  };
+  return renderToString(h(FieldGrid, { idPrefix: "map", fields: FIELDS, form: state }));
+}
+
+Deno.test("FieldGrid makes one labelled field per spec, ids from the prefix and key", () => {
+  const html = form({ service: "tcp/web", port: "8080" });
+  assert.equal(
+    html,
+    '<div class="grid4">' +
+      '<div class="field"><label for="map-service">Service</label>' +
+      '<input id="map-service" aria-describedby="map-service-hint" placeholder="tcp/ssh" ' +
+      'value="tcp/web" autocomplete="off"/><small id="map-service-hint">tcp/NAME</small></div>' +
+      '<div class="field"><label for="map-port">Local port</label>' +
+      '<input id="map-port" inputmode="numeric" value="8080" autocomplete="off"/></div>' +
+      "</div>",
+  );
+});
+
+Deno.test("FieldGrid shows the last submit's refusal or confirmation under the fields", () => {
+  const refused = form({}, { error: 'No service "web"' });
+  assert.ok(
+    refused.endsWith('</div><div class="error" role="alert"> No service &quot;web&quot;</div>'),
+    refused,
+  );
+  const done = form({}, { done: "Port 8080 mapped" });
+  assert.ok(done.endsWith('</div><div class="notice" role="status">Port 8080 mapped</div>'), done);
+  assert.ok(!form({}).includes("role="), "no outcome, no box");
+});
