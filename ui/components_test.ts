@@ -1,8 +1,8 @@
 /**
  * The small pieces every screen uses, rendered on the server: labels tied to
  * their inputs, boxes that render nothing without a message, the pager's
- * numbers, times in words, and the buttons' accessible names. (The clicks
- * of `ConfirmButton` and `CopyButton` are the browser suites' in tests/ui/.)
+ * numbers, times in words, and the buttons' accessible names; and
+ * `ConfirmButton`'s question, answered in a real browser.
  */
 import assert from "node:assert/strict";
 import { type ComponentChildren, h } from "preact";
@@ -22,6 +22,7 @@ import {
   Time,
   WarningBox,
 } from "./components.tsx";
+import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
 
 // deno-lint-ignore no-explicit-any
 const render = (component: any, props: Record<string, unknown>, ...children: ComponentChildren[]) =>
@@ -167,3 +168,57 @@ Deno.test("ConfirmButton first shows only its button, named for screen readers",
     }).includes('class="danger secondary"'),
   );
 });
+
+/** A ConfirmButton whose action waits until the test settles it (`settle(refusal?)`). */
+const CONFIRM_ENTRY = `
+import { render } from "preact";
+import { ConfirmButton } from "${uiModule("components.tsx")}";
+const w = window as any;
+w.runs = 0;
+const run = () => {
+  w.runs++;
+  return new Promise<string | undefined>((resolve) => (w.settle = resolve));
+};
+render(
+  <ConfirmButton label="Delete port 2222" text="Delete" question="Delete port 2222?"
+    yes="Yes, delete" run={run} />,
+  document.getElementById("root")!,
+);
+`;
+
+Deno.test("ConfirmButton asks first, lands on Cancel, shows a refusal, and closes once done", async () => {
+  await using s = await serveModulePage({ entry: CONFIRM_ENTRY });
+  const page = await s.open("/");
+  const ask = page.getByRole("button", { name: "Delete port 2222" });
+  const question = page.getByRole("group", { name: "Confirm: Delete port 2222" });
+  const yes = question.getByRole("button", { name: "Yes, delete" });
+  const timeout = { timeout: 10_000 };
+
+  await ask.click(timeout);
+  await question.waitFor(timeout);
+  assert.equal(await question.locator("p").textContent(), "Delete port 2222?");
+  // Keyboard users land on the safe choice.
+  await page.waitForFunction(() => document.activeElement?.textContent === "Cancel", null, timeout);
+  await question.getByRole("button", { name: "Cancel" }).click(timeout);
+  await ask.waitFor(timeout);
+  assert.equal(await page.evaluate(() => (window as Win).runs), 0, "Cancel runs nothing");
+
+  await ask.click(timeout);
+  await yes.click(timeout);
+  await page.waitForFunction(() => (window as Win).settle, null, timeout);
+  assert.equal(await yes.isDisabled(), true, "no second run while one is out");
+  await page.evaluate(() => (window as Win).settle("The agent refused: busy"));
+  await question.getByRole("alert").waitFor(timeout);
+  assert.equal(await question.getByRole("alert").textContent(), " The agent refused: busy");
+  assert.equal(await yes.isDisabled(), false);
+
+  await yes.click(timeout);
+  await page.waitForFunction(() => (window as Win).runs === 2, null, timeout);
+  await page.evaluate(() => (window as Win).settle(undefined));
+  await ask.waitFor(timeout);
+  assert.equal(await question.count(), 0);
+  assert.deepEqual(s.browser.unexpectedErrors(), []);
+});
+
+// deno-lint-ignore no-explicit-any
+type Win = any;
