@@ -1,10 +1,11 @@
 /**
  * The dashboard's hash routes: each screen's hash and back, what a typed or
- * stale hash falls back to, and names that need encoding. (`navigate` acts
- * on the browser's history: the suites in tests/ui/ follow it.)
+ * stale hash falls back to, and names that need encoding; and `navigate`
+ * on a real browser's history.
  */
 import assert from "node:assert/strict";
 import { hrefOf, parseHash, type Route } from "./route.ts";
+import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
 
 Deno.test("hrefOf and parseHash agree on every screen", () => {
   const routes: [Route, string][] = [
@@ -47,3 +48,35 @@ Deno.test("a hash no screen has, or a bad page number, falls back to the status 
   }
   assert.equal((parseHash("#/m/w/services?page=7abc") as { page: number }).page, 7);
 });
+
+const NAVIGATE_ENTRY = `
+import { navigate, route } from "${uiModule("route.ts")}";
+const w = window as any;
+w.go = (r: unknown, replace: boolean) => {
+  navigate(r as never, replace);
+  return { hash: location.hash, length: history.length, route: route.value };
+};
+w.ready = true;
+`;
+
+Deno.test("navigate pushes the route's hash onto the history, or replaces the current entry", async () => {
+  await using s = await serveModulePage({ entry: NAVIGATE_ENTRY });
+  const page = await s.open("/");
+  await page.waitForFunction(() => (window as Any).ready, null, { timeout: 10_000 });
+  const go = (r: Route, replace = false) =>
+    page.evaluate(([r, replace]) => (window as Any).go(r, replace), [r, replace] as const);
+  const start = await page.evaluate(() => history.length);
+  const endpoints: Route = { view: "endpoints", mesh: "work", q: "db", page: 2 };
+  assert.deepEqual(await go(endpoints), {
+    hash: "#/m/work/endpoints?q=db&page=2",
+    length: start + 1,
+    route: endpoints,
+  });
+  const join: Route = { view: "join" };
+  assert.deepEqual(await go(join, true), { hash: "#/join", length: start + 1, route: join });
+  await page.goBack({ timeout: 10_000 });
+  assert.equal(await page.evaluate(() => location.hash), "", "the replaced entry is gone");
+});
+
+// deno-lint-ignore no-explicit-any
+type Any = any;
