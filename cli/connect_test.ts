@@ -20,11 +20,7 @@ import {
   TOKEN_ENV,
 } from "./connect.ts";
 import type { Command } from "./command.ts";
-import {
-  flagsOf,
-  startLocalAgent,
-  startLocalMesh,
-} from "../tests/fixtures/cli_in_process.ts";
+import { flagsOf, startLocalAgent, startLocalMesh } from "../tests/fixtures/cli_in_process.ts";
 
 /** A command with the shared flags, to parse command lines as every client command does. */
 const CLIENT: Command = {
@@ -81,24 +77,30 @@ Deno.test("explainAgentError says in plain words that no agent answers, or which
   const port = new URL(local.agent.url).port;
   const dir = await Deno.makeTempDir();
   try {
-    await t.step("the wrong token: the agent names its token file, the message passes it on", async () => {
-      const wrong = join(dir, "wrong.token");
-      Deno.writeTextFileSync(wrong, "not-the-token");
-      const given = flags(`--agent=127.0.0.1:${port}`, `--api-token-file=${wrong}`);
-      const err = await connect(given).meshes().catch((e) => e);
-      assert.equal(err.status, 401);
-      assert.equal(
-        explainAgentError(err, given),
-        `the agent on 127.0.0.1:${port} refused the API token from ${wrong}: this agent's ` +
-          `token is in ${local.agent.tokenFile}; pass --api-token-file=${local.agent.tokenFile} ` +
-          "or run as the agent's user",
-      );
-      await withTokenEnv("not-the-token-either", async () => {
-        const fromEnv = flags(`--agent=127.0.0.1:${port}`);
-        const err = await connect(fromEnv).meshes().catch((e) => e);
-        assert.match(explainAgentError(err, fromEnv)!, /refused the API token from \$ZTM_API_TOKEN:/);
-      });
-    });
+    await t.step(
+      "the wrong token: the agent names its token file, the message passes it on",
+      async () => {
+        const wrong = join(dir, "wrong.token");
+        Deno.writeTextFileSync(wrong, "not-the-token");
+        const given = flags(`--agent=127.0.0.1:${port}`, `--api-token-file=${wrong}`);
+        const err = await connect(given).meshes().catch((e) => e);
+        assert.equal(err.status, 401);
+        assert.equal(
+          explainAgentError(err, given),
+          `the agent on 127.0.0.1:${port} refused the API token from ${wrong}: this agent's ` +
+            `token is in ${local.agent.tokenFile}; pass --api-token-file=${local.agent.tokenFile} ` +
+            "or run as the agent's user",
+        );
+        await withTokenEnv("not-the-token-either", async () => {
+          const fromEnv = flags(`--agent=127.0.0.1:${port}`);
+          const err = await connect(fromEnv).meshes().catch((e) => e);
+          assert.match(
+            explainAgentError(err, fromEnv)!,
+            /refused the API token from \$ZTM_API_TOKEN:/,
+          );
+        });
+      },
+    );
 
     await t.step("nobody listening on --agent", async () => {
       const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });

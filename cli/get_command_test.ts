@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { MeshSummary } from "@ztm/shared/agent_api";
 import { UsageError } from "@ztm/shared/flags";
-import { GET, LOG, linkState } from "./get_command.ts";
+import { GET, linkState, LOG } from "./get_command.ts";
 import { runCommand, startLocalMesh } from "../tests/fixtures/cli_in_process.ts";
 import { freePort } from "../tests/fixtures/net_helpers.ts";
 
@@ -53,63 +53,79 @@ Deno.test("ztm get and ztm log show a real agent's meshes, endpoints, services, 
     { service: "web" },
   );
 
-  await t.step("meshes: one row per joined mesh; --mesh shows one; --json is the API's answer", async () => {
-    const table = rows(await runCommand(GET, ["meshes", ...flags]));
-    assert.deepEqual(table[0], ["MESH", "USER", "ENDPOINT", "HUB", "LINK", "CERTIFICATE EXPIRES"]);
-    assert.equal(table.length, 2);
-    assert.deepEqual(table[1].slice(0, 3), ["work", "root", "this-one"]);
-    assert.equal(table[1][3], `127.0.0.1:${m.hub.addr.port}`);
-    assert.equal(table[1][4], "connected");
-    assert.equal(table[1][5], m.mesh.certificate.notAfter);
-    assert.deepEqual(
-      rows(await runCommand(GET, ["meshes", "--mesh=work", ...flags])),
-      table,
-    );
-    const json = JSON.parse(await runCommand(GET, ["meshes", "--json", ...flags]));
-    assert.deepEqual(json.map((s: MeshSummary) => s.name), ["work"]);
-  });
+  await t.step(
+    "meshes: one row per joined mesh; --mesh shows one; --json is the API's answer",
+    async () => {
+      const table = rows(await runCommand(GET, ["meshes", ...flags]));
+      assert.deepEqual(table[0], [
+        "MESH",
+        "USER",
+        "ENDPOINT",
+        "HUB",
+        "LINK",
+        "CERTIFICATE EXPIRES",
+      ]);
+      assert.equal(table.length, 2);
+      assert.deepEqual(table[1].slice(0, 3), ["work", "root", "this-one"]);
+      assert.equal(table[1][3], `127.0.0.1:${m.hub.addr.port}`);
+      assert.equal(table[1][4], "connected");
+      assert.equal(table[1][5], m.mesh.certificate.notAfter);
+      assert.deepEqual(
+        rows(await runCommand(GET, ["meshes", "--mesh=work", ...flags])),
+        table,
+      );
+      const json = JSON.parse(await runCommand(GET, ["meshes", "--json", ...flags]));
+      assert.deepEqual(json.map((s: MeshSummary) => s.name), ["work"]);
+    },
+  );
 
-  await t.step("endpoints: this one marked, its state and services; a search that finds none says so", async () => {
-    const table = rows(await runCommand(GET, ["endpoints", ...flags]));
-    assert.deepEqual(table[0], ["NAME", "ID", "USER", "STATE", "ADDRESS", "SERVICES"]);
-    assert.equal(table.length, 2);
-    assert.deepEqual(table[1].slice(0, 4), ["this-one (this one)", me.id, "root", "online"]);
-    assert.equal(table[1][5], "tcp/web");
-    assert.deepEqual(
-      rows(await runCommand(GET, ["endpoints", `--endpoint=${me.id}`, ...flags])),
-      table,
-    );
-    assert.equal(
-      await runCommand(GET, ["endpoints", "--query=nothing-like-it", ...flags]),
-      "No endpoints.",
-    );
-    assert.equal(
-      await runCommand(GET, ["endpoints", "--offset=5", ...flags]),
-      "No endpoints.\n(nothing from --offset=5; 1 in all)",
-    );
-  });
+  await t.step(
+    "endpoints: this one marked, its state and services; a search that finds none says so",
+    async () => {
+      const table = rows(await runCommand(GET, ["endpoints", ...flags]));
+      assert.deepEqual(table[0], ["NAME", "ID", "USER", "STATE", "ADDRESS", "SERVICES"]);
+      assert.equal(table.length, 2);
+      assert.deepEqual(table[1].slice(0, 4), ["this-one (this one)", me.id, "root", "online"]);
+      assert.equal(table[1][5], "tcp/web");
+      assert.deepEqual(
+        rows(await runCommand(GET, ["endpoints", `--endpoint=${me.id}`, ...flags])),
+        table,
+      );
+      assert.equal(
+        await runCommand(GET, ["endpoints", "--query=nothing-like-it", ...flags]),
+        "No endpoints.",
+      );
+      assert.equal(
+        await runCommand(GET, ["endpoints", "--offset=5", ...flags]),
+        "No endpoints.\n(nothing from --offset=5; 1 in all)",
+      );
+    },
+  );
 
-  await t.step("services: the mesh's with providers and users, or one endpoint's with target and state", async () => {
-    const mesh = rows(await runCommand(GET, ["services", ...flags]));
-    assert.deepEqual(mesh, [
-      ["SERVICE", "USER", "PROVIDERS", "USERS"],
-      ["tcp/web", "root", "this-one", "alice,bob"],
-    ]);
-    const own = rows(await runCommand(GET, ["services", `--endpoint=${me.id}`, ...flags]));
-    assert.deepEqual(own[0], [
-      "SERVICE",
-      "TARGET",
-      "USERS",
-      "STATE",
-      "OPEN",
-      "UP",
-      "DOWN",
-      "LAST ERROR",
-    ]);
-    assert.deepEqual(own[1].slice(0, 3), ["tcp/web", `127.0.0.1:${target}`, "alice,bob"]);
-    assert.equal(own[1].length, 8);
-    assert.equal(own[1][4], "0");
-  });
+  await t.step(
+    "services: the mesh's with providers and users, or one endpoint's with target and state",
+    async () => {
+      const mesh = rows(await runCommand(GET, ["services", ...flags]));
+      assert.deepEqual(mesh, [
+        ["SERVICE", "USER", "PROVIDERS", "USERS"],
+        ["tcp/web", "root", "this-one", "alice,bob"],
+      ]);
+      const own = rows(await runCommand(GET, ["services", `--endpoint=${me.id}`, ...flags]));
+      assert.deepEqual(own[0], [
+        "SERVICE",
+        "TARGET",
+        "USERS",
+        "STATE",
+        "OPEN",
+        "UP",
+        "DOWN",
+        "LAST ERROR",
+      ]);
+      assert.deepEqual(own[1].slice(0, 3), ["tcp/web", `127.0.0.1:${target}`, "alice,bob"]);
+      assert.equal(own[1].length, 8);
+      assert.equal(own[1][4], "0");
+    },
+  );
 
   await t.step("ports: this endpoint's mappings with their live state", async () => {
     const table = rows(await runCommand(GET, ["ports", ...flags]));
@@ -136,14 +152,17 @@ Deno.test("ztm get and ztm log show a real agent's meshes, endpoints, services, 
     assert.equal(json[0].port, listen);
   });
 
-  await t.step("log: newest first, who changed what and how; --limit pages it with a note", async () => {
-    const table = rows(await runCommand(LOG, flags));
-    assert.deepEqual(table[0], ["TIME", "USER", "VIA", "METHOD", "PATH", "STATUS", "OUTCOME"]);
-    assert.deepEqual(table.slice(1).map((r) => r[3]), ["POST", "POST"]);
-    assert.equal(table[1][4], `ports/127.0.0.1/tcp/${listen}`);
-    assert.equal(table[2][4], "services/tcp/web");
-    assert.deepEqual(table.slice(1).map((r) => r[1]), ["root", "root"]);
-    const page = await runCommand(LOG, ["--limit=1", ...flags]);
-    assert.equal(page.split("\n").at(-1), "(1–1 of 2; see --offset and --limit)");
-  });
+  await t.step(
+    "log: newest first, who changed what and how; --limit pages it with a note",
+    async () => {
+      const table = rows(await runCommand(LOG, flags));
+      assert.deepEqual(table[0], ["TIME", "USER", "VIA", "METHOD", "PATH", "STATUS", "OUTCOME"]);
+      assert.deepEqual(table.slice(1).map((r) => r[3]), ["POST", "POST"]);
+      assert.equal(table[1][4], `ports/127.0.0.1/tcp/${listen}`);
+      assert.equal(table[2][4], "services/tcp/web");
+      assert.deepEqual(table.slice(1).map((r) => r[1]), ["root", "root"]);
+      const page = await runCommand(LOG, ["--limit=1", ...flags]);
+      assert.equal(page.split("\n").at(-1), "(1–1 of 2; see --offset and --limit)");
+    },
+  );
 });
