@@ -8,7 +8,7 @@ import { join } from "node:path";
 import { NotFound, ServiceUnavailable, ZtmError } from "@ztm/shared/errors";
 import { UsageError } from "@ztm/shared/flags";
 import { callCa, CERT_LIST, CERT_NEW, CERT_REVOKE, CERT_STATUS } from "./cert_commands.ts";
-import { flagsOf, runCommand, startLocalCa } from "../tests/fixtures/cli_in_process.ts";
+import { flagsOf, runCommand, startLocalCa } from "./_fixture.ts";
 
 /** A table's rows, each split into its cells. */
 function rows(text: string): string[][] {

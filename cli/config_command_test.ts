@@ -8,11 +8,13 @@ import assert from "node:assert/strict";
 import { join } from "node:path";
 import { UsageError } from "@ztm/shared/flags";
 import { CONFIG_CHECK } from "./config_command.ts";
-import { runCommand } from "../tests/fixtures/cli_in_process.ts";
+import { runCommand } from "./_fixture.ts";
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
 
 /** A temp dir that writes config files (`file(text)` returns the new file's path). */
 async function configDir() {
-  const dir = await Deno.makeTempDir({ prefix: "ztm-config-check-" });
+  const temp = await tempDir("ztm-config-check-");
+  const dir = temp.path;
   let count = 0;
   return {
     dir,
@@ -21,7 +23,7 @@ async function configDir() {
       Deno.writeTextFileSync(path, text);
       return path;
     },
-    [Symbol.asyncDispose]: () => Deno.remove(dir, { recursive: true }),
+    [Symbol.asyncDispose]: () => temp[Symbol.asyncDispose](),
   };
 }
 

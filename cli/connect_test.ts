@@ -20,7 +20,8 @@ import {
   TOKEN_ENV,
 } from "./connect.ts";
 import type { Command } from "./command.ts";
-import { flagsOf, startLocalAgent, startLocalMesh } from "../tests/fixtures/cli_in_process.ts";
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
+import { flagsOf, startLocalAgent, startLocalMesh } from "./_fixture.ts";
 
 /** A command with the shared flags, to parse command lines as every client command does. */
 const CLIENT: Command = {
@@ -46,87 +47,80 @@ async function withTokenEnv<T>(value: string | undefined, fn: () => T | Promise<
 }
 
 Deno.test("findToken reads --api-token-file, trimmed, before $ZTM_API_TOKEN, and names a missing or empty file", async () => {
-  const dir = await Deno.makeTempDir();
-  try {
-    const file = join(dir, "agent.db.token");
-    Deno.writeTextFileSync(file, "  file-token\n");
-    await withTokenEnv("env-token", () => {
-      assert.equal(findToken(flags(`--api-token-file=${file}`)), "file-token");
-      assert.equal(findToken(flags()), "env-token");
-    });
-    const missing = join(dir, "nope.token");
-    assert.throws(() => findToken(flags(`--api-token-file=${missing}`)), (err: Error) => {
-      assert.ok(err instanceof NotFound);
-      assert.equal((err as ZtmError).code, "no_token");
-      assert.equal(err.message, `The --api-token-file "${missing}" does not exist`);
-      return true;
-    });
-    const empty = join(dir, "empty.token");
-    Deno.writeTextFileSync(empty, "\n");
-    assert.throws(
-      () => findToken(flags(`--api-token-file=${empty}`)),
-      new Error(`API token file "${empty}" is empty`),
-    );
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await using temp = await tempDir("ztm-token-");
+  const dir = temp.path;
+  const file = join(dir, "agent.db.token");
+  Deno.writeTextFileSync(file, "  file-token\n");
+  await withTokenEnv("env-token", () => {
+    assert.equal(findToken(flags(`--api-token-file=${file}`)), "file-token");
+    assert.equal(findToken(flags()), "env-token");
+  });
+  const missing = join(dir, "nope.token");
+  assert.throws(() => findToken(flags(`--api-token-file=${missing}`)), (err: Error) => {
+    assert.ok(err instanceof NotFound);
+    assert.equal((err as ZtmError).code, "no_token");
+    assert.equal(err.message, `The --api-token-file "${missing}" does not exist`);
+    return true;
+  });
+  const empty = join(dir, "empty.token");
+  Deno.writeTextFileSync(empty, "\n");
+  assert.throws(
+    () => findToken(flags(`--api-token-file=${empty}`)),
+    new Error(`API token file "${empty}" is empty`),
+  );
 });
 
 Deno.test("explainAgentError says in plain words that no agent answers, or which token file to pass", async (t) => {
   await using local = await startLocalAgent();
   const port = new URL(local.agent.url).port;
-  const dir = await Deno.makeTempDir();
-  try {
-    await t.step(
-      "the wrong token: the agent names its token file, the message passes it on",
-      async () => {
-        const wrong = join(dir, "wrong.token");
-        Deno.writeTextFileSync(wrong, "not-the-token");
-        const given = flags(`--agent=127.0.0.1:${port}`, `--api-token-file=${wrong}`);
-        const err = await connect(given).meshes().catch((e) => e);
-        assert.equal(err.status, 401);
-        assert.equal(
-          explainAgentError(err, given),
-          `the agent on 127.0.0.1:${port} refused the API token from ${wrong}: this agent's ` +
-            `token is in ${local.agent.tokenFile}; pass --api-token-file=${local.agent.tokenFile} ` +
-            "or run as the agent's user",
-        );
-        await withTokenEnv("not-the-token-either", async () => {
-          const fromEnv = flags(`--agent=127.0.0.1:${port}`);
-          const err = await connect(fromEnv).meshes().catch((e) => e);
-          assert.match(
-            explainAgentError(err, fromEnv)!,
-            /refused the API token from \$ZTM_API_TOKEN:/,
-          );
-        });
-      },
-    );
-
-    await t.step("nobody listening on --agent", async () => {
-      const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
-      free.close();
-      const given = flags(
-        `--agent=127.0.0.1:${free.addr.port}`,
-        `--api-token-file=${local.agent.tokenFile}`,
-      );
+  const dir = local.dir;
+  await t.step(
+    "the wrong token: the agent names its token file, the message passes it on",
+    async () => {
+      const wrong = join(dir, "wrong.token");
+      Deno.writeTextFileSync(wrong, "not-the-token");
+      const given = flags(`--agent=127.0.0.1:${port}`, `--api-token-file=${wrong}`);
       const err = await connect(given).meshes().catch((e) => e);
+      assert.equal(err.status, 401);
       assert.equal(
         explainAgentError(err, given),
-        `no agent answers on 127.0.0.1:${free.addr.port} (start one with \`ztm agent\`, or ` +
-          "name another with --agent)",
+        `the agent on 127.0.0.1:${port} refused the API token from ${wrong}: this agent's ` +
+          `token is in ${local.agent.tokenFile}; pass --api-token-file=${local.agent.tokenFile} ` +
+          "or run as the agent's user",
       );
-    });
+      await withTokenEnv("not-the-token-either", async () => {
+        const fromEnv = flags(`--agent=127.0.0.1:${port}`);
+        const err = await connect(fromEnv).meshes().catch((e) => e);
+        assert.match(
+          explainAgentError(err, fromEnv)!,
+          /refused the API token from \$ZTM_API_TOKEN:/,
+        );
+      });
+    },
+  );
 
-    await t.step("other errors keep their own message", async () => {
-      const given = flags(...local.agentFlags);
-      const err = await connect(given).mesh("nowhere").catch((e) => e);
-      assert.ok(err instanceof NotFound);
-      assert.equal(explainAgentError(err, given), undefined);
-      assert.equal(explainAgentError(new Error("disk full"), given), undefined);
-    });
-  } finally {
-    await Deno.remove(dir, { recursive: true });
-  }
+  await t.step("nobody listening on --agent", async () => {
+    const free = Deno.listen({ hostname: "127.0.0.1", port: 0 });
+    free.close();
+    const given = flags(
+      `--agent=127.0.0.1:${free.addr.port}`,
+      `--api-token-file=${local.agent.tokenFile}`,
+    );
+    const err = await connect(given).meshes().catch((e) => e);
+    assert.equal(
+      explainAgentError(err, given),
+      `no agent answers on 127.0.0.1:${free.addr.port} (start one with \`ztm agent\`, or ` +
+        "name another with --agent)",
+    );
+  });
+
+  await t.step("other errors keep their own message", async () => {
+    const given = flags(...local.agentFlags);
+    const err = await connect(given).mesh("nowhere").catch((e) => e);
+    assert.ok(err instanceof NotFound);
+    assert.equal(explainAgentError(err, given), undefined);
+    assert.equal(explainAgentError(new Error("disk full"), given), undefined);
+  });
 });
 
 Deno.test("chooseMesh refuses an agent with no mesh with a pointer to ztm join", async () => {

@@ -7,7 +7,7 @@ import assert from "node:assert/strict";
 import type { MeshSummary } from "@ztm/shared/agent_api";
 import { UsageError } from "@ztm/shared/flags";
 import { GET, linkState, LOG } from "./get_command.ts";
-import { runCommand, startLocalMesh } from "../tests/fixtures/cli_in_process.ts";
+import { runCommand, startLocalMesh } from "./_fixture.ts";
 import { freePort } from "../tests/fixtures/net_helpers.ts";
 
 /** The rows of a printed table, each split into its cells (two or more spaces apart). */

@@ -6,7 +6,7 @@ import assert from "node:assert/strict";
 import jsQRModule from "jsqr";
 import { UsageError } from "@ztm/shared/flags";
 import { INVITE, INVITES_LIST, INVITES_REVOKE, terminalQr } from "./invite_commands.ts";
-import { runCommand, startLocalCa } from "../tests/fixtures/cli_in_process.ts";
+import { runCommand, startLocalCa } from "./_fixture.ts";
 
 /** jsQR's function: a CommonJS module whose types say it is the default export's. */
 const jsQR = jsQRModule as unknown as (

@@ -6,7 +6,7 @@
 import assert from "node:assert/strict";
 import type { ProxyStatus } from "@ztm/shared/agent_api";
 import { PROXY_OFF, PROXY_ON, PROXY_STATUS, proxyText } from "./proxy_commands.ts";
-import { runCommand, startLocalMesh } from "../tests/fixtures/cli_in_process.ts";
+import { runCommand, startLocalMesh } from "./_fixture.ts";
 
 const OFF: ProxyStatus = {
   enabled: false,

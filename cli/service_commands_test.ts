@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { UsageError } from "@ztm/shared/flags";
 import { SERVICE_INSTALL, type UnitOptions, unitText } from "./service_commands.ts";
-import { runCommand } from "../tests/fixtures/cli_in_process.ts";
+import { runCommand } from "./_fixture.ts";
 
 const BASE: UnitOptions = {
   component: "hub",

@@ -7,7 +7,9 @@
 import assert from "node:assert/strict";
 import { join } from "node:path";
 import { defaultHubNames, START_COMMAND } from "./start.ts";
-import { eventually, Harness, ROOT, run } from "../tests/fixtures/harness.ts";
+import { api, eventually, Harness, ROOT, run } from "../tests/fixtures/harness.ts";
+import { startAllInOne } from "../tests/fixtures/cli_helpers.ts";
+import { tempDir } from "../tests/fixtures/temp_dir.ts";
 
 Deno.test("defaultHubNames puts loopback first, then this machine's names, once each, without link-local", () => {
   const names = defaultHubNames();
@@ -21,8 +23,8 @@ Deno.test("defaultHubNames puts loopback first, then this machine's names, once 
 });
 
 Deno.test("ztm start refuses a bad flag with one line and its usage, and makes nothing", async () => {
-  await using h = new Harness();
-  const dir = join(await h.tempDir(), "state");
+  await using temp = await tempDir("ztm-start-unit-");
+  const dir = join(temp.path, "state");
   const out = await run(
     Deno.execPath(),
     ["run", "-A", join(ROOT, "cli/start.ts"), `--data-dir=${dir}`, "--hub-listen=nowhere:99999"],
@@ -41,16 +43,11 @@ Deno.test("ztm start refuses a bad flag with one line and its usage, and makes n
 Deno.test("ztm start joins the --mesh it is given and tells a second machine to dial the first of --names", async () => {
   await using h = new Harness();
   const dir = await h.tempDir("ztm-start-unit-");
-  const proc = h.spawn("start", "cli/start.ts", [
-    `--data-dir=${dir}`,
-    "--mesh=lab",
-    "--names=hub.example.test,192.0.2.9",
-    "--ca-listen=127.0.0.1:0",
-    "--hub-listen=127.0.0.1:0",
-    "--data-listen=127.0.0.1:0",
-    "--agent-listen=127.0.0.1:0",
-  ]);
-  await eventually(() => proc.raw.some((l) => l.startsWith("(another user")), 30_000, "the banner");
+  const { proc, url } = await startAllInOne(h, dir, {
+    args: ["--mesh=lab", "--names=hub.example.test,192.0.2.9"],
+    timeoutMs: 30_000,
+  });
+  await eventually(() => proc.raw.some((l) => l.startsWith("(another user")), 10_000, "the banner");
   const banner = proc.raw.join("\n");
   const hubPort = /^ {2}hub {8}127\.0\.0\.1:(\d+) /m.exec(banner)?.[1];
   assert.ok(hubPort, banner);
@@ -68,12 +65,8 @@ Deno.test("ztm start joins the --mesh it is given and tells a second machine to 
   for (const f of ["root.key", "root.crt", "ca.crt"]) {
     assert.equal(Deno.statSync(join(dir, f)).mode! & 0o777, 0o600, f);
   }
-  const apiUrl = /agent API {2}(http:\/\/\S+)/.exec(banner)![1];
-  const token = Deno.readTextFileSync(join(dir, "agent.db.token")).trim();
-  const res = await fetch(`${apiUrl}/api/meshes/lab`, {
-    headers: { authorization: `Bearer ${token}` },
-  });
-  const mesh = await res.json();
+  const res = await api(url, "GET", "/api/meshes/lab");
+  const mesh = res.body;
   assert.equal(res.status, 200);
   assert.equal(mesh.user, "root");
   assert.deepEqual(mesh.bootstraps, [`127.0.0.1:${hubPort}`]);

@@ -22,7 +22,7 @@ import {
   Time,
   WarningBox,
 } from "./components.tsx";
-import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
+import { serveModulePage, uiModule } from "./_fixture.ts";
 
 // deno-lint-ignore no-explicit-any
 const render = (component: any, props: Record<string, unknown>, ...children: ComponentChildren[]) =>

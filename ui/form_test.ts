@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { h } from "preact";
 import { renderToString } from "preact-render-to-string";
 import { FieldGrid, type FieldSpec, type FormState } from "./form.tsx";
-import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
+import { serveModulePage, uiModule } from "./_fixture.ts";
 
 const FIELDS: FieldSpec[] = [
   { key: "service", label: "Service", hint: "tcp/NAME", placeholder: "tcp/ssh" },

@@ -5,7 +5,7 @@
  * why.
  */
 import assert from "node:assert/strict";
-import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
+import { serveModulePage, uiModule } from "./_fixture.ts";
 
 const ENTRY = `
 import { meshes, meshesError, meshesLoaded, refreshMeshes } from "${uiModule("meshes.ts")}";

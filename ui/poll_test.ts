@@ -7,7 +7,7 @@
  * times" instead of a fixed sleep.
  */
 import assert from "node:assert/strict";
-import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
+import { serveModulePage, uiModule } from "./_fixture.ts";
 
 /** Mounts probes (`mount(id, path, intervalMs, keepStale)`); each reports its poll in `probes[id]`. */
 const ENTRY = `

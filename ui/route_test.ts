@@ -5,7 +5,7 @@
  */
 import assert from "node:assert/strict";
 import { hrefOf, parseHash, type Route } from "./route.ts";
-import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
+import { serveModulePage, uiModule } from "./_fixture.ts";
 
 Deno.test("hrefOf and parseHash agree on every screen", () => {
   const routes: [Route, string][] = [

@@ -8,7 +8,7 @@
 import assert from "node:assert/strict";
 import { SESSION_HEADER } from "@ztm/shared/agent_paths";
 import type { Page } from "playwright-core";
-import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
+import { serveModulePage, uiModule } from "./_fixture.ts";
 
 /** Adopts, calls the API once, and reports what it saw in `window.seen`. */
 const ENTRY = `

@@ -8,7 +8,7 @@ import assert from "node:assert/strict";
 import { h } from "preact";
 import { renderToString } from "preact-render-to-string";
 import { type Rate, SPARK_POINTS, Sparkline } from "./sparkline.tsx";
-import { serveModulePage, uiModule } from "../tests/fixtures/ui_module_page.ts";
+import { serveModulePage, uiModule } from "./_fixture.ts";
 
 function render(rates: Rate[] | undefined): string {
   return renderToString(h(Sparkline, { rates, label: "tcp/web" }));
