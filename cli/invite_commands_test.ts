@@ -3,44 +3,14 @@
  * process, and the terminal's QR code read back by a QR decoder (jsQR).
  */
 import assert from "node:assert/strict";
-import jsQRModule from "jsqr";
 import { UsageError } from "@ztm/shared/flags";
 import { INVITE, INVITES_LIST, INVITES_REVOKE, terminalQr } from "./invite_commands.ts";
 import { runCommand, startLocalCa } from "./_fixture.ts";
+import { readQrModules, terminalQrModules } from "../tests/fixtures/qr_read.ts";
 
-/** jsQR's function: a CommonJS module whose types say it is the default export's. */
-const jsQR = jsQRModule as unknown as (
-  data: Uint8ClampedArray,
-  width: number,
-  height: number,
-) => { data: string } | null;
-
-/** Which halves of a character cell are dark: each character is one module wide, two high. */
-const DARK: Record<string, [boolean, boolean]> = {
-  " ": [true, true],
-  "▄": [true, false],
-  "▀": [false, true],
-  "█": [false, false],
-};
-
-/** Decodes a QR code drawn by `terminalQr` (each module 4 × 4 pixels); null when unreadable. */
+/** Decodes a QR code drawn by `terminalQr`; null when unreadable. */
 function readTerminalQr(drawing: string): string | null {
-  const lines = drawing.split("\n");
-  const modules = lines.flatMap((line) => {
-    const cells = [...line].map((ch) => DARK[ch]);
-    return [cells.map((c) => c[0]), cells.map((c) => c[1])];
-  });
-  const scale = 4;
-  const width = modules[0].length * scale;
-  const height = modules.length * scale;
-  const pixels = new Uint8ClampedArray(width * height * 4);
-  for (let y = 0; y < height; y++) {
-    for (let x = 0; x < width; x++) {
-      const v = modules[Math.floor(y / scale)][Math.floor(x / scale)] ? 0 : 255;
-      pixels.set([v, v, v, 255], (y * width + x) * 4);
-    }
-  }
-  return jsQR(pixels, width, height)?.data ?? null;
+  return readQrModules(terminalQrModules(drawing));
 }
 
 Deno.test("terminalQr draws a code a QR reader decodes to the text, inside a light quiet zone", () => {

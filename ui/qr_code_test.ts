@@ -4,18 +4,11 @@
  * the picture back to the text.
  */
 import assert from "node:assert/strict";
-import jsQRModule from "jsqr";
 import { h } from "preact";
 import { renderToString } from "preact-render-to-string";
 import { terminalQr } from "../cli/invite_commands.ts";
 import { QR_QUIET_MODULES, QrCode, qrModules } from "./qr_code.tsx";
-
-/** jsQR's function: a CommonJS module whose types say it is the default export's. */
-const jsQR = jsQRModule as unknown as (
-  data: Uint8ClampedArray,
-  width: number,
-  height: number,
-) => { data: string } | null;
+import { readQrModules, terminalQrModules } from "../tests/fixtures/qr_read.ts";
 
 /** The dark squares an SVG path of `M x y h1v1h-1z` steps draws, on a `size` grid. */
 function squares(d: string, size: number): boolean[][] {
@@ -23,20 +16,6 @@ function squares(d: string, size: number): boolean[][] {
   for (const [, x, y] of d.matchAll(/M(\d+) (\d+)h1v1h-1z/g)) grid[Number(y)][Number(x)] = true;
   assert.equal(d.replace(/M\d+ \d+h1v1h-1z/g, ""), "", "the path is only unit squares");
   return grid;
-}
-
-/** Decodes a grid of modules (4 × 4 pixels each); null when unreadable. */
-function decode(grid: boolean[][]): string | null {
-  const scale = 4;
-  const side = grid.length * scale;
-  const pixels = new Uint8ClampedArray(side * side * 4);
-  for (let y = 0; y < side; y++) {
-    for (let x = 0; x < side; x++) {
-      const v = grid[Math.floor(y / scale)][Math.floor(x / scale)] ? 0 : 255;
-      pixels.set([v, v, v, 255], (y * side + x) * 4);
-    }
-  }
-  return jsQR(pixels, side, side)?.data ?? null;
 }
 
 Deno.test("QrCode draws the text's modules, dark on white, in a quiet zone a reader decodes", () => {
@@ -63,16 +42,12 @@ Deno.test("QrCode draws the text's modules, dark on white, in a quiet zone a rea
       assert.equal(grid[r][c], dark, `module ${r},${c}`);
     }
   }
-  assert.equal(decode(grid), text);
+  assert.equal(readQrModules(grid), text);
 });
 
 Deno.test("qrModules is the matrix the terminal draws for the same invite", () => {
   const text = "ztm1:" + "y".repeat(205);
-  // The terminal draws two rows a line: a blank half is dark (see cli/invite_commands.ts).
-  const drawn = terminalQr(text).split("\n").flatMap((line) => [
-    [...line].map((ch) => ch === " " || ch === "▄"),
-    [...line].map((ch) => ch === " " || ch === "▀"),
-  ]);
+  const drawn = terminalQrModules(terminalQr(text));
   const q = QR_QUIET_MODULES;
   const n = qrModules(text).length;
   assert.deepEqual(drawn.slice(q, q + n).map((row) => row.slice(q, q + n)), qrModules(text));
