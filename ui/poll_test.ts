@@ -76,7 +76,9 @@ Deno.test("usePoll asks one request at a time, stops at a refusal, keeps data th
   });
   const page = await s.open("/");
   try {
-    await page.waitForFunction(() => (window as Win).ready, null, { timeout: 10_000 });
+    /** Waits (10 s at most) until `fn` is true in the page. */
+    const until = (fn: () => unknown) => page.waitForFunction(fn, null, { timeout: 10_000 });
+    await until(() => (window as Win).ready);
     const mount = (id: string, path: string, interval = 30, keep = false) =>
       page.evaluate(([i, p, n, k]) => (window as Win).mount(i, p, n, k), [
         id,
@@ -118,17 +120,13 @@ Deno.test("usePoll asks one request at a time, stops at a refusal, keeps data th
         assert.equal(counts.get("/api/held"), 1);
         assert.equal((await probe("held")).loading, true);
         held.open();
-        await page.waitForFunction(() => (window as Win).probes.held.data?.held >= 2, null, {
-          timeout: 10_000,
-        });
+        await until(() => (window as Win).probes.held.data?.held >= 2);
       },
     );
 
     await t.step("a refusal stops the polling of its path and is shown", async () => {
       await mount("denied", "/api/denied");
-      await page.waitForFunction(() => (window as Win).probes.denied.status === 403, null, {
-        timeout: 10_000,
-      });
+      await until(() => (window as Win).probes.denied.status === 403);
       await clock("count", 5);
       assert.equal(counts.get("/api/denied"), 1);
       const denied = await probe("denied");
@@ -141,16 +139,12 @@ Deno.test("usePoll asks one request at a time, stops at a refusal, keeps data th
       "a failure keeps the last data with its reason; the next success clears it",
       async () => {
         await mount("flaky", "/api/flaky");
-        await page.waitForFunction(() => (window as Win).probes.flaky.status === 500, null, {
-          timeout: 10_000,
-        });
+        await until(() => (window as Win).probes.flaky.status === 500);
         const failing = await probe("flaky");
         assert.deepEqual(failing.data, { v: 1 });
         assert.equal(failing.error, "Broken");
         flakyOk = true;
-        await page.waitForFunction(() => (window as Win).probes.flaky.data?.v === 2, null, {
-          timeout: 10_000,
-        });
+        await until(() => (window as Win).probes.flaky.data?.v === 2);
         const healed = await probe("flaky");
         assert.equal(healed.error, undefined);
         assert.equal(healed.status, undefined);
@@ -162,39 +156,29 @@ Deno.test("usePoll asks one request at a time, stops at a refusal, keeps data th
       async () => {
         await mount("fresh", "/api/a");
         await mount("stale", "/api/a", 30, true);
-        await page.waitForFunction(
-          () => ["fresh", "stale"].every((i) => (window as Win).probes[i].data?.p === "a"),
-          null,
-          { timeout: 10_000 },
+        await until(() =>
+          ["fresh", "stale"].every((i) => (window as Win).probes[i].data?.p === "a")
         );
         await page.evaluate(() => {
           (window as Win).probes.fresh.setPath("/api/b");
           (window as Win).probes.stale.setPath("/api/b");
         });
-        await page.waitForFunction(() => (window as Win).probes.fresh.loading, null, {
-          timeout: 10_000,
-        });
+        await until(() => (window as Win).probes.fresh.loading);
         assert.equal((await probe("fresh")).data, undefined);
         const stale = await probe("stale");
         assert.deepEqual([stale.data, stale.loading], [{ p: "a" }, true]);
         heldB.open();
-        await page.waitForFunction(
-          () => ["fresh", "stale"].every((i) => (window as Win).probes[i].data?.p === "b"),
-          null,
-          { timeout: 10_000 },
+        await until(() =>
+          ["fresh", "stale"].every((i) => (window as Win).probes[i].data?.p === "b")
         );
       },
     );
 
     await t.step("reload asks at once, without waiting for the next tick", async () => {
       await mount("slow", "/api/count-slow", 3_600_000);
-      await page.waitForFunction(() => (window as Win).probes.slow.data?.n === 1, null, {
-        timeout: 10_000,
-      });
+      await until(() => (window as Win).probes.slow.data?.n === 1);
       await page.evaluate(() => (window as Win).probes.slow.reload());
-      await page.waitForFunction(() => (window as Win).probes.slow.data?.n === 2, null, {
-        timeout: 10_000,
-      });
+      await until(() => (window as Win).probes.slow.data?.n === 2);
     });
     assert.deepEqual(s.browser.unexpectedErrors([403, 500]), []);
   } finally {
