@@ -7,6 +7,7 @@ import { type HubFailure, HubLink, REFUSED_BY_HUB } from "./hub_link.ts";
 import { freePort } from "../tests/fixtures/net_helpers.ts";
 import { newCa, newLeaf, type TestCa } from "../tests/fixtures/test_pki.ts";
 import { RogueHub } from "../tests/fixtures/rogue_hub.ts";
+import { memberConfig, memberHello } from "../tests/fixtures/member_config.ts";
 
 const CA_NAME = 'CA "CN=test"';
 
@@ -62,18 +63,9 @@ Deno.test("a CA is described by its subject and fingerprint; a PEM that is not o
 async function failuresDialling(ca: TestCa, hub: string): Promise<HubFailure[]> {
   const user = await newLeaf(ca, { name: "alice", role: "peer" });
   const link = new HubLink({
-    config: {
-      name: "home",
-      ca: ca.pem,
-      certificate: user.certificate,
-      privateKey: user.privateKey,
-      bootstraps: [hub],
-      endpointId: "ep-test",
-      endpointSeed: "seed",
-      endpointName: "laptop",
-    },
+    config: memberConfig(ca, user, [hub]),
     log: new Logger("agent", { sink: () => {} }),
-    hello: () => ({ type: "hello", name: "laptop", version: "test", services: [], seed: "seed" }),
+    hello: memberHello,
     onOpen: () => {},
     onManage: () => Promise.resolve({ status: 404, body: "{}" }),
   });

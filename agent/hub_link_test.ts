@@ -6,6 +6,8 @@ import { ZtmError } from "@ztm/shared/errors";
 import { Logger } from "@ztm/shared/log";
 import { HubLink, type HubLinkOptions, REFUSED_BY_HUB, userOf } from "./hub_link.ts";
 import { RogueHub } from "../tests/fixtures/rogue_hub.ts";
+import { MEMBER_ENDPOINT_ID, memberConfig, memberHello } from "../tests/fixtures/member_config.ts";
+import { eventually } from "../tests/fixtures/harness.ts";
 
 const WAIT_MS = 10_000;
 
@@ -20,18 +22,9 @@ async function linkTo(
   const welcomes: { hostname: string; dataPort: number | undefined }[] = [];
   const lost: string[] = [];
   const link = new HubLink({
-    config: {
-      name: "home",
-      ca: hub.ca.pem,
-      certificate: user.certificate,
-      privateKey: user.privateKey,
-      bootstraps: [hub.address],
-      endpointId: "ep-" + "1".repeat(32),
-      endpointSeed: "seed",
-      endpointName: "laptop",
-    },
+    config: memberConfig(hub.ca, user, [hub.address]),
     log: new Logger("agent", { sink: (line) => lines.push(JSON.parse(line)) }),
-    hello: () => ({ type: "hello", name: "laptop", version: "test", services: [], seed: "seed" }),
+    hello: memberHello,
     onOpen: () => {},
     onManage: () => Promise.resolve({ status: 200, body: '{"ok":true}' }),
     onWelcome: (w) => welcomes.push(w),
@@ -39,15 +32,6 @@ async function linkTo(
     ...opts,
   });
   return { link, lines, welcomes, lost };
-}
-
-/** Resolves once `cond()` holds; rejects after `WAIT_MS`. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`Not in time: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 Deno.test("a link to its mesh's hub says hello, is welcomed, and tells where the hub's data port is", async () => {
@@ -58,14 +42,8 @@ Deno.test("a link to its mesh's hub says hello, is welcomed, and tells where the
     link.start();
     const control = await hub.nextControl();
     await link.waitConnected(WAIT_MS);
-    assert.equal(control.endpointId, "ep-" + "1".repeat(32));
-    assert.deepEqual(control.lines[0], {
-      type: "hello",
-      name: "laptop",
-      version: "test",
-      services: [],
-      seed: "seed",
-    });
+    assert.equal(control.endpointId, MEMBER_ENDPOINT_ID);
+    assert.deepEqual(control.lines[0], memberHello());
     assert.deepEqual(welcomes, [{ hostname: "127.0.0.1", dataPort: hub.dataPort }]);
     const state = link.state();
     assert.equal(state.connected, true);
@@ -184,8 +162,9 @@ Deno.test("hub lines that are malformed or out of order are counted and change n
     control.write(JSON.stringify({ type: "welcome", endpoint: {}, hub: { version: "again" } }));
     control.write(JSON.stringify({ type: "open", sid: "s", ticket: "not a ticket" }));
     control.write("{not json");
-    await until(
+    await eventually(
       () => lines.filter((l) => l.msg === "bad message from hub").length >= 2,
+      WAIT_MS,
       "refusals",
     );
     const codes = lines.filter((l) => l.msg === "bad message from hub").map((l) => l.code);
@@ -213,7 +192,7 @@ Deno.test("a hub whose certificate is on the mesh's CRL is refused; one revoked 
     );
     // Another link verified a CRL with the hub on it.
     first.link.offerCrl(crl);
-    await until(() => first.lost.length === 1, "the link lost");
+    await eventually(() => first.lost.length === 1, WAIT_MS, "the link lost");
     assert.equal(first.link.crlNumber(), 2);
     assert.ok(first.link.revoked().has(serial));
     await first.link.close();

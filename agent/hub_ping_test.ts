@@ -2,6 +2,7 @@ import assert from "node:assert/strict";
 import { Logger } from "@ztm/shared/log";
 import { type HubPingOptions, startHubPing } from "./hub_ping.ts";
 import { H2Pair } from "../tests/fixtures/h2_pair.ts";
+import { eventually } from "../tests/fixtures/harness.ts";
 
 const WAIT_MS = 10_000;
 
@@ -30,20 +31,11 @@ function ping(pair: H2Pair, opts: Partial<HubPingOptions> = {}) {
   return { lines, rtts, reasons, first };
 }
 
-/** Resolves once `cond()` holds; rejects after `WAIT_MS`. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`Not in time: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 Deno.test("a hub that answers its PINGs reports each round trip and keeps the session", async () => {
   await using pair = await H2Pair.start();
   const p = ping(pair);
   // PINGs sent over 400 ms, twice the PING timeout: an answered PING must not time out later.
-  await until(() => p.rtts.length >= 20, "twenty PINGs answered");
+  await eventually(() => p.rtts.length >= 20, WAIT_MS, "twenty PINGs answered");
   assert.ok(p.rtts.every((rtt) => Number.isFinite(rtt) && rtt >= 0), String(p.rtts));
   assert.deepEqual(p.reasons, []);
   assert.equal(pair.session.destroyed, false);
@@ -54,11 +46,11 @@ Deno.test("a hub that answers its PINGs reports each round trip and keeps the se
 Deno.test("a hub that stops answering PINGs ends the session with the reason, once", async () => {
   await using pair = await H2Pair.start();
   const p = ping(pair);
-  await until(() => p.rtts.length >= 1, "a PING answered");
+  await eventually(() => p.rtts.length >= 1, WAIT_MS, "a PING answered");
   pair.silence();
   assert.equal(await p.first, "hub did not answer PING within 0.2 s");
   assert.ok(p.lines.some((l) => l.msg === "hub unresponsive; reconnecting" && l.mesh === "home"));
-  await until(() => pair.session.destroyed, "session destroyed");
+  await eventually(() => pair.session.destroyed, WAIT_MS, "session destroyed");
   assert.deepEqual(p.reasons, ["hub did not answer PING within 0.2 s"]);
 });
 
@@ -66,7 +58,7 @@ Deno.test("a hub whose certificate has expired is left at the next PING", async 
   await using pair = await H2Pair.start();
   let notAfter = Infinity;
   const p = ping(pair, { notAfter: () => notAfter });
-  await until(() => p.rtts.length >= 1, "a PING answered");
+  await eventually(() => p.rtts.length >= 1, WAIT_MS, "a PING answered");
   // A renewal may move notAfter; here it passes.
   notAfter = Date.now() - 1;
   assert.equal(await p.first, "hub certificate expired");

@@ -5,6 +5,7 @@ import type { EndpointRecord, MeshService, Page } from "@ztm/shared/protocol";
 import { HubSet, type HubSetOptions, mergeEndpoints, mergeServices, tryNextHub } from "./hubs.ts";
 import { freePort } from "../tests/fixtures/net_helpers.ts";
 import { RogueHub } from "../tests/fixtures/rogue_hub.ts";
+import { memberConfig, memberHello } from "../tests/fixtures/member_config.ts";
 
 const WAIT_MS = 10_000;
 
@@ -77,18 +78,9 @@ Deno.test("service pages merge providers by endpoint, a provider online if any h
 async function hubSet(hub: RogueHub, bootstraps: string[], opts: Partial<HubSetOptions> = {}) {
   const user = await hub.user("alice");
   return new HubSet({
-    config: {
-      name: "home",
-      ca: hub.ca.pem,
-      certificate: user.certificate,
-      privateKey: user.privateKey,
-      bootstraps,
-      endpointId: "ep-" + "3".repeat(32),
-      endpointSeed: "seed",
-      endpointName: "laptop",
-    },
+    config: memberConfig(hub.ca, user, bootstraps),
     log: new Logger("agent", { sink: () => {} }),
-    hello: () => ({ type: "hello", name: "laptop", version: "test", services: [], seed: "seed" }),
+    hello: memberHello,
     onOpen: () => {},
     onManage: () => Promise.resolve({ status: 404, body: "{}" }),
     ...opts,

@@ -10,6 +10,7 @@ import { LinkCrl, type LinkCrlOptions } from "./link_crl.ts";
 import type { MeshConfig } from "./runtime.ts";
 import { H2Pair } from "../tests/fixtures/h2_pair.ts";
 import { newCa, type TestCa } from "../tests/fixtures/test_pki.ts";
+import { eventually } from "../tests/fixtures/harness.ts";
 
 const WAIT_MS = 10_000;
 
@@ -52,15 +53,6 @@ function linkCrl(ca: TestCa, pair: H2Pair | undefined, opts: Partial<LinkCrlOpti
     ...opts,
   });
   return { crl, lines, refusals, told, fetched: () => fetched };
-}
-
-/** Resolves once `cond()` holds; rejects after `WAIT_MS`. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`Not in time: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
 }
 
 Deno.test("a CRL the mesh CA signed is fetched, kept, written 0600 and told; then only a newer one is asked for", async () => {
@@ -215,12 +207,12 @@ Deno.test("announced CRLs are fetched one at a time, only when newer, and the ne
     });
   };
   l.crl.announce(5);
-  await until(() => pair.paths.length === 1, "the first fetch");
+  await eventually(() => pair.paths.length === 1, WAIT_MS, "the first fetch");
   l.crl.announce(6);
   l.crl.announce(7);
   serving = 7;
   release();
-  await until(() => l.fetched() === 2, "the catch-up fetch");
+  await eventually(() => l.fetched() === 2, WAIT_MS, "the catch-up fetch");
   assert.equal(l.crl.number(), 7);
   assert.deepEqual(l.told, [5, 7]);
   assert.deepEqual(pair.paths, [HUB_PATHS.crl, `${HUB_PATHS.crl}?after=5`]);
@@ -236,7 +228,7 @@ Deno.test("announced CRLs are fetched one at a time, only when newer, and the ne
   crls.set(8, probe);
   l.crl.announce(8);
   serving = 8;
-  await until(() => l.fetched() === 3, "the fetch of 8");
+  await eventually(() => l.fetched() === 3, WAIT_MS, "the fetch of 8");
   assert.deepEqual(pair.paths, [
     HUB_PATHS.crl,
     `${HUB_PATHS.crl}?after=5`,
@@ -255,7 +247,7 @@ Deno.test("an announced CRL that does not verify is counted as a refusal and rai
   });
   serveCrl(pair, { pem: await crlOf(await newCa(), 4), number: 4 });
   l.crl.announce(4);
-  await until(() => l.refusals.total === 1, "the refusal");
+  await eventually(() => l.refusals.total === 1, WAIT_MS, "the refusal");
   assert.deepEqual(l.refusals.counts(), { bad_crl: 1 });
   assert.equal(l.fetched(), 0);
   assert.match(l.crl.alarm() ?? "", /CRL from the hub refused/);

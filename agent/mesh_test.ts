@@ -2,9 +2,10 @@ import assert from "node:assert/strict";
 import { ZtmError } from "@ztm/shared/errors";
 import { Logger } from "@ztm/shared/log";
 import { EXIT_SERVICE } from "@ztm/shared/peer_protocol";
-import type { LocalService, MeshConfig, PortMapping } from "./runtime.ts";
+import type { LocalService, PortMapping } from "./runtime.ts";
 import { type Mesh, startMesh } from "./mesh.ts";
 import { RogueHub } from "../tests/fixtures/rogue_hub.ts";
+import { MEMBER_ENDPOINT_ID, memberConfig } from "../tests/fixtures/member_config.ts";
 
 const WAIT_MS = 10_000;
 const SSH: LocalService = {
@@ -22,16 +23,7 @@ async function meshOn(
   state: Parameters<typeof startMesh>[1] = { services: [], ports: [] },
 ) {
   const user = await hub.user("alice");
-  const config: MeshConfig = {
-    name: "home",
-    ca: hub.ca.pem,
-    certificate: user.certificate,
-    privateKey: user.privateKey,
-    bootstraps: [hub.address],
-    endpointId: "ep-" + "4".repeat(32),
-    endpointSeed: "seed",
-    endpointName: "laptop",
-  };
+  const config = memberConfig(hub.ca, user, [hub.address]);
   const lines: Record<string, unknown>[] = [];
   const log = new Logger("agent", { sink: (line) => lines.push(JSON.parse(line)) });
   // startMesh builds a Mesh; the test reaches its waits beside the MeshRuntime contract.
@@ -87,7 +79,7 @@ Deno.test("a started mesh says hello with its services and exit, and tells the h
 
     const status = mesh.status();
     assert.equal(status.name, "home");
-    assert.deepEqual(status.endpoint, { id: "ep-" + "4".repeat(32), name: "laptop" });
+    assert.deepEqual(status.endpoint, { id: MEMBER_ENDPOINT_ID, name: "laptop" });
     assert.equal(status.user, "alice");
     assert.equal(status.connected, true);
     assert.equal(status.hub, hub.address);

@@ -14,9 +14,11 @@ import { HUB_PATHS } from "@ztm/shared/protocol";
 import { renewalDue, renewalMessage } from "@ztm/shared/renewal";
 import { HubLink } from "./hub_link.ts";
 import { Renewal } from "./renew.ts";
-import type { MeshConfig, MeshRuntime } from "./runtime.ts";
+import type { MeshRuntime } from "./runtime.ts";
 import { RogueHub } from "../tests/fixtures/rogue_hub.ts";
 import { newCa, newLeaf, type TestCa } from "../tests/fixtures/test_pki.ts";
+import { memberConfig, memberHello } from "../tests/fixtures/member_config.ts";
+import { eventually } from "../tests/fixtures/harness.ts";
 
 const DAY = 86_400_000;
 const WAIT_MS = 10_000;
@@ -32,15 +34,6 @@ function member(ca: TestCa, ageDays: number, days = 3, name = "alice") {
   });
 }
 
-/** Resolves once `cond()` holds; rejects after `WAIT_MS`. */
-async function until(cond: () => boolean, what: string): Promise<void> {
-  const deadline = Date.now() + WAIT_MS;
-  while (!cond()) {
-    if (Date.now() > deadline) throw new Error(`Not in time: ${what}`);
-    await new Promise((resolve) => setTimeout(resolve, 10));
-  }
-}
-
 /**
  * A renewal of `leaf` over a real hub link to `hub`, which answers renewals with `answer`;
  * what it saved, told and logged.
@@ -50,16 +43,7 @@ async function renewalVia(
   leaf: { certificate: string; privateKey: string },
   answer: (body: Record<string, string>) => Promise<{ status: number; body: string }>,
 ) {
-  const config: MeshConfig = {
-    name: "home",
-    ca: hub.ca.pem,
-    certificate: leaf.certificate,
-    privateKey: leaf.privateKey,
-    bootstraps: [hub.address],
-    endpointId: "ep-" + "2".repeat(32),
-    endpointSeed: "seed",
-    endpointName: "laptop",
-  };
+  const config = memberConfig(hub.ca, leaf, [hub.address]);
   const log = new Logger("agent", { sink: () => {} });
   const requests: { path: string; body: Record<string, string> }[] = [];
   hub.onRequest = (stream, headers, body) => {
@@ -73,7 +57,7 @@ async function renewalVia(
   const link = new HubLink({
     config: { ...config },
     log,
-    hello: () => ({ type: "hello", name: "laptop", version: "test", services: [], seed: "seed" }),
+    hello: memberHello,
     onOpen: () => {},
     onManage: () => Promise.resolve({ status: 404, body: "{}" }),
   });
@@ -155,7 +139,7 @@ Deno.test("a certificate past two thirds of its life is renewed through the hub,
     new Date(renewalDue(old.notBefore.getTime(), old.notAfter.getTime())).toISOString(),
   );
   r.renewal.start();
-  await until(() => r.saved.length === 1, "the renewed certificate saved");
+  await eventually(() => r.saved.length === 1, WAIT_MS, "the renewed certificate saved");
   assert.equal(r.requests.length, 1);
   assert.equal(r.requests[0].path, HUB_PATHS.renewals);
   assert.equal(r.requests[0].body.serial, serialOf(old));
@@ -191,7 +175,7 @@ Deno.test("a renewed certificate of another CA, key or user is refused and the o
   for (const [what, answer] of answers) {
     await using r = await renewalVia(hub, leaf, answer);
     r.renewal.start();
-    await until(() => r.renewal.state().lastError !== null, what);
+    await eventually(() => r.renewal.state().lastError !== null, WAIT_MS, what);
     assert.match(
       r.renewal.state().lastError!,
       /not from the mesh CA, or not for this key and user/,
@@ -215,7 +199,7 @@ Deno.test("a refusal by the hub is reported with its message", async () => {
       }),
     }));
   r.renewal.start();
-  await until(() => r.renewal.state().lastError !== null, "the failure");
+  await eventually(() => r.renewal.state().lastError !== null, WAIT_MS, "the failure");
   assert.equal(r.renewal.state().lastError, "the hub answered 403: Certificate revoked");
   assert.equal(r.renewal.state().warning, null, "a third of the life is still left");
 });
@@ -234,7 +218,7 @@ Deno.test("renewal that keeps failing near the end says when the certificate exp
     const leaf = await member(ca, ageDays);
     const lines: Record<string, unknown>[] = [];
     const renewal = new Renewal({
-      config: { name: "home", ca: ca.pem, ...leaf } as unknown as MeshConfig,
+      config: memberConfig(ca, leaf, []),
       runtime: {} as MeshRuntime,
       save: () => assert.fail("nothing to save"),
       log: new Logger("agent", { sink: (line) => lines.push(JSON.parse(line)) }),
@@ -242,7 +226,7 @@ Deno.test("renewal that keeps failing near the end says when the certificate exp
     try {
       assert.equal(renewal.state().warning, null, "no warning before a failure");
       renewal.start();
-      await until(() => renewal.state().lastError !== null, "the failure");
+      await eventually(() => renewal.state().lastError !== null, WAIT_MS, "the failure");
       assert.match(renewal.state().warning ?? "", expected);
       assert.ok(
         lines.some((l) => l.msg === "certificate renewal keeps failing" && l.level === "error"),
