@@ -176,52 +176,26 @@ Deno.test("a mapping without a user is fixed to the only user offering the servi
     user,
     providers: [{ endpoint, name: endpoint, online: true, users: ["*"] }],
   });
+  const map = (port: number, target: PortMapping["target"]) =>
+    t.run(LOCAL, "POST", `ports/127.0.0.1/tcp/${port}`, JSON.stringify({ target }));
   t.runtime.offered = [svc("bob", "ep-b")];
-  const one = await t.run(
-    LOCAL,
-    "POST",
-    "ports/127.0.0.1/tcp/8080",
-    JSON.stringify({
-      target: { service: "web" },
-    }),
-  );
+  const one = await map(8080, { service: "web" });
   assert.equal(one.status, 201);
   assert.deepEqual(t.runtime.opened[0].target, { service: "web", user: "bob" });
 
   t.runtime.offered = [svc("bob", "ep-b"), svc("carol", "ep-c")];
-  const two = await t.run(
-    LOCAL,
-    "POST",
-    "ports/127.0.0.1/tcp/8081",
-    JSON.stringify({
-      target: { service: "web" },
-    }),
-  );
+  const two = await map(8081, { service: "web" });
   assert.equal(two.status, 409);
   assert.equal(two.body.error.code, "ambiguous_service");
   assert.match(two.body.error.message, /\(bob, carol\); name one in target\.user/);
   // Naming the endpoint picks among them.
-  const pinned = await t.run(
-    LOCAL,
-    "POST",
-    "ports/127.0.0.1/tcp/8082",
-    JSON.stringify({
-      target: { service: "web", endpoint: "ep-c" },
-    }),
-  );
+  const pinned = await map(8082, { service: "web", endpoint: "ep-c" });
   assert.equal(pinned.status, 201);
   assert.equal(t.runtime.opened[1].target.user, "carol");
 
   // The hub cannot be asked now: the mapping fixes its user at first use.
   t.runtime.offered = new ServiceUnavailable("hub_unreachable", "Not connected");
-  const later = await t.run(
-    LOCAL,
-    "POST",
-    "ports/127.0.0.1/tcp/8083",
-    JSON.stringify({
-      target: { service: "web" },
-    }),
-  );
+  const later = await map(8083, { service: "web" });
   assert.equal(later.status, 201);
   assert.deepEqual(t.runtime.opened[2].target, { service: "web" });
 });
