@@ -134,14 +134,19 @@ export class LinkCrl {
     if (!Number.isSafeInteger(number) || (this.#crl && number <= this.#crl.number)) return;
     const session = this.#opts.session();
     if (!session || this.#fetch) return;
+    const asked = this.#announced;
     this.#fetch = this.fetch(session).then(() => this.#opts.fetched()).catch((err) => {
       // Counted, not one line each: a hostile hub must not flood the log (a CRL that does not
       // verify raises the alarm in fetch).
       this.#opts.refusals.refused("bad_crl", `CRL from hub ignored: ${errText(err)}`);
     }).finally(() => {
       this.#fetch = undefined;
-      // A newer one announced while this fetch ran is fetched now.
-      if (this.#announced > (this.#crl?.number ?? 0)) this.#fetchAnnounced(this.#announced);
+      // A newer one announced while this fetch ran is fetched now. A fetch that failed or
+      // brought nothing newer is not tried again until the hub announces a higher number:
+      // else a hub that announces a CRL it never serves keeps the agent fetching in a loop.
+      if (this.#announced > asked && this.#announced > (this.#crl?.number ?? 0)) {
+        this.#fetchAnnounced(this.#announced);
+      }
     });
   }
 

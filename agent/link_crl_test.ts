@@ -239,12 +239,7 @@ Deno.test("announced CRLs are fetched one at a time, only when newer, and the ne
 
 Deno.test("an announced CRL that does not verify is counted as a refusal and raises the alarm", async () => {
   await using pair = await H2Pair.start();
-  // The session for one fetch only, as a link that then lost it: after a failed fetch LinkCrl
-  // asks again at once while the announced number is above the one it holds, and would ask
-  // this hub without end (see the report of branch unit-agent-ctl).
-  const l = linkCrl(pair.ca, pair, {
-    session: () => pair.paths.length === 0 ? pair.session : undefined,
-  });
+  const l = linkCrl(pair.ca, pair);
   serveCrl(pair, { pem: await crlOf(await newCa(), 4), number: 4 });
   l.crl.announce(4);
   await eventually(() => l.refusals.total === 1, WAIT_MS, "the refusal");
@@ -258,4 +253,22 @@ Deno.test("an announced CRL that does not verify is counted as a refusal and rai
   const alone = linkCrl(pair.ca, undefined);
   alone.crl.announce(4);
   assert.equal(pair.paths.length, 1);
+});
+
+Deno.test("a hub announcing a CRL it never serves is asked once per announcement, not in a loop", async () => {
+  await using pair = await H2Pair.start();
+  const l = linkCrl(pair.ca, pair);
+  // First a CRL of another CA, then 503s: each failed fetch leaves the announced number above
+  // the one held, which once made LinkCrl ask again at once, without end.
+  serveCrl(pair, { pem: await crlOf(await newCa(), 4), number: 4 });
+  l.crl.announce(4);
+  await eventually(() => l.refusals.total === 1, WAIT_MS, "the refused CRL");
+  serveCrl(pair, { number: 5, status: 503 });
+  l.crl.announce(5);
+  await eventually(() => pair.paths.length === 2, WAIT_MS, "the fetch of 5");
+  // The next announcement is served: one more request, and the CRL is taken.
+  serveCrl(pair, { pem: await crlOf(pair.ca, 6), number: 6 });
+  l.crl.announce(6);
+  await eventually(() => l.crl.number() === 6, WAIT_MS, "CRL 6");
+  assert.equal(pair.paths.length, 3, `${pair.paths.length} requests for three announcements`);
 });
