@@ -46,8 +46,6 @@ function dueAt(cert: x509.X509Certificate, pem: string): number {
     : notBefore;
 }
 
-/** The text a renewal's signature covers, re-exported: `tests/ca/renewal_test.ts` imports it from here. */
-
 const MAX_WAIT_MS = 24 * 3_600_000;
 
 /** What `Renewal` needs. */

@@ -12,7 +12,7 @@ import {
   certificateRole,
   exportPrivateKeyPem,
   generateKeyPair,
-  KEY_ALGORITHM,
+  keyPairOfPem,
   parseCertificate,
   subjectAltNames,
   x509,
@@ -109,7 +109,7 @@ async function enrollOnce(
   let keyPem = readTextIfExists(files.key);
   let keys: CryptoKeyPair;
   if (keyPem) {
-    keys = await keyPairFromPem(keyPem);
+    keys = await keyPairOfPem(keyPem);
   } else {
     keys = await generateKeyPair();
     keyPem = await exportPrivateKeyPem(keys.privateKey);
@@ -144,17 +144,6 @@ async function enrollOnce(
   writeSecretFile(files.cert, body);
   log.info("hub certificate issued", { serial: parseCertificate(body).serialNumber.toLowerCase() });
   return { caPem, keyPem, certPem: body };
-}
-
-/** The key pair of a PKCS#8 PEM P-256 private key. */
-export async function keyPairFromPem(pem: string): Promise<CryptoKeyPair> {
-  const der = x509.PemConverter.decode(pem)[0];
-  const privateKey = await crypto.subtle.importKey("pkcs8", der, KEY_ALGORITHM, true, ["sign"]);
-  const jwk = await crypto.subtle.exportKey("jwk", privateKey);
-  delete jwk.d;
-  jwk.key_ops = ["verify"];
-  const publicKey = await crypto.subtle.importKey("jwk", jwk, KEY_ALGORITHM, true, ["verify"]);
-  return { privateKey, publicKey };
 }
 
 async function usable(

@@ -6,11 +6,11 @@
  * renewal is retried with backoff and logged at warn, then at error once less
  * than a tenth of the lifetime is left.
  */
-import { parseCertificate, serialOf, subjectAltNames, x509 } from "@ztm/shared/certs";
+import { keyPairOfPem, parseCertificate, serialOf, subjectAltNames, x509 } from "@ztm/shared/certs";
 import { writeSecretFile } from "@ztm/shared/files";
 import { renewalDue, renewalRetryWait } from "@ztm/shared/renewal";
 import { errText, type Logger } from "@ztm/shared/log";
-import { type HubIdentity, identityFiles, keyPairFromPem } from "./enroll.ts";
+import { type HubIdentity, identityFiles } from "./enroll.ts";
 
 /** Longest single timer wait (setTimeout's limit is ~24.8 days). */
 const MAX_WAIT_MS = 24 * 3_600_000;
@@ -97,7 +97,7 @@ export class HubRenewal {
   async #renew(): Promise<HubIdentity> {
     const { caUrl, token, hosts, dataDir } = this.#opts;
     if (!token) throw new Error("no CA token: pass --ca-token-file with the CA's token");
-    const keys = await keyPairFromPem(this.#current.keyPem);
+    const keys = await keyPairOfPem(this.#current.keyPem);
     const csr = await x509.Pkcs10CertificateRequestGenerator.create({
       name: "CN=hub",
       keys,

@@ -20,6 +20,7 @@ import {
   isIpAddress,
   issueLeafCertificate,
   issuerAmong,
+  keyPairOfPem,
   parseCertificate,
   parseCertificates,
   randomSerial,
@@ -347,4 +348,17 @@ Deno.test("parseCertificates reads every certificate of a bundle in order, and i
   assert.equal((await issuerAmong(leaf, cas))?.subject, "CN=CA two");
   assert.equal(await issuerAmong(leaf, [caOne]), undefined);
   assert.throws(() => parseCertificates("no certificate here"), BadRequest);
+});
+
+Deno.test("keyPairOfPem gives the key pair of a PKCS#8 P-256 key; a bad key is bad_private_key", async () => {
+  const spkiHex = async (key: CryptoKey) =>
+    new Uint8Array(await crypto.subtle.exportKey("spki", key)).toHex();
+  const keys = await generateKeyPair();
+  const pair = await keyPairOfPem(await exportPrivateKeyPem(keys.privateKey));
+  assert.equal(await spkiHex(pair.publicKey), await spkiHex(keys.publicKey));
+  const data = new TextEncoder().encode("ztm");
+  const algorithm = { name: "ECDSA", hash: "SHA-256" };
+  const signature = await crypto.subtle.sign(algorithm, pair.privateKey, data);
+  assert.ok(await crypto.subtle.verify(algorithm, keys.publicKey, signature, data));
+  await assert.rejects(keyPairOfPem("not a key"), BadRequest);
 });
